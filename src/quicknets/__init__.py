@@ -1,0 +1,39 @@
+"""quicknets: build, train, test and compare small networks on Fashion-MNIST and the MNIST family.
+
+    from quicknets import load_dataset, network, train, evaluate, classify
+    data = load_dataset("fashion-mnist")
+    model = network("784-256-128-64-10")
+    history = train(model, data, optimizer="adam", lr=0.003, epochs=7)
+    results = evaluate(model, data)
+
+Names are imported on first use, so `import quicknets` (and `quicknets --help`) stays fast.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "load_dataset": "quicknets.data", "Dataset": "quicknets.data",
+    "network": "quicknets.models", "summary": "quicknets.models", "PRESETS": "quicknets.models",
+    "train": "quicknets.train",
+    "evaluate": "quicknets.metrics",
+    "classify": "quicknets.classify", "banner": "quicknets.classify",
+    "save_run": "quicknets.runs", "load_run": "quicknets.runs", "load_model": "quicknets.runs",
+    "list_runs": "quicknets.runs",
+    "DataConfig": "quicknets.config", "ModelConfig": "quicknets.config",
+    "TrainConfig": "quicknets.config",
+    "QuicknetsError": "quicknets.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'quicknets' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__ + ["__version__"]

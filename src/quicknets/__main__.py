@@ -1,0 +1,6 @@
+"""python -m quicknets: the same as the `quicknets` command."""
+import sys
+
+from quicknets.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""Classify one image: the top classes with their probabilities.
+
+    classify(model, 0, data)                    # test-set image 0
+    classify(model, "shoe.jpg", data, top=3)    # any PNG/JPEG, brought to 28x28 like the dataset
+    classify(model, data.test_images[0], data)  # uint8 (28, 28) pixels; float = already normalised
+    print(banner("Ankle Boot"))                 # the notebook's banner
+
+Returns [{"class": name, "index": i, "probability": p}, ...], most likely first.
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from quicknets.errors import QuicknetsError
+
+IMAGE_SIDE = 28
+
+
+def load_image(path) -> torch.Tensor:
+    """An image file as uint8 (28, 28), the way Fashion-MNIST's images look: a light object on a
+    black background, cropped to the object, its longer side scaled to 28 and centred."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        with Image.open(path) as img:
+            img.load()
+            gray = ImageOps.exif_transpose(img).convert("L") if img.mode != "L" else img.copy()
+    except FileNotFoundError:
+        raise QuicknetsError(f"no image file {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise QuicknetsError(f"cannot read {path} as an image ({e})") from None
+    pixels = torch.from_numpy(np.array(gray, dtype=np.uint8))  # (H, W)
+    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).float()
+    if border.mean() > 127:  # a photo on a light background: the dataset's are dark
+        gray = ImageOps.invert(gray)
+    box = gray.point(lambda v: 255 if v > 30 else 0).getbbox()  # the object, if any stands out
+    if box:
+        gray = gray.crop(box)
+    scale = IMAGE_SIDE / max(gray.width, gray.height)
+    size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
+    gray = gray.resize(size, Image.LANCZOS)
+    canvas = Image.new("L", (IMAGE_SIDE, IMAGE_SIDE), 0)
+    canvas.paste(gray, ((IMAGE_SIDE - size[0]) // 2, (IMAGE_SIDE - size[1]) // 2))
+    return torch.from_numpy(np.array(canvas, dtype=np.uint8))  # (28, 28)
+
+
+def as_input(image, data=None, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
+    """Any accepted image form -> normalised float (1, 1, 28, 28)."""
+    if data is not None:
+        mean, std = data.mean, data.std
+    if isinstance(image, int):
+        if data is None:
+            raise QuicknetsError("classifying by index needs the dataset (pass data=...)")
+        if not 0 <= image < len(data.test_images):
+            raise QuicknetsError(f"index {image} is outside the test set (0..{len(data.test_images) - 1})")
+        image = data.test_images[image]
+    elif isinstance(image, (str, Path)):
+        image = load_image(image)
+    if not isinstance(image, torch.Tensor):
+        raise QuicknetsError(f"cannot classify a {type(image).__name__}: give a tensor, a "
+                             "test-set index or an image file")
+    if image.numel() != IMAGE_SIDE * IMAGE_SIDE:
+        raise QuicknetsError(f"an image must have 28x28 = 784 pixels, this one has shape "
+                             f"{tuple(image.shape)}")
+    x = image.reshape(1, 1, IMAGE_SIDE, IMAGE_SIDE)
+    if x.dtype == torch.uint8:
+        return (x.float() / 255.0 - mean) / std
+    return x.float()  # already normalised, as the notebook's DataLoader gave them
+
+
+@torch.no_grad()
+def probabilities(model: nn.Module, image, data=None, mean=0.5, std=0.5) -> torch.Tensor:
+    """Class probabilities (classes,) for one image."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        log_probs = model(as_input(image, data, mean, std).to(device))
+    finally:
+        model.train(was_training)
+    return log_probs[0].float().exp().cpu()
+
+
+def classify(model: nn.Module, image, data=None, top: int = 3, classes=None,
+             mean: float = 0.5, std: float = 0.5) -> list:
+    """The `top` most likely classes for `image`, with probabilities."""
+    probs = probabilities(model, image, data, mean, std)
+    names = classes or (data.classes if data is not None else [str(i) for i in range(len(probs))])
+    if len(names) != len(probs):
+        raise QuicknetsError(f"{len(names)} class names for a model with {len(probs)} outputs")
+    if top < 1:
+        raise QuicknetsError(f"top must be at least 1, not {top}")
+    values, indices = probs.topk(min(top, len(probs)))
+    return [{"class": names[i], "index": int(i), "probability": float(p)}
+            for p, i in zip(values.tolist(), indices.tolist())]
+
+
+def banner(text: str, width: int = 40) -> str:
+    """The notebook's banner: the class name framed in # signs."""
+    width = max(width, len(text) + 4)
+    return "\n".join(["#" * width, f"#{text:^{width - 2}}#", "#" * width])

@@ -1,0 +1,45 @@
+"""quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities."""
+from quicknets.commands.common import add_runs_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("classify", help="classify test images or image files with a saved run",
+                       description="Print the predicted class in a banner, then the top "
+                                   "classes with their probabilities.")
+    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
+    p.add_argument("images", metavar="IMAGE", nargs="*", help="PNG or JPEG files")
+    p.add_argument("--index", type=int, action="append", default=[],
+                   help="a test-set image by index (repeatable)")
+    p.add_argument("--top", type=int, default=3, help="how many classes to list (default: 3)")
+    p.add_argument("--data-dir", default=None, help="folder holding the IDX files")
+    add_runs_dir(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from quicknets.classify import banner, classify
+    from quicknets.commands.common import load_run_data
+    from quicknets.errors import QuicknetsError
+    from quicknets.runs import load_model, load_run
+
+    if not args.images and not args.index:
+        raise QuicknetsError("give an image file or --index N")
+    if args.top < 1:
+        raise QuicknetsError(f"--top must be at least 1, not {args.top}")
+    record = load_run(args.run, args.runs_dir)
+    model = load_model(record)
+    d = record.config["data"]
+    data = load_run_data(record, args.data_dir) if args.index else None
+    classes = record.results.get("classes")
+    items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
+    for label, image in items:
+        top = classify(model, image, data, top=args.top, classes=classes,
+                       mean=d.get("mean", 0.5), std=d.get("std", 0.5))
+        truth = ""
+        if isinstance(image, int):
+            truth = f" (true class: {data.classes[int(data.test_labels[image])]})"
+        print(f"{label}{truth}")
+        print(banner(top[0]["class"]))
+        for row in top:
+            print(f"{row['class']:<14} {row['probability']:.4f}")
+    return 0

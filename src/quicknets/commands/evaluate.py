@@ -1,0 +1,26 @@
+"""quicknets evaluate RUN: test a saved model again, on the test or validation split."""
+from quicknets.commands.common import add_runs_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="test a saved run's model",
+                       description="Load a run's model and data and print its test metrics.")
+    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"],
+                   help="which split to evaluate on (default: test)")
+    p.add_argument("--data-dir", default=None, help="folder holding the IDX files")
+    add_runs_dir(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from quicknets.commands.common import load_run_data
+    from quicknets.metrics import evaluate, format_results
+    from quicknets.runs import load_model, load_run
+
+    record = load_run(args.run, args.runs_dir)
+    model = load_model(record)
+    data = load_run_data(record, args.data_dir)
+    print(f"run: {record.path}")
+    print(format_results(evaluate(model, data, args.split)))
+    return 0

@@ -1,0 +1,54 @@
+"""Download the four IDX files from the official mirrors (the ones torchvision lists).
+
+`$QUICKNETS_MIRROR` (a URL prefix, file:// included) replaces the mirrors: for a local copy, or
+for tests. Each .gz is checked against torchvision's MD5 before it is moved into place.
+"""
+import hashlib
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from quicknets.datasets import FILES, DatasetInfo
+from quicknets.errors import QuicknetsError
+from quicknets.storage import atomic_write_bytes
+
+
+def _sources(info: DatasetInfo) -> tuple[list, dict]:
+    """(mirror URL prefixes, {file name: md5})."""
+    import torchvision.datasets as tvd  # heavy: only when a download is needed
+    cls = getattr(tvd, info.torchvision_name)
+    md5s = {name: md5 for name, md5 in cls.resources}
+    mirrors = list(cls.mirrors)
+    if os.environ.get("QUICKNETS_MIRROR"):
+        mirrors = [os.environ["QUICKNETS_MIRROR"].rstrip("/") + "/"]
+    return mirrors, md5s
+
+
+def fetch_files(info: DatasetInfo, target: Path, timeout: float = 30.0) -> tuple[dict, str]:
+    """Fetch the four .gz files into `target`: ({key: path}, "") or ({}, why it failed)."""
+    mirrors, md5s = _sources(info)
+    found = {}
+    for key, stem in FILES.items():
+        name = f"{stem}.gz"
+        errors = []
+        for mirror in mirrors:
+            url = mirror + name
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as r:
+                    content = r.read()
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                errors.append(f"{url}: {getattr(e, 'reason', e)}")
+                continue
+            digest = hashlib.md5(content).hexdigest()
+            if name in md5s and digest != md5s[name]:
+                raise QuicknetsError(f"{url} sent a file whose MD5 {digest} is not the official "
+                                     f"{md5s[name]}; nothing was saved")
+            atomic_write_bytes(target / name, content)
+            found[key] = target / name
+            print(f"fetched {url} -> {target / name}", file=sys.stderr)
+            break
+        else:
+            return {}, "; ".join(errors)
+    return found, ""

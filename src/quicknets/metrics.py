@@ -1,0 +1,94 @@
+"""Test a network: exact loss and accuracy over a whole split, per class, and what it confuses.
+
+    results = evaluate(model, data)            # the test set; split="val" for the validation set
+    results["accuracy"], results["per_class"], results["confusion"], results["most_confused"]
+
+The loss is the mean over every image (summed per batch, divided once), not a mean of batch
+means. The pure functions below take labels and predictions, so they are checked against a
+brute-force reference in the tests.
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from quicknets.data import Dataset
+from quicknets.errors import QuicknetsError
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Log-probabilities (N, classes) for normalised images x (N, 1, 28, 28), in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        out = [model(x[i:i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Loss (mean NLL over all images) and accuracy on normalised images x and labels y."""
+    log_probs = predict(model, x)
+    y = y.to(log_probs.device)
+    loss = F.nll_loss(log_probs, y, reduction="sum").item() / max(1, len(y))
+    accuracy = (log_probs.argmax(1) == y).sum().item() / max(1, len(y))
+    return {"loss": loss, "accuracy": accuracy, "n": len(y)}
+
+
+def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:
+    """(k, k) counts: row = true class, column = predicted class."""
+    return torch.bincount(y_true.long() * k + y_pred.long(), minlength=k * k).reshape(k, k)
+
+
+def per_class_accuracy(cm: torch.Tensor) -> list:
+    """Recall per class: the diagonal over the row sums (nan for a class with no images)."""
+    totals = cm.sum(1)
+    return [(cm[i, i] / totals[i]).item() if totals[i] else float("nan") for i in range(len(cm))]
+
+
+def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
+    """The off-diagonal cells with the most images: [{true, predicted, count}], largest first."""
+    pairs = [(cm[i, j].item(), i, j) for i in range(len(cm)) for j in range(len(cm))
+             if i != j and cm[i, j] > 0]
+    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+    return [{"true": classes[i], "predicted": classes[j], "count": n} for n, i, j in pairs[:top]]
+
+
+def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
+    """Loss, accuracy, per-class accuracy, confusion matrix and most-confused pairs on a split."""
+    if split not in ("test", "val", "train"):
+        raise QuicknetsError(f"split must be test, val or train, not {split!r}")
+    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+    if images is None:
+        raise QuicknetsError(f"this dataset has no {split} split (set val_split to make one)")
+    log_probs = predict(model, data.normalize(images)).cpu()
+    preds = log_probs.argmax(1)
+    k = len(data.classes)
+    cm = confusion_matrix(labels, preds, k)
+    per_class = per_class_accuracy(cm)
+    return {
+        "split": split,
+        "n": len(labels),
+        "loss": F.nll_loss(log_probs, labels, reduction="sum").item() / max(1, len(labels)),
+        "accuracy": (preds == labels).sum().item() / max(1, len(labels)),
+        "per_class": [{"class": c, "accuracy": a, "n": int(cm[i].sum())}
+                      for i, (c, a) in enumerate(zip(data.classes, per_class))],
+        "confusion": cm.tolist(),
+        "most_confused": most_confused(cm, data.classes),
+        "classes": list(data.classes),
+    }
+
+
+def format_results(results: dict) -> str:
+    """Test accuracy and loss, then a per-class table and the most-confused pairs."""
+    lines = [f"{results['split']} accuracy: {results['accuracy']:.4f}  "
+             f"{results['split']} loss: {results['loss']:.4f}  images: {results['n']}",
+             f"{'class':<14} {'accuracy':>8} {'images':>7}"]
+    lines += [f"{row['class']:<14} {row['accuracy']:>8.4f} {row['n']:>7}"
+              for row in results["per_class"]]
+    if results["most_confused"]:
+        lines.append("most confused (true -> predicted: count): " + ", ".join(
+            f"{p['true']} -> {p['predicted']}: {p['count']}" for p in results["most_confused"]))
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Train a network: one plain loop over epochs and in-memory batches.
+
+    model = network("784-256-128-64-10")
+    history = train(model, data, optimizer="adam", lr=0.003, epochs=7)   # list of per-epoch dicts
+
+Each epoch prints one line such as
+    epoch: 1/7  train_loss_sum: 480.31  train_loss: 0.5121  train_acc: 0.8147  seconds: 1.52
+(`train_loss_sum` is the notebook's "Training loss", the sum of the batch losses). The images are
+normalised once and kept on the device as one tensor; each epoch draws batches by a seeded
+shuffled index, with no DataLoader and no per-sample work.
+"""
+import dataclasses
+import math
+import os
+import sys
+import time
+
+import torch
+from torch import nn
+
+from quicknets.config import TrainConfig, check, make
+from quicknets.data import Dataset
+from quicknets.errors import QuicknetsError
+from quicknets.metrics import evaluate_tensors
+
+
+def free_cores() -> int:
+    """Cores this process may use, less those busy with other work (by the 1-minute load)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    busy = int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 0
+    return max(1, min(usable or 1, (usable or 1) - busy))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise QuicknetsError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise QuicknetsError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here")
+    return device
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def format_epoch(row: dict) -> str:
+    """The persistent per-epoch line: `key: value` pairs, two spaces apart."""
+    parts = [f"epoch: {row['epoch']}/{row['epochs']}"]
+    for key, value in row.items():
+        if key in ("epoch", "epochs"):
+            continue
+        parts.append(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    return "  ".join(parts)
+
+
+def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None) -> tuple:
+    """One pass over (x, y) in a shuffled order; returns (sum of batch losses, correct count)."""
+    model.train()
+    order = torch.randperm(len(y), generator=generator).to(x.device)
+    loss_sum = torch.zeros((), device=x.device)  # accumulated on the device: no sync per batch
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for start in range(0, len(y), batch_size):
+        idx = order[start:start + batch_size]
+        xb, yb = x[idx], y[idx]  # (B, 1, 28, 28), (B,)
+        log_probs = model(xb)
+        loss = loss_fn(log_probs, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach()
+        correct += (log_probs.detach().argmax(1) == yb).sum()
+        if bar is not None:
+            bar.update(1)
+    return loss_sum.item(), correct.item()
+
+
+def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
+          quiet: bool = False, log=print, **settings) -> list:
+    """Train `model` on `data` in place; return the history, one dict per epoch.
+
+    Settings are TrainConfig's fields, given as a config or as keywords (optimizer="sgd", lr=0.01,
+    epochs=7, batch_size=64, seed=0, device="auto", ...). Unknown or out-of-range settings raise
+    QuicknetsError before anything trains.
+    """
+    if config is None:
+        config = make(TrainConfig, settings)
+    else:
+        config = check(dataclasses.replace(config, **settings) if settings else config)
+    torch.set_num_threads(config.threads or free_cores())
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)  # dropout masks
+    generator = torch.Generator().manual_seed(config.seed)  # shuffling
+    model.to(device)
+    x = data.normalize(data.train_images.to(device))  # (N, 1, 28, 28) float32, once
+    y = data.train_labels.to(device)
+    val = None
+    if data.val_images is not None:
+        val = (data.normalize(data.val_images.to(device)), data.val_labels.to(device))
+    opt = make_optimizer(model, config)
+    loss_fn = nn.NLLLoss()  # on the LogSoftmax outputs, as in the notebook
+    steps = math.ceil(len(y) / config.batch_size)
+    history = []
+    show_bar = not quiet and sys.stderr.isatty()
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        bar = None
+        if show_bar:
+            from tqdm import tqdm
+            bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, file=sys.stderr)
+        loss_sum, correct = train_epoch(model, opt, loss_fn, x, y, config.batch_size,
+                                        generator, bar)
+        if bar is not None:
+            bar.close()
+        if not math.isfinite(loss_sum):
+            raise QuicknetsError(f"training diverged in epoch {epoch}: the loss became "
+                                 f"{loss_sum}; try a lower --lr (it was {config.lr})")
+        row = {"epoch": epoch, "epochs": config.epochs, "train_loss_sum": loss_sum,
+               "train_loss": loss_sum / steps, "train_acc": correct / len(y)}
+        if val is not None:
+            scores = evaluate_tensors(model, *val)
+            row["val_loss"], row["val_acc"] = scores["loss"], scores["accuracy"]
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        if not quiet:
+            log(format_epoch(row))
+    return history
