@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args) or 0
+        return args.handler(args) or 0
     except QuicknetsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """Subcommands of `quicknets`: command name -> module in this package.
 
 Each module defines `add_parser(subparsers)`, which registers the command and sets
-`run=<function(args) -> exit code>`, and imports torch only inside that function.
+`handler=<function(args) -> exit code>`, and imports torch only inside that function.
 """
 COMMANDS = {
     "train": "train",

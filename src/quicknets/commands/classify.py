@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     p.add_argument("--top", type=int, default=3, help="how many classes to list (default: 3)")
     p.add_argument("--data-dir", default=None, help="folder holding the IDX files")
     add_runs_dir(p)
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args) -> int:

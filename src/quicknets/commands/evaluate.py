@@ -10,7 +10,7 @@ def add_parser(sub) -> None:
                    help="which split to evaluate on (default: test)")
     p.add_argument("--data-dir", default=None, help="folder holding the IDX files")
     add_runs_dir(p)
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args) -> int:

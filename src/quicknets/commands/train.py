@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
         add_flags(p, cls)
     add_runs_dir(p)
     p.add_argument("--quiet", action="store_true", help="print only the final results")
-    p.set_defaults(run=run)
+    p.set_defaults(handler=run)
 
 
 def run(args) -> int:
@@ -24,7 +24,7 @@ def run(args) -> int:
 
     import torch
 
-    from quicknets.data import describe, load_dataset
+    from quicknets.data import dataset_info, describe, load_dataset
     from quicknets.metrics import evaluate, format_results
     from quicknets.models import network
     from quicknets.runs import save_run
@@ -36,14 +36,14 @@ def run(args) -> int:
               "train": dataclasses.asdict(train_cfg)}
     say = (lambda *a: None) if args.quiet else print
     say("config: " + "  ".join(f"{k}={v}" for part in config.values() for k, v in part.items()))
+    torch.manual_seed(train_cfg.seed)  # the initial weights
+    model = network(model_cfg.model, model_cfg.activation, model_cfg.dropout,  # spec errors first
+                    model_cfg.batchnorm, num_classes=len(dataset_info(data_cfg.dataset).classes))
     data = load_dataset(data_cfg.dataset, data_cfg.data_dir or None, data_cfg.val_split,
                         train_cfg.seed, data_cfg.mean, data_cfg.std, verify=data_cfg.verify)
     say(f"data: {data.name} from {data.source}: {len(data.train_labels)} train, "
         f"{0 if data.val_labels is None else len(data.val_labels)} validation, "
         f"{len(data.test_labels)} test images")
-    torch.manual_seed(train_cfg.seed)  # the initial weights
-    model = network(model_cfg.model, model_cfg.activation, model_cfg.dropout,
-                    model_cfg.batchnorm, num_classes=len(data.classes))
     config["model"]["spec"] = model.config["spec"]
     history = train(model, data, train_cfg, quiet=args.quiet)
     results = evaluate(model, data)

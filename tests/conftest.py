@@ -1,0 +1,65 @@
+"""Shared fixtures: real Fashion-MNIST (from the Debian package) and small generated IDX sets.
+
+The user cache is redirected to a temporary folder for the whole session, so tests neither read
+nor leave anything in ~/.cache, and runs go to per-test temporary folders.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_CACHE = tempfile.mkdtemp(prefix="quicknets-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE  # before quicknets reads it; subprocesses inherit it
+os.environ.pop("QUICKNETS_DATA", None)
+os.environ.pop("QUICKNETS_RUNS", None)
+os.environ.pop("QUICKNETS_MIRROR", None)
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def make_idx_dataset(folder: Path, n_train=300, n_test=100, classes=10, seed=0,
+                     compress=False) -> Path:
+    """Write four small, learnable IDX files: class c is a bright bar in row band c."""
+    from quicknets.idx import write_idx
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % classes).astype(np.uint8)
+        rng.shuffle(labels)
+        images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 220
+        suffix = ".gz" if compress else ""
+        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", images, compress)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels, compress)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """The real Fashion-MNIST, loaded once per session."""
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.fail("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist "
+                    "(scripts/setup.sh does it)")
+    from quicknets.data import load_dataset
+    return load_dataset("fashion-mnist")
+
+
+@pytest.fixture
+def tiny_dir(tmp_path) -> Path:
+    """A folder of small generated IDX files (raw)."""
+    return make_idx_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture
+def tiny(tiny_dir):
+    """A small generated dataset, loaded as MNIST without digest checks."""
+    from quicknets.data import load_dataset
+    return load_dataset("mnist", tiny_dir, verify=False, download=False)
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    return tmp_path / "runs"

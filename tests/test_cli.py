@@ -1,0 +1,65 @@
+"""Every CLI command end to end in a temporary folder, errors included."""
+import subprocess
+import sys
+
+import pytest
+
+from quicknets.cli import main
+
+
+def run_cli(*args, cwd=None):
+    """`python -m quicknets ARGS` in a subprocess: (exit code, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "quicknets", *map(str, args)], cwd=cwd,
+                       capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_help_lists_commands():
+    code, out, _ = run_cli("--help")
+    assert code == 0
+    for command in ("train", "evaluate", "classify"):
+        assert command in out
+
+
+def test_help_does_not_import_torch():
+    code = subprocess.run([sys.executable, "-c", "import sys\nfrom quicknets.cli import "
+                           "build_parser\nbuild_parser()\nassert 'torch' not in sys.modules"],
+                          capture_output=True, text=True).returncode
+    assert code == 0
+
+
+def test_train_evaluate_classify_end_to_end(tiny_dir, tmp_path):
+    runs = tmp_path / "runs"
+    code, out, err = run_cli("train", "--dataset", "mnist", "--data-dir", tiny_dir,
+                             "--no-verify", "--epochs", "2", "--runs-dir", runs, "--quiet")
+    assert code == 0, err
+    saved = [line for line in out.splitlines() if line.startswith("saved: ")]
+    assert len(saved) == 1
+    run_dir = saved[0].removeprefix("saved: ")
+    assert "test accuracy:" in out
+    code, out, err = run_cli("evaluate", run_dir, "--data-dir", tiny_dir)
+    assert code == 0, err
+    assert "test accuracy:" in out
+    code, out, err = run_cli("classify", run_dir, "--index", "0", "--data-dir", tiny_dir)
+    assert code == 0, err
+    assert out.count("#" * 40) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--lr", "-1"], "--lr must be at least"),
+    (["train", "--epochs", "abc"], "--epochs must be int"),
+    (["train", "--optimizer", "rmsprop"], "--optimizer must be one of"),
+    (["train", "--layers", "100-10"], "first size must be the input size 784"),
+    (["train", "--layers", "784-0-10"], "must be positive"),
+    (["train", "--layers", "784"], "at least two sizes"),
+    (["train", "--layers", "784-64-10", "--activation", "swish"], "--activation must be one of"),
+    (["train", "--model", "conv32-pool"], "unknown layer 'pool'"),
+    (["evaluate", "no-such-run"], "no run 'no-such-run'"),
+    (["classify", "no-such-run", "--index", "0"], "no run 'no-such-run'"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
+    code = main([*args, "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
