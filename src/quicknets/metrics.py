@@ -44,8 +44,8 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torc
 
 def per_class_accuracy(cm: torch.Tensor) -> list:
     """Recall per class: the diagonal over the row sums (nan for a class with no images)."""
-    totals = cm.sum(1)
-    return [(cm[i, i] / totals[i]).item() if totals[i] else float("nan") for i in range(len(cm))]
+    totals = cm.sum(1).tolist()
+    return [cm[i, i].item() / totals[i] if totals[i] else float("nan") for i in range(len(cm))]
 
 
 def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:

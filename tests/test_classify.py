@@ -1,0 +1,79 @@
+"""classify: tensors, test-set indices and image files of any size or colour."""
+import pytest
+import torch
+from PIL import Image
+
+from quicknets.classify import banner, classify, load_image, probabilities
+from quicknets.errors import QuicknetsError
+from quicknets.models import network
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return network("784-32-10")
+
+
+def test_top_classes_sorted_with_probabilities(model, tiny):
+    top = classify(model, 0, tiny, top=3)
+    assert len(top) == 3
+    probs = [row["probability"] for row in top]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0 + 1e-6
+    every = probabilities(model, 0, tiny)
+    assert every.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert top[0]["index"] == every.argmax().item()
+    assert top[0]["class"] == tiny.classes[top[0]["index"]]
+
+
+def test_uint8_pixels_and_normalised_floats_agree(model, tiny):
+    pixels = tiny.test_images[3]
+    by_pixels = classify(model, pixels, tiny, top=10)
+    by_float = classify(model, tiny.normalize(pixels[None])[0], tiny, top=10)
+    assert [r["class"] for r in by_pixels] == [r["class"] for r in by_float]
+    assert by_pixels[0]["probability"] == pytest.approx(by_float[0]["probability"])
+    assert classify(model, 3, tiny, top=10) == by_pixels
+
+
+def test_image_file_any_size_and_colour(tmp_path):
+    img = Image.new("RGB", (300, 120), (250, 250, 250))  # a wide photo on white
+    for x in range(100, 200):
+        for y in range(30, 90):
+            img.putpixel((x, y), (200, 30, 30))
+    img.save(tmp_path / "shoe.jpg")
+    pixels = load_image(tmp_path / "shoe.jpg")
+    assert pixels.shape == (28, 28) and pixels.dtype == torch.uint8
+    assert pixels[0, 0] < 30  # light background inverted to the dataset's black
+    assert pixels[14, 14] > 100  # the object is light, centred, and fills the width
+    assert pixels[14, 1] > 100 and pixels[14, 26] > 100
+
+
+def test_grayscale_png_on_black_is_not_inverted(tmp_path):
+    img = Image.new("L", (28, 28), 0)
+    img.paste(255, (10, 5, 18, 23))
+    img.save(tmp_path / "bar.png")
+    pixels = load_image(tmp_path / "bar.png")
+    assert pixels[0, 0] == 0 and pixels[14, 14] > 200
+
+
+def test_unreadable_image(tmp_path, model):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(QuicknetsError, match="cannot read .*bad.png as an image"):
+        classify(model, tmp_path / "bad.png")
+    with pytest.raises(QuicknetsError, match="no image file"):
+        classify(model, tmp_path / "missing.png")
+
+
+def test_wrong_shapes_and_indices(model, tiny):
+    with pytest.raises(QuicknetsError, match="784 pixels"):
+        classify(model, torch.zeros(3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(QuicknetsError, match="outside the test set"):
+        classify(model, 100, tiny)
+    with pytest.raises(QuicknetsError, match="needs the dataset"):
+        classify(model, 0)
+
+
+def test_banner_centres_the_name():
+    lines = banner("Ankle Boot").splitlines()
+    assert len(lines) == 3 and lines[0] == "#" * 40
+    assert lines[1].startswith("#") and lines[1].endswith("#") and "Ankle Boot" in lines[1]
+    assert len(lines[1]) == 40
