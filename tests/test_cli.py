@@ -63,3 +63,60 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
     assert code == 1
     assert err.startswith("error: ") and message in err
     assert "Traceback" not in err
+
+
+def _train_tiny(tiny_dir, runs):
+    code, out, err = run_cli("train", "--dataset", "mnist", "--data-dir", tiny_dir, "--no-verify",
+                             "--epochs", "1", "--layers", "784-16-10", "--runs-dir", runs)
+    assert code == 0, err
+    return [line for line in out.splitlines() if line.startswith("saved: ")][0][7:]
+
+
+def test_saved_run_reproduces_its_test_metrics(tiny_dir, tmp_path):
+    import json
+    from pathlib import Path
+    run_dir = Path(_train_tiny(tiny_dir, tmp_path / "runs"))
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["threads"] >= 1 and config["train"]["device"] in ("cpu", "cuda")
+    saved = json.loads((run_dir / "results.json").read_text())
+    code, out, _ = run_cli("evaluate", run_dir.name, "--runs-dir", tmp_path / "runs",
+                           "--data-dir", tiny_dir)
+    assert code == 0
+    assert f"test accuracy: {saved['accuracy']:.4f}" in out
+
+
+def test_model_file_never_runs_code(tiny_dir, tmp_path):
+    """A model.pt holding a pickle that would run a command is refused, and the command never runs."""
+    import os
+    import pickle
+    from pathlib import Path
+    run_dir = Path(_train_tiny(tiny_dir, tmp_path / "runs"))
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    (run_dir / "model.pt").write_bytes(pickle.dumps(Exploit()))
+    code, out, err = run_cli("classify", run_dir, "--index", "0", "--data-dir", tiny_dir)
+    assert code == 1 and err.startswith("error: cannot load") and "Traceback" not in err
+    assert not marker.exists()
+
+
+def test_run_without_model_file(tiny_dir, tmp_path):
+    from pathlib import Path
+    run_dir = Path(_train_tiny(tiny_dir, tmp_path / "runs"))
+    (run_dir / "model.pt").unlink()
+    code, _, err = run_cli("evaluate", run_dir, "--data-dir", tiny_dir)
+    assert code == 1 and "has no saved model" in err
+
+
+def test_classify_image_file_and_unreadable_one(tiny_dir, tmp_path):
+    from PIL import Image
+    run_dir = _train_tiny(tiny_dir, tmp_path / "runs")
+    Image.new("RGB", (64, 40), (255, 255, 255)).save(tmp_path / "white.png")
+    code, out, err = run_cli("classify", run_dir, tmp_path / "white.png", "--top", "2")
+    assert code == 0, err
+    assert out.count("#" * 40) == 2 and len(out.strip().splitlines()) == 1 + 3 + 2
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    code, _, err = run_cli("classify", run_dir, tmp_path / "broken.jpg")
+    assert code == 1 and "cannot read" in err and "Traceback" not in err

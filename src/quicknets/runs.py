@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,13 +144,18 @@ def load_model(run: Run):
     if not file.is_file():
         raise QuicknetsError(f"run {run.name} has no saved model ({file} is missing)")
     try:
-        saved = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns before refusing a pickle; the error says it
+            warnings.simplefilter("ignore")
+            saved = torch.load(file, map_location="cpu", weights_only=True)
         model = network(**saved["config"])
         model.load_state_dict(saved["state_dict"])
     except QuicknetsError:
         raise
     except Exception as e:  # unpickling refused, truncated file, mismatched weights
-        raise QuicknetsError(f"cannot load {file}: {str(e).splitlines()[0]}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in first:
+            first = "it holds objects other than weights (refused: loading it could run code)"
+        raise QuicknetsError(f"cannot load {file}: {first}") from None
     return model.eval()
 
 

@@ -43,6 +43,13 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def resolve(config: TrainConfig) -> TrainConfig:
+    """The config with `auto` choices made: threads=0 -> the free cores, device=auto -> cpu/cuda.
+    Results can differ with the thread count, so the resolved count is what a run records."""
+    return dataclasses.replace(config, threads=config.threads or free_cores(),
+                               device=str(pick_device(config.device)))
+
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = model.parameters()
     if cfg.optimizer == "sgd":
@@ -96,8 +103,9 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
         config = make(TrainConfig, settings)
     else:
         config = check(dataclasses.replace(config, **settings) if settings else config)
-    torch.set_num_threads(config.threads or free_cores())
-    device = pick_device(config.device)
+    config = resolve(config)
+    torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
     torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator().manual_seed(config.seed)  # shuffling
     model.to(device)

@@ -28,10 +28,11 @@ def run(args) -> int:
     from quicknets.metrics import evaluate, format_results
     from quicknets.models import network
     from quicknets.runs import save_run
-    from quicknets.train import train
+    from quicknets.train import resolve, train
 
     data_cfg, model_cfg, train_cfg = (from_args(c, args)
                                       for c in (DataConfig, ModelConfig, TrainConfig))
+    train_cfg = resolve(train_cfg)  # threads and device as used, so the record can reproduce it
     config = {"data": dataclasses.asdict(data_cfg), "model": dataclasses.asdict(model_cfg),
               "train": dataclasses.asdict(train_cfg)}
     say = (lambda *a: None) if args.quiet else print
