@@ -113,10 +113,13 @@ def check(cfg):
 
 def add_flags(parser, cls) -> None:
     """One argparse option per field of `cls`, defaults left to the dataclass."""
-    group = parser.add_argument_group(f"{cls.__name__} settings")
+    group = parser.add_argument_group(f"{cls.__name__.removesuffix('Config').lower()} settings")
     for f in fields(cls):
         flag = f"--{f.name.replace('_', '-')}"
-        help_text = f.metadata["help"] + f" (default: {f.default})"
+        choices = f.metadata.get("choices")
+        help_text = f.metadata["help"]
+        help_text += f" (one of: {', '.join(map(str, choices))})" if choices else ""
+        help_text += f" (default: {f.default if f.default != '' else 'none'})"
         if f.type is bool:
             group.add_argument(flag, dest=f.name, action="store_true", default=None,
                                help=help_text)

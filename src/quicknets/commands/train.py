@@ -1,6 +1,4 @@
 """quicknets train: load the data, build the network, train, test, save the run."""
-import argparse
-
 from quicknets.commands.common import add_runs_dir
 from quicknets.config import DataConfig, ModelConfig, TrainConfig, add_flags, from_args
 
@@ -10,8 +8,7 @@ def add_parser(sub) -> None:
         "train", help="train a network and save the run (no flags: the notebook's quick pass)",
         description="Train a network and save the run. With no flags: Fashion-MNIST, "
                     "784-256-128-64-10 with ReLU and LogSoftmax, Adam at lr 0.003, batch 64, "
-                    "7 epochs, as in the notebook.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "7 epochs, as in the notebook.")
     for cls in (DataConfig, ModelConfig, TrainConfig):
         add_flags(p, cls)
     add_runs_dir(p)
