@@ -7,4 +7,6 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "classify": "classify",
+    "show": "show",
+    "report": "report",
 }

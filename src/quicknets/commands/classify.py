@@ -11,13 +11,16 @@ def add_parser(sub) -> None:
     p.add_argument("--index", type=int, action="append", default=[],
                    help="a test-set image by index (repeatable)")
     p.add_argument("--top", type=int, default=3, help="how many classes to list (default: 3)")
+    p.add_argument("--plot", metavar="PATH", default=None,
+                   help="also draw the image beside its class probabilities into PATH (.png, "
+                        ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...")
     p.add_argument("--data-dir", default=None, help="folder holding the IDX files")
     add_runs_dir(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from quicknets.classify import banner, classify
+    from quicknets.classify import banner, classify, load_image
     from quicknets.commands.common import load_run_data
     from quicknets.errors import QuicknetsError
     from quicknets.runs import load_model, load_run
@@ -32,6 +35,10 @@ def run(args) -> int:
     data = load_run_data(record, args.data_dir) if args.index else None
     classes = record.results.get("classes")
     items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
+    plots = []  # (path, image): drawn once every image has been classified
+    if args.plot:
+        from quicknets.plots import plot_paths, save_figure, view_classify
+        plots = list(zip(plot_paths(args.plot, len(items)), (image for _, image in items)))
     for label, image in items:
         top = classify(model, image, data, top=args.top, classes=classes,
                        mean=d.get("mean", 0.5), std=d.get("std", 0.5))
@@ -42,4 +49,10 @@ def run(args) -> int:
         print(banner(top[0]["class"]))
         for row in top:
             print(f"{row['class']:<14} {row['probability']:.4f}")
+    for path, image in plots:
+        truth = int(data.test_labels[image]) if isinstance(image, int) else None
+        pixels = data.test_images[image] if isinstance(image, int) else load_image(image)
+        save_figure(view_classify(pixels, model, classes, truth, data=data,
+                                  mean=d.get("mean", 0.5), std=d.get("std", 0.5)), path)
+        print(f"plot: {path}")
     return 0

@@ -1,0 +1,30 @@
+"""quicknets show RUN: write a run's figures (curves, confusion matrix, predictions, top losses)."""
+from quicknets.commands.common import add_runs_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("show", help="write a run's figures as PNG files",
+                       description="Draw a run's training curves, confusion matrix, sample "
+                                   "predictions and most confidently wrong test images from its "
+                                   "record and saved model, into <run>/figures/.")
+    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
+    p.add_argument("--out", default=None, help="folder for the PNG files (default: <run>/figures)")
+    p.add_argument("--data-dir", default=None, help="folder holding the IDX files")
+    add_runs_dir(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from quicknets.commands.common import load_run_data
+    from quicknets.report import run_figures, save_figures
+    from quicknets.runs import load_model, load_run
+
+    record = load_run(args.run, args.runs_dir)
+    model = load_model(record)  # before drawing anything: a run without a model writes nothing
+    data = load_run_data(record, args.data_dir)
+    folder = Path(args.out) if args.out else record.path / "figures"
+    for path in save_figures(run_figures(record, model, data), folder):
+        print(f"wrote: {path}")
+    return 0

@@ -1,0 +1,155 @@
+"""A run's figures, and one self-contained HTML page that shows the whole run.
+
+    run = load_run("mlp-256-128-64_adam_lr0.003_s0-1a2b3c")
+    figures = run_figures(run, load_model(run), data)    # {name: Figure}, what `quicknets show` saves
+    path = write_report(run)                             # runs/<run>/report.html
+
+The page holds the run's settings, how it was made, the per-epoch table, the test metrics, the
+per-class table and the figures. Figures are embedded as base64 PNG data URIs and the styles are
+inline, so the page fetches nothing and opens offline in any browser; all text is escaped. Both
+read the run record and the saved model; nothing is retrained.
+"""
+import base64
+from html import escape
+from pathlib import Path
+
+from quicknets.errors import QuicknetsError
+from quicknets.plots import (plot_confusion_matrix, plot_history, plot_top_losses, save_figure,
+                             show_predictions, to_png)
+from quicknets.storage import atomic_write_bytes
+
+FIGURES = {  # file stem -> caption
+    "curves": "Loss and accuracy per epoch (the star: the test set after the last epoch)",
+    "confusion": "Confusion matrix on the test set: each true class's images, by predicted class",
+    "predictions": "The first 16 test images with their predicted class",
+    "top_losses": "The most confidently wrong test images",
+}
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1050px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; word-break: break-all; } h2 { border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f4f4f4; }
+.bar { background: #1f77b4; height: 0.8em; display: inline-block; }
+.big { font-size: 1.3em; } pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
+.figures { display: flex; flex-wrap: wrap; gap: 0 1.5em; align-items: flex-start; }
+figure { margin: 1em 0 1.5em; flex: 0 1 auto; min-width: 0; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+.what { color: #444; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+def run_figures(run, model, data) -> dict:
+    """The run's figures: curves and confusion matrix from its record, predictions and top
+    losses from its saved model on its test set."""
+    return {"curves": plot_history(run.history, run.results, title=run.name),
+            "confusion": plot_confusion_matrix(run.results),
+            "predictions": show_predictions(model, data, n=16),
+            "top_losses": plot_top_losses(model, data, k=9)}
+
+
+def save_figures(figures: dict, folder) -> list:
+    """Write each figure as <folder>/<name>.png (atomically); return the paths."""
+    return [save_figure(fig, Path(folder) / f"{name}.png") for name, fig in figures.items()]
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f'<td class="num">{value:.4f}</td>'
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f'<td class="num">{value}</td>'
+    return f"<td>{escape(str(value))}</td>"
+
+
+def _table(header: list, rows: list) -> str:
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _settings(config: dict, meta: dict) -> str:
+    """The config (data, model, train) and what made the run, as key/value tables."""
+    parts = []
+    for section in ("data", "model", "train"):
+        items = config.get(section) or {}
+        parts.append(f"<h3>{escape(section)}</h3>" + _table(["setting", "value"], items.items()))
+    made = {k: meta[k] for k in ("created", "seed", "code_version", "quicknets", "torch",
+                                 "python", "cuda", "platform", "command") if k in meta}
+    made.update({f"data {k}": v for k, v in (meta.get("data") or {}).items()})
+    parts.append("<h3>made by</h3>" + _table(["", ""], made.items()))
+    return "".join(parts)
+
+
+def _history(history: list) -> str:
+    keys = [k for k in dict.fromkeys(k for row in history for k in row) if k != "epochs"]
+    return _table(keys, [[row.get(k, "") for k in keys] for row in history])
+
+
+def _results(results: dict) -> str:
+    split = results.get("split", "test")
+    parts = [f'<p class="big">{escape(split)} accuracy <b>{results["accuracy"]:.4f}</b>, '
+             f'loss <b>{results["loss"]:.4f}</b>, on {results["n"]} images</p>']
+    rows = []
+    for row in results.get("per_class", []):
+        acc = row["accuracy"]
+        width = 0 if acc != acc else round(150 * acc)  # acc != acc: nan, a class with no images
+        rows.append(f'<tr><td>{escape(str(row["class"]))}</td><td class="num">{acc:.4f}</td>'
+                    f'<td class="num">{row["n"]}</td>'
+                    f'<td><span class="bar" style="width:{width}px"></span></td></tr>')
+    parts.append("<table><tr><th>class</th><th>accuracy</th><th>images</th><th></th></tr>"
+                 + "".join(rows) + "</table>")
+    if results.get("most_confused"):
+        parts.append("<p>Most confused (true &rarr; predicted: images): " + ", ".join(
+            f"{escape(p['true'])} &rarr; {escape(p['predicted'])}: {p['count']}"
+            for p in results["most_confused"]) + "</p>")
+    return "".join(parts)
+
+
+def render_report(run, pngs: dict, model_summary: str = "") -> str:
+    """The page as a string; `pngs` maps figure names (see FIGURES) to PNG bytes."""
+    figures = "".join(
+        f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(png).decode("ascii")}">'
+        f"<figcaption>{escape(FIGURES.get(name, name))}</figcaption></figure>"
+        for name, png in pngs.items())
+    network = f"<h2>Network</h2><pre>{escape(model_summary)}</pre>" if model_summary else ""
+    data, model, train = (run.config.get(k) or {} for k in ("data", "model", "train"))
+    what = (f"{model.get('spec', '?')} on {data.get('dataset', '?')}, {train.get('optimizer', '?')}"
+            f" at lr {train.get('lr', '?')}, batch {train.get('batch_size', '?')}, "
+            f"{len(run.history)} epochs, seed {train.get('seed', '?')}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>quicknets run {escape(run.name)}</title><style>{STYLE}</style></head>
+<body>
+<h1>quicknets run {escape(run.name)}</h1>
+<p class="what">{escape(what)}</p>
+<h2>Test results</h2>{_results(run.results)}
+<h2>Figures</h2><div class="figures">{figures}</div>
+<h2>Epochs</h2>{_history(run.history)}
+{network}
+<h2>Settings</h2>{_settings(run.config, run.meta)}
+</body></html>
+"""
+
+
+def write_report(run, model=None, data=None, path=None, data_dir=None) -> Path:
+    """Write the run's HTML page to `path` (default <run folder>/report.html); return the path.
+    The model and data are loaded from the record unless given."""
+    from quicknets.commands.common import load_run_data
+    from quicknets.models import summary
+    from quicknets.runs import load_model
+    model = model if model is not None else load_model(run)
+    data = data if data is not None else load_run_data(run, data_dir)
+    pngs = {name: to_png(fig) for name, fig in run_figures(run, model, data).items()}
+    page = render_report(run, pngs, summary(model))
+    path = Path(path) if path is not None else run.path / "report.html"
+    try:
+        atomic_write_bytes(path, page.encode("utf-8"))
+    except OSError as e:
+        raise QuicknetsError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
