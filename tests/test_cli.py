@@ -120,3 +120,68 @@ def test_classify_image_file_and_unreadable_one(tiny_dir, tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     code, _, err = run_cli("classify", run_dir, tmp_path / "broken.jpg")
     assert code == 1 and "cannot read" in err and "Traceback" not in err
+
+
+def _tiny_run(tiny_dir, runs_dir, capsys) -> str:
+    """Train a small run in-process on the generated data; return its folder."""
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
+                 "--layers", "784-32-10", "--epochs", "2", "--threads", "1",
+                 "--runs-dir", str(runs_dir), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    return next(line for line in out.splitlines() if line.startswith("saved: "))[7:]
+
+
+def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
+    from pathlib import Path
+    run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    names = ["confusion.png", "curves.png", "predictions.png", "top_losses.png"]
+    assert sorted(p.name for p in (run_dir / "figures").iterdir()) == names
+    assert out.count("wrote: ") == 4
+    assert main(["report", run_dir.name, "--runs-dir", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote: {run_dir / 'report.html'}" in out
+    assert (run_dir / "report.html").read_text().count("data:image/png;base64,") == 4
+
+
+def test_help_lists_show_and_report():
+    code, out, _ = run_cli("--help")
+    assert code == 0 and "show" in out and "report" in out
+
+
+def test_classify_plot_writes_the_view_classify_figure(tiny_dir, tmp_path, capsys):
+    from PIL import Image
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    shoe = tmp_path / "shoe.png"
+    Image.new("L", (60, 40), 255).save(shoe)  # a light photo: inverted, cropped, scaled
+    assert main(["classify", run_dir, str(shoe), "--plot", str(tmp_path / "out.png")]) == 0
+    assert f"plot: {tmp_path / 'out.png'}" in capsys.readouterr().out
+    with Image.open(tmp_path / "out.png") as img:
+        assert img.format == "PNG" and img.width > img.height
+    assert main(["classify", run_dir, "--index", "0", "--index", "1", "--plot",
+                 str(tmp_path / "idx.svg")]) == 0
+    assert (tmp_path / "idx-0.svg").is_file() and (tmp_path / "idx-1.svg").is_file()
+
+
+def test_see_it_bad_input_is_one_clear_line(tiny_dir, tmp_path, capsys):
+    from pathlib import Path
+    run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not an image at all")
+    cases = [
+        (["classify", str(run_dir), str(garbage), "--plot", str(tmp_path / "a.png")],
+         f"cannot read {garbage} as an image"),
+        (["classify", str(run_dir), "--index", "0", "--plot", str(tmp_path / "a.txt")],
+         "give a file name ending in .png"),
+    ]
+    cases += [([command, str(run_dir)], "has no saved model") for command in ("show", "report")]
+    for args, message in cases:
+        if args[0] != "classify":
+            (run_dir / "model.pt").unlink(missing_ok=True)
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "a.png").exists() and not (tmp_path / "a.txt").exists()
+    assert not (run_dir / "figures").exists() and not (run_dir / "report.html").exists()
