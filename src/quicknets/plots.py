@@ -310,9 +310,10 @@ def plot_history(history, results=None, title=None) -> Figure:
     """Loss and accuracy per epoch, training solid and validation dashed.
 
     `history`: a run's list of per-epoch dicts, or {label: history} to overlay several runs.
-    `results`: the test results, drawn as a star at the last epoch.
+    `results`: the test results (or {label: results}), drawn as a star at the last epoch.
     """
     runs = history if isinstance(history, dict) else {"": history}
+    tests = (results or {}) if isinstance(history, dict) else {"": results}
     if not runs or any(not isinstance(h, list) or not h for h in runs.values()):
         raise QuicknetsError("the history is empty: nothing to plot")
     for h in runs.values():
@@ -331,9 +332,11 @@ def plot_history(history, results=None, title=None) -> Figure:
             if all(f"val_{key}" in row for row in h):
                 ax.plot(epochs, [row[f"val_{key}"] for row in h], "s--", color=color,
                         label=f"{name}validation")
-        if results is not None and len(runs) == 1:
-            ax_loss.plot(epochs[-1], results["loss"], "*", ms=12, color="black", label="test")
-            ax_acc.plot(epochs[-1], results["accuracy"], "*", ms=12, color="black", label="test")
+        test = tests.get(label)
+        if test is not None:
+            star = {"ms": 13, "color": color if label else "black", "label": f"{name}test"}
+            ax_loss.plot(epochs[-1], test["loss"], "*", **star)
+            ax_acc.plot(epochs[-1], test["accuracy"], "*", **star)
     for ax, ylabel in ((ax_loss, "loss (mean NLL per image)"), (ax_acc, "accuracy")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
