@@ -68,11 +68,13 @@ def test_report_escapes_text_from_the_record(tiny_run, tiny):
     run, model = tiny_run
     run.results["per_class"][0]["class"] = "<script>alert(1)</script>"
     run.config["train"]["optimizer"] = "a&b"
+    run.config["train"]["lr"] = 1e-05
     pngs = {"curves": b"\x89PNG fake"}
     html = render_report(run, pngs, "layer <0>")
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "a&amp;b" in html and "layer &lt;0&gt;" in html
+    assert "<td>lr</td><td>1e-05</td>" in html  # settings as recorded, not rounded away
 
 
 def test_show_figures_are_written_next_to_the_record(tiny_run, tiny):

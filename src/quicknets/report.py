@@ -76,11 +76,13 @@ def _settings(config: dict, meta: dict) -> str:
     parts = []
     for section in ("data", "model", "train"):
         items = config.get(section) or {}
-        parts.append(f"<h3>{escape(section)}</h3>" + _table(["setting", "value"], items.items()))
+        rows = [(k, str(v)) for k, v in items.items()]  # as recorded: lr 1e-05 stays 1e-05
+        parts.append(f"<h3>{escape(section)}</h3>" + _table(["setting", "value"], rows))
     made = {k: meta[k] for k in ("created", "seed", "code_version", "quicknets", "torch",
                                  "python", "cuda", "platform", "command") if k in meta}
     made.update({f"data {k}": v for k, v in (meta.get("data") or {}).items()})
-    parts.append("<h3>made by</h3>" + _table(["", ""], made.items()))
+    made_rows = [(k, str(v)) for k, v in made.items()]
+    parts.append("<h3>made by</h3>" + _table(["", "value"], made_rows))
     return "".join(parts)
 
 
