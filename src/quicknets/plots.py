@@ -68,11 +68,17 @@ def save_figure(fig: Figure, path, dpi: int = 100) -> Path:
 
 
 def _show_inline_in_jupyter() -> None:
-    """A Figure made without pyplot has no notebook display of its own: give it a PNG one."""
+    """A Figure made without pyplot has no notebook display of its own until matplotlib's inline
+    backend is loaded: give it a PNG one, unless one is registered already."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
-    if shell is not None:
-        shell.display_formatter.formatters["image/png"].for_type(Figure, to_png)
+    if shell is None:
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)  # `%matplotlib inline` or the user's own: keep theirs
+    except KeyError:
+        png.for_type(Figure, to_png)
 
 
 def new_figure(width: float, height: float) -> Figure:
