@@ -117,6 +117,17 @@ def test_view_classify_is_a_drop_in_for_the_course_helper(fashion):
     assert np.allclose(shown, fashion.test_images[0].numpy() / 255.0, atol=1e-6)
 
 
+def test_view_classify_reads_an_image_file(tmp_path, tiny):
+    from PIL import Image
+    path = tmp_path / "band.png"
+    Image.fromarray(tiny.test_images[3].numpy()).save(path)
+    fig = plots.view_classify(path, BandReader(), tiny.classes)
+    drawn(fig)
+    assert f"predicted: {tiny.classes[int(tiny.test_labels[3])]}" in fig.axes[0].get_title()
+    with pytest.raises(QuicknetsError, match="no image file"):
+        plots.view_classify(tmp_path / "missing.png", BandReader(), tiny.classes)
+
+
 def test_view_classify_bad_input():
     image = torch.zeros(28, 28, dtype=torch.uint8)
     with pytest.raises(QuicknetsError, match="not probabilities"):

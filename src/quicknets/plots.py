@@ -22,7 +22,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from quicknets.classify import probabilities
+from quicknets.classify import load_image, probabilities
 from quicknets.datasets import DATASETS
 from quicknets.errors import QuicknetsError
 from quicknets.metrics import predict
@@ -175,11 +175,14 @@ def view_classify(image, probs, class_names=None, true_label=None, *, data=None,
     """The image beside horizontal bars of its class probabilities, the predicted class in colour
     (green if right, red if wrong, blue when the true class is not given) and the true one in green.
 
-    `probs`: probabilities (classes,) or (1, classes), or a model, which is then run on the image.
+    `image`: a tensor or array (see image_pixels) or an image file. `probs`: probabilities
+    (classes,) or (1, classes), or a model, which is then run on the image.
     `class_names`: a list, a dataset name, or None for data.classes. A drop-in for the course
     helper's view_classify(img, ps, version="Fashion"); unlike it, `image` is left as it was.
     """
     mean, std = _mean_std(data, mean, std)
+    if isinstance(image, (str, Path)):
+        image = load_image(image)  # (28, 28) uint8, as the model sees the file
     if isinstance(probs, torch.nn.Module):
         probs = probabilities(probs, image, mean=mean, std=std)
     p = _as_probs(probs)

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.classify import banner, classify, load_image
+    from quicknets.classify import banner, classify
     from quicknets.commands.common import load_run_data
     from quicknets.errors import QuicknetsError
     from quicknets.runs import load_model, load_run
@@ -51,7 +51,7 @@ def run(args) -> int:
             print(f"{row['class']:<14} {row['probability']:.4f}")
     for path, image in plots:
         truth = int(data.test_labels[image]) if isinstance(image, int) else None
-        pixels = data.test_images[image] if isinstance(image, int) else load_image(image)
+        pixels = data.test_images[image] if isinstance(image, int) else image
         save_figure(view_classify(pixels, model, classes, truth, data=data,
                                   mean=d.get("mean", 0.5), std=d.get("std", 0.5)), path)
         print(f"plot: {path}")
