@@ -363,7 +363,7 @@ def plot_confusion_matrix(results: dict, normalize: bool = True, title=None) -> 
     """The confusion matrix, true classes down, predicted across, class names on both axes.
     normalize=True shows each true class's row as percentages of its images (rows sum to 100)."""
     if not isinstance(results, dict) or "confusion" not in results:
-        raise QuicknetsError("give evaluate()'s results: they hold the confusion matrix")
+        raise QuicknetsError("these results hold no confusion matrix (evaluate() makes one)")
     counts = np.array(results["confusion"], dtype=np.float64)  # (k, k), row = true class
     k = len(counts)
     names = list(results.get("classes") or [str(i) for i in range(k)])
