@@ -132,6 +132,8 @@ def test_view_classify_bad_input():
     image = torch.zeros(28, 28, dtype=torch.uint8)
     with pytest.raises(QuicknetsError, match="not probabilities"):
         plots.view_classify(image, torch.log(torch.full((10,), 0.1)))
+    with pytest.raises(QuicknetsError, match="not probabilities"):
+        plots.view_classify(image, torch.full((10,), float("nan")))
     with pytest.raises(QuicknetsError, match="3 class names for 10"):
         plots.view_classify(image, torch.full((10,), 0.1), ["a", "b", "c"])
     with pytest.raises(QuicknetsError, match="cannot show an image of shape"):

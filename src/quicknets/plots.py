@@ -164,7 +164,7 @@ def _as_probs(probs) -> np.ndarray:
         raise QuicknetsError(f"give the probabilities of one image, shape (classes,) or "
                              f"(1, classes), not {tuple(p.shape)}")
     p = p.detach().to("cpu", torch.float64, copy=True)
-    if p.min() < -1e-6 or abs(p.sum().item() - 1.0) > 1e-2:
+    if not torch.isfinite(p).all() or p.min() < -1e-6 or abs(p.sum().item() - 1.0) > 1e-2:
         raise QuicknetsError(f"these are not probabilities (they sum to {p.sum().item():.3g}); "
                              "for a model's log-probabilities pass torch.exp(log_probs)")
     return p.clamp(0.0, 1.0).numpy()
