@@ -4,16 +4,23 @@
     run = load_run("mlp-256-128-64_adam_lr0.003_s0-1a2b3c")        # or a unique prefix, or a path
     model = load_model(run)
 
+    runs = list_runs(where=["optimizer=adam"], sort="-test_accuracy")
+
 A run folder holds config.json (data, model and train settings), history.json (one dict per
 epoch), results.json (test metrics), model.pt (weights and the network's config) and meta.json
 (seed, versions of Python, torch and quicknets, the code version, when and how it was made).
-The folder is written under a temporary name and renamed when complete, so a crash leaves no
-half-written run. Runs live in --runs-dir, $QUICKNETS_RUNS, or ./runs.
+`quicknets train` creates the folder (config.json, meta.json) before the first epoch and keeps
+checkpoint.pt in it while training; results.json is written last and marks the run finished, so
+a killed run is visible as unfinished, resumable, and never read as a result. Every file is
+written atomically. The runs are indexed in runs/index.sqlite (see index.py) for listing and
+queries. Runs live in --runs-dir, $QUICKNETS_RUNS, or ./runs.
 """
 import json
 import os
 import platform
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,10 +28,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from quicknets import index
 from quicknets.errors import QuicknetsError
 from quicknets.storage import atomic_torch_save, atomic_write_json
 
 RECORD_FILES = ("config.json", "history.json", "results.json", "meta.json")
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def runs_root(runs_dir=None) -> Path:
@@ -69,9 +78,11 @@ def environment() -> dict:
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
 
 
-def save_run(model, config: dict, history: list, results: dict, data_info: dict | None = None,
-             runs_dir=None, name: str | None = None) -> Path:
-    """Write a complete run folder and return its path. `config` = {data, model, train}."""
+def start_run(config: dict, data_info: dict | None = None, runs_dir=None,
+              name: str | None = None, sweep: str | None = None) -> Path:
+    """Create the run folder (config.json, meta.json) before training, so it can hold
+    checkpoints, and index it as running. It counts as finished only once finish_run wrote
+    results.json; until then load_run refuses it and `quicknets train --resume` continues it."""
     root = runs_root(runs_dir)
     name = name or f"{run_name(config)}-{secrets.token_hex(3)}"
     final = root / name
@@ -80,14 +91,46 @@ def save_run(model, config: dict, history: list, results: dict, data_info: dict 
     tmp = root / f".{name}.partial"
     meta = {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "seed": config["train"]["seed"], "data": data_info or {}, **environment()}
+    if sweep:
+        meta["sweep"] = sweep
     atomic_write_json(tmp / "config.json", config)
-    atomic_write_json(tmp / "history.json", history)
-    atomic_write_json(tmp / "results.json", results)
     atomic_write_json(tmp / "meta.json", meta)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"state_dict": state, "config": model.config}, tmp / "model.pt")
-    os.replace(tmp, final)
+    os.replace(tmp, final)  # the folder appears with its config, never without
+    index.record(root, name, status="running", created=meta["created"], sweep=sweep,
+                 host=socket.gethostname(), pid=os.getpid(), epochs_done=0,
+                 settings=index.flat_settings(config))
     return final
+
+
+def finish_run(path: Path, model, history: list, results: dict) -> Path:
+    """Write the weights, history and results (last: its presence marks the run finished)."""
+    path = Path(path)
+    atomic_write_json(path / "history.json", history)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_torch_save({"state_dict": state, "config": model.config}, path / "model.pt")
+    atomic_write_json(path / "results.json", results)
+    (path / CHECKPOINT_FILE).unlink(missing_ok=True)  # the record is closed: no resume
+    index.record(path.parent, path.name, status="done", epochs_done=len(history),
+                 test_accuracy=results.get("accuracy"), test_loss=results.get("loss"))
+    return path
+
+
+def mark(path: Path, status: str, epochs_done: int | None = None) -> None:
+    """Update a run's status in the index (running, interrupted) and its epoch count."""
+    values = {"status": status, "pid": os.getpid(), "host": socket.gethostname()}
+    if epochs_done is not None:
+        values["epochs_done"] = epochs_done
+    index.record(Path(path).parent, Path(path).name, **values)
+
+
+def save_run(model, config: dict, history: list, results: dict, data_info: dict | None = None,
+             runs_dir=None, name: str | None = None) -> Path:
+    """Write a complete run folder at once and return its path. `config` = {data, model, train}."""
+    return finish_run(start_run(config, data_info, runs_dir, name), model, history, results)
+
+
+def is_finished(path: Path) -> bool:
+    return (Path(path) / "results.json").is_file()
 
 
 @dataclass
@@ -132,7 +175,11 @@ def _read_json(path: Path):
 
 
 def load_run(ref, runs_dir=None) -> Run:
+    """A finished run's record (an unfinished one is an error that says how to resume it)."""
     path = find_run(ref, runs_dir)
+    if not is_finished(path):
+        raise QuicknetsError(f"run {path.name} is not finished (it was stopped or is still "
+                             f"training): resume it with `quicknets train --resume {path.name}`")
     return Run(path, *(_read_json(path / f) for f in RECORD_FILES))
 
 
@@ -159,11 +206,21 @@ def load_model(run: Run):
     return model.eval()
 
 
-def list_runs(runs_dir=None) -> list:
-    """Every complete run in the runs folder, oldest first."""
-    root = runs_root(runs_dir)
-    if not root.is_dir():
-        return []
-    paths = [p for p in root.iterdir() if (p / "config.json").is_file()]
-    runs = [load_run(p) for p in paths]
-    return sorted(runs, key=lambda r: (r.meta.get("created", ""), r.name))
+def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | None = None) -> list:
+    """Finished runs in the runs folder (oldest first, or by `sort`), as Run records.
+
+    `where` filters on settings and metrics through the index: ["optimizer=adam", "lr<0.01",
+    "test_accuracy>=0.85"]; `sort` is a key, descending with a leading minus ("-test_accuracy").
+    """
+    rows = index.query(runs_root(runs_dir), where, sort, status="done", sweep=sweep)
+    return [load_run(runs_root(runs_dir) / r["name"]) for r in rows]
+
+
+def remove_run(ref, runs_dir=None) -> str:
+    """Delete a run folder (finished or not) and its index row; returns its name."""
+    path = find_run(ref, runs_dir)
+    trash = path.parent / f".{path.name}.deleting"
+    os.replace(path, trash)  # gone from listings at once, even if the delete is interrupted
+    shutil.rmtree(trash)
+    index.forget(path.parent, path.name)
+    return path.name

@@ -18,6 +18,7 @@ import time
 import torch
 from torch import nn
 
+from quicknets.checkpoint import restore
 from quicknets.config import TrainConfig, check, make
 from quicknets.data import Dataset
 from quicknets.errors import QuicknetsError
@@ -92,12 +93,17 @@ def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None) -> t
 
 
 def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
-          quiet: bool = False, log=print, **settings) -> list:
+          quiet: bool = False, log=print, after_epoch=None, resume: dict | None = None,
+          **settings) -> list:
     """Train `model` on `data` in place; return the history, one dict per epoch.
 
     Settings are TrainConfig's fields, given as a config or as keywords (optimizer="sgd", lr=0.01,
     epochs=7, batch_size=64, seed=0, device="auto", ...). Unknown or out-of-range settings raise
     QuicknetsError before anything trains.
+
+    `after_epoch(epoch, model, opt, generator, history)` is called after each epoch (the CLI
+    saves a checkpoint there); `resume` is a checkpoint (quicknets.checkpoint) to continue from,
+    its epoch numbering included.
     """
     if config is None:
         config = make(TrainConfig, settings)
@@ -117,9 +123,11 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
     opt = make_optimizer(model, config)
     loss_fn = nn.NLLLoss()  # on the LogSoftmax outputs, as in the notebook
     steps = math.ceil(len(y) / config.batch_size)
-    history = []
+    history, first_epoch = [], 1
+    if resume is not None:  # weights, optimizer moments, RNG states and history as they were
+        history, first_epoch = restore(resume, model, opt, generator)
     show_bar = not quiet and sys.stderr.isatty()
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(first_epoch, config.epochs + 1):
         start = time.perf_counter()
         bar = None
         if show_bar:
@@ -141,4 +149,6 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
         history.append(row)
         if not quiet:
             log(format_epoch(row))
+        if after_epoch is not None:
+            after_epoch(epoch, model, opt, generator, history)
     return history

@@ -9,4 +9,7 @@ COMMANDS = {
     "classify": "classify",
     "show": "show",
     "report": "report",
+    "runs": "runs",
+    "compare": "compare",
+    "sweep": "sweep",
 }

@@ -13,19 +13,52 @@ def add_parser(sub) -> None:
         add_flags(p, cls)
     add_runs_dir(p)
     p.add_argument("--quiet", action="store_true", help="print only the final results")
+    p.add_argument("--resume", metavar="RUN", default=None,
+                   help="continue a stopped run from its last checkpoint, with its own settings "
+                        "(only --threads, --device and --data-dir may be given)")
+    p.add_argument("--log-to", default="", metavar="NAMES",
+                   help="also log each epoch to tensorboard and/or mlflow (comma list)")
     p.set_defaults(handler=run)
 
 
+RESUME_FLAGS = ("threads", "device", "data_dir")  # where and how fast, never what is trained
+
+
+def resume(args) -> int:
+    from dataclasses import fields
+
+    from quicknets.errors import QuicknetsError
+    from quicknets.experiment import resume_experiment
+    from quicknets.loggers import parse_log_to
+    from quicknets.metrics import format_results
+
+    given = [f.name for c in (DataConfig, ModelConfig, TrainConfig) for f in fields(c)
+             if getattr(args, f.name, None) is not None and f.name not in RESUME_FLAGS]
+    if given:
+        raise QuicknetsError(f"--resume continues a run with its saved settings; drop "
+                             + ", ".join("--" + g.replace("_", "-") for g in given))
+    threads = int(args.threads) if args.threads is not None else None
+    path, results = resume_experiment(args.resume, args.runs_dir, threads=threads,
+                                      device=args.device, data_dir=args.data_dir,
+                                      quiet=args.quiet, log_to=parse_log_to(args.log_to))
+    print(format_results(results))
+    print(f"saved: {path}")
+    return 0
+
+
 def run(args) -> int:
+    if args.resume:
+        return resume(args)
     import dataclasses
 
     import torch
 
-    from quicknets.data import dataset_info, describe, load_dataset
-    from quicknets.metrics import evaluate, format_results
+    from quicknets.data import dataset_info, load_dataset
+    from quicknets.experiment import run_experiment
+    from quicknets.loggers import parse_log_to
+    from quicknets.metrics import format_results
     from quicknets.models import network
-    from quicknets.runs import save_run
-    from quicknets.train import resolve, train
+    from quicknets.train import resolve
 
     data_cfg, model_cfg, train_cfg = (from_args(c, args)
                                       for c in (DataConfig, ModelConfig, TrainConfig))
@@ -42,10 +75,10 @@ def run(args) -> int:
     say(f"data: {data.name} from {data.source}: {len(data.train_labels)} train, "
         f"{0 if data.val_labels is None else len(data.val_labels)} validation, "
         f"{len(data.test_labels)} test images")
-    config["model"]["spec"] = model.config["spec"]
-    history = train(model, data, train_cfg, quiet=args.quiet)
-    results = evaluate(model, data)
+    # checkpoints each epoch into the run folder; Ctrl-C or a kill leaves it resumable
+    path, results = run_experiment(config, args.runs_dir, data=data, quiet=args.quiet,
+                                   log_to=parse_log_to(args.log_to),
+                                   on_start=lambda p: say(f"run: {p}"))
     print(format_results(results))
-    path = save_run(model, config, history, results, describe(data), args.runs_dir)
     print(f"saved: {path}")
     return 0

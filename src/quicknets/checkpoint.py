@@ -1,0 +1,70 @@
+"""Checkpoints for exact resume: weights, optimizer state, epoch, RNG states and history.
+
+    save_checkpoint(path, epoch, model, opt, generator, history)   # after each epoch (atomic)
+    state = load_checkpoint(path)                                  # weights only: no code runs
+    history, next_epoch = restore(state, model, opt, generator)    # inside train()
+
+Restoring puts back everything the next epoch depends on: the weights, the optimizer's moments
+and step counts, the shuffling generator and the global torch RNG (dropout masks), so a resumed
+run repeats the uninterrupted one number for number on the same device and thread count. A
+checkpoint is written to a temporary file and renamed, so a crash while saving leaves the previous
+one intact; a truncated or foreign file is reported, never loaded half-way.
+"""
+from pathlib import Path
+
+import torch
+
+from quicknets.errors import QuicknetsError
+from quicknets.storage import atomic_torch_save
+
+FORMAT = 1  # bumped when the layout below changes
+
+
+def save_checkpoint(path, epoch: int, model, opt, generator: torch.Generator,
+                    history: list) -> None:
+    """Everything needed to continue after `epoch` (1-based, completed)."""
+    state = {
+        "format": FORMAT,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "generator": generator.get_state(),  # shuffling order of the next epochs
+        "torch_rng": torch.get_rng_state(),  # dropout masks on the CPU
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "threads": torch.get_num_threads(),  # floating-point sums depend on it
+        "history": history,
+    }
+    atomic_torch_save(state, path)
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise QuicknetsError(f"no checkpoint at {path}: the run stopped before its first "
+                             f"epoch ended; train it again")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, or holding code
+        raise QuicknetsError(f"checkpoint {path} is corrupt ({str(e).splitlines()[0]}); "
+                             f"it was not loaded") from None
+    missing = {"format", "epoch", "model", "optimizer", "generator", "torch_rng", "history"} \
+        - set(state if isinstance(state, dict) else ())
+    if missing or state["format"] != FORMAT:
+        raise QuicknetsError(f"checkpoint {path} is not a quicknets checkpoint of format "
+                             f"{FORMAT} (missing {', '.join(sorted(missing)) or 'nothing'})")
+    return state
+
+
+def restore(state: dict, model, opt, generator: torch.Generator) -> tuple:
+    """Load a checkpoint into the model, optimizer and RNGs; return (history, next epoch)."""
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise QuicknetsError(f"the checkpoint does not fit this network or optimizer: "
+                             f"{str(e).splitlines()[0]}") from None
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return list(state["history"]), state["epoch"] + 1

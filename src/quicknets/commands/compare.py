@@ -1,0 +1,36 @@
+"""quicknets compare RUN ...: the settings that differ, the metrics, mean ± std over seeds,
+and the per-epoch curves overlaid in a PNG."""
+from quicknets.commands.common import add_runs_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="compare runs: differing settings, metrics, curves",
+                       description="Print the settings in which the runs differ and their "
+                                   "metrics; runs that differ only in seed are also shown as "
+                                   "mean ± std. Reads the records; nothing is retrained.")
+    p.add_argument("names", metavar="RUN", nargs="*",
+                   help="run names, unique prefixes or folders (none: use --sweep or --where)")
+    p.add_argument("--sweep", default=None, help="compare every finished trial of this sweep")
+    p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
+                   help="compare the finished runs matching these filters (as in `runs`)")
+    p.add_argument("--plot", default="", metavar="FILE.png",
+                   help="write the overlaid per-epoch curves to this PNG")
+    add_runs_dir(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from quicknets.compare import compare, format_compare, plot_curves
+    from quicknets.errors import QuicknetsError
+    from quicknets.runs import list_runs
+
+    refs = list(args.names)
+    if args.sweep or args.where:
+        refs += list_runs(args.runs_dir, args.where, sweep=args.sweep)
+    if not refs:
+        raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
+    table = compare(refs, args.runs_dir)
+    print(format_compare(table))
+    if args.plot:
+        print(f"curves: {plot_curves(table, args.plot)}")
+    return 0

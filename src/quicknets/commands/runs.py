@@ -1,0 +1,53 @@
+"""quicknets runs: list, filter and sort run records; `quicknets runs rm RUN ...` deletes them.
+
+    quicknets runs --where optimizer=adam --where "lr<0.01" --sort=-test_accuracy
+    quicknets runs --status all          # unfinished runs too: running, stopped, interrupted
+    quicknets runs rm mlp-256-128-64_adam_lr0.003_s0-1a2b3c
+"""
+import argparse
+
+from quicknets.commands.common import add_runs_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("runs", help="list run records (filter, sort); `runs rm RUN` deletes",
+                       description="List the runs in the runs folder from its index. Keys are "
+                                   "any setting (lr, optimizer, model, seed, ...) or metric "
+                                   "(test_accuracy, test_loss, epochs_done, status, created).")
+    p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
+                   help="filter, repeatable: optimizer=adam, lr<0.01, test_accuracy>=0.85")
+    p.add_argument("--sort", default=None, metavar="KEY",
+                   help="sort by a key; a leading minus sorts descending (--sort=-test_accuracy)")
+    p.add_argument("--status", default="done",
+                   choices=["done", "running", "stopped", "interrupted", "pruned", "failed",
+                            "all"], help="which runs (default: finished ones)")
+    p.add_argument("--sweep", default=None, help="only the trials of this sweep")
+    p.add_argument("--limit", type=int, default=0, help="show at most this many (0: all)")
+    add_runs_dir(p)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    rm = actions.add_parser("rm", help="delete runs (folder and index row)")
+    rm.add_argument("names", metavar="RUN", nargs="+", help="run names, unique prefixes or folders")
+    rm.add_argument("--runs-dir", default=argparse.SUPPRESS, help="as for `runs`")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from quicknets.index import query
+    from quicknets.runs import remove_run, runs_root
+
+    if args.action == "rm":
+        for name in args.names:
+            print(f"removed: {remove_run(name, args.runs_dir)}")
+        return 0
+    rows = query(runs_root(args.runs_dir), args.where, args.sort, args.status, args.sweep)
+    if args.limit > 0:
+        rows = rows[:args.limit]
+    print(f"{'run':<52} {'status':<11} {'epochs':>6} {'test_acc':>8} {'test_loss':>9}  created")
+    for r in rows:
+        epochs = f"{r['epochs_done'] or 0}/{r['settings'].get('epochs', '?')}"
+        acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+        loss = "-" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
+        print(f"{r['name']:<52} {r['status']:<11} {epochs:>6} {acc:>8} {loss:>9}  "
+              f"{r['created'] or '-'}")
+    print(f"{len(rows)} run(s) in {runs_root(args.runs_dir)}")
+    return 0

@@ -1,0 +1,175 @@
+"""Compare finished runs: the settings that differ, their metrics, mean ± std over seeds.
+
+    table = compare(["mlp-256-128-64_adam_lr0.003_s0-1a2b3c", "mlp-512-256_sgd_lr0.01_s0-4d5e6f"])
+    print(format_compare(table))
+    plot_curves(runs, "curves.png")      # per-epoch curves of every run, overlaid
+
+Everything here reads run records (nothing trains). Runs whose settings differ only in the seed
+form one group, reported as mean ± std (sample std, n - 1) over its seeds: one run is an anecdote.
+"""
+import math
+from pathlib import Path
+
+from quicknets.errors import QuicknetsError
+
+# Where and how fast a run trained, not what it trained: never a reason to tell runs apart.
+IGNORED = ("data_dir", "device", "threads", "verify")
+METRICS = ("test_accuracy", "test_loss", "val_acc", "val_loss", "train_loss", "seconds")
+
+
+def settings(run) -> dict:
+    """The run's settings, flat ({lr: 0.003, model: '784-256-10', ...}), minus IGNORED."""
+    flat = {k: v for part in ("data", "model", "train") for k, v in run.config.get(part, {}).items()}
+    flat.pop("spec", None)  # `model` says the same, as the user wrote it
+    return {k: v for k, v in flat.items() if k not in IGNORED}
+
+
+def metrics(run) -> dict:
+    """Final numbers of one run: test metrics, last-epoch validation and training, total time."""
+    last = run.history[-1] if run.history else {}
+    return {"test_accuracy": run.results.get("accuracy"), "test_loss": run.results.get("loss"),
+            "val_acc": last.get("val_acc"), "val_loss": last.get("val_loss"),
+            "train_loss": last.get("train_loss"),
+            "seconds": sum(row.get("seconds", 0.0) for row in run.history),
+            "epochs": len(run.history)}
+
+
+def differing(all_settings: list) -> list:
+    """Keys whose value is not the same in every dict (missing counts as a value), sorted."""
+    keys = sorted({k for s in all_settings for k in s})
+    return [k for k in keys if len({repr(s.get(k)) for s in all_settings}) > 1]
+
+
+def mean_std(values: list) -> tuple:
+    """(mean, sample std) of the numbers given, ignoring None; std is 0 for one value."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return None, None
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return mean, std
+
+
+def group_by_seed(rows: list) -> list:
+    """Rows {name, settings, metrics} → groups of runs equal in everything but the seed:
+    [{settings (without seed), names, seeds, n, <metric>: (mean, std), ...}] in first-seen order."""
+    groups = {}
+    for row in rows:
+        key = repr(sorted((k, repr(v)) for k, v in row["settings"].items() if k != "seed"))
+        groups.setdefault(key, []).append(row)
+    out = []
+    for members in groups.values():
+        group = {"settings": {k: v for k, v in members[0]["settings"].items() if k != "seed"},
+                 "names": [m["name"] for m in members],
+                 "seeds": [m["settings"].get("seed") for m in members], "n": len(members)}
+        for metric in METRICS:
+            group[metric] = mean_std([m["metrics"].get(metric) for m in members])
+        out.append(group)
+    return out
+
+
+def rank(groups: list, metric: str) -> list:
+    """Groups best first by the mean of `metric` (higher is better for accuracies)."""
+    higher = "acc" in metric
+    known = [g for g in groups if g[metric][0] is not None]
+    unknown = [g for g in groups if g[metric][0] is None]
+
+    def tie(g):  # equal scores: the lower test loss first
+        return g["test_loss"][0] if g["test_loss"][0] is not None else 0.0
+    return sorted(known, key=lambda g: (-g[metric][0] if higher else g[metric][0], tie(g))) \
+        + unknown
+
+
+def compare_runs(runs: list) -> dict:
+    """The comparison of loaded Run records (pure: reads only the records)."""
+    rows = [{"name": r.name, "settings": settings(r), "metrics": metrics(r), "run": r}
+            for r in runs]
+    keys = differing([r["settings"] for r in rows])
+    groups = group_by_seed(rows)
+    return {"differing": keys, "runs": rows, "groups": groups}
+
+
+def compare(refs, runs_dir=None) -> dict:
+    """Load runs by name, prefix or folder (or take Run records) and compare them."""
+    from quicknets.runs import Run, load_run
+    runs = [r if isinstance(r, Run) else load_run(r, runs_dir) for r in refs]
+    if not runs:
+        raise QuicknetsError("nothing to compare: give at least one run")
+    return compare_runs(runs)
+
+
+def fmt(value, digits=4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def fmt_mean_std(pair, digits=4) -> str:
+    mean, std = pair
+    return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def label(settings_: dict, keys: list) -> str:
+    """The differing settings of one run or group, `lr=0.003 optimizer=adam`."""
+    def show(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return " ".join(f"{k}={show(settings_.get(k))}" for k in keys) or "(same settings)"
+
+
+def format_groups(groups: list, keys: list, metric: str = "test_accuracy") -> str:
+    """A table of groups: rank, the settings that differ, n seeds, metrics as mean ± std."""
+    keys = [k for k in keys if k != "seed"]
+    shown = [m for m in ("test_accuracy", "test_loss", "val_acc") if
+             any(g[m][0] is not None for g in groups)]
+    head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
+    lines = [head]
+    for i, g in enumerate(groups, 1):
+        cells = "  ".join(f"{fmt_mean_std(g[m]):>17}" for m in shown)
+        if g.get("state", "COMPLETE") != "COMPLETE":  # an Optuna trial pruned or failed
+            cells = f"{g['state'].lower():>17}"
+        lines.append(f"{i:>3}  {label(g['settings'], keys):<44} {g['n']:>2}  {cells}")
+    return "\n".join(lines)
+
+
+def format_compare(table: dict) -> str:
+    """Differing settings, one line per run, then the seed groups with mean ± std."""
+    keys = table["differing"]
+    lines = ["differing settings: " + (", ".join(keys) or "none")]
+    lines.append(f"{'run':<48} {'settings':<36} {'epochs':>6} {'test_acc':>8} {'test_loss':>9}")
+    for row in table["runs"]:
+        m = row["metrics"]
+        lines.append(f"{row['name']:<48} {label(row['settings'], keys):<36} {m['epochs']:>6} "
+                     f"{fmt(m['test_accuracy']):>8} {fmt(m['test_loss']):>9}")
+    if any(g["n"] > 1 for g in table["groups"]):
+        lines += ["", "over seeds (mean ± sample std):",
+                  format_groups(table["groups"], keys)]
+    return "\n".join(lines)
+
+
+def plot_curves(table: dict, path) -> Path:
+    """Per-epoch curves of every run overlaid, one panel per metric, saved as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+    from quicknets.storage import atomic_write
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise QuicknetsError(f"the curves are written as PNG: {path} must end in .png")
+    panels = [k for k in ("train_loss", "train_acc", "val_loss", "val_acc")
+              if any(k in h for row in table["runs"] for h in row["run"].history)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    for ax, key in zip(axes[0], panels):
+        for row in table["runs"]:
+            epochs = [h["epoch"] for h in row["run"].history if key in h]
+            values = [h[key] for h in row["run"].history if key in h]
+            ax.plot(epochs, values, marker="o", markersize=3,
+                    label=label(row["settings"], table["differing"]) if len(table["runs"]) > 1
+                    else row["name"])
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+    return path
