@@ -151,6 +151,7 @@ def plot_curves(table: dict, path) -> Path:
     import matplotlib
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     from quicknets.storage import atomic_write
     path = Path(path)
     if path.suffix.lower() != ".png":
@@ -167,6 +168,7 @@ def plot_curves(table: dict, path) -> Path:
                     else row["name"])
         ax.set_title(key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()

@@ -41,20 +41,25 @@ def open_study(url: str, name: str, direction: str, sampler_seed, create: bool):
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-        sampler = optuna.samplers.TPESampler(seed=sampler_seed)
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-        if create:
-            return optuna.create_study(storage=storage, study_name=name, direction=direction,
-                                       sampler=sampler, pruner=pruner, load_if_exists=True)
-        return optuna.load_study(storage=storage, study_name=name, sampler=sampler,
-                                 pruner=pruner)
-    except ImportError as e:
-        raise QuicknetsError(f"the storage {url.split('://')[0]} needs a package: {e}") from None
-    except Exception as e:  # unreachable server, bad credentials, bad URL
-        raise QuicknetsError(f"cannot open the Optuna study {name!r} at "
-                             f"{url.split('@')[-1]}: {str(e).splitlines()[0]}") from None
+    for attempt in range(3):  # workers starting together may race to create the tables
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            sampler = optuna.samplers.TPESampler(seed=sampler_seed)
+            pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+            if create:
+                return optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                           direction=direction, pruner=pruner,
+                                           load_if_exists=True)
+            return optuna.load_study(storage=storage, study_name=name, sampler=sampler,
+                                     pruner=pruner)
+        except ImportError as e:
+            raise QuicknetsError(f"the storage {url.split('://')[0]} needs a package: "
+                                 f"{e}") from None
+        except Exception as e:  # unreachable server, bad credentials, bad URL, a race
+            if attempt == 2:
+                raise QuicknetsError(f"cannot open the Optuna study {name!r} at "
+                                     f"{url.split('@')[-1]}: {str(e).splitlines()[0]}") from None
+            time.sleep(1 + attempt)
 
 
 def suggest(trial, space: dict) -> dict:
@@ -91,7 +96,7 @@ def pruning_report(trial, metric: str):
 
 
 def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threads, runs_dir,
-           metric, prune, log_to) -> int:
+           metric, prune, log_to, fresh=True) -> int:
     """One worker process: take trials from the shared study until it holds `trials`."""
     import optuna
     from optuna.study import MaxTrialsCallback
@@ -99,13 +104,14 @@ def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threa
     from quicknets.compare import mean_std
     from quicknets.experiment import run_experiment
     from quicknets.sweep import init_worker, trial_config
-    init_worker(threads)
+    if fresh:  # a new worker process (not this one: train() sets threads per trial anyway)
+        init_worker(threads)
     study = open_study(url, name, direction, sampler_seed, create=False)
 
     def objective(trial):
         overrides = suggest(trial, space)
         names, values = [], []
-        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         for i, seed in enumerate(seeds):
             def started(path):
                 names.append(path.name)
@@ -141,7 +147,7 @@ def optuna_sweep(base, space, seeds, trials, workers, threads, runs_dir, name, s
             prune, log_to)
     seed0 = int.from_bytes(os.urandom(2), "little")  # see the module docstring
     if n_workers == 1:
-        worker(url, name, direction, seed0, *args[3:])
+        worker(url, name, direction, seed0, *args[3:], fresh=False)
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor

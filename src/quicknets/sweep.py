@@ -192,8 +192,7 @@ def run_trials(base: dict, trials: list, runs_dir, name: str, workers: int, thre
                    else f"test_acc {result['accuracy']:.4f}  {result['run']}")
         log(f"trial {len(done)}/{len(trials)} ({result['seconds']:.1f} s)  {what}  {outcome}")
 
-    if workers == 1:
-        init_worker(threads)
+    if workers == 1:  # here, in this process: train() sets the threads from the trial's config
         for overrides in trials:
             report(run_trial(base, overrides, threads, runs_dir, name, log_to))
         return done

@@ -1,0 +1,90 @@
+"""Comparison: pure aggregation against references, and `quicknets compare` end to end."""
+import statistics
+
+import pytest
+
+from quicknets.cli import main
+from quicknets.compare import (compare, differing, format_compare, group_by_seed, mean_std,
+                               plot_curves, rank)
+from quicknets.errors import QuicknetsError
+from quicknets.models import network
+from quicknets.runs import save_run, start_run
+
+
+def test_mean_std_matches_statistics():
+    xs = [0.81, 0.86, 0.84, 0.9]
+    mean, std = mean_std(xs)
+    assert mean == pytest.approx(statistics.mean(xs)) and std == pytest.approx(statistics.stdev(xs))
+    assert mean_std([0.5]) == (0.5, 0.0)
+    assert mean_std([None, None]) == (None, None)
+    assert mean_std([1, None, 3]) == (2.0, pytest.approx(2 ** 0.5))
+
+
+def test_differing_settings():
+    rows = [{"lr": 0.1, "opt": "adam", "seed": 0}, {"lr": 0.1, "opt": "sgd", "seed": 1},
+            {"lr": 0.1, "opt": "adam"}]
+    assert differing(rows) == ["opt", "seed"]
+    assert differing([{"a": 1}]) == []
+
+
+def row(name, seed, lr, acc):
+    return {"name": name, "settings": {"lr": lr, "seed": seed},
+            "metrics": {"test_accuracy": acc, "test_loss": 1 - acc}}
+
+
+def test_groups_over_seeds_and_ranking():
+    rows = [row("a0", 0, 0.1, 0.80), row("b0", 0, 0.01, 0.90), row("a1", 1, 0.1, 0.84),
+            row("b1", 1, 0.01, 0.86)]
+    groups = group_by_seed(rows)
+    assert [g["names"] for g in groups] == [["a0", "a1"], ["b0", "b1"]]
+    assert groups[0]["settings"] == {"lr": 0.1} and groups[0]["seeds"] == [0, 1]
+    assert groups[0]["test_accuracy"][0] == pytest.approx(0.82)
+    assert groups[0]["test_accuracy"][1] == pytest.approx(statistics.stdev([0.80, 0.84]))
+    assert [g["settings"]["lr"] for g in rank(groups, "test_accuracy")] == [0.01, 0.1]
+    assert [g["settings"]["lr"] for g in rank(groups, "test_loss")] == [0.01, 0.1]
+
+
+def save(runs_dir, lr, seed, acc, epochs=3):
+    cfg = {"data": {"dataset": "mnist", "data_dir": f"/somewhere/{seed}"},
+           "model": {"model": "784-10", "spec": "784-10"},
+           "train": {"optimizer": "adam", "lr": lr, "seed": seed, "threads": seed + 1}}
+    hist = [{"epoch": e, "epochs": epochs, "train_loss": 1 / e, "train_acc": acc * e / epochs,
+             "seconds": 0.5} for e in range(1, epochs + 1)]
+    return save_run(network("784-10"), cfg, hist, {"accuracy": acc, "loss": 1 - acc}, {},
+                    runs_dir)
+
+
+def test_compare_records(runs_dir, tmp_path):
+    paths = [save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.1, 1, 0.9),
+             save(runs_dir, 0.01, 0, 0.7)]
+    table = compare([p.name for p in paths], runs_dir)
+    # data_dir and threads differ too, but say nothing about what was trained
+    assert table["differing"] == ["lr", "seed"]
+    assert [g["n"] for g in table["groups"]] == [2, 1]
+    assert table["groups"][0]["test_accuracy"][0] == pytest.approx(0.85)
+    assert table["runs"][0]["metrics"]["seconds"] == pytest.approx(1.5)
+    text = format_compare(table)
+    assert "differing settings: lr, seed" in text and "0.8500 ± 0.0707" in text
+    png = plot_curves(table, tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    with pytest.raises(QuicknetsError, match="must end in .png"):
+        plot_curves(table, tmp_path / "curves.pdf")
+
+
+def test_compare_command(runs_dir, tmp_path, capsys):
+    a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.01, 0, 0.9)
+    png = tmp_path / "c.png"
+    assert main(["compare", a.name, b.name, "--runs-dir", str(runs_dir), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "differing settings: lr" in out and a.name in out and f"curves: {png}" in out
+    assert png.is_file()
+    assert main(["compare", "--where", "lr<0.05", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert b.name in out and a.name not in out
+    unfinished = start_run({"data": {"dataset": "mnist"}, "model": {"model": "784-10", "spec":
+                            "784-10"}, "train": {"optimizer": "adam", "lr": 1.0, "seed": 0}},
+                           {}, runs_dir)
+    assert main(["compare", a.name, unfinished.name, "--runs-dir", str(runs_dir)]) == 1
+    assert "not finished" in capsys.readouterr().err
+    assert main(["compare", "--runs-dir", str(runs_dir)]) == 1
+    assert "nothing to compare" in capsys.readouterr().err
