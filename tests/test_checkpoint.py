@@ -148,7 +148,8 @@ def records(folder):
             json.loads((folder / "results.json").read_text()))
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT],
+                         ids=["SIGKILL", "SIGINT"])
 def test_stopped_run_resumes_to_the_same_final_numbers(tiny_dir, tmp_path, sig):
     done = subprocess.run(quicknets(*train_args(tiny_dir, tmp_path / "ref")),
                           capture_output=True, text=True, timeout=300)

@@ -141,8 +141,8 @@ def format_compare(table: dict) -> str:
         lines.append(f"{row['name']:<48} {label(row['settings'], keys):<36} {m['epochs']:>6} "
                      f"{fmt(m['test_accuracy']):>8} {fmt(m['test_loss']):>9}")
     if any(g["n"] > 1 for g in table["groups"]):
-        lines += ["", "over seeds (mean ± sample std):",
-                  format_groups(table["groups"], keys)]
+        lines += ["", "over seeds (mean ± sample std), best test accuracy first:",
+                  format_groups(rank(table["groups"], "test_accuracy"), keys)]
     return "\n".join(lines)
 
 
@@ -159,19 +159,26 @@ def plot_curves(table: dict, path) -> Path:
     panels = [k for k in ("train_loss", "train_acc", "val_loss", "val_acc")
               if any(k in h for row in table["runs"] for h in row["run"].history)]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    keys = [k for k in table["differing"] if k != "seed"]
+    colours = plt.get_cmap("tab20" if len(table["groups"]) > 10 else "tab10")
+    group_of = {name: i for i, g in enumerate(table["groups"]) for name in g["names"]}
     for ax, key in zip(axes[0], panels):
-        for row in table["runs"]:
+        labelled = set()
+        for row in table["runs"]:  # the seeds of one variant share a colour and a legend entry
+            group = group_of[row["name"]]
             epochs = [h["epoch"] for h in row["run"].history if key in h]
             values = [h[key] for h in row["run"].history if key in h]
-            ax.plot(epochs, values, marker="o", markersize=3,
-                    label=label(row["settings"], table["differing"]) if len(table["runs"]) > 1
-                    else row["name"])
+            name = label(row["settings"], keys) if len(table["runs"]) > 1 else row["name"]
+            ax.plot(epochs, values, marker="o", markersize=3, color=colours(group % 20),
+                    label=None if group in labelled else name)
+            labelled.add(group)
         ax.set_title(key)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper left", fontsize=7,
+               bbox_to_anchor=(1.0, 0.95))
     fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
     plt.close(fig)
     return path

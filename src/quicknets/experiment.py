@@ -18,15 +18,16 @@ from quicknets.runs import (CHECKPOINT_FILE, find_run, finish_run, is_finished, 
 from quicknets.storage import atomic_write_json
 
 
-def prepare(config: dict, data=None):
-    """The seeded initial network and the dataset for a run config (data: reuse a loaded one)."""
+def prepare(config: dict, data=None, model=None):
+    """The seeded initial network and the dataset for a run config (or the ones given)."""
     import torch
     from quicknets.data import dataset_info, load_dataset
     from quicknets.models import network
     d, m, t = config["data"], config["model"], config["train"]
-    torch.manual_seed(t["seed"])  # the initial weights
-    model = network(m["model"], m["activation"], m["dropout"], m["batchnorm"],
-                    num_classes=len(dataset_info(d["dataset"]).classes))
+    if model is None:
+        torch.manual_seed(t["seed"])  # the initial weights
+        model = network(m["model"], m["activation"], m["dropout"], m["batchnorm"],
+                        num_classes=len(dataset_info(d["dataset"]).classes))
     if data is None:
         data = load_dataset(d["dataset"], d["data_dir"] or None, d["val_split"], t["seed"],
                             d["mean"], d["std"], verify=d["verify"])
@@ -83,12 +84,12 @@ def load_config(path) -> dict:
         raise QuicknetsError(f"{path / 'config.json'} is unreadable ({e})") from None
 
 
-def run_experiment(config: dict, runs_dir=None, *, data=None, quiet=False, log=print,
-                   log_to=(), sweep=None, report=None, on_start=None) -> tuple:
-    """Build, train (checkpointing each epoch), test and record one run: (path, results).
-    `on_start(path)` is told the run folder before training begins."""
+def run_experiment(config: dict, runs_dir=None, *, data=None, model=None, quiet=False,
+                   log=print, log_to=(), sweep=None, report=None, on_start=None) -> tuple:
+    """Build (unless given), train (checkpointing each epoch), test and record one run:
+    (path, results). `on_start(path)` is told the run folder before training begins."""
     from quicknets.data import describe
-    model, data = prepare(config, data)
+    model, data = prepare(config, data, model)
     config["model"]["spec"] = model.config["spec"]
     path = start_run(config, describe(data), runs_dir, sweep=sweep)
     if on_start is not None:

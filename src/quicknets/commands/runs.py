@@ -39,7 +39,8 @@ def run(args) -> int:
         for name in args.names:
             print(f"removed: {remove_run(name, args.runs_dir)}")
         return 0
-    rows = query(runs_root(args.runs_dir), args.where, args.sort, args.status, args.sweep)
+    every = query(runs_root(args.runs_dir), args.where, args.sort, "all", args.sweep)
+    rows = [r for r in every if args.status in ("all", r["status"])]
     if args.limit > 0:
         rows = rows[:args.limit]
     print(f"{'run':<52} {'status':<11} {'epochs':>6} {'test_acc':>8} {'test_loss':>9}  created")
@@ -49,5 +50,7 @@ def run(args) -> int:
         loss = "-" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
         print(f"{r['name']:<52} {r['status']:<11} {epochs:>6} {acc:>8} {loss:>9}  "
               f"{r['created'] or '-'}")
-    print(f"{len(rows)} run(s) in {runs_root(args.runs_dir)}")
+    others = len(every) - len(rows)
+    print(f"{len(rows)} run(s) in {runs_root(args.runs_dir)}"
+          + (f" ({others} more not {args.status}: --status all)" if others else ""))
     return 0

@@ -66,6 +66,7 @@ def run(args) -> int:
     config = {"data": dataclasses.asdict(data_cfg), "model": dataclasses.asdict(model_cfg),
               "train": dataclasses.asdict(train_cfg)}
     say = (lambda *a: None) if args.quiet else print
+    log_to = parse_log_to(args.log_to)
     say("config: " + "  ".join(f"{k}={v}" for part in config.values() for k, v in part.items()))
     torch.manual_seed(train_cfg.seed)  # the initial weights
     model = network(model_cfg.model, model_cfg.activation, model_cfg.dropout,  # spec errors first
@@ -76,8 +77,8 @@ def run(args) -> int:
         f"{0 if data.val_labels is None else len(data.val_labels)} validation, "
         f"{len(data.test_labels)} test images")
     # checkpoints each epoch into the run folder; Ctrl-C or a kill leaves it resumable
-    path, results = run_experiment(config, args.runs_dir, data=data, quiet=args.quiet,
-                                   log_to=parse_log_to(args.log_to),
+    path, results = run_experiment(config, args.runs_dir, data=data, model=model,
+                                   quiet=args.quiet, log_to=log_to,
                                    on_start=lambda p: say(f"run: {p}"))
     print(format_results(results))
     print(f"saved: {path}")
