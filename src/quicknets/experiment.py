@@ -89,12 +89,14 @@ def run_experiment(config: dict, runs_dir=None, *, data=None, model=None, quiet=
     """Build (unless given), train (checkpointing each epoch), test and record one run:
     (path, results). `on_start(path)` is told the run folder before training begins."""
     from quicknets.data import describe
+    from quicknets.train import resolve
     model, data = prepare(config, data, model)
     config["model"]["spec"] = model.config["spec"]
+    train_cfg = resolve(make(TrainConfig, config["train"]))  # record the threads and device used
+    config["train"] = dataclasses.asdict(train_cfg)
     path = start_run(config, describe(data), runs_dir, sweep=sweep)
     if on_start is not None:
         on_start(path)
-    train_cfg = make(TrainConfig, config["train"])
     results = _train_recorded(path, model, data, train_cfg, quiet=quiet, log=log,
                               log_to=log_to, report=report)
     return path, results
