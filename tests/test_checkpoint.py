@@ -1,4 +1,4 @@
-"""Checkpoints and exact resume: in process, after SIGKILL, after Ctrl-C; atomic and corrupt files."""
+"""Checkpoints and exact resume (in process, after SIGKILL, after Ctrl-C); atomic, corrupt files."""
 import json
 import signal
 import subprocess

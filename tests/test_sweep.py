@@ -1,4 +1,4 @@
-"""Sweeps: value parsing, grids, random draws, worker plans, local runs, and a shared PostgreSQL study."""
+"""Sweeps: parsing, grids, random draws, worker plans, local runs, a shared PostgreSQL study."""
 import json
 import os
 import shutil
@@ -27,7 +27,8 @@ def test_parse_values():
     for key, text, message in [("lr", "0.1,abc", "--lr must be float"),
                                ("optimizer", "adam,rmsprop", "--optimizer must be one of"),
                                ("lr", "0.1:0.01", "need LOW < HIGH"),
-                               ("dropout", "log:0:0.5", "LOW > 0"), ("lr", "1:2:3", "range must be"),
+                               ("dropout", "log:0:0.5", "LOW > 0"),
+                               ("lr", "1:2:3", "range must be"),
                                ("colour", "red", "unknown setting 'colour'")]:
         with pytest.raises(QuicknetsError, match=message):
             parse_values(key, text)
@@ -196,3 +197,26 @@ def test_two_workers_share_a_postgresql_study(tiny_dir, runs_dir, postgres):
         assert meta["sweep"] == "shared"
         assert config["train"]["lr"] == t.params["lr"]
         assert config["model"]["model"] == t.params["model"]
+
+
+def test_ctrl_c_stops_a_parallel_sweep_cleanly(tiny_dir, runs_dir):
+    import signal
+    import time
+    workers = min(2, len(os.sched_getaffinity(0)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quicknets", "sweep", "--dataset", "mnist", "--data-dir",
+         str(tiny_dir), "--no-verify", "--epochs", "100000", "--layers", "784-16-10,784-32-10",
+         "--workers", str(workers), "--threads", "1", "--runs-dir", str(runs_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(list(runs_dir.glob("*/checkpoint.pt"))) < workers:  # every worker is training
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted: " in err and "--resume" in err
+    from quicknets.index import query
+    rows = query(runs_dir, status="all")
+    assert rows and {r["status"] for r in rows} <= {"interrupted"}

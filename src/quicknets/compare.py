@@ -19,7 +19,8 @@ METRICS = ("test_accuracy", "test_loss", "val_acc", "val_loss", "train_loss", "s
 
 def settings(run) -> dict:
     """The run's settings, flat ({lr: 0.003, model: '784-256-10', ...}), minus IGNORED."""
-    flat = {k: v for part in ("data", "model", "train") for k, v in run.config.get(part, {}).items()}
+    flat = {k: v for part in ("data", "model", "train")
+            for k, v in run.config.get(part, {}).items()}
     flat.pop("spec", None)  # `model` says the same, as the user wrote it
     return {k: v for k, v in flat.items() if k not in IGNORED}
 

@@ -103,7 +103,7 @@ def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threa
 
     from quicknets.compare import mean_std
     from quicknets.experiment import run_experiment
-    from quicknets.sweep import init_worker, trial_config
+    from quicknets.sweep import init_worker, interruptible, trial_config
     if fresh:  # a new worker process (not this one: train() sets threads per trial anyway)
         init_worker(threads)
     study = open_study(url, name, direction, sampler_seed, create=False)
@@ -127,8 +127,9 @@ def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threa
 
     if len(study.trials) >= trials:
         return 0
-    study.optimize(objective, catch=(QuicknetsError,),
-                   callbacks=[MaxTrialsCallback(trials, states=None)])
+    with interruptible():
+        study.optimize(objective, catch=(QuicknetsError,),
+                       callbacks=[MaxTrialsCallback(trials, states=None)])
     return 0
 
 
@@ -151,10 +152,13 @@ def optuna_sweep(base, space, seeds, trials, workers, threads, runs_dir, name, s
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
+        from quicknets.sweep import ignoring_ctrl_c
         with ProcessPoolExecutor(n_workers,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            for f in [pool.submit(worker, url, name, direction, seed0 + i, *args[3:])
-                      for i in range(n_workers)]:
+            with ignoring_ctrl_c():  # the workers start on submit
+                futures = [pool.submit(worker, url, name, direction, seed0 + i, *args[3:])
+                           for i in range(n_workers)]
+            for f in futures:
                 f.result()
     log(f"sweep {name}: done in {time.perf_counter() - start:.1f} s")
     return study_table(url, name, metric)

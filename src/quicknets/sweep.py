@@ -15,7 +15,9 @@ or, with storage="postgresql://...", in a database that workers on other machine
 import itertools
 import os
 import random
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 from quicknets.config import DataConfig, ModelConfig, TrainConfig, make
@@ -159,7 +161,9 @@ def trial_config(base: dict, overrides: dict, threads: int) -> dict:
 
 
 def init_worker(threads: int) -> None:
-    """In each worker process, before torch starts its thread pools."""
+    """In each worker process, before torch starts its thread pools. Ctrl-C reaches every
+    process of the terminal: an idle worker ignores it (see `interruptible`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     import torch
@@ -167,13 +171,35 @@ def init_worker(threads: int) -> None:
     torch.set_num_interop_threads(1)
 
 
+@contextmanager
+def ignoring_ctrl_c():
+    """Processes started in here ignore Ctrl-C from birth (the setting survives exec), so one
+    pressed while a worker is still importing cannot kill it with a traceback."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def interruptible():
+    """Ctrl-C stops a training in a worker (its run is marked interrupted) but not an idle one."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_trial(base: dict, overrides: dict, threads: int, runs_dir, name: str, log_to=()) -> dict:
     """Train one recorded trial (in a worker); a failure is reported, not raised."""
     from quicknets.experiment import run_experiment
     start = time.perf_counter()
     try:
-        path, results = run_experiment(trial_config(base, overrides, threads), runs_dir,
-                                       quiet=True, sweep=name, log_to=log_to)
+        with interruptible():
+            path, results = run_experiment(trial_config(base, overrides, threads), runs_dir,
+                                           quiet=True, sweep=name, log_to=log_to)
     except QuicknetsError as e:
         return {"overrides": overrides, "error": str(e), "seconds": time.perf_counter() - start}
     return {"overrides": overrides, "run": path.name, "accuracy": results["accuracy"],
@@ -201,8 +227,9 @@ def run_trials(base: dict, trials: list, runs_dir, name: str, workers: int, thre
     # spawn, not fork: a forked copy of a process whose torch thread pools already run can hang
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(run_trial, base, o, threads, runs_dir, name, log_to)
-                   for o in trials]
+        with ignoring_ctrl_c():  # the workers start on submit
+            futures = [pool.submit(run_trial, base, o, threads, runs_dir, name, log_to)
+                       for o in trials]
         for future in as_completed(futures):
             report(future.result())
     return done
