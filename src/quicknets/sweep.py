@@ -16,6 +16,7 @@ import itertools
 import os
 import random
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -175,6 +176,9 @@ def init_worker(threads: int) -> None:
 def ignoring_ctrl_c():
     """Processes started in here ignore Ctrl-C from birth (the setting survives exec), so one
     pressed while a worker is still importing cannot kill it with a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; a caller's thread leaves them be
+        return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
@@ -185,6 +189,9 @@ def ignoring_ctrl_c():
 @contextmanager
 def interruptible():
     """Ctrl-C stops a training in a worker (its run is marked interrupted) but not an idle one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
