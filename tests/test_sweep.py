@@ -220,3 +220,38 @@ def test_ctrl_c_stops_a_parallel_sweep_cleanly(tiny_dir, runs_dir):
     from quicknets.index import query
     rows = query(runs_dir, status="all")
     assert rows and {r["status"] for r in rows} <= {"interrupted"}
+
+
+def test_random_sweep_in_python(tiny_dir, runs_dir):
+    groups = sweep(base(tiny_dir), grid={"lr": "log:0.001:0.03", "batch_size": [16, 64]},
+                   search="random", trials=3, workers=1, runs_dir=runs_dir, name="r1",
+                   log=lambda *a: None)
+    runs = list_runs(runs_dir, sweep="r1")
+    assert len(groups) == len(runs) == 3
+    assert all(0.001 <= r.config["train"]["lr"] <= 0.03 for r in runs)
+    assert {g["settings"]["lr"] for g in groups} == {r.config["train"]["lr"] for r in runs}
+
+
+def test_a_pruned_trial_stays_as_a_resumable_unfinished_run(tiny_dir, runs_dir):
+    optuna = pytest.importorskip("optuna")
+    from quicknets.experiment import resume_experiment, run_experiment
+    from quicknets.index import query
+    from quicknets.optuna_search import pruning_report
+
+    class Trial:  # what the pruner says after each epoch
+        reported = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return True
+    with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1: train_acc"):
+        run_experiment(trial_config(base(tiny_dir), {"seed": 0}, 1), runs_dir, quiet=True,
+                       report=pruning_report(Trial(), "test_accuracy"))
+    assert [step for step, _ in Trial.reported] == [1]
+    (row,) = query(runs_dir, status="all")
+    assert row["status"] == "pruned" and row["epochs_done"] == 1
+    path, results = resume_experiment(row["name"], runs_dir, quiet=True)  # e.g. to finish it
+    assert len(json.loads((path / "history.json").read_text())) == 2
+    assert query(runs_dir)[0]["status"] == "done"
