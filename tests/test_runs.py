@@ -63,6 +63,14 @@ def test_unfinished_run_is_visible_but_never_read_as_a_result(runs_dir):
     assert [r.name for r in list_runs(runs_dir)] == [path.name]
 
 
+def test_a_run_still_training_is_not_removed_without_force(runs_dir):
+    path = start_run(config(), {}, runs_dir)  # "running", and this process is alive
+    with pytest.raises(QuicknetsError, match="still training.*--force"):
+        remove_run(path.name, runs_dir)
+    assert path.exists()
+    assert remove_run(path.name, runs_dir, force=True) == path.name and not path.exists()
+
+
 def test_filters_and_sorting(runs_dir):
     model = network("784-10")
     for lr, opt, acc in [(0.001, "adam", 0.81), (0.003, "adam", 0.86), (0.01, "sgd", 0.84)]:

@@ -216,9 +216,14 @@ def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | Non
     return [load_run(runs_root(runs_dir) / r["name"]) for r in rows]
 
 
-def remove_run(ref, runs_dir=None) -> str:
-    """Delete a run folder (finished or not) and its index row; returns its name."""
+def remove_run(ref, runs_dir=None, force: bool = False) -> str:
+    """Delete a run folder (finished or not) and its index row; returns its name. A run whose
+    training process is still alive is refused unless `force`."""
     path = find_run(ref, runs_dir)
+    rows = index.query(path.parent, [f"name={path.name}"])
+    if not force and rows and rows[0]["status"] == "running":
+        raise QuicknetsError(f"run {path.name} is still training (process {rows[0]['pid']}); "
+                             "stop it first, or pass --force")
     trash = path.parent / f".{path.name}.deleting"
     os.replace(path, trash)  # gone from listings at once, even if the delete is interrupted
     shutil.rmtree(trash)

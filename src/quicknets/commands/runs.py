@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
     rm = actions.add_parser("rm", help="delete runs (folder and index row)")
     rm.add_argument("names", metavar="RUN", nargs="+", help="run names, unique prefixes or folders")
     rm.add_argument("--runs-dir", default=argparse.SUPPRESS, help="as for `runs`")
+    rm.add_argument("--force", action="store_true", help="delete even a run still training")
     p.set_defaults(handler=run)
 
 
@@ -37,7 +38,7 @@ def run(args) -> int:
 
     if args.action == "rm":
         for name in args.names:
-            print(f"removed: {remove_run(name, args.runs_dir)}")
+            print(f"removed: {remove_run(name, args.runs_dir, args.force)}")
         return 0
     every = query(runs_root(args.runs_dir), args.where, args.sort, "all", args.sweep)
     rows = [r for r in every if args.status in ("all", r["status"])]
