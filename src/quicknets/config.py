@@ -42,6 +42,9 @@ class ModelConfig:
     dropout: float = opt(0.0, "dropout probability after each hidden dense layer",
                          low=0.0, high=0.95)
     batchnorm: bool = opt(False, "BatchNorm after each hidden layer")
+    flip_tta: bool = opt(False, "test-time augmentation: a conv network predicts from each "
+                                "image and its mirror image, averaged (for nets trained with "
+                                "--flip)")
 
 
 @dataclass
@@ -58,6 +61,23 @@ class TrainConfig:
     device: str = opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     threads: int = opt(0, "CPU threads for PyTorch (0: the cores not busy with other work)",
                        low=0, high=1024)
+    # Speed-run tricks (recipes.py); the presets (presets.py) pick the ones that pay.
+    schedule: str = opt("constant", "learning-rate schedule per step: constant, onecycle (rise "
+                        "from lr/10 over --warmup, then linear to 0) or linear (lr to 0)",
+                        ["constant", "onecycle", "linear"])
+    warmup: float = opt(0.2, "fraction of the steps spent rising, for --schedule onecycle",
+                        low=0.0, high=1.0)
+    label_smoothing: float = opt(0.0, "label smoothing: the fraction of each target spread "
+                                      "evenly over all classes", low=0.0, high=0.99)
+    translate: int = opt(0, "augmentation: shift each training image by up to this many pixels "
+                            "(a fresh random shift per image and epoch; 0: off)", low=0, high=14)
+    flip: bool = opt(False, "augmentation: mirror a random half of the training images "
+                            "left-right each epoch")
+    bf16: bool = opt(False, "bfloat16 autocast for the forward pass (CUDA, or a CPU with "
+                            "AVX-512 bf16/AMX)")
+    channels_last: bool = opt(False, "channels-last memory layout for conv networks")
+    compile: bool = opt(False, "torch.compile the model (pays on a GPU for long runs; the first "
+                               "epoch includes compiling)")
 
 
 def _convert(cls, f, value):
@@ -130,8 +150,9 @@ def add_flags(parser, cls) -> None:
                                metavar=f.name.upper(), help=help_text)
 
 
-def from_args(cls, args):
-    """The config of `cls` from parsed flags: only the flags given override the defaults."""
+def from_args(cls, args, defaults: dict | None = None):
+    """The config of `cls` from parsed flags: only the flags given override `defaults` (a
+    preset's settings), which override the dataclass defaults."""
     given = {f.name: getattr(args, f.name) for f in fields(cls)
              if getattr(args, f.name, None) is not None}
-    return make(cls, given)
+    return make(cls, {**(defaults or {}), **given})

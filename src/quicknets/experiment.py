@@ -27,7 +27,8 @@ def prepare(config: dict, data=None, model=None):
     if model is None:
         torch.manual_seed(t["seed"])  # the initial weights
         model = network(m["model"], m["activation"], m["dropout"], m["batchnorm"],
-                        num_classes=len(dataset_info(d["dataset"]).classes))
+                        num_classes=len(dataset_info(d["dataset"]).classes),
+                        flip_tta=m.get("flip_tta", False))
     if data is None:
         data = load_dataset(d["dataset"], d["data_dir"] or None, d["val_split"], t["seed"],
                             d["mean"], d["std"], verify=d["verify"])

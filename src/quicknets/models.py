@@ -4,11 +4,13 @@
     model = network([784, 256, 10], activation="gelu", dropout=0.2, batchnorm=True)
     model = network("conv32-conv64-fc128")             # 3x3 conv + pool blocks, then dense layers
     model = network("cnn")                             # a named preset, see PRESETS
+    model = network("res64-res128-res256")             # conv+pool blocks, each with a residual
     print(summary(model))
 
 Every network ends in LogSoftmax (outputs are log-probabilities, for NLLLoss) and takes images
 as (B, 1, 28, 28) or flat (B, 784). `model.config` holds the keyword arguments that rebuild it.
 """
+import math
 import re
 
 import torch
@@ -24,6 +26,7 @@ PRESETS = {
     "mlp": "784-256-128-64-10",          # the notebook's network
     "cnn": "conv32-conv64-fc128",        # two conv/pool blocks: ~0.91-0.92 in a few epochs
     "cnn-wide": "conv64-conv128-conv256-fc256",
+    "resnet": "res64-res128-res256",    # the `best` preset's network (airbench-style blocks)
 }
 
 
@@ -80,6 +83,80 @@ def mlp(sizes: list, activation="relu", dropout=0.0, batchnorm=False,
     return layers
 
 
+def resnet(tokens: list, activation="relu", dropout=0.0, batchnorm=True,
+           in_features=784, num_classes=10) -> list:
+    """resN: 3x3 conv to N channels + BatchNorm + activation + 2x2 max-pool, then a residual
+    pair of the same (x + f(f(x))), as in the speed-run records' ResNet-style nets. BatchNorm is
+    always on; `batchnorm` is accepted for a uniform call. Ends in a global max-pool, a dense
+    layer (scaled down, as airbench does) and LogSoftmax."""
+    side = int(round(in_features ** 0.5))
+    if side * side != in_features:
+        raise QuicknetsError(f"a ResNet needs square images; input size {in_features} is not")
+    layers, channels = [_Image(side)], 1
+    for token in tokens:
+        m = re.fullmatch(r"res(\d+)", token)
+        if not m or int(m.group(1)) <= 0:
+            raise QuicknetsError(f"unknown layer {token!r} in a ResNet spec: use resN blocks, "
+                                 "e.g. res64-res128-res256")
+        if side < 2:
+            raise QuicknetsError(f"too many res blocks: the image is {side}x{side} before "
+                                 f"{token!r}, and each block halves it")
+        n = int(m.group(1))
+        layers += [*_conv_bn(channels, n, activation), nn.MaxPool2d(2),
+                   _Residual(nn.Sequential(*_conv_bn(n, n, activation),
+                                           *_conv_bn(n, n, activation)))]
+        channels, side = n, side // 2  # (B, n, side/2, side/2)
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]  # (B, C, h, w) -> (B, C)
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers += [_Scale(nn.Linear(channels, num_classes, bias=False), 0.125), nn.LogSoftmax(dim=1)]
+    return layers
+
+
+def _conv_bn(n_in: int, n_out: int, activation: str) -> list:
+    return [nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out),
+            _activation(activation)]
+
+
+class _Residual(nn.Module):
+    """x + body(x): the skip connection of a ResNet block."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class _FlipPair(nn.Module):
+    """Eval mode: (B, C, H, W) -> (2B, C, H, W), the images then their mirror images."""
+
+    def forward(self, x):
+        return torch.cat([x, x.flip(-1)]) if not self.training else x
+
+
+class _MeanPair(nn.Module):
+    """Eval mode: log-probabilities (2B, K) -> (B, K), the log of each pair's mean probability."""
+
+    def forward(self, log_probs):
+        if self.training:
+            return log_probs
+        pair = log_probs.reshape(2, -1, log_probs.shape[-1])  # (2, B, K)
+        return torch.logsumexp(pair, 0) - math.log(2.0)
+
+
+class _Scale(nn.Module):
+    """inner(x) * scale: airbench scales its final logits down (x 1/8) for calmer early steps."""
+
+    def __init__(self, inner: nn.Module, scale: float):
+        super().__init__()
+        self.inner, self.scale = inner, scale
+
+    def forward(self, x):
+        return self.inner(x) * self.scale
+
+
 def cnn(tokens: list, activation="relu", dropout=0.0, batchnorm=False,
         in_features=784, num_classes=10) -> list:
     """convN: 3x3 conv with N channels (+BatchNorm), activation, 2x2 max-pool; fcN: dense layer."""
@@ -133,8 +210,20 @@ class _Image(nn.Module):
 
 
 def network(spec="784-256-128-64-10", activation="relu", dropout=0.0, batchnorm=False,
-            in_features=784, num_classes=10) -> Network:
-    """Build a network from a spec string, a list of sizes, or a preset name (see PRESETS)."""
+            in_features=784, num_classes=10, flip_tta=False) -> Network:
+    """Build a network from a spec string, a list of sizes, or a preset name (see PRESETS).
+
+    flip_tta: in eval mode, a conv network averages its prediction over each image and its
+    mirror image (test-time augmentation, for nets trained with flips); training is unchanged.
+    """
+    if flip_tta:
+        model = network(spec, activation, dropout, batchnorm, in_features, num_classes)
+        if not isinstance(model[0], _Image):
+            raise QuicknetsError("flip_tta needs a conv network (convN or resN layers): an MLP "
+                                 "sees no image to mirror")
+        model = Network([model[0], _FlipPair(), *list(model)[1:], _MeanPair()], model.config)
+        model.config["flip_tta"] = True
+        return model
     if not 0.0 <= dropout < 1.0:
         raise QuicknetsError(f"dropout must be in [0, 1), not {dropout}")
     _activation(activation)  # fail on a bad name before anything else
@@ -150,9 +239,12 @@ def network(spec="784-256-128-64-10", activation="relu", dropout=0.0, batchnorm=
     if not isinstance(resolved, str) or not resolved.strip():
         raise QuicknetsError(f"cannot read the network spec {spec!r}")
     tokens = [t.strip().lower() for t in resolved.split("-")]
+    if re.fullmatch(r"res\d+", tokens[0]):
+        return Network(resnet(tokens, **kwargs), config)
     if not tokens[0].startswith(("conv", "fc")):
         raise QuicknetsError(f"unknown network {spec!r}: give sizes like 784-256-10, layers like "
-                             f"conv32-conv64-fc128, or a preset: {', '.join(PRESETS)}")
+                             f"conv32-conv64-fc128 or res64-res128, or a preset: "
+                             f"{', '.join(PRESETS)}")
     return Network(cnn(tokens, **kwargs), config)
 
 

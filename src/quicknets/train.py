@@ -23,6 +23,7 @@ from quicknets.config import TrainConfig, check, make
 from quicknets.data import Dataset
 from quicknets.errors import QuicknetsError
 from quicknets.metrics import evaluate_tensors
+from quicknets.recipes import augment, draw_augment, lr_at
 
 
 def free_cores() -> int:
@@ -52,13 +53,16 @@ def resolve(config: TrainConfig) -> TrainConfig:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = list(model.parameters())
+    # One fused kernel per step instead of ~6 small ops per tensor: about 0.4 ms of a 1.6 ms
+    # step of the notebook's MLP on this CPU (benchmarks/README.md).
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def format_epoch(row: dict) -> str:
@@ -71,17 +75,33 @@ def format_epoch(row: dict) -> str:
     return "  ".join(parts)
 
 
-def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None) -> tuple:
-    """One pass over (x, y) in a shuffled order; returns (sum of batch losses, correct count)."""
+def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
+                config: TrainConfig | None = None, first_step=0, total_steps=0) -> tuple:
+    """One pass over (x, y) in a shuffled order; returns (sum of batch losses, correct count).
+
+    `config` switches on the recipes (augmentation, per-step schedule, bf16); `first_step`
+    and `total_steps` place this epoch's steps on the schedule.
+    """
     model.train()
     order = torch.randperm(len(y), generator=generator).to(x.device)
     loss_sum = torch.zeros((), device=x.device)  # accumulated on the device: no sync per batch
     correct = torch.zeros((), dtype=torch.long, device=x.device)
-    for start in range(0, len(y), batch_size):
+    moves = None
+    if config is not None and (config.translate or config.flip):  # fresh moves each epoch
+        moves = [t.to(x.device) for t in draw_augment(len(y), config.translate, config.flip,
+                                                     generator)]
+    use_bf16 = config is not None and config.bf16
+    for step, start in enumerate(range(0, len(y), batch_size), first_step):
         idx = order[start:start + batch_size]
         xb, yb = x[idx], y[idx]  # (B, 1, 28, 28), (B,)
-        log_probs = model(xb)
-        loss = loss_fn(log_probs, yb)
+        if moves is not None:
+            xb = augment(xb, moves[0][idx], moves[1][idx], config.translate)
+        if config is not None and config.schedule != "constant":
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total_steps, config.lr, config.schedule, config.warmup)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            log_probs = model(xb)
+        loss = loss_fn(log_probs.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -115,6 +135,9 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
     torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator().manual_seed(config.seed)  # shuffling
     model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)  # convs then run in NHWC (oneDNN, cuDNN)
+    step_model = torch.compile(model) if config.compile else model  # shares the weights
     x = data.normalize(data.train_images.to(device))  # (N, 1, 28, 28) float32, once
     y = data.train_labels.to(device)
     val = None
@@ -122,6 +145,8 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
         val = (data.normalize(data.val_images.to(device)), data.val_labels.to(device))
     opt = make_optimizer(model, config)
     loss_fn = nn.NLLLoss()  # on the LogSoftmax outputs, as in the notebook
+    if config.label_smoothing > 0:  # cross-entropy of log-probabilities = NLL, plus smoothing
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     steps = math.ceil(len(y) / config.batch_size)
     history, first_epoch = [], 1
     if resume is not None:  # weights, optimizer moments, RNG states and history as they were
@@ -133,8 +158,10 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
         if show_bar:
             from tqdm import tqdm
             bar = tqdm(total=steps, desc=f"epoch {epoch}", leave=False, file=sys.stderr)
-        loss_sum, correct = train_epoch(model, opt, loss_fn, x, y, config.batch_size,
-                                        generator, bar)
+        loss_sum, correct = train_epoch(step_model, opt, loss_fn, x, y, config.batch_size,
+                                        generator, bar, config=config,
+                                        first_step=(epoch - 1) * steps,
+                                        total_steps=config.epochs * steps)
         if bar is not None:
             bar.close()
         if not math.isfinite(loss_sum):
