@@ -123,3 +123,15 @@ def test_cli_unknown_preset_is_a_usage_error(capsys):
         main(["train", "--preset", "slow"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'slow'" in capsys.readouterr().err
+
+
+def test_a_resumed_or_swept_run_rebuilds_its_flip_tta_network(tiny_dir):
+    from dataclasses import asdict
+
+    from quicknets.config import DataConfig
+    from quicknets.experiment import prepare
+    config = {"data": asdict(DataConfig(dataset="mnist", data_dir=str(tiny_dir), verify=False)),
+              "model": asdict(ModelConfig(model="conv4-fc8", flip_tta=True)),
+              "train": asdict(TrainConfig())}
+    model, _ = prepare(config)
+    assert model.config.get("flip_tta") is True
