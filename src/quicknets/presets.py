@@ -38,7 +38,8 @@ PRESETS = {
     },
 }
 
-# Changes on a CUDA GPU: larger batches fill the device (the learning rate scales with them).
+# Changes on a CUDA GPU: larger batches fill the device. Not measured yet (no GPU was at hand):
+# starting points from the speed-run records, to be tuned with benchmarks/accuracy.py --device cuda.
 CUDA = {
     "fast": {"batch_size": 512, "lr": 0.004},
     "cnn": {"batch_size": 512, "lr": 0.01},
