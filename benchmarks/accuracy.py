@@ -23,7 +23,7 @@ from quicknets.metrics import evaluate_tensors
 from quicknets.models import network
 from quicknets.presets import native_bf16, preset_settings
 from quicknets.recipes import flip_average
-from quicknets.train import free_cores, pick_device, train
+from quicknets.training import free_cores, pick_device, train
 
 THRESHOLDS = (0.87, 0.90, 0.92, 0.93, 0.95)
 

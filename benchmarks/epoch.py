@@ -18,7 +18,7 @@ import torch
 import notebook
 from quicknets.data import load_dataset
 from quicknets.models import network
-from quicknets.train import free_cores, train
+from quicknets.training import free_cores, train
 
 SIZES = (784, 256, 128, 64, 10)
 # forward multiply-adds per image, x2 FLOP each, x3 for forward + the two backward products

@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 
-from quicknets.sweep import run_trials
+from quicknets.sweeps import run_trials
 
 
 def main() -> None:

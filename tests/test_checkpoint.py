@@ -11,7 +11,7 @@ import torch
 from quicknets.checkpoint import load_checkpoint, save_checkpoint
 from quicknets.errors import QuicknetsError
 from quicknets.models import network
-from quicknets.train import train
+from quicknets.training import train
 
 TIMING = ("seconds",)
 
@@ -96,7 +96,7 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch)
 # so the test can kill it there: its weights are past the last checkpoint (epoch STOP - 1).
 HANG_IN_EPOCH = """
 import sys, time
-import quicknets.train as t
+import quicknets.training as t
 real, calls = t.train_epoch, []
 def train_epoch(*args, **kwargs):
     out = real(*args, **kwargs)

@@ -80,3 +80,10 @@ def test_summary_counts_parameters():
     assert f"total params: {sum(p.numel() for p in model.parameters()):,}" in text
     assert "242,762" in text  # 784*256+256 + 256*128+128 + 128*64+64 + 64*10+10
     assert model.training  # summary leaves the mode as it found it
+
+
+def test_slices_are_networks_too():
+    model = network("784-256-128-64-10")
+    head = model[:4]  # Flatten, Linear, ReLU, Linear
+    assert head(torch.zeros(2, 784)).shape == (2, 128)
+    assert head.config == {}

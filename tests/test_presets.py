@@ -16,7 +16,7 @@ from quicknets.models import network
 from quicknets.recipes import flip_average
 from quicknets.runs import load_model, load_run, save_run
 from quicknets.presets import PRESETS, native_bf16, preset_settings
-from quicknets.train import train
+from quicknets.training import train
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])

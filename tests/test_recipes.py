@@ -10,7 +10,7 @@ from quicknets.metrics import evaluate
 from quicknets.models import network
 from quicknets.recipes import augment, draw_augment, flip_average, lr_at
 from quicknets.config import TrainConfig
-from quicknets.train import make_optimizer, train, train_epoch
+from quicknets.training import make_optimizer, train, train_epoch
 
 
 def test_constant_schedule_is_the_peak():

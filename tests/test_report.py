@@ -16,7 +16,7 @@ from quicknets.metrics import evaluate
 from quicknets.models import network
 from quicknets.report import FIGURES, render_report, run_figures, save_figures, write_report
 from quicknets.runs import load_run, save_run
-from quicknets.train import train
+from quicknets.training import train
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",

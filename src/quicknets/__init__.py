@@ -12,15 +12,21 @@ import importlib
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
+# public name -> module that defines it. No module may share a name with an export: importing
+# quicknets.X binds the module as attribute X of the package, hiding a lazy export named X.
 _EXPORTS = {
     "load_dataset": "quicknets.data", "Dataset": "quicknets.data",
     "network": "quicknets.models", "summary": "quicknets.models", "PRESETS": "quicknets.models",
-    "train": "quicknets.train",
+    "train": "quicknets.training",
     "evaluate": "quicknets.metrics",
-    "classify": "quicknets.classify", "banner": "quicknets.classify",
+    "classify": "quicknets.classification", "banner": "quicknets.classification",
     "save_run": "quicknets.runs", "load_run": "quicknets.runs", "load_model": "quicknets.runs",
     "list_runs": "quicknets.runs",
+    "compare": "quicknets.comparison", "sweep": "quicknets.sweeps",
+    "imshow": "quicknets.plots", "view_classify": "quicknets.plots",
+    "show_batch": "quicknets.plots", "show_predictions": "quicknets.plots",
+    "plot_top_losses": "quicknets.plots", "plot_history": "quicknets.plots",
+    "plot_confusion_matrix": "quicknets.plots",
     "DataConfig": "quicknets.config", "ModelConfig": "quicknets.config",
     "TrainConfig": "quicknets.config",
     "QuicknetsError": "quicknets.errors",

@@ -54,7 +54,7 @@ def _train_recorded(path, model, data, train_cfg, *, quiet, log, log_to, report,
     """Train with checkpoints into the existing run folder `path`, test, and finish the record."""
     from quicknets.loggers import open_loggers
     from quicknets.metrics import evaluate
-    from quicknets.train import train
+    from quicknets.training import train
     config = load_config(path)
     loggers = open_loggers(log_to, path, config)
     try:
@@ -90,7 +90,7 @@ def run_experiment(config: dict, runs_dir=None, *, data=None, model=None, quiet=
     """Build (unless given), train (checkpointing each epoch), test and record one run:
     (path, results). `on_start(path)` is told the run folder before training begins."""
     from quicknets.data import describe
-    from quicknets.train import resolve
+    from quicknets.training import resolve
     model, data = prepare(config, data, model)
     config["model"]["spec"] = model.config["spec"]
     train_cfg = resolve(make(TrainConfig, config["train"]))  # record the threads and device used

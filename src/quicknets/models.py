@@ -12,6 +12,7 @@ as (B, 1, 28, 28) or flat (B, 784). `model.config` holds the keyword arguments t
 """
 import math
 import re
+from collections import OrderedDict
 
 import torch
 from torch import nn
@@ -33,9 +34,12 @@ PRESETS = {
 class Network(nn.Sequential):
     """An nn.Sequential that remembers the arguments it was built from (`config`)."""
 
-    def __init__(self, layers, config: dict):
-        super().__init__(*layers)
-        self.config = dict(config)
+    def __init__(self, layers, config: dict | None = None):
+        if isinstance(layers, OrderedDict):  # nn.Sequential builds slices (model[:4]) this way
+            super().__init__(layers)
+        else:
+            super().__init__(*layers)
+        self.config = dict(config or {})  # empty for a slice: it was not built from a spec
 
 
 def _activation(name: str) -> nn.Module:

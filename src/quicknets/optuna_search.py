@@ -63,7 +63,7 @@ def open_study(url: str, name: str, direction: str, sampler_seed, create: bool):
 
 
 def suggest(trial, space: dict) -> dict:
-    from quicknets.sweep import Range
+    from quicknets.sweeps import Range
     out = {}
     for key, values in space.items():
         if isinstance(values, Range):
@@ -101,9 +101,9 @@ def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threa
     import optuna
     from optuna.study import MaxTrialsCallback
 
-    from quicknets.compare import mean_std
+    from quicknets.comparison import mean_std
     from quicknets.experiment import run_experiment
-    from quicknets.sweep import init_worker, interruptible, trial_config
+    from quicknets.sweeps import init_worker, interruptible, trial_config
     if fresh:  # a new worker process (not this one: train() sets threads per trial anyway)
         init_worker(threads)
     study = open_study(url, name, direction, sampler_seed, create=False)
@@ -135,7 +135,7 @@ def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threa
 
 def optuna_sweep(base, space, seeds, trials, workers, threads, runs_dir, name, storage,
                  metric, prune, log=print, log_to=()) -> list:
-    from quicknets.sweep import plan_workers
+    from quicknets.sweeps import plan_workers
     url = storage_url(storage, runs_dir)
     direction = "maximize" if "acc" in metric else "minimize"
     open_study(url, name, direction, None, create=True)
@@ -152,7 +152,7 @@ def optuna_sweep(base, space, seeds, trials, workers, threads, runs_dir, name, s
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-        from quicknets.sweep import ignoring_ctrl_c
+        from quicknets.sweeps import ignoring_ctrl_c
         with ProcessPoolExecutor(n_workers,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             with ignoring_ctrl_c():  # the workers start on submit
@@ -166,7 +166,7 @@ def optuna_sweep(base, space, seeds, trials, workers, threads, runs_dir, name, s
 
 def study_table(url: str, name: str, metric: str) -> list:
     """The study's trials as ranked groups (settings, n, metric as (mean, std), runs, state)."""
-    from quicknets.compare import METRICS, mean_std
+    from quicknets.comparison import METRICS, mean_std
     study = open_study(url, name, "maximize", None, create=False)
     groups = []
     for t in study.trials:
@@ -177,5 +177,5 @@ def study_table(url: str, name: str, metric: str) -> list:
                       "number": t.number})
         group[metric] = mean_std(values)
         groups.append(group)
-    from quicknets.compare import rank
+    from quicknets.comparison import rank
     return rank(groups, metric)

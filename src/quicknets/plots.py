@@ -22,7 +22,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from quicknets.classify import load_image, probabilities
+from quicknets.classification import load_image, probabilities
 from quicknets.datasets import DATASETS
 from quicknets.errors import QuicknetsError
 from quicknets.metrics import predict

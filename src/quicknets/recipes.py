@@ -6,7 +6,7 @@ device, and test-time flip averaging.
     xb = augment(xb, shifts[idx], flips[idx], 2)    # (B, 1, 28, 28), every image moved at once
     log_probs = flip_average(model, x)              # mean of the image and its mirror image
 
-The train loop calls these through visible `if`s (see train.py); each is tested on its own.
+The train loop calls these through visible `if`s (see training.py); each is tested on its own.
 An EMA of the weights was tried and left out: it was not shown to pay (benchmarks/README.md).
 The random draws happen once per epoch on the CPU and move to the device in one copy, so a GPU
 epoch needs no host synchronisation for augmentation.

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.classify import banner, classify
+    from quicknets.classification import banner, classify
     from quicknets.commands.common import load_run_data
     from quicknets.errors import QuicknetsError
     from quicknets.runs import load_model, load_run

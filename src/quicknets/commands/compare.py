@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.compare import compare, format_compare, plot_curves
+    from quicknets.comparison import compare, format_compare, plot_curves
     from quicknets.errors import QuicknetsError
     from quicknets.runs import list_runs
 

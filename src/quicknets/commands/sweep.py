@@ -15,7 +15,7 @@ table of lists or {low, high, log} ranges. Flags override the file.
 import argparse
 
 from quicknets.commands.common import add_runs_dir
-from quicknets.sweep import FIELDS
+from quicknets.sweeps import FIELDS
 
 NOT_FLAGS = ("seed", "threads")  # --seeds and --threads below say them for a sweep
 
@@ -84,9 +84,9 @@ def read_toml(path) -> dict:
 
 
 def run(args) -> int:
-    from quicknets.compare import differing, format_groups, label
+    from quicknets.comparison import differing, format_groups, label
     from quicknets.loggers import parse_log_to
-    from quicknets.sweep import Range, check_base, choose_metric, new_name, parse_values, sweep
+    from quicknets.sweeps import Range, check_base, choose_metric, new_name, parse_values, sweep
 
     spec = read_toml(args.config) if args.config else {}
     base, vary = dict(spec.get("base", {})), dict(spec.get("vary", {}))

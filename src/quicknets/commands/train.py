@@ -63,7 +63,7 @@ def run(args) -> int:
     from quicknets.loggers import parse_log_to
     from quicknets.metrics import format_results
     from quicknets.models import network
-    from quicknets.train import pick_device, resolve
+    from quicknets.training import pick_device, resolve
 
     preset = {"model": {}, "train": {}}
     if args.preset:

@@ -13,7 +13,7 @@ import pytest
 from quicknets.cli import main
 from quicknets.errors import QuicknetsError
 from quicknets.runs import list_runs
-from quicknets.sweep import (Range, grid_trials, normalise_space, parse_values, plan_workers,
+from quicknets.sweeps import (Range, grid_trials, normalise_space, parse_values, plan_workers,
                              random_trials, seed_list, sweep, trial_config)
 
 
@@ -81,7 +81,7 @@ def test_grid_sweep_in_python(tiny_dir, runs_dir):
     lines = []
     groups = sweep(base(tiny_dir), grid={"layers": ["784-16-10", "784-64-10"],
                                          "lr": [0.001, 0.01]}, seeds=2, workers=1,
-                   runs_dir=runs_dir, name="s1", log=lines.append)
+                   threads=1, runs_dir=runs_dir, name="s1", log=lines.append)
     assert len(groups) == 4 and all(g["n"] == 2 and g["seeds"] == [0, 1] for g in groups)
     means = [g["test_accuracy"][0] for g in groups]
     assert means == sorted(means, reverse=True)  # ranked

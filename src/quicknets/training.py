@@ -26,11 +26,27 @@ from quicknets.metrics import evaluate_tensors
 from quicknets.recipes import augment, draw_augment, lr_at
 
 
+def runnable_now(samples: int = 5, interval: float = 0.02) -> int:
+    """Processes running or ready to run right now, this one included: the median of a few
+    readings of /proc/loadavg's run queue (the 1-minute load average lags by minutes)."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))  # "R/T": R runnable
+        except (OSError, ValueError, IndexError):
+            return 1 + int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 1
+        if i + 1 < samples:
+            time.sleep(interval)
+    return sorted(counts)[len(counts) // 2]
+
+
 def free_cores() -> int:
-    """Cores this process may use, less those busy with other work (by the 1-minute load)."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    busy = int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 0
-    return max(1, min(usable or 1, (usable or 1) - busy))
+    """Cores this process may use, less those busy with other processes' work right now."""
+    usable = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else os.cpu_count()) or 1
+    busy = max(0, runnable_now() - 1)  # the reading counts this process itself
+    return max(1, min(usable, usable - busy))
 
 
 def pick_device(name: str) -> torch.device:

@@ -4,7 +4,7 @@ import statistics
 import pytest
 
 from quicknets.cli import main
-from quicknets.compare import (compare, differing, format_compare, group_by_seed, mean_std,
+from quicknets.comparison import (compare, differing, format_compare, group_by_seed, mean_std,
                                plot_curves, rank)
 from quicknets.errors import QuicknetsError
 from quicknets.models import network

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from quicknets.classify import banner, classify, load_image, probabilities
+from quicknets.classification import banner, classify, load_image, probabilities
 from quicknets.errors import QuicknetsError
 from quicknets.models import network
 

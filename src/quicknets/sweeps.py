@@ -139,7 +139,7 @@ def plan_workers(n_trials: int, workers: int = 0, threads: int = 0, cores: int =
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
             else os.cpu_count() or 1
     if not free:
-        from quicknets.train import free_cores
+        from quicknets.training import free_cores
         free = free_cores()
     if workers > cores:
         raise QuicknetsError(f"{workers} workers on {cores} cores would oversubscribe them; "
@@ -254,7 +254,7 @@ def choose_metric(metric: str, base: dict) -> str:
 
 def results_table(name: str, runs_dir=None, metric: str = "test_accuracy") -> tuple:
     """(ranked groups over seeds, differing setting names) of a sweep's finished trials."""
-    from quicknets.compare import compare_runs, rank
+    from quicknets.comparison import compare_runs, rank
     from quicknets.runs import list_runs
     runs = list_runs(runs_dir, sweep=name)
     if not runs:
