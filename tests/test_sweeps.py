@@ -62,6 +62,9 @@ def test_worker_plan_never_oversubscribes():
     for workers, threads in [(3, 0), (2, 2)]:
         with pytest.raises(QuicknetsError, match="oversubscribe"):
             plan_workers(24, workers, threads, cores=2, free=2)
+    for workers, threads in [(-1, 0), (0, -2)]:  # a traceback, and every trial failing, before
+        with pytest.raises(QuicknetsError, match="at least 1"):
+            plan_workers(24, workers, threads, cores=2, free=2)
 
 
 def test_trial_config():

@@ -141,6 +141,9 @@ def plan_workers(n_trials: int, workers: int = 0, threads: int = 0, cores: int =
     if not free:
         from quicknets.training import free_cores
         free = free_cores()
+    if workers < 0 or threads < 0:
+        raise QuicknetsError(f"workers and threads must be at least 1 (0: choose for me), got "
+                             f"{workers} workers, {threads} threads")
     if workers > cores:
         raise QuicknetsError(f"{workers} workers on {cores} cores would oversubscribe them; "
                              f"use --workers {cores} or fewer")
