@@ -113,6 +113,9 @@ def test_corrupt_files_are_clear_errors(runs_dir):
     (path / "model.pt").write_bytes(data[:100])
     with pytest.raises(QuicknetsError, match="cannot load"):
         load_model(load_run(path.name, runs_dir))
+    (path / "model.pt").write_text('{"not a model"')  # garbage, not a refused pickle
+    with pytest.raises(QuicknetsError, match="corrupt or not a weights-only model file"):
+        load_model(load_run(path.name, runs_dir))
     (runs_dir / "index.sqlite").write_bytes(b"not a database at all" * 100)
     for suffix in ("-wal", "-shm"):
         (runs_dir / f"index.sqlite{suffix}").unlink(missing_ok=True)

@@ -200,8 +200,10 @@ def load_model(run: Run):
         raise
     except Exception as e:  # unpickling refused, truncated file, mismatched weights
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Weights only load failed" in first:
+        if "Unsupported global" in str(e):  # a pickled object the weights-only loader refuses
             first = "it holds objects other than weights (refused: loading it could run code)"
+        elif "Weights only load failed" in first:  # "Unsupported operand": garbage or a raw pickle
+            first = "it is corrupt or not a weights-only model file (not loaded: it could run code)"
         raise QuicknetsError(f"cannot load {file}: {first}") from None
     return model.eval()
 
