@@ -185,3 +185,12 @@ def test_see_it_bad_input_is_one_clear_line(tiny_dir, tmp_path, capsys):
         assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "a.txt").exists()
     assert not (run_dir / "figures").exists() and not (run_dir / "report.html").exists()
+
+
+def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
+    """`quicknets runs | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "quicknets", "runs", "--runs-dir", tmp_path],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before the command prints anything
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) != 0 and "Traceback" not in err and "Exception ignored" not in err

@@ -9,6 +9,7 @@ does). Nothing heavy is imported until a command runs, so `quicknets --help` is 
 """
 import argparse
 import importlib
+import os
 import sys
 
 from quicknets import __version__
@@ -36,7 +37,12 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.handler(args) or 0
+        code = args.handler(args) or 0
+        sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
+        return code
+    except BrokenPipeError:  # `quicknets runs | head`: the reader has gone; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except QuicknetsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
