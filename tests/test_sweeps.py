@@ -51,6 +51,10 @@ def test_grid_and_random_trials():
     with pytest.raises(QuicknetsError, match="a grid needs lists"):
         grid_trials(ranged, [0])
     assert seed_list(3) == [0, 1, 2] and seed_list(["4", 7]) == [4, 7]
+    with pytest.raises(QuicknetsError, match="lr lists 0.001 more than once"):
+        normalise_space({"lr": "0.001,1e-3"})  # would train one run twice, ranked as n = 2
+    with pytest.raises(QuicknetsError, match="seeds lists 4 more than once"):
+        seed_list(["4", 4])
 
 
 def test_worker_plan_never_oversubscribes():

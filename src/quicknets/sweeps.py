@@ -87,7 +87,16 @@ def normalise_space(space: dict) -> dict:
             out[key] = [convert(key, values)]
         if isinstance(out[key], list) and not out[key]:
             raise QuicknetsError(f"no values given for {key}")
+        if isinstance(out[key], list):
+            _refuse_repeats(key, out[key])
     return out
+
+
+def _refuse_repeats(key: str, values: list) -> None:
+    """A repeated value would train the same run twice and count it as two seeds."""
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise QuicknetsError(f"{key} lists {', '.join(repeated)} more than once")
 
 
 def seed_list(seeds) -> list:
@@ -96,7 +105,9 @@ def seed_list(seeds) -> list:
         if seeds < 1:
             raise QuicknetsError(f"seeds must be at least 1, got {seeds}")
         return list(range(seeds))
-    return [convert("seed", s) for s in seeds]
+    seeds = [convert("seed", s) for s in seeds]
+    _refuse_repeats("seeds", seeds)
+    return seeds
 
 
 def grid_trials(space: dict, seeds: list) -> list:
