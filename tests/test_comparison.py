@@ -88,3 +88,5 @@ def test_compare_command(runs_dir, tmp_path, capsys):
     assert "not finished" in capsys.readouterr().err
     assert main(["compare", "--runs-dir", str(runs_dir)]) == 1
     assert "nothing to compare" in capsys.readouterr().err
+    assert main(["compare", "--sweep", "no-such-sweep", "--runs-dir", str(runs_dir)]) == 1
+    assert "no finished run matches --sweep no-such-sweep" in capsys.readouterr().err

@@ -26,7 +26,13 @@ def run(args) -> int:
 
     refs = list(args.names)
     if args.sweep or args.where:
-        refs += list_runs(args.runs_dir, args.where, sweep=args.sweep)
+        found = list_runs(args.runs_dir, args.where, sweep=args.sweep)
+        if not found:
+            what = " ".join([f"--sweep {args.sweep}"] * bool(args.sweep)
+                            + [f"--where {w}" for w in args.where])
+            raise QuicknetsError(f"no finished run matches {what} (see `quicknets runs "
+                                 f"--status all`)")
+        refs += found
     if not refs:
         raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
     table = compare(refs, args.runs_dir)
