@@ -197,3 +197,7 @@ def test_resume_refuses_other_settings_and_finished_runs(tiny_dir, tmp_path):
     with pytest.raises(QuicknetsError, match="is finished"):
         from quicknets.experiment import resume_experiment
         resume_experiment(name, runs)
+    from quicknets.runs import start_run
+    training = start_run(json.loads((runs / name / "config.json").read_text()), {}, runs)
+    with pytest.raises(QuicknetsError, match="is still training"):  # by this live process
+        resume_experiment(training.name, runs)

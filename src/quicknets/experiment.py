@@ -14,7 +14,8 @@ import sys
 
 from quicknets.config import TrainConfig, make
 from quicknets.errors import QuicknetsError
-from quicknets.runs import (CHECKPOINT_FILE, find_run, finish_run, is_finished, mark, start_run)
+from quicknets.runs import (CHECKPOINT_FILE, find_run, finish_run, is_finished, mark, start_run,
+                            training_pid)
 from quicknets.storage import atomic_write_json
 
 
@@ -111,6 +112,10 @@ def resume_experiment(ref, runs_dir=None, *, threads=None, device=None, data_dir
     if is_finished(path):
         raise QuicknetsError(f"run {path.name} is finished; a finished record stays as it is "
                              f"(train a new run to train longer)")
+    pid = training_pid(path)
+    if pid is not None:  # two processes would write one record
+        raise QuicknetsError(f"run {path.name} is still training (process {pid}); resume it "
+                             f"once it has stopped")
     state = load_checkpoint(path / CHECKPOINT_FILE)
     config = load_config(path)
     if data_dir:

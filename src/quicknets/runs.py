@@ -218,13 +218,19 @@ def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | Non
     return [load_run(runs_root(runs_dir) / r["name"]) for r in rows]
 
 
+def training_pid(path: Path) -> int | None:
+    """The process still training the run at `path`, or None (finished, stopped, ...)."""
+    rows = index.query(path.parent, [f"name={path.name}"])
+    return rows[0]["pid"] if rows and rows[0]["status"] == "running" else None
+
+
 def remove_run(ref, runs_dir=None, force: bool = False) -> str:
     """Delete a run folder (finished or not) and its index row; returns its name. A run whose
     training process is still alive is refused unless `force`."""
     path = find_run(ref, runs_dir)
-    rows = index.query(path.parent, [f"name={path.name}"])
-    if not force and rows and rows[0]["status"] == "running":
-        raise QuicknetsError(f"run {path.name} is still training (process {rows[0]['pid']}); "
+    pid = training_pid(path)
+    if not force and pid is not None:
+        raise QuicknetsError(f"run {path.name} is still training (process {pid}); "
                              "stop it first, or pass --force")
     trash = path.parent / f".{path.name}.deleting"
     os.replace(path, trash)  # gone from listings at once, even if the delete is interrupted
