@@ -65,6 +65,7 @@ def test_compare_records(runs_dir, tmp_path):
     assert table["runs"][0]["metrics"]["seconds"] == pytest.approx(1.5)
     text = format_compare(table)
     assert "differing settings: lr, seed" in text and "0.8500 ± 0.0707" in text
+    assert "0.7000 ± 0.0000" not in text and "0.7000" in text  # one run: no std to show
     png = plot_curves(table, tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     with pytest.raises(QuicknetsError, match="must end in .png"):

@@ -105,9 +105,14 @@ def fmt(value, digits=4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def fmt_mean_std(pair, digits=4) -> str:
+def fmt_mean_std(pair, digits=4, n=2) -> str:
+    """`0.8424 ± 0.0017`; for one run the mean alone, padded (a std of one value is unknown)."""
     mean, std = pair
-    return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if mean is None:
+        return "-"
+    if n < 2:
+        return f"{mean:.{digits}f}   {'':{digits + 2}}"  # padded so the means line up
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def label(settings_: dict, keys: list) -> str:
@@ -125,7 +130,7 @@ def format_groups(groups: list, keys: list, metric: str = "test_accuracy") -> st
     head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
     lines = [head]
     for i, g in enumerate(groups, 1):
-        cells = "  ".join(f"{fmt_mean_std(g[m]):>17}" for m in shown)
+        cells = "  ".join(f"{fmt_mean_std(g[m], n=g['n']):>17}" for m in shown)
         if g.get("state", "COMPLETE") != "COMPLETE":  # an Optuna trial pruned or failed
             cells = f"{g['state'].lower():>17}"
         lines.append(f"{i:>3}  {label(g['settings'], keys):<44} {g['n']:>2}  {cells}")
