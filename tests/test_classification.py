@@ -55,6 +55,16 @@ def test_grayscale_png_on_black_is_not_inverted(tmp_path):
     assert pixels[0, 0] == 0 and pixels[14, 14] > 200
 
 
+def test_grayscale_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
+    img = Image.new("L", (56, 28), 0)  # a wide bar on black, stored sideways by a camera
+    img.paste(255, (4, 10, 52, 18))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    img.save(tmp_path / "bar.jpg", exif=exif)
+    pixels = load_image(tmp_path / "bar.jpg")
+    assert pixels[:, 14].float().mean() > 150 and pixels[14, 2] < 30  # upright: a tall bar
+
+
 def test_unreadable_image(tmp_path, model):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(QuicknetsError, match="cannot read .*bad.png as an image"):

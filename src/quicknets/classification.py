@@ -25,7 +25,7 @@ def load_image(path) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             img.load()
-            gray = ImageOps.exif_transpose(img).convert("L") if img.mode != "L" else img.copy()
+            gray = ImageOps.exif_transpose(img).convert("L")  # a camera's rotation, any mode
     except FileNotFoundError:
         raise QuicknetsError(f"no image file {path}") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
