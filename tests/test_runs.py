@@ -63,6 +63,12 @@ def test_unfinished_run_is_visible_but_never_read_as_a_result(runs_dir):
     assert [r.name for r in list_runs(runs_dir)] == [path.name]
 
 
+def test_runs_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(QuicknetsError, match="cannot create the run folder .*afile/"):
+        start_run(config(), {}, tmp_path / "afile")  # was a NotADirectoryError traceback
+
+
 def test_a_run_still_training_is_not_removed_without_force(runs_dir):
     path = start_run(config(), {}, runs_dir)  # "running", and this process is alive
     with pytest.raises(QuicknetsError, match="still training.*--force"):

@@ -93,9 +93,12 @@ def start_run(config: dict, data_info: dict | None = None, runs_dir=None,
             "seed": config["train"]["seed"], "data": data_info or {}, **environment()}
     if sweep:
         meta["sweep"] = sweep
-    atomic_write_json(tmp / "config.json", config)
-    atomic_write_json(tmp / "meta.json", meta)
-    os.replace(tmp, final)  # the folder appears with its config, never without
+    try:
+        atomic_write_json(tmp / "config.json", config)
+        atomic_write_json(tmp / "meta.json", meta)
+        os.replace(tmp, final)  # the folder appears with its config, never without
+    except OSError as e:  # --runs-dir names a file, a read-only folder, a full disk
+        raise QuicknetsError(f"cannot create the run folder {final}: {e.strerror}") from None
     index.record(root, name, status="running", created=meta["created"], sweep=sweep,
                  host=socket.gethostname(), pid=os.getpid(), epochs_done=0,
                  settings=index.flat_settings(config))
