@@ -36,7 +36,7 @@ class DataConfig:
 class ModelConfig:
     model: str = opt("784-256-128-64-10", "the network: layer sizes (784-256-10), a CNN spec "
                      "(conv32-conv64-fc128: convN = 3x3 conv + 2x2 pool, fcN = dense) or a "
-                     "preset name (mlp, cnn, cnn-wide)", flags=("--layers",))
+                     "network name (mlp, cnn, cnn-wide, resnet; not --preset)", flags=("--layers",))
     activation: str = opt("relu", "activation after each hidden layer",
                           ["relu", "gelu", "tanh", "sigmoid", "elu", "silu", "leaky_relu"])
     dropout: float = opt(0.0, "dropout probability after each hidden dense layer",
