@@ -71,6 +71,14 @@ def test_data_dir_comes_before_the_debian_folder(tiny_dir):
     assert d.source == str(tiny_dir) and len(d.train_labels) == 300
 
 
+def test_a_missing_data_dir_is_fetched_into_never_replaced_by_other_copies(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setenv("QUICKNETS_MIRROR", f"file://{tmp_path}/no-mirror")
+    with pytest.raises(QuicknetsError, match="could not be downloaded") as e:
+        load_dataset("fashion-mnist", tmp_path / "typo")  # the Debian copy exists, yet
+    assert str(FASHION_DIR) not in str(e.value)
+
+
 def test_environment_folder_is_searched(tiny_dir, monkeypatch):
     monkeypatch.setenv("QUICKNETS_DATA", str(tiny_dir))
     assert load_dataset("kmnist", verify=False, download=False).source == str(tiny_dir)
@@ -138,6 +146,7 @@ def test_offline_with_no_files_lists_places_and_the_package(monkeypatch, tmp_pat
     monkeypatch.setenv("QUICKNETS_MIRROR", f"file://{tmp_path}/no-mirror")
     info = dataclasses.replace(datasets.DATASETS["fashion-mnist"], debian_dir=str(tmp_path / "deb"))
     monkeypatch.setitem(datasets.DATASETS, "fashion-mnist", info)
+    (tmp_path / "mine").mkdir()  # an empty folder: every other place is searched too
     with pytest.raises(QuicknetsError) as e:
         load_dataset("fashion-mnist", tmp_path / "mine")
     message = str(e.value)

@@ -169,3 +169,40 @@ def test_runs_command_lists_filters_and_removes(runs_dir, capsys):
     assert "error: " in capsys.readouterr().err
     with pytest.raises(QuicknetsError):
         find_run("nope", runs_dir)
+
+
+def test_code_version_ignores_a_repository_that_is_not_quicknets(tmp_path):
+    """Installed inside some other git repository, quicknets records its version, not that
+    repository's commit."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import quicknets
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copytree(Path(quicknets.__file__).parent, tmp_path / "lib" / "quicknets")
+    out = subprocess.run([sys.executable, "-c", "from quicknets.runs import code_version; "
+                          "print(code_version())"], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path / "lib"), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == quicknets.__version__, out.stderr
+
+
+def test_processes_creating_a_new_index_at_once_all_get_in(tmp_path):
+    """Sweep workers start together: the first writes of a fresh index race to switch it to WAL,
+    which SQLite answers with "locked" at once. Each must still be recorded."""
+    import subprocess
+    import sys
+    import time
+    code = ("import sys, time; from pathlib import Path; from quicknets import index\n"
+            "while time.time() < float(sys.argv[3]): time.sleep(0.001)  # start together\n"
+            "index.record(Path(sys.argv[1]), sys.argv[2], status='done')")
+    for round_ in range(6):
+        root = tmp_path / f"runs{round_}"
+        start_at = str(time.time() + 1.0)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(root), f"run{i}", start_at],
+                                  stderr=subprocess.PIPE, text=True) for i in range(4)]
+        errors = [p.communicate()[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, errors
+        with sqlite3.connect(root / "index.sqlite") as conn:  # rows only: no run folders here
+            names = sorted(n for (n,) in conn.execute("SELECT name FROM runs"))
+        assert names == [f"run{i}" for i in range(4)]

@@ -96,3 +96,14 @@ def test_free_cores_counts_a_busy_neighbour_at_once():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_train_leaves_the_callers_thread_count_alone(tiny):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2 if before == 1 else 1)
+    try:
+        mine = torch.get_num_threads()
+        run_tiny(tiny, epochs=1)  # trains with threads=1
+        assert torch.get_num_threads() == mine
+    finally:
+        torch.set_num_threads(before)

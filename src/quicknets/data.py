@@ -146,6 +146,8 @@ def locate(name: str, data_dir=None, download: bool = True) -> dict:
     """The paths of the four files of dataset `name`, fetching them if allowed and needed."""
     info = dataset_info(name)
     dirs = search_dirs(info, data_dir)
+    if data_dir and not Path(data_dir).is_dir():
+        dirs = [Path(data_dir)]  # a new folder (or a typo): fetch into it, never fall back to others
     for folder in dirs:
         files = find_files(folder)
         if files:

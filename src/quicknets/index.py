@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from pathlib import Path
 
 from quicknets.errors import QuicknetsError
@@ -28,15 +29,28 @@ BUSY_MS = 120_000  # how long a writer waits for another one before giving up
 
 def connect(root: Path) -> sqlite3.Connection:
     root.mkdir(parents=True, exist_ok=True)
-    try:
-        conn = sqlite3.connect(root / INDEX_FILE, timeout=BUSY_MS / 1000)
-        conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        with conn:
-            conn.execute(SCHEMA)
-    except sqlite3.DatabaseError as e:
-        raise QuicknetsError(f"the runs index {root / INDEX_FILE} is unusable ({e}); delete it "
-                             f"and it is rebuilt from the run folders") from None
+    deadline = time.monotonic() + BUSY_MS / 1000
+    while True:
+        conn = None
+        try:
+            conn = sqlite3.connect(root / INDEX_FILE, timeout=BUSY_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+            # Switching a new file to WAL answers "locked" at once, without the busy handler,
+            # while another process does the same: such a start is retried, not fatal.
+            conn.execute("PRAGMA journal_mode=WAL")
+            with conn:
+                conn.execute(SCHEMA)
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise QuicknetsError(f"the runs index {root / INDEX_FILE} is unusable ({e}); "
+                                     "delete it and it is rebuilt from the run folders") from None
+            if conn is not None:
+                conn.close()
+            time.sleep(0.05)
+        except sqlite3.DatabaseError as e:
+            raise QuicknetsError(f"the runs index {root / INDEX_FILE} is unusable ({e}); delete "
+                                 "it and it is rebuilt from the run folders") from None
     conn.row_factory = sqlite3.Row
     return conn
 

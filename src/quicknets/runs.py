@@ -53,16 +53,20 @@ def run_name(config: dict) -> str:
 
 
 def code_version() -> str:
-    """The git commit of the quicknets source (with -dirty), or the package version."""
+    """The git commit of the quicknets source (with -dirty), or the package version when the
+    source is not a quicknets checkout (an install inside some other repository, say)."""
     from quicknets import __version__
     here = Path(__file__).resolve().parent
+
+    def git(*args) -> str:
+        p = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                           timeout=5)
+        return p.stdout.strip() if p.returncode == 0 else ""
     try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "."],
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            return commit.stdout.strip() + ("-dirty" if dirty else "")
+        top = git("rev-parse", "--show-toplevel")
+        if top and (Path(top) / "src" / "quicknets").resolve() == here:
+            dirty = git("status", "--porcelain", ".")
+            return git("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
     return __version__

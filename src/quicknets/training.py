@@ -146,7 +146,17 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
     else:
         config = check(dataclasses.replace(config, **settings) if settings else config)
     config = resolve(config)
+    caller_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    try:
+        return fit(model, data, config, quiet, log, after_epoch, resume)
+    finally:
+        torch.set_num_threads(caller_threads)  # the caller's session keeps its own setting
+
+
+def fit(model: nn.Module, data: Dataset, config: TrainConfig, quiet: bool, log, after_epoch,
+        resume: dict | None) -> list:
+    """The loop itself, for a checked and resolved config (see `train`)."""
     device = torch.device(config.device)
     torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator().manual_seed(config.seed)  # shuffling
