@@ -77,6 +77,13 @@ def test_bad_settings_fail_before_training(tiny):
         train(network(), tiny, device="cuda:7" if not torch.cuda.is_available() else "tpu")
 
 
+def test_more_threads_than_cores_is_refused(tiny):
+    import os
+    too_many = len(os.sched_getaffinity(0)) + 1
+    with pytest.raises(QuicknetsError, match=f"--threads {too_many} is more than the"):
+        train(network("784-10"), tiny, threads=too_many, quiet=True)
+
+
 def test_format_epoch_is_key_value_pairs():
     line = format_epoch({"epoch": 2, "epochs": 7, "train_loss": 0.5, "n": 3})
     assert line == "epoch: 2/7  train_loss: 0.5000  n: 3"

@@ -41,10 +41,15 @@ def runnable_now(samples: int = 5, interval: float = 0.02) -> int:
     return sorted(counts)[len(counts) // 2]
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity)."""
+    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count()) or 1
+
+
 def free_cores() -> int:
     """Cores this process may use, less those busy with other processes' work right now."""
-    usable = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-              else os.cpu_count()) or 1
+    usable = usable_cores()
     busy = max(0, runnable_now() - 1)  # the reading counts this process itself
     return max(1, min(usable, usable - busy))
 
@@ -64,6 +69,10 @@ def pick_device(name: str) -> torch.device:
 def resolve(config: TrainConfig) -> TrainConfig:
     """The config with `auto` choices made: threads=0 -> the free cores, device=auto -> cpu/cuda.
     Results can differ with the thread count, so the resolved count is what a run records."""
+    if config.threads > usable_cores():
+        raise QuicknetsError(f"--threads {config.threads} is more than the {usable_cores()} "
+                             "cores this process may use: that oversubscribes them and slows "
+                             "training down many times")
     return dataclasses.replace(config, threads=config.threads or free_cores(),
                                device=str(pick_device(config.device)))
 
