@@ -202,6 +202,16 @@ def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 
     return data
 
 
+def load_recorded(config: dict, data_dir=None) -> Dataset:
+    """The dataset a run's config ({data, train, ...}) describes: same files, normalisation and
+    split (`data_dir` overrides the recorded folder)."""
+    d = config["data"]
+    return load_dataset(d["dataset"], data_dir or d.get("data_dir") or None,
+                        val_split=d.get("val_split", 0.0), seed=config["train"]["seed"],
+                        mean=d.get("mean", 0.5), std=d.get("std", 0.5),
+                        verify=d.get("verify", True))
+
+
 def describe(data: Dataset) -> dict:
     """What a run records about its data (JSON-ready)."""
     return {"dataset": data.name, "source": data.source, "train": len(data.train_labels),

@@ -22,7 +22,7 @@ from quicknets.storage import atomic_write_json
 def prepare(config: dict, data=None, model=None):
     """The seeded initial network and the dataset for a run config (or the ones given)."""
     import torch
-    from quicknets.data import dataset_info, load_dataset
+    from quicknets.data import dataset_info, load_recorded
     from quicknets.models import network
     d, m, t = config["data"], config["model"], config["train"]
     if model is None:
@@ -31,8 +31,7 @@ def prepare(config: dict, data=None, model=None):
                         num_classes=len(dataset_info(d["dataset"]).classes),
                         flip_tta=m.get("flip_tta", False))
     if data is None:
-        data = load_dataset(d["dataset"], d["data_dir"] or None, d["val_split"], t["seed"],
-                            d["mean"], d["std"], verify=d["verify"])
+        data = load_recorded(config)
     return model, data
 
 

@@ -142,11 +142,11 @@ def render_report(run, pngs: dict, model_summary: str = "") -> str:
 def write_report(run, model=None, data=None, path=None, data_dir=None) -> Path:
     """Write the run's HTML page to `path` (default <run folder>/report.html); return the path.
     The model and data are loaded from the record unless given."""
-    from quicknets.commands.common import load_run_data
+    from quicknets.data import load_recorded
     from quicknets.models import summary
     from quicknets.runs import load_model
     model = model if model is not None else load_model(run)
-    data = data if data is not None else load_run_data(run, data_dir)
+    data = data if data is not None else load_recorded(run.config, data_dir)
     pngs = {name: to_png(fig) for name, fig in run_figures(run, model, data).items()}
     page = render_report(run, pngs, summary(model))
     path = Path(path) if path is not None else run.path / "report.html"

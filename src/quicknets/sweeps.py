@@ -146,12 +146,9 @@ def plan_workers(n_trials: int, workers: int = 0, threads: int = 0, cores: int =
     """(workers, threads per worker) with workers x threads <= cores. By default one
     single-threaded worker per free core (cores not busy with other work; small nets gain
     little from a second thread); more workers than cores is refused."""
-    if not cores:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else os.cpu_count() or 1
-    if not free:
-        from quicknets.training import free_cores
-        free = free_cores()
+    from quicknets.training import free_cores, usable_cores
+    cores = cores or usable_cores()
+    free = free or free_cores()
     if workers < 0 or threads < 0:
         raise QuicknetsError(f"workers and threads must be at least 1 (0: choose for me), got "
                              f"{workers} workers, {threads} threads")
