@@ -1,11 +1,12 @@
 """Classify one image: the top classes with their probabilities.
 
     classify(model, 0, data)                    # test-set image 0
-    classify(model, "shoe.jpg", data, top=3)    # any PNG/JPEG, brought to 28x28 like the dataset
-    classify(model, data.test_images[0], data)  # uint8 (28, 28) pixels; float = already normalised
+    classify(model, "shoe.jpg", top=3)          # any image file, brought to the model's shape
+    classify(model, data.test_images[0])        # uint8 (28, 28) pixels; float = already normalised
     print(banner("Ankle Boot"))                 # the notebook's banner
 
-Returns [{"class": name, "index": i, "probability": p}, ...], most likely first.
+Returns [{"class": name, "index": i, "probability": p}, ...], most likely first. A trained
+model brings its own preprocessing (shape, normalisation, class names, how files are laid out).
 """
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import torch
 from torch import nn
 
 from quicknets.errors import QuicknetsError
+from quicknets.preprocessing import Preprocessing, preprocessing_of
 
 IMAGE_SIDE = 28
 
 
-def load_image(path) -> torch.Tensor:
+def load_image(path, shape=(1, 28, 28), layout="fashion") -> torch.Tensor:
     """An image file as uint8 (28, 28), the way Fashion-MNIST's images look: a light object on a
     black background, cropped to the object, its longer side scaled to 28 and centred."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -42,55 +44,64 @@ def load_image(path) -> torch.Tensor:
     gray = gray.resize(size, Image.LANCZOS)
     canvas = Image.new("L", (IMAGE_SIDE, IMAGE_SIDE), 0)
     canvas.paste(gray, ((IMAGE_SIDE - size[0]) // 2, (IMAGE_SIDE - size[1]) // 2))
-    return torch.from_numpy(np.array(canvas, dtype=np.uint8))  # (28, 28)
+    return torch.from_numpy(np.array(canvas, dtype=np.uint8))[None]  # (1, 28, 28)
 
 
-def as_input(image, data=None, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
-    """Any accepted image form -> normalised float (1, 1, 28, 28)."""
-    if data is not None:
-        mean, std = data.mean, data.std
-    if isinstance(image, int):
+def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
+    """Any accepted image form -> normalised float (1, C, H, W) for a network whose images get
+    `pre`: a test-set index of `data`, an image file (brought to the shape by pre.layout),
+    uint8 pixels of the right size, or floats already normalised."""
+    if isinstance(image, int) and not isinstance(image, bool):
         if data is None:
             raise QuicknetsError("classifying by index needs the dataset (pass data=...)")
         if not 0 <= image < len(data.test_images):
-            raise QuicknetsError(f"index {image} is outside the test set (0..{len(data.test_images) - 1})")
+            raise QuicknetsError(f"index {image} is outside the test set "
+                                 f"(0..{len(data.test_images) - 1})")
         image = data.test_images[image]
     elif isinstance(image, (str, Path)):
-        image = load_image(image)
+        image = load_image(image, pre.shape, pre.layout)
+    elif isinstance(image, np.ndarray):
+        image = torch.from_numpy(image)
     if not isinstance(image, torch.Tensor):
         raise QuicknetsError(f"cannot classify a {type(image).__name__}: give a tensor, a "
                              "test-set index or an image file")
-    if image.numel() != IMAGE_SIDE * IMAGE_SIDE:
-        raise QuicknetsError(f"an image must have 28x28 = 784 pixels, this one has shape "
-                             f"{tuple(image.shape)}")
-    x = image.reshape(1, 1, IMAGE_SIDE, IMAGE_SIDE)
+    c, h, w = pre.shape
+    if image.numel() != pre.features:
+        raise QuicknetsError(f"an image must have {c}x{h}x{w} = {pre.features} values, this "
+                             f"one has shape {tuple(image.shape)}")
+    x = image.reshape(1, c, h, w)
     if x.dtype == torch.uint8:
-        return (x.float() / 255.0 - mean) / std
+        return pre.normalize(x)
     return x.float()  # already normalised, as the notebook's DataLoader gave them
 
 
 @torch.no_grad()
-def probabilities(model: nn.Module, image, data=None, mean=0.5, std=0.5) -> torch.Tensor:
-    """Class probabilities (classes,) for one image."""
+def probabilities(model: nn.Module, image, data=None) -> torch.Tensor:
+    """Class probabilities (classes,) of one image (see as_input), with the model's own
+    preprocessing."""
+    pre = preprocessing_of(model, data)
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        log_probs = model(as_input(image, data, mean, std).to(device))
+        log_probs = model(as_input(image, pre, data).to(device))
     finally:
         model.train(was_training)
     return log_probs[0].float().exp().cpu()
 
 
-def classify(model: nn.Module, image, data=None, top: int = 3, classes=None,
-             mean: float = 0.5, std: float = 0.5) -> list:
-    """The `top` most likely classes for `image`, with probabilities."""
-    probs = probabilities(model, image, data, mean, std)
-    names = classes or (data.classes if data is not None else [str(i) for i in range(len(probs))])
-    if len(names) != len(probs):
-        raise QuicknetsError(f"{len(names)} class names for a model with {len(probs)} outputs")
+def classify(model: nn.Module, image, data=None, top: int = 3, classes=None) -> list:
+    """The `top` most likely classes for `image` (a test-set index of `data`, an image file,
+    or a tensor), with probabilities: [{"class", "index", "probability"}], most likely first.
+    Class names: `classes`, else the model's own, else the data's, else numbers."""
     if top < 1:
         raise QuicknetsError(f"top must be at least 1, not {top}")
+    probs = probabilities(model, image, data)
+    own = getattr(model, "preprocessing", None)
+    names = list(classes or (own.classes if own is not None and own.classes else ()) or
+                 (data.classes if data is not None else [str(i) for i in range(len(probs))]))
+    if len(names) != len(probs):
+        raise QuicknetsError(f"{len(names)} class names for a model with {len(probs)} outputs")
     values, indices = probs.topk(min(top, len(probs)))
     return [{"class": names[i], "index": int(i), "probability": float(p)}
             for p, i in zip(values.tolist(), indices.tolist())]

@@ -14,7 +14,7 @@ import sys
 
 from quicknets import __version__
 from quicknets.commands import COMMANDS
-from quicknets.errors import QuicknetsError
+from quicknets.errors import Interrupted, QuicknetsError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +46,9 @@ def main(argv=None) -> int:
     except QuicknetsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:  # a run stopped by Ctrl-C: what was kept, how to continue
+        print(f"interrupted: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

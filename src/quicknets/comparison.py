@@ -2,35 +2,33 @@
 
     table = compare(["mlp-256-128-64_adam_lr0.003_s0-1a2b3c", "mlp-512-256_sgd_lr0.01_s0-4d5e6f"])
     print(format_compare(table))
-    plot_curves(runs, "curves.png")      # per-epoch curves of every run, overlaid
+    save_figure(plot_curves(table), "curves.png")   # per-epoch curves, one colour per variant
 
 Everything here reads run records (nothing trains). Runs whose settings differ only in the seed
 form one group, reported as mean ± std (sample std, n - 1) over its seeds: one run is an anecdote.
 """
 import math
-from pathlib import Path
 
 from quicknets.errors import QuicknetsError
+from quicknets.metrics import METRICS, higher_is_better
 
 # Where and how fast a run trained, not what it trained: never a reason to tell runs apart.
 IGNORED = ("data_dir", "device", "threads", "verify")
-METRICS = ("test_accuracy", "test_loss", "val_acc", "val_loss", "train_loss", "seconds")
 
 
 def settings(run) -> dict:
-    """The run's settings, flat ({lr: 0.003, model: '784-256-10', ...}), minus IGNORED."""
-    flat = {k: v for part in ("data", "model", "train")
-            for k, v in run.config.get(part, {}).items()}
-    flat.pop("spec", None)  # `model` says the same, as the user wrote it
-    return {k: v for k, v in flat.items() if k not in IGNORED}
+    """The run's settings, flat ({lr: 0.003, network: '784-256-10', ...}), minus IGNORED."""
+    return {k: v for k, v in run.config.flat().items() if k not in IGNORED}
 
 
 def metrics(run) -> dict:
-    """Final numbers of one run: test metrics, last-epoch validation and training, total time."""
+    """Final numbers of one run (METRICS' names): test metrics, last-epoch validation and
+    training, total time."""
     last = run.history[-1] if run.history else {}
     return {"test_accuracy": run.results.get("accuracy"), "test_loss": run.results.get("loss"),
-            "val_acc": last.get("val_acc"), "val_loss": last.get("val_loss"),
-            "train_loss": last.get("train_loss"),
+            "val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
+            "train_accuracy": last.get("train_accuracy"), "train_loss": last.get("train_loss"),
+            "train_loss_sum": last.get("train_loss_sum"),
             "seconds": sum(row.get("seconds", 0.0) for row in run.history),
             "epochs": len(run.history)}
 
@@ -70,8 +68,8 @@ def group_by_seed(rows: list) -> list:
 
 
 def rank(groups: list, metric: str) -> list:
-    """Groups best first by the mean of `metric` (higher is better for accuracies)."""
-    higher = "acc" in metric
+    """Groups best first by the mean of `metric`, in its declared direction (metrics.METRICS)."""
+    higher = higher_is_better(metric)
     known = [g for g in groups if g[metric][0] is not None]
     unknown = [g for g in groups if g[metric][0] is None]
 
@@ -125,7 +123,7 @@ def label(settings_: dict, keys: list) -> str:
 def format_groups(groups: list, keys: list, metric: str = "test_accuracy") -> str:
     """A table of groups: rank, the settings that differ, n seeds, metrics as mean ± std."""
     keys = [k for k in keys if k != "seed"]
-    shown = [m for m in ("test_accuracy", "test_loss", "val_acc") if
+    shown = [m for m in ("test_accuracy", "test_loss", "val_accuracy") if
              any(g[m][0] is not None for g in groups)]
     head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
     lines = [head]
@@ -141,50 +139,26 @@ def format_compare(table: dict) -> str:
     """Differing settings, one line per run, then the seed groups with mean ± std."""
     keys = table["differing"]
     lines = ["differing settings: " + (", ".join(keys) or "none")]
-    lines.append(f"{'run':<48} {'settings':<36} {'epochs':>6} {'test_acc':>8} {'test_loss':>9}")
+    lines.append(f"{'run':<48} {'settings':<36} {'epochs':>6} {'test_accuracy':>13} "
+                 f"{'test_loss':>9}")
     for row in table["runs"]:
         m = row["metrics"]
         lines.append(f"{row['name']:<48} {label(row['settings'], keys):<36} {m['epochs']:>6} "
-                     f"{fmt(m['test_accuracy']):>8} {fmt(m['test_loss']):>9}")
+                     f"{fmt(m['test_accuracy']):>13} {fmt(m['test_loss']):>9}")
     if any(g["n"] > 1 for g in table["groups"]):
         lines += ["", "over seeds (mean ± sample std), best test accuracy first:",
                   format_groups(rank(table["groups"], "test_accuracy"), keys)]
     return "\n".join(lines)
 
 
-def plot_curves(table: dict, path) -> Path:
-    """Per-epoch curves of every run overlaid, one panel per metric, saved as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-    from quicknets.storage import atomic_write
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise QuicknetsError(f"the curves are written as PNG: {path} must end in .png")
-    panels = [k for k in ("train_loss", "train_acc", "val_loss", "val_acc")
-              if any(k in h for row in table["runs"] for h in row["run"].history)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+def plot_curves(table: dict):
+    """Per-epoch loss and accuracy of every compared run overlaid (plots.plot_history), the
+    seeds of one variant in one colour: a matplotlib Figure (save it with plots.save_figure)."""
+    from quicknets.plots import plot_history
     keys = [k for k in table["differing"] if k != "seed"]
-    colours = plt.get_cmap("tab20" if len(table["groups"]) > 10 else "tab10")
-    group_of = {name: i for i, g in enumerate(table["groups"]) for name in g["names"]}
-    for ax, key in zip(axes[0], panels):
-        labelled = set()
-        for row in table["runs"]:  # the seeds of one variant share a colour and a legend entry
-            group = group_of[row["name"]]
-            epochs = [h["epoch"] for h in row["run"].history if key in h]
-            values = [h[key] for h in row["run"].history if key in h]
-            name = label(row["settings"], keys) if len(table["runs"]) > 1 else row["name"]
-            ax.plot(epochs, values, marker="o", markersize=3, color=colours(group % 20),
-                    label=None if group in labelled else name)
-            labelled.add(group)
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper left", fontsize=7,
-               bbox_to_anchor=(1.0, 0.95))
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
-    plt.close(fig)
-    return path
+    curves = {}
+    for group in table["groups"]:
+        runs = [row for row in table["runs"] if row["name"] in group["names"]]
+        name = label(group["settings"], keys) if len(table["runs"]) > 1 else runs[0]["name"]
+        curves[name] = [row["run"].history for row in runs]
+    return plot_history(curves)

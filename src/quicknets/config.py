@@ -1,8 +1,11 @@
-"""Typed configs, one per concern. Each field is one command-line flag (`--batch-size` sets
-`TrainConfig.batch_size`) and is saved with every run.
+"""Typed configs, one per concern, and the run config that holds them. Each field is one
+command-line flag (`--batch-size` sets `TrainConfig.batch_size`) and is saved with every run.
 
     cfg = TrainConfig(lr=0.01, optimizer="sgd")
     cfg = make(TrainConfig, {"lr": "0.01"})      # from strings or JSON: unknown keys, bad values fail
+    run = RunConfig.build(preset="fast", epochs=5)   # keywords, flat: every field name is unique
+    run = RunConfig.from_dict(json.load(f))      # a record's config.json, old layouts included
+    run.flat()                                   # {"dataset": ..., "network": ..., "lr": ...}
 
 The help text, choices and bounds live in each field's metadata; `add_flags` turns them into
 argparse options and `from_args` reads them back, so the CLI and the configs cannot drift.
@@ -12,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 
 from quicknets.errors import QuicknetsError
+from quicknets.preprocessing import DEFAULT_MEAN, DEFAULT_STD
 
 
 def opt(default, help: str, choices=None, low=None, high=None, flags=()):
@@ -26,17 +30,19 @@ class DataConfig:
     data_dir: str = opt("", "folder holding the IDX files (searched first; downloads go here)")
     val_split: float = opt(0.0, "fraction of the training set held out for validation, "
                                 "chosen by --seed (0: no validation set)", low=0.0, high=0.99)
-    mean: float = opt(0.5, "normalisation: x = (pixel/255 - mean) / std; 0.5/0.5 gives [-1, 1]")
-    std: float = opt(0.5, "normalisation divisor (see --mean)", low=1e-6)
+    mean: float = opt(DEFAULT_MEAN, "normalisation: x = (pixel/255 - mean) / std; 0.5/0.5 "
+                                    "gives [-1, 1]; saved with the model")
+    std: float = opt(DEFAULT_STD, "normalisation divisor (see --mean)", low=1e-6)
     verify: bool = opt(True, "check the files against the official digests (--no-verify for "
                              "your own files)")
 
 
 @dataclass
-class ModelConfig:
-    model: str = opt("784-256-128-64-10", "the network: layer sizes (784-256-10), a CNN spec "
-                     "(conv32-conv64-fc128: convN = 3x3 conv + 2x2 pool, fcN = dense) or a "
-                     "network name (mlp, cnn, cnn-wide, resnet; not --preset)", flags=("--layers",))
+class NetworkConfig:
+    network: str = opt("784-256-128-64-10", "the network: layer sizes (784-256-10), a CNN spec "
+                       "(conv32-conv64-fc128: convN = 3x3 conv + 2x2 pool, fcN = dense), a "
+                       "ResNet spec (res64-res128) or a network name (mlp, cnn, cnn-wide, "
+                       "resnet)", flags=("--layers", "--model"))
     activation: str = opt("relu", "activation after each hidden layer",
                           ["relu", "gelu", "tanh", "sigmoid", "elu", "silu", "leaky_relu"])
     dropout: float = opt(0.0, "dropout probability after each hidden dense layer",
@@ -57,11 +63,12 @@ class TrainConfig:
                               low=0.0)
     epochs: int = opt(7, "passes over the training set", low=1, high=100000)
     batch_size: int = opt(64, "images per optimizer step", low=1, high=1000000)
-    seed: int = opt(0, "seed for weights, shuffling, dropout and the validation split", low=0)
-    device: str = opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
-    threads: int = opt(0, "CPU threads for PyTorch (0: the cores not busy with other work)",
-                       low=0, high=1024)
-    # Speed-run tricks (recipes.py); the presets (presets.py) pick the ones that pay.
+    seed: int = opt(0, "seed for weights, shuffling, dropout and the validation split", low=0,
+                    high=2 ** 63 - 1)  # a 64-bit signed integer: what SQLite and JSON keep
+    device: str = opt("auto", "auto (CUDA when present), cpu, cuda, cuda:N or mps")
+    threads: int = opt(0, "CPU threads for PyTorch (0: the cores not busy with other work "
+                          "now, see machine.default_threads)", low=0, high=1024)
+    # Speed-run tricks (tricks.py); the presets (presets.py) pick the ones that pay.
     schedule: str = opt("constant", "learning-rate schedule per step: constant, onecycle (rise "
                         "from lr/10 over --warmup, then linear to 0) or linear (lr to 0)",
                         ["constant", "onecycle", "linear"])
@@ -150,9 +157,116 @@ def add_flags(parser, cls) -> None:
                                metavar=f.name.upper(), help=help_text)
 
 
-def from_args(cls, args, defaults: dict | None = None):
-    """The config of `cls` from parsed flags: only the flags given override `defaults` (a
-    preset's settings), which override the dataclass defaults."""
-    given = {f.name: getattr(args, f.name) for f in fields(cls)
-             if getattr(args, f.name, None) is not None}
-    return make(cls, {**(defaults or {}), **given})
+def given_flags(args) -> dict:
+    """The settings given as flags (flat: {field: value}), none of the defaults."""
+    return {k: getattr(args, k) for k in FIELDS if getattr(args, k, None) is not None}
+
+
+SECTIONS = {"data": DataConfig, "network": NetworkConfig, "train": TrainConfig}
+FIELDS = {f.name: section for section, cls in SECTIONS.items() for f in fields(cls)}
+# Names earlier versions used, still read from records, flags, sweep files and filters.
+ALIASES = {"model": "network", "layers": "network"}
+FORMAT = 2  # config.json layout: 1 had a "model" section with a "model" field (and "spec")
+
+
+def setting(key: str) -> str:
+    """The field name of a setting given as `batch-size`, `batch_size` or an old alias."""
+    key = key.replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key not in FIELDS:
+        raise QuicknetsError(f"unknown setting {key!r}; known: {', '.join(FIELDS)}")
+    return key
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run: data, network, training, and the preset it came from.
+    Built once (from flags, a TOML file or keywords), checked as it is built, resolved once
+    (machine.resolve), and saved as the run's config.json."""
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str | None = None
+
+    @classmethod
+    def build(cls, preset: str | None = None, device_type: str | None = None,
+              **settings) -> "RunConfig":
+        """From flat settings (any field, by name or alias), over a preset's settings, over the
+        defaults. `device_type` picks the preset's variant for cpu or cuda (default: the device
+        the settings ask for)."""
+        settings = {setting(k): v for k, v in settings.items()}
+        base = {}
+        if preset is not None:
+            from quicknets.presets import preset_settings
+            preset, base = preset_settings(preset, device_type or _device_type(settings))
+        parts = {section: {} for section in SECTIONS}
+        for key, value in {**base, **settings}.items():
+            parts[FIELDS[key]][key] = value
+        return cls(*(make(SECTIONS[s], parts[s]) for s in SECTIONS), preset=preset)
+
+    @classmethod
+    def from_dict(cls, config: dict) -> "RunConfig":
+        """A saved config ({data, network, train, preset}); format 1 records are upgraded."""
+        if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+            raise QuicknetsError("not a quicknets run config: it needs data, network and "
+                                 "train sections")
+        config = upgrade(config)
+        return cls(*(make(SECTIONS[s], config.get(s) or {}) for s in SECTIONS),
+                   preset=config.get("preset"))
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, **{s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS},
+                "preset": self.preset}
+
+    def flat(self) -> dict:
+        """Every setting in one dict (field names are unique across the sections)."""
+        return {k: v for s in SECTIONS for k, v in dataclasses.asdict(getattr(self, s)).items()}
+
+    def replace(self, **settings) -> "RunConfig":
+        """A copy with some settings changed (flat names), checked."""
+        parts = {s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}
+        for key, value in settings.items():
+            key = setting(key)
+            parts[FIELDS[key]][key] = value
+        return RunConfig(*(make(SECTIONS[s], parts[s]) for s in SECTIONS), preset=self.preset)
+
+
+def _device_type(settings: dict) -> str:
+    from quicknets.machine import pick_device
+    return pick_device(str(settings.get("device", "auto"))).type
+
+
+def upgrade(config: dict) -> dict:
+    """A config dict in the current layout: format 1's "model" section (with "model" and
+    "spec" fields) becomes the "network" section with a "network" field."""
+    config = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
+    if "network" not in config and isinstance(config.get("model"), dict):
+        old = config.pop("model")
+        old["network"] = old.pop("model", None) or old.get("spec")
+        old.pop("spec", None)
+        config["network"] = {k: v for k, v in old.items() if v is not None}
+    config.pop("format", None)
+    return config
+
+
+def read_toml(path) -> dict:
+    """Flat settings from a TOML file: keys at the top level or in [data], [network] and
+    [train] tables; unknown keys are errors."""
+    import tomllib
+    try:
+        with open(path, "rb") as f:
+            spec = tomllib.load(f)
+    except OSError as e:
+        raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise QuicknetsError(f"{path} is not valid TOML: {e}") from None
+    flat = {}
+    for key, value in spec.items():
+        if key in SECTIONS and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    for key in flat:
+        if key != "preset":
+            setting(key)
+    return flat

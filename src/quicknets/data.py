@@ -20,12 +20,15 @@ from quicknets.datasets import DATASETS, FILES, DatasetInfo, identify
 from quicknets.errors import QuicknetsError
 from quicknets.fetch import fetch_files
 from quicknets.idx import read_idx
+from quicknets.preprocessing import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, dataset_layout
+from quicknets.preprocessing import normalize  # noqa: F401  (quicknets.data.normalize, as before)
 from quicknets.storage import atomic_torch_save, cache_dir
 
 
 @dataclass
 class Dataset:
-    """One dataset in memory: uint8 images (N, 28, 28), int64 labels, and how it was made."""
+    """One dataset in memory: uint8 images (N, H, W), int64 labels, and how it was made.
+    `preprocessing` says what a network trained on it needs (shape, normalisation, classes)."""
     name: str
     classes: list
     train_images: torch.Tensor
@@ -34,21 +37,23 @@ class Dataset:
     test_labels: torch.Tensor
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
-    mean: float = 0.5  # normalisation: x = (pixel / 255 - mean) / std; 0.5, 0.5 maps to [-1, 1]
-    std: float = 0.5
+    mean: float = DEFAULT_MEAN  # normalisation: x = (pixel / 255 - mean) / std
+    std: float = DEFAULT_STD
     val_split: float = 0.0
     seed: int = 0
     source: str = ""
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """What a network trained on this data needs: shape, normalisation, classes, layout."""
+        images = self.train_images if len(self.train_images) else self.test_images
+        shape = tuple(images.shape[1:]) if images.dim() == 4 else (1, *images.shape[1:])
+        return Preprocessing(shape, (self.mean,), (self.std,), tuple(self.classes), self.name,
+                             dataset_layout(self.name))
+
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 28, 28) → float (B, 1, 28, 28), on whatever device `images` is on."""
-        return normalize(images, self.mean, self.std)
-
-
-def normalize(images: torch.Tensor, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
-    """A whole batch at once: uint8 (B, 28, 28) → float32 (B, 1, 28, 28), (x / 255 - mean) / std."""
-    x = images.to(torch.float32, copy=True).unsqueeze(1)
-    return x.div_(255.0).sub_(mean).div_(std)  # in place: one float copy (188 MB), not three
+        """uint8 (B, H, W) → float (B, 1, H, W), on whatever device `images` is on."""
+        return self.preprocessing.normalize(images)
 
 
 def search_dirs(info: DatasetInfo, data_dir=None) -> list:
@@ -174,7 +179,7 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 0.0,
-                 seed: int = 0, mean: float = 0.5, std: float = 0.5,
+                 seed: int = 0, mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD,
                  download: bool = True, verify: bool = True) -> Dataset:
     """Train and test tensors, class names, and an optional seeded validation split.
 
@@ -202,14 +207,12 @@ def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 
     return data
 
 
-def load_recorded(config: dict, data_dir=None) -> Dataset:
-    """The dataset a run's config ({data, train, ...}) describes: same files, normalisation and
-    split (`data_dir` overrides the recorded folder)."""
-    d = config["data"]
-    return load_dataset(d["dataset"], data_dir or d.get("data_dir") or None,
-                        val_split=d.get("val_split", 0.0), seed=config["train"]["seed"],
-                        mean=d.get("mean", 0.5), std=d.get("std", 0.5),
-                        verify=d.get("verify", True))
+def load_recorded(config, data_dir=None) -> Dataset:
+    """The dataset a RunConfig describes: same files, normalisation and split (`data_dir`
+    overrides the recorded folder)."""
+    d = config.data
+    return load_dataset(d.dataset, data_dir or d.data_dir or None, val_split=d.val_split,
+                        seed=config.train.seed, mean=d.mean, std=d.std, verify=d.verify)
 
 
 def describe(data: Dataset) -> dict:

@@ -56,8 +56,14 @@ def connect(root: Path) -> sqlite3.Connection:
 
 
 def flat_settings(config: dict) -> dict:
-    """{data: {...}, model: {...}, train: {...}} → one flat dict (the field names are unique)."""
-    return {k: v for part in ("data", "model", "train") for k, v in config.get(part, {}).items()}
+    """A recorded config (any layout) → one flat dict of settings (the field names are unique);
+    {} for a config that cannot be read."""
+    from quicknets.config import RunConfig
+    from quicknets.errors import QuicknetsError
+    try:
+        return RunConfig.from_dict(config).flat()
+    except QuicknetsError:
+        return {}
 
 
 def record(root: Path, name: str, **values) -> None:
@@ -140,9 +146,7 @@ def parse_filter(text: str) -> tuple:
         key, sep, value = text.partition(op)
         if sep and key.strip():
             key, value = key.strip(), value.strip()
-            if key == "layers":
-                key = "model"
-            check_key(key)
+            key = check_key(key)
             try:
                 value = float(value) if value.lower() not in ("nan", "inf", "-inf") else value
             except ValueError:
@@ -153,14 +157,16 @@ def parse_filter(text: str) -> tuple:
     raise QuicknetsError(f"bad filter {text!r}: use KEY=VALUE, KEY<VALUE, KEY>=VALUE, ...")
 
 
-def check_key(key: str) -> None:
-    """Only index columns and config fields may be filtered or sorted on (and go into SQL)."""
-    from dataclasses import fields
-    from quicknets.config import DataConfig, ModelConfig, TrainConfig
-    known = set(COLUMNS) | {"spec"} | {f.name for c in (DataConfig, ModelConfig, TrainConfig)
-                                        for f in fields(c)}
+def check_key(key: str) -> str:
+    """The column or setting a key names (old names accepted): only index columns and config
+    fields may be filtered or sorted on (and go into SQL)."""
+    from quicknets.config import ALIASES, FIELDS
+    from quicknets.metrics import OLD_NAMES
+    key = ALIASES.get(key, OLD_NAMES.get(key, key))
+    known = set(COLUMNS) | set(FIELDS)
     if key not in known:
         raise QuicknetsError(f"unknown key {key!r}: use a setting ({', '.join(sorted(known))})")
+    return key
 
 
 def _column(key: str) -> str:
@@ -186,8 +192,7 @@ def query(root: Path, where=(), sort: str | None = None, status: str | None = No
     order = "created, name"
     if sort:
         desc = sort.startswith("-")
-        key = "model" if sort.lstrip("-") == "layers" else sort.lstrip("-")
-        check_key(key)
+        key = check_key(sort.lstrip("-"))
         order = f"{_column(key)} {'DESC' if desc else 'ASC'} NULLS LAST, name"
     sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
     conn = connect(root)

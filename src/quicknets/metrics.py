@@ -1,7 +1,12 @@
-"""Test a network: exact loss and accuracy over a whole split, per class, and what it confuses.
+"""Test a network: exact loss and accuracy over a whole split, per class, and what it confuses;
+and the one vocabulary of metric names, each with its direction.
 
     results = evaluate(model, data)            # the test set; split="val" for the validation set
     results["accuracy"], results["per_class"], results["confusion"], results["most_confused"]
+    METRICS["val_accuracy"]                    # "max": higher is better
+
+The images get the model's own preprocessing (model.preprocessing, set by training and saved with
+it), so a model evaluated on data loaded with other settings still sees what it was trained on.
 
 The loss is the mean over every image (summed per batch, divided once), not a mean of batch
 means. The pure functions below take labels and predictions, so they are checked against a
@@ -13,11 +18,39 @@ from torch.nn import functional as F
 
 from quicknets.data import Dataset
 from quicknets.errors import QuicknetsError
+from quicknets.preprocessing import preprocessing_of
+
+# Every metric a run reports: name -> the direction that is better. A split's results hold
+# "loss" and "accuracy"; the history, the index, sweeps and comparisons prefix the split.
+METRICS = {"test_accuracy": "max", "test_loss": "min", "val_accuracy": "max", "val_loss": "min",
+           "train_accuracy": "max", "train_loss": "min", "train_loss_sum": "min",
+           "seconds": "min"}
+OLD_NAMES = {"test_acc": "test_accuracy", "val_acc": "val_accuracy",
+             "train_acc": "train_accuracy"}  # written by earlier versions; still read
+
+
+def metric_name(name: str) -> str:
+    """The metric's name in METRICS (old names accepted); unknown names are an error."""
+    name = OLD_NAMES.get(name, name)
+    if name not in METRICS:
+        raise QuicknetsError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+    return name
+
+
+def higher_is_better(name: str) -> bool:
+    return METRICS[metric_name(name)] == "max"
+
+
+def upgrade_history(history: list) -> list:
+    """A recorded history with the current metric names (records before format 2 said
+    train_acc and val_acc)."""
+    return [{OLD_NAMES.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row
+            for row in history]
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Log-probabilities (N, classes) for normalised images x (N, 1, 28, 28), in eval mode."""
+def log_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Log-probabilities (N, classes) for normalised images x (N, C, H, W), in eval mode."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -26,15 +59,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
-
-
-def evaluate_tensors(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Loss (mean NLL over all images) and accuracy on normalised images x and labels y."""
-    log_probs = predict(model, x)
-    y = y.to(log_probs.device)
-    loss = F.nll_loss(log_probs, y, reduction="sum").item() / max(1, len(y))
-    accuracy = (log_probs.argmax(1) == y).sum().item() / max(1, len(y))
-    return {"loss": loss, "accuracy": accuracy, "n": len(y)}
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:
@@ -57,13 +81,22 @@ def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
 
 
 def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
-    """Loss, accuracy, per-class accuracy, confusion matrix and most-confused pairs on a split."""
+    """Loss (mean NLL per image), accuracy, per-class accuracy, confusion matrix (k, k) and the
+    most-confused pairs of `model` on a split ("test", "val" or "train") of `data`, its images
+    normalised by the model's own preprocessing. Raises QuicknetsError for a split the data
+    lacks, or data whose shape or classes are not the model's."""
+    if not isinstance(model, nn.Module):
+        raise QuicknetsError(f"evaluate needs a network, not {type(model).__name__}")
+    if not isinstance(data, Dataset):
+        raise QuicknetsError(f"evaluate needs a dataset (quicknets.load_dataset(...)), "
+                             f"not {type(data).__name__}")
     if split not in ("test", "val", "train"):
         raise QuicknetsError(f"split must be test, val or train, not {split!r}")
     images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
     if images is None:
         raise QuicknetsError(f"this dataset has no {split} split (set val_split to make one)")
-    log_probs = predict(model, data.normalize(images)).cpu()
+    pre = preprocessing_of(model, data)
+    log_probs = log_probabilities(model, pre.normalize(images)).cpu()
     preds = log_probs.argmax(1)
     k = len(data.classes)
     cm = confusion_matrix(labels, preds, k)

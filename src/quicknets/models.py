@@ -1,14 +1,18 @@
-"""Networks from compact specs: the notebook's MLP, a small CNN family, and named presets.
+"""Networks from compact specs: the notebook's MLP, a small CNN family, a ResNet, and names.
 
     model = network("784-256-128-64-10")               # the notebook's nn.Sequential + LogSoftmax
     model = network([784, 256, 10], activation="gelu", dropout=0.2, batchnorm=True)
     model = network("conv32-conv64-fc128")             # 3x3 conv + pool blocks, then dense layers
-    model = network("cnn")                             # a named preset, see PRESETS
+    model = network("cnn")                             # a named network, see NETWORKS
     model = network("res64-res128-res256")             # conv+pool blocks, each with a residual
     print(summary(model))
 
 Every network ends in LogSoftmax (outputs are log-probabilities, for NLLLoss) and takes images
-as (B, 1, 28, 28) or flat (B, 784). `model.config` holds the keyword arguments that rebuild it.
+as (B, C, H, W) or flat (B, C*H*W), by default (B, 1, 28, 28). Its initial weights are drawn
+from `seed` (0 unless given; None draws from torch's global generator), without touching the
+global generator. `model.config` holds the keyword arguments that rebuild it, and
+`model.preprocessing` (quicknets.preprocessing) what its images need, once it has been trained.
+A network too large for this machine's memory is refused before any of it is allocated.
 """
 import math
 import re
@@ -22,24 +26,26 @@ from quicknets.errors import QuicknetsError
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
                "elu": nn.ELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
 
-# name -> spec. Presets are plain specs, so every command that takes a spec takes a name.
-PRESETS = {
+# name -> spec. Names are plain specs, so every command that takes a spec takes a name.
+NETWORKS = {
     "mlp": "784-256-128-64-10",          # the notebook's network
     "cnn": "conv32-conv64-fc128",        # two conv/pool blocks: ~0.91-0.92 in a few epochs
     "cnn-wide": "conv64-conv128-conv256-fc256",
-    "resnet": "res64-res128-res256",    # the `best` preset's network (airbench-style blocks)
+    "resnet": "res64-res128-res256",     # the `best` preset's network (airbench-style blocks)
 }
 
 
 class Network(nn.Sequential):
-    """An nn.Sequential that remembers the arguments it was built from (`config`)."""
+    """An nn.Sequential that remembers the arguments it was built from (`config`) and, once
+    trained, the preprocessing its images need (`preprocessing`)."""
 
-    def __init__(self, layers, config: dict | None = None):
+    def __init__(self, layers, config: dict | None = None, preprocessing=None):
         if isinstance(layers, OrderedDict):  # nn.Sequential builds slices (model[:4]) this way
             super().__init__(layers)
         else:
             super().__init__(*layers)
         self.config = dict(config or {})  # empty for a slice: it was not built from a spec
+        self.preprocessing = preprocessing
 
 
 def _activation(name: str) -> nn.Module:
@@ -56,26 +62,31 @@ def parse_sizes(spec) -> list | None:
         parts = spec.split("-")
     else:
         return None
+    def whole(p):
+        if isinstance(p, bool) or not isinstance(p, (int, str)):
+            raise ValueError
+        return int(p)
     try:
-        return [int(p) for p in parts]
+        return [whole(p) for p in parts]
     except (TypeError, ValueError):
         raise QuicknetsError(f"layer sizes must be whole numbers, got {spec!r}") from None
 
 
 def mlp(sizes: list, activation="relu", dropout=0.0, batchnorm=False,
-        in_features=784, num_classes=10) -> list:
+        input_shape=(1, 28, 28), num_classes=10) -> list:
     """Flatten, then Linear(+BatchNorm)+activation(+Dropout) per hidden size, Linear, LogSoftmax."""
     if len(sizes) < 2:
         raise QuicknetsError(f"a layer spec needs at least two sizes (input and output), got {sizes}")
     if any(s <= 0 for s in sizes):
         raise QuicknetsError(f"layer sizes must be positive, got {sizes}")
-    if sizes[0] != in_features:
-        raise QuicknetsError(f"the first size must be the input size {in_features} "
-                             f"(28x28 images), got {sizes[0]}")
+    c, h, w = input_shape
+    if sizes[0] != c * h * w:
+        raise QuicknetsError(f"the first size must be the input size {c * h * w} "
+                             f"({c}x{h}x{w} images), got {sizes[0]}")
     if sizes[-1] != num_classes:
         raise QuicknetsError(f"the last size must be the number of classes {num_classes}, "
                              f"got {sizes[-1]}")
-    layers = [nn.Flatten()]  # (B, 1, 28, 28) or (B, 784) -> (B, 784)
+    layers = [nn.Flatten()]  # (B, C, H, W) or (B, C*H*W) -> (B, C*H*W)
     for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
         layers.append(nn.Linear(n_in, n_out))
         if batchnorm:
@@ -88,28 +99,26 @@ def mlp(sizes: list, activation="relu", dropout=0.0, batchnorm=False,
 
 
 def resnet(tokens: list, activation="relu", dropout=0.0, batchnorm=True,
-           in_features=784, num_classes=10) -> list:
+           input_shape=(1, 28, 28), num_classes=10) -> list:
     """resN: 3x3 conv to N channels + BatchNorm + activation + 2x2 max-pool, then a residual
     pair of the same (x + f(f(x))), as in the speed-run records' ResNet-style nets. BatchNorm is
     always on; `batchnorm` is accepted for a uniform call. Ends in a global max-pool, a dense
     layer (scaled down, as airbench does) and LogSoftmax."""
-    side = int(round(in_features ** 0.5))
-    if side * side != in_features:
-        raise QuicknetsError(f"a ResNet needs square images; input size {in_features} is not")
-    layers, channels = [_Image(side)], 1
+    channels, height, width = input_shape
+    layers = [_Image(input_shape)]
     for token in tokens:
         m = re.fullmatch(r"res(\d+)", token)
         if not m or int(m.group(1)) <= 0:
             raise QuicknetsError(f"unknown layer {token!r} in a ResNet spec: use resN blocks, "
                                  "e.g. res64-res128-res256")
-        if side < 2:
-            raise QuicknetsError(f"too many res blocks: the image is {side}x{side} before "
+        if min(height, width) < 2:
+            raise QuicknetsError(f"too many res blocks: the image is {height}x{width} before "
                                  f"{token!r}, and each block halves it")
         n = int(m.group(1))
         layers += [*_conv_bn(channels, n, activation), nn.MaxPool2d(2),
                    _Residual(nn.Sequential(*_conv_bn(n, n, activation),
                                            *_conv_bn(n, n, activation)))]
-        channels, side = n, side // 2  # (B, n, side/2, side/2)
+        channels, height, width = n, height // 2, width // 2  # (B, n, H/2, W/2)
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]  # (B, C, h, w) -> (B, C)
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
@@ -162,12 +171,10 @@ class _Scale(nn.Module):
 
 
 def cnn(tokens: list, activation="relu", dropout=0.0, batchnorm=False,
-        in_features=784, num_classes=10) -> list:
+        input_shape=(1, 28, 28), num_classes=10) -> list:
     """convN: 3x3 conv with N channels (+BatchNorm), activation, 2x2 max-pool; fcN: dense layer."""
-    side = int(round(in_features ** 0.5))  # images are square: 784 -> 28
-    channels, layers, flat = 1, [], None
-    if side * side != in_features:
-        raise QuicknetsError(f"a CNN needs square images; input size {in_features} is not")
+    channels, height, width = input_shape
+    layers, flat = [], None
     for token in tokens:
         m = re.fullmatch(r"(conv|fc)(\d+)", token)
         if not m:
@@ -179,81 +186,135 @@ def cnn(tokens: list, activation="relu", dropout=0.0, batchnorm=False,
         if kind == "conv":
             if flat is not None:
                 raise QuicknetsError(f"{token!r} comes after a dense layer; put convs first")
-            if side < 2:
-                raise QuicknetsError(f"too many conv layers: the image is {side}x{side} before "
+            if min(height, width) < 2:
+                raise QuicknetsError(f"too many conv layers: the image is {height}x{width} before "
                                      f"{token!r}, and each conv layer halves it")
             layers.append(nn.Conv2d(channels, n, 3, padding=1, bias=not batchnorm))
             if batchnorm:
                 layers.append(nn.BatchNorm2d(n))
             layers += [_activation(activation), nn.MaxPool2d(2)]
-            channels, side = n, side // 2  # (B, n, side/2, side/2)
+            channels, height, width = n, height // 2, width // 2  # (B, n, H/2, W/2)
         else:
             if flat is None:
                 layers.append(nn.Flatten())  # (B, C, H, W) -> (B, C*H*W)
-                flat = channels * side * side
+                flat = channels * height * width
             layers += [nn.Linear(flat, n), _activation(activation)]
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             flat = n
     if flat is None:
         layers.append(nn.Flatten())
-        flat = channels * side * side
+        flat = channels * height * width
     layers += [nn.Linear(flat, num_classes), nn.LogSoftmax(dim=1)]
-    return [_Image(int(round(in_features ** 0.5)))] + layers
+    return [_Image(input_shape)] + layers
 
 
 class _Image(nn.Module):
-    """(B, 784) or (B, 1, 28, 28) -> (B, 1, 28, 28): lets a CNN take the MLP's flat input too."""
+    """(B, C*H*W) or (B, C, H, W) -> (B, C, H, W): lets a CNN take the MLP's flat input too."""
 
-    def __init__(self, side: int):
+    def __init__(self, shape):
         super().__init__()
-        self.side = side
+        self.shape = tuple(shape)
 
     def forward(self, x):
-        return x.reshape(x.shape[0], 1, self.side, self.side)
+        return x.reshape(x.shape[0], *self.shape)
 
 
 def network(spec="784-256-128-64-10", activation="relu", dropout=0.0, batchnorm=False,
-            in_features=784, num_classes=10, flip_tta=False) -> Network:
-    """Build a network from a spec string, a list of sizes, or a preset name (see PRESETS).
+            input_shape=(1, 28, 28), num_classes=10, flip_tta=False, seed=0) -> Network:
+    """Build a network from a spec string, a list of sizes, or a name (see NETWORKS).
 
+    input_shape: (channels, height, width) of one image; num_classes: outputs.
     flip_tta: in eval mode, a conv network averages its prediction over each image and its
     mirror image (test-time augmentation, for nets trained with flips); training is unchanged.
+    seed: the initial weights are drawn from torch.manual_seed(seed) in a forked generator
+    (the global one is left as it was); None draws them from the global generator.
+    Raises QuicknetsError for a spec it cannot read, bad sizes, or a network too large for
+    this machine's memory (estimated before anything is allocated).
     """
+    if not isinstance(spec, (str, list, tuple)):
+        raise QuicknetsError(f"a network spec is a string such as '784-256-10', a list of "
+                             f"sizes or a name ({', '.join(NETWORKS)}), not {spec!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+            or not 0.0 <= dropout < 1.0:
+        raise QuicknetsError(f"dropout must be a number in [0, 1), not {dropout!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise QuicknetsError(f"num_classes must be a whole number of at least 2, "
+                             f"not {num_classes!r}")
+    shape = tuple(input_shape)
+    if len(shape) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
+                              for n in shape):
+        raise QuicknetsError(f"input_shape is (channels, height, width), not {input_shape!r}")
+    _activation(activation)  # fail on a bad name before anything else
+    config = {"network": spec if isinstance(spec, str) else "-".join(str(s) for s in spec),
+              "activation": activation, "dropout": dropout, "batchnorm": batchnorm,
+              "input_shape": list(shape), "num_classes": num_classes, "flip_tta": flip_tta}
+    with torch.device("meta"):  # shapes only, no memory: check the size first
+        check_memory(_layers(spec, activation, dropout, batchnorm, shape, num_classes))
+    if seed is None:
+        layers = _layers(spec, activation, dropout, batchnorm, shape, num_classes)
+    else:
+        with torch.random.fork_rng(devices=[]):  # the caller's generator is left alone
+            torch.manual_seed(seed)
+            layers = _layers(spec, activation, dropout, batchnorm, shape, num_classes)
     if flip_tta:
-        model = network(spec, activation, dropout, batchnorm, in_features, num_classes)
-        if not isinstance(model[0], _Image):
+        if not isinstance(layers[0], _Image):
             raise QuicknetsError("flip_tta needs a conv network (convN or resN layers): an MLP "
                                  "sees no image to mirror")
-        model = Network([model[0], _FlipPair(), *list(model)[1:], _MeanPair()], model.config)
-        model.config["flip_tta"] = True
-        return model
-    if not 0.0 <= dropout < 1.0:
-        raise QuicknetsError(f"dropout must be in [0, 1), not {dropout}")
-    _activation(activation)  # fail on a bad name before anything else
-    config = {"spec": spec if isinstance(spec, str) else "-".join(str(s) for s in spec),
-              "activation": activation, "dropout": dropout, "batchnorm": batchnorm,
-              "in_features": in_features, "num_classes": num_classes}
-    resolved = PRESETS.get(spec, spec) if isinstance(spec, str) else spec
+        layers = [layers[0], _FlipPair(), *layers[1:], _MeanPair()]
+    return Network(layers, config)
+
+
+def _layers(spec, activation, dropout, batchnorm, input_shape, num_classes) -> list:
+    """The layers of a spec (see `network`)."""
+    resolved = NETWORKS.get(spec, spec) if isinstance(spec, str) else spec
     sizes = parse_sizes(resolved)
     kwargs = dict(activation=activation, dropout=dropout, batchnorm=batchnorm,
-                  in_features=in_features, num_classes=num_classes)
+                  input_shape=input_shape, num_classes=num_classes)
     if sizes is not None:
-        return Network(mlp(sizes, **kwargs), config)
+        return mlp(sizes, **kwargs)
     if not isinstance(resolved, str) or not resolved.strip():
         raise QuicknetsError(f"cannot read the network spec {spec!r}")
     tokens = [t.strip().lower() for t in resolved.split("-")]
     if re.fullmatch(r"res\d+", tokens[0]):
-        return Network(resnet(tokens, **kwargs), config)
+        return resnet(tokens, **kwargs)
     if not tokens[0].startswith(("conv", "fc")):
         raise QuicknetsError(f"unknown network {spec!r}: give sizes like 784-256-10, layers like "
-                             f"conv32-conv64-fc128 or res64-res128, or a preset: "
-                             f"{', '.join(PRESETS)}")
-    return Network(cnn(tokens, **kwargs), config)
+                             f"conv32-conv64-fc128 or res64-res128, or a name: "
+                             f"{', '.join(NETWORKS)}")
+    return cnn(tokens, **kwargs)
 
 
-def summary(model: nn.Module, input_shape=(1, 1, 28, 28)) -> str:
-    """A table of the model's layers, their output shapes and parameter counts."""
+BYTES_PER_PARAMETER = 16  # fp32 weights, gradients and Adam's two moments: 4 copies x 4 bytes
+
+
+def check_memory(layers: list) -> None:
+    """Refuse a network whose training state would not fit in the memory available now."""
+    from quicknets.machine import available_memory
+    params = sum(p.numel() for layer in layers for p in layer.parameters())
+    need, have = params * BYTES_PER_PARAMETER, available_memory()
+    if have and need > have:
+        raise QuicknetsError(f"the network has {params:,} parameters: training it needs about "
+                             f"{need / 2 ** 30:.1f} GiB for weights, gradients and optimizer "
+                             f"state, and this machine has {have / 2 ** 30:.1f} GiB available")
+
+
+def from_config(config: dict, seed=None) -> Network:
+    """The network a saved `model.config` describes (older files: `spec`, `in_features`)."""
+    config = dict(config)
+    if "spec" in config:
+        config["network"] = config.pop("spec")
+    if "in_features" in config:  # format 1: square grey images of in_features pixels
+        side = int(round(config.pop("in_features") ** 0.5))
+        config["input_shape"] = [1, side, side]
+    return network(config.pop("network"), **config, seed=seed)
+
+
+def summary(model: nn.Module, input_shape=None) -> str:
+    """A table of the model's layers, their output shapes and parameter counts, for one input of
+    `input_shape` (B, C, H, W) (default: one image of the network's own shape)."""
+    if input_shape is None:
+        input_shape = (1, *getattr(model, "config", {}).get("input_shape", (1, 28, 28)))
     rows, hooks = [], []
     for name, module in model.named_modules():
         if list(module.children()):
@@ -278,3 +339,52 @@ def summary(model: nn.Module, input_shape=(1, 1, 28, 28)) -> str:
     lines += [f"{n:<8} {t:<14} {str(s):<20} {p:>10,}" for n, t, s, p in rows]
     lines.append(f"total params: {total:,} (trainable {trainable:,})")
     return "\n".join(lines)
+
+
+MODEL_FORMAT = 2  # model.pt: 1 held state_dict and config; 2 adds the preprocessing
+
+
+def save_model(model: Network, path) -> None:
+    """Write the weights, the config that rebuilds the network and its preprocessing to `path`
+    (a model.pt), atomically. Loading it runs no code (torch.load weights_only)."""
+    from quicknets.storage import atomic_torch_save
+    pre = getattr(model, "preprocessing", None)
+    atomic_torch_save({"format": MODEL_FORMAT,
+                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       "config": dict(model.config),
+                       "preprocessing": pre.to_dict() if pre is not None else None}, path)
+
+
+def load_saved(path, preprocessing=None) -> Network:
+    """The network saved at `path` by save_model, in eval mode, with its preprocessing (or
+    `preprocessing` for a file written before models carried their own). A truncated, foreign
+    or code-carrying file is a QuicknetsError; nothing in it is executed."""
+    import warnings
+    from pathlib import Path
+
+    from quicknets.preprocessing import Preprocessing
+    path = Path(path)
+    if not path.is_file():
+        raise QuicknetsError(f"no saved model at {path}")
+    try:
+        with warnings.catch_warnings():  # torch warns before refusing a pickle; the error says it
+            warnings.simplefilter("ignore")
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or not {"state_dict", "config"} <= set(saved):
+            raise QuicknetsError(f"{path} is not a quicknets model file (no weights and config)")
+        model = from_config(saved["config"])
+        model.load_state_dict(saved["state_dict"])
+    except QuicknetsError:
+        raise
+    except Exception as e:  # unpickling refused, truncated file, mismatched weights
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Unsupported global" in str(e):  # a pickled object the weights-only loader refuses
+            first = "it holds objects other than weights (refused: loading it could run code)"
+        elif "Weights only load failed" in first:  # "Unsupported operand": garbage or a raw pickle
+            first = "it is corrupt or not a weights-only model file (not loaded: it could run code)"
+        raise QuicknetsError(f"cannot load {path}: {first}") from None
+    if saved.get("preprocessing"):
+        model.preprocessing = Preprocessing.from_dict(saved["preprocessing"])
+    else:
+        model.preprocessing = preprocessing
+    return model.eval()

@@ -81,18 +81,18 @@ def score(history: list, results: dict, metric: str):
         results["loss"] if metric == "test_loss" else history[-1].get(metric)
 
 
-def pruning_report(trial, metric: str):
+def pruning_check(trial, metric: str):
     """Feed the per-epoch score to the pruner: the validation metric, else training accuracy
     or loss (the test set is never looked at during training)."""
     import optuna
     key = metric if metric.startswith("val_") else \
-        "train_acc" if metric.endswith("accuracy") else "train_loss"
+        "train_accuracy" if metric.endswith("accuracy") else "train_loss"
 
-    def report(epoch, row):
+    def check(epoch, row):
         trial.report(row[key], epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch}: {key} {row[key]:.4f}")
-    return report
+    return check
 
 
 def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threads, runs_dir,
@@ -102,7 +102,7 @@ def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threa
     from optuna.study import MaxTrialsCallback
 
     from quicknets.comparison import mean_std
-    from quicknets.experiment import run_experiment
+    from quicknets.experiment import run
     from quicknets.sweeps import init_worker, interruptible, trial_config
     if fresh:  # a new worker process (not this one: train() sets threads per trial anyway)
         init_worker(threads)
@@ -116,11 +116,12 @@ def worker(url, name, direction, sampler_seed, base, space, seeds, trials, threa
             def started(path):
                 names.append(path.name)
                 trial.set_user_attr("runs", names)  # linked before training: pruned runs too
-            path, results = run_experiment(
+            path, results = run(
                 trial_config(base, {**overrides, "seed": seed}, threads), runs_dir, quiet=True,
                 sweep=name, log_to=log_to, on_start=started,
-                report=pruning_report(trial, metric) if prune and i == 0 else None)
-            history = json.loads((path / "history.json").read_text())
+                on_epoch=pruning_check(trial, metric) if prune and i == 0 else None)
+            from quicknets.metrics import upgrade_history
+            history = upgrade_history(json.loads((path / "history.json").read_text()))
             values.append(score(history, results, metric))
         trial.set_user_attr("values", values)
         return mean_std(values)[0]
@@ -137,7 +138,8 @@ def optuna_sweep(base, space, seeds, trials, workers, threads, runs_dir, name, s
                  metric, prune, log=print, log_to=()) -> list:
     from quicknets.sweeps import plan_workers
     url = storage_url(storage, runs_dir)
-    direction = "maximize" if "acc" in metric else "minimize"
+    from quicknets.metrics import higher_is_better
+    direction = "maximize" if higher_is_better(metric) else "minimize"
     open_study(url, name, direction, None, create=True)
     n_workers, n_threads = plan_workers(trials, workers, threads)
     log(f"sweep {name}: Optuna TPE{' with pruning' if prune else ''}, up to {trials} trials x "

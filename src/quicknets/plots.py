@@ -25,7 +25,8 @@ from matplotlib.figure import Figure
 from quicknets.classification import load_image, probabilities
 from quicknets.datasets import DATASETS
 from quicknets.errors import QuicknetsError
-from quicknets.metrics import predict
+from quicknets.metrics import log_probabilities
+from quicknets.preprocessing import Preprocessing, preprocessing_of
 from quicknets.storage import atomic_write
 
 RIGHT, WRONG, NEUTRAL, OTHER = "#2ca02c", "#d62728", "#1f77b4", "#c7c7c7"  # green, red, blue, gray
@@ -89,18 +90,20 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def image_pixels(image, mean: float = 0.5, std: float = 0.5) -> np.ndarray:
+def image_pixels(image, pre: Preprocessing | None = None) -> np.ndarray:
     """A copy of `image` ready to draw: (H, W) or (H, W, 3) floats in [0, 1].
 
-    uint8 pixels are divided by 255; floats are taken as normalised, x = (pixel - mean) / std,
-    and mapped back. Accepts HxW, CxHxW (C = 1 or 3), a batch of one, or 784 flat pixels.
+    uint8 pixels are divided by 255; floats are taken as normalised by `pre` (default: the
+    default preprocessing), x = (pixel - mean) / std, and mapped back. Accepts HxW, CxHxW
+    (C = 1 or 3), a batch of one, or the flat pixels of one image of pre's shape.
     """
+    pre = pre or Preprocessing()
     x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
     raw = x.dtype == torch.uint8
     x = x.detach().to("cpu", torch.float32, copy=True)
     shape = tuple(x.shape)
-    if x.numel() == 28 * 28 and (x.dim() == 1 or x.shape[-1] == 28 * 28 or x.shape[-1] == 28):
-        x = x.reshape(28, 28)  # (784,), (1, 784), (1, 28, 28), (1, 1, 28, 28): the notebook's
+    if x.numel() == pre.features and x.dim() <= 2:
+        x = x.reshape(pre.shape)  # (784,), (1, 784): the notebook's flat images
     while x.dim() > 3 and x.shape[0] == 1:
         x = x[0]
     if x.dim() == 3 and x.shape[0] == 1:
@@ -110,8 +113,11 @@ def image_pixels(image, mean: float = 0.5, std: float = 0.5) -> np.ndarray:
     if x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[2] != 3) or min(x.shape[:2]) < 2:
         raise QuicknetsError(f"cannot show an image of shape {shape}: give HxW, CxHxW with "
                              "C = 1 or 3, or 784 pixels")
-    x = x / 255.0 if raw else x * std + mean
-    return x.clamp(0.0, 1.0).numpy()
+    if not raw:  # undo (pixel / 255 - mean) / std, per channel
+        mean = torch.tensor(pre.mean) if x.dim() == 3 else torch.tensor(pre.mean[:1])
+        std = torch.tensor(pre.std) if x.dim() == 3 else torch.tensor(pre.std[:1])
+        return (x * std + mean).clamp(0.0, 1.0).numpy()
+    return (x / 255.0).clamp(0.0, 1.0).numpy()
 
 
 def _draw_image(ax, pixels: np.ndarray, title=None, color="black", fontsize=9) -> None:
@@ -125,16 +131,23 @@ def _draw_image(ax, pixels: np.ndarray, title=None, color="black", fontsize=9) -
         ax.set_title(title, color=color, fontsize=fontsize)
 
 
-def _mean_std(data, mean, std) -> tuple:
-    return (data.mean, data.std) if data is not None else (mean, std)
+def _preprocessing(data=None, model=None, mean=None, std=None) -> Preprocessing:
+    """The normalisation to undo: the model's own, else the data's, else the default; `mean`
+    and `std` given explicitly replace its values."""
+    pre = preprocessing_of(model, data) if model is not None else \
+        data.preprocessing if data is not None else Preprocessing()
+    if mean is None and std is None:
+        return pre
+    return Preprocessing(pre.shape, (pre.mean[0] if mean is None else mean,),
+                         (pre.std[0] if std is None else std,), pre.classes, pre.dataset,
+                         pre.layout)
 
 
-def imshow(image, title=None, *, data=None, mean: float = 0.5, std: float = 0.5,
-           ax=None) -> Figure:
-    """Draw one image in gray (colour for 3 channels), its normalisation (data's, or mean/std)
-    undone. With `ax`, draws there and returns that axes' figure."""
-    mean, std = _mean_std(data, mean, std)
-    pixels = image_pixels(image, mean, std)
+def imshow(image, title=None, *, data=None, model=None, mean=None, std=None, ax=None) -> Figure:
+    """Draw one image in gray (colour for 3 channels), its normalisation undone: the model's,
+    else the data's, else mean/std, else the default 0.5/0.5. With `ax`, draws there and returns
+    that axes' figure."""
+    pixels = image_pixels(image, _preprocessing(data, model, mean, std))
     fig = new_figure(3, 3.2) if ax is None else ax.figure
     _draw_image(ax if ax is not None else fig.add_subplot(), pixels, title, fontsize=11)
     return fig
@@ -171,21 +184,26 @@ def _as_probs(probs) -> np.ndarray:
 
 
 def view_classify(image, probs, class_names=None, true_label=None, *, data=None,
-                  mean: float = 0.5, std: float = 0.5, version=None) -> Figure:
+                  mean=None, std=None, version=None) -> Figure:
     """The image beside horizontal bars of its class probabilities, the predicted class in colour
     (green if right, red if wrong, blue when the true class is not given) and the true one in green.
 
     `image`: a tensor or array (see image_pixels) or an image file. `probs`: probabilities
     (classes,) or (1, classes), or a model, which is then run on the image.
-    `class_names`: a list, a dataset name, or None for data.classes. A drop-in for the course
-    helper's view_classify(img, ps, version="Fashion"); unlike it, `image` is left as it was.
+    `class_names`: a list, a dataset name, or None for the model's or data's classes. A model
+    brings its own preprocessing (normalisation, shape, how a file is laid out). A drop-in for
+    the course helper's view_classify(img, ps, version="Fashion"); unlike it, `image` is left
+    as it was.
     """
-    mean, std = _mean_std(data, mean, std)
+    model = probs if isinstance(probs, torch.nn.Module) else None
+    pre = _preprocessing(data, model, mean, std)
     if isinstance(image, (str, Path)):
-        image = load_image(image)  # (28, 28) uint8, as the model sees the file
-    if isinstance(probs, torch.nn.Module):
-        probs = probabilities(probs, image, mean=mean, std=std)
+        image = load_image(image, pre.shape, pre.layout)  # uint8, as the model sees the file
+    if model is not None:
+        probs = probabilities(model, image, data)
     p = _as_probs(probs)
+    if class_names is None and version is None and data is None and pre.classes:
+        class_names = list(pre.classes)
     names = _class_names(class_names if class_names is not None else version, data, len(p))
     if isinstance(true_label, str):
         if true_label not in names:
@@ -206,7 +224,7 @@ def view_classify(image, probs, class_names=None, true_label=None, *, data=None,
     title = f"predicted: {names[pred]} ({p[pred]:.0%})"
     if true_label is not None:
         title += f"\ntrue: {names[true_label]}"
-    _draw_image(ax_img, image_pixels(image, mean, std), title, colors[pred], fontsize=11)
+    _draw_image(ax_img, image_pixels(image, pre), title, colors[pred], fontsize=11)
     rows = np.arange(len(p))
     ax_bar.barh(rows, p, color=colors)
     for row, value in zip(rows, p):
@@ -272,7 +290,8 @@ def show_predictions(model, data, n: int = 16, split: str = "test", ncols=None) 
     _check_n(n)
     images, labels = _split(data, split)
     images, labels = images[:n], labels[:n]
-    preds = predict(model, data.normalize(images)).argmax(1).cpu().tolist()
+    pre = preprocessing_of(model, data)
+    preds = log_probabilities(model, pre.normalize(images)).argmax(1).cpu().tolist()
     titles, colors = [], []
     for pred, true in zip(preds, labels.tolist()):
         right = pred == true
@@ -289,7 +308,8 @@ def top_losses(model, data, k: int = 9, split: str = "test") -> list:
     [{index, predicted, true, probability (of the predicted class), loss}]."""
     _check_n(k, "k")
     images, labels = _split(data, split)
-    log_probs = predict(model, data.normalize(images)).cpu()  # (N, classes)
+    pre = preprocessing_of(model, data)
+    log_probs = log_probabilities(model, pre.normalize(images)).cpu()  # (N, classes)
     losses = -log_probs.gather(1, labels.view(-1, 1)).squeeze(1)  # NLL per image
     preds = log_probs.argmax(1)
     wrong = (preds != labels).nonzero().squeeze(1)
@@ -318,29 +338,37 @@ def plot_top_losses(model, data, k: int = 9, split: str = "test", ncols=None) ->
 def plot_history(history, results=None, title=None) -> Figure:
     """Loss and accuracy per epoch, training solid and validation dashed.
 
-    `history`: a run's list of per-epoch dicts, or {label: history} to overlay several runs.
+    `history`: a run's list of per-epoch dicts; or {label: history} to overlay several runs, where
+    a history may also be a list of histories (the seeds of one variant: one colour, one label).
     `results`: the test results (or {label: results}), drawn as a star at the last epoch.
     """
+    from quicknets.metrics import upgrade_history
     runs = history if isinstance(history, dict) else {"": history}
     tests = (results or {}) if isinstance(history, dict) else {"": results}
-    if not runs or any(not isinstance(h, list) or not h for h in runs.values()):
+    runs = {label: [h] if not h or isinstance(h[0], dict) else list(h)
+            for label, h in runs.items() if isinstance(h, (list, tuple))} if runs else {}
+    if not runs or any(not h or not all(isinstance(x, list) and x for x in h)
+                       for h in runs.values()):
         raise QuicknetsError("the history is empty: nothing to plot")
+    runs = {label: [upgrade_history(x) for x in h] for label, h in runs.items()}
     for h in runs.values():
-        if any(not isinstance(row, dict) or "train_loss" not in row for row in h):
+        if any(not isinstance(row, dict) or "train_loss" not in row for x in h for row in x):
             raise QuicknetsError("not a training history: each epoch needs a train_loss")
     fig = new_figure(10, 3.8)
     ax_loss, ax_acc = fig.subplots(1, 2)
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-    for i, (label, h) in enumerate(runs.items()):
+    from matplotlib import colormaps
+    palette = colormaps["tab10" if len(runs) <= 10 else "tab20"].colors
+    for i, (label, seeds) in enumerate(runs.items()):
         color = palette[i % len(palette)]
-        epochs = [row.get("epoch", j + 1) for j, row in enumerate(h)]
         name = f"{label} " if label else ""
-        for ax, key in ((ax_loss, "loss"), (ax_acc, "acc")):
-            ax.plot(epochs, [row[f"train_{key}"] for row in h], "o-", color=color,
-                    label=f"{name}train")
-            if all(f"val_{key}" in row for row in h):
-                ax.plot(epochs, [row[f"val_{key}"] for row in h], "s--", color=color,
-                        label=f"{name}validation")
+        for s, h in enumerate(seeds):  # the seeds of one variant: one colour, one legend entry
+            epochs = [row.get("epoch", j + 1) for j, row in enumerate(h)]
+            for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+                ax.plot(epochs, [row.get(f"train_{key}") for row in h], "o-", color=color,
+                        label=f"{name}train" if s == 0 else None)
+                if all(f"val_{key}" in row for row in h):
+                    ax.plot(epochs, [row[f"val_{key}"] for row in h], "s--", color=color,
+                            label=f"{name}validation" if s == 0 else None)
         test = tests.get(label)
         if test is not None:
             star = {"ms": 13, "color": color if label else "black", "label": f"{name}test"}

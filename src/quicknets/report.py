@@ -73,9 +73,10 @@ def _table(header: list, rows: list) -> str:
 
 def _settings(config: dict, meta: dict) -> str:
     """The config (data, model, train) and what made the run, as key/value tables."""
+    import dataclasses
     parts = []
-    for section in ("data", "model", "train"):
-        items = config.get(section) or {}
+    for section in ("data", "network", "train"):
+        items = dataclasses.asdict(getattr(config, section))
         rows = [(k, str(v)) for k, v in items.items()]  # as recorded: lr 1e-05 stays 1e-05
         parts.append(f"<h3>{escape(section)}</h3>" + _table(["setting", "value"], rows))
     made = {k: meta[k] for k in ("created", "seed", "code_version", "quicknets", "torch",
@@ -119,10 +120,10 @@ def render_report(run, pngs: dict, model_summary: str = "") -> str:
         f"<figcaption>{escape(FIGURES.get(name, name))}</figcaption></figure>"
         for name, png in pngs.items())
     network = f"<h2>Network</h2><pre>{escape(model_summary)}</pre>" if model_summary else ""
-    data, model, train = (run.config.get(k) or {} for k in ("data", "model", "train"))
-    what = (f"{model.get('spec', '?')} on {data.get('dataset', '?')}, {train.get('optimizer', '?')}"
-            f" at lr {train.get('lr', '?')}, batch {train.get('batch_size', '?')}, "
-            f"{len(run.history)} epochs, seed {train.get('seed', '?')}")
+    data, net, train = run.config.data, run.config.network, run.config.train
+    what = (f"{net.network} on {data.dataset}, {train.optimizer} at lr {train.lr}, batch "
+            f"{train.batch_size}, {len(run.history)} epochs, seed {train.seed}"
+            + (f", preset {run.config.preset}" if run.config.preset else ""))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -24,13 +24,13 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from quicknets import index
+from quicknets.config import RunConfig
 from quicknets.errors import QuicknetsError
-from quicknets.storage import atomic_torch_save, atomic_write_json
+from quicknets.storage import atomic_write_json
 
 RECORD_FILES = ("config.json", "history.json", "results.json", "meta.json")
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -40,15 +40,21 @@ def runs_root(runs_dir=None) -> Path:
     return Path(runs_dir or os.environ.get("QUICKNETS_RUNS") or "runs")
 
 
-def run_name(config: dict) -> str:
+def as_run_config(config) -> RunConfig:
+    """A RunConfig from itself or a config dict (any recorded layout)."""
+    return config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+
+
+def run_name(config) -> str:
     """A folder name from the settings that matter, e.g. mlp-256-128-64_adam_lr0.003_s0."""
-    spec, t = config["model"]["spec"], config["train"]
+    config = as_run_config(config)
+    spec, t = config.network.network, config.train
     sizes = spec.split("-")
     if all(s.isdigit() for s in sizes):
         spec = "mlp-" + "-".join(sizes[1:-1]) if len(sizes) > 2 else "linear"
-    name = f"{spec}_{t['optimizer']}_lr{t['lr']:g}_s{t['seed']}"
-    if config["data"].get("dataset", "fashion-mnist") != "fashion-mnist":
-        name = f"{config['data']['dataset']}_{name}"
+    name = f"{spec}_{t.optimizer}_lr{t.lr:g}_s{t.seed}"
+    if config.data.dataset != "fashion-mnist":
+        name = f"{config.data.dataset}_{name}"
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
 
 
@@ -82,11 +88,12 @@ def environment() -> dict:
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
 
 
-def start_run(config: dict, data_info: dict | None = None, runs_dir=None,
+def start_run(config, data_info: dict | None = None, runs_dir=None,
               name: str | None = None, sweep: str | None = None) -> Path:
     """Create the run folder (config.json, meta.json) before training, so it can hold
     checkpoints, and index it as running. It counts as finished only once finish_run wrote
     results.json; until then load_run refuses it and `quicknets train --resume` continues it."""
+    config = as_run_config(config)
     root = runs_root(runs_dir)
     name = name or f"{run_name(config)}-{secrets.token_hex(3)}"
     final = root / name
@@ -94,18 +101,18 @@ def start_run(config: dict, data_info: dict | None = None, runs_dir=None,
         raise QuicknetsError(f"run {final} already exists")
     tmp = root / f".{name}.partial"
     meta = {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seed": config["train"]["seed"], "data": data_info or {}, **environment()}
+            "seed": config.train.seed, "data": data_info or {}, **environment()}
     if sweep:
         meta["sweep"] = sweep
     try:
-        atomic_write_json(tmp / "config.json", config)
+        atomic_write_json(tmp / "config.json", config.to_dict())
         atomic_write_json(tmp / "meta.json", meta)
         os.replace(tmp, final)  # the folder appears with its config, never without
     except OSError as e:  # --runs-dir names a file, a read-only folder, a full disk
         raise QuicknetsError(f"cannot create the run folder {final}: {e.strerror}") from None
     index.record(root, name, status="running", created=meta["created"], sweep=sweep,
                  host=socket.gethostname(), pid=os.getpid(), epochs_done=0,
-                 settings=index.flat_settings(config))
+                 settings=config.flat())
     return final
 
 
@@ -113,8 +120,8 @@ def finish_run(path: Path, model, history: list, results: dict) -> Path:
     """Write the weights, history and results (last: its presence marks the run finished)."""
     path = Path(path)
     atomic_write_json(path / "history.json", history)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"state_dict": state, "config": model.config}, path / "model.pt")
+    from quicknets.models import save_model
+    save_model(model, path / "model.pt")
     atomic_write_json(path / "results.json", results)
     (path / CHECKPOINT_FILE).unlink(missing_ok=True)  # the record is closed: no resume
     index.record(path.parent, path.name, status="done", epochs_done=len(history),
@@ -130,7 +137,7 @@ def mark(path: Path, status: str, epochs_done: int | None = None) -> None:
     index.record(Path(path).parent, Path(path).name, **values)
 
 
-def save_run(model, config: dict, history: list, results: dict, data_info: dict | None = None,
+def save_run(model, config, history: list, results: dict, data_info: dict | None = None,
              runs_dir=None, name: str | None = None) -> Path:
     """Write a complete run folder at once and return its path. `config` = {data, model, train}."""
     return finish_run(start_run(config, data_info, runs_dir, name), model, history, results)
@@ -142,8 +149,10 @@ def is_finished(path: Path) -> bool:
 
 @dataclass
 class Run:
+    """A finished run's record: its folder, RunConfig, history (one dict per epoch), test
+    results and meta (seed, versions, command)."""
     path: Path
-    config: dict
+    config: RunConfig
     history: list
     results: dict
     meta: dict
@@ -187,32 +196,42 @@ def load_run(ref, runs_dir=None) -> Run:
     if not is_finished(path):
         raise QuicknetsError(f"run {path.name} is not finished (it was stopped or is still "
                              f"training): resume it with `quicknets train --resume {path.name}`")
-    return Run(path, *(_read_json(path / f) for f in RECORD_FILES))
+    from quicknets.metrics import upgrade_history
+    config, history, results, meta = (_read_json(path / f) for f in RECORD_FILES)
+    try:
+        config = RunConfig.from_dict(config)
+    except QuicknetsError as e:
+        raise QuicknetsError(f"{path / 'config.json'} is unreadable: {e}") from None
+    return Run(path, config, upgrade_history(history), results, meta)
 
 
-def load_model(run: Run):
-    """The run's network with its saved weights, in eval mode (weights only: no code runs)."""
-    import torch
-    from quicknets.models import network
+def load_model(run, runs_dir=None):
+    """A finished run's network with its saved weights and preprocessing, in eval mode. `run` is
+    a run's name, a unique prefix of one, its folder, or a load_run result. The file is loaded
+    weights-only (no code runs), and a network that is not the one the run's config describes is
+    an error."""
+    from quicknets.data import dataset_info
+    from quicknets.models import load_saved
+    from quicknets.preprocessing import Preprocessing, dataset_layout
+    if not isinstance(run, Run):
+        run = load_run(run, runs_dir)
+    d, n = run.config.data, run.config.network
     file = run.path / "model.pt"
     if not file.is_file():
         raise QuicknetsError(f"run {run.name} has no saved model ({file} is missing)")
-    try:
-        with warnings.catch_warnings():  # torch warns before refusing a pickle; the error says it
-            warnings.simplefilter("ignore")
-            saved = torch.load(file, map_location="cpu", weights_only=True)
-        model = network(**saved["config"])
-        model.load_state_dict(saved["state_dict"])
-    except QuicknetsError:
-        raise
-    except Exception as e:  # unpickling refused, truncated file, mismatched weights
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Unsupported global" in str(e):  # a pickled object the weights-only loader refuses
-            first = "it holds objects other than weights (refused: loading it could run code)"
-        elif "Weights only load failed" in first:  # "Unsupported operand": garbage or a raw pickle
-            first = "it is corrupt or not a weights-only model file (not loaded: it could run code)"
-        raise QuicknetsError(f"cannot load {file}: {first}") from None
-    return model.eval()
+    classes = tuple(run.results.get("classes") or dataset_info(d.dataset).classes)
+    recorded = Preprocessing(mean=(d.mean,), std=(d.std,), classes=classes, dataset=d.dataset,
+                             layout=dataset_layout(d.dataset))  # for files before format 2
+    model = load_saved(file, recorded)
+    built = {k: model.config.get(k) for k in ("network", "activation", "dropout", "batchnorm",
+                                             "flip_tta")}
+    wanted = {k: getattr(n, k) for k in built}
+    if built != wanted:
+        diff = ", ".join(f"{k} {built[k]!r} (config: {wanted[k]!r})" for k in built
+                         if built[k] != wanted[k])
+        raise QuicknetsError(f"{file} holds another network than run {run.name}'s config "
+                             f"describes: {diff}")
+    return model
 
 
 def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | None = None) -> list:

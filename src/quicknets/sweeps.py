@@ -21,12 +21,10 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
-from quicknets.config import DataConfig, ModelConfig, TrainConfig, make
+from quicknets.config import FIELDS as SECTION_OF, SECTIONS, RunConfig, make, setting
 from quicknets.errors import QuicknetsError
 
-PARTS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-FIELDS = {f.name: (part, f) for part, cls in PARTS.items() for f in fields(cls)}
-ALIASES = {"layers": "model"}
+FIELDS = {f.name: (part, f) for part, cls in SECTIONS.items() for f in fields(cls)}
 
 
 @dataclass
@@ -37,17 +35,9 @@ class Range:
     log: bool = False
 
 
-def setting(key: str) -> str:
-    key = ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
-    if key not in FIELDS:
-        raise QuicknetsError(f"unknown setting {key!r}; known: {', '.join(FIELDS)}")
-    return key
-
-
 def convert(key: str, value):
     """One value of a setting, checked and typed by its config class."""
-    part, f = FIELDS[key]
-    return getattr(make(PARTS[part], {key: value}), key)
+    return getattr(make(SECTIONS[SECTION_OF[key]], {key: value}), key)
 
 
 def parse_values(key: str, text: str):
@@ -146,7 +136,7 @@ def plan_workers(n_trials: int, workers: int = 0, threads: int = 0, cores: int =
     """(workers, threads per worker) with workers x threads <= cores. By default one
     single-threaded worker per free core (cores not busy with other work; small nets gain
     little from a second thread); more workers than cores is refused."""
-    from quicknets.training import free_cores, usable_cores
+    from quicknets.machine import free_cores, usable_cores
     cores = cores or usable_cores()
     free = free or free_cores()
     if workers < 0 or threads < 0:
@@ -163,13 +153,9 @@ def plan_workers(n_trials: int, workers: int = 0, threads: int = 0, cores: int =
     return workers, threads
 
 
-def trial_config(base: dict, overrides: dict, threads: int) -> dict:
-    """The {data, model, train} config of one trial: base settings, then the trial's."""
-    flat = {**base, **overrides, "threads": threads}
-    config = {part: {} for part in PARTS}
-    for key, value in flat.items():
-        config[FIELDS[setting(key)][0]][setting(key)] = value
-    return {part: vars(make(PARTS[part], values)) for part, values in config.items()}
+def trial_config(base: dict, overrides: dict, threads: int) -> RunConfig:
+    """The RunConfig of one trial: base settings, then the trial's."""
+    return RunConfig.build(**{**base, **overrides, "threads": threads})
 
 
 def init_worker(threads: int) -> None:
@@ -212,12 +198,12 @@ def interruptible():
 
 def run_trial(base: dict, overrides: dict, threads: int, runs_dir, name: str, log_to=()) -> dict:
     """Train one recorded trial (in a worker); a failure is reported, not raised."""
-    from quicknets.experiment import run_experiment
+    from quicknets.experiment import run
     start = time.perf_counter()
     try:
         with interruptible():
-            path, results = run_experiment(trial_config(base, overrides, threads), runs_dir,
-                                           quiet=True, sweep=name, log_to=log_to)
+            path, results = run(trial_config(base, overrides, threads), runs_dir,
+                                quiet=True, sweep=name, log_to=log_to)
     except QuicknetsError as e:
         return {"overrides": overrides, "error": str(e), "seconds": time.perf_counter() - start}
     return {"overrides": overrides, "run": path.name, "accuracy": results["accuracy"],
@@ -233,7 +219,7 @@ def run_trials(base: dict, trials: list, runs_dir, name: str, workers: int, thre
         done.append(result)
         what = " ".join(f"{k}={v}" for k, v in result["overrides"].items())
         outcome = (f"error: {result['error']}" if "error" in result
-                   else f"test_acc {result['accuracy']:.4f}  {result['run']}")
+                   else f"test_accuracy {result['accuracy']:.4f}  {result['run']}")
         log(f"trial {len(done)}/{len(trials)} ({result['seconds']:.1f} s)  {what}  {outcome}")
 
     if workers == 1:  # here, in this process: train() sets the threads from the trial's config
@@ -255,12 +241,10 @@ def run_trials(base: dict, trials: list, runs_dir, name: str, workers: int, thre
 
 def choose_metric(metric: str, base: dict) -> str:
     """auto: the validation accuracy when there is a validation split, else test accuracy."""
+    from quicknets.metrics import metric_name
     if metric == "auto":
-        return "val_acc" if float(base.get("val_split", 0) or 0) > 0 else "test_accuracy"
-    if metric not in ("val_acc", "val_loss", "test_accuracy", "test_loss"):
-        raise QuicknetsError(f"metric must be auto, val_acc, val_loss, test_accuracy or "
-                             f"test_loss, got {metric!r}")
-    return metric
+        return "val_accuracy" if float(base.get("val_split", 0) or 0) > 0 else "test_accuracy"
+    return metric_name(metric)
 
 
 def results_table(name: str, runs_dir=None, metric: str = "test_accuracy") -> tuple:

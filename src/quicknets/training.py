@@ -5,13 +5,15 @@
 
 Each epoch prints one line such as
     epoch: 1/7  train_loss_sum: 480.31  train_loss: 0.5121  train_acc: 0.8147  seconds: 1.52
-(`train_loss_sum` is the notebook's "Training loss", the sum of the batch losses). The images are
-normalised once and kept on the device as one tensor; each epoch draws batches by a seeded
-shuffled index, with no DataLoader and no per-sample work.
+(`train_loss_sum` is the notebook's "Training loss", the sum of the batch losses; the metric
+names are metrics.METRICS'). The images are normalised once, with the preprocessing the model
+then carries, and kept on the device as one tensor; each epoch draws batches by a seeded
+shuffled index, with no DataLoader and no per-sample work. The seed fixes shuffling, dropout and
+augmentation through generators of the run's own: the caller's global torch generator and its
+thread count are left as they were.
 """
 import dataclasses
 import math
-import os
 import sys
 import time
 
@@ -22,59 +24,10 @@ from quicknets.checkpoint import restore
 from quicknets.config import TrainConfig, check, make
 from quicknets.data import Dataset
 from quicknets.errors import QuicknetsError
-from quicknets.metrics import evaluate_tensors
-from quicknets.recipes import augment, draw_augment, lr_at
-
-
-def runnable_now(samples: int = 5, interval: float = 0.02) -> int:
-    """Processes running or ready to run right now, this one included: the median of a few
-    readings of /proc/loadavg's run queue (the 1-minute load average lags by minutes)."""
-    counts = []
-    for i in range(samples):
-        try:
-            with open("/proc/loadavg") as f:
-                counts.append(int(f.read().split()[3].split("/")[0]))  # "R/T": R runnable
-        except (OSError, ValueError, IndexError):
-            return 1 + int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 1
-        if i + 1 < samples:
-            time.sleep(interval)
-    return sorted(counts)[len(counts) // 2]
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity)."""
-    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count()) or 1
-
-
-def free_cores() -> int:
-    """Cores this process may use, less those busy with other processes' work right now."""
-    usable = usable_cores()
-    busy = max(0, runnable_now() - 1)  # the reading counts this process itself
-    return max(1, min(usable, usable - busy))
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise QuicknetsError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise QuicknetsError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here")
-    return device
-
-
-def resolve(config: TrainConfig) -> TrainConfig:
-    """The config with `auto` choices made: threads=0 -> the free cores, device=auto -> cpu/cuda.
-    Results can differ with the thread count, so the resolved count is what a run records."""
-    if config.threads > usable_cores():
-        raise QuicknetsError(f"--threads {config.threads} is more than the {usable_cores()} "
-                             "cores this process may use: that oversubscribes them and slows "
-                             "training down many times")
-    return dataclasses.replace(config, threads=config.threads or free_cores(),
-                               device=str(pick_device(config.device)))
+from quicknets.machine import resolve
+from quicknets.metrics import evaluate
+from quicknets.preprocessing import preprocessing_of
+from quicknets.tricks import augment, draw_augment, lr_at
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -100,11 +53,24 @@ def format_epoch(row: dict) -> str:
     return "  ".join(parts)
 
 
+def batch_bounds(n: int, batch_size: int, batchnorm: bool) -> list:
+    """(start, end) of each batch of an epoch of n images. With BatchNorm a last batch of one
+    image (BatchNorm cannot normalise a single value) joins the batch before it."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if batchnorm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
                 config: TrainConfig | None = None, first_step=0, total_steps=0) -> tuple:
     """One pass over (x, y) in a shuffled order; returns (sum of batch losses, correct count).
 
-    `config` switches on the recipes (augmentation, per-step schedule, bf16); `first_step`
+    `config` switches on the tricks (augmentation, per-step schedule, bf16); `first_step`
     and `total_steps` place this epoch's steps on the schedule.
     """
     model.train()
@@ -116,9 +82,10 @@ def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
         moves = [t.to(x.device) for t in draw_augment(len(y), config.translate, config.flip,
                                                      generator)]
     use_bf16 = config is not None and config.bf16
-    for step, start in enumerate(range(0, len(y), batch_size), first_step):
-        idx = order[start:start + batch_size]
-        xb, yb = x[idx], y[idx]  # (B, 1, 28, 28), (B,)
+    bounds = batch_bounds(len(y), batch_size, has_batchnorm(model))
+    for step, (start, end) in enumerate(bounds, first_step):
+        idx = order[start:end]
+        xb, yb = x[idx], y[idx]  # (B, C, H, W), (B,)
         if moves is not None:
             xb = augment(xb, moves[0][idx], moves[1][idx], config.translate)
         if config is not None and config.schedule != "constant":
@@ -140,11 +107,13 @@ def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
 def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
           quiet: bool = False, log=print, after_epoch=None, resume: dict | None = None,
           **settings) -> list:
-    """Train `model` on `data` in place; return the history, one dict per epoch.
+    """Train `model` on `data` in place; return the history, one dict per epoch
+    (epoch, epochs, train_loss_sum, train_loss, train_accuracy, [val_loss, val_accuracy],
+    seconds). The model keeps the data's preprocessing (model.preprocessing).
 
     Settings are TrainConfig's fields, given as a config or as keywords (optimizer="sgd", lr=0.01,
-    epochs=7, batch_size=64, seed=0, device="auto", ...). Unknown or out-of-range settings raise
-    QuicknetsError before anything trains.
+    epochs=7, batch_size=64, seed=0, device="auto", ...). Unknown or out-of-range settings, and
+    a model or data of the wrong kind or shape, raise QuicknetsError before anything trains.
 
     `after_epoch(epoch, model, opt, generator, history)` is called after each epoch (the CLI
     saves a checkpoint there); `resume` is a checkpoint (quicknets.checkpoint) to continue from,
@@ -154,35 +123,56 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
         config = make(TrainConfig, settings)
     else:
         config = check(dataclasses.replace(config, **settings) if settings else config)
-    config = resolve(config)
+    return fit(model, data, resolve(config), quiet=quiet, log=log, after_epoch=after_epoch,
+               resume=resume)
+
+
+def check_inputs(model, data, config: TrainConfig) -> None:
+    """The model and data are what training needs (one clear error, not an AttributeError)."""
+    if not isinstance(model, nn.Module):
+        raise QuicknetsError(f"train needs a network (quicknets.network(...) or any "
+                             f"nn.Module), not {type(model).__name__}")
+    if not isinstance(data, Dataset):
+        raise QuicknetsError(f"train needs a dataset (quicknets.load_dataset(...)), "
+                             f"not {type(data).__name__}")
+    if len(data.train_labels) == 0:
+        raise QuicknetsError(f"{data.name} has no training images")
+    if has_batchnorm(model) and (config.batch_size < 2 or len(data.train_labels) < 2):
+        raise QuicknetsError("BatchNorm needs batches of at least 2 images (--batch-size 2 "
+                             "or more, and 2 or more training images)")
+    preprocessing_of(model, data)  # the network's outputs fit the data's classes
+
+
+def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, quiet: bool = False, log=print,
+        after_epoch=None, resume: dict | None = None) -> list:
+    """The loop, for a checked and resolved config (see `train`): the caller's torch thread
+    count and global generator are restored when it returns."""
+    check_inputs(model, data, config)
+    device = torch.device(config.device)
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
-    try:
-        return fit(model, data, config, quiet, log, after_epoch, resume)
+    try:  # the run's RNG: the caller's global generator is put back afterwards
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            return _loop(model, data, config, device, quiet, log, after_epoch, resume)
     finally:
-        torch.set_num_threads(caller_threads)  # the caller's session keeps its own setting
+        torch.set_num_threads(caller_threads)
 
 
-def fit(model: nn.Module, data: Dataset, config: TrainConfig, quiet: bool, log, after_epoch,
-        resume: dict | None) -> list:
-    """The loop itself, for a checked and resolved config (see `train`)."""
-    device = torch.device(config.device)
+def _loop(model, data, config, device, quiet, log, after_epoch, resume) -> list:
     torch.manual_seed(config.seed)  # dropout masks
-    generator = torch.Generator().manual_seed(config.seed)  # shuffling
+    generator = torch.Generator().manual_seed(config.seed)  # shuffling, augmentation
+    model.preprocessing = data.preprocessing  # the model keeps what its images need
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)  # convs then run in NHWC (oneDNN, cuDNN)
     step_model = torch.compile(model) if config.compile else model  # shares the weights
-    x = data.normalize(data.train_images.to(device))  # (N, 1, 28, 28) float32, once
+    x = data.preprocessing.normalize(data.train_images.to(device))  # (N, C, H, W) float32, once
     y = data.train_labels.to(device)
-    val = None
-    if data.val_images is not None:
-        val = (data.normalize(data.val_images.to(device)), data.val_labels.to(device))
     opt = make_optimizer(model, config)
     loss_fn = nn.NLLLoss()  # on the LogSoftmax outputs, as in the notebook
     if config.label_smoothing > 0:  # cross-entropy of log-probabilities = NLL, plus smoothing
         loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    steps = math.ceil(len(y) / config.batch_size)
+    steps = len(batch_bounds(len(y), config.batch_size, has_batchnorm(model)))
     history, first_epoch = [], 1
     if resume is not None:  # weights, optimizer moments, RNG states and history as they were
         history, first_epoch = restore(resume, model, opt, generator)
@@ -203,10 +193,10 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, quiet: bool, log, 
             raise QuicknetsError(f"training diverged in epoch {epoch}: the loss became "
                                  f"{loss_sum}; try a lower --lr (it was {config.lr})")
         row = {"epoch": epoch, "epochs": config.epochs, "train_loss_sum": loss_sum,
-               "train_loss": loss_sum / steps, "train_acc": correct / len(y)}
-        if val is not None:
-            scores = evaluate_tensors(model, *val)
-            row["val_loss"], row["val_acc"] = scores["loss"], scores["accuracy"]
+               "train_loss": loss_sum / steps, "train_accuracy": correct / len(y)}
+        if data.val_images is not None:
+            scores = evaluate(model, data, "val")
+            row["val_loss"], row["val_accuracy"] = scores["loss"], scores["accuracy"]
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         if not quiet:

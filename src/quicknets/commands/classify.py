@@ -1,5 +1,5 @@
 """quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities."""
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_data_dir, add_runs_dir
 
 
 def add_parser(sub) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--plot", metavar="PATH", default=None,
                    help="also draw the image beside its class probabilities into PATH (.png, "
                         ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...")
-    p.add_argument("--data-dir", default=None, help="folder holding the IDX files")
+    add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)
 
@@ -30,18 +30,15 @@ def run(args) -> int:
     if args.top < 1:
         raise QuicknetsError(f"--top must be at least 1, not {args.top}")
     record = load_run(args.run, args.runs_dir)
-    model = load_model(record)
-    d = record.config["data"]
+    model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
     data = load_run_data(record, args.data_dir) if args.index else None
-    classes = record.results.get("classes")
     items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
     plots = []  # (path, image): drawn once every image has been classified
     if args.plot:
         from quicknets.plots import plot_paths, save_figure, view_classify
         plots = list(zip(plot_paths(args.plot, len(items)), (image for _, image in items)))
     for label, image in items:
-        top = classify(model, image, data, top=args.top, classes=classes,
-                       mean=d.get("mean", 0.5), std=d.get("std", 0.5))
+        top = classify(model, image, data, top=args.top)
         truth = ""
         if isinstance(image, int):
             truth = f" (true class: {data.classes[int(data.test_labels[image])]})"
@@ -52,7 +49,6 @@ def run(args) -> int:
     for path, image in plots:
         truth = int(data.test_labels[image]) if isinstance(image, int) else None
         pixels = data.test_images[image] if isinstance(image, int) else image
-        save_figure(view_classify(pixels, model, classes, truth, data=data,
-                                  mean=d.get("mean", 0.5), std=d.get("std", 0.5)), path)
+        save_figure(view_classify(pixels, model, true_label=truth, data=data), path)
         print(f"plot: {path}")
     return 0

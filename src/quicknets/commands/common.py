@@ -6,6 +6,12 @@ def add_runs_dir(parser) -> None:
                         help="folder of run records (default: $QUICKNETS_RUNS or ./runs)")
 
 
+def add_data_dir(parser) -> None:
+    parser.add_argument("--data-dir", default=None,
+                        help="folder holding the dataset's files (default: where the run found "
+                             "them)")
+
+
 def load_run_data(run, data_dir=None):
     """The dataset a run was trained on, with the same normalisation and split."""
     from quicknets.data import load_recorded

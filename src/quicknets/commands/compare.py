@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
                    help="compare the finished runs matching these filters (as in `runs`)")
     p.add_argument("--plot", default="", metavar="FILE.png",
-                   help="write the overlaid per-epoch curves to this PNG")
+                   help="write the overlaid per-epoch curves to this file (.png, .svg, .pdf)")
     add_runs_dir(p)
     p.set_defaults(handler=run)
 
@@ -38,5 +38,6 @@ def run(args) -> int:
     table = compare(refs, args.runs_dir)
     print(format_compare(table))
     if args.plot:
-        print(f"curves: {plot_curves(table, args.plot)}")
+        from quicknets.plots import save_figure
+        print(f"curves: {save_figure(plot_curves(table), args.plot)}")
     return 0

@@ -1,5 +1,5 @@
 """quicknets evaluate RUN: test a saved model again, on the test or validation split."""
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_data_dir, add_runs_dir
 
 
 def add_parser(sub) -> None:
@@ -8,7 +8,7 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
     p.add_argument("--split", default="test", choices=["test", "val", "train"],
                    help="which split to evaluate on (default: test)")
-    p.add_argument("--data-dir", default=None, help="folder holding the IDX files")
+    add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)
 

@@ -1,10 +1,11 @@
-"""Speed-run tricks as pure functions: learning-rate schedules, batched augmentation on the
-device, and test-time flip averaging.
+"""Single speed-run tricks (each one setting of TrainConfig) as pure functions: learning-rate
+schedules and batched augmentation on the device. A preset (presets.py) is a whole recipe that
+picks some of them; test-time flip averaging is part of the network (`network(...,
+flip_tta=True)`), so that it travels with the saved model.
 
     lr = lr_at(step, total_steps, peak_lr=0.01, schedule="onecycle", warmup=0.2)
     shifts, flips = draw_augment(n_images, translate=2, flip=True, generator=g)  # once per epoch
-    xb = augment(xb, shifts[idx], flips[idx], 2)    # (B, 1, 28, 28), every image moved at once
-    log_probs = flip_average(model, x)              # mean of the image and its mirror image
+    xb = augment(xb, shifts[idx], flips[idx], 2)    # (B, C, H, W), every image moved at once
 
 The train loop calls these through visible `if`s (see training.py); each is tested on its own.
 An EMA of the weights was tried and left out: it was not shown to pay (benchmarks/README.md).
@@ -60,10 +61,3 @@ def augment(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor,
         x = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
         x = x.permute(0, 3, 1, 2)
     return torch.where(flips[:, None, None, None], x.flip(-1), x)
-
-
-@torch.no_grad()
-def flip_average(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Test-time augmentation: log of the mean probability over x and its mirror image."""
-    both = torch.stack([model(x), model(x.flip(-1))])  # (2, B, classes) log-probabilities
-    return torch.logsumexp(both, 0) - torch.log(torch.tensor(2.0, device=x.device))
