@@ -1,0 +1,203 @@
+"""A user's image file, brought to the network the way the dataset's own images reach it.
+
+    from quicknets.images import DATASET_LAYOUT, load_image
+    x = load_image("shoe.jpg")              # uint8 (1, 28, 28) in Fashion-MNIST's layout
+    x = load_image("seven.png", layout=DATASET_LAYOUT["mnist"])  # in MNIST's layout
+
+The steps, each a small function (on uint8 (H, W) grey arrays after to_gray), testable alone:
+    read_image          the file's first frame, upright by its EXIF orientation; too large: error
+    to_gray             any PIL mode -> 8-bit grey: transparency composited, 16/32-bit, float scaled
+    looks_like_dataset  already the target size on a dark background: then used pixel for pixel
+    dark_background     inverted when its border is light (the datasets' backgrounds are black)
+    fashion_layout      the object cropped, its longer side scaled to fit, centred
+    digits_layout       the object fitted into 20x20, centred by its centre of mass in 28x28
+
+Sources for the two layouts:
+    "fashion": Xiao, Rasul & Vollgraf, "Fashion-MNIST: a Novel Image Dataset for Benchmarking
+        Machine Learning Algorithms", arXiv:1708.07747 (2017), section 2: trim the edges, resize
+        the longest edge to 28, extend the shortest edge to 28 with the image in the centre,
+        negate, convert to 8-bit grey.
+    "digits": LeCun, Cortes & Burges, "The MNIST database of handwritten digits",
+        http://yann.lecun.com/exdb/mnist/: the digits were "size normalized to fit in a 20x20
+        pixel box while preserving their aspect ratio" and "centered in a 28x28 image by computing
+        the center of mass of the pixels, and translating the image so as to position this point
+        at the center of the 28x28 field". KMNIST (Clanuwat et al., arXiv:1812.01718, 2018) is a
+        drop-in replacement for MNIST, so its characters take the same layout.
+"""
+import warnings
+
+import numpy as np
+import torch
+
+from quicknets.errors import QuicknetsError
+
+LAYOUTS = ("fashion", "digits")
+DATASET_LAYOUT = {"fashion-mnist": "fashion", "mnist": "digits", "kmnist": "digits"}
+
+OBJECT_LEVEL = 30  # grey level above which a pixel is part of the object (on a dark background)
+DIGIT_BOX = 20 / 28  # MNIST: the digit fits a 20x20 box in the 28x28 field
+DRAFT_FACTOR = 16  # JPEGs are decoded at no less than 16x the target size (the object may be small)
+ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+
+
+def load_image(path, shape=(1, 28, 28), layout="fashion") -> torch.Tensor:
+    """An image file as uint8 (C, H, W) laid out like the dataset's images: a light object on
+    black. `layout` is "fashion" or "digits" (see DATASET_LAYOUT). An image that already looks
+    like the dataset (H x W, dark background) is returned pixel for pixel. Only C = 1 for now."""
+    if layout not in LAYOUTS:
+        raise QuicknetsError(f"unknown image layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+    _, height, width = _check_shape(shape)
+    size = (height, width)
+    gray = to_gray(read_image(path, size))  # (H0, W0) uint8, any size
+    if not looks_like_dataset(gray, size):
+        gray = dark_background(gray)
+        gray = fashion_layout(gray, size) if layout == "fashion" else digits_layout(gray, size)
+    return torch.from_numpy(gray)[None]  # (1, H, W)
+
+
+def _check_shape(shape) -> tuple:
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3 or not all(
+            isinstance(n, int) and n > 0 for n in shape):
+        raise QuicknetsError(f"an image shape is (channels, height, width), not {shape!r}")
+    if shape[0] != 1:  # 3 channels would need a to_rgb beside to_gray
+        raise QuicknetsError(f"only 1-channel (grey) images can be loaded, not {shape[0]} channels")
+    return tuple(shape)
+
+
+def read_image(path, size=(28, 28)):
+    """The file's first frame as a PIL image, turned upright by its EXIF orientation. Images over
+    PIL's limit (Image.MAX_IMAGE_PIXELS) are an error before anything is decoded; JPEGs are
+    decoded at a reduced scale when they are far larger than `size`."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    try:
+        with warnings.catch_warnings():  # PIL only warns above its limit; make that an error
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # frame 0 of an animation
+                if img.format == "JPEG":  # draft keeps at least the requested size
+                    img.draft(img.mode, (DRAFT_FACTOR * size[1], DRAFT_FACTOR * size[0]))
+                img.load()
+                return ImageOps.exif_transpose(img)
+    except FileNotFoundError:
+        raise QuicknetsError(f"no image file {path}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise QuicknetsError(f"{path} is too large to load: {_one_line(e)}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        raise QuicknetsError(f"cannot read {path} as an image ({_one_line(e)})") from None
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
+
+
+def to_gray(img) -> np.ndarray:
+    """A PIL image in any mode -> uint8 (H, W) grey. Transparency is composited onto the
+    background the picture implies (see composite); 16-bit, 32-bit and float grey are scaled to
+    8 bits (see scale_to_8bit) instead of being clipped at 255."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        return scale_to_8bit(np.asarray(img), img.mode)
+    if img.mode == "LAB":  # PIL cannot convert LAB to L; its L band is the lightness
+        img = img.getchannel("L")
+    if img.mode in ALPHA_MODES or "transparency" in img.info:
+        if img.mode not in ("LA", "RGBA"):  # RGBA applies a palette's or a colour key's alpha
+            img = img.convert("RGBA")
+        gray_alpha = np.asarray(img.convert("LA"))  # (H, W, 2)
+        return composite(gray_alpha[..., 0], gray_alpha[..., 1])
+    return np.array(img.convert("L"), dtype=np.uint8)
+
+
+def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Grey (H, W) with alpha (H, W) flattened onto the background the picture implies: white
+    when its visible content is dark on average (a dark garment cut out), black when it is light
+    (the datasets' look). A fully transparent picture is black."""
+    gray, alpha = gray.astype(np.uint16), alpha.astype(np.uint16)
+    opacity = int(alpha.sum(dtype=np.int64))
+    if opacity == 0:
+        return np.zeros(gray.shape, dtype=np.uint8)
+    content = int((gray * alpha).sum(dtype=np.int64)) / opacity  # mean grey of what is visible
+    background = 255 if content < 128 else 0
+    mixed = gray * alpha + background * (255 - alpha)  # at most 255 * 255: fits 16 bits
+    return ((mixed + 127) // 255).astype(np.uint8)  # rounded: x / 255 is never exactly k + 1/2
+
+
+def scale_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
+    """16/32-bit integer or float grey (H, W) -> uint8, 0 to the full scale mapped to 0..255. The
+    full scale is 65535 for I;16 modes; for I and F it is the smallest of 1 (F only), 255, 65535
+    and 2**31 - 1 that holds the brightest pixel, so a 16-bit PNG read as I, or floats in 0..1,
+    scale like the 8-bit file they came from. Negative values and NaN are black."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0)
+    if mode.startswith("I;16"):
+        full = 65535.0
+    else:
+        scales = ((1.0,) if mode == "F" else ()) + (255.0, 65535.0, 2.0 ** 31 - 1)
+        brightest = float(values.max(initial=0.0))
+        full = next((s for s in scales if brightest <= s), brightest)
+    return np.clip(np.rint(values * (255.0 / full)), 0, 255).astype(np.uint8)
+
+
+def border_mean(gray: np.ndarray) -> float:
+    """Mean grey of the outermost rows and columns."""
+    return float(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).mean())
+
+
+def looks_like_dataset(gray: np.ndarray, size=(28, 28)) -> bool:
+    """Already the target size with a dark background (border mean at most 127; the lightest
+    border among Fashion-MNIST's 70000 images averages 104): then it is used as it is."""
+    return gray.shape == tuple(size) and border_mean(gray) <= 127
+
+
+def dark_background(gray: np.ndarray) -> np.ndarray:
+    """Inverted when its border is light: a photo on white becomes a light object on black."""
+    return 255 - gray if border_mean(gray) > 127 else gray
+
+
+def crop_to_object(gray: np.ndarray) -> np.ndarray:
+    """The bounding box of the pixels brighter than OBJECT_LEVEL; all of it when none are."""
+    rows = np.flatnonzero((gray > OBJECT_LEVEL).any(axis=1))
+    cols = np.flatnonzero((gray > OBJECT_LEVEL).any(axis=0))
+    if rows.size == 0:
+        return gray
+    return gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def fit(gray: np.ndarray, box) -> np.ndarray:
+    """Scaled (Lanczos) to fit `box` (height, width) keeping its aspect ratio; at least 1x1."""
+    from PIL import Image
+    height, width = gray.shape
+    scale = min(box[0] / height, box[1] / width)
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))  # PIL wants (W, H)
+    return np.array(Image.fromarray(gray).resize(new, Image.LANCZOS), dtype=np.uint8)
+
+
+def fashion_layout(gray: np.ndarray, size=(28, 28)) -> np.ndarray:
+    """Fashion-MNIST's layout: the object cropped, its longer side scaled to fill `size`, the
+    result centred on black. uint8 (H, W) -> uint8 size."""
+    obj = fit(crop_to_object(gray), size)
+    return _paste(obj, size, (size[0] - obj.shape[0]) // 2, (size[1] - obj.shape[1]) // 2)
+
+
+def digits_layout(gray: np.ndarray, size=(28, 28)) -> np.ndarray:
+    """MNIST's layout: the object cropped and fitted into a 20x20 box (for 28x28) keeping its
+    aspect ratio, then moved by whole pixels so its centre of mass (grey levels as weights) is
+    within half a pixel of the field's centre: pixel i covers [i, i+1), the centre of 28 is 14.
+    A digit whose centre of mass is far off-centre is moved only as far as it stays whole."""
+    box = (max(1, round(size[0] * DIGIT_BOX)), max(1, round(size[1] * DIGIT_BOX)))
+    digit = fit(crop_to_object(gray), box)  # (h, w), h <= box[0], w <= box[1]
+    height, width = digit.shape
+    weights = digit.astype(np.float64)
+    total = weights.sum()
+    if total == 0:
+        row, col = (height - 1) / 2, (width - 1) / 2  # nothing to weigh: the box's centre
+    else:
+        row = (weights.sum(axis=1) * np.arange(height)).sum() / total  # pixel centres at i
+        col = (weights.sum(axis=0) * np.arange(width)).sum() / total
+    top = round((size[0] - 1) / 2 - row)  # pixel centre (n - 1) / 2 is the field centre n / 2
+    left = round((size[1] - 1) / 2 - col)
+    top = min(max(top, 0), size[0] - height)  # keep the whole digit in the field
+    left = min(max(left, 0), size[1] - width)
+    return _paste(digit, size, top, left)
+
+
+def _paste(obj: np.ndarray, size, top: int, left: int) -> np.ndarray:
+    canvas = np.zeros(size, dtype=np.uint8)  # the datasets' black background
+    canvas[top:top + obj.shape[0], left:left + obj.shape[1]] = obj
+    return canvas
