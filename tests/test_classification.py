@@ -41,7 +41,8 @@ def test_image_file_any_size_and_colour(tmp_path):
             img.putpixel((x, y), (200, 30, 30))
     img.save(tmp_path / "shoe.jpg")
     pixels = load_image(tmp_path / "shoe.jpg")
-    assert pixels.shape == (28, 28) and pixels.dtype == torch.uint8
+    assert pixels.shape == (1, 28, 28) and pixels.dtype == torch.uint8
+    pixels = pixels[0]
     assert pixels[0, 0] < 30  # light background inverted to the dataset's black
     assert pixels[14, 14] > 100  # the object is light, centred, and fills the width
     assert pixels[14, 1] > 100 and pixels[14, 26] > 100
@@ -51,7 +52,7 @@ def test_grayscale_png_on_black_is_not_inverted(tmp_path):
     img = Image.new("L", (28, 28), 0)
     img.paste(255, (10, 5, 18, 23))
     img.save(tmp_path / "bar.png")
-    pixels = load_image(tmp_path / "bar.png")
+    pixels = load_image(tmp_path / "bar.png")[0]
     assert pixels[0, 0] == 0 and pixels[14, 14] > 200
 
 
@@ -61,7 +62,7 @@ def test_grayscale_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
     img.save(tmp_path / "bar.jpg", exif=exif)
-    pixels = load_image(tmp_path / "bar.jpg")
+    pixels = load_image(tmp_path / "bar.jpg")[0]
     assert pixels[:, 14].float().mean() > 150 and pixels[14, 2] < 30  # upright: a tall bar
 
 
@@ -74,7 +75,7 @@ def test_unreadable_image(tmp_path, model):
 
 
 def test_wrong_shapes_and_indices(model, tiny):
-    with pytest.raises(QuicknetsError, match="784 pixels"):
+    with pytest.raises(QuicknetsError, match="1x28x28 = 784 values"):
         classify(model, torch.zeros(3, 32, 32, dtype=torch.uint8))
     with pytest.raises(QuicknetsError, match="outside the test set"):
         classify(model, 100, tiny)
@@ -87,3 +88,51 @@ def test_banner_centres_the_name():
     assert len(lines) == 3 and lines[0] == "#" * 40
     assert lines[1].startswith("#") and lines[1].endswith("#") and "Ankle Boot" in lines[1]
     assert len(lines[1]) == 40
+
+
+@pytest.fixture
+def trained(tiny_dir):
+    """A model trained on MNIST-style data with its own normalisation."""
+    from quicknets.data import load_dataset
+    from quicknets.training import train
+    data = load_dataset("mnist", tiny_dir, mean=0.3, std=0.2, verify=False)
+    model = network("784-32-10")
+    train(model, data, epochs=2, quiet=True, threads=1)
+    return model.eval(), data
+
+
+def test_a_dataset_image_saved_as_png_gets_the_probabilities_of_its_index(trained, tmp_path):
+    model, data = trained
+    for i in range(10):
+        Image.fromarray(data.test_images[i].numpy()).save(tmp_path / f"{i}.png")
+        by_file = probabilities(model, tmp_path / f"{i}.png")
+        assert torch.equal(by_file, probabilities(model, i, data))
+
+
+def test_the_model_brings_its_own_normalisation_and_classes(trained, tiny_dir):
+    from quicknets.data import load_dataset
+    model, data = trained
+    other = load_dataset("mnist", tiny_dir, verify=False)  # loaded with the default 0.5, 0.5
+    assert torch.equal(probabilities(model, 5, other), probabilities(model, 5, data))
+    top = classify(model, data.test_images[5])  # no data given: the model knows its classes
+    assert top[0]["class"] in data.classes
+
+
+def test_digit_models_lay_files_out_as_mnist(trained, tmp_path):
+    from quicknets.images import load_image as load
+    model, _ = trained
+    img = Image.new("L", (100, 200), 0)
+    img.paste(255, (40, 20, 60, 180))  # a tall "1"
+    img.save(tmp_path / "one.png")
+    digits = load(tmp_path / "one.png", layout="digits")
+    assert model.preprocessing.layout == "digits"
+    x = model.preprocessing.normalize(digits[None])
+    with torch.no_grad():
+        assert torch.allclose(probabilities(model, tmp_path / "one.png"), model(x)[0].exp())
+    assert (digits[0].sum(1) > 0).sum() <= 20  # the digit fits MNIST's 20-pixel box
+
+
+def test_a_model_for_other_classes_is_refused(tiny):
+    five = network("784-5", num_classes=5)
+    with pytest.raises(QuicknetsError, match="5 outputs, but the data has 10 classes"):
+        classify(five, 0, tiny)

@@ -3,7 +3,8 @@ import argparse
 
 import pytest
 
-from quicknets.config import DataConfig, ModelConfig, TrainConfig, add_flags, from_args, make
+from quicknets.config import (DataConfig, NetworkConfig, RunConfig, TrainConfig, add_flags,
+                              given_flags, make, read_toml, upgrade)
 from quicknets.errors import QuicknetsError
 
 
@@ -30,10 +31,59 @@ def test_bad_values(values, message):
 
 def test_flags_map_one_to_one_to_fields():
     parser = argparse.ArgumentParser()
-    for cls in (DataConfig, ModelConfig, TrainConfig):
+    for cls in (DataConfig, NetworkConfig, TrainConfig):
         add_flags(parser, cls)
-    args = parser.parse_args(["--layers", "784-10", "--batch-size", "32", "--no-verify",
-                              "--batchnorm"])
-    assert from_args(ModelConfig, args) == ModelConfig(model="784-10", batchnorm=True)
-    assert from_args(TrainConfig, args) == TrainConfig(batch_size=32)
-    assert from_args(DataConfig, args) == DataConfig(verify=False)
+    for flag in ("--network", "--layers", "--model"):  # --layers, --model: earlier names
+        args = parser.parse_args([flag, "784-10", "--batch-size", "32", "--no-verify",
+                                  "--batchnorm"])
+        config = RunConfig.build(**given_flags(args))
+        assert config.network == NetworkConfig(network="784-10", batchnorm=True)
+        assert config.train == TrainConfig(batch_size=32)
+        assert config.data == DataConfig(verify=False)
+
+
+def test_seed_beyond_64_bits_is_refused():
+    assert make(TrainConfig, {"seed": 2 ** 63 - 1}).seed == 2 ** 63 - 1
+    with pytest.raises(QuicknetsError, match="--seed must be at most"):
+        make(TrainConfig, {"seed": str(2 ** 64)})
+
+
+def test_build_from_keywords_and_presets():
+    config = RunConfig.build(layers="784-10", lr="0.01", epochs=3)
+    assert config.network.network == "784-10" and config.train.lr == 0.01
+    fast = RunConfig.build(preset="fast", device_type="cpu", epochs=2)
+    assert fast.preset == "fast" and fast.train.epochs == 2 and fast.network.batchnorm
+    assert RunConfig.build(preset="cnn", device_type="cpu").preset == "accurate"  # old name
+    with pytest.raises(QuicknetsError, match="unknown setting 'learning_rate'"):
+        RunConfig.build(learning_rate=0.1)
+    with pytest.raises(QuicknetsError, match="unknown preset 'slow'"):
+        RunConfig.build(preset="slow", device_type="cpu")
+
+
+def test_round_trip_and_format_1_records():
+    config = RunConfig.build(network="conv8-fc16", dropout=0.1, seed=3, mean=0.2)
+    assert RunConfig.from_dict(config.to_dict()) == config
+    old = {"data": {"dataset": "mnist", "mean": 0.2},
+           "model": {"model": "784-32-10", "spec": "784-32-10", "dropout": 0.1},
+           "train": {"lr": 0.01, "seed": 4}}
+    assert upgrade(old)["network"] == {"network": "784-32-10", "dropout": 0.1}
+    again = RunConfig.from_dict(old)
+    assert again.network.network == "784-32-10" and again.train.seed == 4
+    assert again.flat()["network"] == "784-32-10" and "model" not in again.flat()
+    with pytest.raises(QuicknetsError, match="not a quicknets run config"):
+        RunConfig.from_dict([1, 2])
+
+
+def test_replace_checks_values():
+    config = RunConfig()
+    assert config.replace(threads=1, data_dir="/x").train.threads == 1
+    with pytest.raises(QuicknetsError, match="--epochs must be at least 1"):
+        config.replace(epochs=0)
+
+
+def test_toml_file(tmp_path):
+    (tmp_path / "run.toml").write_text('preset = "fast"\nepochs = 3\n[network]\ndropout = 0.1\n')
+    assert read_toml(tmp_path / "run.toml") == {"preset": "fast", "epochs": 3, "dropout": 0.1}
+    (tmp_path / "bad.toml").write_text("epoch = 3\n")
+    with pytest.raises(QuicknetsError, match="unknown setting 'epoch'"):
+        read_toml(tmp_path / "bad.toml")

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from quicknets.errors import QuicknetsError
 from quicknets import images
-from quicknets.images import (DATASET_LAYOUT, LAYOUTS, composite, crop_to_object, digits_layout,
+from quicknets.images import (LAYOUTS, dataset_layout, composite, crop_to_object, digits_layout,
                               fit, load_image, looks_like_dataset, read_image, scale_to_8bit,
                               to_gray)
 
@@ -28,7 +28,8 @@ def load(path, **kw) -> np.ndarray:
 
 def test_layouts_and_datasets():
     assert LAYOUTS == ("fashion", "digits")
-    assert DATASET_LAYOUT == {"fashion-mnist": "fashion", "mnist": "digits", "kmnist": "digits"}
+    assert [dataset_layout(d) for d in ("fashion-mnist", "mnist", "kmnist")] == \
+        ["fashion", "digits", "digits"]
 
 
 # -- an image that already looks like the dataset is used pixel for pixel ----------------------

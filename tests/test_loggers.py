@@ -7,7 +7,7 @@ import pytest
 from quicknets.errors import QuicknetsError
 from quicknets.loggers import numbers, open_loggers, parse_log_to
 
-ROW = {"epoch": 1, "epochs": 2, "train_loss": 0.5, "train_acc": 0.8, "seconds": 1.5}
+ROW = {"epoch": 1, "epochs": 2, "train_loss": 0.5, "train_accuracy": 0.8, "seconds": 1.5}
 
 
 def test_parse_log_to():
@@ -15,7 +15,7 @@ def test_parse_log_to():
     assert parse_log_to("tensorboard, mlflow") == ("tensorboard", "mlflow")
     with pytest.raises(QuicknetsError, match="--log-to must be among"):
         parse_log_to("wandb")
-    assert numbers(ROW) == {"train_loss": 0.5, "train_acc": 0.8, "seconds": 1.5}
+    assert numbers(ROW) == {"train_loss": 0.5, "train_accuracy": 0.8, "seconds": 1.5}
 
 
 def test_tensorboard_gets_every_epoch(tmp_path):

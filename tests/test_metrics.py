@@ -1,9 +1,12 @@
+import pytest
 """Metrics against brute-force references."""
 import torch
 from torch.nn import functional as F
 
-from quicknets.metrics import (confusion_matrix, evaluate, evaluate_tensors, format_results,
-                               most_confused, per_class_accuracy)
+from quicknets.errors import QuicknetsError
+from quicknets.metrics import (METRICS, confusion_matrix, evaluate, format_results,
+                               higher_is_better, metric_name, most_confused, per_class_accuracy,
+                               upgrade_history)
 from quicknets.models import network
 
 
@@ -48,8 +51,6 @@ def test_evaluate_is_exact_over_the_whole_split(tiny):
         mask = y == i
         assert row["n"] == mask.sum().item()
         assert row["accuracy"] == (preds[mask] == i).sum().item() / mask.sum().item()
-    same = evaluate_tensors(model, x, y)
-    assert abs(same["loss"] - results["loss"]) < 1e-6 and same["accuracy"] == results["accuracy"]
     assert "test accuracy:" in format_results(results)
 
 
@@ -58,3 +59,48 @@ def test_evaluate_keeps_training_mode(tiny):
     model.train()
     evaluate(model, tiny)
     assert model.training
+
+
+def test_every_metric_declares_its_direction():
+    assert set(METRICS.values()) == {"max", "min"}
+    assert higher_is_better("test_accuracy") and higher_is_better("val_acc")  # old name read
+    assert not higher_is_better("val_loss") and not higher_is_better("seconds")
+    assert metric_name("train_acc") == "train_accuracy"
+    with pytest.raises(QuicknetsError, match="unknown metric 'accuracy_top5'"):
+        metric_name("accuracy_top5")
+
+
+def test_old_histories_read_with_todays_names():
+    old = [{"epoch": 1, "train_acc": 0.5, "val_acc": 0.4, "val_loss": 1.0}]
+    assert upgrade_history(old) == [{"epoch": 1, "train_accuracy": 0.5, "val_accuracy": 0.4,
+                                     "val_loss": 1.0}]
+
+
+def test_evaluate_uses_the_models_own_normalisation(tiny_dir):
+    from quicknets.data import load_dataset
+    from quicknets.preprocessing import Preprocessing
+    data = load_dataset("mnist", tiny_dir, mean=0.2, std=0.3, verify=False)
+    default = load_dataset("mnist", tiny_dir, verify=False)
+    model = network("784-32-10").eval()
+    model.preprocessing = data.preprocessing
+    assert evaluate(model, default) == evaluate(model, data)
+    bare = network("784-32-10").eval()  # no preprocessing of its own: the data's is used
+    assert evaluate(bare, default)["loss"] != evaluate(bare, data)["loss"]
+    model.preprocessing = Preprocessing((1, 14, 14), classes=tuple(data.classes))
+    with pytest.raises(QuicknetsError, match="images of shape"):
+        evaluate(model, data)
+    model.preprocessing = Preprocessing(classes=tuple("abcdefghij"), dataset="letters")
+    with pytest.raises(QuicknetsError, match="trained on the classes of letters"):
+        evaluate(model, data)
+
+
+@pytest.mark.parametrize("model, data, message", [
+    (None, "tiny", "evaluate needs a network"),
+    ("net", None, "evaluate needs a dataset"),
+    ("net", "tiny", "split must be"),
+])
+def test_wrong_inputs(tiny, model, data, message):
+    model = network("784-10") if model else None
+    data = tiny if data else None
+    with pytest.raises(QuicknetsError, match=message):
+        evaluate(model, data, "holdout" if model is not None and data is not None else "test")

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from quicknets.errors import QuicknetsError
-from quicknets.models import PRESETS, network, summary
+from quicknets.models import NETWORKS, from_config, network, summary
 
 
 def test_notebook_network_layer_by_layer():
@@ -17,7 +17,7 @@ def test_notebook_network_layer_by_layer():
 
 
 @pytest.mark.parametrize("spec", ["784-256-128-64-10", [784, 10], "cnn", "conv8-fc16",
-                                  "conv4-conv4-conv4", "fc32", *PRESETS])
+                                  "conv4-conv4-conv4", "fc32", *NETWORKS])
 @pytest.mark.parametrize("shape", [(5, 1, 28, 28), (5, 784)])
 def test_output_is_log_probabilities(spec, shape):
     model = network(spec)
@@ -38,13 +38,13 @@ def test_options_add_layers():
 
 def test_config_rebuilds_the_same_architecture():
     model = network("conv8-fc16", activation="tanh", dropout=0.1)
-    again = network(**model.config)
+    again = from_config(model.config)
     assert [type(m) for m in again] == [type(m) for m in model]
     again.load_state_dict(model.state_dict())
 
 
-def test_preset_by_name():
-    assert network("mlp").config["spec"] == "mlp"
+def test_network_by_name():
+    assert network("mlp").config["network"] == "mlp"
     assert [m.out_features for m in network("mlp") if isinstance(m, nn.Linear)] == [256, 128, 64, 10]
 
 
@@ -87,3 +87,86 @@ def test_slices_are_networks_too():
     head = model[:4]  # Flatten, Linear, ReLU, Linear
     assert head(torch.zeros(2, 784)).shape == (2, 128)
     assert head.config == {}
+
+
+def params(model):
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("spec", ["784-256-128-64-10", "conv8-fc16", "res8-res16"])
+def test_seeded_by_default_and_the_global_generator_is_left_alone(spec):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a, b = network(spec), network(spec)
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's draws are not shifted
+    assert all(torch.equal(x, y) for x, y in zip(params(a), params(b)))
+    c = network(spec, seed=1)
+    assert not all(torch.equal(x, y) for x, y in zip(params(a), params(c)))
+    torch.manual_seed(5)  # seed=None: the global generator, as torch's own layers do
+    d = network(spec, seed=None)
+    torch.manual_seed(5)
+    e = network(spec, seed=None)
+    assert all(torch.equal(x, y) for x, y in zip(params(d), params(e)))
+
+
+def test_seed_0_is_what_the_command_line_always_drew():
+    """torch.manual_seed(seed) then building: the weights of every run recorded so far."""
+    torch.manual_seed(0)
+    old = nn.Linear(784, 256)
+    assert torch.equal(network("784-256-10")[1].weight, old.weight)
+
+
+@pytest.mark.parametrize("spec, message", [
+    (None, "a network spec is a string"),
+    (3, "a network spec is a string"),
+    ([784, 256.5, 10], "whole numbers"),
+    ([784, True, 10], "whole numbers"),
+    ("784-4000000-10", "GiB to train"),
+    ("784-4000000000-10", "GiB to train"),
+    ("conv30000-conv30000-fc10", "GiB to train"),
+])
+def test_wrong_types_and_impossible_sizes_are_refused_before_allocating(spec, message):
+    with pytest.raises(QuicknetsError, match=message):
+        network(spec)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_classes": 1}, "num_classes"),
+    ({"num_classes": 2.5}, "num_classes"),
+    ({"input_shape": (28, 28)}, "input_shape"),
+    ({"dropout": "0.1"}, "dropout"),
+])
+def test_wrong_keyword_types(kwargs, message):
+    with pytest.raises(QuicknetsError, match=message):
+        network("conv8-fc16", **kwargs)
+
+
+@pytest.mark.parametrize("spec", ["3072-64-10", "conv8-conv8-fc16", "res8-res8"])
+def test_other_image_shapes(spec):
+    model = network(spec, input_shape=(3, 32, 32))
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert model(torch.zeros(2, 3072)).shape == (2, 10)
+    wide = network("conv8-fc16", input_shape=(1, 20, 36), num_classes=4)
+    assert wide(torch.zeros(2, 1, 20, 36)).shape == (2, 4)
+
+
+def test_saved_model_carries_its_preprocessing(tmp_path):
+    from quicknets.models import load_saved, save_model
+    from quicknets.preprocessing import Preprocessing
+    model = network("conv8-fc16", batchnorm=True, flip_tta=True, num_classes=3,
+                    input_shape=(1, 12, 12))
+    model.preprocessing = Preprocessing((1, 12, 12), (0.2,), (0.3,), ("a", "b", "c"), "mine",
+                                        "digits")
+    save_model(model, tmp_path / "model.pt")
+    loaded = load_saved(tmp_path / "model.pt")
+    assert loaded.preprocessing == model.preprocessing
+    assert loaded.config == model.config and not loaded.training
+    x = torch.randn(4, 1, 12, 12)
+    assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_format_1_model_config_still_builds():
+    old = {"spec": "784-32-10", "activation": "relu", "dropout": 0.0, "batchnorm": False,
+           "in_features": 784, "num_classes": 10}
+    model = from_config(old)
+    assert model.config["network"] == "784-32-10" and model.config["input_shape"] == [1, 28, 28]

@@ -200,8 +200,8 @@ def test_top_losses_of_a_perfect_model(tiny):
 
 
 def test_plot_history_one_run_and_several():
-    history = [{"epoch": e, "epochs": 3, "train_loss": 1.0 / e, "train_acc": 0.5 + 0.1 * e,
-                "val_loss": 1.1 / e, "val_acc": 0.45 + 0.1 * e} for e in (1, 2, 3)]
+    history = [{"epoch": e, "epochs": 3, "train_loss": 1.0 / e, "train_accuracy": 0.5 + 0.1 * e,
+                "val_loss": 1.1 / e, "val_accuracy": 0.45 + 0.1 * e} for e in (1, 2, 3)]
     before = copy.deepcopy(history)
     fig = plots.plot_history(history, {"loss": 0.4, "accuracy": 0.8})
     drawn(fig)

@@ -9,53 +9,54 @@ import pytest
 import torch
 
 from quicknets.cli import main
-from quicknets.config import ModelConfig, TrainConfig, make
+from quicknets.config import RunConfig, TrainConfig, make
 from quicknets.errors import QuicknetsError
+from quicknets.machine import native_bf16
 from quicknets.metrics import evaluate
-from quicknets.models import network
-from quicknets.recipes import flip_average
+from quicknets.models import NETWORKS, network
 from quicknets.runs import load_model, load_run, save_run
-from quicknets.presets import PRESETS, native_bf16, preset_settings
+from quicknets.presets import PRESETS, preset_settings
 from quicknets.training import train
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_settings_are_valid_configs(name, device):
-    settings = preset_settings(name, device)
-    make(ModelConfig, settings["model"])
-    make(TrainConfig, settings["train"])
+    canonical, settings = preset_settings(name, device)
+    config = RunConfig.build(**settings)
+    assert canonical == name and config.preset is None
     if device == "cuda":
-        assert settings["train"]["batch_size"] >= PRESETS[name]["train"]["batch_size"]
+        assert settings["batch_size"] >= PRESETS[name]["settings"]["batch_size"]
 
 
-def test_bf16_off_where_it_would_be_emulated():
-    assert preset_settings("fast", "cpu")["train"]["bf16"] is True
-    assert preset_settings("fast", "cpu", bf16=False)["train"]["bf16"] is False
-    assert isinstance(native_bf16("cpu"), bool)
+def test_bf16_only_where_it_is_native():
+    assert preset_settings("fast", "cpu")[1]["bf16"] is native_bf16("cpu")
+    assert preset_settings("fast", "mps")[1]["bf16"] is False
 
 
 def test_preset_settings_are_fresh_copies():
-    preset_settings("fast")["train"]["epochs"] = 999
-    assert PRESETS["fast"]["train"]["epochs"] != 999
+    preset_settings("fast")[1]["epochs"] = 999
+    assert PRESETS["fast"]["settings"]["epochs"] != 999
 
 
-def test_unknown_preset_fails():
+def test_unknown_preset_fails_and_the_old_name_is_read():
     with pytest.raises(QuicknetsError, match="unknown preset 'slow'"):
         preset_settings("slow")
+    assert preset_settings("cnn")[0] == "accurate"
+
+
+def test_presets_and_networks_have_distinct_names():
+    assert not set(PRESETS) & set(NETWORKS)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_each_preset_trains_one_tiny_epoch(name, tiny):
-    settings = preset_settings(name, "cpu")
-    cfg = make(TrainConfig, {**settings["train"], "epochs": 1, "threads": 1, "device": "cpu"})
-    torch.manual_seed(0)
-    model = network(settings["model"]["model"],
-                    batchnorm=settings["model"].get("batchnorm", False),
-                    flip_tta=settings["model"].get("flip_tta", False))
-    history = train(model, tiny, cfg, quiet=True)
+    config = RunConfig.build(preset=name, device_type="cpu", epochs=1, threads=1, device="cpu")
+    n = config.network
+    model = network(n.network, batchnorm=n.batchnorm, flip_tta=n.flip_tta)
+    history = train(model, tiny, config.train, quiet=True)
     assert len(history) == 1 and math.isfinite(history[0]["train_loss"])
-    assert 0.0 <= history[0]["train_acc"] <= 1.0
+    assert 0.0 <= history[0]["train_accuracy"] <= 1.0
     results = evaluate(model, tiny)  # in eval mode, with flip averaging where the preset has it
     assert results["n"] == 100 and math.isfinite(results["loss"])
 
@@ -70,7 +71,8 @@ def test_flip_tta_averages_in_eval_mode_only():
     model.train()
     assert torch.equal(model(x), plain.train()(x))  # training sees the images as they are
     model.eval()
-    assert torch.allclose(model(x), flip_average(plain.eval(), x), atol=1e-6)
+    both = torch.stack([plain.eval()(x), plain(x.flip(-1))])  # the mean probability of the two
+    assert torch.allclose(model(x), torch.logsumexp(both, 0) - math.log(2), atol=1e-6)
     assert model(x[:1]).shape == (1, 10)
     with pytest.raises(QuicknetsError, match="flip_tta needs a conv network"):
         network("784-10", flip_tta=True)
@@ -79,8 +81,7 @@ def test_flip_tta_averages_in_eval_mode_only():
 def test_flip_tta_survives_save_and_load(tiny, runs_dir):
     torch.manual_seed(0)
     model = network("conv4-fc8", flip_tta=True).eval()
-    config = {"data": {}, "model": {"spec": "conv4-fc8"},
-              "train": {"seed": 0, "optimizer": "adam", "lr": 0.003}}
+    config = RunConfig.build(network="conv4-fc8", flip_tta=True)
     path = save_run(model, config, [], {}, None, runs_dir)
     loaded = load_model(load_run(path))
     x = tiny.normalize(tiny.test_images[:4])
@@ -95,7 +96,7 @@ def test_resnet_shapes():
     for layer in list(model)[:6]:  # reshape, conv, BatchNorm, ReLU, pool, residual pair
         out = layer(out)
     assert out.shape == (1, 8, 14, 14)
-    assert network("resnet").config["spec"] == "resnet"
+    assert network("resnet").config["network"] == "resnet"
     with pytest.raises(QuicknetsError, match="unknown layer 'conv8'"):
         network("res8-conv8")
     with pytest.raises(QuicknetsError, match="too many res blocks"):
@@ -109,13 +110,13 @@ def test_cli_preset_fills_in_and_explicit_flags_win(tiny_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("preset: fast")
-    assert "model=784-512-256-10" in out and "schedule=onecycle" in out
+    assert "network=784-512-256-10" in out and "schedule=onecycle" in out
     assert "epochs=1 " in out and "batch_size=100 " in out
     saved = Path(out.split("saved: ")[1].strip())
     config = json.loads((saved / "config.json").read_text())
     assert config["preset"] == "fast"
     assert config["train"]["epochs"] == 1 and config["train"]["batch_size"] == 100  # flags
-    assert config["train"]["label_smoothing"] == 0.1 and config["model"]["batchnorm"] is True
+    assert config["train"]["label_smoothing"] == 0.1 and config["network"]["batchnorm"] is True
 
 
 def test_cli_unknown_preset_is_a_usage_error(capsys):
@@ -126,12 +127,8 @@ def test_cli_unknown_preset_is_a_usage_error(capsys):
 
 
 def test_a_resumed_or_swept_run_rebuilds_its_flip_tta_network(tiny_dir):
-    from dataclasses import asdict
-
-    from quicknets.config import DataConfig
-    from quicknets.experiment import prepare
-    config = {"data": asdict(DataConfig(dataset="mnist", data_dir=str(tiny_dir), verify=False)),
-              "model": asdict(ModelConfig(model="conv4-fc8", flip_tta=True)),
-              "train": asdict(TrainConfig())}
-    model, _ = prepare(config)
+    from quicknets.experiment import setup
+    config = RunConfig.build(dataset="mnist", data_dir=str(tiny_dir), verify=False,
+                             network="conv4-fc8", flip_tta=True, threads=1)
+    _, model, _ = setup(config)
     assert model.config.get("flip_tta") is True

@@ -6,7 +6,7 @@ from quicknets.config import TrainConfig
 from quicknets.errors import QuicknetsError
 from quicknets.metrics import evaluate
 from quicknets.models import network
-from quicknets.training import format_epoch, free_cores, train
+from quicknets.training import batch_bounds, format_epoch, train
 
 
 def test_notebook_network_learns_in_one_epoch(fashion):
@@ -48,9 +48,12 @@ def test_validation_columns_when_split_exists(tiny_dir):
     lines = []
     torch.manual_seed(0)
     history = train(network("784-32-10"), data, epochs=2, log=lines.append, threads=1)
-    assert {"val_loss", "val_acc"} <= set(history[0])
+    assert {"val_loss", "val_accuracy"} <= set(history[0])
     assert len(lines) == 2 and lines[0].startswith("epoch: 1/2  train_loss_sum: ")
-    assert "val_acc: " in lines[1]
+    assert "val_accuracy: " in lines[1]
+    # the validation numbers are evaluate()'s on the split, with the model's preprocessing
+    scores = evaluate(network("784-32-10").eval(), data, "val")
+    assert scores["n"] == 60
 
 
 def test_no_validation_columns_without_split(tiny):
@@ -89,22 +92,6 @@ def test_format_epoch_is_key_value_pairs():
     assert line == "epoch: 2/7  train_loss: 0.5000  n: 3"
 
 
-def test_free_cores_counts_a_busy_neighbour_at_once():
-    """A process spinning beside us takes a core away now, not once the load average catches up."""
-    import os
-    import subprocess
-    import sys
-    usable = len(os.sched_getaffinity(0))
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        import time
-        time.sleep(0.3)  # let it start spinning
-        assert 1 <= free_cores() <= max(1, usable - 1)
-    finally:
-        spinner.kill()
-        spinner.wait()
-
-
 def test_train_leaves_the_callers_thread_count_alone(tiny):
     before = torch.get_num_threads()
     torch.set_num_threads(2 if before == 1 else 1)
@@ -114,3 +101,60 @@ def test_train_leaves_the_callers_thread_count_alone(tiny):
         assert torch.get_num_threads() == mine
     finally:
         torch.set_num_threads(before)
+
+
+def test_train_leaves_the_callers_random_generator_alone(tiny):
+    model = network("784-32-10", dropout=0.2)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    train(model, tiny, epochs=1, quiet=True, threads=1)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_the_model_keeps_its_datas_preprocessing(tiny_dir):
+    from quicknets.data import load_dataset
+    data = load_dataset("mnist", tiny_dir, mean=0.2, std=0.4, verify=False)
+    model = network("784-32-10")
+    train(model, data, epochs=1, quiet=True, threads=1)
+    pre = model.preprocessing
+    assert pre.mean == (0.2,) and pre.std == (0.4,) and pre.shape == (1, 28, 28)
+    assert pre.classes == tuple(data.classes) and pre.dataset == "mnist"
+    assert pre.layout == "digits"
+
+
+@pytest.mark.parametrize("n, batch, batchnorm, expected", [
+    (10, 3, True, [(0, 3), (3, 6), (6, 10)]),    # a last batch of one joins the one before
+    (10, 3, False, [(0, 3), (3, 6), (6, 9), (9, 10)]),
+    (9, 3, True, [(0, 3), (3, 6), (6, 9)]),
+    (1, 64, False, [(0, 1)]),
+])
+def test_batch_bounds(n, batch, batchnorm, expected):
+    assert batch_bounds(n, batch, batchnorm) == expected
+
+
+def test_batchnorm_with_a_last_batch_of_one_image_trains(tiny_dir):
+    from quicknets.data import load_dataset
+    data = load_dataset("mnist", tiny_dir, verify=False)  # 300 training images
+    model = network("784-32-10", batchnorm=True)
+    history = train(model, data, epochs=1, batch_size=299, quiet=True, threads=1)
+    assert history[0]["train_loss_sum"] == pytest.approx(history[0]["train_loss"])  # one step
+    with pytest.raises(QuicknetsError, match="BatchNorm needs batches of at least 2"):
+        train(network("784-32-10", batchnorm=True), data, batch_size=1, quiet=True)
+
+
+@pytest.mark.parametrize("model, data, message", [
+    ("net", None, "train needs a dataset"),
+    (None, "tiny", "train needs a network"),
+    ("five", "tiny", "the network has 5 outputs, but the data has 10 classes"),
+    ("big", "tiny", "GiB to train"),
+])
+def test_wrong_inputs_are_one_clear_error(tiny, model, data, message):
+    models = {"net": network("784-10"), None: None, "five": network("784-5", num_classes=5),
+              "big": network("conv30000-fc10")}
+    datas = {"tiny": tiny, None: None}
+    if model == "big":
+        with pytest.raises(QuicknetsError, match=message):
+            train(models[model], tiny, batch_size=300, quiet=True, threads=1, epochs=1)
+        return
+    with pytest.raises(QuicknetsError, match=message):
+        train(models[model], datas[data], epochs=1, quiet=True, threads=1)

@@ -1,4 +1,4 @@
-"""recipes.py against brute-force references, and the train loop's recipe paths on tiny data."""
+"""tricks.py against brute-force references, and the train loop's trick paths on tiny data."""
 import math
 
 import pytest
@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from quicknets.metrics import evaluate
 from quicknets.models import network
-from quicknets.recipes import augment, draw_augment, flip_average, lr_at
+from quicknets.tricks import augment, draw_augment, lr_at
 from quicknets.config import TrainConfig
 from quicknets.training import make_optimizer, train, train_epoch
 
@@ -69,14 +69,6 @@ def test_augment_without_moves_is_the_identity():
     x = torch.randn(4, 1, 28, 28)
     shifts, flips = draw_augment(4, 0, False, torch.Generator().manual_seed(1))
     assert torch.equal(augment(x, shifts, flips, 0), x)
-
-
-def test_flip_average_is_the_log_of_the_mean_probability():
-    torch.manual_seed(0)
-    model = network("conv4-fc8").eval()
-    x = torch.randn(5, 1, 28, 28)
-    expected = torch.log((model(x).exp() + model(x.flip(-1)).exp()) / 2)
-    assert torch.allclose(flip_average(model, x), expected, atol=1e-6)
 
 
 def test_train_epoch_follows_the_schedule_to_its_last_step(tiny):

@@ -15,37 +15,8 @@ import torch
 from torch import nn
 
 from quicknets.errors import QuicknetsError
+from quicknets.images import load_image
 from quicknets.preprocessing import Preprocessing, preprocessing_of
-
-IMAGE_SIDE = 28
-
-
-def load_image(path, shape=(1, 28, 28), layout="fashion") -> torch.Tensor:
-    """An image file as uint8 (28, 28), the way Fashion-MNIST's images look: a light object on a
-    black background, cropped to the object, its longer side scaled to 28 and centred."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    try:
-        with Image.open(path) as img:
-            img.load()
-            gray = ImageOps.exif_transpose(img).convert("L")  # a camera's rotation, any mode
-    except FileNotFoundError:
-        raise QuicknetsError(f"no image file {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise QuicknetsError(f"cannot read {path} as an image ({e})") from None
-    pixels = torch.from_numpy(np.array(gray, dtype=np.uint8))  # (H, W)
-    border = torch.cat([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).float()
-    if border.mean() > 127:  # a photo on a light background: the dataset's are dark
-        gray = ImageOps.invert(gray)
-    box = gray.point(lambda v: 255 if v > 30 else 0).getbbox()  # the object, if any stands out
-    if box:
-        gray = gray.crop(box)
-    scale = IMAGE_SIDE / max(gray.width, gray.height)
-    size = (max(1, round(gray.width * scale)), max(1, round(gray.height * scale)))
-    gray = gray.resize(size, Image.LANCZOS)
-    canvas = Image.new("L", (IMAGE_SIDE, IMAGE_SIDE), 0)
-    canvas.paste(gray, ((IMAGE_SIDE - size[0]) // 2, (IMAGE_SIDE - size[1]) // 2))
-    return torch.from_numpy(np.array(canvas, dtype=np.uint8))[None]  # (1, 28, 28)
-
 
 def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
     """Any accepted image form -> normalised float (1, C, H, W) for a network whose images get

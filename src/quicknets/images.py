@@ -1,8 +1,8 @@
 """A user's image file, brought to the network the way the dataset's own images reach it.
 
-    from quicknets.images import DATASET_LAYOUT, load_image
+    from quicknets.images import load_image
     x = load_image("shoe.jpg")              # uint8 (1, 28, 28) in Fashion-MNIST's layout
-    x = load_image("seven.png", layout=DATASET_LAYOUT["mnist"])  # in MNIST's layout
+    x = load_image("seven.png", layout=dataset_layout("mnist"))  # in MNIST's layout
 
 The steps, each a small function (on uint8 (H, W) grey arrays after to_gray), testable alone:
     read_image          the file's first frame, upright by its EXIF orientation; too large: error
@@ -30,9 +30,7 @@ import numpy as np
 import torch
 
 from quicknets.errors import QuicknetsError
-
-LAYOUTS = ("fashion", "digits")
-DATASET_LAYOUT = {"fashion-mnist": "fashion", "mnist": "digits", "kmnist": "digits"}
+from quicknets.preprocessing import LAYOUTS, dataset_layout  # noqa: F401  (a dataset's layout)
 
 OBJECT_LEVEL = 30  # grey level above which a pixel is part of the object (on a dark background)
 DIGIT_BOX = 20 / 28  # MNIST: the digit fits a 20x20 box in the 28x28 field
@@ -42,7 +40,7 @@ ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 
 def load_image(path, shape=(1, 28, 28), layout="fashion") -> torch.Tensor:
     """An image file as uint8 (C, H, W) laid out like the dataset's images: a light object on
-    black. `layout` is "fashion" or "digits" (see DATASET_LAYOUT). An image that already looks
+    black. `layout` is "fashion" or "digits" (preprocessing.dataset_layout gives a dataset's). An image that already looks
     like the dataset (H x W, dark background) is returned pixel for pixel. Only C = 1 for now."""
     if layout not in LAYOUTS:
         raise QuicknetsError(f"unknown image layout {layout!r}: choose from {', '.join(LAYOUTS)}")

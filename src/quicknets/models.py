@@ -249,8 +249,7 @@ def network(spec="784-256-128-64-10", activation="relu", dropout=0.0, batchnorm=
     config = {"network": spec if isinstance(spec, str) else "-".join(str(s) for s in spec),
               "activation": activation, "dropout": dropout, "batchnorm": batchnorm,
               "input_shape": list(shape), "num_classes": num_classes, "flip_tta": flip_tta}
-    with torch.device("meta"):  # shapes only, no memory: check the size first
-        check_memory(_layers(spec, activation, dropout, batchnorm, shape, num_classes))
+    check_memory(spec, activation, dropout, batchnorm, shape, num_classes)  # before allocating
     if seed is None:
         layers = _layers(spec, activation, dropout, batchnorm, shape, num_classes)
     else:
@@ -286,17 +285,38 @@ def _layers(spec, activation, dropout, batchnorm, input_shape, num_classes) -> l
 
 
 BYTES_PER_PARAMETER = 16  # fp32 weights, gradients and Adam's two moments: 4 copies x 4 bytes
+BYTES_PER_ACTIVATION = 8  # each layer's fp32 output, and its gradient in the backward pass
 
 
-def check_memory(layers: list) -> None:
-    """Refuse a network whose training state would not fit in the memory available now."""
-    from quicknets.machine import available_memory
+def memory_needed(layers: list, input_shape, batch_size: int = 1) -> tuple:
+    """(parameters, bytes) to train `layers` (built on the meta device) on batches of
+    `batch_size`: weights, gradients and optimizer state, plus every layer's output and its
+    gradient for one batch. An estimate: allocator overheads and workspaces are not counted."""
     params = sum(p.numel() for layer in layers for p in layer.parameters())
-    need, have = params * BYTES_PER_PARAMETER, available_memory()
+    x = torch.zeros((batch_size, *input_shape), device="meta")
+    activations = 0
+    for layer in layers:
+        x = layer.eval()(x)  # eval: BatchNorm takes a batch of one; shapes are the same
+        activations += x.numel()
+    return params, params * BYTES_PER_PARAMETER + activations * BYTES_PER_ACTIVATION
+
+
+def check_memory(spec, activation="relu", dropout=0.0, batchnorm=False, input_shape=(1, 28, 28),
+                 num_classes=10, batch_size: int = 1, extra: int = 0) -> None:
+    """Refuse a network whose training would not fit in the memory available now (`extra`
+    bytes more are needed besides, e.g. the normalised training images)."""
+    from quicknets.machine import available_memory
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        layers = _layers(spec, activation, dropout, batchnorm, tuple(input_shape), num_classes)
+        params, need = memory_needed(layers, input_shape, batch_size)
+    need += extra
+    have = available_memory()
     if have and need > have:
-        raise QuicknetsError(f"the network has {params:,} parameters: training it needs about "
-                             f"{need / 2 ** 30:.1f} GiB for weights, gradients and optimizer "
-                             f"state, and this machine has {have / 2 ** 30:.1f} GiB available")
+        raise QuicknetsError(f"the network ({params:,} parameters) needs about "
+                             f"{need / 2 ** 30:.1f} GiB to train at batch size {batch_size} "
+                             f"(weights, gradients and optimizer state, each layer's outputs"
+                             f"{', the training images' if extra else ''}), and this machine "
+                             f"has {have / 2 ** 30:.1f} GiB available")
 
 
 def from_config(config: dict, seed=None) -> Network:

@@ -141,6 +141,13 @@ def check_inputs(model, data, config: TrainConfig) -> None:
         raise QuicknetsError("BatchNorm needs batches of at least 2 images (--batch-size 2 "
                              "or more, and 2 or more training images)")
     preprocessing_of(model, data)  # the network's outputs fit the data's classes
+    if getattr(model, "config", None):  # a quicknets network: estimate a batch's memory first
+        from quicknets.models import check_memory
+        c = model.config
+        check_memory(c["network"], c["activation"], c["dropout"], c["batchnorm"],
+                     c["input_shape"], c["num_classes"],
+                     min(config.batch_size, len(data.train_labels)),
+                     extra=data.train_images.numel() * 4)  # the normalised images, float32
 
 
 def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, quiet: bool = False, log=print,
