@@ -62,8 +62,8 @@ def _readable(error: UnicodeError) -> tuple[str, int]:
 
 
 def _set_up_streams() -> None:
-    """Once, at the entry: line buffering, so each line reaches a redirected file as printed (the
-    `run:` line needed by --resume survives a kill), and no UnicodeEncodeError on an ASCII stream."""
+    """Once, at the entry: line buffering, so each line reaches a redirected file as printed
+    (the `run:` line --resume needs survives a kill); no UnicodeEncodeError on an ASCII stream."""
     codecs.register_error("quicknets-readable", _readable)
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # a TextIOWrapper; anything else is left as it is
