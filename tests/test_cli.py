@@ -194,3 +194,112 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
     p.stdout.close()  # before the command prints anything
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) != 0 and "Traceback" not in err and "Exception ignored" not in err
+
+
+# --- option names are never abbreviated ---
+
+@pytest.mark.parametrize("args, flag", [
+    (["sweep", "--seed", "3", "--epochs", "0"], "--seed 3"),  # was read as --seeds 3
+    (["train", "--l", "0.1"], "--l 0.1"),  # --lr, --layers, --log-to ...
+    (["train", "--epoch", "0"], "--epoch 0"),  # was read as --epochs 0
+    (["runs", "--stat=all"], "--stat=all"),
+    (["runs", "rm", "no-such-run", "--for"], "--for"),  # was read as --force
+])
+def test_option_names_are_never_abbreviated(args, flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--runs-dir", str(tmp_path / "runs")])
+    assert e.value.code == 2
+    assert f"error: unrecognized arguments: {flag}" in capsys.readouterr().err
+
+
+def test_every_parser_refuses_abbreviations():
+    import argparse
+
+    from quicknets.cli import build_parser
+
+    def parsers(p):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+    from quicknets.commands import COMMANDS
+    found = list(parsers(build_parser()))
+    assert len(found) == 1 + len(COMMANDS) + 1  # quicknets, its commands, and `runs rm`
+    assert [p.prog for p in found if p.allow_abbrev] == []
+
+
+# --- output a stream cannot encode, and output redirected to a file ---
+
+def _ascii_cli(*args):
+    import os
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    p = subprocess.run([sys.executable, "-m", "quicknets", *map(str, args)], env=env,
+                       capture_output=True, timeout=120)
+    return p.returncode, p.stdout.decode("ascii"), p.stderr.decode("ascii")
+
+
+def test_plus_minus_on_an_ascii_stream_is_written_as_ascii():
+    code, out, err = _ascii_cli("sweep", "--help")  # its description says "mean ± std"
+    assert code == 0 and err == ""
+    assert "print them ranked, mean +/- std over seeds" in " ".join(out.split())
+
+
+def test_an_error_with_other_characters_on_an_ascii_stream(tmp_path):
+    code, out, err = _ascii_cli("evaluate", "café→±", "--runs-dir", tmp_path)
+    assert code == 1 and out == ""
+    assert err.startswith("error: no run 'cafe->+/-'") and "Traceback" not in err
+
+
+def test_the_run_line_reaches_a_redirected_file_before_a_kill(tmp_path):
+    """`train > log` then kill -9: the log still names the run, so it can be resumed."""
+    import io
+    import os
+    import time
+    from pathlib import Path
+
+    from conftest import make_idx_dataset
+    data = make_idx_dataset(tmp_path / "data", n_train=10000, n_test=10)  # epochs of ~0.2 s
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        p = subprocess.Popen([sys.executable, "-m", "quicknets", "train", "--dataset", "mnist",
+                              "--data-dir", data, "--no-verify", "--layers", "784-8-10",
+                              "--epochs", "100000", "--threads", "1", "--runs-dir",
+                              tmp_path / "runs"], stdout=f, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while "run: " not in (seen := log.read_text()):
+            assert p.poll() is None, "train ended before printing its run line"
+            assert time.monotonic() < deadline, "no run line in the file after 120 s"
+            time.sleep(0.05)
+    finally:
+        p.kill()  # SIGKILL: no flush at exit
+        p.wait(timeout=60)
+    assert p.returncode == -9
+    # block-buffered, the line would only come with the first full 8 KB block, ~80 epochs later
+    assert len(seen.encode()) < io.DEFAULT_BUFFER_SIZE // 2, len(seen.encode())
+    lines = [line for line in log.read_text().splitlines() if line.startswith("run: ")]
+    assert len(lines) == 1 and Path(lines[0][5:]).parent == tmp_path / "runs"
+    assert Path(lines[0][5:]).is_dir()
+
+
+# --- data errors through the command line: one line each ---
+
+def test_data_dir_holding_no_images_is_one_line(tmp_path, capsys):
+    from conftest import make_idx_dataset
+    data = make_idx_dataset(tmp_path / "data", n_train=0)
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(data), "--no-verify",
+                 "--epochs", "1", "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 1 and err == f"error: {data / 'train-images-idx3-ubyte'} holds no images\n"
+
+
+def test_existing_data_dir_without_the_files_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("QUICKNETS_MIRROR", f"file://{tmp_path}/no-mirror")
+    (tmp_path / "empty").mkdir()
+    code = main(["train", "--data-dir", str(tmp_path / "empty"), "--epochs", "1",
+                 "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: {tmp_path / 'empty'} does not hold the fashion-mnist files")

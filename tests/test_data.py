@@ -2,8 +2,10 @@
 import dataclasses
 import gzip
 import hashlib
+import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,35 +125,16 @@ def test_truncated_copy_of_real_data_is_refused(tmp_path):
         load_dataset("fashion-mnist", tmp_path)
 
 
-def test_labels_out_of_range_are_refused(tmp_path):
-    from quicknets.idx import write_idx
-    folder = make_idx_dataset(tmp_path / "d")
-    write_idx(folder / "t10k-labels-idx1-ubyte", (torch.arange(100) % 11).numpy().astype("uint8"))
-    with pytest.raises(QuicknetsError, match="labels outside 0..9"):
-        load_dataset("mnist", folder, verify=False)
-
-
-def test_decoded_cache_is_used_and_invalidated(tiny_dir):
-    first = load_dataset("mnist", tiny_dir, verify=False)
-    cached = list((data_module.cache_dir() / "decoded").glob("mnist-*-nv.pt"))
-    assert cached
-    second = load_dataset("mnist", tiny_dir, verify=False)
-    assert torch.equal(first.train_images, second.train_images)
-    make_idx_dataset(tiny_dir, seed=5)  # new content, new mtime: the cache must not be reused
-    third = load_dataset("mnist", tiny_dir, verify=False)
-    assert not torch.equal(first.train_images, third.train_images)
-
-
 def test_offline_with_no_files_lists_places_and_the_package(monkeypatch, tmp_path):
     monkeypatch.setenv("QUICKNETS_MIRROR", f"file://{tmp_path}/no-mirror")
+    monkeypatch.setenv("QUICKNETS_DATA", str(tmp_path / "env"))
     info = dataclasses.replace(datasets.DATASETS["fashion-mnist"], debian_dir=str(tmp_path / "deb"))
     monkeypatch.setitem(datasets.DATASETS, "fashion-mnist", info)
-    (tmp_path / "mine").mkdir()  # an empty folder: every other place is searched too
     with pytest.raises(QuicknetsError) as e:
-        load_dataset("fashion-mnist", tmp_path / "mine")
+        load_dataset("fashion-mnist")
     message = str(e.value)
     assert "could not be downloaded" in message
-    assert str(tmp_path / "mine") in message and str(tmp_path / "deb") in message
+    assert str(tmp_path / "env") in message and str(tmp_path / "deb") in message
     assert "apt-get install dataset-fashion-mnist" in message
 
 
@@ -171,3 +154,197 @@ def test_download_with_wrong_md5_saves_nothing(monkeypatch, tmp_path):
     with pytest.raises(QuicknetsError, match="is not the official"):
         load_dataset("kmnist", tmp_path / "target")
     assert not (tmp_path / "target").exists() or not any((tmp_path / "target").iterdir())
+
+
+# --- the data is the data the user named: its files under their common names, or an error ---
+
+def _rename(folder, rename):
+    for f in list(folder.iterdir()):
+        f.rename(folder / rename(f.name))
+    return folder
+
+
+@pytest.mark.parametrize("rename, compress", [
+    (lambda n: n.replace("-idx", ".idx"), False),  # train-images.idx3-ubyte: Kaggle, LeCun copies
+    (lambda n: n.replace("-idx", ".idx"), True),  # train-images.idx3-ubyte.gz
+    (str.upper, False),  # TRAIN-IMAGES-IDX3-UBYTE
+    (str.upper, True),  # TRAIN-IMAGES-IDX3-UBYTE.GZ
+    (lambda n: n.replace("-idx", ".IDX").replace(".gz", ".Gz"), True),
+])
+def test_data_dir_files_under_other_common_names_are_used(tmp_path, rename, compress):
+    reference = load_dataset("mnist", make_idx_dataset(tmp_path / "ref"), verify=False)
+    folder = _rename(make_idx_dataset(tmp_path / "mine", compress=compress), rename)
+    d = load_dataset("fashion-mnist", folder, verify=False, download=False)
+    assert d.source == str(folder)  # not the Debian copy of Fashion-MNIST
+    assert torch.equal(d.train_images, reference.train_images)
+    assert torch.equal(d.test_labels, reference.test_labels)
+
+
+def test_real_data_under_the_dotted_names_verifies(tmp_path, fashion):
+    """Digests are of the content, so an unpacked, renamed official copy is the official data."""
+    for f in FASHION_DIR.glob("*.gz"):
+        dotted = f.name.removesuffix(".gz").replace("-idx", ".idx")  # t10k-images.idx3-ubyte
+        (tmp_path / dotted).write_bytes(gzip.decompress(f.read_bytes()))
+    d = load_dataset("fashion-mnist", tmp_path, download=False)
+    assert d.source == str(tmp_path)
+    assert torch.equal(d.train_images, fashion.train_images)
+    assert torch.equal(d.test_labels, fashion.test_labels)
+
+
+def test_torchvision_raw_folder_with_both_copies_uses_the_unpacked_one(tmp_path):
+    raw = make_idx_dataset(tmp_path / "FashionMNIST" / "raw")
+    make_idx_dataset(tmp_path / "FashionMNIST" / "raw", compress=True)
+    files = data_module.locate("fashion-mnist", tmp_path, download=False)
+    assert files["train_images"] == raw / "train-images-idx3-ubyte"
+    assert sorted(p.name for p in files.values()) == sorted(datasets.FILES.values())
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_existing_data_dir_without_the_files_is_an_error_not_another_copy(tmp_path, monkeypatch,
+                                                                          download):
+    monkeypatch.setenv("QUICKNETS_MIRROR", f"file://{tmp_path}/no-mirror")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train-images-idx3-ubyte.zip").write_bytes(b"not one of the four")
+    with pytest.raises(QuicknetsError) as e:
+        load_dataset("fashion-mnist", mine, download=download)  # the Debian copy exists, yet
+    message = str(e.value)
+    assert message.startswith(f"{mine} does not hold the fashion-mnist files and they could not "
+                              "be downloaded into it")
+    assert ("downloads are off" in message) != download
+    for name in datasets.FILES.values():
+        assert name in message
+    assert str(mine / "FashionMNIST" / "raw") in message and str(FASHION_DIR) not in message
+    assert "\n" not in message
+
+
+def test_existing_empty_data_dir_is_downloaded_into(monkeypatch, tmp_path):
+    mirror = make_idx_dataset(tmp_path / "mirror", compress=True)
+    md5s = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in mirror.iterdir()}
+    monkeypatch.setattr(fetch, "_sources", lambda info: ([f"file://{mirror}/"], md5s))
+    (tmp_path / "mine").mkdir()
+    d = load_dataset("fashion-mnist", tmp_path / "mine", verify=False)
+    assert d.source == str(tmp_path / "mine") and len(d.train_labels) == 300
+
+
+def test_part_of_a_set_is_an_error_naming_the_missing_file(tmp_path, monkeypatch):
+    mirror = make_idx_dataset(tmp_path / "mirror", compress=True)
+    md5s = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in mirror.iterdir()}
+    monkeypatch.setattr(fetch, "_sources", lambda info: ([f"file://{mirror}/"], md5s))
+    folder = make_idx_dataset(tmp_path / "mine")
+    (folder / "t10k-labels-idx1-ubyte").rename(folder / "t10k-labels-idx1-ubyte.bak")
+    with pytest.raises(QuicknetsError, match=r"holds .* but not t10k-labels-idx1-ubyte \(.gz or "
+                                             "raw\\); add the missing files"):
+        load_dataset("mnist", folder, verify=False)  # a mirror works, but never mixes sets
+    assert sorted(p.name for p in folder.iterdir()) == [  # nothing was downloaded into it
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte.bak", "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte"]
+
+
+def test_a_failed_download_leaves_no_partial_set(monkeypatch, tmp_path):
+    mirror = make_idx_dataset(tmp_path / "mirror", compress=True)
+    (mirror / "t10k-labels-idx1-ubyte.gz").unlink()  # the last of the four is not there
+    monkeypatch.setattr(fetch, "_sources", lambda info: ([f"file://{mirror}/"], {}))
+    with pytest.raises(QuicknetsError, match="could not be downloaded into it"):
+        load_dataset("kmnist", tmp_path / "target", verify=False)
+    assert not (tmp_path / "target").exists() or not any((tmp_path / "target").iterdir())
+
+
+def test_data_dir_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(QuicknetsError, match="is a file, not a folder"):
+        load_dataset("mnist", tmp_path / "f", download=False)
+
+
+# --- the decoded cache follows the content of the files ---
+
+def _cache_files():
+    return sorted((data_module.cache_dir() / "decoded").glob("mnist-*.pt"))
+
+
+def test_decoded_cache_is_used_for_the_same_content_wherever_it_lies(tmp_path, monkeypatch):
+    first = load_dataset("mnist", make_idx_dataset(tmp_path / "a", seed=11), verify=False)
+    before = _cache_files()
+
+    def no_decode(*args):
+        raise AssertionError("decoded again")
+    monkeypatch.setattr(data_module, "_decode", no_decode)
+    moved = shutil.copytree(tmp_path / "a", tmp_path / "b")  # new path and mtimes, same bytes
+    second = load_dataset("mnist", moved, verify=False)
+    assert torch.equal(first.train_images, second.train_images)
+    assert torch.equal(first.test_labels, second.test_labels)
+    assert _cache_files() == before
+
+
+def test_decoded_cache_is_rebuilt_when_content_changes_behind_same_size_and_mtime(tmp_path):
+    folder = make_idx_dataset(tmp_path / "d", seed=12)
+    first = load_dataset("mnist", folder, verify=False)
+    stats = {f: f.stat() for f in folder.iterdir()}
+    make_idx_dataset(folder, seed=13)  # same sizes; then the old mtimes put back
+    for f, st in stats.items():
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert f.stat().st_size == st.st_size
+    second = load_dataset("mnist", folder, verify=False)
+    expected = load_dataset("mnist", make_idx_dataset(tmp_path / "fresh", seed=13), verify=False)
+    assert not torch.equal(first.train_images, second.train_images)
+    assert torch.equal(second.train_images, expected.train_images)
+    assert torch.equal(second.train_labels, expected.train_labels)
+
+
+def _flip_a_byte_in_the_middle(path):
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0xFF
+    path.write_bytes(bytes(content))
+
+
+def _cache_file(folder):
+    """The decoded cache file of the generated set in `folder` (loaded as mnist, unverified)."""
+    raw = {k: f.read_bytes() for k, f in data_module.find_files(folder).items()}
+    key = data_module._cache_key(raw)
+    return data_module.cache_dir() / "decoded" / f"mnist-{key[:16]}-nv.pt", key
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),  # truncated
+    lambda p: p.write_bytes(b"garbage"),
+    _flip_a_byte_in_the_middle,  # torch.load alone reads this without a word
+    lambda p: torch.save({"train_images": torch.zeros(1)}, p),  # another format
+])
+def test_damaged_decoded_cache_is_rebuilt(tmp_path, damage):
+    folder = make_idx_dataset(tmp_path / "d", seed=14)
+    first = load_dataset("mnist", folder, verify=False)
+    cached, key = _cache_file(folder)
+    damage(cached)
+    assert data_module._read_cache(cached, key) is None
+    second = load_dataset("mnist", folder, verify=False)
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(first, name), getattr(second, name))
+    assert data_module._read_cache(cached, key) is not None  # replaced by a good one
+
+
+# --- files that cannot be a split's data: one line each (with verification off) ---
+
+def _write(folder, name, array):
+    from quicknets.idx import write_idx
+    write_idx(folder / name, np.asarray(array, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("name, array, message", [
+    ("train-images-idx3-ubyte", np.zeros((0, 28, 28)), "train-images-idx3-ubyte holds no images"),
+    ("t10k-images-idx3-ubyte", np.zeros((0, 28, 28)), "t10k-images-idx3-ubyte holds no images"),
+    ("t10k-images-idx3-ubyte", np.zeros((100, 32, 32)),
+     "t10k-images-idx3-ubyte holds uint8 images of 32x32 pixels; quicknets takes uint8 28x28"),
+    ("t10k-labels-idx1-ubyte", np.zeros(99),
+     "t10k-labels-idx1-ubyte holds 99 labels but .*t10k-images-idx3-ubyte holds 100 images"),
+    ("train-labels-idx1-ubyte", np.arange(300) % 11,
+     r"train-labels-idx1-ubyte holds label 10, outside the 10 classes of mnist \(0..9\)"),
+    ("t10k-labels-idx1-ubyte", np.zeros((100, 28, 28)),
+     r"t10k-labels-idx1-ubyte holds an array of shape \(100, 28, 28\), not labels"),
+    ("t10k-images-idx3-ubyte", np.zeros(100), r"holds an array of shape \(100,\), not images"),
+])
+def test_files_that_cannot_be_the_data_are_one_line(tmp_path, name, array, message):
+    folder = make_idx_dataset(tmp_path / "d")
+    _write(folder, name, array)
+    with pytest.raises(QuicknetsError, match=message) as e:
+        load_dataset("mnist", folder, verify=False)
+    assert "\n" not in str(e.value)

@@ -74,3 +74,15 @@ def test_missing_file(tmp_path):
 def test_write_refuses_other_dtypes(tmp_path):
     with pytest.raises(QuicknetsError, match="uint8 or int8"):
         write_idx(tmp_path / "x", np.zeros(3, np.float32))
+
+
+def test_header_size_is_exact_where_int64_would_overflow():
+    content = bytes([0, 0, 0x08, 3]) + (2**32 - 1).to_bytes(4, "big") * 3
+    with pytest.raises(QuicknetsError, match=f"promises {16 + (2**32 - 1) ** 3} for"):
+        parse_idx(content, "f")
+
+
+def test_empty_file_parses_to_no_items(tmp_path):
+    """An IDX file may hold 0 items; whether that is usable data is for the loader to say."""
+    write_idx(tmp_path / "x", np.zeros((0, 28, 28), np.uint8))
+    assert read_idx(tmp_path / "x")[0].shape == (0, 28, 28)

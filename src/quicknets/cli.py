@@ -5,12 +5,16 @@
     quicknets classify RUN --index 0
 
 Errors a user can cause print one line `error: ...` and exit 1 (2 for a usage error, as argparse
-does). Nothing heavy is imported until a command runs, so `quicknets --help` is instant.
+does). Option names are never abbreviated (`sweep --seed 3` is an error, not `--seeds 3`). Output
+reaches a redirected file line by line, and what the stream cannot encode is written in ASCII
+("±" as "+/-"). Nothing heavy is imported until a command runs, so `quicknets --help` is instant.
 """
 import argparse
+import codecs
 import importlib
 import os
 import sys
+import unicodedata
 
 from quicknets import __version__
 from quicknets.commands import COMMANDS
@@ -27,10 +31,47 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         module = importlib.import_module(f"quicknets.commands.{COMMANDS[name]}")
         module.add_parser(sub)
+    _no_abbreviations(parser)
     return parser
 
 
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """allow_abbrev=False on `parser` and every subparser below it: a prefix that happens to be
+    unique (`--seed` of `--seeds`, `--for` of `--force`) silently means another option."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _no_abbreviations(subparser)
+
+
+_ASCII = {"±": "+/-", "→": "->", "←": "<-", "×": "x", "…": "...", "–": "-", "—": "--",
+          "≤": "<=", "≥": ">=", "≈": "~", "µ": "u", "·": "."}
+
+
+def _readable(error: UnicodeError) -> tuple[str, int]:
+    """A codecs error handler: what the stream cannot encode, in ASCII ("±" as "+/-", "é" as
+    "e", anything else as its \\u escape)."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    out = []
+    for c in error.object[error.start:error.end]:
+        plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
+        out.append(_ASCII.get(c) or plain or c.encode("ascii", "backslashreplace").decode())
+    return "".join(out), error.end
+
+
+def _set_up_streams() -> None:
+    """Once, at the entry: line buffering, so each line reaches a redirected file as printed
+    (the `run:` line --resume needs survives a kill); no UnicodeEncodeError on an ASCII stream."""
+    codecs.register_error("quicknets-readable", _readable)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # a TextIOWrapper; anything else is left as it is
+            stream.reconfigure(line_buffering=True, errors="quicknets-readable")
+
+
 def main(argv=None) -> int:
+    _set_up_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

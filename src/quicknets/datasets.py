@@ -11,6 +11,17 @@ FILES = {  # key -> file stem, the same for every dataset of the family
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+_KEYS = {stem: key for key, stem in FILES.items()}
+
+
+def file_key(name: str) -> str | None:
+    """Which of the four files a file name is, in any of its common spellings, or None.
+
+    The published `train-images-idx3-ubyte.gz` and its unpacked form; `train-images.idx3-ubyte`
+    as Windows unpackers, Kaggle and LeCun-mirror copies have it (raw or .gz); any case.
+    """
+    stem = name.lower().removesuffix(".gz").replace(".", "-").replace("_", "-")
+    return _KEYS.get(stem)
 
 
 @dataclass(frozen=True)

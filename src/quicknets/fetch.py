@@ -1,7 +1,8 @@
 """Download the four IDX files from the official mirrors (the ones torchvision lists).
 
 `$QUICKNETS_MIRROR` (a URL prefix, file:// included) replaces the mirrors: for a local copy, or
-for tests. Each .gz is checked against torchvision's MD5 before it is moved into place.
+for tests. Each .gz is checked against torchvision's MD5, and the four are saved only once all
+four arrived: a failed fetch leaves no partial set behind to be mistaken for the user's files.
 """
 import hashlib
 import os
@@ -29,7 +30,7 @@ def _sources(info: DatasetInfo) -> tuple[list, dict]:
 def fetch_files(info: DatasetInfo, target: Path, timeout: float = 30.0) -> tuple[dict, str]:
     """Fetch the four .gz files into `target`: ({key: path}, "") or ({}, why it failed)."""
     mirrors, md5s = _sources(info)
-    found = {}
+    contents = {}  # key -> (url, bytes): held until all four arrived (30 MB for Fashion-MNIST)
     for key, stem in FILES.items():
         name = f"{stem}.gz"
         errors = []
@@ -45,10 +46,16 @@ def fetch_files(info: DatasetInfo, target: Path, timeout: float = 30.0) -> tuple
             if name in md5s and digest != md5s[name]:
                 raise QuicknetsError(f"{url} sent a file whose MD5 {digest} is not the official "
                                      f"{md5s[name]}; nothing was saved")
-            atomic_write_bytes(target / name, content)
-            found[key] = target / name
-            print(f"fetched {url} -> {target / name}", file=sys.stderr)
+            contents[key] = url, content
             break
         else:
             return {}, "; ".join(errors)
+    found = {}
+    for key, (url, content) in contents.items():
+        found[key] = target / f"{FILES[key]}.gz"
+        try:
+            atomic_write_bytes(found[key], content)
+        except OSError as e:
+            raise QuicknetsError(f"cannot save {found[key]}: {e.strerror or e}") from None
+        print(f"fetched {url} -> {found[key]}", file=sys.stderr)
     return found, ""

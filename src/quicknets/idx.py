@@ -6,6 +6,7 @@ The digest is of the decompressed content, so a repackaged `.gz` of the same dat
 """
 import gzip
 import hashlib
+import math
 import zlib
 from pathlib import Path
 
@@ -17,18 +18,22 @@ from quicknets.errors import QuicknetsError
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_bytes(path: Path) -> bytes:
-    """The decompressed content of `path` (gzip is recognised by its magic bytes, not its name)."""
+def read_raw(path) -> bytes:
+    """The bytes of `path` as stored (gzipped or not)."""
     try:
-        raw = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as e:
         raise QuicknetsError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def decompress(raw: bytes, name) -> bytes:
+    """The IDX content of a file's bytes (gzip is recognised by its magic bytes, not its name)."""
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
-        raise QuicknetsError(f"{path} is a corrupt or truncated gzip file ({e}); "
+        raise QuicknetsError(f"{name} is a corrupt or truncated gzip file ({e}); "
                              "delete it and fetch the data again") from None
 
 
@@ -44,7 +49,7 @@ def parse_idx(content: bytes, name: str = "IDX data") -> np.ndarray:
         raise QuicknetsError(f"{name} is truncated (header cut short)")
     shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[code])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # exact: no int64 overflow
     if len(content) < expected:
         raise QuicknetsError(f"{name} is truncated: {len(content)} bytes, its header "
                              f"promises {expected} for shape {shape}; fetch it again")
@@ -57,7 +62,7 @@ def parse_idx(content: bytes, name: str = "IDX data") -> np.ndarray:
 
 def read_idx(path) -> tuple[np.ndarray, str]:
     """Read one IDX file; return the array and the SHA-256 of its decompressed content."""
-    content = read_bytes(Path(path))
+    content = decompress(read_raw(path), path)
     return parse_idx(content, str(path)), hashlib.sha256(content).hexdigest()
 
 
