@@ -195,9 +195,9 @@ def test_resume_refuses_other_settings_and_finished_runs(tiny_dir, tmp_path):
         resume(build_parser().parse_args(["train", "--resume", name, "--lr", "0.1",
                                           "--runs-dir", str(runs)]))
     with pytest.raises(QuicknetsError, match="is finished"):
-        from quicknets.experiment import resume_experiment
-        resume_experiment(name, runs)
+        from quicknets.experiment import resume
+        resume(name, runs)
     from quicknets.runs import start_run
     training = start_run(json.loads((runs / name / "config.json").read_text()), {}, runs)
     with pytest.raises(QuicknetsError, match="is still training"):  # by this live process
-        resume_experiment(training.name, runs)
+        resume(training.name, runs)

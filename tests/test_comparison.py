@@ -8,6 +8,7 @@ from quicknets.comparison import (compare, differing, format_compare, group_by_s
                                plot_curves, rank)
 from quicknets.errors import QuicknetsError
 from quicknets.models import network
+from quicknets.plots import save_figure
 from quicknets.runs import save_run, start_run
 
 
@@ -48,7 +49,7 @@ def save(runs_dir, lr, seed, acc, epochs=3):
     cfg = {"data": {"dataset": "mnist", "data_dir": f"/somewhere/{seed}"},
            "model": {"model": "784-10", "spec": "784-10"},
            "train": {"optimizer": "adam", "lr": lr, "seed": seed, "threads": seed + 1}}
-    hist = [{"epoch": e, "epochs": epochs, "train_loss": 1 / e, "train_acc": acc * e / epochs,
+    hist = [{"epoch": e, "epochs": epochs, "train_loss": 1 / e, "train_accuracy": acc * e / epochs,
              "seconds": 0.5} for e in range(1, epochs + 1)]
     return save_run(network("784-10"), cfg, hist, {"accuracy": acc, "loss": 1 - acc}, {},
                     runs_dir)
@@ -66,10 +67,17 @@ def test_compare_records(runs_dir, tmp_path):
     text = format_compare(table)
     assert "differing settings: lr, seed" in text and "0.8500 ± 0.0707" in text
     assert "0.7000 ± 0.0000" not in text and "0.7000" in text  # one run: no std to show
-    png = plot_curves(table, tmp_path / "curves.png")
+    fig = plot_curves(table)
+    ax_loss, ax_acc = fig.axes
+    assert len(ax_loss.lines) == 3  # one line per run
+    colours = [line.get_color() for line in ax_loss.lines]
+    assert colours[0] == colours[1] != colours[2]  # the two seeds of lr=0.1 share a colour
+    labels = [t.get_text() for t in ax_loss.get_legend().get_texts()]
+    assert labels == ["lr=0.1 train", "lr=0.01 train"]  # one legend entry per variant
+    png = save_figure(fig, tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    with pytest.raises(QuicknetsError, match="must end in .png"):
-        plot_curves(table, tmp_path / "curves.pdf")
+    with pytest.raises(QuicknetsError, match="cannot save a figure"):
+        save_figure(fig, tmp_path / "curves.txt")
 
 
 def test_compare_command(runs_dir, tmp_path, capsys):

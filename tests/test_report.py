@@ -1,5 +1,6 @@
 """The HTML run report: its content, its escaping, and a real headless browser rendering it."""
 import base64
+import dataclasses
 import io
 import re
 import shutil
@@ -67,8 +68,8 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
 def test_report_escapes_text_from_the_record(tiny_run, tiny):
     run, model = tiny_run
     run.results["per_class"][0]["class"] = "<script>alert(1)</script>"
-    run.config["train"]["optimizer"] = "a&b"
-    run.config["train"]["lr"] = 1e-05
+    train = dataclasses.replace(run.config.train, optimizer="a&b", lr=1e-05)
+    run.config = dataclasses.replace(run.config, train=train)
     pngs = {"curves": b"\x89PNG fake"}
     html = render_report(run, pngs, "layer <0>")
     assert "<script>" not in html

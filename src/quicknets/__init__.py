@@ -16,7 +16,8 @@ __version__ = "0.1.0"
 # quicknets.X binds the module as attribute X of the package, hiding a lazy export named X.
 _EXPORTS = {
     "load_dataset": "quicknets.data", "Dataset": "quicknets.data",
-    "network": "quicknets.models", "summary": "quicknets.models", "PRESETS": "quicknets.models",
+    "network": "quicknets.models", "summary": "quicknets.models", "NETWORKS": "quicknets.models",
+    "PRESETS": "quicknets.presets",
     "train": "quicknets.training",
     "evaluate": "quicknets.metrics",
     "classify": "quicknets.classification", "banner": "quicknets.classification",
@@ -27,8 +28,8 @@ _EXPORTS = {
     "show_batch": "quicknets.plots", "show_predictions": "quicknets.plots",
     "plot_top_losses": "quicknets.plots", "plot_history": "quicknets.plots",
     "plot_confusion_matrix": "quicknets.plots",
-    "DataConfig": "quicknets.config", "ModelConfig": "quicknets.config",
-    "TrainConfig": "quicknets.config",
+    "RunConfig": "quicknets.config", "DataConfig": "quicknets.config",
+    "NetworkConfig": "quicknets.config", "TrainConfig": "quicknets.config",
     "QuicknetsError": "quicknets.errors",
 }
 

@@ -1,0 +1,131 @@
+"""A run end to end through experiment.setup/run/resume: a saved model carries its own
+preprocessing, seeds control everything (two processes and the CLI against Python), and records
+made by the earlier format still list, compare, evaluate and resume."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from quicknets.cli import main
+from quicknets.config import RunConfig
+from quicknets.data import load_dataset
+from quicknets.errors import QuicknetsError
+from quicknets.experiment import resume, run, setup
+from quicknets.metrics import evaluate
+from quicknets.runs import load_model, load_run
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runs-v1"
+FINISHED, STOPPED = "mlp-32_adam_lr0.003_s0-12117d", "mlp-32_adam_lr0.003_s0-cceadb"
+
+
+def test_a_model_with_its_own_normalisation_scores_its_record_on_default_data(fashion, tmp_path,
+                                                                            capsys):
+    runs = tmp_path / "runs"
+    assert main(["train", "--mean", "0.2860", "--std", "0.3530", "--layers", "784-32-10",
+                 "--epochs", "1", "--threads", "1", "--runs-dir", str(runs), "--quiet"]) == 0
+    name = capsys.readouterr().out.split("saved: ")[1].strip().split("/")[-1]
+    recorded = load_run(name, runs).results["accuracy"]
+    for ref in (name, name[:20], runs / name, load_run(name, runs)):  # name, prefix, folder, run
+        model = load_model(ref, runs)
+        assert model.preprocessing.mean == (0.286,) and model.preprocessing.std == (0.353,)
+    assert round(evaluate(model, fashion)["accuracy"], 4) == round(recorded, 4)  # default 0.5/0.5
+    assert fashion.mean == 0.5
+
+
+def test_a_model_file_of_another_network_is_refused(tiny_dir, tmp_path):
+    config = RunConfig.build(dataset="mnist", data_dir=str(tiny_dir), verify=False,
+                             network="784-32-10", epochs=1, threads=1)
+    path, _ = run(config, tmp_path / "runs", quiet=True)
+    other, _ = run(config.replace(network="784-16-10"), tmp_path / "runs", quiet=True)
+    shutil.copy(other / "model.pt", path / "model.pt")
+    with pytest.raises(QuicknetsError, match="holds another network.*784-16-10"):
+        load_model(path)
+
+
+def test_setup_seeds_the_network_and_shapes_it_from_the_data(tiny_dir):
+    config = RunConfig.build(dataset="mnist", data_dir=str(tiny_dir), verify=False,
+                             network="conv4-fc8", seed=3)
+    resolved, model, data = setup(config)
+    assert resolved.train.threads >= 1 and resolved.train.device in ("cpu", "cuda")
+    assert config.train.threads == 0  # the caller's config is not changed
+    _, again, _ = setup(config)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+    assert model.config["input_shape"] == [1, 28, 28] and model.config["num_classes"] == 10
+
+
+STORY = """
+import json, sys
+from quicknets import load_dataset, network, train, evaluate, classify
+data = load_dataset("fashion-mnist")
+model = network("784-256-128-64-10")
+history = train(model, data, optimizer="adam", lr=0.003, epochs=1, threads=1, quiet=True)
+results = evaluate(model, data)
+top = classify(model, 0, data, top=3)
+json.dump({"history": [{k: v for k, v in h.items() if k != "seconds"} for h in history],
+           "accuracy": results["accuracy"], "loss": results["loss"], "top": top}, sys.stdout)
+"""
+
+
+def test_the_python_story_repeats_in_two_processes_and_matches_the_command_line(fashion,
+                                                                                tmp_path):
+    def story():
+        out = subprocess.run([sys.executable, "-c", STORY], capture_output=True, text=True,
+                             check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin",
+                                              **_keep_env()})
+        return json.loads(out.stdout)
+    first, second = story(), story()
+    assert first == second
+    runs = tmp_path / "runs"
+    assert main(["train", "--epochs", "1", "--threads", "1", "--runs-dir", str(runs),
+                 "--quiet"]) == 0
+    (path,) = [p for p in runs.iterdir() if p.is_dir()]
+    history = json.loads((path / "history.json").read_text())
+    results = json.loads((path / "results.json").read_text())
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in history] == first["history"]
+    assert results["accuracy"] == first["accuracy"] and results["loss"] == first["loss"]
+
+
+def _keep_env() -> dict:
+    import os
+    return {k: os.environ[k] for k in ("XDG_CACHE_HOME", "PYTHONPATH", "HOME")
+            if k in os.environ}
+
+
+@pytest.fixture
+def old_runs(tmp_path):
+    """Two records written by the format before RunConfig: a finished run and the same run
+    interrupted after epoch 1 (settings: 784-32-10, dropout 0.1, val_split 0.1, mean 0.286,
+    std 0.353, 2 epochs, 1 thread)."""
+    runs = tmp_path / "runs"
+    shutil.copytree(FIXTURES, runs)
+    return runs
+
+
+def test_old_records_list_compare_and_evaluate(old_runs, fashion, capsys):
+    assert main(["runs", "--runs-dir", str(old_runs), "--where", "network=784-32-10",
+                 "--status", "all"]) == 0
+    out = capsys.readouterr().out
+    assert FINISHED in out and STOPPED in out
+    old = load_run(FINISHED, old_runs)
+    assert old.config.network.network == "784-32-10" and old.config.data.mean == 0.286
+    assert "train_accuracy" in old.history[0] and "val_accuracy" in old.history[0]
+    model = load_model(old)
+    assert model.preprocessing.mean == (0.286,) and model.preprocessing.classes[0] == "T-shirt/top"
+    assert evaluate(model, fashion)["accuracy"] == old.results["accuracy"]  # default data
+    assert main(["evaluate", FINISHED, "--runs-dir", str(old_runs)]) == 0
+    assert f"test accuracy: {old.results['accuracy']:.4f}" in capsys.readouterr().out
+
+
+def test_an_old_interrupted_record_resumes_to_the_numbers_of_the_finished_one(old_runs):
+    path, results = resume(STOPPED, old_runs, quiet=True)
+    finished = load_run(FINISHED, old_runs)
+    assert results["accuracy"] == finished.results["accuracy"]
+    assert results["loss"] == finished.results["loss"]
+    resumed = load_run(STOPPED, old_runs)
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(resumed.history) == strip(finished.history)
+    assert main(["compare", FINISHED, STOPPED, "--runs-dir", str(old_runs)]) == 0
