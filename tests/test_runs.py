@@ -15,7 +15,7 @@ from quicknets.errors import QuicknetsError
 from quicknets.models import network
 from quicknets.runs import (check_resumable, find_run, finish_run, hold_run, list_runs,
                             load_model, load_run, mark, remove_run, run_name, run_state,
-                            save_run, start_run)
+                            save_run, start_run, unfinished_message)
 from quicknets.storage import atomic_write_json
 
 
@@ -102,11 +102,12 @@ def test_every_command_reads_the_same_state_after_a_kill_at_any_moment(runs_dir)
         else:
             with pytest.raises(QuicknetsError, match=load):
                 load_run(path.name, runs_dir)
-        if resume is None:
-            check_resumable(path)
-        else:
-            with pytest.raises(QuicknetsError, match=resume):
+        with hold_run(path):  # as --resume does
+            if resume is None:
                 check_resumable(path)
+            else:
+                with pytest.raises(QuicknetsError, match=resume):
+                    check_resumable(path)
 
     no_checkpoint = "before its first epoch ended, so there is no checkpoint to resume"
     agree("stopped", listed=False, load=no_checkpoint, resume=no_checkpoint)  # before epoch 1
@@ -154,10 +155,10 @@ def test_two_resumes_started_together_one_wins(runs_dir):
             "while time.time() < float(sys.argv[2]): time.sleep(0.001)  # start together\n"
             "try:\n"
             "    with hold_run(Path(sys.argv[1])):\n"
-            "        print('won', flush=True); time.sleep(2.5)\n"
+            "        print('won', flush=True); time.sleep(3.5)\n"
             "except QuicknetsError as e:\n"
             "    print('lost:', e)\n")
-    start_at = str(time.time() + 2.0)
+    start_at = str(time.time() + 3.0)  # after every import, even on a busy machine
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path), start_at],
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=60)[0].strip() for p in procs]
@@ -181,7 +182,11 @@ def test_messages_offer_only_what_works(runs_dir, capsys):
     with pytest.raises(QuicknetsError, match=r"\(failed after epoch 2 of 3\): continue it with "
                                              f"`quicknets train --resume {path.name}`$"):
         load_run(path.name, runs_dir)
-    check_resumable(path)  # what the message offers is possible
+    with hold_run(path):
+        check_resumable(path)  # what the message offers is possible
+        mark(path, "interrupted")  # and what the trainer tells when it stops (holding the lock)
+        assert unfinished_message(path) == f"run {path.name} is not finished (interrupted after " \
+            f"epoch 2 of 3): continue it with `quicknets train --resume {path.name}`"
 
 
 def test_runs_dir_that_is_a_file_is_a_clear_error(tmp_path):

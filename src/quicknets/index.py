@@ -107,15 +107,6 @@ def record(root: Path, name: str, **values) -> None:
         conn.close()
 
 
-def forget(root: Path, name: str) -> None:
-    conn = connect(root)
-    try:
-        with conn:
-            conn.execute("DELETE FROM runs WHERE name = ?", (name,))
-    finally:
-        conn.close()
-
-
 def run_folders(root: Path) -> list:
     try:
         return sorted(p.name for p in root.iterdir()

@@ -40,7 +40,7 @@ class RunInUse(QuicknetsError):
 
 
 def read_json(path: Path, kind: type):
-    """A record file's content, which must be a JSON `kind` (dict or list); a clear error if not."""
+    """A record file's content, which must be a JSON `kind` (dict or list), else a clear error."""
     try:
         value = json.loads(path.read_text())
     except FileNotFoundError:
@@ -140,9 +140,15 @@ def run_state(path) -> dict:
     holder = lock_holder(path)
     if holder is not None:
         return {"status": "running", "pid": holder.get("pid"), "host": holder.get("host")}
+    return last_told(path)
+
+
+def last_told(path) -> dict:
+    """{status, pid, host} as the last trainer left them in status.json: interrupted, pruned,
+    failed, or else stopped (killed while running, or before its first epoch ended)."""
     try:
-        told = read_json(path / STATUS_FILE, dict)
-    except QuicknetsError:  # none yet (stopped before its first epoch), or unreadable
+        told = read_json(Path(path) / STATUS_FILE, dict)
+    except QuicknetsError:  # none yet, or unreadable
         told = {}
     status = told.get("status") if told.get("status") in TRAINER_STATES else "stopped"
     return {"status": status, "pid": told.get("pid"), "host": told.get("host")}

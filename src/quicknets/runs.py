@@ -35,7 +35,7 @@ from pathlib import Path
 from quicknets import index
 from quicknets.errors import QuicknetsError
 from quicknets.runfolder import (CHECKPOINT_FILE, STATUS_FILE, RunInUse, check_record, describe,
-                                 describe_holder, hold_run, lock_holder, read_json)
+                                 describe_holder, hold_run, last_told, lock_holder, read_json)
 from quicknets.runfolder import run_state  # noqa: F401  (offered here with hold_run)
 from quicknets.storage import atomic_torch_save, atomic_write_json
 
@@ -161,11 +161,14 @@ def unfinished_message(path: Path) -> str:
     a checkpoint exists, training it again where none does. One line."""
     path = Path(path)
     row = describe(path)
+    if row["status"] == "running" and (row["pid"], row["host"]) == (os.getpid(),
+                                                                    socket.gethostname()):
+        row.update(last_told(path))  # this process holds the lock: a trainer on its own stop
     status, name = row["status"], path.name
     if status == "running":
         return (f"run {name} is still training ({describe_holder(row)}, "
                 f"{row['epochs_done']} epoch(s) done); wait for it to finish")
-    if status == "unreadable" and not (path / CHECKPOINT_FILE).is_file():
+    if status == "unreadable":
         return f"run {name} is not finished, and cannot be read: {row['problem']}"
     if (path / CHECKPOINT_FILE).is_file():
         planned = row["settings"].get("epochs", "?")
@@ -177,13 +180,13 @@ def unfinished_message(path: Path) -> str:
 
 def check_resumable(path: Path) -> None:
     """Raise the QuicknetsError that says why `quicknets train --resume` cannot continue the run
-    at `path`: finished, trained by another process, or stopped before any checkpoint. Call it
-    inside `with hold_run(path):` so that nothing changes between the check and the training."""
+    at `path`: finished, or stopped before any checkpoint. Call it inside `with hold_run(path):`
+    (which refuses a run another process trains), so nothing changes between check and training."""
     path = Path(path)
     if is_finished(path):
         raise QuicknetsError(f"run {path.name} is finished; a finished record stays as it is "
                              f"(train a new run to train longer)")
-    if lock_holder(path) is not None or not (path / CHECKPOINT_FILE).is_file():
+    if not (path / CHECKPOINT_FILE).is_file():
         raise QuicknetsError(unfinished_message(path))
 
 
