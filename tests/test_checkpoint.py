@@ -199,5 +199,7 @@ def test_resume_refuses_other_settings_and_finished_runs(tiny_dir, tmp_path):
         resume(name, runs)
     from quicknets.runs import start_run
     training = start_run(json.loads((runs / name / "config.json").read_text()), {}, runs)
-    with pytest.raises(QuicknetsError, match="is still training"):  # by this live process
-        resume(training.name, runs)
+    from quicknets.runs import hold_run
+    with hold_run(training):  # as its trainer does
+        with pytest.raises(QuicknetsError, match="is being trained by process"):
+            resume(training.name, runs)

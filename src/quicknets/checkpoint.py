@@ -34,7 +34,7 @@ def save_checkpoint(path, epoch: int, model, opt, generator: torch.Generator,
         "threads": torch.get_num_threads(),  # floating-point sums depend on it
         "history": history,
     }
-    atomic_torch_save(state, path)
+    atomic_torch_save(state, path, parents=False)  # never recreates a removed run
 
 
 def load_checkpoint(path) -> dict:

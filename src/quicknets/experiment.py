@@ -19,8 +19,8 @@ import json
 from quicknets.config import RunConfig
 from quicknets.errors import Interrupted, QuicknetsError
 from quicknets.machine import resolve
-from quicknets.runs import (CHECKPOINT_FILE, find_run, finish_run, is_finished, mark, start_run,
-                            training_pid)
+from quicknets.runs import (CHECKPOINT_FILE, check_resumable, find_run, finish_run, hold_run,
+                            mark, start_run, unfinished_message)
 from quicknets.storage import atomic_write_json
 
 
@@ -45,7 +45,8 @@ def epoch_saver(path, loggers=(), on_epoch=None):
 
     def after_epoch(epoch, model, opt, generator, history):
         save_checkpoint(path / CHECKPOINT_FILE, epoch, model, opt, generator, history)
-        atomic_write_json(path / "history.json", history)  # progress, readable while training
+        # progress, readable while training; never recreates a run removed meanwhile
+        atomic_write_json(path / "history.json", history, parents=False)
         mark(path, "running", epoch)
         for logger in loggers:
             logger.log(history[-1], epoch)
@@ -59,32 +60,37 @@ def train_recorded(config: RunConfig, model, data, runs_dir=None, *, path=None, 
                    on_start=None) -> tuple:
     """Train a set-up run with a checkpoint each epoch, test it and finish its record:
     (path, results). A new run folder is made unless `path` (with `resume`, a checkpoint) names
-    the one to continue. `on_start(path)` is told the folder before training begins."""
+    the one to continue (inside its `hold_run`). `on_start(path)` is told the folder before
+    training begins."""
+    from contextlib import nullcontext
+
     from quicknets.data import describe
     from quicknets.loggers import open_loggers
     from quicknets.metrics import evaluate
     from quicknets.training import fit
+    lock = nullcontext()  # a resume holds its run's lock already
     if path is None:
         path = start_run(config, describe(data), runs_dir, sweep=sweep)
-    if on_start is not None:
-        on_start(path)
-    loggers = open_loggers(log_to, path, config.to_dict())
-    try:
-        history = fit(model, data, config.train, quiet=quiet, log=log, resume=resume,
-                      after_epoch=epoch_saver(path, loggers, on_epoch))
-    except KeyboardInterrupt:
-        mark(path, "interrupted")
-        raise Interrupted(f"{path.name} keeps its last finished epoch; continue it with "
-                          f"`quicknets train --resume {path.name}`") from None
-    except BaseException as e:
-        # pruned by Optuna (resumable like any stopped run), diverged, or failed
-        mark(path, "pruned" if type(e).__name__ == "TrialPruned" else "failed")
-        raise
-    finally:
-        for logger in loggers:
-            logger.close()
-    results = evaluate(model, data)
-    finish_run(path, model, history, results)
+        lock = hold_run(path)  # held while training: `runs` shows it running, `runs rm` refuses
+    with lock:
+        if on_start is not None:
+            on_start(path)
+        loggers = open_loggers(log_to, path, config.to_dict())
+        try:
+            history = fit(model, data, config.train, quiet=quiet, log=log, resume=resume,
+                          after_epoch=epoch_saver(path, loggers, on_epoch))
+        except KeyboardInterrupt:
+            mark(path, "interrupted")
+            raise Interrupted(unfinished_message(path)) from None
+        except BaseException as e:
+            # pruned by Optuna (resumable like any stopped run), diverged, or failed
+            mark(path, "pruned" if type(e).__name__ == "TrialPruned" else "failed")
+            raise
+        finally:
+            for logger in loggers:
+                logger.close()
+        results = evaluate(model, data)
+        finish_run(path, model, history, results)
     return path, results
 
 
@@ -107,22 +113,18 @@ def resume(ref, runs_dir=None, *, threads=None, device=None, data_dir=None, quie
     where and how fast it runs may change: threads, device, data_dir."""
     from quicknets.checkpoint import load_checkpoint
     path = find_run(ref, runs_dir)
-    if is_finished(path):
-        raise QuicknetsError(f"run {path.name} is finished; a finished record stays as it is "
-                             f"(train a new run to train longer)")
-    pid = training_pid(path)
-    if pid is not None:  # two processes would write one record
-        raise QuicknetsError(f"run {path.name} is still training (process {pid}); resume it "
-                             f"once it has stopped")
-    state = load_checkpoint(path / CHECKPOINT_FILE)
-    config = load_config(path)
-    # The same thread count as before unless asked: float sums, hence the numbers, depend on it.
-    config = config.replace(threads=threads or config.train.threads or state.get("threads", 0),
-                            device=device or config.train.device,
-                            data_dir=data_dir or config.data.data_dir)
-    config, model, data = setup(config)
-    if not quiet:
-        log(f"resuming {path.name} after epoch {state['epoch']} of {config.train.epochs}")
-    mark(path, "running", state["epoch"])
-    return train_recorded(config, model, data, path=path, resume=state, quiet=quiet, log=log,
-                          log_to=log_to)
+    with hold_run(path):  # one trainer per run: a second --resume is refused, not run
+        check_resumable(path)
+        state = load_checkpoint(path / CHECKPOINT_FILE)
+        config = load_config(path)
+        # The same thread count as before unless asked: float sums, hence the numbers, depend
+        # on it.
+        config = config.replace(threads=threads or config.train.threads
+                                or state.get("threads", 0), device=device or config.train.device,
+                                data_dir=data_dir or config.data.data_dir)
+        config, model, data = setup(config)
+        if not quiet:
+            log(f"resuming {path.name} after epoch {state['epoch']} of {config.train.epochs}")
+        mark(path, "running", state["epoch"])
+        return train_recorded(config, model, data, path=path, resume=state, quiet=quiet,
+                              log=log, log_to=log_to)

@@ -1,30 +1,42 @@
 """The runs index: one SQLite file (runs/index.sqlite) with a row per run, for listing and queries.
 
-    record(root, name, status="running", settings={...}, created="...")   # insert or update a row
     rows = query(root, where=["optimizer=adam", "lr<0.01"], sort="-test_accuracy")
+    record(root, name, status="done", ...)      # insert or update a row by hand
 
-The run folders are the truth and the index is a cache of them: `query` first adds folders it
-has not seen (copied in, or written by an older quicknets) and drops rows whose folder is gone.
-The file uses write-ahead logging and a long busy timeout, and every write is one short
+The run folders are the truth and the index is a cache of them: before each query, `sync` reads
+again every folder whose files changed since (a stamp of their inodes, times and sizes), adds
+folders it has not seen, drops rows whose folder is gone, and asks the folders whose run is not
+finished for their live state (runfolder.py). So a row holds everything its folder holds, even
+when the index was deleted mid-training. A runs folder that cannot be written is indexed in
+memory. The file uses write-ahead logging and a long busy timeout, and every write is one short
 transaction, so parallel writers (sweep workers) wait for each other instead of losing rows.
 WAL needs a local file system: on NFS give each machine its own runs folder.
 """
 import json
 import os
-import socket
 import sqlite3
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from quicknets.errors import QuicknetsError
+from quicknets.runfolder import describe, run_state, stamp
 
 INDEX_FILE = "index.sqlite"
 COLUMNS = ("name", "status", "created", "sweep", "host", "pid", "epochs_done",
-           "test_accuracy", "test_loss", "settings")
+           "test_accuracy", "test_loss", "settings", "problem", "stamp")
 SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY, status TEXT NOT NULL, created TEXT, sweep TEXT, host TEXT,
-    pid INTEGER, epochs_done INTEGER, test_accuracy REAL, test_loss REAL, settings TEXT)"""
+    pid INTEGER, epochs_done INTEGER, test_accuracy REAL, test_loss REAL, settings TEXT,
+    problem TEXT, stamp TEXT)"""
+ADDED = ("problem", "stamp")  # columns an index made by an older quicknets lacks
 BUSY_MS = 120_000  # how long a writer waits for another one before giving up
+LIVE = ("running", "stopped", "interrupted", "pruned", "failed")  # may change without a write
+
+
+def _unusable(root: Path, e) -> QuicknetsError:
+    return QuicknetsError(f"the runs index {root / INDEX_FILE} is unusable ({e}); delete it and "
+                          "it is rebuilt from the run folders")
 
 
 def connect(root: Path) -> sqlite3.Connection:
@@ -40,30 +52,46 @@ def connect(root: Path) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 conn.execute(SCHEMA)
+                have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+                for column in ADDED:
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
             break
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise QuicknetsError(f"the runs index {root / INDEX_FILE} is unusable ({e}); "
-                                     "delete it and it is rebuilt from the run folders") from None
             if conn is not None:
                 conn.close()
+            if "duplicate column" in str(e):  # another process added it first
+                continue
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise _unusable(root, e) from None
             time.sleep(0.05)
         except sqlite3.DatabaseError as e:
-            raise QuicknetsError(f"the runs index {root / INDEX_FILE} is unusable ({e}); delete "
-                                 "it and it is rebuilt from the run folders") from None
+            raise _unusable(root, e) from None
     conn.row_factory = sqlite3.Row
     return conn
 
 
-def flat_settings(config: dict) -> dict:
-    """A recorded config (any layout) → one flat dict of settings (the field names are unique);
-    {} for a config that cannot be read."""
-    from quicknets.config import RunConfig
-    from quicknets.errors import QuicknetsError
-    try:
-        return RunConfig.from_dict(config).flat()
-    except QuicknetsError:
-        return {}
+def _in_memory() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:")
+    conn.execute(SCHEMA)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def writable(root: Path) -> bool:
+    """Whether the index file can be written (a read-only runs folder is listed from memory)."""
+    file = root / INDEX_FILE
+    return os.access(root, os.W_OK) and (not file.exists() or os.access(file, os.W_OK))
+
+
+def _write(conn, name: str, values: dict) -> None:
+    if "settings" in values:
+        values = {**values, "settings": json.dumps(values["settings"], sort_keys=True,
+                                                   default=str)}
+    conn.execute("INSERT OR IGNORE INTO runs (name, status) VALUES (?, 'running')", (name,))
+    if values:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        conn.execute(f"UPDATE runs SET {sets} WHERE name = ?", (*values.values(), name))
 
 
 def record(root: Path, name: str, **values) -> None:
@@ -71,99 +99,91 @@ def record(root: Path, name: str, **values) -> None:
     unknown = set(values) - set(COLUMNS)
     if unknown:
         raise ValueError(f"unknown index columns {sorted(unknown)}")
-    if "settings" in values:
-        values["settings"] = json.dumps(values["settings"], sort_keys=True, default=str)
     conn = connect(root)
     try:
         with conn:  # one transaction
-            conn.execute("INSERT OR IGNORE INTO runs (name, status) VALUES (?, 'running')",
-                         (name,))
-            if values:
-                sets = ", ".join(f"{k} = ?" for k in values)
-                conn.execute(f"UPDATE runs SET {sets} WHERE name = ?", (*values.values(), name))
+            _write(conn, name, values)
     finally:
         conn.close()
 
 
-def forget(root: Path, name: str) -> None:
-    conn = connect(root)
+def run_folders(root: Path) -> list:
     try:
-        with conn:
-            conn.execute("DELETE FROM runs WHERE name = ?", (name,))
+        return sorted(p.name for p in root.iterdir()
+                      if not p.name.startswith(".") and (p / "config.json").is_file())
+    except OSError as e:
+        raise QuicknetsError(f"cannot read the runs folder {root}: {e.strerror}") from None
+
+
+def sync(root: Path, conn: sqlite3.Connection | None = None) -> None:
+    """Bring the index up to the folders: read changed and new ones again, drop rows whose
+    folder was deleted, refresh the state of unfinished runs."""
+    own = conn is None
+    conn = connect(root) if own else conn
+    try:
+        cached = {r["name"]: (r["stamp"], r["status"], r["pid"])
+                  for r in conn.execute("SELECT name, stamp, status, pid FROM runs")}
+        with conn:  # one transaction, written only if something changed
+            on_disk = run_folders(root)
+            for name in on_disk:
+                path, was = root / name, cached.get(name)
+                now = stamp(path)  # before reading: a file written meanwhile is read next time
+                if was is None or was[0] != now:
+                    _write(conn, name, {**describe(path), "stamp": now})
+                elif was[1] in LIVE:
+                    state = run_state(path)
+                    if (state["status"], state["pid"]) != was[1:]:
+                        _write(conn, name, state)
+            for name in set(cached) - set(on_disk):
+                conn.execute("DELETE FROM runs WHERE name = ?", (name,))
+    except sqlite3.DatabaseError as e:
+        raise _unusable(root, e) from None
     finally:
-        conn.close()
-
-
-def _row_from_folder(path: Path) -> dict:
-    """An index row rebuilt from a run folder (for folders the index has not seen)."""
-    def read(file):
-        try:
-            return json.loads((path / file).read_text())
-        except (OSError, ValueError):
-            return None
-    config, meta, results = read("config.json") or {}, read("meta.json") or {}, read("results.json")
-    history = read("history.json") or []
-    return {"status": "done" if results else "stopped", "created": meta.get("created"),
-            "sweep": meta.get("sweep"), "epochs_done": len(history) if results else None,
-            "test_accuracy": (results or {}).get("accuracy"),
-            "test_loss": (results or {}).get("loss"), "settings": flat_settings(config)}
-
-
-def sync(root: Path) -> None:
-    """Add run folders missing from the index; drop rows whose folder was deleted."""
-    conn = connect(root)
-    try:
-        known = {r["name"] for r in conn.execute("SELECT name FROM runs")}
-    finally:
-        conn.close()
-    on_disk = {p.name for p in root.iterdir()
-               if not p.name.startswith(".") and (p / "config.json").is_file()}
-    for name in sorted(on_disk - known):
-        record(root, name, **_row_from_folder(root / name))
-    for name in sorted(known - on_disk):
-        forget(root, name)
-
-
-def alive(host: str | None, pid: int | None) -> bool:
-    """Whether a process on this machine is still running (unknown elsewhere: assume so)."""
-    if not pid or host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if own:
+            conn.close()
 
 
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")  # longest first, so "<=" is not read as "<"
+NUMERIC_COLUMNS = ("pid", "epochs_done", "test_accuracy", "test_loss")
 
 
 def parse_filter(text: str) -> tuple:
-    """'lr<0.01' → ('lr', '<', 0.01); values that look like numbers compare as numbers."""
+    """'lr<0.01' → ('lr', '<', 0.01); values that look like numbers compare as numbers, and a
+    numeric setting or metric compares only with a number."""
     for op in OPERATORS:
         key, sep, value = text.partition(op)
         if sep and key.strip():
-            key, value = key.strip(), value.strip()
-            key = check_key(key)
+            key, value = check_key(key.strip()), value.strip()
             try:
                 value = float(value) if value.lower() not in ("nan", "inf", "-inf") else value
             except ValueError:
-                pass
+                if key in numeric_keys():  # "lr<abc" would compare a number with text
+                    raise QuicknetsError(f"bad filter {text!r}: {key} is a number, and "
+                                         f"{value!r} is not") from None
             if value in ("true", "false"):
                 value = 1 if value == "true" else 0  # JSON booleans come back as 1/0
             return key, op, value
     raise QuicknetsError(f"bad filter {text!r}: use KEY=VALUE, KEY<VALUE, KEY>=VALUE, ...")
 
 
+def _config_fields() -> list:
+    from quicknets.config import SECTIONS
+    return [f for c in SECTIONS.values() for f in fields(c)]
+
+
+def numeric_keys() -> set:
+    """The metrics and the settings that hold numbers (int or float, not bool)."""
+    return set(NUMERIC_COLUMNS) | {f.name for f in _config_fields()
+                                   if f.type in (int, float, "int", "float")}
+
+
 def check_key(key: str) -> str:
-    """The column or setting a key names (old names accepted): only index columns and config
-    fields may be filtered or sorted on (and go into SQL)."""
-    from quicknets.config import ALIASES, FIELDS
+    """The column or setting a key names (old names accepted: layers, model, test_acc, ...):
+    only index columns and config fields may be filtered or sorted on (and go into SQL)."""
+    from quicknets.config import ALIASES
     from quicknets.metrics import OLD_NAMES
     key = ALIASES.get(key, OLD_NAMES.get(key, key))
-    known = set(COLUMNS) | set(FIELDS)
+    known = set(COLUMNS) - {"stamp"} | {f.name for f in _config_fields()}
     if key not in known:
         raise QuicknetsError(f"unknown key {key!r}: use a setting ({', '.join(sorted(known))})")
     return key
@@ -177,10 +197,8 @@ def _column(key: str) -> str:
 def query(root: Path, where=(), sort: str | None = None, status: str | None = None,
           sweep: str | None = None) -> list:
     """Rows (dicts, `settings` decoded) matching every filter, sorted by a column or setting
-    (`-key` for descending; default: creation time)."""
-    if not root.is_dir():
-        return []
-    sync(root)
+    (`-key` for descending; default: creation time). `status`: done, running, stopped,
+    interrupted, pruned, failed, unreadable, or all (also None)."""
     clauses, params = [], []
     for text in where:
         key, op, value = parse_filter(text)
@@ -189,14 +207,20 @@ def query(root: Path, where=(), sort: str | None = None, status: str | None = No
     if sweep:
         clauses.append("sweep = ?")
         params.append(sweep)
+    if status and status != "all":
+        clauses.append("status = ?")
+        params.append(status)
     order = "created, name"
     if sort:
         desc = sort.startswith("-")
         key = check_key(sort.lstrip("-"))
         order = f"{_column(key)} {'DESC' if desc else 'ASC'} NULLS LAST, name"
-    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
-    conn = connect(root)
+    if not root.is_dir():
+        return []
+    conn = connect(root) if writable(root) else _in_memory()
     try:
+        sync(root, conn)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         rows = [dict(r) for r in conn.execute(f"{sql} ORDER BY {order}", params)]
     except sqlite3.OperationalError as e:
         raise QuicknetsError(f"bad query: {e}") from None
@@ -204,8 +228,5 @@ def query(root: Path, where=(), sort: str | None = None, status: str | None = No
         conn.close()
     for row in rows:
         row["settings"] = json.loads(row["settings"] or "{}")
-        if row["status"] == "running" and not alive(row["host"], row["pid"]):
-            row["status"] = "stopped"  # killed: resumable with quicknets train --resume
-    if status and status != "all":
-        rows = [r for r in rows if r["status"] == status]
+        del row["stamp"]
     return rows

@@ -372,7 +372,8 @@ def save_model(model: Network, path) -> None:
     atomic_torch_save({"format": MODEL_FORMAT,
                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                        "config": dict(model.config),
-                       "preprocessing": pre.to_dict() if pre is not None else None}, path)
+                       "preprocessing": pre.to_dict() if pre is not None else None}, path,
+                      parents=False)  # into an existing folder: a removed run stays removed
 
 
 def load_saved(path, preprocessing=None) -> Network:

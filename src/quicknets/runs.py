@@ -6,16 +6,20 @@
 
     runs = list_runs(where=["optimizer=adam"], sort="-test_accuracy")
 
+    with hold_run(path):     # the trainer holds the run's lock while it trains (runfolder.py)
+        ...
+
 A run folder holds config.json (data, model and train settings), history.json (one dict per
 epoch), results.json (test metrics), model.pt (weights and the network's config) and meta.json
 (seed, versions of Python, torch and quicknets, the code version, when and how it was made).
 `quicknets train` creates the folder (config.json, meta.json) before the first epoch and keeps
 checkpoint.pt in it while training; results.json is written last and marks the run finished, so
-a killed run is visible as unfinished, resumable, and never read as a result. Every file is
-written atomically. The runs are indexed in runs/index.sqlite (see index.py) for listing and
-queries. Runs live in --runs-dir, $QUICKNETS_RUNS, or ./runs.
+a killed run is visible as unfinished, resumable, and never read as a result. The folder is the
+truth: its state (done, running, interrupted, ..., stopped) is read from its files and lock
+(runfolder.py), and runs/index.sqlite (index.py) only caches it for listing and queries. Every
+file is written atomically, and never into a folder that was removed. Runs live in --runs-dir,
+$QUICKNETS_RUNS, or ./runs.
 """
-import json
 import os
 import platform
 import secrets
@@ -30,10 +34,14 @@ from pathlib import Path
 from quicknets import index
 from quicknets.config import RunConfig
 from quicknets.errors import QuicknetsError
+from quicknets.runfolder import (CHECKPOINT_FILE, STATUS_FILE, RunInUse, check_record, describe,
+                                 describe_holder, hold_run, last_told, lock_holder, read_json)
+from quicknets.runfolder import run_state  # noqa: F401  (offered here with hold_run)
 from quicknets.storage import atomic_write_json
 
-RECORD_FILES = ("config.json", "history.json", "results.json", "meta.json")
-CHECKPOINT_FILE = "checkpoint.pt"
+RECORD_FILES = {"config.json": dict, "history.json": list, "results.json": dict,
+                "meta.json": dict}  # in Run's field order, with the JSON type each holds
+MARKS = ("running", "interrupted", "pruned", "failed")
 
 
 def runs_root(runs_dir=None) -> Path:
@@ -91,8 +99,9 @@ def environment() -> dict:
 def start_run(config, data_info: dict | None = None, runs_dir=None,
               name: str | None = None, sweep: str | None = None) -> Path:
     """Create the run folder (config.json, meta.json) before training, so it can hold
-    checkpoints, and index it as running. It counts as finished only once finish_run wrote
-    results.json; until then load_run refuses it and `quicknets train --resume` continues it."""
+    checkpoints. It counts as finished only once finish_run wrote results.json; until then
+    load_run refuses it and `quicknets train --resume` continues it. The caller trains it
+    inside `with hold_run(path):`."""
     config = as_run_config(config)
     root = runs_root(runs_dir)
     name = name or f"{run_name(config)}-{secrets.token_hex(3)}"
@@ -105,46 +114,87 @@ def start_run(config, data_info: dict | None = None, runs_dir=None,
     if sweep:
         meta["sweep"] = sweep
     try:
-        atomic_write_json(tmp / "config.json", config.to_dict())
-        atomic_write_json(tmp / "meta.json", meta)
+        tmp.mkdir(parents=True)
+        atomic_write_json(tmp / "config.json", config.to_dict(), parents=False)
+        atomic_write_json(tmp / "meta.json", meta, parents=False)
         os.replace(tmp, final)  # the folder appears with its config, never without
     except OSError as e:  # --runs-dir names a file, a read-only folder, a full disk
+        shutil.rmtree(tmp, ignore_errors=True)
         raise QuicknetsError(f"cannot create the run folder {final}: {e.strerror}") from None
-    index.record(root, name, status="running", created=meta["created"], sweep=sweep,
-                 host=socket.gethostname(), pid=os.getpid(), epochs_done=0,
-                 settings=config.flat())
     return final
 
 
 def finish_run(path: Path, model, history: list, results: dict) -> Path:
-    """Write the weights, history and results (last: its presence marks the run finished)."""
+    """Write the weights, history and results (last: its presence marks the run finished).
+    A folder removed meanwhile is a QuicknetsError, never recreated."""
     path = Path(path)
-    atomic_write_json(path / "history.json", history)
+    atomic_write_json(path / "history.json", history, parents=False)
     from quicknets.models import save_model
     save_model(model, path / "model.pt")
-    atomic_write_json(path / "results.json", results)
-    (path / CHECKPOINT_FILE).unlink(missing_ok=True)  # the record is closed: no resume
-    index.record(path.parent, path.name, status="done", epochs_done=len(history),
-                 test_accuracy=results.get("accuracy"), test_loss=results.get("loss"))
+    atomic_write_json(path / "results.json", results, parents=False)
+    for leftover in (CHECKPOINT_FILE, STATUS_FILE):  # the record is closed: no resume
+        (path / leftover).unlink(missing_ok=True)
     return path
 
 
 def mark(path: Path, status: str, epochs_done: int | None = None) -> None:
-    """Update a run's status in the index (running, interrupted) and its epoch count."""
-    values = {"status": status, "pid": os.getpid(), "host": socket.gethostname()}
-    if epochs_done is not None:
-        values["epochs_done"] = epochs_done
-    index.record(Path(path).parent, Path(path).name, **values)
+    """Write what the trainer is doing to the run's status.json, atomically: running (after each
+    epoch), or why it stopped (interrupted, pruned, failed). A run counts as running only while
+    its lock is held, so a run marked running and then killed reads as stopped."""
+    path = Path(path)
+    if status not in MARKS:
+        raise ValueError(f"status must be one of {MARKS}, got {status!r}")
+    if status != "running" and not path.is_dir():
+        return  # removed while training: nothing to mark, and the error that stopped it says so
+    told = {"status": status, "epochs_done": epochs_done, "pid": os.getpid(),
+            "host": socket.gethostname(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(path / STATUS_FILE, told, parents=False)
 
 
 def save_run(model, config, history: list, results: dict, data_info: dict | None = None,
              runs_dir=None, name: str | None = None) -> Path:
     """Write a complete run folder at once and return its path. `config` = {data, model, train}."""
-    return finish_run(start_run(config, data_info, runs_dir, name), model, history, results)
+    path = start_run(config, data_info, runs_dir, name)
+    with hold_run(path):
+        return finish_run(path, model, history, results)
 
 
 def is_finished(path: Path) -> bool:
     return (Path(path) / "results.json").is_file()
+
+
+def unfinished_message(path: Path) -> str:
+    """Why the run at `path` is not a result yet, offering only what works next: --resume where
+    a checkpoint exists, training it again where none does. One line."""
+    path = Path(path)
+    row = describe(path)
+    if row["status"] == "running" and (row["pid"], row["host"]) == (os.getpid(),
+                                                                    socket.gethostname()):
+        row.update(last_told(path))  # this process holds the lock: a trainer on its own stop
+    status, name = row["status"], path.name
+    if status == "running":
+        return (f"run {name} is still training ({describe_holder(row)}, "
+                f"{row['epochs_done']} epoch(s) done); wait for it to finish")
+    if status == "unreadable":
+        return f"run {name} is not finished, and cannot be read: {row['problem']}"
+    if (path / CHECKPOINT_FILE).is_file():
+        planned = row["settings"].get("epochs", "?")
+        return (f"run {name} is not finished ({status} after epoch {row['epochs_done']} of "
+                f"{planned}): continue it with `quicknets train --resume {name}`")
+    return (f"run {name} is not finished ({status} before its first epoch ended, so there is "
+            f"no checkpoint to resume): train it again; `quicknets runs rm {name}` removes it")
+
+
+def check_resumable(path: Path) -> None:
+    """Raise the QuicknetsError that says why `quicknets train --resume` cannot continue the run
+    at `path`: finished, or stopped before any checkpoint. Call it inside `with hold_run(path):`
+    (which refuses a run another process trains), so nothing changes between check and training."""
+    path = Path(path)
+    if is_finished(path):
+        raise QuicknetsError(f"run {path.name} is finished; a finished record stays as it is "
+                             f"(train a new run to train longer)")
+    if not (path / CHECKPOINT_FILE).is_file():
+        raise QuicknetsError(unfinished_message(path))
 
 
 @dataclass
@@ -162,42 +212,41 @@ class Run:
         return self.path.name
 
 
+def _run_folders(root: Path, prefix: str) -> list:
+    """Names of the run folders in `root` that start with `prefix`, taken literally (a name
+    holding * or [ is no pattern)."""
+    try:
+        return sorted(p.name for p in root.iterdir() if p.name.startswith(prefix)
+                      and not p.name.startswith(".") and (p / "config.json").is_file())
+    except OSError as e:
+        raise QuicknetsError(f"cannot read the runs folder {root}: {e.strerror}") from None
+
+
 def find_run(ref, runs_dir=None) -> Path:
     """A run folder from a path, a name, or a unique prefix of a name in the runs folder."""
     path = Path(ref)
     if (path / "config.json").is_file():
-        return path
-    root = runs_root(runs_dir)
-    candidates = sorted(p for p in root.glob(f"{ref}*") if (p / "config.json").is_file()) \
-        if root.is_dir() and "/" not in str(ref) else []
-    exact = [p for p in candidates if p.name == str(ref)]
-    if exact:
-        return exact[0]
-    if len(candidates) == 1:
-        return candidates[0]
-    if len(candidates) > 1:
-        raise QuicknetsError(f"{ref!r} matches {len(candidates)} runs in {root}: "
-                             + ", ".join(p.name for p in candidates[:5]))
+        return Path(os.path.abspath(path)) if path.name in ("", "..") else path  # ".", ".."
+    root, ref = runs_root(runs_dir), str(ref)
+    names = _run_folders(root, ref) if ref and root.is_dir() and os.sep not in ref else []
+    if ref in names:
+        return root / ref
+    if len(names) == 1:
+        return root / names[0]
+    if len(names) > 1:
+        raise QuicknetsError(f"{ref!r} matches {len(names)} runs in {root}: "
+                             + ", ".join(names[:5]))
     raise QuicknetsError(f"no run {ref!r}: not a run folder, and no run of that name in {root}")
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise QuicknetsError(f"{path} is missing: the run is incomplete") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise QuicknetsError(f"{path} is corrupt ({e}); the run cannot be read") from None
-
-
 def load_run(ref, runs_dir=None) -> Run:
-    """A finished run's record (an unfinished one is an error that says how to resume it)."""
+    """A finished run's record (an unfinished one is an error that says what can be done)."""
     path = find_run(ref, runs_dir)
     if not is_finished(path):
-        raise QuicknetsError(f"run {path.name} is not finished (it was stopped or is still "
-                             f"training): resume it with `quicknets train --resume {path.name}`")
+        raise QuicknetsError(unfinished_message(path))
     from quicknets.metrics import upgrade_history
-    config, history, results, meta = (_read_json(path / f) for f in RECORD_FILES)
+    config, history, results, meta = (read_json(path / file, kind)
+                                      for file, kind in RECORD_FILES.items())
     try:
         config = RunConfig.from_dict(config)
     except QuicknetsError as e:
@@ -239,27 +288,34 @@ def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | Non
 
     `where` filters on settings and metrics through the index: ["optimizer=adam", "lr<0.01",
     "test_accuracy>=0.85"]; `sort` is a key, descending with a leading minus ("-test_accuracy").
+    Unreadable runs are left out (`quicknets runs` names them).
     """
     rows = index.query(runs_root(runs_dir), where, sort, status="done", sweep=sweep)
     return [load_run(runs_root(runs_dir) / r["name"]) for r in rows]
 
 
 def training_pid(path: Path) -> int | None:
-    """The process still training the run at `path`, or None (finished, stopped, ...)."""
-    rows = index.query(path.parent, [f"name={path.name}"])
-    return rows[0]["pid"] if rows and rows[0]["status"] == "running" else None
+    """The process training the run at `path` (holding its lock), or None."""
+    holder = lock_holder(path)
+    return None if holder is None else holder.get("pid")
 
 
 def remove_run(ref, runs_dir=None, force: bool = False) -> str:
-    """Delete a run folder (finished or not) and its index row; returns its name. A run whose
-    training process is still alive is refused unless `force`."""
+    """Delete a run record (finished or not) and return its name. Only a folder quicknets made
+    and holding only the record's files is removed; a run being trained is refused unless
+    `force` (its trainer then stops with an error at its next write)."""
     path = find_run(ref, runs_dir)
-    pid = training_pid(path)
-    if not force and pid is not None:
-        raise QuicknetsError(f"run {path.name} is still training (process {pid}); "
-                             "stop it first, or pass --force")
+    check_record(path)
     trash = path.parent / f".{path.name}.deleting"
-    os.replace(path, trash)  # gone from listings at once, even if the delete is interrupted
-    shutil.rmtree(trash)
-    index.forget(path.parent, path.name)
+    try:
+        if force:
+            os.replace(path, trash)  # gone from listings at once, even if the delete is cut short
+        else:
+            with hold_run(path, "removed"):  # the trainer's lock: no training starts meanwhile
+                os.replace(path, trash)
+        shutil.rmtree(trash)
+    except RunInUse as e:
+        raise QuicknetsError(f"{e}; stop it first, or pass --force") from None
+    except OSError as e:
+        raise QuicknetsError(f"cannot remove {path}: {e.strerror}") from None
     return path.name

@@ -1,12 +1,41 @@
 """Atomic writes and the user cache folder.
 
+    atomic_write_json(run / "history.json", history, parents=False)   # the run folder must exist
+    atomic_torch_save(tensors, cache_dir() / "decoded" / "x.pt")      # folders made as needed
+
 Everything quicknets saves goes to a temporary file in the same folder, then `os.replace`, so a
-crash mid-write leaves the old file or none, never half of one.
+crash or a full disk mid-write leaves the old file or none, never half of one. A failed write is
+a WriteError: one line for the user ("cannot write X: no space left on the device"), and still an
+OSError for callers that can do without the file (the decoded-data cache). Files inside a run
+folder are written with parents=False: a run removed while it trains stays removed, and the
+trainer gets a clear error instead of recreating a broken folder.
 """
+import errno
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from quicknets.errors import QuicknetsError
+
+
+class WriteError(QuicknetsError, OSError):
+    """A file that could not be written; `strerror` is the reason alone."""
+
+    def __init__(self, path, code: int | None, reason: str):
+        super().__init__(code, reason, str(path))
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
+def write_error(path, e: OSError) -> WriteError:
+    if isinstance(e, WriteError):
+        return e
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = "no space left on the device" if e.errno == errno.ENOSPC else "disk quota exceeded"
+        return WriteError(path, e.errno, f"{full} (the file on disk, if any, is unchanged)")
+    return WriteError(path, e.errno, e.strerror or str(e))
 
 
 def cache_dir() -> Path:
@@ -15,11 +44,21 @@ def cache_dir() -> Path:
     return Path(base) / "quicknets"
 
 
-def atomic_write(path, write) -> None:
-    """Call `write(f)` on a temporary binary file beside `path`, then rename it onto `path`."""
+def atomic_write(path, write, parents: bool = True) -> None:
+    """Call `write(f)` on a temporary binary file beside `path`, then rename it onto `path`.
+    With parents=False a missing folder is an error rather than created."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        if parents:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except FileNotFoundError as e:
+        if parents:
+            raise write_error(path, e) from None
+        raise WriteError(path, errno.ENOENT, f"its folder {path.parent} no longer exists "
+                                             "(removed?)") from None
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -27,6 +66,12 @@ def atomic_write(path, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; saved files are for sharing
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a quota, a folder removed meanwhile
+        Path(tmp).unlink(missing_ok=True)
+        if not parents and not path.parent.is_dir():
+            raise WriteError(path, errno.ENOENT, f"its folder {path.parent} no longer exists "
+                                                 "(removed?)") from None
+        raise write_error(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -38,14 +83,41 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path, data: bytes, parents: bool = True) -> None:
+    atomic_write(path, lambda f: f.write(data), parents)
 
 
-def atomic_write_json(path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
+def atomic_write_json(path, obj, parents: bool = True) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode(), parents)
 
 
-def atomic_torch_save(obj, path) -> None:
+class _Recorder:
+    """A file that remembers the OSError of a failed write: torch.save reports a full disk as
+    "unexpected pos N vs M" and drops the cause."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data):
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self):
+        return self.f.flush()
+
+
+def atomic_torch_save(obj, path, parents: bool = True) -> None:
     import torch  # here, so that importing storage stays light
-    atomic_write(path, lambda f: torch.save(obj, f))
+
+    def save(f):
+        sink = _Recorder(f)
+        try:
+            torch.save(obj, sink)
+        except Exception:
+            if sink.error is not None:
+                raise sink.error from None  # atomic_write turns it into one line
+            raise
+    atomic_write(path, save, parents)

@@ -3,6 +3,9 @@
     quicknets runs --where optimizer=adam --where "lr<0.01" --sort=-test_accuracy
     quicknets runs --status all          # unfinished runs too: running, stopped, interrupted
     quicknets runs rm mlp-256-128-64_adam_lr0.003_s0-1a2b3c
+
+Runs whose files cannot be read are named under the table (with the reason) whatever the filters,
+so no run is hidden; `rm` removes only run records quicknets made, never other folders or files.
 """
 import argparse
 
@@ -11,7 +14,8 @@ from quicknets.commands.common import add_runs_dir
 
 def add_parser(sub) -> None:
     p = sub.add_parser("runs", help="list run records (filter, sort); `runs rm RUN` deletes",
-                       description="List the runs in the runs folder from its index. Keys are "
+                       description="List the runs in the runs folder (their folders are read; "
+                                   "runs/index.sqlite caches them). Keys are "
                                    "any setting (lr, optimizer, model, seed, ...) or metric "
                                    "(test_accuracy, test_loss, epochs_done, status, created).")
     p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
@@ -20,12 +24,13 @@ def add_parser(sub) -> None:
                    help="sort by a key; a leading minus sorts descending (--sort=-test_accuracy)")
     p.add_argument("--status", default="done",
                    choices=["done", "running", "stopped", "interrupted", "pruned", "failed",
-                            "all"], help="which runs (default: finished ones)")
+                            "unreadable", "all"], help="which runs (default: finished ones)")
     p.add_argument("--sweep", default=None, help="only the trials of this sweep")
     p.add_argument("--limit", type=int, default=0, help="show at most this many (0: all)")
     add_runs_dir(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    rm = actions.add_parser("rm", help="delete runs (folder and index row)")
+    rm = actions.add_parser("rm", help="delete run records (folders quicknets made, holding "
+                                       "only the record's files)")
     rm.add_argument("names", metavar="RUN", nargs="+", help="run names, unique prefixes or folders")
     rm.add_argument("--runs-dir", default=argparse.SUPPRESS, help="as for `runs`")
     rm.add_argument("--force", action="store_true", help="delete even a run still training")
@@ -54,4 +59,6 @@ def run(args) -> int:
     others = len(every) - len(rows)
     print(f"{len(rows)} run(s) in {runs_root(args.runs_dir)}"
           + (f" ({others} more not {args.status}: --status all)" if others else ""))
+    for r in query(runs_root(args.runs_dir), status="unreadable"):
+        print(f"unreadable: {r['name']}: {r['problem']}")
     return 0
