@@ -18,7 +18,8 @@ import torch
 import notebook
 from quicknets.data import load_dataset
 from quicknets.models import network
-from quicknets.training import free_cores, train
+from quicknets.machine import free_cores
+from quicknets.training import train
 
 SIZES = (784, 256, 128, 64, 10)
 # forward multiply-adds per image, x2 FLOP each, x3 for forward + the two backward products
@@ -48,8 +49,7 @@ def main() -> None:
     trainloader, _ = notebook.loaders(notebook.make_root())
     times = {"quicknets": [], "notebook": [], "floor": []}
     for r in range(args.rounds):
-        torch.manual_seed(r)
-        history = train(network("784-256-128-64-10"), data, epochs=1, seed=r, threads=threads,
+        history = train(network("784-256-128-64-10", seed=r), data, epochs=1, seed=r, threads=threads,
                         device="cpu", quiet=True)
         times["quicknets"].append(history[0]["seconds"])
         torch.manual_seed(r)

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
 
+from quicknets.datasets import DATASETS
 from quicknets.errors import QuicknetsError
 from quicknets.preprocessing import DEFAULT_MEAN, DEFAULT_STD
 
@@ -26,7 +27,7 @@ def opt(default, help: str, choices=None, low=None, high=None, flags=()):
 
 @dataclass
 class DataConfig:
-    dataset: str = opt("fashion-mnist", "which dataset", ["fashion-mnist", "mnist", "kmnist"])
+    dataset: str = opt("fashion-mnist", "which dataset", list(DATASETS))
     data_dir: str = opt("", "folder holding the IDX files (searched first; downloads go here)")
     val_split: float = opt(0.0, "fraction of the training set held out for validation, "
                                 "chosen by --seed (0: no validation set)", low=0.0, high=0.99)

@@ -31,6 +31,7 @@ class DatasetInfo:
     classes: tuple
     sha256: dict  # key -> SHA-256 of the decompressed file, None where no digest is known
     debian_dir: str | None = None
+    layout: str = "fashion"  # how a user's image file is laid out (images.py): fashion, digits
 
 
 DATASETS = {
@@ -48,12 +49,13 @@ DATASETS = {
         {"train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
          "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
          "test_images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-         "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"}),
+         "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"},
+        layout="digits"),
     # KMNIST: no published digest of the decompressed files; fetched .gz files are checked
     # against torchvision's MD5s instead, and local raw files are checked for structure only.
     "kmnist": DatasetInfo(
         "kmnist", "KMNIST", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-        dict.fromkeys(FILES)),
+        dict.fromkeys(FILES), layout="digits"),
 }
 
 

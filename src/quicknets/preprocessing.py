@@ -18,12 +18,14 @@ from quicknets.errors import QuicknetsError
 DEFAULT_MEAN = 0.5  # x = (pixel / 255 - mean) / std: 0.5, 0.5 maps [0, 255] to [-1, 1] (the
 DEFAULT_STD = 0.5   # notebook's Normalize((0.5,), (0.5,)))
 LAYOUTS = ("fashion", "digits")  # how images.load_image brings a file to the shape
-DIGIT_SETS = ("mnist", "kmnist")  # drawn characters: MNIST's layout (20x20 box, centred by mass)
 
 
 def dataset_layout(dataset: str) -> str:
-    """The layout of a dataset's images: "digits" for the MNIST-style sets, else "fashion"."""
-    return "digits" if dataset in DIGIT_SETS else "fashion"
+    """The layout of a dataset's images (datasets.DatasetInfo.layout): "digits" for the
+    MNIST-style sets of drawn characters, "fashion" for the rest."""
+    from quicknets.datasets import DATASETS
+    info = DATASETS.get(dataset)
+    return info.layout if info is not None else "fashion"
 
 
 @dataclass(frozen=True)
