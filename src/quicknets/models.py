@@ -312,9 +312,10 @@ def check_memory(spec, activation="relu", dropout=0.0, batchnorm=False, input_sh
     need += extra
     have = available_memory()
     if have and need > have:
+        batch = f" at batch size {batch_size}" if batch_size > 1 else ""
         raise QuicknetsError(f"the network ({params:,} parameters) needs about "
-                             f"{need / 2 ** 30:.1f} GiB to train at batch size {batch_size} "
-                             f"(weights, gradients and optimizer state, each layer's outputs"
+                             f"{need / 2 ** 30:.1f} GiB to train{batch} (weights, gradients "
+                             f"and optimizer state, each layer's outputs"
                              f"{', the training images' if extra else ''}), and this machine "
                              f"has {have / 2 ** 30:.1f} GiB available")
 

@@ -49,12 +49,13 @@ def run(args) -> int:
     rows = [r for r in every if args.status in ("all", r["status"])]
     if args.limit > 0:
         rows = rows[:args.limit]
-    print(f"{'run':<52} {'status':<11} {'epochs':>6} {'test_acc':>8} {'test_loss':>9}  created")
+    print(f"{'run':<52} {'status':<11} {'epochs':>6} {'test_accuracy':>13} {'test_loss':>9}  "
+          f"created")
     for r in rows:
         epochs = f"{r['epochs_done'] or 0}/{r['settings'].get('epochs', '?')}"
         acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
         loss = "-" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
-        print(f"{r['name']:<52} {r['status']:<11} {epochs:>6} {acc:>8} {loss:>9}  "
+        print(f"{r['name']:<52} {r['status']:<11} {epochs:>6} {acc:>13} {loss:>9}  "
               f"{r['created'] or '-'}")
     others = len(every) - len(rows)
     print(f"{len(rows)} run(s) in {runs_root(args.runs_dir)}"
