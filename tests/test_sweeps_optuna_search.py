@@ -89,17 +89,19 @@ def test_optuna_sweep_local(tiny_dir, runs_dir, capsys):
     assert {line.split()[1] for line in lines} == {f"{n}/5" for n in range(1, 6)}
     assert all(" test_accuracy 0." in line or " pruned: pruned after epoch " in line
                for line in lines)
-    study = optuna.load_study(study_name="o1",
-                              storage=f"sqlite:///{runs_dir.resolve()}/optuna.sqlite3")
+    storage = f"sqlite:///{runs_dir.resolve()}/optuna.sqlite3"
+    study = optuna.load_study(study_name="o1", storage=storage)
     assert len(study.trials) == 5
     names = [n for t in study.trials for n in t.user_attrs["runs"]]
     assert sorted(names) == sorted(p.name for p in runs_dir.iterdir()
                                    if p.is_dir() and p.name != "sweeps")
+    assert main(["sweep", "--resume-sweep", "o1", "--runs-dir", str(runs_dir)]) == 0
+    assert "\ntrial " not in capsys.readouterr().out  # the study holds its 5 trials already
+    assert len(optuna.load_study(study_name="o1", storage=storage).trials) == 5
     # The name is taken: by the runs folder, and by the study in a shared storage.
     assert main(["sweep", "--search", "optuna", "--lr", "log:0.001:0.03", "--name", "o1",
                  "--runs-dir", str(runs_dir)]) == 1
     assert "'o1' is already used" in capsys.readouterr().err
-    storage = f"sqlite:///{runs_dir.resolve()}/optuna.sqlite3"
     assert main(["sweep", "--search", "optuna", "--lr", "log:0.001:0.03", "--name", "o1",
                  "--storage", storage, "--runs-dir", str(runs_dir.parent / "other")]) == 1
     err = capsys.readouterr().err
@@ -119,8 +121,10 @@ def test_failed_optuna_trials_say_why(tiny_dir, runs_dir, capsys):
     assert all("classes 10" in t.user_attrs["message"] for t in study.trials)
 
 
-def test_ctrl_c_stops_an_optuna_sweep_with_one_line(tiny_dir, runs_dir):
-    workers = min(2, CORES)
+@pytest.mark.parametrize("workers", [1, 2])  # in this process, and in worker processes
+def test_ctrl_c_stops_an_optuna_sweep_with_one_line(tiny_dir, runs_dir, workers):
+    if workers > CORES:
+        pytest.skip("needs two cores for two workers")
     proc = subprocess.Popen(
         [sys.executable, "-m", "quicknets", "sweep", "--search", "optuna", "--trials", "5",
          *data_flags(tiny_dir), "--epochs", "100000", "--lr", "log:0.001:0.01",

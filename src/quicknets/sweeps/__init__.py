@@ -68,23 +68,10 @@ def resume_sweep(name: str, *, workers: int = 0, threads: int = 0, runs_dir=None
     checkpoint); an Optuna search takes trials until its study holds `trials` (`storage`
     names its database, where another machine may have created it)."""
     refuse_reimport()
-    from quicknets.runs import runs_root
     name = check_name(name)
     record = load_record(name, runs_dir)
     if record is None or record["search"]["kind"] == "optuna":
-        from quicknets.sweeps.optuna_search import load_search, storage_url, study_exists
-        if record is not None and record["storage"] and not storage:
-            raise QuicknetsError(f"sweep {name}'s study is in a database: give its --storage")
-        local = runs_root(runs_dir) / "optuna.sqlite3"  # opening it would create it
-        if record is None and not storage and not (local.is_file() and
-                                                   study_exists(storage_url(None, runs_dir), name)):
-            raise QuicknetsError(f"no sweep named {name!r} in {runs_root(runs_dir)} to resume "
-                                 f"(its plan, {RECORDS}/{name}.json, is missing)")
-        url = storage_url(storage, runs_dir)
-        spec = load_search(url, name)
-        if record is None:
-            save_record(name, spec, runs_dir, storage)
-        return _optuna(name, spec, url, workers, threads, runs_dir, log, log_to)
+        return _join_study(name, record, runs_dir, storage, workers, threads, log, log_to)
     spec = Search.from_dict(record["search"])
     jobs, finished, running = remaining_jobs(name, spec, runs_dir, log_to)
     resumed = sum(job.resume is not None for job in jobs)
@@ -93,6 +80,28 @@ def resume_sweep(name: str, *, workers: int = 0, threads: int = 0, runs_dir=None
     return _run(name, spec, jobs, workers, threads, runs_dir, log,
                 f"{finished} of {total} runs finished{still}; continuing {len(jobs)} "
                 f"({resumed} from their checkpoints)")
+
+
+def _join_study(name, record, runs_dir, storage, workers, threads, log, log_to) -> list:
+    """Continue an Optuna sweep of this runs folder, or join one another machine started."""
+    from quicknets.runs import runs_root
+    from quicknets.sweeps.optuna_search import load_search, storage_url, study_exists
+    root = runs_root(runs_dir)
+    if record is not None and record["storage"] and not storage:
+        raise QuicknetsError(f"sweep {name}'s study is in a database: give its --storage URL")
+    if record is None and not storage:  # only this runs folder's study file could hold it
+        local = root / "optuna.sqlite3"  # (opening a file that is not there would create it)
+        if not (local.is_file() and study_exists(storage_url(None, runs_dir), name)):
+            from quicknets import index
+            old = index.query(root, status="all", sweep=name)
+            raise QuicknetsError(f"sweep {name!r} was made by an earlier quicknets that did "
+                                 f"not save its plan; it cannot be resumed" if old else
+                                 f"no sweep named {name!r} in {root} to resume")
+    url = storage_url(storage, runs_dir)
+    spec = load_search(url, name)
+    if record is None:  # this runs folder now knows the sweep
+        save_record(name, spec, runs_dir, storage)
+    return _optuna(name, spec, url, workers, threads, runs_dir, log, log_to)
 
 
 def _run(name, spec, jobs, workers, threads, runs_dir, log, what) -> list:
