@@ -138,8 +138,13 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
 
     def outcome(status, **more):
         return Outcome(job.overrides, status, time.perf_counter() - start, runs, **more)
+
+    def ctrl_c(signum, frame):  # as signal.default_int_handler, remembered
+        pressed.append(signum)
+        raise KeyboardInterrupt
+    pressed = []
     try:
-        with on_ctrl_c(signal.default_int_handler):  # a training stops, marked interrupted
+        with on_ctrl_c(ctrl_c):  # a training stops, marked interrupted
             if job.resume:
                 runs.append(job.resume)
                 path, results = resume(job.resume, job.runs_dir, threads=job.threads,
@@ -152,6 +157,13 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
         return outcome("interrupted", message="it keeps its last finished epoch" if runs
                        else "stopped before it trained")
     except Exception as e:  # one trial's failure is reported, the others go on
+        if pressed:  # Ctrl-C inside torch.save comes out as a RuntimeError; the checkpoint
+            # of the epoch before is intact (written atomically): the run is resumable
+            from quicknets.runs import mark, runs_root
+            if runs:
+                mark(runs_root(job.runs_dir) / runs[-1], "interrupted")
+            stop.set()
+            return outcome("interrupted", message="it keeps its last finished epoch")
         pruned = type(e).__name__ == "TrialPruned"  # as experiment.py: optuna not imported
         message = str(e).splitlines()[0] if str(e) else ""
         if not pruned and not isinstance(e, QuicknetsError):
