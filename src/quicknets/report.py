@@ -1,13 +1,18 @@
-"""A run's figures, and one self-contained HTML page that shows the whole run.
+"""A run's figures, and one self-contained HTML page that shows the whole run; the same for a
+whole sweep.
 
     run = load_run("mlp-256-128-64_adam_lr0.003_s0-1a2b3c")
     figures = run_figures(run, load_model(run), data)    # {name: Figure}, what `quicknets show` saves
     path = write_report(run)                             # runs/<run>/report.html
+    path = write_sweep_report(load_sweep("g12", storage=URL))   # runs/sweeps/g12.html
 
 The page holds the run's settings, how it was made, the per-epoch table, the test metrics, the
 per-class table and the figures. Figures are embedded as base64 PNG data URIs and the styles are
 inline, so the page fetches nothing and opens offline in any browser; all text is escaped. Both
-read the run record and the saved model; nothing is retrained.
+read the run record and the saved model; nothing is retrained. The sweep page holds the ranked
+table, the curves of the best variants, each varied setting against the metric, the trials (who
+ran what, when) and links to the runs' own pages that are in this runs folder; it reads only the
+sweep's study or run records (sweeps/view.py).
 """
 import base64
 from html import escape
@@ -151,6 +156,123 @@ def write_report(run, model=None, data=None, path=None, data_dir=None) -> Path:
     pngs = {name: to_png(fig) for name, fig in run_figures(run, model, data).items()}
     page = render_report(run, pngs, summary(model))
     path = Path(path) if path is not None else run.path / "report.html"
+    try:
+        atomic_write_bytes(path, page.encode("utf-8"))
+    except OSError as e:
+        raise QuicknetsError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+# --- the sweep page: one sweep, every trial, from its study or this runs folder ---
+
+SWEEP_FIGURES = {  # figure name -> caption
+    "curves": "Loss and accuracy per epoch of the best variants, ranked as in the table (each "
+              "variant's seeds in one colour)",
+    "settings": "Each varied setting against the ranking metric: a dot per finished run, the "
+                "line through the means",
+}
+
+
+def _run_link(name: str, root: Path, page_dir: Path) -> str:
+    """A run's name, linked to its own report where that page exists in this runs folder."""
+    import os
+    from urllib.parse import quote
+    page = root / name / "report.html"
+    if page.is_file():
+        href = quote(Path(os.path.relpath(page, page_dir)).as_posix())
+        return f'<a href="{href}">{escape(name)}</a>'
+    local = "*" if (root / name).is_dir() else ""
+    return f"<code>{escape(name)}</code>{local}"
+
+
+def _ranking(view, root: Path, page_dir: Path) -> str:
+    """The ranked variants: the settings that differ, seeds, the metrics as mean ± std."""
+    from quicknets.sweeps.view import shown_keys
+    keys = [k for k in shown_keys(view.groups) if k != "seed"]
+    metrics = list(dict.fromkeys([view.metric, "test_accuracy", "test_loss"]))
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["#", *keys, "n", *metrics, "runs"])
+    rows = []
+    for i, g in enumerate(view.groups, 1):
+        cells = [f'<td class="num">{i}</td>']
+        cells += [_cell(g["settings"].get(k)) for k in keys]
+        cells.append(f'<td class="num">{g["n"]}</td>')
+        if g.get("state", "COMPLETE") == "COMPLETE":
+            for m in metrics:
+                mean, std = g[m]
+                text = "-" if mean is None else f"{mean:.4f}" if g["n"] < 2 else \
+                    f"{mean:.4f} ± {std:.4f}"
+                cells.append(f'<td class="num">{text}</td>')
+        else:
+            cells.append(f'<td colspan="{len(metrics)}">{escape(g["state"].lower())}: '
+                         f'{escape(g.get("message", ""))}</td>')
+        cells.append("<td>" + " ".join(_run_link(n, root, page_dir) for n in g["names"])
+                     + "</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _trials(view, root: Path, page_dir: Path) -> str:
+    """A study's trials in order: state, who ran them, when, how long, what."""
+    rows = []
+    for t in view.trials:
+        note = f"trained again as trial {t['retried_as']}" if t["retried_as"] is not None \
+            else ""
+        started = t["started"].strftime("%Y-%m-%d %H:%M:%S") if t["started"] else ""
+        seconds = f'{t["seconds"]:.1f}' if t["seconds"] is not None else ""
+        params = " ".join(f"{k}={v}" for k, v in t["params"].items())
+        rows.append(f'<tr><td class="num">{t["number"]}</td>{_cell(t["state"])}'
+                    f'{_cell(t["worker"])}{_cell(started)}<td class="num">{seconds}</td>'
+                    f'{_cell(params)}<td>'
+                    + " ".join(_run_link(n, root, page_dir) for n in t["runs"])
+                    + f"</td>{_cell(note)}</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("trial", "state", "worker", "started", "seconds",
+                                              "settings", "runs", ""))
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def render_sweep_report(view, pngs: dict, root: Path, page_dir: Path) -> str:
+    """The sweep page as a string; `pngs` maps figure names (SWEEP_FIGURES) to PNG bytes. Run
+    names link to their own pages where those are in `root` (relative to `page_dir`)."""
+    from quicknets.sweeps.view import format_sweep
+    summary = format_sweep(view).splitlines()[:2]  # what it is; trials by state and worker
+    figures = "".join(
+        f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode(png).decode("ascii")}">'
+        f"<figcaption>{escape(SWEEP_FIGURES.get(name, name))}</figcaption></figure>"
+        for name, png in pngs.items()) or "<p>No finished run yet.</p>"
+    notes = "".join(f"<li>{escape(n)}</li>" for n in view.notes)
+    parts = [f"<h1>quicknets sweep {escape(view.name)}</h1>",
+             "".join(f'<p class="what">{escape(line)}</p>' for line in summary),
+             f"<h2>Ranking</h2>{_ranking(view, root, page_dir)}",
+             f"<ul>{notes}</ul>" if notes else "",
+             "<p>Linked runs have their own page here; * marks a run in this runs folder "
+             "without one yet (<code>quicknets report RUN</code> writes it).</p>",
+             f'<h2>Figures</h2><div class="figures">{figures}</div>']
+    if view.trials:
+        parts.append(f"<h2>Trials</h2>{_trials(view, root, page_dir)}")
+    if view.search is not None:
+        fixed = [(k, str(v)) for k, v in view.search.base.items()]
+        fixed.append(("seeds", ", ".join(map(str, view.search.seeds))))
+        parts.append("<h2>Fixed settings</h2>" + _table(["setting", "value"], fixed))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>quicknets sweep {escape(view.name)}</title><style>{STYLE}</style></head>
+<body>
+{"".join(parts)}
+</body></html>
+"""
+
+
+def write_sweep_report(view, path=None, runs_dir=None) -> Path:
+    """Write the sweep's page (default: runs/sweeps/NAME.html); return its path. It reads the
+    view alone (the study or the run records): no model or data is loaded."""
+    from quicknets.runs import runs_root
+    from quicknets.sweeps.view import sweep_figures
+    root = runs_root(runs_dir)
+    path = Path(path) if path is not None else root / "sweeps" / f"{view.name}.html"
+    pngs = {name: to_png(fig) for name, fig in sweep_figures(view).items()}
+    page = render_sweep_report(view, pngs, root, path.resolve().parent)
     try:
         atomic_write_bytes(path, page.encode("utf-8"))
     except OSError as e:

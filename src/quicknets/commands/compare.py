@@ -1,5 +1,10 @@
 """quicknets compare RUN ...: the settings that differ, the metrics, mean ± std over seeds,
-and the per-epoch curves overlaid in a PNG."""
+and the per-epoch curves overlaid in a PNG.
+
+    quicknets compare RUN RUN --plot curves.png
+    quicknets compare --sweep NAME                  # the sweep's finished runs in this runs folder
+    quicknets compare --sweep NAME --storage URL    # every trial of its study, from any machine
+"""
 from quicknets.commands.common import add_runs_dir
 
 
@@ -11,6 +16,9 @@ def add_parser(sub) -> None:
     p.add_argument("names", metavar="RUN", nargs="*",
                    help="run names, unique prefixes or folders (none: use --sweep or --where)")
     p.add_argument("--sweep", default=None, help="compare every finished trial of this sweep")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="with --sweep: read the sweep from its study (as `sweep --show`), so "
+                        "every machine's trials are compared")
     p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
                    help="compare the finished runs matching these filters (as in `runs`)")
     p.add_argument("--plot", default="", metavar="FILE.png",
@@ -24,6 +32,8 @@ def run(args) -> int:
     from quicknets.errors import QuicknetsError
     from quicknets.runs import list_runs
 
+    if args.storage:
+        return compare_study(args)
     refs = list(args.names)
     if args.sweep or args.where:
         found = list_runs(args.runs_dir, args.where, sweep=args.sweep)
@@ -40,4 +50,19 @@ def run(args) -> int:
     if args.plot:
         from quicknets.plots import save_figure
         print(f"curves: {save_figure(plot_curves(table), args.plot)}")
+    return 0
+
+
+def compare_study(args) -> int:
+    """--sweep NAME --storage URL: the whole sweep ranked from its study, curves from it too."""
+    from quicknets.errors import QuicknetsError
+    from quicknets.sweeps import format_sweep, load_sweep
+    from quicknets.sweeps.view import plot_sweep_curves
+    if not args.sweep or args.names or args.where:
+        raise QuicknetsError("--storage compares a whole sweep: give --sweep NAME alone")
+    view = load_sweep(args.sweep, args.runs_dir, args.storage)
+    print(format_sweep(view))
+    if args.plot:
+        from quicknets.plots import save_figure
+        print(f"curves: {save_figure(plot_sweep_curves(view), args.plot)}")
     return 0

@@ -8,11 +8,14 @@
         --name lr-study --storage postgresql://user@db-host/quicknets
     quicknets sweep --resume-sweep lr-study --storage postgresql://user@db-host/quicknets
                                                           # on every other machine
+    quicknets sweep --lr 0.001,0.003 --seeds 2 --name g --storage journal:///shared/g.log
+                                                          # the same command on every machine
+    quicknets sweep --show lr-study --storage postgresql://user@db-host/quicknets
     quicknets sweep --config sweep.toml
 
 Every training setting is a flag: one value fixes it, a comma list (or LOW:HIGH, log:LOW:HIGH for
 random and Optuna search) varies it. A TOML file holds the same: top-level search, seeds, trials,
-workers, threads, metric, name, storage, prune; a [base] table of fixed settings and a [vary]
+workers, threads, metric, name, storage, prune, heartbeat; a [base] table of fixed settings and a [vary]
 table of lists or {low, high, log} ranges. Flags override the file.
 """
 import argparse
@@ -22,7 +25,7 @@ from quicknets.sweeps.space import SETTINGS
 
 NOT_FLAGS = ("seed", "threads")  # --seeds and --threads below say them for a sweep
 TOML_KEYS = ("search", "seeds", "trials", "workers", "threads", "metric", "name", "storage",
-             "prune", "base", "vary")
+             "prune", "heartbeat", "base", "vary")
 RESUME_TAKES = ("workers", "threads", "storage", "log_to", "quiet", "runs_dir")
 
 
@@ -63,8 +66,16 @@ def add_parser(sub) -> None:
                    help="continue sweep NAME as it was planned: the runs not finished yet; "
                         "for Optuna, join its study (with --storage on other machines)")
     p.add_argument("--storage", default=None, metavar="URL",
-                   help="Optuna storage (default: sqlite in the runs folder); "
-                        "postgresql://user@host/db to share a study between machines")
+                   help="the study the trials go through, shared by every worker that names "
+                        "it: postgresql://user@host/db, or a journal file (journal:///PATH or "
+                        "a PATH.log) on a shared file system; any kind of search (default: "
+                        "Optuna's in the runs folder, none for grid and random)")
+    p.add_argument("--show", default=None, metavar="NAME",
+                   help="print sweep NAME ranked, every trial whichever machine ran it (from "
+                        "its study with --storage), and train nothing")
+    p.add_argument("--heartbeat", type=int, default=None, metavar="SECONDS",
+                   help="with a study: a worker beats this often while it trains; a trial "
+                        "missing 3 beats is trained again by another worker (default: 10)")
     p.add_argument("--no-prune", dest="prune", action="store_false", default=None,
                    help="Optuna: never stop hopeless trials early")
     p.add_argument("--log-to", default="", metavar="NAMES",
@@ -110,6 +121,8 @@ def run(args) -> int:
 
     log = (lambda *a: None) if args.quiet else print
     log_to = parse_log_to(args.log_to)
+    if args.show is not None:
+        return show(args)
     if args.resume_sweep is not None:
         given = [k for k, v in vars(args).items() if v not in (None, False, "")
                  and k not in (*RESUME_TAKES, "resume_sweep", "handler", "command")]
@@ -142,15 +155,39 @@ def run(args) -> int:
                        trials=pick("trials", 10), workers=pick("workers", 0),
                        threads=pick("threads", 0), runs_dir=args.runs_dir, name=name,
                        storage=pick("storage", None), metric=pick("metric", "auto"),
-                       prune=pick("prune", True), log=log, log_to=log_to)
+                       prune=pick("prune", True), heartbeat=pick("heartbeat", 10), log=log,
+                       log_to=log_to)
     metric = load_record(name, args.runs_dir)["search"]["metric"]
     print(f"ranked by {metric} (mean ± sample std over seeds; n = seeds):")
     print(format_ranking(groups, metric))
-    finished = [g for g in groups if g.get("state", "COMPLETE") == "COMPLETE"]
-    if not finished:
+    if not best(groups):
         raise QuicknetsError(f"no trial of sweep {name} finished")
+    shared = " --storage URL" if load_record(name, args.runs_dir)["storage"] else ""
+    print(f"compare them: quicknets compare --sweep {name}{shared} --plot curves.png")
+    print(f"see them: quicknets report --sweep {name}{shared}")
+    return 0
+
+
+def best(groups: list) -> bool:
+    """Print the best finished variant, if there is one."""
     from quicknets.comparison import differing, label
-    keys = differing([g["settings"] for g in groups])
-    print("best: " + label(finished[0]["settings"], keys or list(finished[0]["settings"])))
-    print(f"compare them: quicknets compare --sweep {name} --plot curves.png")
+    finished = [g for g in groups if g.get("state", "COMPLETE") == "COMPLETE"]
+    if finished:
+        keys = differing([g["settings"] for g in groups])
+        print("best: " + label(finished[0]["settings"], keys or list(finished[0]["settings"])))
+    return bool(finished)
+
+
+def show(args) -> int:
+    """--show NAME: the whole sweep from its study (or this runs folder), nothing trained."""
+    from quicknets.errors import QuicknetsError
+    from quicknets.sweeps import format_sweep, load_sweep
+    given = [k for k, v in vars(args).items() if v not in (None, False, "")
+             and k not in ("show", "storage", "runs_dir", "handler", "command")]
+    if given:
+        raise QuicknetsError(f"--show prints a sweep; it takes only --storage and --runs-dir, "
+                             f"not --{given[0].removeprefix('set_').replace('_', '-')}")
+    view = load_sweep(args.show, args.runs_dir, args.storage)
+    print(format_sweep(view))
+    best(view.groups)
     return 0

@@ -4,16 +4,23 @@
                                         "lr": [0.001, 0.003]}, seeds=2, name="first")
     groups[0]["settings"], groups[0]["test_accuracy"]        # the best variant: (mean, std)
     groups = resume_sweep("first")          # after Ctrl-C: only the runs not finished yet
+    sweep(..., name="g", storage="postgresql://user@host/db")   # the same on every machine
+    print(format_sweep(load_sweep("g", storage="postgresql://user@host/db")))  # from anywhere
 
 Any setting of the run config can vary: a list of values, or a Range
 (`Range(1e-4, 1e-2, log=True)`) for random and Optuna search. Each trial is one run record in the
 runs folder, tagged with the sweep's name; the table is read back from those records and ranks
 the variants by the mean over seeds, in the metric's direction. A trial that fails is marked
 failed and ranked last with its reason; the others run. A name is used once: the sweep's plan is
-saved as runs/sweeps/NAME.json (and an Optuna study keeps it too), which `resume_sweep` reads.
+saved as runs/sweeps/NAME.json (and a study keeps it too), which `resume_sweep` reads.
 
-The package: space.py says what to try, pool.py runs trials in worker processes, and
-optuna_search.py is the Optuna search. A script that calls sweep() with several workers must do
+With `storage` (a database URL or a journal file), every kind of search puts its trials in one
+study that workers on many machines share: each trial runs once, a dead worker's trial is
+trained again by another, and `load_sweep` ranks them all from the study, on any machine.
+
+The package: space.py says what to try, pool.py runs trials in worker processes, study.py is
+the shared study and its workers' loop, optuna_search.py what TPE proposes and prunes, view.py
+the whole sweep read back (table, figures). A script that calls sweep() with several workers must do
 so under `if __name__ == "__main__":`: each spawned worker imports the script again.
 """
 import dataclasses
@@ -23,9 +30,11 @@ import time
 
 from quicknets.errors import Interrupted, QuicknetsError
 from quicknets.sweeps.pool import Job, Outcome, plan_workers, refuse_reimport, run_jobs
-from quicknets.sweeps.space import Range, Search
+from quicknets.sweeps.space import Range, Search, whole_number
+from quicknets.sweeps.view import format_sweep, load_sweep
 
-__all__ = ["sweep", "resume_sweep", "format_ranking", "Range", "Search"]
+__all__ = ["sweep", "resume_sweep", "load_sweep", "format_ranking", "format_sweep", "Range",
+           "Search"]
 
 RECORDS = "sweeps"  # runs/sweeps/NAME.json: each sweep's Search, for --resume-sweep
 
@@ -33,31 +42,37 @@ RECORDS = "sweeps"  # runs/sweeps/NAME.json: each sweep's Search, for --resume-s
 def sweep(base: dict | None = None, grid: dict | None = None, seeds=1, *, search: str = "grid",
           trials: int = 10, workers: int = 0, threads: int = 0, runs_dir=None,
           name: str | None = None, storage: str | None = None, metric: str = "auto",
-          prune: bool = True, draw_seed: int = 0, log=print, log_to=()) -> list:
+          prune: bool = True, draw_seed: int = 0, heartbeat: int = 10, log=print,
+          log_to=()) -> list:
     """Run a new sweep and return its variants ranked best first: dicts with `settings`, `n`,
     `names`, `seeds`, each metric as (mean, std), and `state`/`message` for those that did not
-    finish. `grid` holds the settings varied (for every kind of search). See the module
-    docstring; Ctrl-C raises Interrupted, whose message says how to continue."""
+    finish. `grid` holds the settings varied (for every kind of search). With `storage`, the
+    trials go through that study (a study of that name with the same plan is joined), whose
+    workers beat every `heartbeat` seconds. See the module docstring; Ctrl-C raises
+    Interrupted, whose message says how to continue."""
     refuse_reimport()
     spec = Search.build(base, grid, seeds, search, trials, draw_seed, metric, prune)
     name = check_name(name) if name is not None else new_name()
+    whole_number("heartbeat", heartbeat, 1, " (seconds)")
     refuse_used_name(name, runs_dir)
-    url = None
-    if spec.kind == "optuna":
-        from quicknets.sweeps.optuna_search import create_study, storage_url
+    url, created = None, False
+    if spec.kind == "optuna" or storage:
+        from quicknets.sweeps.study import create_study, storage_url
         url = storage_url(storage, runs_dir)
-        create_study(url, name, spec)
+        created = create_study(url, name, spec, heartbeat)
+        if not created:
+            log(f"sweep {name}: joining the study another worker created with this plan")
     save_record(name, spec, runs_dir, storage)
     try:
         if url:
-            return _optuna(name, spec, url, workers, threads, runs_dir, log, log_to)
+            return _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage)
         jobs = [Job(spec.base, o, name, spec.metric, runs_dir=runs_dir, log_to=tuple(log_to))
                 for o in spec.plan()]
         variants = len(jobs) // len(spec.seeds)
         return _run(name, spec, jobs, workers, threads, runs_dir, log,
                     f"{variants} variants x {len(spec.seeds)} seed(s) = {len(jobs)} runs")
     except QuicknetsError:  # e.g. too many workers: a sweep that made no run keeps no name
-        release_name(name, runs_dir, url)
+        release_name(name, runs_dir, url if created else None)
         raise
 
 
@@ -70,7 +85,7 @@ def resume_sweep(name: str, *, workers: int = 0, threads: int = 0, runs_dir=None
     refuse_reimport()
     name = check_name(name)
     record = load_record(name, runs_dir)
-    if record is None or record["search"]["kind"] == "optuna":
+    if record is None or record["search"]["kind"] == "optuna" or record["storage"]:
         return _join_study(name, record, runs_dir, storage, workers, threads, log, log_to)
     spec = Search.from_dict(record["search"])
     jobs, finished, running = remaining_jobs(name, spec, runs_dir, log_to)
@@ -83,9 +98,10 @@ def resume_sweep(name: str, *, workers: int = 0, threads: int = 0, runs_dir=None
 
 
 def _join_study(name, record, runs_dir, storage, workers, threads, log, log_to) -> list:
-    """Continue an Optuna sweep of this runs folder, or join one another machine started."""
+    """Continue a sweep with a study (this runs folder's, or one at `storage`), or join one
+    another machine started."""
     from quicknets.runs import runs_root
-    from quicknets.sweeps.optuna_search import load_search, storage_url, study_exists
+    from quicknets.sweeps.study import load_search, storage_url, study_exists
     root = runs_root(runs_dir)
     if record is not None and record["storage"] and not storage:
         raise QuicknetsError(f"sweep {name}'s study is in a database: give its --storage URL")
@@ -98,10 +114,10 @@ def _join_study(name, record, runs_dir, storage, workers, threads, log, log_to) 
                                  f"not save its plan; it cannot be resumed" if old else
                                  f"no sweep named {name!r} in {root} to resume")
     url = storage_url(storage, runs_dir)
-    spec = load_search(url, name)
+    spec, _ = load_search(url, name)
     if record is None:  # this runs folder now knows the sweep
         save_record(name, spec, runs_dir, storage)
-    return _optuna(name, spec, url, workers, threads, runs_dir, log, log_to)
+    return _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage)
 
 
 def _run(name, spec, jobs, workers, threads, runs_dir, log, what) -> list:
@@ -126,29 +142,39 @@ def _run(name, spec, jobs, workers, threads, runs_dir, log, what) -> list:
     return results_table(name, runs_dir, spec, failed)
 
 
-def _optuna(name, spec, url, workers, threads, runs_dir, log, log_to) -> list:
+def _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage) -> list:
+    """Take trials from the sweep's study until none is left; the whole study's table."""
     from quicknets.metrics import higher_is_better
-    from quicknets.sweeps.optuna_search import run_study, study_table, where
-    workers, threads = plan_workers(spec.trials, workers, threads)
-    direction = "maximize" if higher_is_better(spec.metric) else "minimize"
-    log(f"sweep {name}: Optuna TPE{' with pruning' if spec.prune else ''}, up to {spec.trials} "
-        f"trials x {len(spec.seeds)} seed(s), {spec.metric} to {direction}; {workers} "
-        f"worker(s) x {threads} thread(s); study at {where(url)}")
+    from quicknets.sweeps.study import load_search, run_study, where
+    from quicknets.sweeps.view import from_study
+    total = spec.trials if spec.kind == "optuna" else len(spec.plan())
+    workers, threads = plan_workers(total, workers, threads)
+    _, heartbeat = load_search(url, name)  # the study's: every worker judges beats alike
+    plan = f"{workers} worker(s) x {threads} thread(s); study at {where(url)}"
+    if spec.kind == "optuna":
+        direction = "maximize" if higher_is_better(spec.metric) else "minimize"
+        log(f"sweep {name}: Optuna TPE{' with pruning' if spec.prune else ''}, up to "
+            f"{spec.trials} trials x {len(spec.seeds)} seed(s), {spec.metric} to {direction}; "
+            f"{plan}")
+    else:
+        log(f"sweep {name}: {spec.kind} search, {total // len(spec.seeds)} variants x "
+            f"{len(spec.seeds)} seed(s) = {total} trials, each taken by one worker; {plan}")
     job = Job(spec.base, {}, name, spec.metric, threads, runs_dir, tuple(log_to))
     start = time.perf_counter()
     stopped = run_study(url, name, spec, job, workers, threads,
-                        lambda o: log(trial_line(o, 0, spec.trials, spec.metric)))
+                        lambda o: log(trial_line(o, 0, total, spec.metric)), heartbeat)
     if stopped:
         raise Interrupted(f"sweep {name}: stopped; its interrupted runs keep their last "
                           f"finished epoch; continue the study with "
-                          f"`{continue_command(name, runs_dir)}`")
+                          f"`{continue_command(name, runs_dir, storage)}`")
     log(f"sweep {name}: done in {time.perf_counter() - start:.1f} s")
-    return study_table(url, name, spec.metric)
+    return from_study(url, name, runs_dir).groups
 
 
 def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
     """`trial 3/8 (1.2 s)  lr=0.001 seed=0  test_accuracy 0.8530  RUN`, or why it stopped."""
     number = outcome.number + 1 if outcome.number is not None else count
+    again = f" again (trial {outcome.retry_of + 1})" if outcome.retry_of is not None else ""
     from quicknets.comparison import label
     what = label(outcome.settings, list(outcome.settings))
     if outcome.status == "done":
@@ -157,7 +183,7 @@ def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
     else:
         result = f"{outcome.status}: {outcome.message}"
     runs = "  " + " ".join(outcome.runs) if outcome.runs else ""
-    return f"trial {number}/{total} ({outcome.seconds:.1f} s)  {what}  {result}{runs}"
+    return f"trial {number}/{total}{again} ({outcome.seconds:.1f} s)  {what}  {result}{runs}"
 
 
 def trial_settings(base: dict, overrides: dict) -> dict:
@@ -170,21 +196,14 @@ def trial_settings(base: dict, overrides: dict) -> dict:
 
 def results_table(name: str, runs_dir, spec: Search, failed: list) -> list:
     """The sweep's finished runs grouped over seeds, and its failed trials, ranked."""
-    from quicknets.comparison import METRICS, compare_runs, rank
+    from quicknets.comparison import compare_runs, rank
     from quicknets.runs import list_runs
+    from quicknets.sweeps.view import unfinished_groups
     runs = list_runs(runs_dir, sweep=name)
     groups = compare_runs(runs)["groups"] if runs else []
-    by_variant = {}
-    for o in failed:
-        settings = {k: v for k, v in trial_settings(spec.base, o.settings).items()
-                    if k != "seed"}
-        group = by_variant.setdefault(repr(sorted(settings.items())), {
-            **{m: (None, None) for m in METRICS}, "settings": settings, "names": [],
-            "seeds": [], "n": 0, "state": "FAILED", "message": o.message})
-        group["names"] += o.runs
-        group["seeds"].append(o.settings.get("seed"))
-        group["n"] += 1
-    return rank(groups + list(by_variant.values()), spec.metric)
+    failed = [(trial_settings(spec.base, o.settings), "failed", o.message, o.runs)
+              for o in failed]
+    return rank(groups + unfinished_groups(failed), spec.metric)
 
 
 def format_ranking(groups: list, metric: str) -> str:
@@ -262,8 +281,8 @@ def release_name(name: str, runs_dir, url: str | None) -> None:
         return
     record_path(name, runs_dir).unlink(missing_ok=True)
     if url:
-        from quicknets.sweeps.optuna_search import delete_if_empty
-        delete_if_empty(url, name)
+        from quicknets.sweeps.study import delete_if_unused
+        delete_if_unused(url, name)
 
 
 def save_record(name: str, spec: Search, runs_dir, storage) -> None:
@@ -283,6 +302,7 @@ def load_record(name: str, runs_dir=None) -> dict | None:
         raise QuicknetsError(f"{path} is unreadable ({e})") from None
 
 
-def continue_command(name: str, runs_dir) -> str:
+def continue_command(name: str, runs_dir, storage=None) -> str:
     return f"quicknets sweep --resume-sweep {name}" + \
-        (f" --runs-dir {runs_dir}" if runs_dir else "")
+        (f" --runs-dir {runs_dir}" if runs_dir else "") + (" --storage URL" if storage else "")
+

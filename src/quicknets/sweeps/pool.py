@@ -59,7 +59,11 @@ class Outcome:
     runs: list = field(default_factory=list)  # the run folders it made
     value: float | None = None  # the metric (an Optuna trial: the mean over its seeds)
     message: str = ""      # why it failed, was pruned or was interrupted
-    number: int | None = None  # an Optuna trial's number in its study
+    number: int | None = None  # a trial's number in its study
+    retry_of: int | None = None  # the study's trial this one trains again (its worker died)
+    values: list = field(default_factory=list)  # a study trial's metric, per seed
+    history: list = field(default_factory=list)  # a finished run's per-epoch history
+    test: dict = field(default_factory=dict)     # a finished run's test accuracy, loss, images
 
 
 def plan_workers(n_trials: int, workers: int = 0, threads: int = 0, cores: int = 0,
@@ -170,7 +174,8 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
             message = f"{type(e).__name__}: {message}"
         return outcome("pruned" if pruned else "failed", message=message)
     history = upgrade_history(json.loads((path / "history.json").read_text()))
-    return outcome("done", value=score(history, results, job.metric))
+    test = {k: results[k] for k in ("accuracy", "loss", "n") if k in results}
+    return outcome("done", value=score(history, results, job.metric), history=history, test=test)
 
 
 def job_worker(job: Job, tell, stop) -> None:
