@@ -125,3 +125,36 @@ def test_report_renders_in_a_headless_browser(tiny_run, tiny, tmp_path):
     # the blue (#1f77b4) of the per-class bars and the curves is on screen
     blue = (abs(rgb - np.array([0x1f, 0x77, 0xb4])).sum(2) < 30).sum()
     assert blue > 500
+
+
+def test_sweep_page_renders_in_a_headless_browser(tiny_dir, runs_dir, tmp_path):
+    """The sweep page: the ranked table, both figures loaded in Chromium, a link to the one run
+    that has its own page, and nothing fetched."""
+    from quicknets.report import SWEEP_FIGURES, write_sweep_report
+    from quicknets.sweeps import load_sweep, sweep
+    sweep({"dataset": "mnist", "data_dir": str(tiny_dir), "verify": False, "epochs": 2},
+          grid={"lr": [0.001, 0.01], "network": ["784-8-10", "784-16-10"]}, seeds=2,
+          workers=1, threads=1, runs_dir=runs_dir, name="page", log=lambda *a: None)
+    view = load_sweep("page", runs_dir)
+    best = view.groups[0]["names"][0]
+    write_report(load_run(best, runs_dir))  # this run has its own page: the sweep links it
+    path = write_sweep_report(view, runs_dir=runs_dir)
+    assert path == runs_dir / "sweeps" / "page.html"
+    html = path.read_text()
+    assert "<h2>Ranking</h2>" in html and html.count("± ") >= 4 * 2  # 4 variants, 2 seeds
+    assert len(embedded_images(html)) == len(SWEEP_FIGURES)
+    links = re.findall(r'href="([^"]+)"', html)
+    assert links == [f"../{best}/report.html"] and (path.parent / links[0]).is_file()
+    assert re.findall(r'src\s*=\s*"(?!data:)', html) == []  # every image inline
+    assert "http:" not in html and "https:" not in html
+
+    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+             " const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;"
+             " document.body.setAttribute('data-images', ok + '/' + imgs.length); });</script>")
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</body>", probe + "</body>"))
+    dom = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    n = len(SWEEP_FIGURES)
+    assert f'data-images="{n}/{n}"' in dom.stdout, dom.stdout[:500]
+    assert "quicknets sweep page" in dom.stdout

@@ -197,3 +197,33 @@ def test_a_journal_file_named_in_the_toml_shares_a_grid(tiny_dir, tmp_path, caps
     assert main(["sweep", "--show", "j8", "--storage", f"journal://{journal}",
                  "--runs-dir", str(runs)]) == 0
     assert "trials: 8 done; " in capsys.readouterr().out
+
+
+def test_a_journal_trial_whose_beats_stop_is_failed_and_queued_again(tmp_path):
+    from quicknets.errors import QuicknetsError
+    from quicknets.sweeps.optuna_search import suggest
+    from quicknets.sweeps.space import Search
+    from quicknets.sweeps.study import (BEAT_ATTR, GRACE_BEATS, beat, create_study, fail_stale,
+                                        next_trial, replaced, storage_of, storage_url)
+    url = storage_url(str(tmp_path / "s.log"))
+    assert url == f"journal://{tmp_path / 's.log'}"
+    search = Search.build({"epochs": 1}, {"lr": [0.1, 0.2]})
+    assert create_study(url, "s", search, heartbeat=1)  # made, with its 2 trials queued
+    assert not create_study(url, "s", search, heartbeat=1)  # the same plan: joined
+    with pytest.raises(QuicknetsError, match="exists at .* with another plan"):
+        create_study(url, "s", Search.build({"epochs": 2}, {"lr": [0.1, 0.2]}), heartbeat=1)
+    storage = storage_of(url, 1)
+    study = optuna.load_study(study_name="s", storage=storage)
+    study_id = storage.get_study_id_from_name("s")
+    trial, trial_id = next_trial(study, storage, study_id, search)
+    assert suggest(trial, search.space) == {"lr": 0.1}  # the queued trial's fixed value
+    trial.suggest_categorical("seed", search.seeds)
+    beat(storage, trial_id)
+    fail_stale(study, storage, study_id, 1)
+    assert [t.state.name for t in study.trials] == ["RUNNING", "WAITING"]  # beating: alive
+    storage.set_trial_system_attr(trial_id, BEAT_ATTR, time.time() - GRACE_BEATS - 1)
+    fail_stale(study, storage, study_id, 1)  # its beats stopped: failed, and queued again
+    trials = study.trials
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING", "WAITING"]
+    assert trials[2].params == {"lr": 0.1, "seed": 0}
+    assert trials[2].system_attrs["retry_history"] == [0] and replaced(trials) == {0}

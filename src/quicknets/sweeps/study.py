@@ -91,8 +91,10 @@ def quiet_optuna():
 
 
 def retry_callback():
+    """Queues a copy of a failed trial (same settings), up to MAX_RETRY copies of one trial."""
     import optuna
-    return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    with quiet_optuna():  # "experimental" since Optuna 2.8
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
 
 def storage_of(url: str, heartbeat: int | None = None):
