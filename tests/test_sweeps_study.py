@@ -1,6 +1,7 @@
-"""sweeps/study.py and view.py: every kind of search through one shared study, workers as separate
-machines (each its own runs folder) on a real PostgreSQL server on loopback or a journal file,
-a worker killed mid-trial, and the whole sweep shown from a machine that ran none of it."""
+"""sweeps/study.py, worker.py and view.py: every kind of search through one shared study, its
+workers as separate machines (each its own runs folder) on a real PostgreSQL server on loopback
+or a journal file, a worker killed mid-trial, and the whole sweep shown from a machine that ran
+none of it."""
 import itertools
 from datetime import datetime
 import json
@@ -16,7 +17,7 @@ from quicknets.cli import main
 from quicknets.runfolder import run_state
 
 optuna = pytest.importorskip("optuna")
-from test_sweeps_optuna_search import postgres  # noqa: E402,F401  the loopback server fixture
+from test_sweeps_optuna_search import postgres  # noqa: E402,F401,F811  the loopback server
 
 GRID = {"network": ["784-8-10", "784-16-10"], "lr": [0.001, 0.01, 0.1],
         "optimizer": ["adam", "sgd"]}  # 12 cells
@@ -201,10 +202,9 @@ def test_a_journal_file_named_in_the_toml_shares_a_grid(tiny_dir, tmp_path, caps
 
 def test_a_journal_trial_whose_beats_stop_is_failed_and_queued_again(tmp_path):
     from quicknets.errors import QuicknetsError
-    from quicknets.sweeps.optuna_search import suggest
     from quicknets.sweeps.space import Search
-    from quicknets.sweeps.study import (BEAT_ATTR, GRACE_BEATS, beat, create_study, fail_stale,
-                                        next_trial, replaced, storage_of, storage_url)
+    from quicknets.sweeps.study import GRACE_BEATS, create_study, storage_of, storage_url
+    from quicknets.sweeps.worker import BEAT_ATTR, beat, fail_stale, next_trial, replaced
     url = storage_url(str(tmp_path / "s.log"))
     assert url == f"journal://{tmp_path / 's.log'}"
     search = Search.build({"epochs": 1}, {"lr": [0.1, 0.2]})
@@ -215,15 +215,16 @@ def test_a_journal_trial_whose_beats_stop_is_failed_and_queued_again(tmp_path):
     storage = storage_of(url, 1)
     study = optuna.load_study(study_name="s", storage=storage)
     study_id = storage.get_study_id_from_name("s")
-    trial, trial_id = next_trial(study, storage, study_id, search)
-    assert suggest(trial, search.space) == {"lr": 0.1}  # the queued trial's fixed value
-    trial.suggest_categorical("seed", search.seeds)
+    trial, trial_id, retry_of = next_trial(study, storage, study_id, search)
+    assert retry_of is None and trial.params in ({"lr": 0.1, "seed": 0}, {"lr": 0.2, "seed": 0})
     beat(storage, trial_id)
     fail_stale(study, storage, study_id, 1)
-    assert [t.state.name for t in study.trials] == ["RUNNING", "WAITING"]  # beating: alive
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[trial.number] == "RUNNING" and len(states) == 2  # beating: alive
     storage.set_trial_system_attr(trial_id, BEAT_ATTR, time.time() - GRACE_BEATS - 1)
     fail_stale(study, storage, study_id, 1)  # its beats stopped: failed, and queued again
     trials = study.trials
-    assert [t.state.name for t in trials] == ["FAIL", "WAITING", "WAITING"]
-    assert trials[2].params == {"lr": 0.1, "seed": 0}
-    assert trials[2].system_attrs["retry_history"] == [0] and replaced(trials) == {0}
+    assert trials[trial.number].state.name == "FAIL" and len(trials) == 3
+    assert trials[2].state.name == "WAITING" and trials[2].params == trial.params
+    assert trials[2].system_attrs["retry_history"] == [trial.number]
+    assert replaced(trials) == {trial.number}

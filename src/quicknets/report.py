@@ -225,8 +225,8 @@ def _trials(view, root: Path, page_dir: Path) -> str:
                     f'{_cell(params)}<td>'
                     + " ".join(_run_link(n, root, page_dir) for n in t["runs"])
                     + f"</td>{_cell(note)}</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("trial", "state", "worker", "started", "seconds",
-                                              "settings", "runs", ""))
+    head = "".join(f"<th>{h}</th>" for h in ("trial", "state", "worker", "started",
+                                             "seconds", "settings", "runs", ""))
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 

@@ -15,8 +15,8 @@
 
 Every training setting is a flag: one value fixes it, a comma list (or LOW:HIGH, log:LOW:HIGH for
 random and Optuna search) varies it. A TOML file holds the same: top-level search, seeds, trials,
-workers, threads, metric, name, storage, prune, heartbeat; a [base] table of fixed settings and a [vary]
-table of lists or {low, high, log} ranges. Flags override the file.
+workers, threads, metric, name, storage, prune, heartbeat; a [base] table of fixed settings and a
+[vary] table of lists or {low, high, log} ranges. Flags override the file.
 """
 import argparse
 

@@ -145,7 +145,8 @@ def _run(name, spec, jobs, workers, threads, runs_dir, log, what) -> list:
 def _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage) -> list:
     """Take trials from the sweep's study until none is left; the whole study's table."""
     from quicknets.metrics import higher_is_better
-    from quicknets.sweeps.study import load_search, run_study, where
+    from quicknets.sweeps.study import load_search, where
+    from quicknets.sweeps.worker import run_study
     from quicknets.sweeps.view import from_study
     total = spec.trials if spec.kind == "optuna" else len(spec.plan())
     workers, threads = plan_workers(total, workers, threads)
@@ -305,4 +306,3 @@ def load_record(name: str, runs_dir=None) -> dict | None:
 def continue_command(name: str, runs_dir, storage=None) -> str:
     return f"quicknets sweep --resume-sweep {name}" + \
         (f" --runs-dir {runs_dir}" if runs_dir else "") + (" --storage URL" if storage else "")
-

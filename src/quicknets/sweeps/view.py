@@ -89,9 +89,9 @@ def from_study(url: str, name: str, runs_dir=None) -> SweepView:
     from quicknets.comparison import group_by_seed, rank
     from quicknets.runs import runs_root
     from quicknets.sweeps import trial_settings
-    from quicknets.sweeps.study import _open, load_search, where
+    from quicknets.sweeps.study import load_search, using_storage, where
     search, _ = load_search(url, name)
-    trials = _open("read", url, name, lambda storage: optuna.load_study(
+    trials = using_storage("read", url, name, lambda storage: optuna.load_study(
         study_name=name, storage=storage).get_trials(deepcopy=False))
     root = runs_root(runs_dir)
     # trials are numbered from 1 here, as the sweep's lines print them (Optuna counts from 0)
@@ -101,8 +101,8 @@ def from_study(url: str, name: str, runs_dir=None) -> SweepView:
     unfinished = []
     for t in trials:
         attrs, worker = t.user_attrs, t.user_attrs.get("worker", "")
-        state = STATES.get(t.state.name) or attrs.get("outcome", "failed")
-        if state == "running" and t.state.name == "FAIL":  # failed as stale: its worker died
+        state = STATES.get(t.state.name) or attrs.get("outcome", "running")
+        if state == "running":  # failed as stale, never closed: its worker died
             state = "stopped"
         overrides = {k: v for k, v in t.params.items() if k != "seed"}
         if t.state.name == "COMPLETE":
