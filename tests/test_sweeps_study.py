@@ -198,6 +198,13 @@ def test_a_journal_file_named_in_the_toml_shares_a_grid(tiny_dir, tmp_path, caps
     assert main(["sweep", "--show", "j8", "--storage", f"journal://{journal}",
                  "--runs-dir", str(runs)]) == 0
     assert "trials: 8 done; " in capsys.readouterr().out
+    # a machine joining late: nothing left to take, the whole table all the same
+    late = tmp_path / "late"
+    assert main(["sweep", "--resume-sweep", "j8", "--storage", str(journal), "--workers", "1",
+                 "--runs-dir", str(late)]) == 0
+    out = capsys.readouterr().out
+    assert "\ntrial " not in out and out.count(" 2    0.") == 4  # 4 variants, 2 seeds each
+    assert (late / "sweeps" / "j8.json").is_file() and not list(late.glob("*/config.json"))
 
 
 def test_a_journal_trial_whose_beats_stop_is_failed_and_queued_again(tmp_path):

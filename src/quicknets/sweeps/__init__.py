@@ -79,9 +79,9 @@ def sweep(base: dict | None = None, grid: dict | None = None, seeds=1, *, search
 def resume_sweep(name: str, *, workers: int = 0, threads: int = 0, runs_dir=None,
                  storage: str | None = None, log=print, log_to=()) -> list:
     """Continue a sweep by its name and return its ranked table. A grid or random search
-    trains only the trials without a finished run (a stopped run continues from its
-    checkpoint); an Optuna search takes trials until its study holds `trials` (`storage`
-    names its database, where another machine may have created it)."""
+    without a study trains only the trials without a finished run (a stopped run continues
+    from its checkpoint); a sweep with a study takes the trials still queued in it, those of
+    stopped workers included (`storage` names it, where another machine may have made it)."""
     refuse_reimport()
     name = check_name(name)
     record = load_record(name, runs_dir)

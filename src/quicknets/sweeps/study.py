@@ -8,8 +8,8 @@ kind of search puts in it.
 Every Optuna search has a study (runs/optuna.sqlite3 unless `--storage` names one), and so does
 a grid or random search given `--storage`: its trials, one per variant and seed, are queued in
 the study when it is created (Optuna's enqueue_trial), and each worker takes them one at a time
-(worker.py), so N workers on N machines run each once. An Optuna search's trials are proposed
-by TPE as workers ask (optuna_search.py). The study also holds the Search and the heartbeat
+(worker.py), so N workers on N machines run each once. An Optuna search queues `trials` empty
+trials, whose settings TPE proposes as each is taken (optuna_search.py). The study also holds the Search and the heartbeat
 every worker keeps, so a joining worker needs only the name and the storage. A journal file on
 a shared file system (Optuna's JournalStorage, with its file lock) serves where no database
 server does; SQLite does not (its locks are unreliable on NFS).
@@ -135,9 +135,10 @@ def create_study(url: str, name: str, search: Search, heartbeat: int = HEARTBEAT
             raise QuicknetsError(f"an Optuna study named {name!r} exists at {where(url)} with "
                                  f"another plan; choose another --name, or join it with "
                                  f"`quicknets sweep --resume-sweep {name}`") from None
-        if search.kind != "optuna":
-            for overrides in search.plan():  # one fixed trial per variant and seed
-                study.enqueue_trial(overrides)
+        # the trials, queued: a grid's or random search's one per variant and seed, with its
+        # settings; an Optuna search's empty, for TPE to fill in as each is taken
+        for overrides in search.plan() if search.kind != "optuna" else [{}] * search.trials:
+            study.enqueue_trial(overrides)
         study.set_user_attr(HEARTBEAT_ATTR, heartbeat)
         study.set_user_attr(SPEC_ATTR, search.to_dict())  # last: joiners wait for it
         return True

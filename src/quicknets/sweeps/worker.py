@@ -118,18 +118,17 @@ def distribution(values):
     return FloatDistribution(values.low, values.high, log=values.log)
 
 
-def take_queued(storage, study_id: int, search: Search) -> Queued | None:
-    """A queued trial, now RUNNING for this worker alone (as Study.ask takes one), or None.
-    The plan's trials are numbers 0 .. n-1 (queued first, in order): a few random guesses
-    find a free one at once while many are left; then the queue is listed, which is short by
-    then (listing it every time costs in proportion to its length). Random order also keeps
-    workers that ask together from reaching for the same trial."""
+def claim(storage, study_id: int, queued: int):
+    """(trial id, frozen trial) of a queued trial, now RUNNING for this worker alone (as
+    Study.ask takes one), or None. The `queued` trials made with the study are numbers 0 ..
+    queued-1: a few random guesses find a free one at once while many are left; then the queue
+    is listed, short by then (listing it for every take would cost in proportion to its
+    length). Random order also keeps workers that ask together off the same trial."""
     import optuna
     from optuna.trial import TrialState
 
     def numbers():
-        n = len(search.plan())
-        yield from random.sample(range(n), min(PROBES, n))
+        yield from random.sample(range(queued), min(PROBES, queued))
         listed = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
         yield from (t.number for t in random.sample(listed, len(listed)))
     for number in numbers():
@@ -139,33 +138,48 @@ def take_queued(storage, study_id: int, search: Search) -> Queued | None:
                 continue  # another worker took it
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        frozen = storage.get_trial(trial_id)
-        params = {**frozen.system_attrs.get("fixed_params", {}), **frozen.params}
-        space = {**search.space, "seed": search.seeds}
-        for key, value in params.items():
-            if key not in frozen.params:  # as Trial.suggest_* records a setting
-                dist = distribution(space[key])
-                storage.set_trial_param(trial_id, key, dist.to_internal_repr(value), dist)
-        return Queued(storage, trial_id, number, params, dict(frozen.user_attrs),
-                      retried(frozen))
+        beat(storage, trial_id)  # at once: a RUNNING trial with no beat is never found stale
+        return trial_id, storage.get_trial(trial_id)
     return None
 
 
+def fixed_trial(storage, trial_id: int, frozen, search: Search) -> Queued:
+    """A grid's or random search's trial (or a copy of one), its settings recorded as
+    Trial.suggest_* would record them."""
+    params = {**frozen.system_attrs.get("fixed_params", {}), **frozen.params}
+    space = {**search.space, "seed": search.seeds}
+    for key, value in params.items():
+        if key not in frozen.params:
+            dist = distribution(space[key])
+            storage.set_trial_param(trial_id, key, dist.to_internal_repr(value), dist)
+    return Queued(storage, trial_id, frozen.number, params, dict(frozen.user_attrs),
+                  retried(frozen))
+
+
 def next_trial(study, storage, study_id: int, search: Search):
-    """(trial, trial id, retry_of) to train next, or None: a queued trial (take_queued); for an
-    Optuna search a queued retry, else a new proposal until the study holds `search.trials`
-    (a worker may start one more as another finishes the last)."""
+    """(trial, trial id, retry_of) to train next, or None. Every search queues its trials
+    when its study is made (a grid's and random search's with their settings, an Optuna
+    search's empty, for TPE to fill in as each is taken), so each runs exactly once."""
+    import optuna
     from optuna.trial import TrialState
-    if search.kind != "optuna":
-        queued = take_queued(storage, study_id, search)
-        return None if queued is None else (queued, queued.trial_id, queued.retry_of)
-    trials = study.get_trials(deepcopy=False)
-    waiting = any(t.state == TrialState.WAITING for t in trials)
-    if not waiting and len(trials) - len(replaced(trials)) >= search.trials:
+    optuna_search = search.kind == "optuna"
+    claimed = claim(storage, study_id, search.trials if optuna_search else len(search.plan()))
+    if claimed is None and optuna_search:  # a study made before trials were queued up front
+        trials = study.get_trials(deepcopy=False)
+        if len(trials) - len(replaced(trials)) < search.trials:
+            trial = study.ask()
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            beat(storage, trial_id)
+            return trial, trial_id, None
+    if claimed is None:
         return None
-    trial = study.ask()  # takes a queued retry first
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-    return trial, trial_id, retried(storage.get_trial(trial_id))
+    trial_id, frozen = claimed
+    if not optuna_search:
+        queued = fixed_trial(storage, trial_id, frozen, search)
+        return queued, trial_id, queued.retry_of
+    # read through the study, so that its storage's cache knows the trial TPE fills in
+    study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return optuna.trial.Trial(study, trial_id), trial_id, retried(frozen)
 
 
 def retried(trial) -> int | None:
