@@ -153,7 +153,7 @@ def test_a_killed_worker_s_trial_is_trained_again_by_another(tiny_dir, tmp_path,
     # counted once: one finished run per lr, none of them the victim
     recorded = done_runs(runs.values())
     assert sorted(c["train"]["lr"] for _, c, _ in recorded) == lrs
-    assert f"again (trial {dead[0].number + 1})" in out
+    assert f"trial {retry.number + 1} (trial {dead[0].number + 1} again) (" in out
     t0 = min(t.datetime_start for t in trials)
     print(f"\nA killed at {(killed_at - t0).total_seconds():.1f} s")
     for t in sorted(trials, key=lambda t: t.datetime_start):
@@ -205,6 +205,34 @@ def test_a_journal_file_named_in_the_toml_shares_a_grid(tiny_dir, tmp_path, caps
     out = capsys.readouterr().out
     assert "\ntrial " not in out and out.count(" 2    0.") == 4  # 4 variants, 2 seeds each
     assert (late / "sweeps" / "j8.json").is_file() and not list(late.glob("*/config.json"))
+
+
+def test_a_worker_started_again_after_a_kill_continues_its_run(tiny_dir, tmp_path):
+    """On a journal file: the killed worker's trial, found stale, is taken by the worker started
+    again on the same machine, which continues the stopped run from its checkpoint."""
+    journal, runs = tmp_path / "k.log", tmp_path / "runs"
+    command = ["sweep", *data_flags(tiny_dir), "--epochs", "30", "--layers", "784-64-10",
+               "--lr", "0.001,0.002", "--name", "again", "--storage", journal, "--heartbeat",
+               "1", "--workers", "1", "--threads", "1", "--runs-dir", runs]
+    first = quicknets(*command)
+    deadline = time.monotonic() + 120
+    while not list(runs.glob("*/checkpoint.pt")):  # an epoch done: mid-trial
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    first.kill()
+    first.wait()
+    (stopped,) = [p.parent.name for p in runs.glob("*/checkpoint.pt")]
+    out = finish(quicknets("sweep", "--resume-sweep", "again", "--storage", journal,
+                           "--workers", "1", "--runs-dir", runs))
+    assert "again)" in out and stopped in out
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))
+    trials = optuna.load_study(study_name="again", storage=storage).trials
+    assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+    (copy,) = [t for t in trials if t.system_attrs.get("retry_history")]
+    assert copy.user_attrs["runs"] == [stopped] and run_state(runs / stopped)["status"] == "done"
+    assert len(json.loads((runs / stopped / "history.json").read_text())) == 30
+    assert len(done_runs([runs])) == 2  # the stopped run finished in place, nothing twice
 
 
 def test_a_journal_trial_whose_beats_stop_is_failed_and_queued_again(tmp_path):

@@ -175,7 +175,8 @@ def _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage) ->
 def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
     """`trial 3/8 (1.2 s)  lr=0.001 seed=0  test_accuracy 0.8530  RUN`, or why it stopped."""
     number = outcome.number + 1 if outcome.number is not None else count
-    again = f" again (trial {outcome.retry_of + 1})" if outcome.retry_of is not None else ""
+    head = f"trial {number}/{total}" if outcome.retry_of is None else \
+        f"trial {number} (trial {outcome.retry_of + 1} again)"
     from quicknets.comparison import label
     what = label(outcome.settings, list(outcome.settings))
     if outcome.status == "done":
@@ -184,7 +185,7 @@ def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
     else:
         result = f"{outcome.status}: {outcome.message}"
     runs = "  " + " ".join(outcome.runs) if outcome.runs else ""
-    return f"trial {number}/{total}{again} ({outcome.seconds:.1f} s)  {what}  {result}{runs}"
+    return f"{head} ({outcome.seconds:.1f} s)  {what}  {result}{runs}"
 
 
 def trial_settings(base: dict, overrides: dict) -> dict:

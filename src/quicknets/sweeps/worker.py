@@ -241,6 +241,19 @@ def set_attrs(trial, **attrs) -> None:
             return
 
 
+def resumable(names: list, runs_dir) -> str | None:
+    """The last of a queued copy's runs that this runs folder holds and can continue: its
+    worker was stopped here (Ctrl-C, or killed and started again on this machine)."""
+    from quicknets.runfolder import run_state
+    from quicknets.runs import CHECKPOINT_FILE, runs_root
+    for name in reversed(names):
+        path = runs_root(runs_dir) / name
+        if (path / CHECKPOINT_FILE).is_file() and \
+                run_state(path)["status"] in ("interrupted", "stopped"):
+            return name
+    return None
+
+
 def train_trial(trial, work: StudyWork, stop) -> Outcome:
     """Train a trial's runs (each seed of an Optuna trial; the one seed of a grid's)."""
     from quicknets.comparison import mean_std
@@ -250,6 +263,11 @@ def train_trial(trial, work: StudyWork, stop) -> Outcome:
     # a queued copy carries its original's attributes: these are this trial's own (few
     # writes: each is a transaction, and they add up over many workers)
     fresh = {"runs": [], "results": [], "outcome": "running", "message": "", "values": []}
+    resume = resumable(trial.user_attrs.get("runs", []), work.job.runs_dir) \
+        if search.kind != "optuna" else None
+    if resume is not None:  # its run is here, stopped: continued from its checkpoint
+        runs.append(resume)
+        fresh["runs"] = runs
     set_attrs(trial, worker=f"{socket.gethostname()}:{os.getpid()}",
               **{k: v for k, v in fresh.items() if k in trial.user_attrs})
 
@@ -264,7 +282,8 @@ def train_trial(trial, work: StudyWork, stop) -> Outcome:
             overrides = {k: v for k, v in trial.params.items() if k != "seed"}
             seeds = [trial.params["seed"]]
         for i, seed in enumerate(seeds):
-            job = dataclasses.replace(work.job, overrides={**overrides, "seed": seed})
+            job = dataclasses.replace(work.job, overrides={**overrides, "seed": seed},
+                                      resume=resume)
             prune = search.kind == "optuna" and search.prune and i == 0
             check = pruning_check(trial, search.metric) if prune else None
             outcome = train_job(job, stop, on_epoch=check, on_start=started)
