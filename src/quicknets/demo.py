@@ -26,7 +26,7 @@ from quicknets.preprocessing import Preprocessing
 
 HOST = "127.0.0.1"  # the page is for this machine only
 PORT = 7860  # Gradio's usual port
-CANVAS = 420  # pixels a side of the sketchpad; its brush is 1/20 of that, as thick as MNIST's strokes
+CANVAS = 420  # pixels a side of the sketchpad; its brush is 1/20 of that (MNIST's strokes)
 VIEW = 224  # pixels a side of the enlarged "as the network sees it" image
 FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # local fonts: the page fetches nothing
 

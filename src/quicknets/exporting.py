@@ -80,7 +80,7 @@ def describe(model: nn.Module, format: str, run=None) -> dict:
                       "values": "(pixel / 255 - mean) / std, per channel"},
             "output": {"name": OUTPUT, "shape": ["batch", len(pre.classes) or None],
                        "values": "log-probabilities of the classes, in order"},
-            "preprocessing": pre.to_dict(), "network": dict(model.config),
+            "preprocessing": pre.to_dict(), "network": dict(getattr(model, "config", {})),
             "quicknets": __version__, "torch": torch.__version__}
     if run is not None:
         d = run.config.data
@@ -98,7 +98,8 @@ def to_bytes(model: nn.Module, format: str, info: dict) -> bytes:
         with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning) but loads
             warnings.simplefilter("ignore")  # everywhere; the exporters' notes are not errors
             if format == "onnx":
-                example = torch.zeros(2, *net.preprocessing.shape)  # torch.export fixes a batch of 1
+                # a batch of 2: torch.export would fix a batch of 1 as a constant
+                example = torch.zeros(2, *net.preprocessing.shape)
                 program = torch.onnx.export(net, (example,), None, dynamo=True, verbose=False,
                                             input_names=[INPUT], output_names=[OUTPUT],
                                             dynamic_shapes=({0: torch.export.Dim("batch")},))
@@ -217,6 +218,9 @@ def export(model: nn.Module, path, format=None, images=None, run=None) -> dict:
     if getattr(model, "preprocessing", None) is None:
         raise QuicknetsError("the network has no preprocessing yet (train it, or load it with "
                              "load_model): an export must say what its images need")
+    if format == "safetensors" and not getattr(model, "config", None):
+        raise QuicknetsError("safetensors holds the weights only: the network must be one "
+                             "quicknets builds (network(...)), whose config rebuilds it")
     if images is None:
         if not model.preprocessing.dataset:
             raise QuicknetsError("give images= to check the export on: the model names no "

@@ -40,8 +40,9 @@ def run(args) -> int:
     data = load_run_data(record, args.data_dir)
     out = Path(args.out) if args.out else Path(record.name + FORMATS[format])
     done = export(model, out, format, images=data.test_images[:CHECK_IMAGES], run=record)
+    difference = done["max_difference"]
+    within = (f"within {difference:.1e} (allowed {TOLERANCE:.0e})" if difference else "identical")
     print(f"checked: {format} against PyTorch on {done['images']} test images: the same top-1 "
-          f"class for each, probabilities within {done['max_difference']:.1e} "
-          f"(allowed {TOLERANCE:.0e})")
+          f"class for each, probabilities {within}")
     print(f"wrote: {out} ({done['bytes'] / 1e6:.2f} MB)")
     return 0
