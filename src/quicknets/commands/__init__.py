@@ -12,4 +12,6 @@ COMMANDS = {
     "runs": "runs",
     "compare": "compare",
     "sweep": "sweep",
+    "export": "export",
+    "demo": "demo",
 }
