@@ -31,9 +31,9 @@ def test_resume_in_process_repeats_the_uninterrupted_run(tiny, tmp_path, optimiz
     file = tmp_path / "checkpoint.pt"
     saved = []
 
-    def after_epoch(epoch, model, opt, generator, history):
+    def after_epoch(epoch, model, opt, generator, history, best, scaler):
         if epoch == 2:
-            save_checkpoint(file, epoch, model, opt, generator, history)
+            save_checkpoint(file, epoch, model, opt, generator, history, best, scaler)
             saved.append(epoch)
     first = network("784-64-10", dropout=0.3)
     first.load_state_dict(start)
