@@ -49,8 +49,8 @@ class LRFound:
     method: str = METHOD
 
     def describe(self) -> str:
-        return (f"{SOURCE}: halfway down the longest descent of the smoothed loss; "
-                f"{len(self.lrs)} steps, {self.stopped}, {self.seconds:.1f} s")
+        """How the rate was chosen, and by whose rule."""
+        return f"{self.method}: halfway down the longest descent of the smoothed loss; {SOURCE}"
 
     def record(self) -> dict:
         """What a run's config.json keeps of it (RunConfig.lr_find)."""

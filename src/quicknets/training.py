@@ -207,7 +207,8 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
         found = lr_find(model, data, config)
         config = dataclasses.replace(config, lr=found.lr)
         if not quiet:
-            log(f"lr: auto -> {found.lr:g} ({found.describe()})")
+            log(f"lr: auto -> {found.lr:g} ({found.describe()}; {len(found.lrs)} steps, "
+                f"{found.stopped})")
     return fit(model, data, config, quiet=quiet, log=log, after_epoch=after_epoch,
                resume=resume, live_plot=live_plot)
 

@@ -12,4 +12,6 @@ COMMANDS = {
     "runs": "runs",
     "compare": "compare",
     "sweep": "sweep",
+    "lr-find": "lr_find",
+    "completion": "completion",
 }
