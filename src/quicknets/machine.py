@@ -118,8 +118,9 @@ def native_fp16(device_type: str) -> bool:
 
 def resolve(train_cfg):
     """A TrainConfig with its `auto` choices made: threads=0 -> default_threads(),
-    device=auto -> cuda, mps or cpu (lr=auto is left to experiment.setup: it needs the data). More threads than usable cores is an error (it oversubscribes
-    them). Already-resolved configs come back unchanged."""
+    device=auto -> cuda, mps or cpu (lr=auto is left to experiment.setup: it needs the data).
+    More threads than usable cores is an error (it oversubscribes them). Already-resolved
+    configs come back unchanged."""
     cores = usable_cores()
     if train_cfg.threads > cores:
         raise QuicknetsError(f"--threads {train_cfg.threads} is more than the {cores} cores "

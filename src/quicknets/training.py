@@ -80,32 +80,35 @@ def in_jupyter() -> bool:
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
-def progress_bar(total: int, desc: str):
-    """tqdm's notebook widget in Jupyter, its text bar on a terminal, else None (a redirected
-    stderr gets no bar: the epoch lines say it all)."""
-    if in_jupyter():
+def progress_bar(total: int, desc: str, notebook: bool):
+    """tqdm's notebook widget (`notebook`: one for the whole run, kept), or on a terminal its
+    text bar (one per epoch, then wiped), else None: a redirected stderr gets no bar, the epoch
+    lines say it all."""
+    if notebook:
         from tqdm.auto import tqdm  # the widget (ipywidgets); without it, the text bar
-        return tqdm(total=total, desc=desc, leave=False)
+        return tqdm(total=total, desc=desc)
     if sys.stderr.isatty():
         from tqdm import tqdm
         return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
     return None
 
 
-def update_live_plot(history: list, handle=None):
-    """The curves so far as one image in the running Jupyter cell, replaced in place each epoch
-    (an IPython display handle: the output never grows); outside Jupyter, nothing. Returns the
-    handle to pass next time."""
+def start_live_plot():
+    """In Jupyter, a place in the cell's output for the curves (an IPython display handle),
+    above the epoch lines; elsewhere None."""
     if not in_jupyter():
         return None
-    from IPython.display import Image, display
+    from IPython.display import display
+    return display({"text/plain": "(the curves appear here after the first epoch)"},
+                   raw=True, display_id=True)
+
+
+def update_live_plot(handle, history: list) -> None:
+    """Redraw the curves so far in place of the last drawing: the output never grows."""
+    from IPython.display import Image
 
     from quicknets.plots import plot_history, to_png
-    image = Image(to_png(plot_history(history)))
-    if handle is None:
-        return display(image, display_id=True)
-    handle.update(image)
-    return handle
+    handle.update(Image(to_png(plot_history(history))))
 
 
 def format_epoch(row: dict) -> str:
@@ -276,17 +279,20 @@ def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot) ->
     if resume is not None:  # weights, optimizer moments, RNG states and history as they were
         history, first_epoch = restore(resume, model, opt, generator, scaler)
         best = resume.get("best")
-    handle = None  # the live plot's output in the notebook
+    notebook = not quiet and in_jupyter()
+    run_bar = progress_bar((config.epochs - first_epoch + 1) * steps, "training", True) \
+        if notebook else None  # in Jupyter one widget for the run: no pile of finished bars
+    handle = start_live_plot() if plot else None
     for epoch in range(first_epoch, config.epochs + 1):
         if history and "stopped" in history[-1]:
             break  # resumed after early stopping had stopped: only restoring the best is left
         start = time.perf_counter()
-        bar = None if quiet else progress_bar(steps, f"epoch {epoch}")
+        bar = run_bar or (None if quiet else progress_bar(steps, f"epoch {epoch}", False))
         loss_sum, correct = train_epoch(step_model, opt, loss_fn, x, y, config.batch_size,
                                         generator, bar, config=config,
                                         first_step=(epoch - 1) * steps,
                                         total_steps=config.epochs * steps, scaler=scaler)
-        if bar is not None:
+        if bar is not None and bar is not run_bar:
             bar.close()
         if not math.isfinite(loss_sum):
             raise QuicknetsError(f"training diverged in epoch {epoch}: the loss became "
@@ -309,10 +315,12 @@ def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot) ->
         history.append(row)
         if not quiet:
             log(format_epoch(row))
-        if plot:
-            handle = update_live_plot(history, handle)
+        if handle is not None:
+            update_live_plot(handle, history)
         if after_epoch is not None:
             after_epoch(epoch, model, opt, generator, history, best, scaler)
+    if run_bar is not None:
+        run_bar.close()
     if best is not None:  # early stopping: the model ends with its best epoch's weights
         model.load_state_dict(best)
         best_epoch = history[-1]["best_epoch"]
