@@ -33,7 +33,7 @@ from quicknets.machine import resolve
 from quicknets.training import batch_bounds, check_inputs, has_batchnorm, make_optimizer
 
 METHOD = "valley"
-SOURCE = "fastai's lr_find 'valley' rule, on Smith's 2017 LR range test"
+SOURCE = "fastai's lr_find rule, on Smith's 2017 LR range test"
 
 
 @dataclass
