@@ -255,15 +255,21 @@ def test_fp16_trains_with_a_gradient_scaler(tiny):
 
 
 def test_lr_auto_trains_exactly_as_the_rate_it_found(tiny):
+    """A run set up with lr auto trains at the finder's rate, exactly as one given that rate:
+    the finder works on a copy of the network, with generators of its own."""
+    from quicknets.config import RunConfig
+    from quicknets.experiment import setup
     from quicknets.lr_finder import lr_find
+    settings = dict(network="784-32-10", dropout=0.2, epochs=2, batch_size=16, threads=1)
+    config, model, _ = setup(RunConfig.build(lr="auto", **settings), data=tiny)
     found = lr_find(network("784-32-10", dropout=0.2), tiny, threads=1, batch_size=16)
-    lines = []
-    model = network("784-32-10", dropout=0.2)
-    auto = train(model, tiny, lr="auto", epochs=2, batch_size=16, log=lines.append, threads=1)
-    assert lines[0].startswith(f"lr: auto -> {found.lr:g} (valley: halfway down")
-    given = train(network("784-32-10", dropout=0.2), tiny, lr=found.lr, epochs=2, batch_size=16,
-                  quiet=True, threads=1)
+    assert config.train.lr == found.lr and config.lr_find == found.record()
+    auto = train(model, tiny, config.train, quiet=True)
+    given = train(network("784-32-10", dropout=0.2), tiny, lr=found.lr, epochs=2,
+                  batch_size=16, quiet=True, threads=1)
     assert strip(auto) == strip(given)
+    with pytest.raises(QuicknetsError, match="lr 'auto' is found when a run is set up"):
+        train(network("784-32-10"), tiny, lr="auto")
 
 
 def test_no_bar_and_no_live_plot_outside_jupyter(tiny, capsys):

@@ -3,7 +3,7 @@
     found = lr_find(model, data, optimizer="adam")   # the model passed in is left untouched
     found.lr, found.describe()                       # the suggestion, and how it was chosen
     plot_lr_find(found)                              # loss against lr, the suggestion marked
-    train(model, data, lr="auto")                    # the same, then training at found.lr
+    train(model, data, lr=found.lr)                  # or `--lr auto` (experiment.setup)
 
 The method is Leslie Smith's learning-rate range test ("Cyclical Learning Rates for Training
 Neural Networks", 2017, section 3.3) as fastai's `lr_find` runs it: one optimizer step per

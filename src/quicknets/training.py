@@ -14,9 +14,9 @@ thread count are left as they were.
 
 Early stopping (`patience=3, min_delta=0.001, monitor="val_loss"`) watches a validation metric,
 stops once it has not improved for `patience` epochs, and puts the best epoch's weights back; each
-row then says `best_epoch`, and the row it stopped at why (`stopped`). `lr="auto"` runs the LR
-finder first (lr_finder.py). In Jupyter the bar is tqdm's notebook widget, and `live_plot=True`
-redraws the curves in one output of the cell after each epoch.
+row then says `best_epoch`, and the row it stopped at why (`stopped`). In Jupyter the bar is
+tqdm's notebook widget, and `live_plot=True` redraws the curves in one output of the cell after
+each epoch.
 """
 import dataclasses
 import math
@@ -191,8 +191,7 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
     Settings are TrainConfig's fields, given as a config or as keywords (optimizer="sgd", lr=0.01,
     epochs=7, batch_size=64, seed=0, device="auto", patience=3, ...). Unknown or out-of-range
     settings, and a model or data of the wrong kind or shape, raise QuicknetsError before
-    anything trains. lr="auto" runs the LR finder (lr_finder.lr_find) on a copy of the model
-    first and logs what it found.
+    anything trains (lr="auto" too: see lr_finder.lr_find and experiment.setup).
 
     `after_epoch(epoch, model, opt, generator, history, best, scaler)` is called after each
     epoch (the CLI saves a checkpoint there; `best`: the best epoch's weights under early
@@ -204,14 +203,11 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
         config = make(TrainConfig, settings)
     else:
         config = check(dataclasses.replace(config, **settings) if settings else config)
+    if config.lr == "auto":  # lr_finder imports this module: it is found by the run's setup
+        raise QuicknetsError("lr 'auto' is found when a run is set up (quicknets train --lr "
+                             "auto, experiment.setup); here find it first: found = "
+                             "lr_find(model, data, ...), then train(..., lr=found.lr)")
     config = resolve(config)
-    if config.lr == "auto":
-        from quicknets.lr_finder import lr_find
-        found = lr_find(model, data, config)
-        config = dataclasses.replace(config, lr=found.lr)
-        if not quiet:
-            log(f"lr: auto -> {found.lr:g} ({found.describe()}; {len(found.lrs)} steps, "
-                f"{found.stopped})")
     return fit(model, data, config, quiet=quiet, log=log, after_epoch=after_epoch,
                resume=resume, live_plot=live_plot)
 
