@@ -73,6 +73,17 @@ def early_stopping(history: list, monitor: str, min_delta: float = 0.0) -> tuple
     return best_epoch, history[-1]["epoch"] - best_epoch if history else 0
 
 
+def note_early_stopping(history: list, row: dict, config: TrainConfig) -> bool:
+    """Write the best epoch so far into this epoch's `row`, and why training stops when it has
+    waited `config.patience` epochs (before the last one); True when this epoch is the best."""
+    best_epoch, waited = early_stopping(history + [row], config.monitor, config.min_delta)
+    row["best_epoch"] = best_epoch
+    if waited >= config.patience and row["epoch"] < config.epochs:
+        row["stopped"] = (f"{config.monitor} did not improve by more than {config.min_delta:g} "
+                          f"for {waited} epochs; the best was epoch {best_epoch}")
+    return best_epoch == row["epoch"]
+
+
 def in_jupyter() -> bool:
     """Whether this code runs in a Jupyter kernel (as tqdm.auto decides it)."""
     ipython = sys.modules.get("IPython")
@@ -299,15 +310,8 @@ def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot) ->
             scores = evaluate(model, data, "val")
             row["val_loss"], row["val_accuracy"] = scores["loss"], scores["accuracy"]
         row["seconds"] = time.perf_counter() - start
-        if config.patience:  # early stopping
-            best_epoch, waited = early_stopping(history + [row], config.monitor, config.min_delta)
-            row["best_epoch"] = best_epoch
-            if best_epoch == epoch:  # kept on the device: a copy of a small network
-                best = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if waited >= config.patience and epoch < config.epochs:
-                row["stopped"] = (f"{config.monitor} did not improve by more than "
-                                  f"{config.min_delta:g} for {waited} epochs; the best was "
-                                  f"epoch {best_epoch}")
+        if config.patience and note_early_stopping(history, row, config):  # a new best
+            best = {k: v.detach().clone() for k, v in model.state_dict().items()}  # on device
         history.append(row)
         if not quiet:
             log(format_epoch(row))
