@@ -6,8 +6,10 @@
     path, results = resume("mlp-256-10_adam_lr0.01_s0-1a2b3c")   # after a kill or Ctrl-C
 
 `setup` resolves the config once (threads, device: machine.resolve), loads the data it names
-and builds the network seeded by the run's seed, shaped by the data; the optimizer is made by
-the training loop, after the network is on its device. The run folder is created before the
+and builds the network seeded by the run's seed, shaped by the data; with `lr = "auto"` it runs
+the LR finder on a copy of that network and records its suggestion as the run's lr (and how it
+was found as config.lr_find). The optimizer is made by the training loop, after the network is
+on its device. The run folder is created before the
 first epoch; after each epoch the checkpoint, the history and the index row are updated, so a
 run killed at any moment resumes from its last finished epoch and ends with the numbers it would
 have had. Ctrl-C keeps that checkpoint, marks the run interrupted and raises Interrupted, whose
@@ -26,7 +28,9 @@ from quicknets.storage import atomic_write_json
 
 def setup(config: RunConfig, data=None) -> tuple:
     """(resolved config, seeded initial network, dataset) for a run config. `data` is used
-    instead of loading the data the config names (a caller that has it loaded already)."""
+    instead of loading the data the config names (a caller that has it loaded already).
+    An `auto` lr becomes the LR finder's suggestion: the run then trains exactly as one given
+    that lr (the finder works on a copy, with generators of its own)."""
     from quicknets.data import load_recorded
     from quicknets.models import network
     config = dataclasses.replace(config, train=resolve(config.train))  # recorded as resolved
@@ -35,6 +39,11 @@ def setup(config: RunConfig, data=None) -> tuple:
     pre, n = data.preprocessing, config.network
     model = network(n.network, n.activation, n.dropout, n.batchnorm, input_shape=pre.shape,
                     num_classes=len(pre.classes), flip_tta=n.flip_tta, seed=config.train.seed)
+    if config.train.lr == "auto":
+        from quicknets.lr_finder import lr_find
+        found = lr_find(model, data, config.train)
+        config = dataclasses.replace(config, lr_find=found.record(),
+                                     train=dataclasses.replace(config.train, lr=found.lr))
     return config, model, data
 
 
@@ -43,8 +52,9 @@ def epoch_saver(path, loggers=(), on_epoch=None):
     `on_epoch(epoch, row)` (an Optuna trial's pruning check; may raise TrialPruned)."""
     from quicknets.checkpoint import save_checkpoint
 
-    def after_epoch(epoch, model, opt, generator, history):
-        save_checkpoint(path / CHECKPOINT_FILE, epoch, model, opt, generator, history)
+    def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None):
+        save_checkpoint(path / CHECKPOINT_FILE, epoch, model, opt, generator, history, best,
+                        scaler)
         # progress, readable while training; never recreates a run removed meanwhile
         atomic_write_json(path / "history.json", history, parents=False)
         mark(path, "running", epoch)

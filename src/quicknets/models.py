@@ -360,9 +360,12 @@ def from_config(config: dict, seed=None) -> Network:
     return network(config.pop("network"), **config, seed=seed)
 
 
-def summary(model: nn.Module, input_shape=None) -> str:
-    """A table of the model's layers, their output shapes and parameter counts, for one input of
-    `input_shape` (B, C, H, W) (default: one image of the network's own shape)."""
+def layer_table(model: nn.Module, input_shape=None) -> list:
+    """One row per leaf layer for one input of `input_shape` (B, C, H, W) (default: one image of
+    the network's own shape): {layer, type, output shape, params, flops}. FLOPs are counted by
+    torch's own counter (torch.utils.flop_counter.FlopCounterMode): 2 per multiply-add of the
+    matrix products and convolutions, which is nearly all the work; other layers count 0."""
+    from torch.utils.flop_counter import FlopCounterMode
     if input_shape is None:
         input_shape = (1, *getattr(model, "config", {}).get("input_shape", (1, 28, 28)))
     rows, hooks = [], []
@@ -372,23 +375,48 @@ def summary(model: nn.Module, input_shape=None) -> str:
 
         def hook(mod, inp, out, name=name):
             n = sum(p.numel() for p in mod.parameters(recurse=False))
-            rows.append((name, type(mod).__name__, tuple(out.shape), n))
+            rows.append({"layer": name, "type": type(mod).__name__,
+                         "output shape": tuple(out.shape), "params": n})
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()
+    counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), counter:
             model(torch.zeros(input_shape, device=next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
+    counts = counter.get_flop_counts()  # keyed "<class>.<module name>", parents included
+    for row in rows:
+        row["flops"] = sum(counts.get(f"{type(model).__name__}.{row['layer']}", {}).values())
+    return rows
+
+
+def summary(model: nn.Module, input_shape=None) -> str:
+    """A table of the model's layers: output shapes, parameters and FLOPs (layer_table), and the
+    totals. FLOPs are for the forward pass of one input of `input_shape` (default: one image)."""
+    rows = layer_table(model, input_shape)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    lines = [f"{'layer':<8} {'type':<14} {'output shape':<20} {'params':>10}"]
-    lines += [f"{n:<8} {t:<14} {str(s):<20} {p:>10,}" for n, t, s, p in rows]
+    flops = sum(row["flops"] for row in rows)
+    images = rows[0]["output shape"][0] if rows else 1
+    w = max([5] + [len(r["layer"]) for r in rows])  # ResNet blocks: "10.body.0"
+    t = max([4] + [len(r["type"]) for r in rows])
+    lines = [f"{'layer':<{w}} {'type':<{t}} {'output shape':<20} {'params':>10} {'FLOPs':>12}"]
+    lines += [f"{r['layer']:<{w}} {r['type']:<{t}} {str(r['output shape']):<20} "
+              f"{r['params']:>10,} {r['flops']:>12,}" for r in rows]
     lines.append(f"total params: {total:,} (trainable {trainable:,})")
+    lines.append(f"total FLOPs: {flops:,} per forward pass of {images} image(s) "
+                 "(torch.utils.flop_counter: 2 per multiply-add)")
     return "\n".join(lines)
+
+
+def totals(model: nn.Module) -> tuple:
+    """(parameters, forward FLOPs for one image): what `quicknets train` prints."""
+    return (sum(p.numel() for p in model.parameters()),
+            sum(row["flops"] for row in layer_table(model)))
 
 
 MODEL_FORMAT = 2  # model.pt: 1 held state_dict and config; 2 adds the preprocessing

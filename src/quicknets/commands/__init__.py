@@ -14,4 +14,6 @@ COMMANDS = {
     "sweep": "sweep",
     "export": "export",
     "demo": "demo",
+    "lr-find": "lr_find",
+    "completion": "completion",
 }
