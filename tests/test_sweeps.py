@@ -188,3 +188,12 @@ def test_metric_names_in_help():
     sub = [a for a in build_parser()._actions if a.dest == "command"][0].choices["sweep"]
     text = sub.format_help()
     assert "val_accuracy" in text and "val_acc," not in text
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--batchnorm"], "true"), (["--no-batchnorm"], "false"), (["--batchnorm", "true,false"],
+                                                               "true,false")])
+def test_booleans_are_spelled_as_in_train(flags, expected):
+    from quicknets.cli import build_parser
+    args = build_parser().parse_args(["sweep", *flags, "--lr", "0.1"])
+    assert args.set_batchnorm == expected and args.set_lr == "0.1"

@@ -295,17 +295,22 @@ def upgrade(config: dict) -> dict:
     return config
 
 
-def read_toml(path) -> dict:
-    """Flat settings from a TOML file: keys at the top level or in [data], [network] and
-    [train] tables; unknown keys are errors."""
+def load_toml(path) -> dict:
+    """A TOML file's content; a missing or invalid file is one QuicknetsError."""
     import tomllib
     try:
         with open(path, "rb") as f:
-            spec = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise QuicknetsError(f"{path} is not valid TOML: {e}") from None
+
+
+def read_toml(path) -> dict:
+    """Flat settings from a TOML file: keys at the top level or in [data], [network] and
+    [train] tables; unknown keys are errors."""
+    spec = load_toml(path)
     flat = {}
     for key, value in spec.items():
         if key in SECTIONS and isinstance(value, dict):

@@ -37,8 +37,9 @@ def add_parser(sub) -> None:
     for name, f in SETTINGS.items():
         if name not in NOT_FLAGS:
             flag = f"--{name.replace('_', '-')}"
+            alone = {"nargs": "?", "const": "true"} if f.type is bool else {}  # as in train
             group.add_argument(flag, *f.metadata["flags"], dest=f"set_{name}", default=None,
-                               metavar="VALUES", help=f.metadata["help"])
+                               metavar="VALUES", help=f.metadata["help"], **alone)
             if f.type is bool:  # --no-verify as in train; --verify true,false varies it
                 group.add_argument(f"--no-{name.replace('_', '-')}", dest=f"set_{name}",
                                    action="store_const", const="false", help=argparse.SUPPRESS)
@@ -75,17 +76,9 @@ def add_parser(sub) -> None:
 
 
 def read_toml(path) -> dict:
-    import tomllib
-
-    from quicknets.config import setting
+    from quicknets.config import load_toml, setting
     from quicknets.errors import QuicknetsError
-    try:
-        with open(path, "rb") as f:
-            spec = tomllib.load(f)
-    except OSError as e:
-        raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise QuicknetsError(f"{path} is not valid TOML: {e}") from None
+    spec = load_toml(path)
     unknown = sorted(set(spec) - set(TOML_KEYS))
     if unknown:
         raise QuicknetsError(f"{path}: unknown key(s) {', '.join(unknown)}; known: "
