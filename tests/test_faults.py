@@ -146,10 +146,11 @@ def json_or(path: Path, default):
 
 
 def run_folders(runs: Path) -> list:
-    """The run folders, oldest first."""
+    """The run folders, oldest first (not runs/sweeps/, where sweeps keep their plans)."""
     if not runs.is_dir():
         return []
-    found = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    found = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")
+             and (p / "config.json").is_file()]
     return sorted(found, key=lambda p: (p / "config.json").stat().st_mtime_ns)
 
 
