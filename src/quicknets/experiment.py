@@ -62,10 +62,9 @@ def fit_network(spec: str, pre) -> str:
         return spec
     if spec.strip() in ADAPTING:
         return "-".join(map(str, fitted))
-    raise QuicknetsError(f"the network {spec} takes {sizes[0]} values and gives {sizes[-1]} "
-                         f"classes, but the data's images are {c}x{h}x{w} = {pre.features} "
-                         f"values in {len(pre.classes)} classes: give "
-                         f"--network {'-'.join(map(str, fitted))}")
+    raise QuicknetsError(f"the first size must be the input size {pre.features} ({c}x{h}x{w} "
+                         f"images) and the last the number of classes {len(pre.classes)}, got "
+                         f"{spec}: give --network {'-'.join(map(str, fitted))}")
 
 
 def epoch_saver(path, loggers=(), on_epoch=None):

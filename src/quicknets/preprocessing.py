@@ -49,9 +49,9 @@ class Preprocessing:
             object.__setattr__(self, key, tuple(getattr(self, key)))
         if len(self.shape) != 3 or any(int(n) < 1 for n in self.shape):
             raise QuicknetsError(f"an image shape is (channels, height, width), got {self.shape}")
-        if len(self.mean) not in (1, self.shape[0]) or len(self.std) != len(self.mean):
-            raise QuicknetsError(f"mean {self.mean} and std {self.std} need one value, or one "
-                                 f"per channel ({self.shape[0]})")
+        if len(self.mean) not in (1, self.shape[0]) or len(self.std) not in (1, self.shape[0]):
+            raise QuicknetsError(f"mean {self.mean} and std {self.std} need one value each, or "
+                                 f"one per channel ({self.shape[0]})")
         if any(s <= 0 for s in self.std):
             raise QuicknetsError(f"std must be positive, got {self.std}")
         if self.layout not in LAYOUTS:

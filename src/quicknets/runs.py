@@ -272,8 +272,10 @@ def load_model(run, runs_dir=None):
     if not file.is_file():
         raise QuicknetsError(f"run {run.name} has no saved model ({file} is missing)")
     classes = tuple(run.results.get("classes") or dataset_info(d.dataset).classes)
-    recorded = Preprocessing(mean=(d.mean,), std=(d.std,), classes=classes, dataset=d.dataset,
-                             layout=dataset_layout(d.dataset))  # for files before format 2
+    recorded = None  # for files before format 2 (grey, one mean and std; no "auto" yet)
+    if all(isinstance(v, (int, float)) for v in (d.mean, d.std)):
+        recorded = Preprocessing(mean=(d.mean,), std=(d.std,), classes=classes,
+                                 dataset=d.dataset, layout=dataset_layout(d.dataset))
     model = load_saved(file, recorded)
     built = {k: model.config.get(k) for k in ("network", "activation", "dropout", "batchnorm",
                                              "flip_tta")}
