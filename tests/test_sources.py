@@ -158,7 +158,7 @@ def test_png_folder_train_classify_show_report(fashion, tmp_path, capsys):
     order = [sorted(FOLDER_NAMES).index(FOLDER_NAMES[c]) for c in range(10)]
     train_files, _ = sources.list_images(root / "train")
     for path, label in train_files[:50]:  # pixel for pixel, labels by folder name
-        i = int(path.stem)
+        i = int(Path(path).stem)
         j = [p for p, _ in train_files].index(path)
         assert torch.equal(data.train_images[j], torch.from_numpy(x[i]))
         assert label == order[y[i]] == int(data.train_labels[j])
@@ -171,7 +171,8 @@ def test_png_folder_train_classify_show_report(fashion, tmp_path, capsys):
         if f"(true class: {predicted(out)})" in out:
             break
     # ... is named by its folder when classified as a file
-    assert predicted(cli(capsys, "classify", name, path, "--runs-dir", runs)) == path.parent.name
+    assert predicted(cli(capsys, "classify", name, path, "--runs-dir", runs)) == \
+        Path(path).parent.name
 
 
 # -- (c) 32x32 RGB images in 3 class folders, no test folder: the default command --------------
