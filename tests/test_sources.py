@@ -4,7 +4,6 @@ Three datasets made here go through train, classify, show and report: (a) the Fa
 set as a Kaggle-style CSV pair, (b) the same as PNGs in class folders, (c) generated 32x32 RGB
 images in 3 class folders. Small subsets: the 60,000-image timings are in the README.
 """
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from quicknets import sources
+from quicknets import csvdata, imagefolders, sources
 from quicknets.cli import main
 from quicknets.config import RunConfig
 from quicknets.data import describe, load_dataset, load_recorded
@@ -156,7 +155,7 @@ def test_png_folder_train_classify_show_report(fashion, tmp_path, capsys):
     data = load_dataset(root)
     assert data.classes == sorted(FOLDER_NAMES) and data.train_images.shape == (400, 28, 28)
     order = [sorted(FOLDER_NAMES).index(FOLDER_NAMES[c]) for c in range(10)]
-    train_files, _ = sources.list_images(root / "train")
+    train_files, _ = imagefolders.list_images(root / "train")
     for path, label in train_files[:50]:  # pixel for pixel, labels by folder name
         i = int(Path(path).stem)
         j = [p for p, _ in train_files].index(path)
@@ -165,7 +164,7 @@ def test_png_folder_train_classify_show_report(fashion, tmp_path, capsys):
     runs = tmp_path / "runs"
     name = train_show_report(capsys, root, runs, "--epochs", "4")
     assert name.startswith("fashion-png_mlp-256-128-64_")
-    test_files, _ = sources.list_images(root / "test")
+    test_files, _ = imagefolders.list_images(root / "test")
     for i, (path, _) in enumerate(test_files):  # a test image the model gets right ...
         out = cli(capsys, "classify", name, "--index", i, "--runs-dir", runs)
         if f"(true class: {predicted(out)})" in out:
@@ -250,7 +249,7 @@ def test_parsed_once_then_cached_and_a_changed_file_is_noticed(tmp_path, monkeyp
     first = load_dataset(path)
     def parse_again(*args):
         raise LookupError("parsed again")
-    monkeypatch.setattr(sources, "parse_csv", parse_again)
+    monkeypatch.setattr(csvdata, "parse_csv", parse_again)
     again = load_dataset(path)  # from the cache
     assert torch.equal(first.train_images, again.train_images)
     assert first.origin["digest"] == again.origin["digest"]
@@ -268,7 +267,7 @@ def test_parsed_once_then_cached_and_a_changed_file_is_noticed(tmp_path, monkeyp
 
 def test_a_large_folder_is_decoded_by_worker_processes(rgb, monkeypatch):
     in_process = load_dataset(rgb, test=0.25)
-    monkeypatch.setattr(sources, "_workers", lambda n: 2)
+    monkeypatch.setattr(imagefolders, "_workers", lambda n: 2)
     monkeypatch.setattr(sources, "CACHE_FORMAT", -1)  # a fresh cache key: decoded again
     pooled = load_dataset(rgb, test=0.25)
     assert torch.equal(in_process.train_images, pooled.train_images)
@@ -341,6 +340,7 @@ def _csv(tmp_path, text, name="d.csv"):
                                  "0..255)"),
     ("0,1,2,3,4\n1,1,2.5,3,4\n", "line 2, column 3: 2.5 is not a pixel value"),
     ("0,1,2,3,4\n-1,1,2,3,4\n", "line 2: label -1 is negative"),
+    ("0,1,2,3,4\n12345,1,2,3,4\n", "line 2: label 12345 is too large; class numbers run from 0"),
     ("2,1,2,3,4\n2,1,2,3,4\n", "holds a single class (2); a classifier needs at least two"),
     ("0,1,2,3,4,5\n1,1,2,3,4,5\n", "rows of 5 pixels are not a square image in 1 or 3 "
                                      "channels (28x28 = 784, 3x32x32 = 3072)"),
