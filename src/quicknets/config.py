@@ -58,10 +58,10 @@ class DataConfig:
                        "class folders, or an .npz (x_train, y_train, x_test, y_test)")
     data_dir: str = opt("", "folder holding the IDX files (searched first; downloads go here); "
                             "for a dataset given by path, the folder it moved to")
-    test: str = opt("", "your own data's test set: a CSV file or a folder (default: the one "
-                        "beside it, x_test.csv for x_train.csv, or test/ beside train/), or a "
-                        "fraction of the training set held out, always the same (default 0.2 "
-                        "when there is no test set)")
+    test: str = opt("", "your own data's test set: a file or folder of the dataset's kind "
+                        "(none given: x_test.csv beside x_train.csv, test/ beside train/, an "
+                        ".npz's x_test), or a fraction of the training set held out, the same "
+                        "images whatever the seed (0.2 where there is no test set)")
     image_size: int = opt(0, "your own data: bring every image to SIZE x SIZE pixels (0: keep "
                              "the images' size; needed when they differ)", low=0, high=1024)
     channels: int = opt(0, "your own data: bring every image to 1 (grey) or 3 (RGB) channels "
