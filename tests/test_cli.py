@@ -48,7 +48,7 @@ def test_train_evaluate_classify_end_to_end(tiny_dir, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["train", "--lr", "-1"], "--lr must be at least"),
     (["train", "--epochs", "abc"], "--epochs must be int"),
-    (["train", "--optimizer", "rmsprop"], "--optimizer must be one of"),
+    (["train", "--optimizer", "lbfgs"], "--optimizer must be one of"),
     (["train", "--layers", "100-10"], "first size must be the input size 784"),
     (["train", "--layers", "784-0-10"], "must be positive"),
     (["train", "--layers", "784"], "at least two sizes"),
@@ -303,3 +303,37 @@ def test_existing_data_dir_without_the_files_is_one_line(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert err.startswith(f"error: {tmp_path / 'empty'} does not hold the fashion-mnist files")
+
+
+def test_runs_table_json_and_csv_agree(tiny_dir, tmp_path, capsys):
+    import csv
+    import io
+    import json
+    from pathlib import Path
+    runs = str(tmp_path / "runs")
+    run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert main(["runs", "--runs-dir", runs, "--format", "json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["name"] == run_dir.name and record["status"] == "done"
+    assert record["epochs_done"] == 2 and record["test_accuracy"] == results["accuracy"]
+    assert record["settings"]["network"] == "784-32-10" and record["settings"]["epochs"] == 2
+    assert main(["runs", "--runs-dir", runs, "--format", "csv"]) == 0
+    (row,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert row["name"] == run_dir.name and float(row["test_accuracy"]) == results["accuracy"]
+    assert row["network"] == "784-32-10" and row["lr"] == "0.003" and row["sweep"] == ""
+    assert main(["runs", "--runs-dir", runs]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("run ") and f"{results['accuracy']:.4f}" in table
+
+
+@pytest.mark.parametrize("shell, marker", [("bash", "complete -o"), ("zsh", "#compdef quicknets")])
+def test_completion_script_knows_every_command(shell, marker, capsys, tmp_path):
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    assert marker in script
+    for word in ("lr-find", "--print-config", "--patience", "--format", "completion"):
+        assert word in script
+    if shell == "bash":  # it parses
+        (tmp_path / "q.sh").write_text(script)
+        assert subprocess.run(["bash", "-n", str(tmp_path / "q.sh")]).returncode == 0

@@ -171,9 +171,17 @@ def in_mode(base: np.ndarray, mode: str) -> Image.Image:
     return gray.convert(mode)
 
 
+def test_a_ycbcr_image_turns_grey_like_the_8_bit_file():
+    """In memory: Pillow 12.3 cannot read back the YCbCr TIFF it writes ("image file is
+    truncated"; 12.2 could), so no file format carries this mode reliably."""
+    base = np.zeros((40, 60), np.uint8)
+    base[8:30, 12:50] = 255
+    assert np.abs(to_gray(in_mode(base, "YCbCr")).astype(int) - base).max() <= 1
+
+
 @pytest.mark.parametrize("mode, ext", [
     ("1", "png"), ("L", "png"), ("LA", "png"), ("P", "png"), ("P", "gif"), ("PA", "tif"),
-    ("RGB", "png"), ("RGBA", "png"), ("CMYK", "tif"), ("CMYK", "jpg"), ("YCbCr", "tif"),
+    ("RGB", "png"), ("RGBA", "png"), ("CMYK", "tif"), ("CMYK", "jpg"),
     ("I;16", "png"), ("I;16B", "tif"), ("I", "tif"), ("F", "tif"), ("LAB", "tif"), ("L", "jpg"),
     ("RGB", "jpg"), ("RGB", "webp")])
 def test_every_mode_loads_like_the_8_bit_grey_file(tmp_path, mode, ext):

@@ -1,82 +1,17 @@
-"""Sweeps: parsing, grids, random draws, worker plans, local runs, a shared PostgreSQL study."""
-import json
+"""sweeps/__init__.py and `quicknets sweep`: grid and random sweeps end to end, the ranked table
+with failed trials, names used once, --resume-sweep, and every wrong TOML value as one line."""
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
+from quicknets import sweep as exported_sweep
 from quicknets.cli import main
 from quicknets.errors import QuicknetsError
+from quicknets.index import query
 from quicknets.runs import list_runs
-from quicknets.sweeps import (Range, grid_trials, normalise_space, parse_values, plan_workers,
-                             random_trials, seed_list, sweep, trial_config)
+from quicknets.sweeps import format_ranking, resume_sweep, sweep
 
-
-def test_parse_values():
-    assert parse_values("lr", "0.001,0.003") == [0.001, 0.003]
-    assert parse_values("layers", "784-256-10,784-512-256-10") == ["784-256-10", "784-512-256-10"]
-    assert parse_values("lr", "log:1e-4:1e-2") == Range(1e-4, 1e-2, True)
-    assert parse_values("batch_size", "32:256") == Range(32, 256, False)
-    assert parse_values("device", "cuda:0") == ["cuda:0"]  # not a range: not a number
-    assert parse_values("batchnorm", "true,false") == [True, False]
-    for key, text, message in [("lr", "0.1,abc", "--lr must be float"),
-                               ("optimizer", "adam,rmsprop", "--optimizer must be one of"),
-                               ("lr", "0.1:0.01", "need LOW < HIGH"),
-                               ("dropout", "log:0:0.5", "LOW > 0"),
-                               ("lr", "1:2:3", "range must be"),
-                               ("colour", "red", "unknown setting 'colour'")]:
-        with pytest.raises(QuicknetsError, match=message):
-            parse_values(key, text)
-
-
-def test_grid_and_random_trials():
-    space = normalise_space({"layers": ["784-256-10", "784-512-256-10"], "lr": [0.001, 0.003],
-                             "optimizer": "adam,sgd"})
-    trials = grid_trials(space, seed_list(2))
-    assert len(trials) == 2 * 2 * 2 * 2
-    assert trials[0] == {"model": "784-256-10", "lr": 0.001, "optimizer": "adam", "seed": 0}
-    assert trials[1]["seed"] == 1 and len({json.dumps(t, sort_keys=True) for t in trials}) == 16
-    ranged = normalise_space({"lr": {"low": 1e-4, "high": 1e-2, "log": True},
-                              "batch_size": Range(16, 128), "optimizer": ["adam", "sgd"]})
-    drawn = random_trials(ranged, 20, [0], draw_seed=1)
-    assert drawn == random_trials(ranged, 20, [0], draw_seed=1)  # seeded
-    assert all(1e-4 <= t["lr"] <= 1e-2 and 16 <= t["batch_size"] <= 128 for t in drawn)
-    assert all(isinstance(t["batch_size"], int) for t in drawn)
-    assert {t["optimizer"] for t in drawn} == {"adam", "sgd"}
-    with pytest.raises(QuicknetsError, match="a grid needs lists"):
-        grid_trials(ranged, [0])
-    assert seed_list(3) == [0, 1, 2] and seed_list(["4", 7]) == [4, 7]
-    with pytest.raises(QuicknetsError, match="lr lists 0.001 more than once"):
-        normalise_space({"lr": "0.001,1e-3"})  # would train one run twice, ranked as n = 2
-    with pytest.raises(QuicknetsError, match="seeds lists 4 more than once"):
-        seed_list(["4", 4])
-
-
-def test_worker_plan_never_oversubscribes():
-    assert plan_workers(24, cores=2, free=2) == (2, 1)
-    assert plan_workers(24, cores=2, free=1) == (1, 1)  # the other core is busy
-    assert plan_workers(1, cores=8, free=8) == (1, 8)  # one trial: all the threads
-    assert plan_workers(24, threads=2, cores=8, free=8) == (4, 2)
-    assert plan_workers(24, workers=2, cores=2, free=1) == (2, 1)
-    for workers, threads in [(3, 0), (2, 2)]:
-        with pytest.raises(QuicknetsError, match="oversubscribe"):
-            plan_workers(24, workers, threads, cores=2, free=2)
-    for workers, threads in [(-1, 0), (0, -2)]:  # a traceback, and every trial failing, before
-        with pytest.raises(QuicknetsError, match="at least 1"):
-            plan_workers(24, workers, threads, cores=2, free=2)
-
-
-def test_trial_config():
-    config = trial_config({"epochs": 2, "dataset": "mnist"}, {"layers": "784-32-10", "lr": 0.01,
-                                                              "seed": 1}, threads=1)
-    assert config["model"]["model"] == "784-32-10" and config["data"]["dataset"] == "mnist"
-    assert config["train"]["lr"] == 0.01 and config["train"]["threads"] == 1
-    assert config["train"]["momentum"] == 0.9  # unset settings keep their defaults
+CORES = len(os.sched_getaffinity(0))
 
 
 def base(tiny_dir):
@@ -85,6 +20,7 @@ def base(tiny_dir):
 
 
 def test_grid_sweep_in_python(tiny_dir, runs_dir):
+    assert exported_sweep is sweep
     lines = []
     groups = sweep(base(tiny_dir), grid={"layers": ["784-16-10", "784-64-10"],
                                          "lr": [0.001, 0.01]}, seeds=2, workers=1,
@@ -94,139 +30,147 @@ def test_grid_sweep_in_python(tiny_dir, runs_dir):
     assert means == sorted(means, reverse=True)  # ranked
     runs = list_runs(runs_dir, sweep="s1")
     assert len(runs) == 8 and all(r.meta["sweep"] == "s1" for r in runs)
-    assert {(r.config["model"]["model"], r.config["train"]["lr"], r.config["train"]["seed"])
+    assert {(r.config.network.network, r.config.train.lr, r.config.train.seed)
             for r in runs} == {(m, lr, s) for m in ("784-16-10", "784-64-10")
                                for lr in (0.001, 0.01) for s in (0, 1)}
     assert lines[0] == "sweep s1: 4 variants x 2 seed(s) = 8 runs; 1 worker(s) x 1 thread(s)"
-    assert sum(line.startswith("trial ") for line in lines) == 8
+    trials = [line for line in lines if line.startswith("trial ")]
+    assert len(trials) == 8 and trials[0].startswith("trial 1/8 (")
+    assert "  network=784-16-10 lr=0.001 seed=0  test_accuracy 0." in trials[0]
     with pytest.raises(QuicknetsError, match="not as a setting"):
         sweep(base(tiny_dir), grid={"seed": [1, 2]}, runs_dir=runs_dir)
 
 
+def test_a_name_is_used_once(tiny_dir, runs_dir):
+    sweep(base(tiny_dir), grid={"lr": [0.001]}, workers=1, runs_dir=runs_dir, name="once",
+          log=lambda *a: None)
+    with pytest.raises(QuicknetsError) as e:  # its runs would count as extra seeds
+        sweep(base(tiny_dir), grid={"lr": [0.001]}, workers=1, runs_dir=runs_dir,
+              name="once", log=lambda *a: None)
+    assert str(e.value) == (f"the sweep name 'once' is already used in {runs_dir} (1 run(s)); "
+                            f"choose another --name, look at it with `quicknets compare "
+                            f"--sweep once`, or continue it with `quicknets sweep "
+                            f"--resume-sweep once`")
+    assert len(list_runs(runs_dir, sweep="once")) == 1
+    for name in ("a/b", "", ".hidden", 3):
+        with pytest.raises(QuicknetsError, match="a sweep name is"):
+            sweep(base(tiny_dir), grid={"lr": [0.001]}, runs_dir=runs_dir, name=name)
+    with pytest.raises(QuicknetsError, match="oversubscribe"):  # fails before any run ...
+        sweep(base(tiny_dir), grid={"lr": [0.001]}, workers=999, runs_dir=runs_dir,
+              name="free", log=lambda *a: None)
+    assert not (runs_dir / "sweeps" / "free.json").exists()  # ... so the name stays free
+
+
+def test_one_failing_variant_does_not_stop_the_sweep(tiny_dir, runs_dir):
+    deep = "784-64-64-64-64-64-64-10"
+    lines = []
+    groups = sweep({**base(tiny_dir), "epochs": 1, "optimizer": "sgd", "momentum": 0.99},
+                   grid={"network": [deep, "784-16-11"], "lr": [0.001, 100.0]}, workers=1,
+                   runs_dir=runs_dir, name="f", log=lines.append)
+    assert [g.get("state", "COMPLETE") for g in groups] == ["COMPLETE"] + ["FAILED"] * 3
+    assert groups[0]["settings"]["lr"] == 0.001 and groups[0]["settings"]["network"] == deep
+    why = {(g["settings"]["network"], g["settings"]["lr"]): g["message"] for g in groups[1:]}
+    assert why[(deep, 100.0)].startswith("training diverged in epoch 1")
+    assert why[("784-16-11", 0.001)] == "the last size must be the number of classes 10, got 11"
+    assert sum("  failed: " in line for line in lines) == 3
+    assert lines[-1].endswith(", 3 failed")
+    statuses = sorted(r["status"] for r in query(runs_dir, status="all"))
+    assert statuses == ["done", "failed"]  # the diverged run's record is marked failed
+    table = format_ranking(groups, "test_accuracy").splitlines()
+    assert len(table) == 1 + 4 + 3 and table[2].endswith("failed")
+    assert any(line.strip().startswith("2  failed: training diverged") for line in table[5:])
+
+
+def test_resume_sweep_trains_only_what_is_not_finished(tiny_dir, runs_dir):
+    from quicknets.config import RunConfig
+    from quicknets.experiment import run
+    from quicknets.runs import remove_run
+    quiet = lambda *a: None  # noqa: E731
+    sweep(base(tiny_dir), grid={"lr": [0.001, 0.01, 0.03]}, workers=1, runs_dir=runs_dir,
+          name="r", log=quiet)
+    by_lr = {r.config.train.lr: r.name for r in list_runs(runs_dir, sweep="r")}
+    remove_run(by_lr[0.01], runs_dir)  # never trained, as far as the sweep can tell
+    remove_run(by_lr[0.03], runs_dir)  # stopped after its first epoch, as Ctrl-C leaves it
+
+    def ctrl_c(epoch, row):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig.build(**base(tiny_dir), lr=0.03, seed=0, threads=1), runs_dir,
+            quiet=True, sweep="r", on_epoch=ctrl_c)
+    lines = []
+    groups = resume_sweep("r", workers=1, threads=1, runs_dir=runs_dir, log=lines.append)
+    assert lines[0] == ("sweep r: 1 of 3 runs finished; continuing 2 (1 from their "
+                        "checkpoints); 1 worker(s) x 1 thread(s)")
+    assert len(groups) == 3 and all(g["n"] == 1 for g in groups)  # no run counted twice
+    rows = query(runs_dir, status="all")
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"done"}
+    assert all(r["epochs_done"] == 2 for r in rows)
+    assert resume_sweep("r", workers=1, threads=1, runs_dir=runs_dir, log=lines.append) == groups
+    assert lines[-2].startswith("sweep r: 3 of 3 runs finished; continuing 0")
+    with pytest.raises(QuicknetsError, match="no sweep named 'nothing'"):
+        resume_sweep("nothing", runs_dir=runs_dir)
+    assert not (runs_dir / "optuna.sqlite3").exists()  # looking did not make a study file
+
+
 def test_sweep_command_with_toml_and_workers(tiny_dir, runs_dir, tmp_path, capsys):
-    workers = min(2, len(os.sched_getaffinity(0)))
+    workers = min(2, CORES)
     toml = tmp_path / "sweep.toml"
     toml.write_text(f'seeds = 2\nworkers = {workers}\nthreads = 1\nname = "t1"\n'
                     f'[base]\ndataset = "mnist"\ndata_dir = "{tiny_dir}"\nverify = false\n'
-                    f'epochs = 1\n[vary]\nlayers = ["784-16-10", "784-32-10"]\n')
+                    f'epochs = 1\n[vary]\nlayers = ["784-16-10", "784-32-10"]\n'
+                    f'lr = [0.1, 0.2]\n')
     assert main(["sweep", "--config", str(toml), "--lr", "0.003,0.03", "--runs-dir",
-                 str(runs_dir)]) == 0
+                 str(runs_dir)]) == 0  # the flag replaces the file's lr
     out = capsys.readouterr().out
     assert f"4 variants x 2 seed(s) = 8 runs; {workers} worker(s) x 1 thread(s)" in out
+    assert out.count("\ntrial ") == 8  # a line per trial, from the worker processes
     assert "ranked by test_accuracy" in out and out.count(" ± ") >= 8
     assert "best: " in out and "quicknets compare --sweep t1" in out
     assert len(list_runs(runs_dir, sweep="t1")) == 8
     assert main(["compare", "--sweep", "t1", "--runs-dir", str(runs_dir)]) == 0
-    assert "differing settings: lr, model, seed" in capsys.readouterr().out
-    toml.write_text("[vary]\nlr = [0.1]\ncolour = 1\n")
-    assert main(["sweep", "--config", str(toml), "--runs-dir", str(runs_dir)]) == 1
-    assert "unknown setting 'colour'" in capsys.readouterr().err
+    assert "differing settings: lr, network, seed" in capsys.readouterr().out
+    assert main(["sweep", "--resume-sweep", "t1", "--lr", "0.1", "--runs-dir",
+                 str(runs_dir)]) == 1
+    assert "it takes only --workers" in capsys.readouterr().err
     toml.write_text("seeds = [\n")
     assert main(["sweep", "--config", str(toml)]) == 1
     assert "not valid TOML" in capsys.readouterr().err
 
 
-def test_optuna_sweep_local(tiny_dir, runs_dir, capsys):
-    pytest.importorskip("optuna")
-    import optuna
-    assert main(["sweep", "--search", "optuna", "--trials", "4", "--dataset", "mnist",
-                 "--data-dir", str(tiny_dir), "--no-verify", "--epochs", "2", "--lr",
-                 "log:0.001:0.03", "--layers", "784-16-10,784-32-10", "--workers", "1",
-                 "--name", "o1", "--runs-dir", str(runs_dir)]) == 0
-    out = capsys.readouterr().out
-    assert "Optuna TPE with pruning" in out and "ranked by test_accuracy" in out
-    study = optuna.load_study(study_name="o1",
-                              storage=f"sqlite:///{runs_dir.resolve()}/optuna.sqlite3")
-    assert len(study.trials) == 4
-    names = [n for t in study.trials for n in t.user_attrs["runs"]]
-    assert sorted(names) == sorted(p.name for p in runs_dir.iterdir() if p.is_dir())
+@pytest.mark.parametrize("toml, message", [
+    ("seeds = 2.5", "seeds must be a number of seeds"),
+    ("base = 5", "base must be a table of settings"),
+    ("vary = [1]", "vary must be a table of settings"),
+    ("trials = \"ten\"", "trials must be a whole number of at least 1, got 'ten'"),
+    ("workers = -1", "workers must be a whole number of at least 1 (0: choose for me), got -1"),
+    ("threads = 1.5", "threads must be a whole number"),
+    ("search = 3", "search must be a string"),
+    ("prune = \"no\"", "prune must be true or false"),
+    ("name = \"a b\"", "a sweep name is"),
+    ("metric = \"val_accuracy\"", "needs a validation split"),
+    ("colour = 1", "unknown key(s) colour"),
+    ("[vary]\nlr = {low = 0.001}", "lr: a range is {low = ..., high = ..., log = true|false}"),
+    ("[vary]\nbatchnorm = true", "batchnorm: give a list of values to try"),
+    ("[vary]\nlr = {low = 0.001, high = 0.1, log = {x = 1}}", "log must be true or false"),
+    ("[vary]\nlr = {low = 0.001, high = 0.1, step = {x = 1}}", "lr: a range is"),
+    ("[vary]\ncolour = [1]", "unknown setting 'colour'"),
+    ("[base]\nepochs = \"two\"", "--epochs must be int"),
+])
+def test_a_wrong_toml_value_is_one_error_line(tmp_path, runs_dir, capsys, toml, message):
+    path = tmp_path / "sweep.toml"
+    path.write_text(toml + ("\n[vary]\nlr = [0.1, 0.2]\n" if "[vary]" not in toml
+                            and "vary =" not in toml else "\n"))
+    assert main(["sweep", "--config", str(path), "--runs-dir", str(runs_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not list(runs_dir.glob("*/config.json"))  # nothing trained
 
 
-# --- a shared study on a real PostgreSQL server, started here on loopback ---
-
-def pg_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    if not found:
-        pytest.fail("PostgreSQL is missing: apt-get install postgresql "
-                    "(scripts/setup.sh test does it)")
-    return found[-1].parent
-
-
-@pytest.fixture
-def postgres():
-    """A private PostgreSQL server on 127.0.0.1 (a free port), stopped and deleted after."""
-    bin_dir = pg_bin()
-    home = Path(tempfile.mkdtemp(prefix="quicknets-pg-"))
-    as_pg = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        shutil.chown(home, "postgres")
-        as_pg = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = lambda *cmd: subprocess.run(as_pg + [str(c) for c in cmd], check=True,  # noqa: E731
-                                      capture_output=True, text=True, timeout=120)
-    run(bin_dir / "initdb", "-D", home / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(bin_dir / "pg_ctl", "-D", home / "data", "-l", home / "log", "-w", "-o",
-        f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(bin_dir / "pg_ctl", "-D", home / "data", "-m", "fast", "-w", "stop")
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def test_two_workers_share_a_postgresql_study(tiny_dir, runs_dir, postgres):
-    import optuna
-    args = ["sweep", "--search", "optuna", "--trials", "8", "--storage", postgres,
-            "--name", "shared", "--workers", "1", "--threads", "1", "--dataset", "mnist",
-            "--data-dir", tiny_dir, "--no-verify", "--epochs", "2", "--lr", "log:0.001:0.03",
-            "--layers", "784-16-10,784-32-10", "--runs-dir", runs_dir, "--quiet"]
-    procs = [subprocess.Popen([sys.executable, "-m", "quicknets", *map(str, args)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]  # two machines, as far as the study can tell
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err
-        assert "ranked by test_accuracy" in out
-    url = postgres.replace("postgresql://", "postgresql+psycopg://")
-    trials = optuna.load_study(study_name="shared", storage=url).trials
-    assert len(trials) >= 8  # a worker may start one more as the other finishes the last
-    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both took part
-    names = [n for t in trials for n in t.user_attrs["runs"]]
-    assert len(names) == len(set(names)) == len(trials)  # one run per trial, none twice
-    folders = {p.name for p in runs_dir.iterdir() if p.is_dir()}
-    assert folders == set(names)  # none lost, none extra
-    for t in trials:
-        meta = json.loads((runs_dir / t.user_attrs["runs"][0] / "meta.json").read_text())
-        config = json.loads((runs_dir / t.user_attrs["runs"][0] / "config.json").read_text())
-        assert meta["sweep"] == "shared"
-        assert config["train"]["lr"] == t.params["lr"]
-        assert config["model"]["model"] == t.params["model"]
-
-
-def test_ctrl_c_stops_a_parallel_sweep_cleanly(tiny_dir, runs_dir):
-    import signal
-    import time
-    workers = min(2, len(os.sched_getaffinity(0)))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quicknets", "sweep", "--dataset", "mnist", "--data-dir",
-         str(tiny_dir), "--no-verify", "--epochs", "100000", "--layers", "784-16-10,784-32-10",
-         "--workers", str(workers), "--threads", "1", "--runs-dir", str(runs_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while len(list(runs_dir.glob("*/checkpoint.pt"))) < workers:  # every worker is training
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Traceback" not in err, err
-    assert "interrupted: " in err and "--resume" in err
-    from quicknets.index import query
-    rows = query(runs_dir, status="all")
-    assert rows and {r["status"] for r in rows} <= {"interrupted"}
+@pytest.mark.parametrize("seeds", [",", "", "1,,2", "-1", "0", "2.5", "x"])
+def test_bad_seeds_flag_is_one_error_line(runs_dir, capsys, seeds):
+    assert main(["sweep", "--lr", "0.1,0.2", "--seeds", seeds, "--runs-dir", str(runs_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "seed" in err, err
 
 
 def test_random_sweep_in_python(tiny_dir, runs_dir):
@@ -235,30 +179,21 @@ def test_random_sweep_in_python(tiny_dir, runs_dir):
                    log=lambda *a: None)
     runs = list_runs(runs_dir, sweep="r1")
     assert len(groups) == len(runs) == 3
-    assert all(0.001 <= r.config["train"]["lr"] <= 0.03 for r in runs)
-    assert {g["settings"]["lr"] for g in groups} == {r.config["train"]["lr"] for r in runs}
+    assert all(0.001 <= r.config.train.lr <= 0.03 for r in runs)
+    assert {g["settings"]["lr"] for g in groups} == {r.config.train.lr for r in runs}
 
 
-def test_a_pruned_trial_stays_as_a_resumable_unfinished_run(tiny_dir, runs_dir):
-    optuna = pytest.importorskip("optuna")
-    from quicknets.experiment import resume_experiment, run_experiment
-    from quicknets.index import query
-    from quicknets.optuna_search import pruning_report
+def test_metric_names_in_help():
+    from quicknets.cli import build_parser
+    sub = [a for a in build_parser()._actions if a.dest == "command"][0].choices["sweep"]
+    text = sub.format_help()
+    assert "val_accuracy" in text and "val_acc," not in text
 
-    class Trial:  # what the pruner says after each epoch
-        reported = []
 
-        def report(self, value, step):
-            self.reported.append((step, value))
-
-        def should_prune(self):
-            return True
-    with pytest.raises(optuna.TrialPruned, match="pruned after epoch 1: train_acc"):
-        run_experiment(trial_config(base(tiny_dir), {"seed": 0}, 1), runs_dir, quiet=True,
-                       report=pruning_report(Trial(), "test_accuracy"))
-    assert [step for step, _ in Trial.reported] == [1]
-    (row,) = query(runs_dir, status="all")
-    assert row["status"] == "pruned" and row["epochs_done"] == 1
-    path, results = resume_experiment(row["name"], runs_dir, quiet=True)  # e.g. to finish it
-    assert len(json.loads((path / "history.json").read_text())) == 2
-    assert query(runs_dir)[0]["status"] == "done"
+@pytest.mark.parametrize("flags, expected", [
+    (["--batchnorm"], "true"), (["--no-batchnorm"], "false"), (["--batchnorm", "true,false"],
+                                                               "true,false")])
+def test_booleans_are_spelled_as_in_train(flags, expected):
+    from quicknets.cli import build_parser
+    args = build_parser().parse_args(["sweep", *flags, "--lr", "0.1"])
+    assert args.set_batchnorm == expected and args.set_lr == "0.1"

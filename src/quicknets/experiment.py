@@ -7,8 +7,10 @@
 
 `setup` resolves the config once (threads, device: machine.resolve; a dataset path made
 absolute), loads the data it names and builds the network seeded by the run's seed, shaped by
-the data (fit_network: the default MLP takes the data's input size and classes); the optimizer
-is made by the training loop, after the network is on its device. The run folder is created before the
+the data (fit_network: the default MLP takes the data's input size and classes); with
+`lr = "auto"` it runs the LR finder on a copy of that network and records its suggestion as the
+run's lr (and how it was found as config.lr_find). The optimizer is made by the training loop,
+after the network is on its device. The run folder is created before the
 first epoch; after each epoch the checkpoint, the history and the index row are updated, so a
 run killed at any moment resumes from its last finished epoch and ends with the numbers it would
 have had. Ctrl-C keeps that checkpoint, marks the run interrupted and raises Interrupted, whose
@@ -29,7 +31,9 @@ from quicknets.storage import atomic_write_json
 def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
     """(resolved config, seeded initial network, dataset) for a run config. `data` is used
     instead of loading the data the config names (a caller that has it loaded already).
-    `recorded`: the run's recorded data (resume), which data from a path must still match."""
+    An `auto` lr becomes the LR finder's suggestion: the run then trains exactly as one given
+    that lr (the finder works on a copy, with generators of its own). `recorded`: the run's
+    recorded data (resume), which data from a path must still match."""
     from quicknets.data import load_recorded, resolve_paths
     from quicknets.models import network
     config = dataclasses.replace(config, train=resolve(config.train),  # recorded as resolved
@@ -41,6 +45,11 @@ def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
     config = dataclasses.replace(config, network=n)
     model = network(n.network, n.activation, n.dropout, n.batchnorm, input_shape=pre.shape,
                     num_classes=len(pre.classes), flip_tta=n.flip_tta, seed=config.train.seed)
+    if config.train.lr == "auto":
+        from quicknets.lr_finder import lr_find
+        found = lr_find(model, data, config.train)
+        config = dataclasses.replace(config, lr_find=found.record(),
+                                     train=dataclasses.replace(config.train, lr=found.lr))
     return config, model, data
 
 
@@ -72,8 +81,9 @@ def epoch_saver(path, loggers=(), on_epoch=None):
     `on_epoch(epoch, row)` (an Optuna trial's pruning check; may raise TrialPruned)."""
     from quicknets.checkpoint import save_checkpoint
 
-    def after_epoch(epoch, model, opt, generator, history):
-        save_checkpoint(path / CHECKPOINT_FILE, epoch, model, opt, generator, history)
+    def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None):
+        save_checkpoint(path / CHECKPOINT_FILE, epoch, model, opt, generator, history, best,
+                        scaler)
         # progress, readable while training; never recreates a run removed meanwhile
         atomic_write_json(path / "history.json", history, parents=False)
         mark(path, "running", epoch)

@@ -35,8 +35,9 @@ from pathlib import Path
 from quicknets import index
 from quicknets.config import RunConfig
 from quicknets.errors import QuicknetsError
-from quicknets.runfolder import (CHECKPOINT_FILE, STATUS_FILE, RunInUse, check_record, describe,
-                                 describe_holder, hold_run, last_told, lock_holder, read_json)
+from quicknets.runfolder import (CHECKPOINT_FILE, STATUS_FILE, TEMP, RunInUse, check_record,
+                                 describe, describe_holder, hold_run, last_told, lock_holder,
+                                 read_json)
 from quicknets.runfolder import run_state  # noqa: F401  (offered here with hold_run)
 from quicknets.storage import atomic_write_json
 
@@ -137,6 +138,9 @@ def finish_run(path: Path, model, history: list, results: dict) -> Path:
     atomic_write_json(path / "results.json", results, parents=False)
     for leftover in (CHECKPOINT_FILE, STATUS_FILE):  # the record is closed: no resume
         (path / leftover).unlink(missing_ok=True)
+    for temp in path.iterdir():  # half-written by a trainer killed before (we hold the lock)
+        if TEMP.fullmatch(temp.name):
+            temp.unlink(missing_ok=True)
     return path
 
 

@@ -1,4 +1,5 @@
-"""quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities."""
+"""quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities. RUN
+may also be a file written by `quicknets export`."""
 from quicknets.commands.common import add_data_dir, add_runs_dir
 
 
@@ -6,7 +7,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("classify", help="classify test images or image files with a saved run",
                        description="Print the predicted class in a banner, then the top "
                                    "classes with their probabilities.")
-    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
+    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder; or a file "
+                                              "written by `quicknets export`")
     p.add_argument("images", metavar="IMAGE", nargs="*", help="PNG or JPEG files")
     p.add_argument("--index", type=int, action="append", default=[],
                    help="a test-set image by index (repeatable)")
@@ -23,15 +25,20 @@ def run(args) -> int:
     from quicknets.classification import banner, classify
     from quicknets.commands.common import load_run_data
     from quicknets.errors import QuicknetsError
+    from quicknets.exporting import export_data, is_export, load_exported
     from quicknets.runs import load_model, load_run
 
     if not args.images and not args.index:
         raise QuicknetsError("give an image file or --index N")
     if args.top < 1:
         raise QuicknetsError(f"--top must be at least 1, not {args.top}")
-    record = load_run(args.run, args.runs_dir)
-    model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
-    data = load_run_data(record, args.data_dir) if args.index else None
+    if is_export(args.run):
+        model = load_exported(args.run)  # the preprocessing and classes are in the file
+        data = export_data(model, args.data_dir) if args.index else None
+    else:
+        record = load_run(args.run, args.runs_dir)
+        model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
+        data = load_run_data(record, args.data_dir) if args.index else None
     items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
     plots = []  # (path, image): drawn once every image has been classified
     if args.plot:

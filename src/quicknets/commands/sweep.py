@@ -1,10 +1,13 @@
 """quicknets sweep: train every variant of some settings (grid, random or Optuna), print a ranking.
 
     quicknets sweep --layers 784-256-10,784-512-256-10 --lr 0.001,0.003 --optimizer adam,sgd \\
-        --seeds 3 --epochs 2
+        --seeds 3 --epochs 2 --name first
+    quicknets sweep --resume-sweep first                  # after Ctrl-C: what is not finished
     quicknets sweep --search random --trials 20 --lr log:1e-4:1e-2 --dropout 0:0.5
     quicknets sweep --search optuna --trials 40 --lr log:1e-4:1e-2 --val-split 0.1 \\
-        --name lr-study --storage postgresql://user@db-host/quicknets     # on every machine
+        --name lr-study --storage postgresql://user@db-host/quicknets
+    quicknets sweep --resume-sweep lr-study --storage postgresql://user@db-host/quicknets
+                                                          # on every other machine
     quicknets sweep --config sweep.toml
 
 Every training setting is a flag: one value fixes it, a comma list (or LOW:HIGH, log:LOW:HIGH for
@@ -15,9 +18,12 @@ table of lists or {low, high, log} ranges. Flags override the file.
 import argparse
 
 from quicknets.commands.common import add_runs_dir
-from quicknets.sweeps import FIELDS
+from quicknets.sweeps.space import SETTINGS
 
 NOT_FLAGS = ("seed", "threads")  # --seeds and --threads below say them for a sweep
+TOML_KEYS = ("search", "seeds", "trials", "workers", "threads", "metric", "name", "storage",
+             "prune", "base", "vary")
+RESUME_TAKES = ("workers", "threads", "storage", "log_to", "quiet", "runs_dir")
 
 
 def add_parser(sub) -> None:
@@ -28,11 +34,12 @@ def add_parser(sub) -> None:
                                    "random and Optuna search) varies it. Each trial is an "
                                    "ordinary run record tagged with the sweep's name.")
     group = p.add_argument_group("settings (one value fixes it, a comma list or range varies it)")
-    for name, (_, f) in FIELDS.items():
+    for name, f in SETTINGS.items():
         if name not in NOT_FLAGS:
             flag = f"--{name.replace('_', '-')}"
+            alone = {"nargs": "?", "const": "true"} if f.type is bool else {}  # as in train
             group.add_argument(flag, *f.metadata["flags"], dest=f"set_{name}", default=None,
-                               metavar="VALUES", help=f.metadata["help"])
+                               metavar="VALUES", help=f.metadata["help"], **alone)
             if f.type is bool:  # --no-verify as in train; --verify true,false varies it
                 group.add_argument(f"--no-{name.replace('_', '-')}", dest=f"set_{name}",
                                    action="store_const", const="false", help=argparse.SUPPRESS)
@@ -48,9 +55,14 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="PyTorch threads per worker (default: free cores / workers)")
     p.add_argument("--metric", default=None,
-                   help="rank by val_acc, val_loss, test_accuracy or test_loss (default: auto, "
-                        "val_acc with a validation split, else test_accuracy)")
-    p.add_argument("--name", default=None, help="sweep (and Optuna study) name")
+                   help="rank by val_accuracy, val_loss, test_accuracy, test_loss, "
+                        "train_accuracy or train_loss (default: auto, val_accuracy with a "
+                        "validation split, else test_accuracy)")
+    p.add_argument("--name", default=None,
+                   help="sweep (and Optuna study) name, used once (default: sweep-DATE-ID)")
+    p.add_argument("--resume-sweep", default=None, metavar="NAME",
+                   help="continue sweep NAME as it was planned: the runs not finished yet; "
+                        "for Optuna, join its study (with --storage on other machines)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna storage (default: sqlite in the runs folder); "
                         "postgresql://user@host/db to share a study between machines")
@@ -64,61 +76,74 @@ def add_parser(sub) -> None:
 
 
 def read_toml(path) -> dict:
-    import tomllib
-
+    from quicknets.config import load_toml, setting
     from quicknets.errors import QuicknetsError
-    try:
-        with open(path, "rb") as f:
-            spec = tomllib.load(f)
-    except OSError as e:
-        raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise QuicknetsError(f"{path} is not valid TOML: {e}") from None
-    known = {"search", "seeds", "trials", "workers", "threads", "metric", "name", "storage",
-             "prune", "base", "vary"}
-    unknown = sorted(set(spec) - known)
+    spec = load_toml(path)
+    unknown = sorted(set(spec) - set(TOML_KEYS))
     if unknown:
         raise QuicknetsError(f"{path}: unknown key(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(sorted(known))}")
+                             f"{', '.join(sorted(TOML_KEYS))}")
+    for key in ("base", "vary"):
+        if not isinstance(spec.get(key, {}), dict):
+            raise QuicknetsError(f"{path}: {key} must be a table of settings (a [{key}] "
+                                 f"section), got {spec[key]!r}")
+        spec[key] = {setting(k): v for k, v in spec.get(key, {}).items()}
+    for key in ("search", "metric", "name", "storage"):
+        if not isinstance(spec.get(key, ""), str):
+            raise QuicknetsError(f"{path}: {key} must be a string, got {spec[key]!r}")
     return spec
 
 
 def run(args) -> int:
-    from quicknets.comparison import differing, format_groups, label
+    from quicknets.errors import QuicknetsError
     from quicknets.loggers import parse_log_to
-    from quicknets.sweeps import Range, check_base, choose_metric, new_name, parse_values, sweep
+    from quicknets.sweeps import (format_ranking, load_record, new_name, resume_sweep,
+                                  sweep)
+    from quicknets.sweeps.space import Range, parse_values
 
-    spec = read_toml(args.config) if args.config else {}
-    base, vary = dict(spec.get("base", {})), dict(spec.get("vary", {}))
-    for name in FIELDS:
-        text = getattr(args, f"set_{name}", None)
-        if text is None:
-            continue
-        values = parse_values(name, text)
-        base.pop(name, None), vary.pop(name, None)
-        if isinstance(values, Range) or len(values) > 1:
-            vary[name] = values
-        else:
-            base[name] = values[0]
-    seeds = args.seeds if args.seeds is not None else spec.get("seeds", 1)
-    if isinstance(seeds, str):
-        seeds = int(seeds) if seeds.strip().isdigit() else [s for s in seeds.split(",") if s]
-    pick = lambda key, default: default if getattr(args, key) is None \
-        else getattr(args, key)  # noqa: E731  (flag, else file, else default)
     log = (lambda *a: None) if args.quiet else print
-    name = pick("name", spec.get("name")) or new_name()
-    metric = choose_metric(pick("metric", spec.get("metric", "auto")), check_base(base))
-    groups = sweep(base, vary, seeds, search=pick("search", spec.get("search", "grid")),
-                   trials=pick("trials", spec.get("trials", 10)),
-                   workers=pick("workers", spec.get("workers", 0)),
-                   threads=pick("threads", spec.get("threads", 0)), runs_dir=args.runs_dir,
-                   name=name, storage=pick("storage", spec.get("storage")),
-                   metric=metric, prune=pick("prune", spec.get("prune", True)), log=log,
-                   log_to=parse_log_to(args.log_to))
-    keys = differing([g["settings"] for g in groups])
+    log_to = parse_log_to(args.log_to)
+    if args.resume_sweep is not None:
+        given = [k for k, v in vars(args).items() if v not in (None, False, "")
+                 and k not in (*RESUME_TAKES, "resume_sweep", "handler", "command")]
+        if given:
+            raise QuicknetsError(f"--resume-sweep continues a sweep as it was planned; it "
+                                 f"takes only --workers, --threads, --storage, --log-to, "
+                                 f"--quiet and --runs-dir, not --"
+                                 f"{given[0].removeprefix('set_').replace('_', '-')}")
+        name = args.resume_sweep
+        groups = resume_sweep(name, workers=args.workers or 0, threads=args.threads or 0,
+                              runs_dir=args.runs_dir, storage=args.storage, log=log,
+                              log_to=log_to)
+    else:
+        spec = read_toml(args.config) if args.config else {}
+        base, vary = spec.get("base", {}), spec.get("vary", {})
+        for key in SETTINGS:
+            text = getattr(args, f"set_{key}", None)
+            if text is None:
+                continue
+            values = parse_values(key, text)
+            base.pop(key, None), vary.pop(key, None)
+            if isinstance(values, Range) or len(values) > 1:
+                vary[key] = values
+            else:
+                base[key] = values[0]
+        pick = lambda key, default: spec.get(key, default) if getattr(args, key) is None \
+            else getattr(args, key)  # noqa: E731  (flag, else file, else default)
+        name = pick("name", None) or new_name()
+        groups = sweep(base, vary, pick("seeds", 1), search=pick("search", "grid"),
+                       trials=pick("trials", 10), workers=pick("workers", 0),
+                       threads=pick("threads", 0), runs_dir=args.runs_dir, name=name,
+                       storage=pick("storage", None), metric=pick("metric", "auto"),
+                       prune=pick("prune", True), log=log, log_to=log_to)
+    metric = load_record(name, args.runs_dir)["search"]["metric"]
     print(f"ranked by {metric} (mean ± sample std over seeds; n = seeds):")
-    print(format_groups(groups, keys, metric))
-    if groups:
-        print("best: " + label(groups[0]["settings"], keys or list(groups[0]["settings"])))
-        print(f"compare them: quicknets compare --sweep {name} --plot curves.png")
+    print(format_ranking(groups, metric))
+    finished = [g for g in groups if g.get("state", "COMPLETE") == "COMPLETE"]
+    if not finished:
+        raise QuicknetsError(f"no trial of sweep {name} finished")
+    from quicknets.comparison import differing, label
+    keys = differing([g["settings"] for g in groups])
+    print("best: " + label(finished[0]["settings"], keys or list(finished[0]["settings"])))
+    print(f"compare them: quicknets compare --sweep {name} --plot curves.png")
     return 0

@@ -19,6 +19,8 @@ def add_parser(sub) -> None:
     p.add_argument("--config", default=None, metavar="FILE.toml",
                    help="settings from a TOML file (the flags' names, top level or in [data], "
                         "[network], [train] tables; `preset = NAME` too); flags override it")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as a TOML file for --config, and stop")
     add_runs_dir(p)
     p.add_argument("--quiet", action="store_true", help="print only the final results")
     p.add_argument("--resume", metavar="RUN", default=None,
@@ -54,22 +56,55 @@ def resume(args) -> int:
     return 0
 
 
+def run_config(args):
+    """The RunConfig the flags describe: a --config file, then --preset, then the flags."""
+    from quicknets.config import RunConfig, given_flags, read_toml
+    settings = {**(read_toml(args.config) if args.config else {}), **given_flags(args)}
+    preset = args.preset or settings.pop("preset", None)
+    return RunConfig.build(preset=preset, **settings)
+
+
+def print_config(args) -> int:
+    """--print-config: the resolved settings (threads and device made concrete, as recorded) as
+    TOML; `train --config` with that file trains the same run."""
+    import dataclasses
+
+    from quicknets.config import to_toml
+    from quicknets.machine import resolve
+    if args.resume:
+        from quicknets.experiment import load_config
+        from quicknets.runs import find_run
+        config = load_config(find_run(args.resume, args.runs_dir))
+    else:
+        config = run_config(args)
+        config = dataclasses.replace(config, train=resolve(config.train))
+    print(to_toml(config), end="")
+    return 0
+
+
 def run(args) -> int:
+    if args.print_config:
+        return print_config(args)
     if args.resume:
         return resume(args)
     from quicknets import experiment
-    from quicknets.config import RunConfig, given_flags, read_toml
     from quicknets.loggers import parse_log_to
     from quicknets.metrics import format_results
+    from quicknets.models import totals
 
-    settings = {**(read_toml(args.config) if args.config else {}), **given_flags(args)}
-    preset = args.preset or settings.pop("preset", None)
     log_to = parse_log_to(args.log_to)
-    config, model, data = experiment.setup(RunConfig.build(preset=preset, **settings))
+    config, model, data = experiment.setup(run_config(args))
     say = (lambda *a: None) if args.quiet else print
     if config.preset:
         say(f"preset: {config.preset} ({PRESETS[config.preset]['target']})")
+    if config.lr_find:
+        found = config.lr_find
+        say(f"lr: auto -> {found['lr']:g} ({found['method']}, {found['source']}; "
+            f"{found['steps']} steps, {found['stopped']})")
     say("config: " + "  ".join(f"{k}={v}" for k, v in config.flat().items()))
+    if not args.quiet:
+        params, flops = totals(model)
+        say(f"network: {params:,} parameters, {flops:,} FLOPs per image (forward pass)")
     say(f"data: {data.name} from {data.source}: {len(data.train_labels)} train, "
         f"{0 if data.val_labels is None else len(data.val_labels)} validation, "
         f"{len(data.test_labels)} test images")
