@@ -89,6 +89,28 @@ def test_toml_file(tmp_path):
         read_toml(tmp_path / "bad.toml")
 
 
+def test_data_settings_for_your_own_data(tmp_path):
+    data = RunConfig.build(dataset="pets/", mean="auto", std="0.25,0.25,0.3", image_size="32",
+                           channels="3", test="0.1").data
+    assert (data.dataset, data.mean, data.std, data.image_size, data.channels, data.test) == \
+        ("pets/", "auto", [0.25, 0.25, 0.3], 32, 3, "0.1")
+    assert RunConfig.build(mean="0.2").data.mean == 0.2  # one number stays a float, as recorded
+    assert RunConfig.from_dict(RunConfig.build(mean=[0.1, 0.2, 0.3]).to_dict()).data.mean == \
+        [0.1, 0.2, 0.3]
+    from quicknets.config import to_toml
+    config = RunConfig.build(dataset="pets/", mean=[0.1, 0.2, 0.3], std="auto", channels=3)
+    (tmp_path / "run.toml").write_text(to_toml(config))
+    assert RunConfig.build(**read_toml(tmp_path / "run.toml")) == config
+    for values, message in (({"mean": "middle"}, "--mean must be auto, a number or one number "
+                                                 "per channel (0.49,0.48,0.45), got 'middle'"),
+                            ({"mean": "0.1,0.2"}, "--mean must be auto, one number or 3"),
+                            ({"std": "0"}, "--std must be at least 1e-06"),
+                            ({"channels": "2"}, "--channels must be one of 0, 1, 3")):
+        with pytest.raises(QuicknetsError) as e:
+            make(DataConfig, values)
+        assert str(e.value).startswith(message)
+
+
 @pytest.mark.parametrize("flags, expected", [
     (["--batchnorm"], True), (["--batchnorm", "true"], True), (["--batchnorm", "false"], False),
     (["--no-batchnorm"], False), (["--batchnorm", "--epochs", "2"], True), ([], None),

@@ -30,17 +30,57 @@ def opt(default, help: str, choices=None, low=None, high=None, flags=(), auto=Fa
                                             "high": high, "flags": flags, "auto": auto})
 
 
+class Stat:
+    """The type of --mean and --std: "auto" (computed per channel on the training images), one
+    number, or one per channel ("0.49,0.48,0.45", kept as a list). A single number stays a
+    float, so records keep the layout they always had."""
+
+
+def _stat(name: str, value, low: float | None):
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    parts = value.split(",") if isinstance(value, str) else \
+        list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        if not parts or any(isinstance(p, bool) for p in parts):
+            raise ValueError
+        numbers = [float(p) for p in parts]
+    except (TypeError, ValueError):
+        raise QuicknetsError(f"{name} must be auto, a number or one number per channel "
+                             f"(0.49,0.48,0.45), got {value!r}") from None
+    if len(numbers) not in (1, 3) or any(x != x or abs(x) == float("inf") for x in numbers):
+        raise QuicknetsError(f"{name} must be auto, one number or 3 (one per channel), "
+                             f"got {value!r}")
+    if low is not None and min(numbers) < low:
+        raise QuicknetsError(f"{name} must be at least {low}, got {value!r}")
+    return numbers[0] if len(numbers) == 1 else numbers
+
+
 @dataclass
 class DataConfig:
-    dataset: str = opt("fashion-mnist", "which dataset", list(DATASETS))
-    data_dir: str = opt("", "folder holding the IDX files (searched first; downloads go here)")
+    dataset: str = opt("fashion-mnist", "a built-in dataset (" + ", ".join(DATASETS) + "), "
+                       "or the path of your own: a CSV file (label, then pixels), a folder of "
+                       "class folders, or an .npz (x_train, y_train, x_test, y_test)")
+    data_dir: str = opt("", "folder holding the IDX files (searched first; downloads go here); "
+                            "for a dataset given by path, the folder it moved to")
+    test: str = opt("", "your own data's test set: a file or folder of the dataset's kind "
+                        "(none given: x_test.csv beside x_train.csv, test/ beside train/, an "
+                        ".npz's x_test), or a fraction of the training set held out, the same "
+                        "images whatever the seed (0.2 where there is no test set)")
+    image_size: int = opt(0, "your own data: bring every image to SIZE x SIZE pixels (0: keep "
+                             "the images' size; needed when they differ)", low=0, high=1024)
+    channels: int = opt(0, "your own data: bring every image to 1 (grey) or 3 (RGB) channels "
+                           "(0: keep theirs; needed when they differ)", [0, 1, 3])
     val_split: float = opt(0.0, "fraction of the training set held out for validation, "
                                 "chosen by --seed (0: no validation set)", low=0.0, high=0.99)
-    mean: float = opt(DEFAULT_MEAN, "normalisation: x = (pixel/255 - mean) / std; 0.5/0.5 "
-                                    "gives [-1, 1]; saved with the model")
-    std: float = opt(DEFAULT_STD, "normalisation divisor (see --mean)", low=1e-6)
+    mean: Stat = opt(DEFAULT_MEAN, "normalisation: x = (pixel/255 - mean) / std; 0.5/0.5 "
+                                   "gives [-1, 1]; one value per channel (0.49,0.48,0.45), or "
+                                   "auto: computed per channel on the training images; saved "
+                                   "with the model")
+    std: Stat = opt(DEFAULT_STD, "normalisation divisor (see --mean; auto: the training "
+                                 "images' per-channel standard deviation)", low=1e-6)
     verify: bool = opt(True, "check the files against the official digests (--no-verify for "
-                             "your own files)")
+                             "your own IDX files)")
 
 
 @dataclass
@@ -118,6 +158,8 @@ def _convert(cls, f, value):
     """Check and convert one value (a string from the CLI, or a JSON value)."""
     meta, kind = f.metadata, f.type  # real types: this module does not use string annotations
     name = f"--{f.name.replace('_', '-')}"
+    if kind is Stat:
+        return _stat(name, value, meta.get("low"))
     if meta.get("auto") and isinstance(value, str) and value.lower() == "auto":
         return "auto"
     try:
@@ -328,6 +370,8 @@ def _toml_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)  # 0.003, 1e-05, 7: TOML reads each back as the same number
+    if isinstance(value, (list, tuple)):  # a mean or std per channel
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))  # a TOML basic string: JSON's escapes are TOML's
 
 

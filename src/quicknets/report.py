@@ -167,7 +167,8 @@ def write_report(run, model=None, data=None, path=None, data_dir=None) -> Path:
     from quicknets.models import layer_table
     from quicknets.runs import load_model
     model = model if model is not None else load_model(run)
-    data = data if data is not None else load_recorded(run.config, data_dir)
+    data = data if data is not None else load_recorded(run.config, data_dir,
+                                                       recorded=run.meta.get("data"))
     pngs = {name: to_png(fig) for name, fig in run_figures(run, model, data).items()}
     page = render_report(run, pngs, layer_table(model))
     path = Path(path) if path is not None else run.path / "report.html"

@@ -13,6 +13,7 @@ def add_data_dir(parser) -> None:
 
 
 def load_run_data(run, data_dir=None):
-    """The dataset a run was trained on, with the same normalisation and split."""
+    """The dataset a run was trained on, with the same normalisation and split (a warning if
+    data from a path changed since)."""
     from quicknets.data import load_recorded
-    return load_recorded(run.config, data_dir)
+    return load_recorded(run.config, data_dir, recorded=run.meta.get("data"))
