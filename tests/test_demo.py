@@ -138,7 +138,8 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
                     "before => { const img = document.querySelector('#seen img');"
                     " return img && img.src !== before; }", arg=before, timeout=60_000)
                 assert shown.inner_text() in fashion.classes
-            finally:
+                page.wait_for_timeout(1000)  # the page's last requests answered before the
+            finally:                         # browser goes (a busy machine is slow)
                 browser.close()
         child.send_signal(signal.SIGINT)  # Ctrl-C
         out, err = child.communicate(timeout=60)
