@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from quicknets.errors import QuicknetsError
-from quicknets.sources import as_tensors, content_digest, label_classes, read_bytes
+from quicknets.rawdata import as_tensors, content_digest, label_classes, read_bytes
 
 CSV_CHUNK = 8192  # rows parsed at once by the fast path (about 18 MB of text for 28x28)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from quicknets.errors import QuicknetsError
-from quicknets.sources import grey_3d
+from quicknets.rawdata import grey_3d
 
 IGNORED = {"thumbs.db", "desktop.ini", "__macosx"}  # besides names starting with "."
 POOL_MIN = 2000  # a folder with fewer images is decoded in this process
