@@ -157,7 +157,7 @@ def test_classify_plot_writes_the_view_classify_figure(tiny_dir, tmp_path, capsy
     shoe = tmp_path / "shoe.png"
     Image.new("L", (60, 40), 255).save(shoe)  # a light photo: inverted, cropped, scaled
     assert main(["classify", run_dir, str(shoe), "--plot", str(tmp_path / "out.png")]) == 0
-    assert f"plot: {tmp_path / 'out.png'}" in capsys.readouterr().out
+    assert f"wrote: {tmp_path / 'out.png'}" in capsys.readouterr().out
     with Image.open(tmp_path / "out.png") as img:
         assert img.format == "PNG" and img.width > img.height
     assert main(["classify", run_dir, "--index", "0", "--index", "1", "--plot",
@@ -194,6 +194,37 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
     p.stdout.close()  # before the command prints anything
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) != 0 and "Traceback" not in err and "Exception ignored" not in err
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--resume", ""],  # was read as no --resume: a new 7-epoch run started
+    ["train", "--config", "", "--print-config"],  # was read as no --config
+    ["lr-find", "--config", ""], ["lr-find", "--plot", ""],
+    ["sweep", "--name", ""],  # was replaced by sweep-DATE-ID
+    ["sweep", "--config", ""], ["sweep", "--resume-sweep", " "], ["sweep", "--storage", ""],
+    ["classify", "RUN", "--index", "0", "--plot", ""],  # was read as no --plot
+    ["compare", "RUN", "--plot", ""], ["compare", "--sweep", ""],
+    ["show", "RUN", "--out", ""], ["report", "RUN", "--out", ""],
+    ["export", "RUN", "--out", ""],
+    ["runs", "--sweep", ""],  # was read as no --sweep: every run listed
+    ["runs", "--sort", ""], ["runs", "rm", "RUN", "--runs-dir", ""],
+    ["evaluate", "RUN", "--runs-dir", ""],
+])
+def test_an_empty_name_or_path_is_a_usage_error(args, tmp_path, capsys, monkeypatch):
+    """`--resume "$RUN"` with RUN unset must not quietly mean "no --resume"."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "expected a name or path, got an empty value" in err
+    assert list(tmp_path.iterdir()) == []  # nothing trained, written or made
+
+
+def test_compare_refuses_a_bad_plot_suffix_before_printing(tmp_path, capsys):
+    assert main(["compare", "no-such-run", "--plot", str(tmp_path / "c.txt"),
+                 "--runs-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: cannot save a figure as")
 
 
 # --- option names are never abbreviated ---

@@ -85,7 +85,7 @@ def test_compare_command(runs_dir, tmp_path, capsys):
     png = tmp_path / "c.png"
     assert main(["compare", a.name, b.name, "--runs-dir", str(runs_dir), "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "differing settings: lr" in out and a.name in out and f"curves: {png}" in out
+    assert "differing settings: lr" in out and a.name in out and f"wrote: {png}" in out
     assert png.is_file()
     assert main(["compare", "--where", "lr<0.05", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out

@@ -1,6 +1,6 @@
 """quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities. RUN
 may also be a file written by `quicknets export`."""
-from quicknets.commands.common import add_data_dir, add_runs_dir
+from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     p.add_argument("--index", type=int, action="append", default=[],
                    help="a test-set image by index (repeatable)")
     p.add_argument("--top", type=int, default=3, help="how many classes to list (default: 3)")
-    p.add_argument("--plot", metavar="PATH", default=None,
+    p.add_argument("--plot", metavar="PATH", default=None, type=given,
                    help="also draw the image beside its class probabilities into PATH (.png, "
                         ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...")
     add_data_dir(p)
@@ -57,5 +57,5 @@ def run(args) -> int:
         truth = int(data.test_labels[image]) if isinstance(image, int) else None
         pixels = data.test_images[image] if isinstance(image, int) else image
         save_figure(view_classify(pixels, model, true_label=truth, data=data), path)
-        print(f"plot: {path}")
+        print(f"wrote: {path}")
     return 0

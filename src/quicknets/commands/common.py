@@ -1,8 +1,17 @@
 """Flags and steps shared by several commands."""
+import argparse
+
+
+def given(text: str) -> str:
+    """The argparse type of a name or path option: an empty value (`--resume ""`, an unset
+    shell variable) is a usage error, never read as the option not given."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a name or path, got an empty value")
+    return text
 
 
 def add_runs_dir(parser) -> None:
-    parser.add_argument("--runs-dir", default=None,
+    parser.add_argument("--runs-dir", default=None, type=given,
                         help="folder of run records (default: $QUICKNETS_RUNS or ./runs)")
 
 

@@ -1,6 +1,6 @@
 """quicknets compare RUN ...: the settings that differ, the metrics, mean ± std over seeds,
 and the per-epoch curves overlaid in a PNG."""
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -10,10 +10,11 @@ def add_parser(sub) -> None:
                                    "mean ± std. Reads the records; nothing is retrained.")
     p.add_argument("names", metavar="RUN", nargs="*",
                    help="run names, unique prefixes or folders (none: use --sweep or --where)")
-    p.add_argument("--sweep", default=None, help="compare every finished trial of this sweep")
+    p.add_argument("--sweep", default=None, type=given,
+                   help="compare every finished trial of this sweep")
     p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
                    help="compare the finished runs matching these filters (as in `runs`)")
-    p.add_argument("--plot", default="", metavar="FILE.png",
+    p.add_argument("--plot", default=None, metavar="FILE.png", type=given,
                    help="write the overlaid per-epoch curves to this file (.png, .svg, .pdf)")
     add_runs_dir(p)
     p.set_defaults(handler=run)
@@ -24,6 +25,9 @@ def run(args) -> int:
     from quicknets.errors import QuicknetsError
     from quicknets.runs import list_runs
 
+    if args.plot is not None:
+        from quicknets.plots import figure_format
+        figure_format(args.plot)  # a bad suffix is an error before the table, not after it
     refs = list(args.names)
     if args.sweep or args.where:
         found = list_runs(args.runs_dir, args.where, sweep=args.sweep)
@@ -37,7 +41,7 @@ def run(args) -> int:
         raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
     table = compare(refs, args.runs_dir)
     print(format_compare(table))
-    if args.plot:
+    if args.plot is not None:
         from quicknets.plots import save_figure
-        print(f"curves: {save_figure(plot_curves(table), args.plot)}")
+        print(f"wrote: {save_figure(plot_curves(table), args.plot)}")
     return 0

@@ -1,6 +1,6 @@
 """quicknets export RUN --format onnx|torchscript|safetensors [--out PATH]: a run's network in a
 file other tools load, checked against the PyTorch model before it is written."""
-from quicknets.commands.common import add_data_dir, add_runs_dir
+from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--format", default=None, metavar="FORMAT",
                    help="onnx, torchscript or safetensors (default: from the suffix of --out, "
                         "else onnx)")
-    p.add_argument("--out", metavar="PATH", default=None,
+    p.add_argument("--out", metavar="PATH", default=None, type=given,
                    help="the file to write (default: RUN's name with .onnx, .torchscript or "
                         ".safetensors, in the current folder)")
     add_data_dir(p)

@@ -9,7 +9,7 @@ Every `train` flag sets up the run the rate is for (network, optimizer, batch si
 It writes the figure (--plot, default lr_find.png) and, beside it, a JSON file with the rates,
 the losses and the suggestion.
 """
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_runs_dir, given
 from quicknets.config import DataConfig, NetworkConfig, TrainConfig, add_flags
 from quicknets.presets import OLD_NAMES, PRESETS
 
@@ -26,13 +26,13 @@ def add_parser(sub) -> None:
         add_flags(p, cls)
     p.add_argument("--preset", default=None, choices=[*PRESETS, *OLD_NAMES],
                    help="a training recipe, as for train")
-    p.add_argument("--config", default=None, metavar="FILE.toml",
+    p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
                    help="settings from a TOML file, as for train; flags override it")
     p.add_argument("--steps", type=int, default=200,
                    help="optimizer steps of the sweep (default: 200)")
     p.add_argument("--start-lr", type=float, default=1e-7, help="first rate (default: 1e-7)")
     p.add_argument("--end-lr", type=float, default=10.0, help="last rate (default: 10)")
-    p.add_argument("--plot", default="lr_find.png", metavar="FILE",
+    p.add_argument("--plot", default="lr_find.png", metavar="FILE", type=given,
                    help="the figure (.png, .svg or .pdf; default: lr_find.png); the numbers "
                         "go beside it as FILE.json")
     p.add_argument("--quiet", action="store_true", help="print only the suggested rate")

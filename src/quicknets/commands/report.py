@@ -1,5 +1,5 @@
 """quicknets report RUN: one self-contained HTML page with the run's settings, results and figures."""
-from quicknets.commands.common import add_data_dir, add_runs_dir
+from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -8,7 +8,8 @@ def add_parser(sub) -> None:
                                    "the network) with the run's settings, per-epoch table, test "
                                    "metrics, per-class table and figures.")
     p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
-    p.add_argument("--out", default=None, help="the HTML file (default: <run>/report.html)")
+    p.add_argument("--out", default=None, type=given,
+                   help="the HTML file (default: <run>/report.html)")
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)

@@ -10,7 +10,7 @@ so no run is hidden; `rm` removes only run records quicknets made, never other f
 """
 import argparse
 
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -21,12 +21,12 @@ def add_parser(sub) -> None:
                                    "(test_accuracy, test_loss, epochs_done, status, created).")
     p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
                    help="filter, repeatable: optimizer=adam, lr<0.01, test_accuracy>=0.85")
-    p.add_argument("--sort", default=None, metavar="KEY",
+    p.add_argument("--sort", default=None, metavar="KEY", type=given,
                    help="sort by a key; a leading minus sorts descending (--sort=-test_accuracy)")
     p.add_argument("--status", default="done",
                    choices=["done", "running", "stopped", "interrupted", "pruned", "failed",
                             "unreadable", "all"], help="which runs (default: finished ones)")
-    p.add_argument("--sweep", default=None, help="only the trials of this sweep")
+    p.add_argument("--sweep", default=None, type=given, help="only the trials of this sweep")
     p.add_argument("--limit", type=int, default=0, help="show at most this many (0: all)")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"],
                    help="table (default), json (a list of runs, settings included) or csv (one "
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
     rm = actions.add_parser("rm", help="delete run records (folders quicknets made, holding "
                                        "only the record's files)")
     rm.add_argument("names", metavar="RUN", nargs="+", help="run names, unique prefixes or folders")
-    rm.add_argument("--runs-dir", default=argparse.SUPPRESS, help="as for `runs`")
+    rm.add_argument("--runs-dir", default=argparse.SUPPRESS, type=given, help="as for `runs`")
     rm.add_argument("--force", action="store_true", help="delete even a run still training")
     p.set_defaults(handler=run)
 

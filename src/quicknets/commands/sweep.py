@@ -17,7 +17,7 @@ table of lists or {low, high, log} ranges. Flags override the file.
 """
 import argparse
 
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_runs_dir, given
 from quicknets.sweeps.space import SETTINGS
 
 NOT_FLAGS = ("seed", "threads")  # --seeds and --threads below say them for a sweep
@@ -43,7 +43,8 @@ def add_parser(sub) -> None:
             if f.type is bool:  # --no-verify as in train; --verify true,false varies it
                 group.add_argument(f"--no-{name.replace('_', '-')}", dest=f"set_{name}",
                                    action="store_const", const="false", help=argparse.SUPPRESS)
-    p.add_argument("--config", default=None, metavar="FILE.toml", help="a sweep file (TOML)")
+    p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
+                   help="a sweep file (TOML)")
     p.add_argument("--search", default=None, choices=["grid", "random", "optuna"],
                    help="how variants are chosen (default: grid)")
     p.add_argument("--seeds", default=None, metavar="N|LIST",
@@ -58,12 +59,12 @@ def add_parser(sub) -> None:
                    help="rank by val_accuracy, val_loss, test_accuracy, test_loss, "
                         "train_accuracy or train_loss (default: auto, val_accuracy with a "
                         "validation split, else test_accuracy)")
-    p.add_argument("--name", default=None,
+    p.add_argument("--name", default=None, type=given,
                    help="sweep (and Optuna study) name, used once (default: sweep-DATE-ID)")
-    p.add_argument("--resume-sweep", default=None, metavar="NAME",
+    p.add_argument("--resume-sweep", default=None, metavar="NAME", type=given,
                    help="continue sweep NAME as it was planned: the runs not finished yet; "
                         "for Optuna, join its study (with --storage on other machines)")
-    p.add_argument("--storage", default=None, metavar="URL",
+    p.add_argument("--storage", default=None, metavar="URL", type=given,
                    help="Optuna storage (default: sqlite in the runs folder); "
                         "postgresql://user@host/db to share a study between machines")
     p.add_argument("--no-prune", dest="prune", action="store_false", default=None,
@@ -130,7 +131,8 @@ def run(args) -> int:
                 base[key] = values[0]
         pick = lambda key, default: spec.get(key, default) if getattr(args, key) is None \
             else getattr(args, key)  # noqa: E731  (flag, else file, else default)
-        name = pick("name", None) or new_name()
+        name = pick("name", None)
+        name = new_name() if name is None else name  # an empty name is refused, not replaced
         groups = sweep(base, vary, pick("seeds", 1), search=pick("search", "grid"),
                        trials=pick("trials", 10), workers=pick("workers", 0),
                        threads=pick("threads", 0), runs_dir=args.runs_dir, name=name,

@@ -1,5 +1,5 @@
 """quicknets train: load the data, build the network, train, test, save the run."""
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_runs_dir, given
 from quicknets.config import DataConfig, NetworkConfig, TrainConfig, add_flags
 from quicknets.presets import OLD_NAMES, PRESETS
 
@@ -16,14 +16,14 @@ def add_parser(sub) -> None:
                    help="a training recipe for time-to-accuracy (fast: 0.90 in 30 s on a CPU; "
                         "accurate: 0.93 in 5 min; best: 0.95, GPU recommended); it fills in "
                         "the network and train settings, and flags given explicitly still win")
-    p.add_argument("--config", default=None, metavar="FILE.toml",
+    p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
                    help="settings from a TOML file (the flags' names, top level or in [data], "
                         "[network], [train] tables; `preset = NAME` too); flags override it")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved settings as a TOML file for --config, and stop")
     add_runs_dir(p)
     p.add_argument("--quiet", action="store_true", help="print only the final results")
-    p.add_argument("--resume", metavar="RUN", default=None,
+    p.add_argument("--resume", metavar="RUN", default=None, type=given,
                    help="continue a stopped run from its last checkpoint, with its own settings "
                         "(only --threads, --device and --data-dir may be given)")
     p.add_argument("--log-to", default="", metavar="NAMES",
