@@ -87,6 +87,9 @@ def test_toml_file(tmp_path):
     (tmp_path / "bad.toml").write_text("epoch = 3\n")
     with pytest.raises(QuicknetsError, match="unknown setting 'epoch'"):
         read_toml(tmp_path / "bad.toml")
+    (tmp_path / "latin1.toml").write_bytes("# café\nepochs = 3\n".encode("latin-1"))
+    with pytest.raises(QuicknetsError, match="latin1.toml is not valid TOML: not UTF-8 text"):
+        read_toml(tmp_path / "latin1.toml")  # was a UnicodeDecodeError traceback
 
 
 def test_data_settings_for_your_own_data(tmp_path):

@@ -347,6 +347,9 @@ def load_toml(path) -> dict:
         raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise QuicknetsError(f"{path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8 text; tomllib lets this one through
+        raise QuicknetsError(f"{path} is not valid TOML: not UTF-8 text (byte {e.start})") \
+            from None
 
 
 def read_toml(path) -> dict:
