@@ -1,6 +1,7 @@
 """sweeps/__init__.py and `quicknets sweep`: grid and random sweeps end to end, the ranked table
 with failed trials, names used once, --resume-sweep, and every wrong TOML value as one line."""
 import os
+import sys
 
 import pytest
 
@@ -197,3 +198,16 @@ def test_booleans_are_spelled_as_in_train(flags, expected):
     from quicknets.cli import build_parser
     args = build_parser().parse_args(["sweep", *flags, "--lr", "0.1"])
     assert args.set_batchnorm == expected and args.set_lr == "0.1"
+
+
+def test_an_optuna_sweep_without_optuna_is_one_error_line(tiny_dir, runs_dir, capsys,
+                                                          monkeypatch):
+    """Optuna is an optional extra (quicknets[sweep]); without it, no ModuleNotFoundError."""
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails as if absent
+    assert main(["sweep", "--search", "optuna", "--trials", "2", "--lr", "log:1e-3:1e-2",
+                 "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
+                 "--epochs", "1", "--name", "o1", "--runs-dir", str(runs_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: an Optuna sweep needs Optuna, an optional extra: pip install "
+                   "'quicknets[sweep]'\n")
+    assert not (runs_dir / "sweeps" / "o1.json").exists()

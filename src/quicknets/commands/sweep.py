@@ -97,6 +97,17 @@ def read_toml(path) -> dict:
 
 def run(args) -> int:
     from quicknets.errors import QuicknetsError
+    try:
+        return _run(args)
+    except ModuleNotFoundError as e:  # raised before the study or the sweep's plan is written
+        if e.name != "optuna":
+            raise
+        raise QuicknetsError("an Optuna sweep needs Optuna, an optional extra: pip install "
+                             "'quicknets[sweep]'") from None
+
+
+def _run(args) -> int:
+    from quicknets.errors import QuicknetsError
     from quicknets.loggers import parse_log_to
     from quicknets.sweeps import (format_ranking, load_record, new_name, resume_sweep,
                                   sweep)
