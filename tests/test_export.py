@@ -260,7 +260,8 @@ def test_export_then_classify_and_evaluate_the_file(mlp_run, capsys, tmp_path, m
 def test_export_errors_are_one_line(mlp_run, capsys, tmp_path, monkeypatch):
     path, _ = mlp_run
     unfinished = start_run(RunConfig.build(epochs=3), runs_dir=tmp_path / "runs")
-    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    (tmp_path / "junk.onnx").write_bytes(b"\x08not a model")  # starts as an ONNX model does
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # was "onnx needs onnxruntime"
     (tmp_path / "plain.safetensors").write_bytes(safetensors_torch.save({"w": torch.zeros(2)}))
     cases = [
         (["export", path, "--format", "tflite"],
@@ -271,6 +272,9 @@ def test_export_errors_are_one_line(mlp_run, capsys, tmp_path, monkeypatch):
                                  "(stopped before its first epoch ended"),
         (["classify", tmp_path / "junk.onnx", "--index", "0"],
          f"cannot load {tmp_path / 'junk.onnx'} as a quicknets export (onnx): "),
+        (["evaluate", tmp_path / "photo.png"], f"{tmp_path / 'photo.png'} is not a run, nor a "
+                                                "file written by `quicknets export` (ONNX, "
+                                                "TorchScript or safetensors)"),
         (["evaluate", tmp_path / "plain.safetensors"],
          "it holds no quicknets description (was it written by `quicknets export`?)"),
     ]

@@ -233,15 +233,17 @@ def export(model: nn.Module, path, format=None, images=None, run=None) -> dict:
     return {"path": Path(path), "format": format, "bytes": len(data), **result}
 
 
-def sniff(data: bytes) -> str:
+def sniff(data: bytes) -> str | None:
     """The format of an export's bytes: a zip is TorchScript; an 8-byte length then a JSON
-    header is safetensors; anything else is taken for ONNX (a protobuf has no magic)."""
+    header is safetensors; a protobuf starting with field 1 as a varint (0x08: a ModelProto's
+    ir_version, which serializers write first) is ONNX; anything else (an image, a report, a
+    checkpoint) is None."""
     if data[:4] == b"PK\x03\x04":
         return "torchscript"
     size = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
     if data[8:9] == b"{" and 8 + size <= len(data):
         return "safetensors"
-    return "onnx"
+    return "onnx" if data[:1] == b"\x08" else None
 
 
 def load_exported(path, threads=None) -> nn.Module:
@@ -254,6 +256,9 @@ def load_exported(path, threads=None) -> nn.Module:
     except OSError as e:
         raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
     format = sniff(data)
+    if format is None:  # not "onnx needs onnxruntime" for a PNG given in place of a run
+        raise QuicknetsError(f"{path} is not a run, nor a file written by `quicknets export` "
+                             "(ONNX, TorchScript or safetensors)")
     require(format, NEEDS[format][-1:])
     try:
         return from_bytes(data, format, threads)
