@@ -80,6 +80,15 @@ def test_compare_records(runs_dir, tmp_path):
         save_figure(fig, tmp_path / "curves.txt")
 
 
+def test_a_run_named_twice_counts_once(runs_dir):
+    """`compare RUN RUN` (or a run by name and by folder) was 2 seeds with a std of 0."""
+    a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.1, 1, 0.9)
+    table = compare([a.name, str(a), a.name[:-2], b.name], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [a.name, b.name]
+    assert table["groups"][0]["n"] == 2 and table["groups"][0]["seeds"] == [0, 1]
+    assert compare([a.name, a.name], runs_dir)["groups"][0]["n"] == 1
+
+
 def test_compare_command(runs_dir, tmp_path, capsys):
     a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.01, 0, 0.9)
     png = tmp_path / "c.png"

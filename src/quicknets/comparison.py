@@ -91,7 +91,11 @@ def compare_runs(runs: list) -> dict:
 def compare(refs, runs_dir=None) -> dict:
     """Load runs by name, prefix or folder (or take Run records) and compare them."""
     from quicknets.runs import Run, load_run
-    runs = [r if isinstance(r, Run) else load_run(r, runs_dir) for r in refs]
+    runs = {}  # by folder: a run named twice (by name and prefix, or also matched by --where)
+    for ref in refs:  # counts once, not as two seeds with a std of 0
+        run = ref if isinstance(ref, Run) else load_run(ref, runs_dir)
+        runs.setdefault(run.path.resolve(), run)
+    runs = list(runs.values())
     if not runs:
         raise QuicknetsError("nothing to compare: give at least one run")
     return compare_runs(runs)
