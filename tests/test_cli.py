@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from quicknets.cli import main
+from quicknets.cli import build_parser, main
 
 
 def run_cli(*args, cwd=None):
@@ -149,6 +149,30 @@ def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
 def test_help_lists_show_and_report():
     code, out, _ = run_cli("--help")
     assert code == 0 and "show" in out and "report" in out
+
+
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_preset_help_offers_todays_names_and_reads_the_old_one(command, capsys):
+    """One name per concept: `cnn` is a network; `--preset cnn` is read as `accurate`, but
+    neither the help nor an error offers it."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--preset {fast,accurate,best}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main([command, "--preset", "fastest"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "(choose from 'fast', 'accurate', 'best')" in err
+    args = build_parser().parse_args([command, "--preset", "cnn"])
+    assert args.preset == "accurate"
+
+
+def test_help_names_things_as_the_readme_does():
+    def words(*args):  # the help text, its line breaks as spaces
+        return " ".join(run_cli(*args, "--help")[1].split())
+    assert "Fashion-MNIST, the MNIST family or your own images" in words()
+    runs = words("runs")
+    assert "(lr, optimizer, network, seed, ...)" in runs and "model" not in runs
+    assert "any other format PIL reads" in words("classify")
 
 
 def test_classify_plot_writes_the_view_classify_figure(tiny_dir, tmp_path, capsys):

@@ -24,8 +24,9 @@ from quicknets.errors import Interrupted, QuicknetsError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quicknets",
-        description="Build, train, test and compare small networks on Fashion-MNIST, MNIST "
-                    "and KMNIST. Run `quicknets train` for the notebook's quick pass.")
+        description="Build, train, test and compare small networks on Fashion-MNIST, the "
+                    "MNIST family or your own images. Run `quicknets train` for the notebook's "
+                    "quick pass.")
     parser.add_argument("--version", action="version", version=f"quicknets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

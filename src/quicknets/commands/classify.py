@@ -9,7 +9,8 @@ def add_parser(sub) -> None:
                                    "classes with their probabilities.")
     p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder; or a file "
                                               "written by `quicknets export`")
-    p.add_argument("images", metavar="IMAGE", nargs="*", help="PNG or JPEG files")
+    p.add_argument("images", metavar="IMAGE", nargs="*",
+                   help="image files (PNG, JPEG or any other format PIL reads)")
     p.add_argument("--index", type=int, action="append", default=[],
                    help="a test-set image by index (repeatable)")
     p.add_argument("--top", type=int, default=3, help="how many classes to list (default: 3)")

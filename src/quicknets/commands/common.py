@@ -10,6 +10,13 @@ def given(text: str) -> str:
     return text
 
 
+def preset_name(text: str) -> str:
+    """The argparse type of --preset: an earlier name (`cnn`) read as today's (`accurate`), so
+    help and errors offer only today's names."""
+    from quicknets.presets import OLD_NAMES
+    return OLD_NAMES.get(text, text)
+
+
 def add_runs_dir(parser) -> None:
     parser.add_argument("--runs-dir", default=None, type=given,
                         help="folder of run records (default: $QUICKNETS_RUNS or ./runs)")

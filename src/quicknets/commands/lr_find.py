@@ -9,9 +9,9 @@ Every `train` flag sets up the run the rate is for (network, optimizer, batch si
 It writes the figure (--plot, default lr_find.png) and, beside it, a JSON file with the rates,
 the losses and the suggestion.
 """
-from quicknets.commands.common import add_runs_dir, given
+from quicknets.commands.common import add_runs_dir, given, preset_name
 from quicknets.config import DataConfig, NetworkConfig, TrainConfig, add_flags
-from quicknets.presets import OLD_NAMES, PRESETS
+from quicknets.presets import PRESETS
 
 
 def add_parser(sub) -> None:
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
                     "'valley': halfway down the longest descent). Takes every train flag.")
     for cls in (DataConfig, NetworkConfig, TrainConfig):
         add_flags(p, cls)
-    p.add_argument("--preset", default=None, choices=[*PRESETS, *OLD_NAMES],
+    p.add_argument("--preset", default=None, choices=list(PRESETS), type=preset_name,
                    help="a training recipe, as for train")
     p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
                    help="settings from a TOML file, as for train; flags override it")

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("runs", help="list run records (filter, sort); `runs rm RUN` deletes",
                        description="List the runs in the runs folder (their folders are read; "
                                    "runs/index.sqlite caches them). Keys are "
-                                   "any setting (lr, optimizer, model, seed, ...) or metric "
+                                   "any setting (lr, optimizer, network, seed, ...) or metric "
                                    "(test_accuracy, test_loss, epochs_done, status, created).")
     p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
                    help="filter, repeatable: optimizer=adam, lr<0.01, test_accuracy>=0.85")

@@ -1,7 +1,7 @@
 """quicknets train: load the data, build the network, train, test, save the run."""
-from quicknets.commands.common import add_runs_dir, given
+from quicknets.commands.common import add_runs_dir, given, preset_name
 from quicknets.config import DataConfig, NetworkConfig, TrainConfig, add_flags
-from quicknets.presets import OLD_NAMES, PRESETS
+from quicknets.presets import PRESETS
 
 
 def add_parser(sub) -> None:
@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
                     "7 epochs, as in the notebook.")
     for cls in (DataConfig, NetworkConfig, TrainConfig):
         add_flags(p, cls)
-    p.add_argument("--preset", default=None, choices=[*PRESETS, *OLD_NAMES],
+    p.add_argument("--preset", default=None, choices=list(PRESETS), type=preset_name,
                    help="a training recipe for time-to-accuracy (fast: 0.90 in 30 s on a CPU; "
                         "accurate: 0.93 in 5 min; best: 0.95, GPU recommended); it fills in "
                         "the network and train settings, and flags given explicitly still win")
