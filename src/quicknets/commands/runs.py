@@ -42,6 +42,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from quicknets.errors import QuicknetsError
     from quicknets.index import query
     from quicknets.runs import remove_run, runs_root
 
@@ -49,6 +50,10 @@ def run(args) -> int:
         for name in args.names:
             print(f"removed: {remove_run(name, args.runs_dir, args.force)}")
         return 0
+    if args.limit < 0:
+        raise QuicknetsError(f"--limit must be at least 0 (0: all), got {args.limit}")
+    if runs_root(args.runs_dir).exists() and not runs_root(args.runs_dir).is_dir():
+        raise QuicknetsError(f"{runs_root(args.runs_dir)} is a file, not a folder of runs")
     every = query(runs_root(args.runs_dir), args.where, args.sort, "all", args.sweep)
     rows = [r for r in every if args.status in ("all", r["status"])]
     if args.limit > 0:
