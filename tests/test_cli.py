@@ -132,6 +132,30 @@ def _tiny_run(tiny_dir, runs_dir, capsys) -> str:
     return next(line for line in out.splitlines() if line.startswith("saved: "))[7:]
 
 
+def test_files_and_runs_may_follow_an_option(tiny_dir, tmp_path, capsys):
+    """argparse fills a list of positionals from their first run only: `classify RUN --top 2
+    shoe.png` said "unrecognized arguments: shoe.png"."""
+    from PIL import Image
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    Image.new("L", (28, 28), 0).save(tmp_path / "a.png")
+    assert main(["classify", run_dir, "--top", "2", str(tmp_path / "a.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tmp_path / 'a.png'}\n") and out.count("#" * 40) == 2
+    assert main(["classify", run_dir, str(tmp_path / "a.png"), "--index", "1",
+                 str(tmp_path / "a.png"), "--data-dir", str(tiny_dir)]) == 0
+    assert capsys.readouterr().out.count("#" * 40) == 2 * 3
+    assert main(["compare", run_dir, "--runs-dir", str(tmp_path / "runs"), run_dir]) == 0
+    assert "(same settings)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:  # an unknown option after them is still refused
+        main(["classify", run_dir, "--top", "2", str(tmp_path / "a.png"), "--bogus"])
+    assert e.value.code == 2
+    assert "error: unrecognized arguments: a.png --bogus" in capsys.readouterr().err.replace(
+        str(tmp_path / "a.png"), "a.png")
+    with pytest.raises(SystemExit) as e:  # and a stray word where no list is taken
+        main(["evaluate", run_dir, "extra"])
+    assert e.value.code == 2 and "error: unrecognized arguments: extra" in capsys.readouterr().err
+
+
 def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
     from pathlib import Path
     run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))

@@ -71,10 +71,24 @@ def _set_up_streams() -> None:
             stream.reconfigure(line_buffering=True, errors="quicknets-readable")
 
 
+def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """parser.parse_args, except that a command's list of files or runs (its `trailing`
+    default names it) also takes those written after an option: argparse fills such a list
+    from the first run of positionals only, so `classify RUN --top 5 shoe.png` left shoe.png
+    "unrecognized"."""
+    args, extra = parser.parse_known_args(argv)
+    trailing = getattr(args, "trailing", None)
+    if extra and (trailing is None or any(a.startswith("-") for a in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")  # as parse_args says it
+    if extra:
+        getattr(args, trailing).extend(extra)
+    return args
+
+
 def main(argv=None) -> int:
     _set_up_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
                         ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...")
     add_data_dir(p)
     add_runs_dir(p)
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, trailing="images")  # `RUN --top 5 shoe.png` too
 
 
 def run(args) -> int:

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--plot", default=None, metavar="FILE.png", type=given,
                    help="write the overlaid per-epoch curves to this file (.png, .svg, .pdf)")
     add_runs_dir(p)
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, trailing="names")  # `RUN --plot c.png RUN` too
 
 
 def run(args) -> int:

@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
     rm.add_argument("names", metavar="RUN", nargs="+", help="run names, unique prefixes or folders")
     rm.add_argument("--runs-dir", default=argparse.SUPPRESS, type=given, help="as for `runs`")
     rm.add_argument("--force", action="store_true", help="delete even a run still training")
+    rm.set_defaults(trailing="names")  # `rm RUN --force RUN` too
     p.set_defaults(handler=run)
 
 
