@@ -265,6 +265,25 @@ def test_parsed_once_then_cached_and_a_changed_file_is_noticed(tmp_path, monkeyp
     assert "warning: " in capsys.readouterr().err
 
 
+def test_data_that_moved_says_to_give_data_dir(tmp_path):
+    """evaluate/show/report/classify of a run whose CSV moved said "--dataset takes a built-in
+    name", a flag those commands do not have."""
+    images = np.arange(30 * 16).reshape(30, 16) % 256
+    path = write_csv(tmp_path / "small.csv", images, np.arange(30) % 3)
+    config, recorded = RunConfig.build(dataset=str(path)), describe(load_dataset(path))
+    (tmp_path / "new").mkdir()
+    path.rename(tmp_path / "new" / "small.csv")
+    assert error(lambda: load_recorded(config, recorded=recorded)) == (
+        f"the run's data {path} is not there any more: if it moved, give the folder now "
+        f"holding small.csv with --data-dir")
+    assert error(lambda: load_recorded(config, tmp_path / "elsewhere", recorded)) == (
+        f"the run's data small.csv is not in {tmp_path / 'elsewhere'}")
+    data = load_recorded(config, tmp_path / "new", recorded)
+    assert len(data.train_labels) == 24  # 0.2 held out
+    assert error(lambda: load_recorded(config)).startswith(  # not a run's: a new train's
+        f"no file or folder {path} (--dataset takes a built-in name: ")
+
+
 def test_a_large_folder_is_decoded_by_worker_processes(rgb, monkeypatch):
     in_process = load_dataset(rgb, test=0.25)
     monkeypatch.setattr(imagefolders, "_workers", lambda n: 2)

@@ -435,6 +435,11 @@ def load_recorded(config, data_dir=None, recorded: dict | None = None,
             dataset = str(Path(folder) / Path(dataset).name)
             if test and is_path(test, test=True):
                 test = str(Path(folder) / Path(test).name)
+        if recorded and not Path(dataset).exists():  # a run's data: not "--dataset takes ..."
+            raise QuicknetsError(
+                f"the run's data {Path(dataset).name} is not in {folder}" if folder else
+                f"the run's data {dataset} is not there any more: if it moved, give the folder "
+                f"now holding {Path(dataset).name} with --data-dir")
         folder = None
     data = load_dataset(dataset, folder, val_split=d.val_split, seed=config.train.seed,
                         mean=d.mean, std=d.std, verify=d.verify, test=test or None,
