@@ -275,6 +275,26 @@ def test_compare_refuses_a_bad_plot_suffix_before_printing(tmp_path, capsys):
     assert out == "" and err.startswith("error: cannot save a figure as")
 
 
+def test_training_into_a_closed_pipe_stops_resumable_and_says_so(tiny_dir, tmp_path):
+    """`quicknets train | head`: the run stopped without a word and was listed as failed."""
+    runs = tmp_path / "runs"
+    p = subprocess.Popen([sys.executable, "-m", "quicknets", "train", "--dataset", "mnist",
+                          "--data-dir", tiny_dir, "--no-verify", "--layers", "784-16-10",
+                          "--epochs", "500", "--threads", "1", "--runs-dir", runs],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not p.stdout.readline().startswith("epoch: "):
+        pass
+    p.stdout.close()  # the reader leaves while it trains, after a checkpoint
+    err = p.stderr.read()
+    assert p.wait(timeout=300) == 1 and "Traceback" not in err and "Exception ignored" not in err
+    name = next(runs.glob("*mlp-16_*")).name
+    assert err.startswith(f"error: the output was closed, so training stopped; run {name} is "
+                          f"not finished (interrupted after epoch ") and err.count("\n") == 1
+    assert err.endswith(f"continue it with `quicknets train --resume {name}`\n")
+    code, out, err = run_cli("runs", "--status", "interrupted", "--runs-dir", runs)
+    assert code == 0 and name in out
+
+
 # --- option names are never abbreviated ---
 
 @pytest.mark.parametrize("args, flag", [

@@ -85,6 +85,12 @@ def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     return args
 
 
+def _drop_stdout() -> None:
+    """stdout to /dev/null: its reader has gone, and flushing it at exit would print a
+    BrokenPipeError."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv=None) -> int:
     _set_up_streams()
     parser = build_parser()
@@ -97,10 +103,12 @@ def main(argv=None) -> int:
         sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
         return code
     except BrokenPipeError:  # `quicknets runs | head`: the reader has gone; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return 1
     except QuicknetsError as e:
         print(f"error: {e}", file=sys.stderr)
+        if isinstance(e.__context__, BrokenPipeError):  # e.g. a run stopped by `| head`
+            _drop_stdout()
         return 1
     except Interrupted as e:  # a run stopped by Ctrl-C: what was kept, how to continue
         print(f"interrupted: {e}", file=sys.stderr)

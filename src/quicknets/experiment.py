@@ -121,6 +121,10 @@ def train_recorded(config: RunConfig, model, data, runs_dir=None, *, path=None, 
         except KeyboardInterrupt:
             mark(path, "interrupted")
             raise Interrupted(unfinished_message(path)) from None
+        except BrokenPipeError:  # `quicknets train | head`: the reader left; resumable, not failed
+            mark(path, "interrupted")
+            raise QuicknetsError(f"the output was closed, so training stopped; "
+                                 f"{unfinished_message(path)}") from None
         except BaseException as e:
             # pruned by Optuna (resumable like any stopped run), diverged, or failed
             mark(path, "pruned" if type(e).__name__ == "TrialPruned" else "failed")
