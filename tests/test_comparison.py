@@ -5,7 +5,7 @@ import pytest
 
 from quicknets.cli import main
 from quicknets.comparison import (compare, differing, format_compare, group_by_seed, mean_std,
-                               plot_curves, rank)
+                               plot_curves, rank, shown_keys)
 from quicknets.errors import QuicknetsError
 from quicknets.models import network
 from quicknets.plots import save_figure
@@ -26,6 +26,21 @@ def test_differing_settings():
             {"lr": 0.1, "opt": "adam"}]
     assert differing(rows) == ["opt", "seed"]
     assert differing([{"a": 1}]) == []
+
+
+def test_shown_keys_of_one_variant_are_those_set_away_from_the_defaults():
+    """A sweep over seeds only ranked one row labelled with all thirty-odd settings."""
+    from quicknets.config import RunConfig
+    one = {**RunConfig().flat(), "network": "784-16-10", "epochs": 1}
+    one.pop("seed"), one.pop("threads"), one.pop("device")
+    assert shown_keys([one, dict(one)]) == ["network", "epochs"]
+    assert shown_keys([one, {**one, "lr": 0.01}]) == ["lr"]  # variants: what tells them apart
+    assert shown_keys([RunConfig().flat()]) == [] and shown_keys([]) == []
+    group = {"settings": one, "n": 2, "test_accuracy": (0.8, 0.01), "test_loss": (0.5, 0.02),
+             "val_accuracy": (None, None)}
+    from quicknets.sweeps import format_ranking
+    assert format_ranking([group], "test_accuracy").splitlines()[1].split()[:3] == [
+        "1", "network=784-16-10", "epochs=1"]
 
 
 def row(name, seed, lr, acc):

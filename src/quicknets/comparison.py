@@ -39,6 +39,17 @@ def differing(all_settings: list) -> list:
     return [k for k in keys if len({repr(s.get(k)) for s in all_settings}) > 1]
 
 
+def shown_keys(all_settings: list) -> list:
+    """The settings that tell variants apart (differing); when they are all one variant (a
+    sweep over seeds only), those set away from the defaults, not all thirty-odd of them."""
+    from quicknets.config import RunConfig
+    keys = differing(all_settings)
+    if keys or not all_settings:
+        return keys
+    defaults = RunConfig().flat()
+    return [k for k, v in all_settings[0].items() if k not in defaults or v != defaults[k]]
+
+
 def mean_std(values: list) -> tuple:
     """(mean, sample std) of the numbers given, ignoring None; std is 0 for one value."""
     xs = [float(v) for v in values if v is not None]

@@ -155,8 +155,7 @@ def _run(args) -> int:
     finished = [g for g in groups if g.get("state", "COMPLETE") == "COMPLETE"]
     if not finished:
         raise QuicknetsError(f"no trial of sweep {name} finished")
-    from quicknets.comparison import differing, label
-    keys = differing([g["settings"] for g in groups])
-    print("best: " + label(finished[0]["settings"], keys or list(finished[0]["settings"])))
+    from quicknets.comparison import label, shown_keys
+    print("best: " + label(finished[0]["settings"], shown_keys([g["settings"] for g in groups])))
     print(f"compare them: quicknets compare --sweep {name} --plot curves.png")
     return 0
