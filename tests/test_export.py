@@ -191,6 +191,23 @@ def test_safetensors_weights_round_trip(mlp_run, fashion, tmp_path):
                        predict_proba(model, fashion.test_images[:N]))
 
 
+def test_own_data_models_need_images_to_check_on(tmp_path):
+    """A model of your own data is named after its file: `pets` was "unknown dataset 'pets'",
+    and a Kaggle CSV's `fashion-mnist` would have been checked on the built-in dataset."""
+    from quicknets.preprocessing import Preprocessing
+    model = network("784-10")
+    for name in ("pets", "fashion-mnist"):
+        model.preprocessing = Preprocessing(classes=tuple("0123456789"), dataset=name,
+                                            layout="resize")
+        with pytest.raises(QuicknetsError, match=r"^give images= to check the export on, such "
+                                                 r"as data.test_images\[:1000\]: the model "
+                                                 "names no built-in dataset"):
+            export(model, tmp_path / "m.torchscript")
+    assert not (tmp_path / "m.torchscript").exists()
+    export(model, tmp_path / "m.torchscript", images=torch.zeros(4, 28, 28, dtype=torch.uint8))
+    assert load_exported(tmp_path / "m.torchscript").preprocessing.dataset == "fashion-mnist"
+
+
 def test_a_failed_check_is_an_error_and_leaves_no_file(mlp_run, fashion, tmp_path, monkeypatch):
     from quicknets import exporting
     _, model = mlp_run

@@ -222,9 +222,12 @@ def export(model: nn.Module, path, format=None, images=None, run=None) -> dict:
         raise QuicknetsError("safetensors holds the weights only: the network must be one "
                              "quicknets builds (network(...)), whose config rebuilds it")
     if images is None:
-        if not model.preprocessing.dataset:
-            raise QuicknetsError("give images= to check the export on: the model names no "
-                                 "dataset")
+        # your own data ("resize" layout) is named after its file, which may be no built-in
+        # name ("pets") or, worse, one ("fashion-mnist_train.csv" gives "fashion-mnist")
+        if not model.preprocessing.dataset or model.preprocessing.layout == "resize":
+            raise QuicknetsError("give images= to check the export on, such as "
+                                 "data.test_images[:1000]: the model names no built-in "
+                                 "dataset to take them from")
         from quicknets.data import load_dataset
         images = load_dataset(model.preprocessing.dataset).test_images[:CHECK_IMAGES]
     data = to_bytes(model, format, describe(model, format, run))
