@@ -156,6 +156,16 @@ def test_files_and_runs_may_follow_an_option(tiny_dir, tmp_path, capsys):
     assert e.value.code == 2 and "error: unrecognized arguments: extra" in capsys.readouterr().err
 
 
+def test_evaluate_val_of_a_run_without_one(tiny_dir, tmp_path, capsys):
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    assert main(["evaluate", run_dir, "--split", "val", "--data-dir", str(tiny_dir)]) == 1
+    assert capsys.readouterr().err == (  # was "set val_split to make one": not for a record
+        f"error: {run_dir} was trained without a validation set (--val-split), so it has no "
+        "val split; --split test or train\n")
+    assert main(["evaluate", run_dir, "--split", "train", "--data-dir", str(tiny_dir)]) == 0
+    assert "train accuracy: " in capsys.readouterr().out
+
+
 def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
     from pathlib import Path
     run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))

@@ -31,5 +31,9 @@ def run(args) -> int:
         model = load_model(record)
         data = load_run_data(record, args.data_dir)
         print(f"run: {record.path}")
+    if args.split == "val" and data.val_labels is None:  # not "set val_split": it is recorded
+        from quicknets.errors import QuicknetsError
+        raise QuicknetsError(f"{args.run} was trained without a validation set (--val-split), "
+                             "so it has no val split; --split test or train")
     print(format_results(evaluate(model, data, args.split)))
     return 0
