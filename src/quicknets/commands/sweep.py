@@ -108,13 +108,14 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from quicknets.errors import QuicknetsError
-    from quicknets.loggers import parse_log_to
+    from quicknets.loggers import parse_log_to, require
     from quicknets.sweeps import (format_ranking, load_record, new_name, resume_sweep,
                                   sweep)
     from quicknets.sweeps.space import Range, parse_values
 
     log = (lambda *a: None) if args.quiet else print
     log_to = parse_log_to(args.log_to)
+    require(log_to)  # a missing package: an error before any trial
     if args.resume_sweep is not None:
         given = [k for k, v in vars(args).items() if v not in (None, False, "")
                  and k not in (*RESUME_TAKES, "resume_sweep", "handler", "command")]

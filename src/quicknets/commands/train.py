@@ -38,7 +38,7 @@ def resume(args) -> int:
     from quicknets import experiment
     from quicknets.config import given_flags
     from quicknets.errors import QuicknetsError
-    from quicknets.loggers import parse_log_to
+    from quicknets.loggers import parse_log_to, require
     from quicknets.metrics import format_results
 
     given = [k for k in given_flags(args) if k not in RESUME_FLAGS]
@@ -47,10 +47,12 @@ def resume(args) -> int:
         raise QuicknetsError(f"--resume continues a run with its saved settings; drop "
                              + ", ".join("--" + g.replace("_", "-") for g in given))
     threads = given_flags(args).get("threads")
+    log_to = parse_log_to(args.log_to)
+    require(log_to)  # a missing package: an error before the run is touched
     path, results = experiment.resume(args.resume, args.runs_dir,
                                       threads=int(threads) if threads is not None else None,
                                       device=args.device, data_dir=args.data_dir,
-                                      quiet=args.quiet, log_to=parse_log_to(args.log_to))
+                                      quiet=args.quiet, log_to=log_to)
     print(format_results(results))
     print(f"saved: {path}")
     return 0
@@ -88,11 +90,12 @@ def run(args) -> int:
     if args.resume:
         return resume(args)
     from quicknets import experiment
-    from quicknets.loggers import parse_log_to
+    from quicknets.loggers import parse_log_to, require
     from quicknets.metrics import format_results
     from quicknets.models import totals
 
     log_to = parse_log_to(args.log_to)
+    require(log_to)  # a missing package: an error before the run folder is made
     config, model, data = experiment.setup(run_config(args))
     say = (lambda *a: None) if args.quiet else print
     if config.preset:
