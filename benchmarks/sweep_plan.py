@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 
-from quicknets.sweeps import run_trials
+from quicknets.sweeps.pool import Job, run_jobs
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
-    base = {"model": "784-256-10", "epochs": args.epochs}
+    base = {"network": "784-256-10", "epochs": args.epochs}
     trials = [{"lr": 0.001 * (i + 1), "seed": 0} for i in range(args.trials)]
     plans = [(1, 1), (1, cores), (cores, 1), (cores, cores)]
     print(f"{args.trials} trials x {args.epochs} epoch(s) on {cores} cores; "
@@ -29,7 +29,8 @@ def main() -> None:
     for workers, threads in plans:
         with tempfile.TemporaryDirectory() as runs:
             start = time.perf_counter()
-            run_trials(base, trials, runs, "bench", workers, threads, log=lambda *a: None)
+            jobs = [Job(base, t, "bench", "test_accuracy", threads, runs) for t in trials]
+            run_jobs(jobs, workers, threads)
             seconds = time.perf_counter() - start
         note = "  (oversubscribed)" if workers * threads > cores else ""
         print(f"{workers} worker(s) x {threads} thread(s): {seconds:6.1f} s{note}")

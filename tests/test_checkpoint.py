@@ -31,9 +31,9 @@ def test_resume_in_process_repeats_the_uninterrupted_run(tiny, tmp_path, optimiz
     file = tmp_path / "checkpoint.pt"
     saved = []
 
-    def after_epoch(epoch, model, opt, generator, history):
+    def after_epoch(epoch, model, opt, generator, history, best, scaler):
         if epoch == 2:
-            save_checkpoint(file, epoch, model, opt, generator, history)
+            save_checkpoint(file, epoch, model, opt, generator, history, best, scaler)
             saved.append(epoch)
     first = network("784-64-10", dropout=0.3)
     first.load_state_dict(start)
@@ -43,6 +43,39 @@ def test_resume_in_process_repeats_the_uninterrupted_run(tiny, tmp_path, optimiz
     resumed = network("784-64-10", dropout=0.3)  # fresh weights: all must come from the file
     history = train(resumed, tiny, quiet=True, resume=load_checkpoint(file), **settings)
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert without_timing(history) == without_timing(full)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("at", ["before", "stopped"])
+def test_resume_with_early_stopping_and_fp16_repeats_the_run(tiny_dir, tmp_path, at):
+    """The early-stopping state (the best weights; the rest follows from the history) and the
+    fp16 scaler are in the checkpoint: resumed before the stop, or right at it, the run ends as
+    the uninterrupted one, best weights restored."""
+    from quicknets.data import load_dataset
+    data = load_dataset("mnist", tiny_dir, val_split=0.2, verify=False)
+    settings = dict(epochs=10, patience=2, monitor="val_accuracy", lr=0.01, batch_size=32,
+                    seed=5, threads=1, fp16=True)
+    reference = network("784-64-10", dropout=0.3)
+    start = {k: v.clone() for k, v in reference.state_dict().items()}
+    full = train(reference, data, quiet=True, **settings)
+    assert "stopped" in full[-1] and len(full) < 10
+    assert full[-1]["best_epoch"] < full[-1]["epoch"]  # the weights were put back
+    stop_at = 2 if at == "before" else len(full)
+
+    file, first = tmp_path / "checkpoint.pt", network("784-64-10", dropout=0.3)
+    first.load_state_dict(start)
+
+    def after_epoch(epoch, *state):
+        if epoch == stop_at:
+            save_checkpoint(file, epoch, *state)
+    train(first, data, quiet=True, after_epoch=after_epoch, **settings)
+    saved = load_checkpoint(file)
+    assert saved["best"] is not None and saved["scaler"]["scale"] > 0
+
+    resumed = network("784-64-10", dropout=0.3)
+    history = train(resumed, data, quiet=True, resume=saved, **settings)
     assert without_timing(history) == without_timing(full)
     for key, value in reference.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key

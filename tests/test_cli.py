@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from quicknets.cli import main
+from quicknets.cli import build_parser, main
 
 
 def run_cli(*args, cwd=None):
@@ -48,7 +48,7 @@ def test_train_evaluate_classify_end_to_end(tiny_dir, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["train", "--lr", "-1"], "--lr must be at least"),
     (["train", "--epochs", "abc"], "--epochs must be int"),
-    (["train", "--optimizer", "rmsprop"], "--optimizer must be one of"),
+    (["train", "--optimizer", "lbfgs"], "--optimizer must be one of"),
     (["train", "--layers", "100-10"], "first size must be the input size 784"),
     (["train", "--layers", "784-0-10"], "must be positive"),
     (["train", "--layers", "784"], "at least two sizes"),
@@ -132,6 +132,40 @@ def _tiny_run(tiny_dir, runs_dir, capsys) -> str:
     return next(line for line in out.splitlines() if line.startswith("saved: "))[7:]
 
 
+def test_files_and_runs_may_follow_an_option(tiny_dir, tmp_path, capsys):
+    """argparse fills a list of positionals from their first run only: `classify RUN --top 2
+    shoe.png` said "unrecognized arguments: shoe.png"."""
+    from PIL import Image
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    Image.new("L", (28, 28), 0).save(tmp_path / "a.png")
+    assert main(["classify", run_dir, "--top", "2", str(tmp_path / "a.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{tmp_path / 'a.png'}\n") and out.count("#" * 40) == 2
+    assert main(["classify", run_dir, str(tmp_path / "a.png"), "--index", "1",
+                 str(tmp_path / "a.png"), "--data-dir", str(tiny_dir)]) == 0
+    assert capsys.readouterr().out.count("#" * 40) == 2 * 3
+    assert main(["compare", run_dir, "--runs-dir", str(tmp_path / "runs"), run_dir]) == 0
+    assert "(same settings)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:  # an unknown option after them is still refused
+        main(["classify", run_dir, "--top", "2", str(tmp_path / "a.png"), "--bogus"])
+    assert e.value.code == 2
+    assert "error: unrecognized arguments: a.png --bogus" in capsys.readouterr().err.replace(
+        str(tmp_path / "a.png"), "a.png")
+    with pytest.raises(SystemExit) as e:  # and a stray word where no list is taken
+        main(["evaluate", run_dir, "extra"])
+    assert e.value.code == 2 and "error: unrecognized arguments: extra" in capsys.readouterr().err
+
+
+def test_evaluate_val_of_a_run_without_one(tiny_dir, tmp_path, capsys):
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    assert main(["evaluate", run_dir, "--split", "val", "--data-dir", str(tiny_dir)]) == 1
+    assert capsys.readouterr().err == (  # was "set val_split to make one": not for a record
+        f"error: {run_dir} was trained without a validation set (--val-split), so it has no "
+        "val split; --split test or train\n")
+    assert main(["evaluate", run_dir, "--split", "train", "--data-dir", str(tiny_dir)]) == 0
+    assert "train accuracy: " in capsys.readouterr().out
+
+
 def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
     from pathlib import Path
     run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
@@ -151,13 +185,37 @@ def test_help_lists_show_and_report():
     assert code == 0 and "show" in out and "report" in out
 
 
+@pytest.mark.parametrize("command", ["train", "lr-find"])
+def test_preset_help_offers_todays_names_and_reads_the_old_one(command, capsys):
+    """One name per concept: `cnn` is a network; `--preset cnn` is read as `accurate`, but
+    neither the help nor an error offers it."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--preset {fast,accurate,best}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main([command, "--preset", "fastest"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "(choose from 'fast', 'accurate', 'best')" in err
+    args = build_parser().parse_args([command, "--preset", "cnn"])
+    assert args.preset == "accurate"
+
+
+def test_help_names_things_as_the_readme_does():
+    def words(*args):  # the help text, its line breaks as spaces
+        return " ".join(run_cli(*args, "--help")[1].split())
+    assert "Fashion-MNIST, the MNIST family or your own images" in words()
+    runs = words("runs")
+    assert "(lr, optimizer, network, seed, ...)" in runs and "model" not in runs
+    assert "any other format PIL reads" in words("classify")
+
+
 def test_classify_plot_writes_the_view_classify_figure(tiny_dir, tmp_path, capsys):
     from PIL import Image
     run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
     shoe = tmp_path / "shoe.png"
     Image.new("L", (60, 40), 255).save(shoe)  # a light photo: inverted, cropped, scaled
     assert main(["classify", run_dir, str(shoe), "--plot", str(tmp_path / "out.png")]) == 0
-    assert f"plot: {tmp_path / 'out.png'}" in capsys.readouterr().out
+    assert f"wrote: {tmp_path / 'out.png'}" in capsys.readouterr().out
     with Image.open(tmp_path / "out.png") as img:
         assert img.format == "PNG" and img.width > img.height
     assert main(["classify", run_dir, "--index", "0", "--index", "1", "--plot",
@@ -194,6 +252,57 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
     p.stdout.close()  # before the command prints anything
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) != 0 and "Traceback" not in err and "Exception ignored" not in err
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--resume", ""],  # was read as no --resume: a new 7-epoch run started
+    ["train", "--config", "", "--print-config"],  # was read as no --config
+    ["lr-find", "--config", ""], ["lr-find", "--plot", ""],
+    ["sweep", "--name", ""],  # was replaced by sweep-DATE-ID
+    ["sweep", "--config", ""], ["sweep", "--resume-sweep", " "], ["sweep", "--storage", ""],
+    ["classify", "RUN", "--index", "0", "--plot", ""],  # was read as no --plot
+    ["compare", "RUN", "--plot", ""], ["compare", "--sweep", ""],
+    ["show", "RUN", "--out", ""], ["report", "RUN", "--out", ""],
+    ["export", "RUN", "--out", ""],
+    ["runs", "--sweep", ""],  # was read as no --sweep: every run listed
+    ["runs", "--sort", ""], ["runs", "rm", "RUN", "--runs-dir", ""],
+    ["evaluate", "RUN", "--runs-dir", ""],
+])
+def test_an_empty_name_or_path_is_a_usage_error(args, tmp_path, capsys, monkeypatch):
+    """`--resume "$RUN"` with RUN unset must not quietly mean "no --resume"."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "expected a name or path, got an empty value" in err
+    assert list(tmp_path.iterdir()) == []  # nothing trained, written or made
+
+
+def test_compare_refuses_a_bad_plot_suffix_before_printing(tmp_path, capsys):
+    assert main(["compare", "no-such-run", "--plot", str(tmp_path / "c.txt"),
+                 "--runs-dir", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: cannot save a figure as")
+
+
+def test_training_into_a_closed_pipe_stops_resumable_and_says_so(tiny_dir, tmp_path):
+    """`quicknets train | head`: the run stopped without a word and was listed as failed."""
+    runs = tmp_path / "runs"
+    p = subprocess.Popen([sys.executable, "-m", "quicknets", "train", "--dataset", "mnist",
+                          "--data-dir", tiny_dir, "--no-verify", "--layers", "784-16-10",
+                          "--epochs", "500", "--threads", "1", "--runs-dir", runs],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not p.stdout.readline().startswith("epoch: "):
+        pass
+    p.stdout.close()  # the reader leaves while it trains, after a checkpoint
+    err = p.stderr.read()
+    assert p.wait(timeout=300) == 1 and "Traceback" not in err and "Exception ignored" not in err
+    name = next(runs.glob("*mlp-16_*")).name
+    assert err.startswith(f"error: the output was closed, so training stopped; run {name} is "
+                          f"not finished (interrupted after epoch ") and err.count("\n") == 1
+    assert err.endswith(f"continue it with `quicknets train --resume {name}`\n")
+    code, out, err = run_cli("runs", "--status", "interrupted", "--runs-dir", runs)
+    assert code == 0 and name in out
 
 
 # --- option names are never abbreviated ---
@@ -303,3 +412,37 @@ def test_existing_data_dir_without_the_files_is_one_line(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert err.startswith(f"error: {tmp_path / 'empty'} does not hold the fashion-mnist files")
+
+
+def test_runs_table_json_and_csv_agree(tiny_dir, tmp_path, capsys):
+    import csv
+    import io
+    import json
+    from pathlib import Path
+    runs = str(tmp_path / "runs")
+    run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
+    results = json.loads((run_dir / "results.json").read_text())
+    assert main(["runs", "--runs-dir", runs, "--format", "json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["name"] == run_dir.name and record["status"] == "done"
+    assert record["epochs_done"] == 2 and record["test_accuracy"] == results["accuracy"]
+    assert record["settings"]["network"] == "784-32-10" and record["settings"]["epochs"] == 2
+    assert main(["runs", "--runs-dir", runs, "--format", "csv"]) == 0
+    (row,) = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert row["name"] == run_dir.name and float(row["test_accuracy"]) == results["accuracy"]
+    assert row["network"] == "784-32-10" and row["lr"] == "0.003" and row["sweep"] == ""
+    assert main(["runs", "--runs-dir", runs]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("run ") and f"{results['accuracy']:.4f}" in table
+
+
+@pytest.mark.parametrize("shell, marker", [("bash", "complete -o"), ("zsh", "#compdef quicknets")])
+def test_completion_script_knows_every_command(shell, marker, capsys, tmp_path):
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    assert marker in script
+    for word in ("lr-find", "--print-config", "--patience", "--format", "completion"):
+        assert word in script
+    if shell == "bash":  # it parses
+        (tmp_path / "q.sh").write_text(script)
+        assert subprocess.run(["bash", "-n", str(tmp_path / "q.sh")]).returncode == 0

@@ -5,7 +5,7 @@ import pytest
 
 from quicknets.cli import main
 from quicknets.comparison import (compare, differing, format_compare, group_by_seed, mean_std,
-                               plot_curves, rank)
+                               plot_curves, rank, shown_keys)
 from quicknets.errors import QuicknetsError
 from quicknets.models import network
 from quicknets.plots import save_figure
@@ -26,6 +26,21 @@ def test_differing_settings():
             {"lr": 0.1, "opt": "adam"}]
     assert differing(rows) == ["opt", "seed"]
     assert differing([{"a": 1}]) == []
+
+
+def test_shown_keys_of_one_variant_are_those_set_away_from_the_defaults():
+    """A sweep over seeds only ranked one row labelled with all thirty-odd settings."""
+    from quicknets.config import RunConfig
+    one = {**RunConfig().flat(), "network": "784-16-10", "epochs": 1}
+    one.pop("seed"), one.pop("threads"), one.pop("device")
+    assert shown_keys([one, dict(one)]) == ["network", "epochs"]
+    assert shown_keys([one, {**one, "lr": 0.01}]) == ["lr"]  # variants: what tells them apart
+    assert shown_keys([RunConfig().flat()]) == [] and shown_keys([]) == []
+    group = {"settings": one, "n": 2, "test_accuracy": (0.8, 0.01), "test_loss": (0.5, 0.02),
+             "val_accuracy": (None, None)}
+    from quicknets.sweeps import format_ranking
+    assert format_ranking([group], "test_accuracy").splitlines()[1].split()[:3] == [
+        "1", "network=784-16-10", "epochs=1"]
 
 
 def row(name, seed, lr, acc):
@@ -80,12 +95,21 @@ def test_compare_records(runs_dir, tmp_path):
         save_figure(fig, tmp_path / "curves.txt")
 
 
+def test_a_run_named_twice_counts_once(runs_dir):
+    """`compare RUN RUN` (or a run by name and by folder) was 2 seeds with a std of 0."""
+    a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.1, 1, 0.9)
+    table = compare([a.name, str(a), a.name[:-2], b.name], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [a.name, b.name]
+    assert table["groups"][0]["n"] == 2 and table["groups"][0]["seeds"] == [0, 1]
+    assert compare([a.name, a.name], runs_dir)["groups"][0]["n"] == 1
+
+
 def test_compare_command(runs_dir, tmp_path, capsys):
     a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.01, 0, 0.9)
     png = tmp_path / "c.png"
     assert main(["compare", a.name, b.name, "--runs-dir", str(runs_dir), "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "differing settings: lr" in out and a.name in out and f"curves: {png}" in out
+    assert "differing settings: lr" in out and a.name in out and f"wrote: {png}" in out
     assert png.is_file()
     assert main(["compare", "--where", "lr<0.05", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out

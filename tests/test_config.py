@@ -87,3 +87,105 @@ def test_toml_file(tmp_path):
     (tmp_path / "bad.toml").write_text("epoch = 3\n")
     with pytest.raises(QuicknetsError, match="unknown setting 'epoch'"):
         read_toml(tmp_path / "bad.toml")
+    (tmp_path / "latin1.toml").write_bytes("# café\nepochs = 3\n".encode("latin-1"))
+    with pytest.raises(QuicknetsError, match="latin1.toml is not valid TOML: not UTF-8 text"):
+        read_toml(tmp_path / "latin1.toml")  # was a UnicodeDecodeError traceback
+
+
+def test_data_settings_for_your_own_data(tmp_path):
+    data = RunConfig.build(dataset="pets/", mean="auto", std="0.25,0.25,0.3", image_size="32",
+                           channels="3", test="0.1").data
+    assert (data.dataset, data.mean, data.std, data.image_size, data.channels, data.test) == \
+        ("pets/", "auto", [0.25, 0.25, 0.3], 32, 3, "0.1")
+    assert RunConfig.build(mean="0.2").data.mean == 0.2  # one number stays a float, as recorded
+    assert RunConfig.from_dict(RunConfig.build(mean=[0.1, 0.2, 0.3]).to_dict()).data.mean == \
+        [0.1, 0.2, 0.3]
+    from quicknets.config import to_toml
+    config = RunConfig.build(dataset="pets/", mean=[0.1, 0.2, 0.3], std="auto", channels=3)
+    (tmp_path / "run.toml").write_text(to_toml(config))
+    assert RunConfig.build(**read_toml(tmp_path / "run.toml")) == config
+    for values, message in (({"mean": "middle"}, "--mean must be auto, a number or one number "
+                                                 "per channel (0.49,0.48,0.45), got 'middle'"),
+                            ({"mean": "0.1,0.2"}, "--mean must be auto, one number or 3"),
+                            ({"std": "0"}, "--std must be at least 1e-06"),
+                            ({"channels": "2"}, "--channels must be one of 0, 1, 3")):
+        with pytest.raises(QuicknetsError) as e:
+            make(DataConfig, values)
+        assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--batchnorm"], True), (["--batchnorm", "true"], True), (["--batchnorm", "false"], False),
+    (["--no-batchnorm"], False), (["--batchnorm", "--epochs", "2"], True), ([], None),
+])
+def test_booleans_are_spelled_the_same_everywhere(flags, expected):
+    parser = argparse.ArgumentParser()
+    for cls in (DataConfig, NetworkConfig, TrainConfig):
+        add_flags(parser, cls)
+    given = given_flags(parser.parse_args(flags))
+    assert ("batchnorm" in given) == (expected is not None)  # not given: the default's
+    assert RunConfig.build(**given).network.batchnorm is bool(expected)
+    with pytest.raises(QuicknetsError, match="--batchnorm must be bool, got 'maybe'"):
+        RunConfig.build(**given_flags(parser.parse_args(["--batchnorm", "maybe"])))
+
+
+def test_lr_auto_and_the_training_checks():
+    assert make(TrainConfig, {"lr": "auto"}).lr == "auto"
+    assert make(TrainConfig, {"lr": "AUTO"}).lr == "auto"
+    with pytest.raises(QuicknetsError, match="--lr must be float, got 'automatic'"):
+        make(TrainConfig, {"lr": "automatic"})
+    with pytest.raises(QuicknetsError, match="--epochs must be int"):
+        make(TrainConfig, {"epochs": "auto"})  # only fields that say so take auto
+    with pytest.raises(QuicknetsError, match="--bf16 and --fp16 exclude each other"):
+        RunConfig.build(bf16=True, fp16="true")
+    # --fp16 given: a preset's bf16 gives way; both given explicitly is still an error
+    assert not RunConfig.build(preset="fast", device_type="cpu", fp16=True).train.bf16
+    with pytest.raises(QuicknetsError, match="--patience 3 .* watches val_loss on a "
+                                             "validation set: add --val-split"):
+        RunConfig.build(patience=3)
+    assert RunConfig.build(patience=3, val_split=0.1).train.patience == 3
+
+
+def test_monitor_choices_are_the_validation_metrics():
+    from dataclasses import fields
+
+    from quicknets.metrics import METRICS
+    choices = {f.name: f for f in fields(TrainConfig)}["monitor"].metadata["choices"]
+    assert sorted(choices) == sorted(m for m in METRICS if m.startswith("val_"))
+
+
+def test_to_toml_reads_back_as_the_same_config(tmp_path):
+    from quicknets.config import to_toml
+    config = RunConfig.build(preset="fast", device_type="cpu", network="784-64-10", lr=1e-05,
+                             data_dir='a "quoted" \\ dir', val_split=0.1, patience=2, seed=2 ** 40)
+    (tmp_path / "run.toml").write_text(to_toml(config))
+    settings = read_toml(tmp_path / "run.toml")
+    assert RunConfig.build(preset=settings.pop("preset"), device_type="cpu", **settings) == config
+    assert 'lr = 1e-05' in to_toml(config) and "batchnorm = true" in to_toml(config)
+
+
+def test_print_config_then_config_is_the_same_run(tiny_dir, tmp_path, capsys):
+    """`train --print-config FLAGS > run.toml`, then `train --config run.toml`: the same config,
+    history and test results as `train FLAGS`."""
+    import json
+
+    from quicknets.cli import main
+    flags = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--layers",
+             "784-32-10", "--dropout", "0.1", "--batchnorm", "false", "--optimizer", "nadam",
+             "--lr", "0.002", "--epochs", "2", "--batch-size", "32", "--val-split", "0.2",
+             "--patience", "1", "--seed", "4", "--threads", "1"]
+    assert main(["train", "--print-config", *flags]) == 0
+    toml = capsys.readouterr().out
+    assert toml.startswith("# quicknets train --config FILE") and "[train]" in toml
+    assert 'device = "cpu"' in toml and "threads = 1" in toml  # resolved, as recorded
+    (tmp_path / "run.toml").write_text(toml)
+    records = []
+    for args, runs in ((["--config", str(tmp_path / "run.toml")], "a"), (flags, "b")):
+        assert main(["train", *args, "--runs-dir", str(tmp_path / runs), "--quiet"]) == 0
+        (folder,) = [p for p in (tmp_path / runs).iterdir() if p.is_dir()]
+        history = json.loads((folder / "history.json").read_text())
+        records.append((json.loads((folder / "config.json").read_text()),
+                        [{k: v for k, v in row.items() if k != "seconds"} for row in history],
+                        json.loads((folder / "results.json").read_text())))
+    assert records[0] == records[1]
+    assert records[0][0]["train"]["optimizer"] == "nadam" and len(records[0][1]) == 2

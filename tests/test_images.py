@@ -27,9 +27,10 @@ def load(path, **kw) -> np.ndarray:
 
 
 def test_layouts_and_datasets():
-    assert LAYOUTS == ("fashion", "digits")
-    assert [dataset_layout(d) for d in ("fashion-mnist", "mnist", "kmnist")] == \
-        ["fashion", "digits", "digits"]
+    assert LAYOUTS == ("fashion", "digits", "resize")
+    assert [dataset_layout(d) for d in ("fashion-mnist", "mnist", "kmnist", "emnist-letters",
+                                        "/data/pets")] == \
+        ["fashion", "digits", "digits", "digits", "resize"]
 
 
 # -- an image that already looks like the dataset is used pixel for pixel ----------------------
@@ -170,9 +171,17 @@ def in_mode(base: np.ndarray, mode: str) -> Image.Image:
     return gray.convert(mode)
 
 
+def test_a_ycbcr_image_turns_grey_like_the_8_bit_file():
+    """In memory: Pillow 12.3 cannot read back the YCbCr TIFF it writes ("image file is
+    truncated"; 12.2 could), so no file format carries this mode reliably."""
+    base = np.zeros((40, 60), np.uint8)
+    base[8:30, 12:50] = 255
+    assert np.abs(to_gray(in_mode(base, "YCbCr")).astype(int) - base).max() <= 1
+
+
 @pytest.mark.parametrize("mode, ext", [
     ("1", "png"), ("L", "png"), ("LA", "png"), ("P", "png"), ("P", "gif"), ("PA", "tif"),
-    ("RGB", "png"), ("RGBA", "png"), ("CMYK", "tif"), ("CMYK", "jpg"), ("YCbCr", "tif"),
+    ("RGB", "png"), ("RGBA", "png"), ("CMYK", "tif"), ("CMYK", "jpg"),
     ("I;16", "png"), ("I;16B", "tif"), ("I", "tif"), ("F", "tif"), ("LAB", "tif"), ("L", "jpg"),
     ("RGB", "jpg"), ("RGB", "webp")])
 def test_every_mode_loads_like_the_8_bit_grey_file(tmp_path, mode, ext):
@@ -397,10 +406,45 @@ def test_user_errors(tmp_path):
     for path in (tmp_path / "bad.png", tmp_path / "cut.png", tmp_path):  # garbage, cut, a folder
         assert error_line(path).startswith(f"cannot read {path} as an image (")
     assert error_line(tmp_path / "ok.png", layout="mnist") == \
-        "unknown image layout 'mnist': choose from fashion, digits"
+        "unknown image layout 'mnist': choose from fashion, digits, resize"
     assert error_line(tmp_path / "ok.png", shape=(3, 28, 28)) == \
-        "only 1-channel (grey) images can be loaded, not 3 channels"
+        "only 1-channel (grey) images can be loaded in the fashion layout, not 3 channels " \
+        "(3-channel data takes the resize layout)"
+    assert error_line(tmp_path / "ok.png", shape=(2, 28, 28), layout="resize") == \
+        "images have 1 (grey) or 3 (RGB) channels, not 2"
     assert error_line(tmp_path / "ok.png", shape=(28, 28)) == \
         "an image shape is (channels, height, width), not (28, 28)"
     assert error_line(tmp_path / "ok.png", shape=28) == \
         "an image shape is (channels, height, width), not 28"
+
+
+# -- the resize layout: your own data, 1 or 3 channels ------------------------------------------
+
+def test_resize_layout_keeps_colour_and_scales_to_the_shape(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    x = load_image(tmp_path / "rgb.png", (3, 32, 32), layout="resize")
+    assert x.dtype == torch.uint8 and torch.equal(x, torch.from_numpy(rgb).permute(2, 0, 1))
+    assert load_image(tmp_path / "rgb.png", (3, 16, 24), layout="resize").shape == (3, 16, 24)
+    grey = load_image(tmp_path / "rgb.png", (1, 32, 32), layout="resize")[0]
+    assert torch.equal(grey, torch.from_numpy(np.array(Image.fromarray(rgb).convert("L"))))
+    light = np.full((20, 20), 230, np.uint8)  # no inversion, no crop: the picture as it is
+    Image.fromarray(light).save(tmp_path / "light.png")
+    assert (load_image(tmp_path / "light.png", (1, 10, 10), layout="resize") == 230).all()
+
+
+def test_rgb_transparency_and_grey_files_in_three_channels(tmp_path):
+    rgba = np.zeros((8, 8, 4), np.uint8)  # a dark navy square cut out: onto white, as to_gray
+    rgba[2:6, 2:6] = (20, 20, 90, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "cut.png")
+    x = images.decode_image(tmp_path / "cut.png", channels=3)
+    assert x.shape == (3, 8, 8) and x[:, 0, 0].tolist() == [255, 255, 255]
+    assert x[:, 3, 3].tolist() == [20, 20, 90]
+    Image.fromarray(np.full((8, 8), 77, np.uint8)).save(tmp_path / "grey.png")
+    assert images.decode_image(tmp_path / "grey.png").shape == (1, 8, 8)  # its own channels
+    assert (images.decode_image(tmp_path / "grey.png", channels=3) == 77).all()
+    palette = Image.new("P", (4, 4))
+    palette.putpalette([v for g in range(256) for v in (g, g, g)])
+    assert images.natural_channels(palette) == 1
+    palette.putpalette([255, 0, 0] * 256)
+    assert images.natural_channels(palette) == 3

@@ -67,3 +67,18 @@ def test_train_log_to_tensorboard(tiny_dir, tmp_path):
                  "--log-to", "tensorboard"]) == 0
     (run,) = [p for p in runs.iterdir() if p.is_dir()]
     assert any((run / "tensorboard").iterdir())
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep", "--lr", "0.1,0.2"]])
+def test_a_missing_logger_package_makes_no_run_folder(command, tiny_dir, tmp_path, monkeypatch,
+                                                      capsys):
+    """`train --log-to mlflow` without mlflow left a stopped run record behind."""
+    from quicknets.cli import main
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if it were not installed
+    runs = tmp_path / "runs"
+    assert main([*command, "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
+                 "--epochs", "1", "--threads", "1", "--runs-dir", str(runs),
+                 "--log-to", "mlflow"]) == 1
+    assert capsys.readouterr().err == ("error: --log-to mlflow needs the mlflow package: "
+                                       "pip install 'quicknets[mlflow]'\n")
+    assert not runs.exists()

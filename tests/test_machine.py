@@ -9,8 +9,8 @@ import torch
 
 from quicknets.config import TrainConfig
 from quicknets.errors import QuicknetsError
-from quicknets.machine import (available_memory, free_cores, native_bf16, pick_device, resolve,
-                               usable_cores)
+from quicknets.machine import (available_memory, free_cores, native_bf16, native_fp16,
+                               pick_device, resolve, usable_cores)
 
 
 def test_free_cores_counts_a_busy_neighbour_at_once():
@@ -56,3 +56,21 @@ def test_resolve_makes_auto_concrete_and_is_idempotent():
 def test_facts_have_the_right_types():
     assert isinstance(native_bf16("cpu"), bool) and native_bf16("mps") is False
     assert available_memory() > 2 ** 20  # Linux reports MemAvailable
+
+
+def test_auto_picks_cuda_then_apples_mps_then_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda")
+
+
+def test_fp16_facts():
+    assert native_fp16("mps") is True and native_fp16("xla") is False
+    assert isinstance(native_fp16("cpu"), bool)
+    assert native_fp16("cuda") is torch.cuda.is_available() and (
+        not torch.cuda.is_available() or native_fp16("cuda") ==
+        (torch.cuda.get_device_capability() >= (7, 0)))

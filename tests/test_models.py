@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from quicknets.errors import QuicknetsError
-from quicknets.models import NETWORKS, from_config, network, summary
+from quicknets.models import NETWORKS, from_config, layer_table, network, summary, totals
 
 
 def test_notebook_network_layer_by_layer():
@@ -80,6 +80,25 @@ def test_summary_counts_parameters():
     assert f"total params: {sum(p.numel() for p in model.parameters()):,}" in text
     assert "242,762" in text  # 784*256+256 + 256*128+128 + 128*64+64 + 64*10+10
     assert model.training  # summary leaves the mode as it found it
+    # FLOPs: 2 per multiply-add of each matrix product
+    assert "total FLOPs: 484,608 per forward pass of 1 image(s)" in text
+    assert totals(model) == (242_762, 2 * (784 * 256 + 256 * 128 + 128 * 64 + 64 * 10))
+
+
+def test_flops_per_layer_match_the_formulas():
+    """torch's FlopCounterMode, per layer, against the textbook counts (2 per multiply-add;
+    pooling, activations and BatchNorm count nothing)."""
+    model = network("conv8-conv16-fc32", batchnorm=True)
+    rows = {r["layer"]: r for r in layer_table(model, (2, 1, 28, 28))}  # a batch of 2
+    convs = [r for r in rows.values() if r["type"] == "Conv2d"]
+    assert [r["flops"] for r in convs] == [2 * 2 * 28 * 28 * 8 * 9 * 1,
+                                           2 * 2 * 14 * 14 * 16 * 9 * 8]
+    linears = [r for r in rows.values() if r["type"] == "Linear"]
+    assert [r["flops"] for r in linears] == [2 * 2 * 16 * 7 * 7 * 32, 2 * 2 * 32 * 10]
+    assert convs[0]["output shape"] == (2, 8, 28, 28) and convs[0]["params"] == 8 * 9
+    assert all(r["flops"] == 0 for r in rows.values() if r["type"] not in ("Conv2d", "Linear"))
+    resnet = layer_table(network("res16"))  # nested blocks are found by their full names
+    assert any(r["layer"].endswith("body.0") and r["flops"] > 0 for r in resnet)
 
 
 def test_slices_are_networks_too():

@@ -1,4 +1,5 @@
-"""examples/quick_pass.ipynb runs from top to bottom in a fresh kernel, so it cannot rot.
+"""examples/quick_pass.ipynb runs from top to bottom in a fresh kernel, so it cannot rot; its
+training shows tqdm's notebook bar and the live plot.
 
 The notebook's `EPOCHS = 7` cell is tagged "parameters"; as papermill does, the test adds a cell
 after it that sets 2 epochs (twice 7 epochs of the full MLP would take half a minute of this
@@ -53,6 +54,15 @@ def test_quick_pass_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert accuracy > 0.82  # the MLP after 2 epochs gets about 0.85
     assert text.count("#" * 40) == 6  # three banners
     assert "dropout 0.2  train accuracy" in text
+    # the training cell: tqdm's notebook bar (a widget: tqdm.auto saw Jupyter), one for the
+    # run, and the live plot as one picture redrawn in place, above the epoch lines
+    (training,) = [c for c in nb.cells if c.cell_type == "code" and "live_plot=True" in c.source]
+    kinds = [o.output_type if o.output_type == "stream" else next(iter(sorted(o.data)))
+             for o in training.outputs]
+    assert kinds[:2] == ["application/vnd.jupyter.widget-view+json", "image/png"]
+    assert set(kinds[2:]) == {"stream"}  # the epoch lines; nothing more was drawn
+    assert training.outputs[0].data["text/plain"].startswith("training:")
+    assert "epoch: 2/2" in outputs_of(training)
     pictures = [o for c in nb.cells for o in c.get("outputs", [])
                 if "image/png" in o.get("data", {})]
     # show_batch, imshow, curves, confusion, 3 x view_classify, predictions, top losses, compare

@@ -257,3 +257,21 @@ def test_figures_do_not_collect_in_pyplot(tiny):
     for _ in range(3):
         plots.show_batch(tiny, n=2)
     assert plt.get_fignums() == open_before
+
+
+def test_colour_images_with_per_channel_normalisation():
+    from quicknets.data import Dataset
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (6, 3, 12, 10), dtype=torch.uint8, generator=g)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    data = Dataset("mine", ["a", "b", "c"], images, labels, images, labels,
+                   mean=(0.2, 0.4, 0.6), std=(0.3, 0.2, 0.1), layout="resize")
+    x = data.normalize(images[:1])[0]  # float (3, 12, 10)
+    shown = image_axes(plots.imshow(x, data=data))[0].images[0].get_array()
+    assert shown.shape == (12, 10, 3)
+    assert np.allclose(shown, images[0].permute(1, 2, 0).numpy() / 255.0, atol=1e-6)
+    grid = image_axes(plots.show_batch(data, n=6))
+    assert [ax.images[0].get_array().shape for ax in grid] == [(12, 10, 3)] * 6
+    model = network("conv4-fc8", input_shape=(3, 12, 10), num_classes=3)
+    fig = plots.view_classify(images[2], model, data=data, true_label=2)
+    assert image_axes(fig)[0].images[0].get_array().shape == (12, 10, 3)

@@ -54,6 +54,10 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
     assert all(f"<td>{name}</td>" in html for name in tiny.classes)  # the per-class table
     assert html.count("<tr><td class=\"num\">") == len(run.history)  # one row per epoch
     assert "784-32-10" in html and "adam" in html and run.meta["torch"] in html
+    # the network's table: parameters and FLOPs per layer, and the totals (784*32+32, 32*10+10)
+    assert "<th>FLOPs</th>" in html and "<td>Linear</td><td>(1, 32)</td>" in html
+    assert f'<td>total</td><td></td><td></td><td class="num">{25_450:,}</td>' \
+           f'<td class="num">{2 * (784 * 32 + 32 * 10):,}</td>' in html
     images = embedded_images(html)
     assert len(images) == len(FIGURES)
     for png in images:

@@ -312,6 +312,12 @@ def test_runs_command_lists_filters_and_removes(runs_dir, capsys):
                                       "is not\n"
     with pytest.raises(QuicknetsError):
         find_run("nope", runs_dir)
+    assert main(["runs", "--runs-dir", str(runs_dir), "--limit", "-1"]) == 1  # was: every run
+    assert capsys.readouterr().err == "error: --limit must be at least 0 (0: all), got -1\n"
+    (runs_dir.parent / "afile").write_text("")  # was listed as a folder holding 0 runs
+    assert main(["runs", "--runs-dir", str(runs_dir.parent / "afile")]) == 1
+    assert capsys.readouterr().err == f"error: {runs_dir.parent / 'afile'} is a file, not a " \
+                                      "folder of runs\n"
 
 
 def test_code_version_ignores_a_repository_that_is_not_quicknets(tmp_path):

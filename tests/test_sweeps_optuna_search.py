@@ -113,7 +113,9 @@ def test_failed_optuna_trials_say_why(tiny_dir, runs_dir, capsys):
                  "--lr", "log:0.001:0.03", "--layers", "784-16-11", "--workers", "1",
                  "--name", "o2", "--runs-dir", str(runs_dir)]) == 1
     out, err = capsys.readouterr()
-    assert out.count("failed: the last size must be the number of classes 10, got 11") == 4
+    why = ("failed: the first size must be the input size 784 (1x28x28 images) and the last the "
+           "number of classes 10, got 784-16-11: give --network 784-16-10")
+    assert out.count(why) == 4
     assert "Traceback" not in err and err == "error: no trial of sweep o2 finished\n"
     study = optuna.load_study(study_name="o2",
                               storage=f"sqlite:///{runs_dir.resolve()}/optuna.sqlite3")

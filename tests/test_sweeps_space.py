@@ -16,7 +16,7 @@ def test_parse_values():
     assert parse_values("device", "cuda:0") == ["cuda:0"]  # not a range: not a number
     assert parse_values("batchnorm", "true,false") == [True, False]
     for key, text, message in [("lr", "0.1,abc", "--lr must be float"),
-                               ("optimizer", "adam,rmsprop", "--optimizer must be one of"),
+                               ("optimizer", "adam,lbfgs", "--optimizer must be one of"),
                                ("lr", "0.1:0.01", "need LOW < HIGH"),
                                ("dropout", "log:0:0.5", "LOW > 0"),
                                ("lr", "1:2:3", "range must be"),

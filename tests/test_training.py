@@ -1,4 +1,7 @@
-"""The training loop: it learns on real data, it is deterministic, it stops on divergence."""
+"""The training loop: it learns on real data, it is deterministic, it stops on divergence;
+early stopping, fp16, the optimizers, lr auto, the notebook bar and live plot."""
+import dataclasses
+
 import pytest
 import torch
 
@@ -6,7 +9,8 @@ from quicknets.config import TrainConfig
 from quicknets.errors import QuicknetsError
 from quicknets.metrics import evaluate
 from quicknets.models import network
-from quicknets.training import batch_bounds, format_epoch, train
+from quicknets.training import (batch_bounds, early_stopping, format_epoch, progress_bar,
+                                start_live_plot, train)
 
 
 def test_notebook_network_learns_in_one_epoch(fashion):
@@ -34,7 +38,9 @@ def test_same_seed_same_history(tiny):
     assert strip(a) != strip(c)
 
 
-@pytest.mark.parametrize("optimizer, lr", [("adam", 0.003), ("sgd", 0.05), ("adamw", 0.003)])
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.003), ("sgd", 0.05), ("adamw", 0.003),
+                                           ("rmsprop", 0.001), ("nadam", 0.003), ("radam", 0.003),
+                                           ("adagrad", 0.01)])
 def test_each_optimizer_learns_tiny_data(tiny, optimizer, lr):
     model, history = run_tiny(tiny, optimizer=optimizer, lr=lr, epochs=8, batch_size=32,
                               weight_decay=1e-4)
@@ -158,3 +164,117 @@ def test_wrong_inputs_are_one_clear_error(tiny, model, data, message):
         return
     with pytest.raises(QuicknetsError, match=message):
         train(models[model], datas[data], epochs=1, quiet=True, threads=1)
+
+
+def strip(history, keys=("seconds",)):
+    return [{k: v for k, v in row.items() if k not in keys} for row in history]
+
+
+@pytest.fixture(scope="module")
+def fashion_small(fashion):
+    """1000 Fashion-MNIST training images and the next 1000 as the validation set: a network
+    overfits them within a few epochs, so its validation loss turns up again."""
+    return dataclasses.replace(fashion, train_images=fashion.train_images[:1000],
+                               train_labels=fashion.train_labels[:1000],
+                               val_images=fashion.train_images[1000:2000],
+                               val_labels=fashion.train_labels[1000:2000], val_split=0.5)
+
+
+def test_early_stopping_rule_on_a_constructed_history():
+    rows = [{"epoch": i + 1, "val_loss": v, "val_accuracy": a} for i, (v, a) in
+            enumerate([(1.0, 0.5), (0.8, 0.6), (0.85, 0.6), (0.79, 0.65), (0.9, 0.7)])]
+    assert early_stopping(rows, "val_loss") == (4, 1)
+    assert early_stopping(rows, "val_loss", min_delta=0.05) == (2, 3)  # 0.79 is not 0.05 better
+    assert early_stopping(rows, "val_accuracy") == (5, 0)  # higher is better (METRICS)
+    assert early_stopping(rows[:3], "val_accuracy") == (2, 1)  # a tie is no improvement
+    assert early_stopping([], "val_loss") == (0, 0)
+
+
+def test_early_stopping_stops_at_the_right_epoch_with_the_best_weights(fashion_small):
+    torch.manual_seed(0)
+    full = train(network("784-128-10"), fashion_small, epochs=15, quiet=True, threads=1)
+    losses = [row["val_loss"] for row in full]
+    # by hand: the first epoch 3 epochs after the lowest validation loss so far
+    best = stop = 0
+    for epoch, loss in enumerate(losses, 1):
+        if loss < losses[best - 1] or best == 0:
+            best = epoch
+        elif epoch - best == 3:
+            stop = epoch
+            break
+    assert (best, stop) == (6, 9)  # measured: val_loss falls to epoch 6, then rises
+
+    model, lines = network("784-128-10"), []
+    history = train(model, fashion_small, epochs=15, patience=3, log=lines.append, threads=1)
+    assert len(history) == stop
+    assert strip(history, ("seconds", "best_epoch", "stopped")) == strip(full[:stop])
+    assert [row["best_epoch"] for row in history] == [1, 2, 3, 4, 5, 6, 6, 6, 6]
+    assert history[-1]["stopped"] == ("val_loss did not improve by more than 0 for 3 epochs; "
+                                      "the best was epoch 6")
+    assert "stopped" not in history[-2]
+    assert lines[-1] == f"restored: the weights of epoch 6 (val_loss {losses[5]:.4f})"
+    scores = evaluate(model, fashion_small, "val")  # the restored weights are epoch 6's
+    assert scores["accuracy"] == history[5]["val_accuracy"]
+    assert scores["loss"] == history[5]["val_loss"]
+    assert scores["accuracy"] != history[-1]["val_accuracy"]
+
+
+def test_early_stopping_on_accuracy_with_min_delta(tiny_dir):
+    """A min_delta no accuracy can beat: epoch 1 stays the best, the run stops after
+    `patience` more epochs, and the model ends with epoch 1's weights."""
+    from quicknets.data import load_dataset
+    data = load_dataset("mnist", tiny_dir, val_split=0.2, verify=False)
+    model = network("784-32-10")
+    history = train(model, data, epochs=10, patience=2, monitor="val_accuracy", min_delta=1.0,
+                    quiet=True, threads=1)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["best_epoch"] == 1 and "for 2 epochs" in history[-1]["stopped"]
+    assert evaluate(model, data, "val")["loss"] == history[0]["val_loss"]
+    assert history[2]["val_loss"] != history[0]["val_loss"]
+
+
+def test_early_stopping_needs_a_validation_set(tiny):
+    lines = []
+    with pytest.raises(QuicknetsError, match="early stopping .* watches val_loss on a "
+                                             "validation set.*val_split"):
+        train(network("784-10"), tiny, patience=2, log=lines.append, threads=1)
+    assert lines == []
+    with pytest.raises(QuicknetsError, match="--monitor must be one of val_loss, val_accuracy"):
+        train(network("784-10"), tiny, patience=2, monitor="train_loss")
+
+
+def test_fp16_trains_with_a_gradient_scaler(tiny):
+    """fp16 autocast and the GradScaler's scale/step/update path, on the CPU."""
+    model, history = run_tiny(tiny, epochs=6, fp16=True, lr=0.01)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert evaluate(model, tiny)["accuracy"] > 0.5
+    _, plain = run_tiny(tiny, epochs=1, lr=0.01)
+    assert strip(history[:1]) != strip(plain)  # float16 products: not the fp32 numbers
+    with pytest.raises(QuicknetsError, match="--bf16 and --fp16 exclude each other"):
+        train(network("784-10"), tiny, bf16=True, fp16=True)
+
+
+def test_lr_auto_trains_exactly_as_the_rate_it_found(tiny):
+    """A run set up with lr auto trains at the finder's rate, exactly as one given that rate:
+    the finder works on a copy of the network, with generators of its own."""
+    from quicknets.config import RunConfig
+    from quicknets.experiment import setup
+    from quicknets.lr_finder import lr_find
+    settings = dict(network="784-32-10", dropout=0.2, epochs=2, batch_size=16, threads=1)
+    config, model, _ = setup(RunConfig.build(lr="auto", **settings), data=tiny)
+    found = lr_find(network("784-32-10", dropout=0.2), tiny, threads=1, batch_size=16)
+    assert config.train.lr == found.lr and config.lr_find == found.record()
+    auto = train(model, tiny, config.train, quiet=True)
+    given = train(network("784-32-10", dropout=0.2), tiny, lr=found.lr, epochs=2,
+                  batch_size=16, quiet=True, threads=1)
+    assert strip(auto) == strip(given)
+    with pytest.raises(QuicknetsError, match="lr 'auto' is found when a run is set up"):
+        train(network("784-32-10"), tiny, lr="auto")
+
+
+def test_no_bar_and_no_live_plot_outside_jupyter(tiny, capsys):
+    assert progress_bar(10, "epoch 1", False) is None  # pytest's stderr is not a terminal
+    assert start_live_plot() is None
+    run_tiny(tiny, epochs=1, live_plot=True)  # a no-op here
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""

@@ -21,6 +21,8 @@ _EXPORTS = {
     "train": "quicknets.training",
     "evaluate": "quicknets.metrics",
     "classify": "quicknets.classification", "banner": "quicknets.classification",
+    "predict": "quicknets.classification", "predict_proba": "quicknets.classification",
+    "export": "quicknets.exporting", "load_exported": "quicknets.exporting",
     "save_run": "quicknets.runs", "load_run": "quicknets.runs", "load_model": "quicknets.runs",
     "list_runs": "quicknets.runs",
     "compare": "quicknets.comparison", "sweep": "quicknets.sweeps",

@@ -1,11 +1,14 @@
 """Checkpoints for exact resume: weights, optimizer state, epoch, RNG states and history.
 
-    save_checkpoint(path, epoch, model, opt, generator, history)   # after each epoch (atomic)
+    save_checkpoint(path, epoch, model, opt, generator, history, best, scaler)  # after each epoch
     state = load_checkpoint(path)                                  # weights only: no code runs
-    history, next_epoch = restore(state, model, opt, generator)    # inside train()
+    history, next_epoch = restore(state, model, opt, generator, scaler)   # inside train()
+    state["best"]                                    # the best epoch's weights (early stopping)
 
 Restoring puts back everything the next epoch depends on: the weights, the optimizer's moments
-and step counts, the shuffling generator and the global torch RNG (dropout masks), so a resumed
+and step counts, the shuffling generator and the global torch RNG (dropout masks), the fp16
+gradient scaler's scale, and for early stopping the best epoch's weights (the rest of its state,
+the best epoch and the epochs waited, follows from the history), so a resumed
 run repeats the uninterrupted one number for number on the same device and thread count. A
 checkpoint is written to a temporary file and renamed, so a crash while saving leaves the previous
 one intact; a truncated or foreign file is reported, never loaded half-way.
@@ -21,8 +24,9 @@ FORMAT = 1  # bumped when the layout below changes
 
 
 def save_checkpoint(path, epoch: int, model, opt, generator: torch.Generator,
-                    history: list) -> None:
-    """Everything needed to continue after `epoch` (1-based, completed)."""
+                    history: list, best: dict | None = None, scaler=None) -> None:
+    """Everything needed to continue after `epoch` (1-based, completed). `best`: the best
+    epoch's weights under early stopping; `scaler`: the fp16 GradScaler."""
     state = {
         "format": FORMAT,
         "epoch": epoch,
@@ -33,6 +37,8 @@ def save_checkpoint(path, epoch: int, model, opt, generator: torch.Generator,
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "threads": torch.get_num_threads(),  # floating-point sums depend on it
         "history": history,
+        "best": {k: v.detach().cpu() for k, v in best.items()} if best is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
     }
     atomic_torch_save(state, path, parents=False)  # never recreates a removed run
 
@@ -55,11 +61,14 @@ def load_checkpoint(path) -> dict:
     return state
 
 
-def restore(state: dict, model, opt, generator: torch.Generator) -> tuple:
-    """Load a checkpoint into the model, optimizer and RNGs; return (history, next epoch)."""
+def restore(state: dict, model, opt, generator: torch.Generator, scaler=None) -> tuple:
+    """Load a checkpoint into the model, optimizer, RNGs and fp16 scaler; return (history,
+    next epoch). The best weights (early stopping) stay in state["best"], on the CPU."""
     try:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise QuicknetsError(f"the checkpoint does not fit this network or optimizer: "
                              f"{str(e).splitlines()[0]}") from None

@@ -5,8 +5,13 @@
     classify(model, data.test_images[0])        # uint8 (28, 28) pixels; float = already normalised
     print(banner("Ankle Boot"))                 # the notebook's banner
 
-Returns [{"class": name, "index": i, "probability": p}, ...], most likely first. A trained
-model brings its own preprocessing (shape, normalisation, class names, how files are laid out).
+    predict(model, data.test_images)            # a whole batch: class indices (N,), as sklearn
+    predict(model, ["a.png", "b.jpg"], names=True)   # or their class names
+    predict_proba(model, data.test_images[:64]) # probabilities (N, classes)
+
+classify returns [{"class": name, "index": i, "probability": p}, ...], most likely first. A
+trained model brings its own preprocessing (shape, normalisation, class names, how files are
+laid out), so every form of image gets what the network was trained on.
 """
 from pathlib import Path
 
@@ -17,6 +22,8 @@ from torch import nn
 from quicknets.errors import QuicknetsError
 from quicknets.images import load_image
 from quicknets.preprocessing import Preprocessing, preprocessing_of
+
+BATCH_SIZE = 1024  # images per forward pass in predict: (1024, 784) floats are 3 MB
 
 def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
     """Any accepted image form -> normalised float (1, C, H, W) for a network whose images get
@@ -76,6 +83,84 @@ def classify(model: nn.Module, image, data=None, top: int = 3, classes=None) -> 
     values, indices = probs.topk(min(top, len(probs)))
     return [{"class": names[i], "index": int(i), "probability": float(p)}
             for p, i in zip(values.tolist(), indices.tolist())]
+
+
+def as_batch(images, pre: Preprocessing) -> torch.Tensor:
+    """A batch in any accepted form -> (N, C, H, W), uint8 pixels or floats already normalised:
+    a tensor or numpy array (N, H, W), (N, C, H, W) or flat (N, C*H*W); a list of image files,
+    tensors or arrays (one image each); or one image file."""
+    c, h, w = pre.shape
+    if isinstance(images, (str, Path)):
+        images = [images]
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise QuicknetsError("no images to predict")
+        items = [load_image(i, pre.shape, pre.layout) if isinstance(i, (str, Path))
+                 else _tensor(i) for i in images]
+        if len({x.dtype for x in items}) > 1:
+            raise QuicknetsError("a batch mixes uint8 pixels and floats: give one or the other")
+        for x in items:
+            if x.numel() != pre.features:
+                raise QuicknetsError(f"an image must have {c}x{h}x{w} = {pre.features} values, "
+                                     f"one has shape {tuple(x.shape)}")
+        images = torch.stack([x.reshape(c, h, w) for x in items])
+    x = _tensor(images)
+    accepted = [(c, h, w), (c * h * w,)] + ([(h, w)] if c == 1 else [])
+    if x.dim() < 2 or tuple(x.shape[1:]) not in accepted:
+        raise QuicknetsError(f"a batch of images has shape (N, {c}, {h}, {w}), (N, {h}, {w}) "
+                             f"or (N, {c * h * w}), not {tuple(x.shape)} (one image: "
+                             "images[None])")
+    return x.reshape(-1, c, h, w)
+
+
+def _tensor(image) -> torch.Tensor:
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if not isinstance(image, torch.Tensor):
+        raise QuicknetsError(f"cannot predict a {type(image).__name__}: give tensors, numpy "
+                             "arrays or image files")
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise QuicknetsError(f"images are uint8 pixels (0..255) or floats already normalised, "
+                             f"not {image.dtype}")
+    return image
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, images, batch_size: int = BATCH_SIZE) -> torch.Tensor:
+    """Class probabilities (N, classes), float32 on the CPU, for a batch of images (see
+    as_batch), with the model's own preprocessing. Runs on the device the model is on, in
+    batches of `batch_size`; uint8 pixels travel to it as bytes and are normalised there."""
+    if batch_size < 1:
+        raise QuicknetsError(f"batch_size must be at least 1, not {batch_size}")
+    pre = preprocessing_of(model)
+    x = as_batch(images, pre)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for i in range(0, len(x), batch_size):
+            batch = x[i:i + batch_size].to(device, non_blocking=True)
+            batch = pre.normalize(batch) if batch.dtype == torch.uint8 else batch.float()
+            out.append(model(batch).float().exp().cpu())  # log-probabilities -> probabilities
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def predict(model: nn.Module, images, batch_size: int = BATCH_SIZE, names: bool = False):
+    """The most likely class of each image in a batch (see as_batch): class indices (N,) as a
+    LongTensor, as scikit-learn's predict; with names=True, their class names (a list: the
+    model's own classes, or "0", "1", ... for a model that has none)."""
+    probs = predict_proba(model, images, batch_size)
+    indices = probs.argmax(1)
+    if not names:
+        return indices
+    pre = getattr(model, "preprocessing", None)
+    classes = list(pre.classes) if pre is not None and pre.classes else \
+        [str(i) for i in range(probs.shape[1])]
+    return [classes[i] for i in indices.tolist()]
 
 
 def banner(text: str, width: int = 40) -> str:

@@ -24,8 +24,9 @@ from quicknets.errors import Interrupted, QuicknetsError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quicknets",
-        description="Build, train, test and compare small networks on Fashion-MNIST, MNIST "
-                    "and KMNIST. Run `quicknets train` for the notebook's quick pass.")
+        description="Build, train, test and compare small networks on Fashion-MNIST, the "
+                    "MNIST family or your own images. Run `quicknets train` for the notebook's "
+                    "quick pass.")
     parser.add_argument("--version", action="version", version=f"quicknets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -70,10 +71,30 @@ def _set_up_streams() -> None:
             stream.reconfigure(line_buffering=True, errors="quicknets-readable")
 
 
+def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """parser.parse_args, except that a command's list of files or runs (its `trailing`
+    default names it) also takes those written after an option: argparse fills such a list
+    from the first run of positionals only, so `classify RUN --top 5 shoe.png` left shoe.png
+    "unrecognized"."""
+    args, extra = parser.parse_known_args(argv)
+    trailing = getattr(args, "trailing", None)
+    if extra and (trailing is None or any(a.startswith("-") for a in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")  # as parse_args says it
+    if extra:
+        getattr(args, trailing).extend(extra)
+    return args
+
+
+def _drop_stdout() -> None:
+    """stdout to /dev/null: its reader has gone, and flushing it at exit would print a
+    BrokenPipeError."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv=None) -> int:
     _set_up_streams()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if args.command is None:
         parser.print_help()
         return 2
@@ -82,10 +103,12 @@ def main(argv=None) -> int:
         sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
         return code
     except BrokenPipeError:  # `quicknets runs | head`: the reader has gone; stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return 1
     except QuicknetsError as e:
         print(f"error: {e}", file=sys.stderr)
+        if isinstance(e.__context__, BrokenPipeError):  # e.g. a run stopped by `| head`
+            _drop_stdout()
         return 1
     except Interrupted as e:  # a run stopped by Ctrl-C: what was kept, how to continue
         print(f"interrupted: {e}", file=sys.stderr)

@@ -39,6 +39,17 @@ def differing(all_settings: list) -> list:
     return [k for k in keys if len({repr(s.get(k)) for s in all_settings}) > 1]
 
 
+def shown_keys(all_settings: list) -> list:
+    """The settings that tell variants apart (differing); when they are all one variant (a
+    sweep over seeds only), those set away from the defaults, not all thirty-odd of them."""
+    from quicknets.config import RunConfig
+    keys = differing(all_settings)
+    if keys or not all_settings:
+        return keys
+    defaults = RunConfig().flat()
+    return [k for k, v in all_settings[0].items() if k not in defaults or v != defaults[k]]
+
+
 def mean_std(values: list) -> tuple:
     """(mean, sample std) of the numbers given, ignoring None; std is 0 for one value."""
     xs = [float(v) for v in values if v is not None]
@@ -91,7 +102,11 @@ def compare_runs(runs: list) -> dict:
 def compare(refs, runs_dir=None) -> dict:
     """Load runs by name, prefix or folder (or take Run records) and compare them."""
     from quicknets.runs import Run, load_run
-    runs = [r if isinstance(r, Run) else load_run(r, runs_dir) for r in refs]
+    runs = {}  # by folder: a run named twice (by name and prefix, or also matched by --where)
+    for ref in refs:  # counts once, not as two seeds with a std of 0
+        run = ref if isinstance(ref, Run) else load_run(ref, runs_dir)
+        runs.setdefault(run.path.resolve(), run)
+    runs = list(runs.values())
     if not runs:
         raise QuicknetsError("nothing to compare: give at least one run")
     return compare_runs(runs)

@@ -6,12 +6,16 @@ command-line flag (`--batch-size` sets `TrainConfig.batch_size`) and is saved wi
     run = RunConfig.build(preset="fast", epochs=5)   # keywords, flat: every field name is unique
     run = RunConfig.from_dict(json.load(f))      # a record's config.json, old layouts included
     run.flat()                                   # {"dataset": ..., "network": ..., "lr": ...}
+    print(to_toml(run))                          # the same run as a file read_toml reads back
 
 The help text, choices and bounds live in each field's metadata; `add_flags` turns them into
 argparse options and `from_args` reads them back, so the CLI and the configs cannot drift.
+A boolean is spelled the same everywhere: `--batchnorm`, `--no-batchnorm`, `--batchnorm false`
+(and `batchnorm = false` in a file).
 """
 import argparse
 import dataclasses
+import json
 from dataclasses import dataclass, field, fields
 
 from quicknets.datasets import DATASETS
@@ -19,23 +23,64 @@ from quicknets.errors import QuicknetsError
 from quicknets.preprocessing import DEFAULT_MEAN, DEFAULT_STD
 
 
-def opt(default, help: str, choices=None, low=None, high=None, flags=()):
-    """A config field with its flag's help text, allowed values and bounds (inclusive low)."""
+def opt(default, help: str, choices=None, low=None, high=None, flags=(), auto=False):
+    """A config field with its flag's help text, allowed values and bounds (inclusive low).
+    `auto`: the string "auto" is allowed too, made concrete when the run is set up."""
     return field(default=default, metadata={"help": help, "choices": choices, "low": low,
-                                            "high": high, "flags": flags})
+                                            "high": high, "flags": flags, "auto": auto})
+
+
+class Stat:
+    """The type of --mean and --std: "auto" (computed per channel on the training images), one
+    number, or one per channel ("0.49,0.48,0.45", kept as a list). A single number stays a
+    float, so records keep the layout they always had."""
+
+
+def _stat(name: str, value, low: float | None):
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    parts = value.split(",") if isinstance(value, str) else \
+        list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        if not parts or any(isinstance(p, bool) for p in parts):
+            raise ValueError
+        numbers = [float(p) for p in parts]
+    except (TypeError, ValueError):
+        raise QuicknetsError(f"{name} must be auto, a number or one number per channel "
+                             f"(0.49,0.48,0.45), got {value!r}") from None
+    if len(numbers) not in (1, 3) or any(x != x or abs(x) == float("inf") for x in numbers):
+        raise QuicknetsError(f"{name} must be auto, one number or 3 (one per channel), "
+                             f"got {value!r}")
+    if low is not None and min(numbers) < low:
+        raise QuicknetsError(f"{name} must be at least {low}, got {value!r}")
+    return numbers[0] if len(numbers) == 1 else numbers
 
 
 @dataclass
 class DataConfig:
-    dataset: str = opt("fashion-mnist", "which dataset", list(DATASETS))
-    data_dir: str = opt("", "folder holding the IDX files (searched first; downloads go here)")
+    dataset: str = opt("fashion-mnist", "a built-in dataset (" + ", ".join(DATASETS) + "), "
+                       "or the path of your own: a CSV file (label, then pixels), a folder of "
+                       "class folders, or an .npz (x_train, y_train, x_test, y_test)")
+    data_dir: str = opt("", "folder holding the IDX files (searched first; downloads go here); "
+                            "for a dataset given by path, the folder it moved to")
+    test: str = opt("", "your own data's test set: a file or folder of the dataset's kind "
+                        "(none given: x_test.csv beside x_train.csv, test/ beside train/, an "
+                        ".npz's x_test), or a fraction of the training set held out, the same "
+                        "images whatever the seed (0.2 where there is no test set)")
+    image_size: int = opt(0, "your own data: bring every image to SIZE x SIZE pixels (0: keep "
+                             "the images' size; needed when they differ)", low=0, high=1024)
+    channels: int = opt(0, "your own data: bring every image to 1 (grey) or 3 (RGB) channels "
+                           "(0: keep theirs; needed when they differ)", [0, 1, 3])
     val_split: float = opt(0.0, "fraction of the training set held out for validation, "
                                 "chosen by --seed (0: no validation set)", low=0.0, high=0.99)
-    mean: float = opt(DEFAULT_MEAN, "normalisation: x = (pixel/255 - mean) / std; 0.5/0.5 "
-                                    "gives [-1, 1]; saved with the model")
-    std: float = opt(DEFAULT_STD, "normalisation divisor (see --mean)", low=1e-6)
+    mean: Stat = opt(DEFAULT_MEAN, "normalisation: x = (pixel/255 - mean) / std; 0.5/0.5 "
+                                   "gives [-1, 1]; one value per channel (0.49,0.48,0.45), or "
+                                   "auto: computed per channel on the training images; saved "
+                                   "with the model")
+    std: Stat = opt(DEFAULT_STD, "normalisation divisor (see --mean; auto: the training "
+                                 "images' per-channel standard deviation)", low=1e-6)
     verify: bool = opt(True, "check the files against the official digests (--no-verify for "
-                             "your own files)")
+                             "your own IDX files)")
 
 
 @dataclass
@@ -56,17 +101,22 @@ class NetworkConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: str = opt("adam", "optimizer", ["adam", "sgd", "adamw"])
-    lr: float = opt(0.003, "learning rate (the notebook: 0.003 for Adam, 0.01 for SGD)",
-                    low=1e-12, high=100.0)
-    momentum: float = opt(0.9, "SGD momentum (ignored by Adam and AdamW)", low=0.0, high=0.999)
-    weight_decay: float = opt(0.0, "weight decay (L2 for adam and sgd, decoupled for adamw)",
-                              low=0.0)
+    optimizer: str = opt("adam", "optimizer (torch.optim's Adam, SGD, AdamW, RMSprop, NAdam, "
+                         "RAdam, Adagrad)",
+                         ["adam", "sgd", "adamw", "rmsprop", "nadam", "radam", "adagrad"])
+    # "auto" until the run is set up: then the LR finder's suggestion (lr_finder.py), recorded
+    lr: float = opt(0.003, "learning rate (the notebook: 0.003 for Adam, 0.01 for SGD); auto: "
+                    "run the LR finder first and train with its suggestion", low=1e-12,
+                    high=100.0, auto=True)
+    momentum: float = opt(0.9, "momentum of SGD and RMSprop (ignored by the others)", low=0.0,
+                          high=0.999)
+    weight_decay: float = opt(0.0, "weight decay (L2; decoupled for adamw)", low=0.0)
     epochs: int = opt(7, "passes over the training set", low=1, high=100000)
     batch_size: int = opt(64, "images per optimizer step", low=1, high=1000000)
     seed: int = opt(0, "seed for weights, shuffling, dropout and the validation split", low=0,
                     high=2 ** 63 - 1)  # a 64-bit signed integer: what SQLite and JSON keep
-    device: str = opt("auto", "auto (CUDA when present), cpu, cuda, cuda:N or mps")
+    device: str = opt("auto", "auto (CUDA when present, else Apple's MPS, else the CPU), "
+                             "cpu, cuda, cuda:N or mps")
     threads: int = opt(0, "CPU threads for PyTorch (0: the cores not busy with other work "
                           "now, see machine.default_threads)", low=0, high=1024)
     # Speed-run tricks (tricks.py); the presets (presets.py) pick the ones that pay.
@@ -86,12 +136,32 @@ class TrainConfig:
     channels_last: bool = opt(False, "channels-last memory layout for conv networks")
     compile: bool = opt(False, "torch.compile the model (pays on a GPU for long runs; the first "
                                "epoch includes compiling)")
+    fp16: bool = opt(False, "float16 autocast with a gradient scaler (for CUDA GPUs without "
+                            "bf16; works but is slow on most CPUs)")
+    # Early stopping (training.early_stopping): needs a validation set (--val-split).
+    patience: int = opt(0, "early stopping: stop after this many epochs without improvement of "
+                           "--monitor on the validation set, and keep the best epoch's weights "
+                           "(0: off; needs --val-split)", low=0, high=100000)
+    min_delta: float = opt(0.0, "early stopping: the least change of --monitor that counts as "
+                                "an improvement", low=0.0)
+    # The validation metrics of metrics.METRICS (a test keeps them in step; config.py does not
+    # import torch, so it cannot ask there); their directions come from METRICS.
+    monitor: str = opt("val_loss", "early stopping: the validation metric watched",
+                       ["val_loss", "val_accuracy"])
+
+    def __post_init__(self):
+        if self.bf16 is True and self.fp16 is True:
+            raise QuicknetsError("--bf16 and --fp16 exclude each other: choose one")
 
 
 def _convert(cls, f, value):
     """Check and convert one value (a string from the CLI, or a JSON value)."""
     meta, kind = f.metadata, f.type  # real types: this module does not use string annotations
     name = f"--{f.name.replace('_', '-')}"
+    if kind is Stat:
+        return _stat(name, value, meta.get("low"))
+    if meta.get("auto") and isinstance(value, str) and value.lower() == "auto":
+        return "auto"
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -148,11 +218,12 @@ def add_flags(parser, cls) -> None:
         help_text = f.metadata["help"]
         help_text += f" (one of: {', '.join(map(str, choices))})" if choices else ""
         help_text += f" (default: {f.default if f.default != '' else 'none'})"
-        if f.type is bool:
-            group.add_argument(flag, dest=f.name, action="store_true", default=None,
-                               help=help_text)
+        if f.type is bool:  # --batchnorm, --batchnorm true|false, --no-batchnorm
+            group.add_argument(flag, dest=f.name, nargs="?", const=True, default=None,
+                               metavar="true|false", help=help_text)
             group.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name,
-                               action="store_false", default=None, help=argparse.SUPPRESS)
+                               action="store_const", const=False, default=None,
+                               help=argparse.SUPPRESS)
         else:
             group.add_argument(flag, *f.metadata["flags"], dest=f.name, default=None,
                                metavar=f.name.upper(), help=help_text)
@@ -183,11 +254,19 @@ def setting(key: str) -> str:
 class RunConfig:
     """Everything that defines a run: data, network, training, and the preset it came from.
     Built once (from flags, a TOML file or keywords), checked as it is built, resolved once
-    (machine.resolve), and saved as the run's config.json."""
+    (machine.resolve; `lr = "auto"` by experiment.setup), and saved as the run's config.json.
+    `lr_find`: how an `auto` lr was found (lr_finder.LRFound.record()), None otherwise."""
     data: DataConfig = field(default_factory=DataConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str | None = None
+    lr_find: dict | None = None
+
+    def __post_init__(self):
+        if self.train.patience and not self.data.val_split:
+            raise QuicknetsError(f"--patience {self.train.patience} (early stopping) watches "
+                                 f"{self.train.monitor} on a validation set: add --val-split "
+                                 "(e.g. 0.1)")
 
     @classmethod
     def build(cls, preset: str | None = None, device_type: str | None = None,
@@ -200,6 +279,8 @@ class RunConfig:
         if preset is not None:
             from quicknets.presets import preset_settings
             preset, base = preset_settings(preset, device_type or _device_type(settings))
+        if _is_true(settings.get("fp16")) and "bf16" not in settings:
+            base.pop("bf16", None)  # --fp16 given: the preset's bf16 gives way
         parts = {section: {} for section in SECTIONS}
         for key, value in {**base, **settings}.items():
             parts[FIELDS[key]][key] = value
@@ -213,11 +294,12 @@ class RunConfig:
                                  "train sections")
         config = upgrade(config)
         return cls(*(make(SECTIONS[s], config.get(s) or {}) for s in SECTIONS),
-                   preset=config.get("preset"))
+                   preset=config.get("preset"), lr_find=config.get("lr_find"))
 
     def to_dict(self) -> dict:
+        found = {"lr_find": self.lr_find} if self.lr_find is not None else {}
         return {"format": FORMAT, **{s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS},
-                "preset": self.preset}
+                "preset": self.preset, **found}
 
     def flat(self) -> dict:
         """Every setting in one dict (field names are unique across the sections)."""
@@ -229,7 +311,12 @@ class RunConfig:
         for key, value in settings.items():
             key = setting(key)
             parts[FIELDS[key]][key] = value
-        return RunConfig(*(make(SECTIONS[s], parts[s]) for s in SECTIONS), preset=self.preset)
+        return RunConfig(*(make(SECTIONS[s], parts[s]) for s in SECTIONS), preset=self.preset,
+                         lr_find=self.lr_find)
+
+
+def _is_true(value) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
 
 
 def _device_type(settings: dict) -> str:
@@ -250,17 +337,25 @@ def upgrade(config: dict) -> dict:
     return config
 
 
-def read_toml(path) -> dict:
-    """Flat settings from a TOML file: keys at the top level or in [data], [network] and
-    [train] tables; unknown keys are errors."""
+def load_toml(path) -> dict:
+    """A TOML file's content; a missing or invalid file is one QuicknetsError."""
     import tomllib
     try:
         with open(path, "rb") as f:
-            spec = tomllib.load(f)
+            return tomllib.load(f)
     except OSError as e:
         raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
         raise QuicknetsError(f"{path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:  # TOML is UTF-8 text; tomllib lets this one through
+        raise QuicknetsError(f"{path} is not valid TOML: not UTF-8 text (byte {e.start})") \
+            from None
+
+
+def read_toml(path) -> dict:
+    """Flat settings from a TOML file: keys at the top level or in [data], [network] and
+    [train] tables; unknown keys are errors."""
+    spec = load_toml(path)
     flat = {}
     for key, value in spec.items():
         if key in SECTIONS and isinstance(value, dict):
@@ -271,3 +366,26 @@ def read_toml(path) -> dict:
         if key != "preset":
             setting(key)
     return flat
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # 0.003, 1e-05, 7: TOML reads each back as the same number
+    if isinstance(value, (list, tuple)):  # a mean or std per channel
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a TOML basic string: JSON's escapes are TOML's
+
+
+def to_toml(config: RunConfig) -> str:
+    """The config as a TOML file that read_toml (`quicknets train --config`) reads back into the
+    same config: `preset` at the top, then [data], [network] and [train] tables."""
+    lines = ["# quicknets train --config FILE (flags given with it still win)"]
+    if config.preset:
+        lines.append(f"preset = {_toml_value(config.preset)}")
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        lines += [f"{k} = {_toml_value(v)}"
+                  for k, v in dataclasses.asdict(getattr(config, section)).items()]
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,15 @@
-"""Load Fashion-MNIST, MNIST or KMNIST as uint8 tensors: found or fetched, verified, cached.
+"""Load a dataset as uint8 tensors: a built-in one found or fetched, verified, cached, or your own.
 
     data = load_dataset("fashion-mnist", val_split=0.1, seed=0)
     data.train_images   # uint8 (54000, 28, 28); data.val_images (6000, 28, 28); data.classes
+    data = load_dataset("pets/", image_size=32, mean="auto")   # your own (sources.py)
+    data.train_images   # uint8 (N, 3, 32, 32): 1-channel images are (N, H, W), as ever
+    len(data), data[0]  # the training set, normalised: (float (C, H, W), label)
+    loader = data.loader("train", batch_size=64)   # a torch DataLoader; data.split("test")
+
+Built-in: Fashion-MNIST, MNIST, KMNIST (fetched when missing), the EMNIST splits and QMNIST
+(local files only; datasets.py). Your own: a CSV file, a folder of class folders or an .npz
+(sources.py), cached and recorded with a content digest.
 
 A `data_dir` is the only place looked in (it, `<data_dir>/<dataset>/` and torchvision's
 `<data_dir>/<Name>/raw/`); files missing there are fetched into it, never taken from another copy.
@@ -10,11 +18,12 @@ package's folder, then fetched into the cache. The four files are found under th
 (`train-images-idx3-ubyte.gz`, `train-images.idx3-ubyte`, any case). The decoded tensors are cached
 under a SHA-256 of the files' bytes, so an edited or replaced file is decoded again.
 """
+import dataclasses
 import hashlib
 import os
 import sys
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +35,16 @@ from quicknets.fetch import fetch_files
 from quicknets.idx import decompress, parse_idx, read_raw
 from quicknets.preprocessing import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, dataset_layout
 from quicknets.preprocessing import normalize  # noqa: F401  (quicknets.data.normalize, as before)
+from quicknets.sources import is_path, read_source, resolve_path
 from quicknets.storage import atomic_torch_save, cache_dir
 
 
 @dataclass
 class Dataset:
-    """One dataset in memory: uint8 images (N, H, W), int64 labels, and how it was made.
-    `preprocessing` says what a network trained on it needs (shape, normalisation, classes)."""
+    """One dataset in memory: uint8 images (N, H, W) for 1 channel or (N, C, H, W), int64
+    labels, and how it was made. `preprocessing` says what a network trained on it needs
+    (shape, normalisation, classes). len() and indexing are the training set's, normalised;
+    split() and loader() give any split as a torch Dataset or DataLoader."""
     name: str
     classes: list
     train_images: torch.Tensor
@@ -41,23 +53,70 @@ class Dataset:
     test_labels: torch.Tensor
     val_images: torch.Tensor | None = None
     val_labels: torch.Tensor | None = None
-    mean: float = DEFAULT_MEAN  # normalisation: x = (pixel / 255 - mean) / std
-    std: float = DEFAULT_STD
+    mean: float | tuple = DEFAULT_MEAN  # x = (pixel / 255 - mean) / std; one, or per channel
+    std: float | tuple = DEFAULT_STD
     val_split: float = 0.0
     seed: int = 0
     source: str = ""
+    layout: str = ""  # how an image file is brought to the shape; "": the dataset name's
+    origin: dict = field(default_factory=dict)  # your own data: path, digest, test set, ...
 
     @property
     def preprocessing(self) -> Preprocessing:
         """What a network trained on this data needs: shape, normalisation, classes, layout."""
         images = self.train_images if len(self.train_images) else self.test_images
         shape = tuple(images.shape[1:]) if images.dim() == 4 else (1, *images.shape[1:])
-        return Preprocessing(shape, (self.mean,), (self.std,), tuple(self.classes), self.name,
-                             dataset_layout(self.name))
+        return Preprocessing(shape, _per_channel(self.mean), _per_channel(self.std),
+                             tuple(self.classes), self.name,
+                             self.layout or dataset_layout(self.name))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W) → float (B, 1, H, W), on whatever device `images` is on."""
+        """uint8 (B, H, W) or (B, C, H, W) → float (B, C, H, W), on the device of `images`."""
         return self.preprocessing.normalize(images)
+
+    def __len__(self) -> int:
+        return len(self.train_labels)
+
+    def __getitem__(self, index):
+        return self.split("train")[index]
+
+    def split(self, name: str = "train") -> "ImageSplit":
+        """One split ("train", "val" or "test") as a torch Dataset of (normalised float image
+        (C, H, W), int label) pairs, for a DataLoader, Lightning or skorch."""
+        if name not in ("train", "val", "test"):
+            raise QuicknetsError(f"split must be train, val or test, not {name!r}")
+        images, labels = getattr(self, f"{name}_images"), getattr(self, f"{name}_labels")
+        if images is None:
+            raise QuicknetsError(f"this dataset has no {name} split (set val_split to make one)")
+        return ImageSplit(images, labels, self.preprocessing)
+
+    def loader(self, split: str = "train", batch_size: int = 64, shuffle: bool | None = None,
+               seed: int = 0, **options) -> torch.utils.data.DataLoader:
+        """A torch DataLoader over one split: batches (float (B, C, H, W), int64 (B,)),
+        shuffled (training split by default) in an order fixed by `seed`. `options` go to
+        DataLoader (num_workers, pin_memory, ...)."""
+        shuffle = split == "train" if shuffle is None else shuffle
+        return torch.utils.data.DataLoader(
+            self.split(split), batch_size=batch_size, shuffle=shuffle,
+            generator=torch.Generator().manual_seed(seed) if shuffle else None, **options)
+
+
+class ImageSplit(torch.utils.data.Dataset):
+    """A split's uint8 images and labels, served one normalised image at a time."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, pre: Preprocessing):
+        self.images, self.labels, self.preprocessing = images, labels, pre
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        x = self.preprocessing.normalize(self.images[index][None])[0]  # (C, H, W) float32
+        return x, int(self.labels[index])
+
+
+def _per_channel(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
 def _layouts(root: Path, info: DatasetInfo) -> list:
@@ -77,26 +136,27 @@ def search_dirs(info: DatasetInfo, data_dir=None) -> list:
     return dirs
 
 
-def find_files(folder: Path) -> dict:
-    """Those of the four IDX files that `folder` holds, {key: path}, under any common name.
+def find_files(folder: Path, files: dict = FILES) -> dict:
+    """Those of the four IDX files that `folder` holds, {key: path}, under any common name
+    (`files`: the dataset's file stems).
 
     Where one file is there twice (torchvision keeps the .gz and the unpacked copy) the published
     name wins, unpacked first, then the others by name.
     """
     try:
-        paths = [p for p in Path(folder).iterdir() if file_key(p.name)]
+        paths = [p for p in Path(folder).iterdir() if file_key(p.name, files)]
     except OSError:  # no such folder, or not a folder
         return {}
     found = {}
-    for path in sorted(paths, key=lambda p: (_rank(p.name), p.name)):
-        key = file_key(path.name)
+    for path in sorted(paths, key=lambda p: (_rank(p.name, files), p.name)):
+        key = file_key(path.name, files)
         if key not in found and path.is_file():
             found[key] = path
     return {key: found[key] for key in FILES if key in found}  # train images first, as published
 
 
-def _rank(name: str) -> int:
-    stem = FILES[file_key(name)]
+def _rank(name: str, files: dict = FILES) -> int:
+    stem = files[file_key(name, files)]
     return 0 if name == stem else 1 if name == f"{stem}.gz" else 2
 
 
@@ -136,8 +196,13 @@ def _decode(info: DatasetInfo, files: dict, raw: dict, verify: bool) -> dict:
         arrays[key] = parse_idx(content, str(path))
         if verify:
             _verify(info, key, path, hashlib.sha256(content).hexdigest())
+        if key.endswith("labels") and info.label_column is not None and arrays[key].ndim == 2:
+            arrays[key] = arrays[key][:, info.label_column]  # QMNIST: (N, 8) -> the class (N,)
     for split in ("train", "test"):
         _check_split(info, files, arrays, split)
+        if info.transpose:  # EMNIST is stored column by column: read it upright
+            arrays[f"{split}_images"] = np.ascontiguousarray(
+                arrays[f"{split}_images"].transpose(0, 2, 1))
     tensors = {k: torch.from_numpy(a) for k, a in arrays.items()}
     for split in ("train", "test"):
         tensors[f"{split}_labels"] = tensors[f"{split}_labels"].long()
@@ -207,38 +272,41 @@ def locate(name: str, data_dir=None, download: bool = True) -> dict:
         return _locate_in(info, Path(data_dir), download)
     dirs = search_dirs(info)
     for folder in dirs:
-        files = find_files(folder)
+        files = find_files(folder, info.files)
         if len(files) == len(FILES):
             return files
     target = cache_dir() / info.name
-    why = "downloads are off"
-    if download:
+    why = "downloads are off" if info.fetch else "quicknets does not download it"
+    if download and info.fetch:
         fetched, why = fetch_files(info, target)
         if fetched:
             return fetched
     searched = "\n  ".join(str(d) for d in dirs)
     hint = "apt-get install dataset-fashion-mnist, or " if info.debian_dir else ""
+    if not info.fetch:
+        hint = (f"torchvision.datasets.{info.torchvision_name}(ROOT, download=True) puts them "
+                f"in ROOT/{info.torchvision_name}/raw; pass that ROOT as --data-dir, or ")
     raise QuicknetsError(
         f"{info.name} not found and could not be downloaded ({why}). Searched:\n  {searched}\n"
-        f"To get it: {hint}put the four IDX files ({', '.join(FILES.values())}, .gz or raw) "
-        "in one of those folders or in --data-dir.")
+        f"To get it: {hint}put the four IDX files ({', '.join(info.files.values())}, .gz or "
+        "raw) in one of those folders or in --data-dir.")
 
 
 def _locate_in(info: DatasetInfo, root: Path, download: bool) -> dict:
     """The files in the folder the user named, or fetched into it; never another copy."""
     for folder in _layouts(root, info):
-        files = find_files(folder)
+        files = find_files(folder, info.files)
         if len(files) == len(FILES):
             return files
         if files:  # part of a set: fetching the rest would mix the user's files with others
-            missing = [FILES[k] for k in FILES if k not in files]
+            missing = [info.files[k] for k in FILES if k not in files]
             raise QuicknetsError(f"{folder} holds {', '.join(p.name for p in files.values())} "
                                  f"but not {', '.join(missing)} (.gz or raw); add the missing "
                                  "files, or empty the folder to download the set into it")
     if root.exists() and not root.is_dir():
         raise QuicknetsError(f"--data-dir {root} is a file, not a folder")
-    why = "downloads are off"
-    if download:
+    why = "downloads are off" if info.fetch else "quicknets does not download it"
+    if download and info.fetch:
         fetched, why = fetch_files(info, root)
         if fetched:
             return fetched
@@ -247,7 +315,7 @@ def _locate_in(info: DatasetInfo, root: Path, download: bool) -> dict:
                              f"into it ({why})")
     raise QuicknetsError(
         f"{root} does not hold the {info.name} files and they could not be downloaded into it "
-        f"({why}); expected {', '.join(FILES.values())} (.gz or raw, also spelt like "
+        f"({why}); expected {', '.join(info.files.values())} (.gz or raw, also spelt like "
         f"train-images.idx3-ubyte) in it, in {root / info.name} or in "
         f"{root / info.torchvision_name / 'raw'}")
 
@@ -255,28 +323,46 @@ def _locate_in(info: DatasetInfo, root: Path, download: bool) -> dict:
 def dataset_info(name: str) -> DatasetInfo:
     key = name.lower().replace("_", "-")
     if key not in DATASETS:
-        raise QuicknetsError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        raise QuicknetsError(f"unknown dataset {name!r}: not a built-in one ({', '.join(DATASETS)}) "
+                             "nor the path of a CSV file, an .npz file or a folder")
     return DATASETS[key]
 
 
 def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 0.0,
-                 seed: int = 0, mean: float = DEFAULT_MEAN, std: float = DEFAULT_STD,
-                 download: bool = True, verify: bool = True) -> Dataset:
+                 seed: int = 0, mean=DEFAULT_MEAN, std=DEFAULT_STD, download: bool = True,
+                 verify: bool = True, *, test=None, image_size: int = 0,
+                 channels: int = 0) -> Dataset:
     """Train and test tensors, class names, and an optional seeded validation split.
 
+    name: a built-in dataset, or the path of your own (a CSV file, a folder of class folders,
+    an .npz; see sources.py), with its `test` set (a path, or the fraction held out; default:
+    found beside it, else 0.2) and `image_size`/`channels` to bring its images to (0: keep).
     val_split: the fraction of the training set held out for validation (0 for none); which
     images go there is fixed by `seed`, so the split is recorded by (val_split, seed).
+    mean, std: one value, one per channel, or "auto" (computed per channel on the training
+    images, after the validation split).
     """
     if not 0.0 <= val_split < 1.0:
         raise QuicknetsError(f"val_split must be in [0, 1), not {val_split}")
-    if std <= 0:
+    for label, value in (("std", std), ("mean", mean)):
+        if value != "auto" and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                       for v in _per_channel(value)):
+            raise QuicknetsError(f"{label} must be a number, one per channel, or auto, "
+                                 f"not {value!r}")
+    if std != "auto" and min(_per_channel(std)) <= 0:
         raise QuicknetsError(f"std must be positive, not {std}")
-    info = dataset_info(name)
-    files = locate(info.name, data_dir, download)
-    t = _load_files(info, files, verify)
-    data = Dataset(info.name, list(info.classes), t["train_images"], t["train_labels"],
-                   t["test_images"], t["test_labels"], mean=mean, std=std, val_split=val_split,
-                   seed=seed, source=str(files["train_images"].parent))
+    if is_path(name):
+        data = _own_data(name, data_dir, test, image_size, channels)
+    else:
+        if test or image_size or channels:
+            raise QuicknetsError("test, image_size and channels are for your own data (a path); "
+                                 f"{name} has its own test set and 28x28 grey images")
+        info = dataset_info(name)
+        files = locate(info.name, data_dir, download)
+        t = _load_files(info, files, verify)
+        data = Dataset(info.name, list(info.classes), t["train_images"], t["train_labels"],
+                       t["test_images"], t["test_labels"], source=str(files["train_images"].parent))
+    data.val_split, data.seed = val_split, seed
     if val_split > 0:
         n_val = int(round(len(data.train_labels) * val_split))
         if n_val < 1 or n_val >= len(data.train_labels):
@@ -285,21 +371,95 @@ def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 
         val, keep = order[:n_val].sort().values, order[n_val:].sort().values
         data.val_images, data.val_labels = data.train_images[val], data.train_labels[val]
         data.train_images, data.train_labels = data.train_images[keep], data.train_labels[keep]
+    auto_mean, auto_std = channel_stats(data.train_images) if "auto" in (mean, std) else (0, 0)
+    data.mean = auto_mean if mean == "auto" else _plain(mean)
+    data.std = auto_std if std == "auto" else _plain(std)
+    data.preprocessing  # checks mean and std against the channels: one value, or one each
     return data
 
 
-def load_recorded(config, data_dir=None) -> Dataset:
+def _plain(value):
+    """A float, or a tuple of floats per channel."""
+    return float(value) if not isinstance(value, (tuple, list)) else tuple(map(float, value))
+
+
+def _own_data(path, data_dir, test, image_size, channels) -> Dataset:
+    if data_dir:
+        raise QuicknetsError(f"data_dir is for the built-in datasets; {path} is read where it "
+                             "is (give its new path if it moved)")
+    source = read_source(path, test=test, image_size=image_size, channels=channels)
+    t = source.tensors
+    return Dataset(source.name, list(source.classes), t["train_images"], t["train_labels"],
+                   t["test_images"], t["test_labels"], source=source.origin["path"],
+                   layout="resize", origin=source.origin)
+
+
+def channel_stats(images: torch.Tensor) -> tuple:
+    """(mean, std) of pixel / 255 per channel over uint8 images (N, H, W) or (N, C, H, W):
+    floats for one channel, tuples for several. From each channel's 256-bin histogram, so
+    exact and light on memory (no float copy of the images)."""
+    x = images if images.dim() == 4 else images.unsqueeze(1)  # (N, C, H, W)
+    means, stds = [], []
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    for c in range(x.shape[1]):
+        counts = torch.bincount(x[:, c].reshape(-1).long(), minlength=256).double()
+        total = counts.sum()
+        mean = (counts * levels).sum() / total
+        means.append(round(float(mean), 6))
+        stds.append(max(round(float(((counts * (levels - mean) ** 2).sum() / total).sqrt()), 6),
+                        1e-6))  # a blank image set has no spread: keep the divisor positive
+    return (means[0], stds[0]) if len(means) == 1 else (tuple(means), tuple(stds))
+
+
+def resolve_paths(data_config):
+    """The DataConfig with its dataset and test paths made absolute (a record read from
+    another folder finds them); built-in names and fractions are left as they are."""
+    changes = {}
+    if is_path(data_config.dataset):
+        changes["dataset"] = resolve_path(data_config.dataset)
+        if data_config.test and is_path(data_config.test, test=True):
+            changes["test"] = resolve_path(data_config.test)
+    return dataclasses.replace(data_config, **changes) if changes else data_config
+
+
+def load_recorded(config, data_dir=None, recorded: dict | None = None,
+                  changed: str = "warn") -> Dataset:
     """The dataset a RunConfig describes: same files, normalisation and split (`data_dir`
-    overrides the recorded folder)."""
+    overrides the recorded folder; for your own data, the folder it moved to). With the
+    run's `recorded` data (its meta.json "data"), data from a path whose content digest
+    differs is an error (changed="error") or a warning on stderr (changed="warn")."""
     d = config.data
-    return load_dataset(d.dataset, data_dir or d.data_dir or None, val_split=d.val_split,
-                        seed=config.train.seed, mean=d.mean, std=d.std, verify=d.verify)
+    dataset, test, folder = d.dataset, d.test, data_dir or d.data_dir or None
+    if is_path(dataset):
+        if folder:  # moved: the same file or folder name in the new place
+            dataset = str(Path(folder) / Path(dataset).name)
+            if test and is_path(test, test=True):
+                test = str(Path(folder) / Path(test).name)
+        if recorded and not Path(dataset).exists():  # a run's data: not "--dataset takes ..."
+            raise QuicknetsError(
+                f"the run's data {Path(dataset).name} is not in {folder}" if folder else
+                f"the run's data {dataset} is not there any more: if it moved, give the folder "
+                f"now holding {Path(dataset).name} with --data-dir")
+        folder = None
+    data = load_dataset(dataset, folder, val_split=d.val_split, seed=config.train.seed,
+                        mean=d.mean, std=d.std, verify=d.verify, test=test or None,
+                        image_size=d.image_size, channels=d.channels)
+    was, now = (recorded or {}).get("digest"), data.origin.get("digest")
+    if was and now and was != now:
+        message = (f"{dataset} changed since the run was made: its content digest is "
+                   f"{now[:12]}..., the run recorded {was[:12]}...")
+        if changed == "error":
+            raise QuicknetsError(message)
+        print(f"warning: {message}; the numbers are for the data as it is now", file=sys.stderr)
+    return data
 
 
 def describe(data: Dataset) -> dict:
-    """What a run records about its data (JSON-ready)."""
+    """What a run records about its data (JSON-ready): for your own data also its path,
+    content digest and test set (data.origin), and for all the image shape and classes."""
+    pre = data.preprocessing
     return {"dataset": data.name, "source": data.source, "train": len(data.train_labels),
             "val": 0 if data.val_labels is None else len(data.val_labels),
             "test": len(data.test_labels), "val_split": data.val_split, "split_seed": data.seed,
-            "mean": data.mean, "std": data.std}
-
+            "mean": data.mean, "std": data.std, "shape": list(pre.shape),
+            "classes": list(data.classes), **data.origin}

@@ -5,9 +5,12 @@
     config, model, data = setup(config)                      # the one place a run is set up
     path, results = resume("mlp-256-10_adam_lr0.01_s0-1a2b3c")   # after a kill or Ctrl-C
 
-`setup` resolves the config once (threads, device: machine.resolve), loads the data it names
-and builds the network seeded by the run's seed, shaped by the data; the optimizer is made by
-the training loop, after the network is on its device. The run folder is created before the
+`setup` resolves the config once (threads, device: machine.resolve; a dataset path made
+absolute), loads the data it names and builds the network seeded by the run's seed, shaped by
+the data (fit_network: the default MLP takes the data's input size and classes); with
+`lr = "auto"` it runs the LR finder on a copy of that network and records its suggestion as the
+run's lr (and how it was found as config.lr_find). The optimizer is made by the training loop,
+after the network is on its device. The run folder is created before the
 first epoch; after each epoch the checkpoint, the history and the index row are updated, so a
 run killed at any moment resumes from its last finished epoch and ends with the numbers it would
 have had. Ctrl-C keeps that checkpoint, marks the run interrupted and raises Interrupted, whose
@@ -19,23 +22,58 @@ import json
 from quicknets.config import RunConfig
 from quicknets.errors import Interrupted, QuicknetsError
 from quicknets.machine import resolve
+from quicknets.runfolder import read_json
 from quicknets.runs import (CHECKPOINT_FILE, check_resumable, find_run, finish_run, hold_run,
                             mark, start_run, unfinished_message)
 from quicknets.storage import atomic_write_json
 
 
-def setup(config: RunConfig, data=None) -> tuple:
+def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
     """(resolved config, seeded initial network, dataset) for a run config. `data` is used
-    instead of loading the data the config names (a caller that has it loaded already)."""
-    from quicknets.data import load_recorded
+    instead of loading the data the config names (a caller that has it loaded already).
+    An `auto` lr becomes the LR finder's suggestion: the run then trains exactly as one given
+    that lr (the finder works on a copy, with generators of its own). `recorded`: the run's
+    recorded data (resume), which data from a path must still match."""
+    from quicknets.data import load_recorded, resolve_paths
     from quicknets.models import network
-    config = dataclasses.replace(config, train=resolve(config.train))  # recorded as resolved
+    config = dataclasses.replace(config, train=resolve(config.train),  # recorded as resolved
+                                 data=resolve_paths(config.data))
     if data is None:
-        data = load_recorded(config)
-    pre, n = data.preprocessing, config.network
+        data = load_recorded(config, recorded=recorded, changed="error")
+    pre = data.preprocessing
+    n = dataclasses.replace(config.network, network=fit_network(config.network.network, pre))
+    config = dataclasses.replace(config, network=n)
     model = network(n.network, n.activation, n.dropout, n.batchnorm, input_shape=pre.shape,
                     num_classes=len(pre.classes), flip_tta=n.flip_tta, seed=config.train.seed)
+    if config.train.lr == "auto":
+        from quicknets.lr_finder import lr_find
+        found = lr_find(model, data, config.train)
+        config = dataclasses.replace(config, lr_find=found.record(),
+                                     train=dataclasses.replace(config.train, lr=found.lr))
     return config, model, data
+
+
+ADAPTING = ("784-256-128-64-10", "mlp")  # the default network, by its spec and its name
+
+
+def fit_network(spec: str, pre) -> str:
+    """The network spec for images `pre` (a Preprocessing): the default MLP (its spec or the
+    name mlp) gets the data's input size and class count at its ends (3072-256-128-64-3 for
+    32x32 RGB in 3 classes); layer sizes written out must fit the data, else an error names
+    the spec that does; conv and ResNet specs adapt by themselves."""
+    from quicknets.models import NETWORKS, parse_sizes
+    sizes = parse_sizes(NETWORKS.get(spec, spec)) if isinstance(spec, str) else None
+    if not sizes or len(sizes) < 2:
+        return spec
+    c, h, w = pre.shape
+    fitted = [pre.features, *sizes[1:-1], len(pre.classes)]
+    if sizes == fitted:
+        return spec
+    if spec.strip() in ADAPTING:
+        return "-".join(map(str, fitted))
+    raise QuicknetsError(f"the first size must be the input size {pre.features} ({c}x{h}x{w} "
+                         f"images) and the last the number of classes {len(pre.classes)}, got "
+                         f"{spec}: give --network {'-'.join(map(str, fitted))}")
 
 
 def epoch_saver(path, loggers=(), on_epoch=None):
@@ -43,8 +81,9 @@ def epoch_saver(path, loggers=(), on_epoch=None):
     `on_epoch(epoch, row)` (an Optuna trial's pruning check; may raise TrialPruned)."""
     from quicknets.checkpoint import save_checkpoint
 
-    def after_epoch(epoch, model, opt, generator, history):
-        save_checkpoint(path / CHECKPOINT_FILE, epoch, model, opt, generator, history)
+    def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None):
+        save_checkpoint(path / CHECKPOINT_FILE, epoch, model, opt, generator, history, best,
+                        scaler)
         # progress, readable while training; never recreates a run removed meanwhile
         atomic_write_json(path / "history.json", history, parents=False)
         mark(path, "running", epoch)
@@ -82,6 +121,10 @@ def train_recorded(config: RunConfig, model, data, runs_dir=None, *, path=None, 
         except KeyboardInterrupt:
             mark(path, "interrupted")
             raise Interrupted(unfinished_message(path)) from None
+        except BrokenPipeError:  # `quicknets train | head`: the reader left; resumable, not failed
+            mark(path, "interrupted")
+            raise QuicknetsError(f"the output was closed, so training stopped; "
+                                 f"{unfinished_message(path)}") from None
         except BaseException as e:
             # pruned by Optuna (resumable like any stopped run), diverged, or failed
             mark(path, "pruned" if type(e).__name__ == "TrialPruned" else "failed")
@@ -122,7 +165,8 @@ def resume(ref, runs_dir=None, *, threads=None, device=None, data_dir=None, quie
         config = config.replace(threads=threads or config.train.threads
                                 or state.get("threads", 0), device=device or config.train.device,
                                 data_dir=data_dir or config.data.data_dir)
-        config, model, data = setup(config)
+        recorded = read_json(path / "meta.json", dict).get("data")
+        config, model, data = setup(config, recorded=recorded)  # changed data: an error
         if not quiet:
             log(f"resuming {path.name} after epoch {state['epoch']} of {config.train.epochs}")
         mark(path, "running", state["epoch"])

@@ -3,6 +3,7 @@
     from quicknets.images import load_image
     x = load_image("shoe.jpg")              # uint8 (1, 28, 28) in Fashion-MNIST's layout
     x = load_image("seven.png", layout=dataset_layout("mnist"))  # in MNIST's layout
+    x = load_image("cat.jpg", (3, 32, 32), layout="resize")     # your own data's: (3, 32, 32)
 
 The steps, each a small function (on uint8 (H, W) grey arrays after to_gray), testable alone:
     read_image          the file's first frame, upright by its EXIF orientation; too large: error
@@ -11,6 +12,11 @@ The steps, each a small function (on uint8 (H, W) grey arrays after to_gray), te
     dark_background     inverted when its border is light (the datasets' backgrounds are black)
     fashion_layout      the object cropped, its longer side scaled to fit, centred
     digits_layout       the object fitted into 20x20, centred by its centre of mass in 28x28
+The "resize" layout, for your own data (sources.py reads an image folder with the same steps,
+so a file classified later gets exactly the pixels its folder's images got in training):
+    decode_image        the file in 1 or 3 channels (to_gray or to_rgb), resized to a size
+    to_rgb              any PIL mode -> 8-bit RGB (H, W, 3), transparency composited as to_gray
+    resize              scaled to exactly (H, W) (Lanczos), aspect ratio not kept; same size: as is
 
 Sources for the two layouts:
     "fashion": Xiao, Rasul & Vollgraf, "Fashion-MNIST: a Novel Image Dataset for Benchmarking
@@ -23,11 +29,12 @@ Sources for the two layouts:
         the center of mass of the pixels, and translating the image so as to position this point
         at the center of the 28x28 field". KMNIST (Clanuwat et al., arXiv:1812.01718, 2018) is a
         drop-in replacement for MNIST, so its characters take the same layout.
+
+torch is imported only by load_image: the folder reader's worker processes decode without it.
 """
 import warnings
 
 import numpy as np
-import torch
 
 from quicknets.errors import QuicknetsError
 from quicknets.preprocessing import LAYOUTS, dataset_layout  # noqa: F401  (a dataset's layout)
@@ -36,16 +43,22 @@ OBJECT_LEVEL = 30  # grey level above which a pixel is part of the object (on a 
 DIGIT_BOX = 20 / 28  # MNIST: the digit fits a 20x20 box in the 28x28 field
 DRAFT_FACTOR = 16  # JPEGs are decoded at no less than 16x the target size (the object may be small)
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+GREY_MODES = ("1", "L", "LA", "La", "I", "F")  # and I;16*: one channel, read as 1 channel
 
 
-def load_image(path, shape=(1, 28, 28), layout="fashion") -> torch.Tensor:
-    """An image file as uint8 (C, H, W) laid out like the dataset's images: a light object on
-    black. `layout` is "fashion" or "digits" (preprocessing.dataset_layout gives a dataset's). An image that already looks
-    like the dataset (H x W, dark background) is returned pixel for pixel. Only C = 1 for now."""
+def load_image(path, shape=(1, 28, 28), layout="fashion"):
+    """An image file as a uint8 tensor (C, H, W) laid out like the dataset's images. `layout` is
+    "fashion" or "digits" (preprocessing.dataset_layout gives a dataset's): a light object on
+    black, 1 channel; an image that already looks like the dataset (H x W, dark background) is
+    returned pixel for pixel. "resize" (your own data, 1 or 3 channels): the image in C
+    channels scaled to H x W, as sources.py reads an image folder."""
+    import torch
     if layout not in LAYOUTS:
         raise QuicknetsError(f"unknown image layout {layout!r}: choose from {', '.join(LAYOUTS)}")
-    _, height, width = _check_shape(shape)
+    channels, height, width = _check_shape(shape, layout)
     size = (height, width)
+    if layout == "resize":
+        return torch.from_numpy(decode_image(path, size, channels))
     gray = to_gray(read_image(path, size))  # (H0, W0) uint8, any size
     if not looks_like_dataset(gray, size):
         gray = dark_background(gray)
@@ -53,25 +66,29 @@ def load_image(path, shape=(1, 28, 28), layout="fashion") -> torch.Tensor:
     return torch.from_numpy(gray)[None]  # (1, H, W)
 
 
-def _check_shape(shape) -> tuple:
+def _check_shape(shape, layout="fashion") -> tuple:
     if not isinstance(shape, (tuple, list)) or len(shape) != 3 or not all(
             isinstance(n, int) and n > 0 for n in shape):
         raise QuicknetsError(f"an image shape is (channels, height, width), not {shape!r}")
-    if shape[0] != 1:  # 3 channels would need a to_rgb beside to_gray
-        raise QuicknetsError(f"only 1-channel (grey) images can be loaded, not {shape[0]} channels")
+    if shape[0] not in (1, 3):
+        raise QuicknetsError(f"images have 1 (grey) or 3 (RGB) channels, not {shape[0]}")
+    if shape[0] != 1 and layout != "resize":  # the MNIST layouts find a light object on black
+        raise QuicknetsError(f"only 1-channel (grey) images can be loaded in the {layout} "
+                             f"layout, not {shape[0]} channels (3-channel data takes the "
+                             "resize layout)")
     return tuple(shape)
 
 
 def read_image(path, size=(28, 28)):
     """The file's first frame as a PIL image, turned upright by its EXIF orientation. Images over
     PIL's limit (Image.MAX_IMAGE_PIXELS) are an error before anything is decoded; JPEGs are
-    decoded at a reduced scale when they are far larger than `size`."""
+    decoded at a reduced scale when they are far larger than `size` (None: at full scale)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
     try:
         with warnings.catch_warnings():  # PIL only warns above its limit; make that an error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:  # frame 0 of an animation
-                if img.format == "JPEG":  # draft keeps at least the requested size
+                if img.format == "JPEG" and size is not None:  # draft keeps at least the size
                     img.draft(img.mode, (DRAFT_FACTOR * size[1], DRAFT_FACTOR * size[0]))
                 img.load()
                 return ImageOps.exif_transpose(img)
@@ -81,6 +98,45 @@ def read_image(path, size=(28, 28)):
         raise QuicknetsError(f"{path} is too large to load: {_one_line(e)}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
         raise QuicknetsError(f"cannot read {path} as an image ({_one_line(e)})") from None
+
+
+def natural_channels(img) -> int:
+    """1 for a grey image (grey modes, and a palette of greys), else 3."""
+    if img.mode in GREY_MODES or img.mode.startswith("I;16"):
+        return 1
+    if img.mode in ("P", "PA"):
+        palette = np.array(img.getpalette() or [], dtype=np.int64)
+        rgb = palette[: len(palette) // 3 * 3].reshape(-1, 3)
+        return 1 if len(rgb) and (rgb == rgb[:, :1]).all() else 3
+    return 3
+
+
+def decode_image(path, size=None, channels=None) -> np.ndarray:
+    """An image file as uint8 (C, H, W): in `channels` (1: to_gray, 3: to_rgb; None: its own,
+    see natural_channels), scaled to `size` (H, W) unless it has that size (None: its own).
+    Raises QuicknetsError naming the file when it cannot be read."""
+    img = read_image(path, size)
+    channels = channels or natural_channels(img)
+    if channels == 1:
+        pixels = to_gray(img)[..., None]  # (H, W, 1)
+    else:
+        pixels = to_rgb(img)  # (H, W, 3)
+    if size is not None:
+        pixels = resize(pixels, size)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))  # (H, W, C) -> (C, H, W)
+
+
+def resize(pixels: np.ndarray, size) -> np.ndarray:
+    """uint8 (H0, W0, C) scaled (Lanczos) to exactly (H, W, C); unchanged when it is that size."""
+    from PIL import Image
+    if pixels.shape[:2] == tuple(size):
+        return pixels
+    if pixels.shape[2] == 1:
+        img = Image.fromarray(pixels[..., 0], "L")
+    else:
+        img = Image.fromarray(pixels, "RGB")
+    out = np.array(img.resize((size[1], size[0]), Image.LANCZOS), dtype=np.uint8)  # PIL: (W, H)
+    return out.reshape(size[0], size[1], pixels.shape[2])
 
 
 def _one_line(e: Exception) -> str:
@@ -101,6 +157,32 @@ def to_gray(img) -> np.ndarray:
         gray_alpha = np.asarray(img.convert("LA"))  # (H, W, 2)
         return composite(gray_alpha[..., 0], gray_alpha[..., 1])
     return np.array(img.convert("L"), dtype=np.uint8)
+
+
+def to_rgb(img) -> np.ndarray:
+    """A PIL image in any mode -> uint8 (H, W, 3). Grey modes (16/32-bit and float scaled as
+    in to_gray) give three equal channels; transparency is composited onto white when the
+    visible content is dark on average, onto black when it is light, as to_gray does."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F", "LAB"):
+        return np.repeat(to_gray(img)[..., None], 3, axis=2)
+    if img.mode in ALPHA_MODES or "transparency" in img.info:
+        rgba = img.convert("RGBA")  # a palette's or a colour key's alpha applied
+        gray_alpha = np.asarray(rgba.convert("LA"))  # (H, W, 2): what picks the background
+        rgb = np.asarray(rgba)[..., :3].astype(np.uint16)  # (H, W, 3)
+        alpha = gray_alpha[..., 1:].astype(np.uint16)  # (H, W, 1)
+        background = _background(gray_alpha[..., 0], gray_alpha[..., 1])
+        mixed = rgb * alpha + background * (255 - alpha)  # at most 255 * 255: fits 16 bits
+        return ((mixed + 127) // 255).astype(np.uint8)
+    return np.array(img.convert("RGB"), dtype=np.uint8)
+
+
+def _background(gray: np.ndarray, alpha: np.ndarray) -> int:
+    """255 (white) under visible content that is dark on average, else 0 (black)."""
+    opacity = int(alpha.astype(np.int64).sum())
+    if opacity == 0:
+        return 0
+    content = int((gray.astype(np.int64) * alpha).sum()) / opacity
+    return 255 if content < 128 else 0
 
 
 def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:

@@ -22,6 +22,18 @@ def parse_log_to(text) -> tuple:
     return names
 
 
+def require(kinds) -> None:
+    """Refuse a logger whose package is not installed, before anything is made: the loggers
+    open inside the run folder, which the command line must not create for nothing."""
+    import importlib.util
+    import sys
+    for kind in kinds:
+        module = sys.modules.get(kind, False)  # None: an import known to fail
+        if module is None or (module is False and importlib.util.find_spec(kind) is None):
+            raise QuicknetsError(f"--log-to {kind} needs the {kind} package: "
+                                 f"pip install 'quicknets[{kind}]'")
+
+
 def numbers(row: dict) -> dict:
     """The numeric metrics of one history row, without the epoch counters."""
     return {k: float(v) for k, v in row.items()

@@ -2,8 +2,9 @@
 default thread count. Every other module asks here.
 
     threads = default_threads()          # the cores not busy with other work right now
-    device = pick_device("auto")         # torch.device("cuda") when a GPU is present, else cpu
+    device = pick_device("auto")         # cuda when a GPU is present, else mps (Apple), else cpu
     native_bf16("cpu")                   # AVX-512 bf16 or AMX: bf16 autocast pays
+    native_fp16("cuda")                  # fp16 tensor cores: --fp16 where bf16 is missing
     train_cfg = resolve(train_cfg)       # threads=0 and device="auto" made concrete, bf16 kept
 
 A run records the resolved values (float sums depend on the thread count), so the same record
@@ -56,11 +57,14 @@ def default_threads() -> int:
 
 
 def pick_device(name: str = "auto"):
-    """A torch.device from auto, cpu, cuda, cuda:N or mps; one that is not here is an error."""
+    """A torch.device from auto, cpu, cuda, cuda:N or mps; one that is not here is an error.
+    auto: a CUDA GPU, else Apple's GPU (MPS), else the CPU."""
     import torch
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
         return torch.device("cpu")
     try:
         device = torch.device(name)
@@ -94,10 +98,29 @@ def native_bf16(device_type: str) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def native_fp16(device_type: str) -> bool:
+    """Whether fp16 arithmetic is native here, so `--fp16` (float16 autocast with a gradient
+    scaler) pays: a CUDA GPU with tensor cores (compute capability 7.0, Volta, or later), Apple's
+    GPU, or a CPU with AMX-FP16. On a CUDA GPU without bf16 (before Ampere) it is the mixed
+    precision to use; elsewhere prefer --bf16 where native_bf16 says so."""
+    if device_type == "cuda":
+        import torch
+        return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (7, 0)
+    if device_type == "mps":
+        return True
+    if device_type != "cpu":
+        return False
+    try:
+        return "amx_fp16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
 def resolve(train_cfg):
     """A TrainConfig with its `auto` choices made: threads=0 -> default_threads(),
-    device=auto -> cuda or cpu. More threads than usable cores is an error (it oversubscribes
-    them). Already-resolved configs come back unchanged."""
+    device=auto -> cuda, mps or cpu (lr=auto is left to experiment.setup: it needs the data).
+    More threads than usable cores is an error (it oversubscribes them). Already-resolved
+    configs come back unchanged."""
     cores = usable_cores()
     if train_cfg.threads > cores:
         raise QuicknetsError(f"--threads {train_cfg.threads} is more than the {cores} cores "

@@ -293,12 +293,41 @@ def memory_needed(layers: list, input_shape, batch_size: int = 1) -> tuple:
     `batch_size`: weights, gradients and optimizer state, plus every layer's output and its
     gradient for one batch. An estimate: allocator overheads and workspaces are not counted."""
     params = sum(p.numel() for layer in layers for p in layer.parameters())
-    x = torch.zeros((batch_size, *input_shape), device="meta")
-    activations = 0
+    shape, activations = tuple(input_shape), 0
     for layer in layers:
-        x = layer.eval()(x)  # eval: BatchNorm takes a batch of one; shapes are the same
-        activations += x.numel()
-    return params, params * BYTES_PER_PARAMETER + activations * BYTES_PER_ACTIVATION
+        shape, outputs = _output_shape(layer, shape)
+        activations += outputs
+    return params, params * BYTES_PER_PARAMETER + activations * batch_size * BYTES_PER_ACTIVATION
+
+
+def _output_shape(layer: nn.Module, shape: tuple) -> tuple:
+    """(shape of one image's output, values output inside the layer) by arithmetic on the
+    layer kinds the builders use. (A forward pass on the meta device would do it for any layer,
+    but its first use costs about 1.7 s a process.)"""
+    if isinstance(layer, (nn.Sequential, _Residual)):
+        outputs, inner = 0, shape
+        for child in (layer.body if isinstance(layer, _Residual) else layer):
+            inner, n = _output_shape(child, inner)
+            outputs += n
+        return (shape if isinstance(layer, _Residual) else inner), outputs + math.prod(shape)
+    if isinstance(layer, _Scale):
+        return _output_shape(layer.inner, shape)
+    if isinstance(layer, nn.Linear):
+        shape = (layer.out_features,)
+    elif isinstance(layer, nn.Conv2d):
+        (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
+        shape = (layer.out_channels, (shape[1] + 2 * ph - kh) // sh + 1,
+                 (shape[2] + 2 * pw - kw) // sw + 1)
+    elif isinstance(layer, nn.MaxPool2d):
+        k = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
+        shape = (shape[0], shape[1] // k, shape[2] // k)
+    elif isinstance(layer, nn.AdaptiveMaxPool2d):
+        shape = (shape[0], 1, 1)
+    elif isinstance(layer, nn.Flatten):
+        shape = (math.prod(shape),)
+    elif isinstance(layer, _Image):
+        shape = layer.shape
+    return shape, math.prod(shape)  # anything else keeps its input's shape
 
 
 def check_memory(spec, activation="relu", dropout=0.0, batchnorm=False, input_shape=(1, 28, 28),
@@ -331,9 +360,12 @@ def from_config(config: dict, seed=None) -> Network:
     return network(config.pop("network"), **config, seed=seed)
 
 
-def summary(model: nn.Module, input_shape=None) -> str:
-    """A table of the model's layers, their output shapes and parameter counts, for one input of
-    `input_shape` (B, C, H, W) (default: one image of the network's own shape)."""
+def layer_table(model: nn.Module, input_shape=None) -> list:
+    """One row per leaf layer for one input of `input_shape` (B, C, H, W) (default: one image of
+    the network's own shape): {layer, type, output shape, params, flops}. FLOPs are counted by
+    torch's own counter (torch.utils.flop_counter.FlopCounterMode): 2 per multiply-add of the
+    matrix products and convolutions, which is nearly all the work; other layers count 0."""
+    from torch.utils.flop_counter import FlopCounterMode
     if input_shape is None:
         input_shape = (1, *getattr(model, "config", {}).get("input_shape", (1, 28, 28)))
     rows, hooks = [], []
@@ -343,23 +375,48 @@ def summary(model: nn.Module, input_shape=None) -> str:
 
         def hook(mod, inp, out, name=name):
             n = sum(p.numel() for p in mod.parameters(recurse=False))
-            rows.append((name, type(mod).__name__, tuple(out.shape), n))
+            rows.append({"layer": name, "type": type(mod).__name__,
+                         "output shape": tuple(out.shape), "params": n})
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()
+    counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), counter:
             model(torch.zeros(input_shape, device=next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
+    counts = counter.get_flop_counts()  # keyed "<class>.<module name>", parents included
+    for row in rows:
+        row["flops"] = sum(counts.get(f"{type(model).__name__}.{row['layer']}", {}).values())
+    return rows
+
+
+def summary(model: nn.Module, input_shape=None) -> str:
+    """A table of the model's layers: output shapes, parameters and FLOPs (layer_table), and the
+    totals. FLOPs are for the forward pass of one input of `input_shape` (default: one image)."""
+    rows = layer_table(model, input_shape)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    lines = [f"{'layer':<8} {'type':<14} {'output shape':<20} {'params':>10}"]
-    lines += [f"{n:<8} {t:<14} {str(s):<20} {p:>10,}" for n, t, s, p in rows]
+    flops = sum(row["flops"] for row in rows)
+    images = rows[0]["output shape"][0] if rows else 1
+    w = max([5] + [len(r["layer"]) for r in rows])  # ResNet blocks: "10.body.0"
+    t = max([4] + [len(r["type"]) for r in rows])
+    lines = [f"{'layer':<{w}} {'type':<{t}} {'output shape':<20} {'params':>10} {'FLOPs':>12}"]
+    lines += [f"{r['layer']:<{w}} {r['type']:<{t}} {str(r['output shape']):<20} "
+              f"{r['params']:>10,} {r['flops']:>12,}" for r in rows]
     lines.append(f"total params: {total:,} (trainable {trainable:,})")
+    lines.append(f"total FLOPs: {flops:,} per forward pass of {images} image(s) "
+                 "(torch.utils.flop_counter: 2 per multiply-add)")
     return "\n".join(lines)
+
+
+def totals(model: nn.Module) -> tuple:
+    """(parameters, forward FLOPs for one image): what `quicknets train` prints."""
+    return (sum(p.numel() for p in model.parameters()),
+            sum(row["flops"] for row in layer_table(model)))
 
 
 MODEL_FORMAT = 2  # model.pt: 1 held state_dict and config; 2 adds the preprocessing

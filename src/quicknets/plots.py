@@ -112,7 +112,7 @@ def image_pixels(image, pre: Preprocessing | None = None) -> np.ndarray:
         x = x.permute(1, 2, 0)  # (3, H, W) -> (H, W, 3), as matplotlib draws colour
     if x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[2] != 3) or min(x.shape[:2]) < 2:
         raise QuicknetsError(f"cannot show an image of shape {shape}: give HxW, CxHxW with "
-                             "C = 1 or 3, or 784 pixels")
+                             f"C = 1 or 3, or {pre.features} pixels")
     if not raw:  # undo (pixel / 255 - mean) / std, per channel
         mean = torch.tensor(pre.mean) if x.dim() == 3 else torch.tensor(pre.mean[:1])
         std = torch.tensor(pre.std) if x.dim() == 3 else torch.tensor(pre.std[:1])
@@ -138,9 +138,11 @@ def _preprocessing(data=None, model=None, mean=None, std=None) -> Preprocessing:
         data.preprocessing if data is not None else Preprocessing()
     if mean is None and std is None:
         return pre
-    return Preprocessing(pre.shape, (pre.mean[0] if mean is None else mean,),
-                         (pre.std[0] if std is None else std,), pre.classes, pre.dataset,
-                         pre.layout)
+    def values(given, own):  # one number, or one per channel
+        return own if given is None else tuple(given) if isinstance(given, (tuple, list)) \
+            else (given,)
+    return Preprocessing(pre.shape, values(mean, pre.mean), values(std, pre.std), pre.classes,
+                         pre.dataset, pre.layout)
 
 
 def imshow(image, title=None, *, data=None, model=None, mean=None, std=None, ax=None) -> Figure:
@@ -256,7 +258,7 @@ def _split(data, split: str) -> tuple:
 
 
 def _image_grid(images, titles: list, colors: list, suptitle: str, ncols=None) -> Figure:
-    """uint8 images (n, 28, 28) in a grid, one title per image."""
+    """uint8 images (n, H, W) grey or (n, 3, H, W) colour in a grid, one title per image."""
     rows, cols = _grid(len(images), ncols)
     fig = new_figure(1.6 * cols, 1.75 * rows + 0.4)
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()

@@ -4,6 +4,7 @@ does), so no caller has to remember mean, std or 28x28.
 
     pre = data.preprocessing                  # what a dataset's images need
     x = pre.normalize(data.test_images[:64])  # uint8 (64, 28, 28) -> float32 (64, 1, 28, 28)
+    x = pre.normalize(rgb[:64])               # uint8 (64, 3, 32, 32) -> float32, per channel
     pre = preprocessing_of(model, data)       # the model's own, checked against the data
 
 `train()` gives the model its data's preprocessing and the saved model keeps it: evaluated,
@@ -17,23 +18,25 @@ from quicknets.errors import QuicknetsError
 
 DEFAULT_MEAN = 0.5  # x = (pixel / 255 - mean) / std: 0.5, 0.5 maps [0, 255] to [-1, 1] (the
 DEFAULT_STD = 0.5   # notebook's Normalize((0.5,), (0.5,)))
-LAYOUTS = ("fashion", "digits")  # how images.load_image brings a file to the shape
+LAYOUTS = ("fashion", "digits", "resize")  # how images.load_image brings a file to the shape
 
 
 def dataset_layout(dataset: str) -> str:
     """The layout of a dataset's images (datasets.DatasetInfo.layout): "digits" for the
-    MNIST-style sets of drawn characters, "fashion" for the rest."""
+    MNIST-style sets of drawn characters, "fashion" for Fashion-MNIST, "resize" (the file
+    scaled to the images' size, nothing else) for your own data."""
     from quicknets.datasets import DATASETS
     info = DATASETS.get(dataset)
-    return info.layout if info is not None else "fashion"
+    return info.layout if info is not None else "resize"
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     """shape: (channels, height, width) of one image; mean, std: per channel, of pixel / 255;
     classes: the names of the network's outputs in order; dataset: where they come from;
-    layout: "fashion" (object cropped and centred) or "digits" (MNIST's 20x20 box centred by
-    mass in 28x28) for image files."""
+    layout: how an image file is brought to the shape: "fashion" (object cropped and centred)
+    or "digits" (MNIST's 20x20 box centred by mass in 28x28), grey on black; "resize" (scaled
+    to the shape, in its channels) for your own data."""
     shape: tuple = (1, 28, 28)
     mean: tuple = (DEFAULT_MEAN,)
     std: tuple = (DEFAULT_STD,)
@@ -46,9 +49,9 @@ class Preprocessing:
             object.__setattr__(self, key, tuple(getattr(self, key)))
         if len(self.shape) != 3 or any(int(n) < 1 for n in self.shape):
             raise QuicknetsError(f"an image shape is (channels, height, width), got {self.shape}")
-        if len(self.mean) not in (1, self.shape[0]) or len(self.std) != len(self.mean):
-            raise QuicknetsError(f"mean {self.mean} and std {self.std} need one value, or one "
-                                 f"per channel ({self.shape[0]})")
+        if len(self.mean) not in (1, self.shape[0]) or len(self.std) not in (1, self.shape[0]):
+            raise QuicknetsError(f"mean {self.mean} and std {self.std} need one value each, or "
+                                 f"one per channel ({self.shape[0]})")
         if any(s <= 0 for s in self.std):
             raise QuicknetsError(f"std must be positive, got {self.std}")
         if self.layout not in LAYOUTS:

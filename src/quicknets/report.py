@@ -117,14 +117,34 @@ def _results(results: dict) -> str:
     return "".join(parts)
 
 
-def render_report(run, pngs: dict, model_summary: str = "") -> str:
-    """The page as a string; `pngs` maps figure names (see FIGURES) to PNG bytes."""
+def _network(layers) -> str:
+    """The network's layers (models.layer_table rows) as a table with the totals; a summary
+    string as it is."""
+    if isinstance(layers, str):
+        return f"<h2>Network</h2><pre>{escape(layers)}</pre>" if layers else ""
+
+    def row(name, kind, shape, params, flops):
+        return (f"<tr><td>{escape(name)}</td><td>{escape(kind)}</td><td>{escape(shape)}</td>"
+                f'<td class="num">{params:,}</td><td class="num">{flops:,}</td></tr>')
+    body = "".join(row(r["layer"], r["type"], str(r["output shape"]), r["params"], r["flops"])
+                   for r in layers)
+    body += row("total", "", "", sum(r["params"] for r in layers),
+                sum(r["flops"] for r in layers))
+    return ("<h2>Network</h2><table><tr><th>layer</th><th>type</th><th>output shape</th>"
+            f"<th>params</th><th>FLOPs</th></tr>{body}</table>"
+            + "<p>FLOPs of the forward pass of one image, counted by torch.utils.flop_counter "
+              "(2 per multiply-add of the matrix products and convolutions).</p>")
+
+
+def render_report(run, pngs: dict, model_summary="") -> str:
+    """The page as a string; `pngs` maps figure names (see FIGURES) to PNG bytes;
+    `model_summary` is the network's models.layer_table (or a summary text)."""
     figures = "".join(
         f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(png).decode("ascii")}">'
         f"<figcaption>{escape(FIGURES.get(name, name))}</figcaption></figure>"
         for name, png in pngs.items())
-    network = f"<h2>Network</h2><pre>{escape(model_summary)}</pre>" if model_summary else ""
+    network = _network(model_summary)
     data, net, train = run.config.data, run.config.network, run.config.train
     what = (f"{net.network} on {data.dataset}, {train.optimizer} at lr {train.lr}, batch "
             f"{train.batch_size}, {len(run.history)} epochs, seed {train.seed}"
@@ -149,12 +169,13 @@ def write_report(run, model=None, data=None, path=None, data_dir=None) -> Path:
     """Write the run's HTML page to `path` (default <run folder>/report.html); return the path.
     The model and data are loaded from the record unless given."""
     from quicknets.data import load_recorded
-    from quicknets.models import summary
+    from quicknets.models import layer_table
     from quicknets.runs import load_model
     model = model if model is not None else load_model(run)
-    data = data if data is not None else load_recorded(run.config, data_dir)
+    data = data if data is not None else load_recorded(run.config, data_dir,
+                                                       recorded=run.meta.get("data"))
     pngs = {name: to_png(fig) for name, fig in run_figures(run, model, data).items()}
-    page = render_report(run, pngs, summary(model))
+    page = render_report(run, pngs, layer_table(model))
     path = Path(path) if path is not None else run.path / "report.html"
     try:
         atomic_write_bytes(path, page.encode("utf-8"))
@@ -187,8 +208,8 @@ def _run_link(name: str, root: Path, page_dir: Path) -> str:
 
 def _ranking(view, root: Path, page_dir: Path) -> str:
     """The ranked variants: the settings that differ, seeds, the metrics as mean ± std."""
-    from quicknets.sweeps.view import shown_keys
-    keys = [k for k in shown_keys(view.groups) if k != "seed"]
+    from quicknets.comparison import shown_keys
+    keys = [k for k in shown_keys([g["settings"] for g in view.groups]) if k != "seed"]
     metrics = list(dict.fromkeys([view.metric, "test_accuracy", "test_loss"]))
     head = "".join(f"<th>{escape(h)}</th>" for h in ["#", *keys, "n", *metrics, "runs"])
     rows = []

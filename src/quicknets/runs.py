@@ -22,6 +22,7 @@ $QUICKNETS_RUNS, or ./runs.
 """
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
@@ -34,8 +35,9 @@ from pathlib import Path
 from quicknets import index
 from quicknets.config import RunConfig
 from quicknets.errors import QuicknetsError
-from quicknets.runfolder import (CHECKPOINT_FILE, STATUS_FILE, RunInUse, check_record, describe,
-                                 describe_holder, hold_run, last_told, lock_holder, read_json)
+from quicknets.runfolder import (CHECKPOINT_FILE, STATUS_FILE, TEMP, RunInUse, check_record,
+                                 describe, describe_holder, hold_run, last_told, lock_holder,
+                                 read_json)
 from quicknets.runfolder import run_state  # noqa: F401  (offered here with hold_run)
 from quicknets.storage import atomic_write_json
 
@@ -61,9 +63,11 @@ def run_name(config) -> str:
     if all(s.isdigit() for s in sizes):
         spec = "mlp-" + "-".join(sizes[1:-1]) if len(sizes) > 2 else "linear"
     name = f"{spec}_{t.optimizer}_lr{t.lr:g}_s{t.seed}"
-    if config.data.dataset != "fashion-mnist":
-        name = f"{config.data.dataset}_{name}"
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    if config.data.dataset != "fashion-mnist":  # your own data: its file or folder name
+        dataset = re.sub(r"\.(csv|csv\.gz|npz)$", "", Path(config.data.dataset).name, flags=re.I)
+        name = f"{dataset}_{name}"
+    # never a leading "-" or ".": the name is given on command lines and must not hide
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).lstrip("-.")
 
 
 def code_version() -> str:
@@ -134,6 +138,9 @@ def finish_run(path: Path, model, history: list, results: dict) -> Path:
     atomic_write_json(path / "results.json", results, parents=False)
     for leftover in (CHECKPOINT_FILE, STATUS_FILE):  # the record is closed: no resume
         (path / leftover).unlink(missing_ok=True)
+    for temp in path.iterdir():  # half-written by a trainer killed before (we hold the lock)
+        if TEMP.fullmatch(temp.name):
+            temp.unlink(missing_ok=True)
     return path
 
 
@@ -269,8 +276,10 @@ def load_model(run, runs_dir=None):
     if not file.is_file():
         raise QuicknetsError(f"run {run.name} has no saved model ({file} is missing)")
     classes = tuple(run.results.get("classes") or dataset_info(d.dataset).classes)
-    recorded = Preprocessing(mean=(d.mean,), std=(d.std,), classes=classes, dataset=d.dataset,
-                             layout=dataset_layout(d.dataset))  # for files before format 2
+    recorded = None  # for files before format 2 (grey, one mean and std; no "auto" yet)
+    if all(isinstance(v, (int, float)) for v in (d.mean, d.std)):
+        recorded = Preprocessing(mean=(d.mean,), std=(d.std,), classes=classes,
+                                 dataset=d.dataset, layout=dataset_layout(d.dataset))
     model = load_saved(file, recorded)
     built = {k: model.config.get(k) for k in ("network", "activation", "dropout", "batchnorm",
                                              "flip_tta")}

@@ -12,4 +12,8 @@ COMMANDS = {
     "runs": "runs",
     "compare": "compare",
     "sweep": "sweep",
+    "export": "export",
+    "demo": "demo",
+    "lr-find": "lr_find",
+    "completion": "completion",
 }

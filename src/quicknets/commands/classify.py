@@ -1,37 +1,45 @@
-"""quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities."""
-from quicknets.commands.common import add_data_dir, add_runs_dir
+"""quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities. RUN
+may also be a file written by `quicknets export`."""
+from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("classify", help="classify test images or image files with a saved run",
                        description="Print the predicted class in a banner, then the top "
                                    "classes with their probabilities.")
-    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
-    p.add_argument("images", metavar="IMAGE", nargs="*", help="PNG or JPEG files")
+    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder; or a file "
+                                              "written by `quicknets export`")
+    p.add_argument("images", metavar="IMAGE", nargs="*",
+                   help="image files (PNG, JPEG or any other format PIL reads)")
     p.add_argument("--index", type=int, action="append", default=[],
                    help="a test-set image by index (repeatable)")
     p.add_argument("--top", type=int, default=3, help="how many classes to list (default: 3)")
-    p.add_argument("--plot", metavar="PATH", default=None,
+    p.add_argument("--plot", metavar="PATH", default=None, type=given,
                    help="also draw the image beside its class probabilities into PATH (.png, "
                         ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...")
     add_data_dir(p)
     add_runs_dir(p)
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, trailing="images")  # `RUN --top 5 shoe.png` too
 
 
 def run(args) -> int:
     from quicknets.classification import banner, classify
     from quicknets.commands.common import load_run_data
     from quicknets.errors import QuicknetsError
+    from quicknets.exporting import export_data, is_export, load_exported
     from quicknets.runs import load_model, load_run
 
     if not args.images and not args.index:
         raise QuicknetsError("give an image file or --index N")
     if args.top < 1:
         raise QuicknetsError(f"--top must be at least 1, not {args.top}")
-    record = load_run(args.run, args.runs_dir)
-    model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
-    data = load_run_data(record, args.data_dir) if args.index else None
+    if is_export(args.run):
+        model = load_exported(args.run)  # the preprocessing and classes are in the file
+        data = export_data(model, args.data_dir) if args.index else None
+    else:
+        record = load_run(args.run, args.runs_dir)
+        model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
+        data = load_run_data(record, args.data_dir) if args.index else None
     items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
     plots = []  # (path, image): drawn once every image has been classified
     if args.plot:
@@ -50,5 +58,5 @@ def run(args) -> int:
         truth = int(data.test_labels[image]) if isinstance(image, int) else None
         pixels = data.test_images[image] if isinstance(image, int) else image
         save_figure(view_classify(pixels, model, true_label=truth, data=data), path)
-        print(f"plot: {path}")
+        print(f"wrote: {path}")
     return 0

@@ -5,7 +5,7 @@ and the per-epoch curves overlaid in a PNG.
     quicknets compare --sweep NAME                  # the sweep's finished runs in this runs folder
     quicknets compare --sweep NAME --storage URL    # every trial of its study, from any machine
 """
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -15,16 +15,17 @@ def add_parser(sub) -> None:
                                    "mean ± std. Reads the records; nothing is retrained.")
     p.add_argument("names", metavar="RUN", nargs="*",
                    help="run names, unique prefixes or folders (none: use --sweep or --where)")
-    p.add_argument("--sweep", default=None, help="compare every finished trial of this sweep")
-    p.add_argument("--storage", default=None, metavar="URL",
+    p.add_argument("--sweep", default=None, type=given,
+                   help="compare every finished trial of this sweep")
+    p.add_argument("--storage", default=None, metavar="URL", type=given,
                    help="with --sweep: read the sweep from its study (as `sweep --show`), so "
                         "every machine's trials are compared")
     p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
                    help="compare the finished runs matching these filters (as in `runs`)")
-    p.add_argument("--plot", default="", metavar="FILE.png",
+    p.add_argument("--plot", default=None, metavar="FILE.png", type=given,
                    help="write the overlaid per-epoch curves to this file (.png, .svg, .pdf)")
     add_runs_dir(p)
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, trailing="names")  # `RUN --plot c.png RUN` too
 
 
 def run(args) -> int:
@@ -32,7 +33,10 @@ def run(args) -> int:
     from quicknets.errors import QuicknetsError
     from quicknets.runs import list_runs
 
-    if args.storage:
+    if args.plot is not None:
+        from quicknets.plots import figure_format
+        figure_format(args.plot)  # a bad suffix is an error before the table, not after it
+    if args.storage is not None:
         return compare_study(args)
     refs = list(args.names)
     if args.sweep or args.where:
@@ -47,9 +51,9 @@ def run(args) -> int:
         raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
     table = compare(refs, args.runs_dir)
     print(format_compare(table))
-    if args.plot:
+    if args.plot is not None:
         from quicknets.plots import save_figure
-        print(f"curves: {save_figure(plot_curves(table), args.plot)}")
+        print(f"wrote: {save_figure(plot_curves(table), args.plot)}")
     return 0
 
 
@@ -62,7 +66,7 @@ def compare_study(args) -> int:
         raise QuicknetsError("--storage compares a whole sweep: give --sweep NAME alone")
     view = load_sweep(args.sweep, args.runs_dir, args.storage)
     print(format_sweep(view))
-    if args.plot:
+    if args.plot is not None:
         from quicknets.plots import save_figure
-        print(f"curves: {save_figure(plot_sweep_curves(view), args.plot)}")
+        print(f"wrote: {save_figure(plot_sweep_curves(view), args.plot)}")
     return 0

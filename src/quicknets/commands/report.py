@@ -3,7 +3,7 @@
     quicknets report RUN                               # RUN/report.html
     quicknets report --sweep NAME [--storage URL]      # runs/sweeps/NAME.html: the whole sweep
 """
-from quicknets.commands.common import add_data_dir, add_runs_dir
+from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -15,11 +15,11 @@ def add_parser(sub) -> None:
                                    "and trials.")
     p.add_argument("run", metavar="RUN", nargs="?", default=None,
                    help="run name, unique prefix, or folder")
-    p.add_argument("--sweep", default=None, metavar="NAME",
+    p.add_argument("--sweep", default=None, type=given, metavar="NAME",
                    help="the page of sweep NAME instead (default: runs/sweeps/NAME.html)")
-    p.add_argument("--storage", default=None, metavar="URL",
+    p.add_argument("--storage", default=None, type=given, metavar="URL",
                    help="with --sweep: read the sweep from its study, every machine's trials")
-    p.add_argument("--out", default=None,
+    p.add_argument("--out", default=None, type=given,
                    help="the HTML file (default: <run>/report.html, runs/sweeps/NAME.html)")
     add_data_dir(p)
     add_runs_dir(p)

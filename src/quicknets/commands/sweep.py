@@ -20,7 +20,7 @@ workers, threads, metric, name, storage, prune, heartbeat; a [base] table of fix
 """
 import argparse
 
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_runs_dir, given
 from quicknets.sweeps.space import SETTINGS
 
 NOT_FLAGS = ("seed", "threads")  # --seeds and --threads below say them for a sweep
@@ -40,12 +40,14 @@ def add_parser(sub) -> None:
     for name, f in SETTINGS.items():
         if name not in NOT_FLAGS:
             flag = f"--{name.replace('_', '-')}"
+            alone = {"nargs": "?", "const": "true"} if f.type is bool else {}  # as in train
             group.add_argument(flag, *f.metadata["flags"], dest=f"set_{name}", default=None,
-                               metavar="VALUES", help=f.metadata["help"])
+                               metavar="VALUES", help=f.metadata["help"], **alone)
             if f.type is bool:  # --no-verify as in train; --verify true,false varies it
                 group.add_argument(f"--no-{name.replace('_', '-')}", dest=f"set_{name}",
                                    action="store_const", const="false", help=argparse.SUPPRESS)
-    p.add_argument("--config", default=None, metavar="FILE.toml", help="a sweep file (TOML)")
+    p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
+                   help="a sweep file (TOML)")
     p.add_argument("--search", default=None, choices=["grid", "random", "optuna"],
                    help="how variants are chosen (default: grid)")
     p.add_argument("--seeds", default=None, metavar="N|LIST",
@@ -60,17 +62,17 @@ def add_parser(sub) -> None:
                    help="rank by val_accuracy, val_loss, test_accuracy, test_loss, "
                         "train_accuracy or train_loss (default: auto, val_accuracy with a "
                         "validation split, else test_accuracy)")
-    p.add_argument("--name", default=None,
+    p.add_argument("--name", default=None, type=given,
                    help="sweep (and Optuna study) name, used once (default: sweep-DATE-ID)")
-    p.add_argument("--resume-sweep", default=None, metavar="NAME",
+    p.add_argument("--resume-sweep", default=None, metavar="NAME", type=given,
                    help="continue sweep NAME as it was planned: the runs not finished yet; "
                         "for Optuna, join its study (with --storage on other machines)")
-    p.add_argument("--storage", default=None, metavar="URL",
+    p.add_argument("--storage", default=None, metavar="URL", type=given,
                    help="the study the trials go through, shared by every worker that names "
                         "it: postgresql://user@host/db, or a journal file (journal:///PATH or "
                         "a PATH.log) on a shared file system; any kind of search (default: "
                         "Optuna's in the runs folder, none for grid and random)")
-    p.add_argument("--show", default=None, metavar="NAME",
+    p.add_argument("--show", default=None, metavar="NAME", type=given,
                    help="print sweep NAME ranked, every trial whichever machine ran it (from "
                         "its study with --storage), and train nothing")
     p.add_argument("--heartbeat", type=int, default=None, metavar="SECONDS",
@@ -86,17 +88,9 @@ def add_parser(sub) -> None:
 
 
 def read_toml(path) -> dict:
-    import tomllib
-
-    from quicknets.config import setting
+    from quicknets.config import load_toml, setting
     from quicknets.errors import QuicknetsError
-    try:
-        with open(path, "rb") as f:
-            spec = tomllib.load(f)
-    except OSError as e:
-        raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise QuicknetsError(f"{path} is not valid TOML: {e}") from None
+    spec = load_toml(path)
     unknown = sorted(set(spec) - set(TOML_KEYS))
     if unknown:
         raise QuicknetsError(f"{path}: unknown key(s) {', '.join(unknown)}; known: "
@@ -114,7 +108,18 @@ def read_toml(path) -> dict:
 
 def run(args) -> int:
     from quicknets.errors import QuicknetsError
-    from quicknets.loggers import parse_log_to
+    try:
+        return _run(args)
+    except ModuleNotFoundError as e:  # raised before the study or the sweep's plan is written
+        if e.name != "optuna":
+            raise
+        raise QuicknetsError("an Optuna sweep needs Optuna, an optional extra: pip install "
+                             "'quicknets[sweep]'") from None
+
+
+def _run(args) -> int:
+    from quicknets.errors import QuicknetsError
+    from quicknets.loggers import parse_log_to, require
     from quicknets.sweeps import (format_ranking, load_record, new_name, resume_sweep,
                                   sweep)
     from quicknets.sweeps.space import Range, parse_values
@@ -123,6 +128,7 @@ def run(args) -> int:
     log_to = parse_log_to(args.log_to)
     if args.show is not None:
         return show(args)
+    require(log_to)  # a missing package: an error before any trial
     if args.resume_sweep is not None:
         given = [k for k, v in vars(args).items() if v not in (None, False, "")
                  and k not in (*RESUME_TAKES, "resume_sweep", "handler", "command")]
@@ -150,7 +156,8 @@ def run(args) -> int:
                 base[key] = values[0]
         pick = lambda key, default: spec.get(key, default) if getattr(args, key) is None \
             else getattr(args, key)  # noqa: E731  (flag, else file, else default)
-        name = pick("name", None) or new_name()
+        name = pick("name", None)
+        name = new_name() if name is None else name  # an empty name is refused, not replaced
         groups = sweep(base, vary, pick("seeds", 1), search=pick("search", "grid"),
                        trials=pick("trials", 10), workers=pick("workers", 0),
                        threads=pick("threads", 0), runs_dir=args.runs_dir, name=name,
@@ -170,11 +177,11 @@ def run(args) -> int:
 
 def best(groups: list) -> bool:
     """Print the best finished variant, if there is one."""
-    from quicknets.comparison import differing, label
+    from quicknets.comparison import label, shown_keys
     finished = [g for g in groups if g.get("state", "COMPLETE") == "COMPLETE"]
     if finished:
-        keys = differing([g["settings"] for g in groups])
-        print("best: " + label(finished[0]["settings"], keys or list(finished[0]["settings"])))
+        print("best: " + label(finished[0]["settings"],
+                               shown_keys([g["settings"] for g in groups])))
     return bool(finished)
 
 
@@ -182,11 +189,11 @@ def show(args) -> int:
     """--show NAME: the whole sweep from its study (or this runs folder), nothing trained."""
     from quicknets.errors import QuicknetsError
     from quicknets.sweeps import format_sweep, load_sweep
-    given = [k for k, v in vars(args).items() if v not in (None, False, "")
+    extra = [k for k, v in vars(args).items() if v not in (None, False, "")
              and k not in ("show", "storage", "runs_dir", "handler", "command")]
-    if given:
+    if extra:
         raise QuicknetsError(f"--show prints a sweep; it takes only --storage and --runs-dir, "
-                             f"not --{given[0].removeprefix('set_').replace('_', '-')}")
+                             f"not --{extra[0].removeprefix('set_').replace('_', '-')}")
     view = load_sweep(args.show, args.runs_dir, args.storage)
     print(format_sweep(view))
     best(view.groups)

@@ -1,7 +1,7 @@
 """quicknets train: load the data, build the network, train, test, save the run."""
-from quicknets.commands.common import add_runs_dir
+from quicknets.commands.common import add_runs_dir, given, preset_name
 from quicknets.config import DataConfig, NetworkConfig, TrainConfig, add_flags
-from quicknets.presets import OLD_NAMES, PRESETS
+from quicknets.presets import PRESETS
 
 
 def add_parser(sub) -> None:
@@ -12,16 +12,18 @@ def add_parser(sub) -> None:
                     "7 epochs, as in the notebook.")
     for cls in (DataConfig, NetworkConfig, TrainConfig):
         add_flags(p, cls)
-    p.add_argument("--preset", default=None, choices=[*PRESETS, *OLD_NAMES],
+    p.add_argument("--preset", default=None, choices=list(PRESETS), type=preset_name,
                    help="a training recipe for time-to-accuracy (fast: 0.90 in 30 s on a CPU; "
                         "accurate: 0.93 in 5 min; best: 0.95, GPU recommended); it fills in "
                         "the network and train settings, and flags given explicitly still win")
-    p.add_argument("--config", default=None, metavar="FILE.toml",
+    p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
                    help="settings from a TOML file (the flags' names, top level or in [data], "
                         "[network], [train] tables; `preset = NAME` too); flags override it")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as a TOML file for --config, and stop")
     add_runs_dir(p)
     p.add_argument("--quiet", action="store_true", help="print only the final results")
-    p.add_argument("--resume", metavar="RUN", default=None,
+    p.add_argument("--resume", metavar="RUN", default=None, type=given,
                    help="continue a stopped run from its last checkpoint, with its own settings "
                         "(only --threads, --device and --data-dir may be given)")
     p.add_argument("--log-to", default="", metavar="NAMES",
@@ -36,7 +38,7 @@ def resume(args) -> int:
     from quicknets import experiment
     from quicknets.config import given_flags
     from quicknets.errors import QuicknetsError
-    from quicknets.loggers import parse_log_to
+    from quicknets.loggers import parse_log_to, require
     from quicknets.metrics import format_results
 
     given = [k for k in given_flags(args) if k not in RESUME_FLAGS]
@@ -45,31 +47,67 @@ def resume(args) -> int:
         raise QuicknetsError(f"--resume continues a run with its saved settings; drop "
                              + ", ".join("--" + g.replace("_", "-") for g in given))
     threads = given_flags(args).get("threads")
+    log_to = parse_log_to(args.log_to)
+    require(log_to)  # a missing package: an error before the run is touched
     path, results = experiment.resume(args.resume, args.runs_dir,
                                       threads=int(threads) if threads is not None else None,
                                       device=args.device, data_dir=args.data_dir,
-                                      quiet=args.quiet, log_to=parse_log_to(args.log_to))
+                                      quiet=args.quiet, log_to=log_to)
     print(format_results(results))
     print(f"saved: {path}")
     return 0
 
 
+def run_config(args):
+    """The RunConfig the flags describe: a --config file, then --preset, then the flags."""
+    from quicknets.config import RunConfig, given_flags, read_toml
+    settings = {**(read_toml(args.config) if args.config else {}), **given_flags(args)}
+    preset = args.preset or settings.pop("preset", None)
+    return RunConfig.build(preset=preset, **settings)
+
+
+def print_config(args) -> int:
+    """--print-config: the resolved settings (threads and device made concrete, as recorded) as
+    TOML; `train --config` with that file trains the same run."""
+    import dataclasses
+
+    from quicknets.config import to_toml
+    from quicknets.machine import resolve
+    if args.resume:
+        from quicknets.experiment import load_config
+        from quicknets.runs import find_run
+        config = load_config(find_run(args.resume, args.runs_dir))
+    else:
+        config = run_config(args)
+        config = dataclasses.replace(config, train=resolve(config.train))
+    print(to_toml(config), end="")
+    return 0
+
+
 def run(args) -> int:
+    if args.print_config:
+        return print_config(args)
     if args.resume:
         return resume(args)
     from quicknets import experiment
-    from quicknets.config import RunConfig, given_flags, read_toml
-    from quicknets.loggers import parse_log_to
+    from quicknets.loggers import parse_log_to, require
     from quicknets.metrics import format_results
+    from quicknets.models import totals
 
-    settings = {**(read_toml(args.config) if args.config else {}), **given_flags(args)}
-    preset = args.preset or settings.pop("preset", None)
     log_to = parse_log_to(args.log_to)
-    config, model, data = experiment.setup(RunConfig.build(preset=preset, **settings))
+    require(log_to)  # a missing package: an error before the run folder is made
+    config, model, data = experiment.setup(run_config(args))
     say = (lambda *a: None) if args.quiet else print
     if config.preset:
         say(f"preset: {config.preset} ({PRESETS[config.preset]['target']})")
+    if config.lr_find:
+        found = config.lr_find
+        say(f"lr: auto -> {found['lr']:g} ({found['method']}, {found['source']}; "
+            f"{found['steps']} steps, {found['stopped']})")
     say("config: " + "  ".join(f"{k}={v}" for k, v in config.flat().items()))
+    if not args.quiet:
+        params, flops = totals(model)
+        say(f"network: {params:,} parameters, {flops:,} FLOPs per image (forward pass)")
     say(f"data: {data.name} from {data.source}: {len(data.train_labels)} train, "
         f"{0 if data.val_labels is None else len(data.val_labels)} validation, "
         f"{len(data.test_labels)} test images")

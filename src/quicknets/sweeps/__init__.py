@@ -211,9 +211,8 @@ def results_table(name: str, runs_dir, spec: Search, failed: list) -> list:
 def format_ranking(groups: list, metric: str) -> str:
     """The ranked table (mean ± std over seeds), then why each trial that did not finish
     stopped: `  4  failed: training diverged in epoch 1 ...`."""
-    from quicknets.comparison import differing, format_groups
-    keys = differing([g["settings"] for g in groups]) or \
-        (list(groups[0]["settings"]) if groups else [])
+    from quicknets.comparison import format_groups, shown_keys
+    keys = shown_keys([g["settings"] for g in groups])
     lines = [format_groups(groups, keys, metric)]
     lines += [f"{i:>3}  {g['state'].lower()}: {g['message']}" for i, g in enumerate(groups, 1)
               if g.get("state", "COMPLETE") != "COMPLETE" and g.get("message")]

@@ -18,6 +18,7 @@ workers at once (their runs then show as stopped, resumable).
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -239,6 +240,12 @@ def execute(work, tasks: list, workers: int, threads: int, tell) -> bool:
 
 def _execute_spawned(work, tasks, workers, threads, tell) -> bool:
     from multiprocessing.connection import wait
+    # A worker ended after Ctrl-C (terminate, below) can leave a semaphore that multiprocessing's
+    # resource tracker then removes at exit, with a warning in the user's terminal; it starts
+    # with this process's -W options, so its cleanup stays quiet.
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)
     ctx = multiprocessing.get_context("spawn")
     todo, stop, pressed = ctx.Queue(), ctx.Event(), []
     todo.cancel_join_thread()  # tasks left over when the sweep stops are dropped at exit

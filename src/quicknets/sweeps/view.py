@@ -189,12 +189,6 @@ def format_sweep(view: SweepView) -> str:
     return "\n".join(lines + view.notes)
 
 
-def shown_keys(groups: list) -> list:
-    from quicknets.comparison import differing
-    keys = differing([g["settings"] for g in groups])
-    return keys or (list(groups[0]["settings"]) if groups else [])
-
-
 def finished(view: SweepView) -> list:
     return [g for g in view.groups if g.get("state", "COMPLETE") == "COMPLETE"]
 
@@ -202,12 +196,12 @@ def finished(view: SweepView) -> list:
 def plot_sweep_curves(view: SweepView, top: int = TOP_CURVES):
     """The per-epoch curves of the best `top` variants overlaid, each variant's seeds in one
     colour (plots.plot_history)."""
-    from quicknets.comparison import label
+    from quicknets.comparison import label, shown_keys
     from quicknets.plots import plot_history
     done = finished(view)
     if not done:
         raise QuicknetsError(f"sweep {view.name} has no finished run to plot")
-    keys = [k for k in shown_keys(done) if k != "seed"]
+    keys = [k for k in shown_keys([g["settings"] for g in done]) if k != "seed"]
     histories = {row["name"]: row["history"] for row in view.rows}
     return plot_history({f"#{i} {label(g['settings'], keys)}": [histories[n] for n in g["names"]]
                          for i, g in enumerate(done[:top], 1)})
