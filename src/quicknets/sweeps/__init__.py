@@ -24,19 +24,18 @@ the whole sweep read back (table, figures). A script that calls sweep() with sev
 so under `if __name__ == "__main__":`: each spawned worker imports the script again.
 """
 import dataclasses
-import json
-import re
 import time
 
 from quicknets.errors import Interrupted, QuicknetsError
 from quicknets.sweeps.pool import Job, Outcome, plan_workers, refuse_reimport, run_jobs
 from quicknets.sweeps.space import Range, Search, whole_number
-from quicknets.sweeps.view import format_sweep, load_sweep
+from quicknets.sweeps.record import (check_name, continue_command, load_record, new_name,
+                                     refuse_used_name, release_name, save_record)
+from quicknets.sweeps.view import format_ranking, format_sweep, load_sweep, trial_settings
 
 __all__ = ["sweep", "resume_sweep", "load_sweep", "format_ranking", "format_sweep", "Range",
            "Search"]
 
-RECORDS = "sweeps"  # runs/sweeps/NAME.json: each sweep's Search, for --resume-sweep
 
 
 def sweep(base: dict | None = None, grid: dict | None = None, seeds=1, *, search: str = "grid",
@@ -188,12 +187,6 @@ def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
     return f"{head} ({outcome.seconds:.1f} s)  {what}  {result}{runs}"
 
 
-def trial_settings(base: dict, overrides: dict) -> dict:
-    """A trial's settings as the ranking compares runs (comparison.settings)."""
-    from quicknets.comparison import IGNORED
-    from quicknets.config import RunConfig
-    flat = RunConfig.build(**{**base, **overrides}).flat()
-    return {k: v for k, v in flat.items() if k not in IGNORED}
 
 
 def results_table(name: str, runs_dir, spec: Search, failed: list) -> list:
@@ -208,15 +201,6 @@ def results_table(name: str, runs_dir, spec: Search, failed: list) -> list:
     return rank(groups + unfinished_groups(failed), spec.metric)
 
 
-def format_ranking(groups: list, metric: str) -> str:
-    """The ranked table (mean ± std over seeds), then why each trial that did not finish
-    stopped: `  4  failed: training diverged in epoch 1 ...`."""
-    from quicknets.comparison import format_groups, shown_keys
-    keys = shown_keys([g["settings"] for g in groups])
-    lines = [format_groups(groups, keys, metric)]
-    lines += [f"{i:>3}  {g['state'].lower()}: {g['message']}" for i, g in enumerate(groups, 1)
-              if g.get("state", "COMPLETE") != "COMPLETE" and g.get("message")]
-    return "\n".join(lines)
 
 
 def remaining_jobs(name: str, spec: Search, runs_dir, log_to) -> tuple:
@@ -240,69 +224,3 @@ def remaining_jobs(name: str, spec: Search, runs_dir, log_to) -> tuple:
         jobs.append(Job(spec.base, overrides, name, spec.metric, runs_dir=runs_dir,
                         log_to=tuple(log_to), resume=stopped[-1] if stopped else None))
     return jobs, finished, running
-
-
-def check_name(name) -> str:
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise QuicknetsError(f"a sweep name is letters, digits, '.', '_' and '-', starting with "
-                             f"a letter or digit; got {name!r}")
-    return name
-
-
-def new_name() -> str:
-    import os
-    return f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(2).hex()}"
-
-
-def record_path(name: str, runs_dir=None):
-    from quicknets.runs import runs_root
-    return runs_root(runs_dir) / RECORDS / f"{name}.json"
-
-
-def refuse_used_name(name: str, runs_dir=None) -> None:
-    """A sweep's name is used once: runs of an earlier sweep of that name would be ranked as
-    extra seeds of this one."""
-    from quicknets import index
-    from quicknets.runs import runs_root
-    root = runs_root(runs_dir)
-    runs = index.query(root, status="all", sweep=name)
-    if runs or record_path(name, runs_dir).is_file():
-        hint = f", or continue it with `quicknets sweep --resume-sweep {name}`" \
-            if record_path(name, runs_dir).is_file() else ""
-        raise QuicknetsError(f"the sweep name {name!r} is already used in {root} "
-                             f"({len(runs)} run(s)); choose another --name, look at it with "
-                             f"`quicknets compare --sweep {name}`{hint}")
-
-
-def release_name(name: str, runs_dir, url: str | None) -> None:
-    """Forget a sweep that made no run: its record, and its study if it holds no trial."""
-    from quicknets import index
-    from quicknets.runs import runs_root
-    if index.query(runs_root(runs_dir), status="all", sweep=name):
-        return
-    record_path(name, runs_dir).unlink(missing_ok=True)
-    if url:
-        from quicknets.sweeps.study import delete_if_unused
-        delete_if_unused(url, name)
-
-
-def save_record(name: str, spec: Search, runs_dir, storage) -> None:
-    from quicknets.storage import atomic_write_json
-    atomic_write_json(record_path(name, runs_dir),
-                      {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                       "storage": bool(storage), "search": spec.to_dict()})
-
-
-def load_record(name: str, runs_dir=None) -> dict | None:
-    path = record_path(name, runs_dir)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise QuicknetsError(f"{path} is unreadable ({e})") from None
-
-
-def continue_command(name: str, runs_dir, storage=None) -> str:
-    return f"quicknets sweep --resume-sweep {name}" + \
-        (f" --runs-dir {runs_dir}" if runs_dir else "") + (" --storage URL" if storage else "")

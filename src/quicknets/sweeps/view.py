@@ -38,7 +38,7 @@ def load_sweep(name: str, runs_dir=None, storage: str | None = None) -> SweepVie
     """The sweep from its study (`storage`, or this runs folder's study file for an Optuna
     search), else from this runs folder's run records."""
     from quicknets.runs import runs_root
-    from quicknets.sweeps import check_name, load_record
+    from quicknets.sweeps.record import check_name, load_record
     from quicknets.sweeps.space import Search
     from quicknets.sweeps.study import storage_url, study_exists
     name = check_name(name)
@@ -88,7 +88,6 @@ def from_study(url: str, name: str, runs_dir=None) -> SweepView:
 
     from quicknets.comparison import group_by_seed, rank
     from quicknets.runs import runs_root
-    from quicknets.sweeps import trial_settings
     from quicknets.sweeps.study import load_search, using_storage, where
     search, _ = load_search(url, name)
     trials = using_storage("read", url, name, lambda storage: optuna.load_study(
@@ -170,7 +169,6 @@ def format_sweep(view: SweepView) -> str:
     from collections import Counter
 
     from quicknets.metrics import higher_is_better
-    from quicknets.sweeps import format_ranking
     better = "higher" if higher_is_better(view.metric) else "lower"
     lines = [f"sweep {view.name}: {describe_search(view)}; {view.metric}, {better} is better; "
              f"{view.where}"]
@@ -266,3 +264,22 @@ def sweep_figures(view: SweepView) -> dict:
         except QuicknetsError:
             continue
     return figures
+
+
+def trial_settings(base: dict, overrides: dict) -> dict:
+    """A trial's settings as the ranking compares runs (comparison.settings)."""
+    from quicknets.comparison import IGNORED
+    from quicknets.config import RunConfig
+    flat = RunConfig.build(**{**base, **overrides}).flat()
+    return {k: v for k, v in flat.items() if k not in IGNORED}
+
+
+def format_ranking(groups: list, metric: str) -> str:
+    """The ranked table (mean ± std over seeds), then why each trial that did not finish
+    stopped: `  4  failed: training diverged in epoch 1 ...`."""
+    from quicknets.comparison import format_groups, shown_keys
+    keys = shown_keys([g["settings"] for g in groups])
+    lines = [format_groups(groups, keys, metric)]
+    lines += [f"{i:>3}  {g['state'].lower()}: {g['message']}" for i, g in enumerate(groups, 1)
+              if g.get("state", "COMPLETE") != "COMPLETE" and g.get("message")]
+    return "\n".join(lines)
