@@ -85,16 +85,21 @@ def test_optuna_sweep_local(tiny_dir, runs_dir, capsys):
     out = capsys.readouterr().out
     assert "Optuna TPE with pruning" in out and "ranked by test_accuracy" in out
     lines = [line for line in out.splitlines() if line.startswith("trial ")]
-    assert len(lines) == 5  # one per finished trial, from either worker, pruned ones too
-    assert {line.split()[1] for line in lines} == {f"{n}/5" for n in range(1, 6)}
+    # SQLite has no row locks: two local workers can take one queued trial at the same moment;
+    # the second's run is then trained but not counted, and says so (a shared PostgreSQL study
+    # has no such race: test_study's tests count every cell exactly once)
+    extra = [line for line in lines if "this run is not counted" in line]
+    counted = [line for line in lines if line not in extra]
+    assert len(counted) == 5  # one per finished trial, from either worker, pruned ones too
+    assert {line.split()[1] for line in counted} == {f"{n}/5" for n in range(1, 6)}
     assert all(" test_accuracy 0." in line or " pruned: pruned after epoch " in line
-               for line in lines)
+               for line in counted)
     storage = f"sqlite:///{runs_dir.resolve()}/optuna.sqlite3"
     study = optuna.load_study(study_name="o1", storage=storage)
     assert len(study.trials) == 5
     names = [n for t in study.trials for n in t.user_attrs["runs"]]
-    assert sorted(names) == sorted(p.name for p in runs_dir.iterdir()
-                                   if p.is_dir() and p.name != "sweeps")
+    folders = [p.name for p in runs_dir.iterdir() if p.is_dir() and p.name != "sweeps"]
+    assert set(names) <= set(folders) and len(folders) - len(set(names)) <= len(extra)
     assert main(["sweep", "--resume-sweep", "o1", "--runs-dir", str(runs_dir)]) == 0
     assert "\ntrial " not in capsys.readouterr().out  # the study holds its 5 trials already
     assert len(optuna.load_study(study_name="o1", storage=storage).trials) == 5
