@@ -65,3 +65,21 @@ def test_what_the_fused_pass_covers():
                      dict(label_smoothing=0.1)):
         assert fused_step(model, TrainConfig(**settings), cpu) is None, settings
     assert fused_step(model, TrainConfig(), torch.device("meta")) is None
+
+
+def test_which_runs_may_change_threads(monkeypatch):
+    """Networks of matrix products and elementwise layers, in fp32 on the CPU, are thread-free
+    (their numbers do not depend on the thread count); BatchNorm, convolutions, bf16 are not."""
+    import quicknets.training as training
+    from quicknets.training import thread_free
+    monkeypatch.setattr(training, "thread_invariant", lambda: True)  # MKL's strict mode
+    cpu, config = torch.device("cpu"), TrainConfig()
+    assert thread_free(network("784-32-10"), config, cpu)
+    assert thread_free(network("784-32-10", dropout=0.2, activation="gelu"),
+                       TrainConfig(label_smoothing=0.1, translate=2), cpu)
+    assert not thread_free(network("784-32-10", batchnorm=True), config, cpu)
+    assert not thread_free(network("conv8-fc16"), config, cpu)
+    assert not thread_free(network("784-32-10"), TrainConfig(bf16=True), cpu)
+    assert not thread_free(network("784-32-10"), config, torch.device("meta"))
+    monkeypatch.setattr(training, "thread_invariant", lambda: False)  # MKL in its usual mode
+    assert not thread_free(network("784-32-10"), config, cpu)

@@ -213,12 +213,16 @@ class CoreLease:
     """This process's share of the cores among the quicknets trainings on this machine: a small
     JSON file {pid: [threads wanted, flexible, start]} under flock. Entering sets torch's threads
     to the share; `step()`, after each optimizer step, looks again every `interval` seconds and
-    changes them if the share changed (only a flexible holder's share changes); leaving gives
-    the cores back. Holders that died without leaving are dropped by the next reader. Without
-    /proc or flock (not Linux) it only sets the threads once."""
+    changes them if the share changed; leaving gives the cores back. Only a flexible holder's
+    share changes, and it also yields to other work that the run queue shows (`load`): its
+    numbers do not depend on its threads, so it may follow the load. Holders that died without
+    leaving are dropped by the next reader. Without /proc or flock (not Linux) it only sets the
+    threads once."""
 
-    def __init__(self, threads: int, flexible: bool, path=None, interval: float = 0.2):
-        self.wanted, self.flexible, self.interval = threads, flexible, interval
+    def __init__(self, threads: int, flexible: bool, path=None, interval: float = 0.2,
+                 load: bool = True):
+        self.wanted, self.flexible, self.interval, self.load = threads, flexible, interval, load
+        self.readings = []  # the run queue at the last looks (runnable_now)
         self.path = Path(path) if path is not None else lease_path()
         self.threads, self.next_look = threads, 0.0
         self.active = Path("/proc").is_dir()  # holders are told apart by /proc/PID/stat
@@ -247,11 +251,19 @@ class CoreLease:
         return {int(pid): (e[0], e[1]) for pid, e in live.items()}
 
     def share(self, joining: bool | None = None) -> int:
+        """This process's threads now: its share of the lease; for a flexible holder also no
+        more than the cores that the run queue shows free of other work (quicknets or not)."""
         try:
             holders = self._update(joining)
         except (OSError, ImportError):  # no flock here, or no place for the file
             return self.wanted
-        return shares(holders, usable_cores()).get(os.getpid(), self.wanted)
+        cores = usable_cores()
+        n = shares(holders, cores).get(os.getpid(), self.wanted)
+        if self.flexible and self.load:  # the median of the last few looks, less our threads
+            self.readings = (self.readings + [runnable_now(samples=1)])[-5:]
+            others = sorted(self.readings)[len(self.readings) // 2] - self.threads
+            n = max(1, min(n, cores - max(0, others)))
+        return n
 
     def _use(self, threads: int) -> None:
         import torch

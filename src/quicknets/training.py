@@ -34,6 +34,7 @@ from quicknets.errors import QuicknetsError
 from quicknets.fused import fused_step
 from quicknets.machine import CoreLease, resolve, thread_invariant
 from quicknets.metrics import evaluate, higher_is_better
+from quicknets.models import ACTIVATIONS
 from quicknets.preprocessing import preprocessing_of
 from quicknets.tricks import augment, draw_augment, lr_at
 
@@ -141,6 +142,22 @@ def batch_bounds(n: int, batch_size: int, batchnorm: bool) -> list:
     if batchnorm and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds[-2:] = [(bounds[-2][0], n)]
     return bounds
+
+
+# Layers whose CPU kernels give the same bits for any thread count: matrix products (under MKL's
+# strict mode), elementwise ops, row-wise softmax, dropout's masks (drawn in fixed chunks).
+# BatchNorm and convolutions split their sums by thread (benchmarks/README.md).
+THREAD_FREE_LAYERS = (nn.Flatten, nn.Linear, nn.Dropout, nn.LogSoftmax, *ACTIVATIONS.values())
+
+
+def thread_free(model: nn.Module, config: TrainConfig, device: torch.device) -> bool:
+    """Whether this run's numbers are the same for any thread count, so that the core lease may
+    change its threads between steps: fp32 on the CPU, with MKL's strict mode on, and only layers
+    of THREAD_FREE_LAYERS (an MLP without BatchNorm; the fused pass is one)."""
+    if device.type != "cpu" or config.bf16 or config.fp16 or config.compile:
+        return False
+    leaves = [m for m in model.modules() if not list(m.children())]
+    return all(type(m) in THREAD_FREE_LAYERS for m in leaves) and thread_invariant()
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -269,7 +286,7 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, quiet: bool = F
     fused = fused_step(model, config, device)  # None: autograd (see fused.py for what it covers)
     # Other quicknets trainings share the cores through the lease; a run whose numbers do not
     # depend on the thread count gives threads up to them while they run (machine.CoreLease).
-    lease = CoreLease(config.threads, flexible=fused is not None and thread_invariant()) \
+    lease = CoreLease(config.threads, flexible=thread_free(model, config, device)) \
         if device.type == "cpu" else None
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
