@@ -223,6 +223,9 @@ class CoreLease:
                  load: bool = True):
         self.wanted, self.flexible, self.interval, self.load = threads, flexible, interval, load
         self.readings = []  # the run queue at the last looks (runnable_now)
+        # A fixed holder of several threads: how many other processes were runnable when it
+        # started (it cannot make room for them; training tells the user so).
+        self.crowded = 0
         self.path = Path(path) if path is not None else lease_path()
         self.threads, self.next_look = threads, 0.0
         self.active = Path("/proc").is_dir()  # holders are told apart by /proc/PID/stat
@@ -274,6 +277,8 @@ class CoreLease:
     def __enter__(self):
         self._use(self.share(joining=True) if self.active else self.wanted)
         self.next_look = time.monotonic() + self.interval
+        if not self.flexible and self.wanted > 1 and self.load:  # see `crowded`
+            self.crowded = max(0, runnable_now(samples=3, interval=0.01) - 1)
         return self
 
     def step(self) -> None:

@@ -32,7 +32,7 @@ from quicknets.config import TrainConfig, check, make
 from quicknets.data import Dataset
 from quicknets.errors import QuicknetsError
 from quicknets.fused import fused_step
-from quicknets.machine import CoreLease, resolve, thread_invariant
+from quicknets.machine import CoreLease, resolve, thread_invariant, usable_cores
 from quicknets.metrics import evaluate, higher_is_better
 from quicknets.models import ACTIVATIONS
 from quicknets.preprocessing import preprocessing_of
@@ -293,6 +293,12 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, quiet: bool = F
     try:  # the run's RNG: the caller's global generator is put back afterwards
         with lease or nullcontext(), \
                 torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if lease is not None and lease.crowded > usable_cores() - config.threads \
+                    and not quiet:
+                log(f"note: the cores are busy ({lease.crowded} other threads ready to run); "
+                    f"this run keeps its {config.threads} threads, as its numbers depend on "
+                    f"the thread count (BatchNorm, convolutions, bf16), and may run many times "
+                    f"slower than with --threads 1 while the cores stay busy")
             return _loop(model, data, config, device, quiet, log, after_epoch, resume,
                          live_plot, fused, lease)
     finally:
