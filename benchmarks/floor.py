@@ -54,17 +54,21 @@ def shape_floor(skip_first_input_grad: bool) -> float:
     return time.perf_counter() - start
 
 
-def quicknets_epoch(x, y, seed: int, autograd: bool) -> tuple:
+def quicknets_epoch(x, y, seed: int, autograd: bool, results: list) -> tuple:
     """(wall, CPU) seconds of one epoch of quicknets' loop, `train_epoch` as `train` runs it:
-    batches drawn from the normalised tensor, the fused pass (or autograd), fused Adam."""
+    batches drawn from the normalised tensor, the fused pass (or autograd), fused Adam. The
+    epoch's loss sum, correct count and weights go to `results`."""
     config = TrainConfig(seed=seed)
     model = network("784-256-128-64-10", seed=seed)
     opt = make_optimizer(model, config)
     fused = None if autograd else fused_step(model, config, torch.device("cpu"))
     generator = torch.Generator().manual_seed(seed)
     wall, cpu = time.perf_counter(), time.process_time()
-    train_epoch(model, opt, nn.NLLLoss(), x, y, 64, generator, config=config, fused=fused)
-    return time.perf_counter() - wall, time.process_time() - cpu
+    sums = train_epoch(model, opt, nn.NLLLoss(), x, y, 64, generator, config=config,
+                       fused=fused)
+    seconds = time.perf_counter() - wall, time.process_time() - cpu
+    results.append((sums, [t.clone() for t in model.state_dict().values()]))
+    return seconds
 
 
 def timed(f, *args) -> tuple:
@@ -83,20 +87,26 @@ def main() -> None:
     data = load_dataset("fashion-mnist")
     x, y = data.preprocessing.normalize(data.train_images), data.train_labels
     shape_floor(False)  # warm-up: MKL's first call, page faults
-    quicknets_epoch(x, y, 0, False)
+    quicknets_epoch(x, y, 0, False, [])
     times = {"floor-12": [], "floor-11": [], "quicknets": []}
     if not args.no_autograd:
         times["autograd"] = []
     cpu = {k: [] for k in times}
+    same = []  # the fused epoch's numbers are autograd's, bit for bit
     print(f"threads: {args.threads}  MKL_CBWR: {os.environ.get('MKL_CBWR', '(unset)')}  "
           f"load at start: {open('/proc/loadavg').read().strip()}", flush=True)
     for r in range(args.rounds):
+        results = []
         for name, (wall, used) in [("floor-12", timed(shape_floor, False)),
                                    ("floor-11", timed(shape_floor, True)),
-                                   ("quicknets", quicknets_epoch(x, y, r, False))] + (
-                [("autograd", quicknets_epoch(x, y, r, True))] if "autograd" in times else []):
+                                   ("quicknets", quicknets_epoch(x, y, r, False, results))] + (
+                [("autograd", quicknets_epoch(x, y, r, True, results))]
+                if "autograd" in times else []):
             times[name].append(wall)
             cpu[name].append(used)
+        if len(results) == 2:
+            (a, wa), (b, wb) = results
+            same.append(a == b and all(torch.equal(p, q) for p, q in zip(wa, wb)))
         print(f"round {r + 1}/{args.rounds}: " + "  ".join(
             f"{k}: {v[-1]:.3f} s" for k, v in times.items()), flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -110,7 +120,8 @@ def main() -> None:
             f"round {' '.join(f'{x:.2f}' for x in per_round)}; quicknets / floor-11: "
             f"{med['quicknets'] / med['floor-11']:.2f}")
     if "autograd" in med:
-        line += f"; autograd / quicknets: {med['autograd'] / med['quicknets']:.2f}"
+        line += (f"; autograd / quicknets: {med['autograd'] / med['quicknets']:.2f}; the same "
+                 f"loss, accuracy and weights as autograd in {sum(same)} of {len(same)} rounds")
     print(line)
 
 
