@@ -226,3 +226,14 @@ def test_thread_free_runs_give_the_same_numbers_whatever_the_threads(tiny_dir, c
     out = subprocess.run([sys.executable, "-c", FLIP_SCRIPT, str(tiny_dir), case], env=env,
                          check=True, capture_output=True, text=True).stdout.splitlines()
     assert len(out) == 2 and out[0] == out[1]
+
+
+def test_a_garbled_lease_file_is_started_afresh(tmp_path):
+    path, before = tmp_path / "lease.json", torch.get_num_threads()
+    for junk in ('{"12": 3}', '[1, 2]', '{"x": [1, true, "1"]}', '{"1": ['):
+        path.write_text(junk)
+        try:
+            with CoreLease(1, flexible=False, path=path):
+                assert list(json.loads(path.read_text())) == [str(os.getpid())]
+        finally:
+            torch.set_num_threads(before)

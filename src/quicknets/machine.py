@@ -222,7 +222,7 @@ class CoreLease:
     def __init__(self, threads: int, flexible: bool, path=None, interval: float = 0.2,
                  load: bool = True):
         self.wanted, self.flexible, self.interval, self.load = threads, flexible, interval, load
-        self.readings = []  # the run queue at the last looks (runnable_now)
+        self.readings = []  # other threads in the run queue at the last looks
         # A fixed holder of several threads: how many other processes were runnable when it
         # started (it cannot make room for them; training tells the user so).
         self.crowded = 0
@@ -239,9 +239,9 @@ class CoreLease:
             f.seek(0)
             try:
                 table = json.loads(f.read() or "{}")
-            except ValueError:  # a torn file (a holder killed while writing): start afresh
-                table = {}
-            live = {pid: e for pid, e in table.items() if _started(int(pid)) == e[2]}
+                live = {pid: e for pid, e in table.items() if _started(int(pid)) == e[2]}
+            except (ValueError, TypeError, LookupError, AttributeError):  # torn or foreign
+                table, live = None, {}
             me = str(os.getpid())
             if joining:
                 live[me] = [self.wanted, self.flexible, _started(os.getpid())]
@@ -262,10 +262,10 @@ class CoreLease:
             return self.wanted
         cores = usable_cores()
         n = shares(holders, cores).get(os.getpid(), self.wanted)
-        if self.flexible and self.load:  # the median of the last few looks, less our threads
-            self.readings = (self.readings + [runnable_now(samples=1)])[-5:]
-            others = sorted(self.readings)[len(self.readings) // 2] - self.threads
-            n = max(1, min(n, cores - max(0, others)))
+        if self.flexible and self.load:  # others runnable: the median of the last few looks
+            others = runnable_now(samples=1) - self.threads  # the queue counts our threads
+            self.readings = (self.readings + [max(0, others)])[-5:]
+            n = max(1, min(n, cores - sorted(self.readings)[len(self.readings) // 2]))
         return n
 
     def _use(self, threads: int) -> None:
