@@ -13,21 +13,26 @@ def state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("spec, batch", [("784-256-128-64-10", 64), ("784-10", 7),
-                                         ("784-32-16-10", 100)])
-def test_fused_epoch_equals_autograd_bit_for_bit(tiny, spec, batch):
-    """Two epochs, a last batch smaller than the rest, weight decay: same losses, same weights."""
+@pytest.mark.parametrize("spec, batch, settings", [
+    ("784-256-128-64-10", 64, {}), ("784-10", 7, {}),
+    ("784-32-16-10", 100, dict(optimizer="sgd", lr=0.05, schedule="onecycle", translate=2,
+                               flip=True))])
+def test_fused_epoch_equals_autograd_bit_for_bit(tiny, spec, batch, settings):
+    """Two epochs, a last batch smaller than the rest, weight decay, another optimizer, a
+    schedule, augmentation: the same losses and the same weights."""
     x = tiny.preprocessing.normalize(tiny.train_images)
     results = []
     for use_fused in (False, True):
         model = network(spec, seed=0)
-        config = TrainConfig(batch_size=batch, weight_decay=1e-4, threads=1)
+        config = TrainConfig(batch_size=batch, weight_decay=1e-4, threads=1, **settings)
         opt = make_optimizer(model, config)
         fused = fused_step(model, config, torch.device("cpu")) if use_fused else None
         assert (fused is not None) == use_fused
         g = torch.Generator().manual_seed(0)
+        steps = 2 * -(-len(x) // batch)
         sums = [train_epoch(model, opt, nn.NLLLoss(), x, tiny.train_labels, batch, g,
-                            config=config, fused=fused) for _ in range(2)]
+                            config=config, fused=fused, first_step=e * steps // 2,
+                            total_steps=steps) for e in range(2)]
         results.append((sums, state(model)))
     (sums_a, weights_a), (sums_f, weights_f) = results
     assert sums_a == sums_f
@@ -58,8 +63,15 @@ def test_what_the_fused_pass_covers():
     for kwargs in (dict(dropout=0.2), dict(batchnorm=True), dict(activation="gelu")):
         assert fusable(network("784-32-10", **kwargs)) is None, kwargs
     hooked = network("784-32-10")
-    hooked[1].register_forward_hook(lambda *a: None)
+    handle = hooked[1].register_forward_hook(lambda *a: None)
     assert fusable(hooked) is None
+    handle.remove()
+    assert fusable(hooked) is not None
+    handle = nn.modules.module.register_module_forward_hook(lambda *a: None)
+    try:
+        assert fusable(hooked) is None  # a hook on every module sees every layer
+    finally:
+        handle.remove()
     model = network("784-32-10")
     for settings in (dict(bf16=True), dict(fp16=True), dict(compile=True),
                      dict(label_smoothing=0.1)):

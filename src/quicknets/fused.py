@@ -33,8 +33,11 @@ def fusable(model: nn.Module) -> list | None:
     if len(body) != len(linears) - 1 or any(type(m) is not nn.ReLU for m in body) \
             or any(type(m) is not nn.Linear or m.bias is None for m in linears):
         return None
+    from torch.nn.modules import module as everywhere  # hooks registered for every module
     hooked = any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                 or m._backward_pre_hooks for m in model.modules())
+                 or m._backward_pre_hooks for m in model.modules()) or any(
+        (everywhere._global_forward_hooks, everywhere._global_forward_pre_hooks,
+         everywhere._global_backward_hooks, everywhere._global_backward_pre_hooks))
     params = list(model.parameters())
     if hooked or any(p.dtype != torch.float32 or not p.requires_grad or p.device.type != "cpu"
                      for p in params):
