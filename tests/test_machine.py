@@ -1,4 +1,5 @@
-"""Machine facts: cores, the run queue, the device, bf16, and resolving `auto` settings."""
+"""Machine facts: cores, the run queue, the device, bf16, resolving `auto` settings, the lease."""
+import json
 import os
 import subprocess
 import sys
@@ -9,8 +10,10 @@ import torch
 
 from quicknets.config import TrainConfig
 from quicknets.errors import QuicknetsError
-from quicknets.machine import (available_memory, free_cores, native_bf16, native_fp16,
-                               pick_device, resolve, usable_cores)
+from quicknets import machine
+from quicknets.machine import (CoreLease, available_memory, default_threads, free_cores,
+                               native_bf16, native_fp16, pick_device, resolve, shares,
+                               usable_cores)
 
 
 def test_free_cores_counts_a_busy_neighbour_at_once():
@@ -20,6 +23,18 @@ def test_free_cores_counts_a_busy_neighbour_at_once():
     try:
         time.sleep(0.3)  # let it start spinning
         assert 1 <= free_cores() <= max(1, usable - 1)
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_default_threads_do_not_depend_on_the_load():
+    """The same command trains to the same numbers: a busy neighbour does not change the count."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert default_threads() == usable_cores()
+        assert resolve(TrainConfig()).threads == usable_cores()
     finally:
         spinner.kill()
         spinner.wait()
@@ -74,3 +89,151 @@ def test_fp16_facts():
     assert native_fp16("cuda") is torch.cuda.is_available() and (
         not torch.cuda.is_available() or native_fp16("cuda") ==
         (torch.cuda.get_device_capability() >= (7, 0)))
+
+
+@pytest.mark.parametrize("holders, cores, expected", [
+    ({1: (2, True)}, 2, {1: 2}),                                  # alone: every core
+    ({1: (2, True), 2: (2, True)}, 2, {1: 1, 2: 1}),              # two trainings: one each
+    ({1: (2, True), 2: (1, False), 3: (1, False)}, 2, {1: 1, 2: 1, 3: 1}),  # beside a sweep
+    ({1: (2, True), 2: (2, False)}, 2, {1: 1, 2: 2}),             # a fixed one keeps its count
+    ({1: (4, True), 2: (1, True)}, 4, {1: 3, 2: 1}),              # what one leaves, one takes
+    ({1: (3, True), 2: (3, True), 3: (3, True)}, 8, {1: 2, 2: 3, 3: 3}),
+])
+def test_shares(holders, cores, expected):
+    assert shares(holders, cores) == expected
+
+
+def test_the_lease_shares_the_cores_and_forgets_the_dead(tmp_path):
+    """A live holder takes its core; a dead one (or a reused pid) is dropped; leaving gives back."""
+    path, cores, before = tmp_path / "lease.json", usable_cores(), torch.get_num_threads()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        path.write_text(json.dumps({str(holder.pid): [1, False, machine._started(holder.pid)],
+                                    "999999999": [4, False, "12"],  # gone
+                                    str(os.getpid()): [4, False, "12"]}))  # a reused pid
+        with CoreLease(cores, flexible=True, path=path, load=False) as lease:
+            table = json.loads(path.read_text())
+            assert set(table) == {str(holder.pid), str(os.getpid())}
+            assert table[str(os.getpid())][:2] == [cores, True]
+            assert torch.get_num_threads() == max(1, cores - 1)
+            holder.kill()
+            holder.wait()
+            lease.next_look = 0  # look now, not in 0.2 s
+            lease.step()
+            assert torch.get_num_threads() == cores
+        assert json.loads(path.read_text()) == {}
+    finally:
+        holder.kill()
+        holder.wait()
+        torch.set_num_threads(before)
+
+
+def test_a_fixed_holder_keeps_its_threads(tmp_path):
+    path, before = tmp_path / "lease.json", torch.get_num_threads()
+    try:
+        with CoreLease(1, flexible=False, path=path) as lease:
+            path.write_text(json.dumps({**json.loads(path.read_text()),
+                                        "1": [8, False, machine._started(1)]}))
+            lease.next_look = 0
+            lease.step()
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_flexible_holder_also_yields_to_other_work(tmp_path, monkeypatch):
+    """Other processes in the run queue (not quicknets, so not in the lease) take cores from a
+    flexible holder, the median of its last looks; never below one thread."""
+    before, cores = torch.get_num_threads(), usable_cores()
+    queue = iter([1] + [2 * cores] * 6 + [1] * 6)  # ours alone, then others busy on all cores
+    monkeypatch.setattr(machine, "runnable_now", lambda samples=1: next(queue))
+    seen = []
+    try:
+        with CoreLease(cores, flexible=True, path=tmp_path / "lease.json") as lease:
+            for _ in range(12):
+                lease.next_look = 0
+                lease.step()
+                seen.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(before)
+    assert min(seen) == 1 and seen[-1] == cores
+
+
+STRICT_SCRIPT = """
+import sys
+from quicknets.machine import prepare_process, thread_invariant
+if sys.argv[1] == "strict":
+    prepare_process()
+import torch
+print(thread_invariant())
+"""
+
+
+def test_the_cli_entry_makes_matrix_products_thread_invariant():
+    """prepare_process (the CLI's first step) switches MKL's strict mode on; without it, off."""
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    out = [subprocess.run([sys.executable, "-c", STRICT_SCRIPT, mode], env=env, check=True,
+                          capture_output=True, text=True).stdout.split()[-1]
+           for mode in ("strict", "default")]
+    if torch.backends.mkl.is_available():
+        assert out == ["True", "False"]
+    environ = {"MKL_CBWR": "COMPATIBLE"}
+    machine.prepare_process(environ)
+    assert environ == {"MKL_CBWR": "COMPATIBLE"}  # a mode set by the user stays
+
+
+FLIP_SCRIPT = """
+import hashlib, sys
+import torch
+from torch import nn
+from quicknets.config import TrainConfig
+from quicknets.data import load_dataset
+from quicknets.fused import fused_step
+from quicknets.models import network
+from quicknets.training import make_optimizer, train_epoch
+
+class Flip:  # a lease gone mad: another thread count after every step
+    def step(self):
+        torch.set_num_threads(3 - torch.get_num_threads())
+
+data = load_dataset("mnist", sys.argv[1], verify=False, download=False)
+x, y = data.preprocessing.normalize(data.train_images), data.train_labels
+fused = sys.argv[2] == "fused"
+for lease in (None, Flip()):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)  # dropout
+    config = TrainConfig(batch_size=32, threads=1, label_smoothing=0 if fused else 0.1)
+    model = network("784-300-100-10", seed=0, **({} if fused else
+                                                 dict(dropout=0.2, activation="gelu")))
+    opt = make_optimizer(model, config)
+    loss_fn = nn.NLLLoss() if fused else nn.CrossEntropyLoss(label_smoothing=0.1)
+    step = fused_step(model, config, torch.device("cpu"))
+    assert (step is not None) == fused
+    sums = train_epoch(model, opt, loss_fn, x, y, 32, torch.Generator().manual_seed(0),
+                       config=config, fused=step, lease=lease)
+    print(sums, hashlib.sha1(b"".join(t.numpy().tobytes()
+                                      for t in model.state_dict().values())).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("case", ["fused", "autograd with dropout, gelu, smoothing"])
+def test_thread_free_runs_give_the_same_numbers_whatever_the_threads(tiny_dir, case):
+    """What lets the lease change a flexible run's threads between steps: every step at another
+    thread count, the same bits as one thread throughout (MKL's strict mode, as the CLI sets)."""
+    if not torch.backends.mkl.is_available():
+        pytest.skip("the strict reproducible mode is MKL's")
+    env = {**os.environ, "MKL_CBWR": "AUTO,STRICT"}
+    out = subprocess.run([sys.executable, "-c", FLIP_SCRIPT, str(tiny_dir), case], env=env,
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    assert len(out) == 2 and out[0] == out[1]
+
+
+def test_a_garbled_lease_file_is_started_afresh(tmp_path):
+    path, before = tmp_path / "lease.json", torch.get_num_threads()
+    for junk in ('{"12": 3}', '[1, 2]', '{"x": [1, true, "1"]}', '{"1": ['):
+        path.write_text(junk)
+        try:
+            with CoreLease(1, flexible=False, path=path):
+                assert list(json.loads(path.read_text())) == [str(os.getpid())]
+        finally:
+            torch.set_num_threads(before)

@@ -278,3 +278,19 @@ def test_no_bar_and_no_live_plot_outside_jupyter(tiny, capsys):
     run_tiny(tiny, epochs=1, live_plot=True)  # a no-op here
     out, err = capsys.readouterr()
     assert out == "" and err == ""
+
+
+def test_a_fixed_run_on_busy_cores_says_so(tiny, monkeypatch):
+    """A run whose numbers depend on its thread count keeps it; on busy cores it says so."""
+    import quicknets.machine as machine
+    from quicknets.machine import usable_cores
+    if usable_cores() < 2:
+        pytest.skip("one core: a single thread is never crowded out")
+    monkeypatch.setattr(machine, "runnable_now", lambda samples=5, interval=0.02: 9)
+    lines = []
+    train(network("784-32-10", batchnorm=True), tiny, epochs=1, threads=2, log=lines.append)
+    assert lines[0].startswith("note: the cores are busy (8 other threads") and "--threads 1" \
+        in lines[0]
+    lines.clear()
+    train(network("784-32-10", batchnorm=True), tiny, epochs=1, threads=1, log=lines.append)
+    assert not lines[0].startswith("note")

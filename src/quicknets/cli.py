@@ -19,6 +19,7 @@ import unicodedata
 from quicknets import __version__
 from quicknets.commands import COMMANDS
 from quicknets.errors import Interrupted, QuicknetsError
+from quicknets.machine import prepare_process
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +94,7 @@ def _drop_stdout() -> None:
 
 def main(argv=None) -> int:
     _set_up_streams()
+    prepare_process()  # before torch starts: MKL's strict mode (machine.thread_invariant)
     parser = build_parser()
     args = parse(parser, argv)
     if args.command is None:

@@ -117,8 +117,9 @@ class TrainConfig:
                     high=2 ** 63 - 1)  # a 64-bit signed integer: what SQLite and JSON keep
     device: str = opt("auto", "auto (CUDA when present, else Apple's MPS, else the CPU), "
                              "cpu, cuda, cuda:N or mps")
-    threads: int = opt(0, "CPU threads for PyTorch (0: the cores not busy with other work "
-                          "now, see machine.default_threads)", low=0, high=1024)
+    threads: int = opt(0, "CPU threads for PyTorch (0: every usable core, whatever the load; "
+                          "a run whose numbers do not depend on it takes fewer while other work "
+                          "shares the cores, see machine.CoreLease)", low=0, high=1024)
     # Speed-run tricks (tricks.py); the presets (presets.py) pick the ones that pay.
     schedule: str = opt("constant", "learning-rate schedule per step: constant, onecycle (rise "
                         "from lr/10 over --warmup, then linear to 0) or linear (lr to 0)",

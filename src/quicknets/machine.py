@@ -1,18 +1,25 @@
-"""Facts about this machine that a run depends on: cores, the device, native bf16, and the
-default thread count. Every other module asks here.
+"""Facts about this machine that a run depends on: cores, the device, native bf16, the default
+thread count, and the lease that shares the cores between quicknets trainings. Every other
+module asks here.
 
-    threads = default_threads()          # the cores not busy with other work right now
+    threads = default_threads()          # every usable core: the same on every start
     device = pick_device("auto")         # cuda when a GPU is present, else mps (Apple), else cpu
     native_bf16("cpu")                   # AVX-512 bf16 or AMX: bf16 autocast pays
     native_fp16("cuda")                  # fp16 tensor cores: --fp16 where bf16 is missing
     train_cfg = resolve(train_cfg)       # threads=0 and device="auto" made concrete, bf16 kept
+    with CoreLease(threads, flexible=True) as lease:   # in training: each step, lease.step()
 
 A run records the resolved values (float sums depend on the thread count), so the same record
-reproduces its numbers. torch is imported inside the functions that need it: the CLI's help and
-the sweep planner stay light.
+reproduces its numbers. A run whose numbers do not depend on the thread count (the fused
+Linear+ReLU pass with MKL's strict reproducible mode, `thread_invariant`) is `flexible`: it
+gives cores up to other quicknets trainings while they run and takes them back after; any other
+run keeps its thread count and the flexible ones make room for it. torch is imported inside the
+functions that need it: the CLI's help and the sweep planner stay light.
 """
 import dataclasses
+import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,10 +57,10 @@ def free_cores() -> int:
 
 
 def default_threads() -> int:
-    """The thread count of `--threads 0` (auto): the free cores now, so that two PyTorch
-    processes on a small machine do not oversubscribe it (they slow each other 3-100x).
-    This depends on the load at the start; a run records the count it used."""
-    return free_cores()
+    """The thread count of `--threads 0` (auto): every core this process may use. It does not
+    depend on the load, so the same command gives the same numbers; sharing the cores with
+    other quicknets trainings is the lease's work (CoreLease)."""
+    return usable_cores()
 
 
 def pick_device(name: str = "auto"):
@@ -140,3 +147,150 @@ def available_memory() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+# MKL's conditional numerical reproducibility: MKL_CBWR_AUTO | MKL_CBWR_STRICT. In strict mode
+# MKL's ?gemm gives the same bits for any thread count (Intel's "Reproducibility Conditions").
+STRICT_GEMM = {"MKL_CBWR": "AUTO,STRICT"}
+MKL_CBWR_STRICT = 0x10000
+
+
+def prepare_process(environ=os.environ) -> None:
+    """At a process's entry, before torch starts (the CLI calls it; it is read once, when MKL
+    starts): MKL's strict mode, unless the environment sets a mode of its own. It leaves the
+    numbers of one thread as they were and makes more threads give the same ones."""
+    for key, value in STRICT_GEMM.items():
+        environ.setdefault(key, value)
+
+
+def thread_invariant() -> bool:
+    """Whether this process's matrix products give the same bits for any thread count: PyTorch
+    on MKL with the strict mode on (asked of MKL itself: the mode is fixed when MKL starts)."""
+    import ctypes
+
+    import torch
+    if not torch.backends.mkl.is_available():
+        return False
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        get_mode = lib.mkl_serv_cbwr_get  # mkl_cbwr_get, as MKL links it into libtorch_cpu
+    except (OSError, AttributeError):
+        return False
+    get_mode.restype, get_mode.argtypes = ctypes.c_int, [ctypes.c_int]
+    return bool(get_mode(-1) & MKL_CBWR_STRICT)  # -1: MKL_CBWR_ALL, the whole mode
+
+
+def shares(holders: dict, cores: int) -> dict:
+    """Threads for each holder of the lease, {pid: (threads wanted, flexible)} -> {pid: threads}.
+    A fixed holder keeps what it asked for; the flexible ones split the cores left, those wanting
+    fewest served first, each at least 1 and at most what it wants. Pure, so every process of
+    the lease computes the same division."""
+    out = {pid: wanted for pid, (wanted, flexible) in holders.items() if not flexible}
+    left = max(0, cores - sum(out.values()))
+    flexible = sorted((wanted, pid) for pid, (wanted, f) in holders.items() if f)
+    for k, (wanted, pid) in enumerate(flexible):
+        out[pid] = max(1, min(wanted, left // (len(flexible) - k)))
+        left = max(0, left - out[pid])
+    return out
+
+
+def _started(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, Linux), so that a reused pid is not
+    taken for a lease holder; None if it is not running."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def lease_path() -> Path:
+    """The lease file: in memory (/dev/shm) where there is one, one per user."""
+    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return folder / f"quicknets-cores-{os.getuid() if hasattr(os, 'getuid') else 0}.json"
+
+
+class CoreLease:
+    """This process's share of the cores among the quicknets trainings on this machine: a small
+    JSON file {pid: [threads wanted, flexible, start]} under flock. Entering sets torch's threads
+    to the share; `step()`, after each optimizer step, looks again every `interval` seconds and
+    changes them if the share changed; leaving gives the cores back. Only a flexible holder's
+    share changes, and it also yields to other work that the run queue shows (`load`): its
+    numbers do not depend on its threads, so it may follow the load. Holders that died without
+    leaving are dropped by the next reader. Without /proc or flock (not Linux) it only sets the
+    threads once."""
+
+    def __init__(self, threads: int, flexible: bool, path=None, interval: float = 0.2,
+                 load: bool = True):
+        self.wanted, self.flexible, self.interval, self.load = threads, flexible, interval, load
+        self.readings = []  # other threads in the run queue at the last looks
+        # A fixed holder of several threads: how many other processes were runnable when it
+        # started (it cannot make room for them; training tells the user so).
+        self.crowded = 0
+        self.path = Path(path) if path is not None else lease_path()
+        self.threads, self.next_look = threads, 0.0
+        self.active = Path("/proc").is_dir()  # holders are told apart by /proc/PID/stat
+
+    def _update(self, joining: bool | None) -> dict:
+        """Under the lock: drop dead holders, add (True) or remove (False) this process, or
+        leave it (None); the holders as {pid: (wanted, flexible)}."""
+        import fcntl
+        with open(self.path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            try:
+                table = json.loads(f.read() or "{}")
+                live = {pid: e for pid, e in table.items() if _started(int(pid)) == e[2]}
+            except (ValueError, TypeError, LookupError, AttributeError):  # torn or foreign
+                table, live = None, {}
+            me = str(os.getpid())
+            if joining:
+                live[me] = [self.wanted, self.flexible, _started(os.getpid())]
+            elif joining is False:
+                live.pop(me, None)
+            if live != table:
+                f.seek(0)
+                f.truncate()
+                f.write(json.dumps(live))
+        return {int(pid): (e[0], e[1]) for pid, e in live.items()}
+
+    def share(self, joining: bool | None = None) -> int:
+        """This process's threads now: its share of the lease; for a flexible holder also no
+        more than the cores that the run queue shows free of other work (quicknets or not)."""
+        try:
+            holders = self._update(joining)
+        except (OSError, ImportError):  # no flock here, or no place for the file
+            return self.wanted
+        cores = usable_cores()
+        n = shares(holders, cores).get(os.getpid(), self.wanted)
+        if self.flexible and self.load:  # others runnable: the median of the last few looks
+            others = runnable_now(samples=1) - self.threads  # the queue counts our threads
+            self.readings = (self.readings + [max(0, others)])[-5:]
+            n = max(1, min(n, cores - sorted(self.readings)[len(self.readings) // 2]))
+        return n
+
+    def _use(self, threads: int) -> None:
+        import torch
+        if threads != self.threads or torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+            self.threads = threads
+
+    def __enter__(self):
+        self._use(self.share(joining=True) if self.active else self.wanted)
+        self.next_look = time.monotonic() + self.interval
+        if not self.flexible and self.wanted > 1 and self.load:  # see `crowded`
+            self.crowded = max(0, runnable_now(samples=3, interval=0.01) - 1)
+        return self
+
+    def step(self) -> None:
+        """Called after each optimizer step: a look at the lease every `interval` seconds."""
+        if self.flexible and self.active and time.monotonic() >= self.next_look:
+            self._use(self.share())
+            self.next_look = time.monotonic() + self.interval
+
+    def __exit__(self, *exc):
+        if self.active:
+            try:
+                self._update(False)
+            except (OSError, ImportError):
+                pass
+        return False

@@ -22,6 +22,7 @@ import dataclasses
 import math
 import sys
 import time
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -30,8 +31,10 @@ from quicknets.checkpoint import restore
 from quicknets.config import TrainConfig, check, make
 from quicknets.data import Dataset
 from quicknets.errors import QuicknetsError
-from quicknets.machine import resolve
+from quicknets.fused import fused_step
+from quicknets.machine import CoreLease, resolve, thread_invariant, usable_cores
 from quicknets.metrics import evaluate, higher_is_better
+from quicknets.models import ACTIVATIONS
 from quicknets.preprocessing import preprocessing_of
 from quicknets.tricks import augment, draw_augment, lr_at
 
@@ -141,18 +144,35 @@ def batch_bounds(n: int, batch_size: int, batchnorm: bool) -> list:
     return bounds
 
 
+# Layers whose CPU kernels give the same bits for any thread count: matrix products (under MKL's
+# strict mode), elementwise ops, row-wise softmax, dropout's masks (drawn in fixed chunks).
+# BatchNorm and convolutions split their sums by thread (benchmarks/README.md).
+THREAD_FREE_LAYERS = (nn.Flatten, nn.Linear, nn.Dropout, nn.LogSoftmax, *ACTIVATIONS.values())
+
+
+def thread_free(model: nn.Module, config: TrainConfig, device: torch.device) -> bool:
+    """Whether this run's numbers are the same for any thread count, so that the core lease may
+    change its threads between steps: fp32 on the CPU, with MKL's strict mode on, and only layers
+    of THREAD_FREE_LAYERS (an MLP without BatchNorm; the fused pass is one)."""
+    if device.type != "cpu" or config.bf16 or config.fp16 or config.compile:
+        return False
+    leaves = [m for m in model.modules() if not list(m.children())]
+    return all(type(m) in THREAD_FREE_LAYERS for m in leaves) and thread_invariant()
+
+
 def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
                 config: TrainConfig | None = None, first_step=0, total_steps=0,
-                scaler=None) -> tuple:
+                scaler=None, fused=None, lease=None) -> tuple:
     """One pass over (x, y) in a shuffled order; returns (sum of batch losses, correct count).
 
     `config` switches on the tricks (augmentation, per-step schedule, bf16, fp16); `first_step`
     and `total_steps` place this epoch's steps on the schedule; `scaler` (a GradScaler, with
-    fp16) scales the loss.
+    fp16) scales the loss; `fused` (fused.fused_step) replaces autograd for a Linear+ReLU
+    network; `lease` (machine.CoreLease) is asked after each step how many threads to use.
     """
     model.train()
     order = torch.randperm(len(y), generator=generator).to(x.device)
@@ -167,26 +187,33 @@ def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
     bounds = batch_bounds(len(y), batch_size, has_batchnorm(model))
     for step, (start, end) in enumerate(bounds, first_step):
         idx = order[start:end]
-        xb, yb = x[idx], y[idx]  # (B, C, H, W), (B,)
+        xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # (B, C, H, W), (B,)
         if moves is not None:
             xb = augment(xb, moves[0][idx], moves[1][idx], config.translate)
         if config is not None and config.schedule != "constant":
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, config.lr, config.schedule, config.warmup)
-        with torch.autocast(x.device.type, dtype=torch.float16 if use_fp16 else torch.bfloat16,
-                            enabled=use_bf16 or use_fp16):
-            log_probs = model(xb)
-        loss = loss_fn(log_probs.float(), yb)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:  # fp16: small gradients would underflow; steps with inf skipped
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
+        if fused is not None:  # a Linear+ReLU network: the pass written out, same numbers
+            loss, log_probs = fused(xb, yb)
             opt.step()
+        else:
+            with torch.autocast(x.device.type,
+                                dtype=torch.float16 if use_fp16 else torch.bfloat16,
+                                enabled=use_bf16 or use_fp16):
+                log_probs = model(xb)
+            loss = loss_fn(log_probs.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:  # fp16: small gradients would underflow; inf steps skipped
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
         loss_sum += loss.detach()
         correct += (log_probs.detach().argmax(1) == yb).sum()
+        if lease is not None:  # fewer threads while other quicknets runs share the cores
+            lease.step()
         if bar is not None:
             bar.update(1)
     return loss_sum.item(), correct.item()
@@ -256,17 +283,30 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, quiet: bool = F
     count and global generator are restored when it returns."""
     check_inputs(model, data, config)
     device = torch.device(config.device)
+    fused = fused_step(model, config, device)  # None: autograd (see fused.py for what it covers)
+    # Other quicknets trainings share the cores through the lease; a run whose numbers do not
+    # depend on the thread count gives threads up to them while they run (machine.CoreLease).
+    lease = CoreLease(config.threads, flexible=thread_free(model, config, device)) \
+        if device.type == "cpu" else None
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:  # the run's RNG: the caller's global generator is put back afterwards
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with lease or nullcontext(), \
+                torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if lease is not None and lease.crowded > usable_cores() - config.threads \
+                    and not quiet:
+                log(f"note: the cores are busy ({lease.crowded} other threads ready to run); "
+                    f"this run keeps its {config.threads} threads, as its numbers depend on "
+                    f"the thread count (BatchNorm, convolutions, bf16), and may run many times "
+                    f"slower than with --threads 1 while the cores stay busy")
             return _loop(model, data, config, device, quiet, log, after_epoch, resume,
-                         live_plot)
+                         live_plot, fused, lease)
     finally:
         torch.set_num_threads(caller_threads)
 
 
-def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot) -> list:
+def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot, fused,
+          lease) -> list:
     torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator().manual_seed(config.seed)  # shuffling, augmentation
     model.preprocessing = data.preprocessing  # the model keeps what its images need
@@ -298,7 +338,8 @@ def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot) ->
         loss_sum, correct = train_epoch(step_model, opt, loss_fn, x, y, config.batch_size,
                                         generator, bar, config=config,
                                         first_step=(epoch - 1) * steps,
-                                        total_steps=config.epochs * steps, scaler=scaler)
+                                        total_steps=config.epochs * steps, scaler=scaler,
+                                        fused=fused, lease=lease)
         if bar is not None and bar is not run_bar:
             bar.close()
         if not math.isfinite(loss_sum):
