@@ -3,6 +3,7 @@
 The user cache is redirected to a temporary folder for the whole session, so tests neither read
 nor leave anything in ~/.cache, and runs go to per-test temporary folders.
 """
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -63,3 +64,12 @@ def tiny(tiny_dir):
 @pytest.fixture
 def runs_dir(tmp_path) -> Path:
     return tmp_path / "runs"
+
+
+def need(module: str):
+    """An optional package the test extra installs: its absence is a broken setup, not a skip."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        pytest.fail(f"{module} is missing: pip install -e '.[test]' (scripts/setup.sh test does "
+                    "it)", pytrace=False)

@@ -1,7 +1,6 @@
 """The demo page: served on 127.0.0.1, driven in headless system Chromium by Playwright (an upload
 is labelled with its right class, a drawing is classified), Ctrl-C stops it with one line, and a
 busy port or a missing Gradio is one error line."""
-import importlib
 import io
 import os
 import select
@@ -13,6 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from conftest import need
 from PIL import Image, ImageDraw
 
 from quicknets.classification import predict_proba
@@ -25,15 +26,6 @@ from quicknets.runs import load_model
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync"]
-
-
-def need(module: str):
-    """An optional package the test extra installs: its absence is a broken setup, not a skip."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        pytest.fail(f"{module} is missing: pip install -e '.[test]' (scripts/setup.sh test does "
-                    "it)", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,14 @@
 with the PyTorch model on 1,000 test images, safetensors round-trips the weights, a failed
 check leaves no file, classify/evaluate take an exported file, and each error is one line."""
 import dataclasses
-import importlib
 import json
 import sys
 import warnings
 
 import numpy as np
 import pytest
+
+from conftest import need
 import torch
 from PIL import Image
 
@@ -22,15 +23,6 @@ from quicknets.models import network
 from quicknets.runs import load_model, start_run
 from quicknets.training import train
 
-
-
-def need(module: str):
-    """An optional package the test extra installs: its absence is a broken setup, not a skip."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        pytest.fail(f"{module} is missing: pip install -e '.[test]' (scripts/setup.sh test does "
-                    "it)", pytrace=False)
 
 
 onnx, onnxruntime = need("onnx"), need("onnxruntime")

@@ -43,6 +43,19 @@ def embedded_images(html: str) -> list:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
 
 
+def rendered(html: str, tmp_path):
+    """The page as headless Chromium built it, with a probe that writes, once the page has
+    loaded, how many of its images decoded (`data-images="ok/all"` on the body)."""
+    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+             " const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;"
+             " document.body.setAttribute('data-images', ok + '/' + imgs.length); });</script>")
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</body>", probe + "</body>"))
+    dom = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    return dom
+
+
 def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
     run, model = tiny_run
     path = write_report(run, model, tiny)
@@ -105,13 +118,7 @@ def test_report_renders_in_a_headless_browser(tiny_run, tiny, tmp_path):
     run, model = tiny_run
     html = write_report(run, model, tiny).read_text()
     # a copy with a probe that writes, once the page has loaded, how many images decoded
-    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-             " const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;"
-             " document.body.setAttribute('data-images', ok + '/' + imgs.length); });</script>")
-    probed = tmp_path / "probed.html"
-    probed.write_text(html.replace("</body>", probe + "</body>"))
-    dom = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri())
-    assert dom.returncode == 0, dom.stderr[-2000:]
+    dom = rendered(html, tmp_path)
     n = len(FIGURES)
     assert f'data-images="{n}/{n}"' in dom.stdout, dom.stdout[:500]
     assert "quicknets run" in dom.stdout
@@ -152,13 +159,7 @@ def test_sweep_page_renders_in_a_headless_browser(tiny_dir, runs_dir, tmp_path):
     assert re.findall(r'src\s*=\s*"(?!data:)', html) == []  # every image inline
     assert "http:" not in html and "https:" not in html
 
-    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-             " const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;"
-             " document.body.setAttribute('data-images', ok + '/' + imgs.length); });</script>")
-    probed = tmp_path / "probed.html"
-    probed.write_text(html.replace("</body>", probe + "</body>"))
-    dom = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri())
-    assert dom.returncode == 0, dom.stderr[-2000:]
+    dom = rendered(html, tmp_path)
     n = len(SWEEP_FIGURES)
     assert f'data-images="{n}/{n}"' in dom.stdout, dom.stdout[:500]
     assert "quicknets sweep page" in dom.stdout
