@@ -41,7 +41,9 @@ The contenders, each on its library's usual path:
   Adam at torch's defaults: its own defaults are beta2 0.99, eps 1e-5 and weight decay 0.01),
   `fit(2, lr=0.003)` (plain fit, no one-cycle), quiet: `learn.no_logging()`, and no progress bar
   (`fastai.basics` does not load one). The task has no validation set; fastai wants one, so it
-  gets an empty one.
+  gets an empty one. TfmdDL loads batches in worker processes by default (one per usable core,
+  at most 16: 2 on a 2-core machine, sharing the cores with the training's threads); kept, as
+  fastai's users get it.
 - lightning: a LightningModule (`training_step` logging its loss per epoch with `self.log`, as
   the docs do; `configure_optimizers` returning torch Adam 0.003), `Trainer(max_epochs=2,
   accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
