@@ -25,7 +25,9 @@ The contenders, each on its library's usual path:
   epochs=2, threads=N, device="cpu")`, the notebook's settings (its defaults), timed by its
   `after_epoch` hook; with MKL's strict mode (MKL_CBWR=AUTO,STRICT) that the `quicknets`
   command sets at its start (machine.prepare_process), so the fused pass runs as it does there.
-  Its core lease gives threads up to other quicknets trainings running at the same time.
+  With that mode its run is thread-invariant, so its core lease may take fewer threads than
+  asked while the run queue shows other work (machine.CoreLease): on a busy machine it may run
+  at 1 thread where the others keep N. The `threads` column and a note at the end show it.
 - plain: the loop everyone writes: the normalised tensors in memory, `torch.randperm` batches,
   `nn.Sequential`, `torch.optim.Adam` (its default, not fused), zero_grad / backward / step.
 - notebook: the notebook's own pipeline from benchmarks/notebook.py: torchvision FashionMNIST +
@@ -397,6 +399,12 @@ def main() -> None:
               f"{statistics.median(x['accuracy'] for x in runs):.4f}  ({len(runs)} of "
               f"{args.rounds} rounds; {min(x['seconds'] for x in runs):.3f}-"
               f"{max(x['seconds'] for x in runs):.3f} s)")
+    for name, runs in results.items():
+        fewer = [x["threads"] for x in runs if x["threads"] != args.threads]
+        why = " (its lease yields to other work on the cores)" if name == "quicknets" else ""
+        if fewer:
+            print(f"note: {name} had {min(fewer)} threads, not {args.threads}, at the end of "
+                  f"its timed epoch in {len(fewer)} of {len(runs)} rounds{why}")
     print(f"versions: python {sys.version.split()[0]}  " + "  ".join(
         f"{k} {v}" for k, v in versions.items()))
 
