@@ -4,8 +4,11 @@ sweep with its default plan, in interleaved rounds.
     PYTHONPATH=src python benchmarks/sharing.py --rounds 3 [--epochs 3] [--train-args "--threads 2"]
         [--env GOMP_SPINCOUNT=10000]
 
-Per round, in turn: one `quicknets train` alone; two started together; one started together with
-`quicknets sweep` (default workers and threads: one single-thread worker per free core). The
+Per round, in turn: one `quicknets train` alone; the same alone without what makes sharing work
+("alone, no sharing": `MKL_CBWR=AUTO`, MKL's usual mode, so the run neither runs MKL strictly
+nor follows the core lease: issue 13 asks that a run alone lose nothing to them); two started
+together; one started together with `quicknets sweep` (default workers and threads: one
+single-thread worker per free core). The
 trainings are the notebook's settings unless --train-args adds flags (`--threads 2` makes them
 fixed holders of the core lease, as a run whose numbers depend on its thread count is; each
 keeps its two threads). The sweep trains the same network at --sweep-trials learning rates, so
@@ -53,9 +56,10 @@ def main() -> None:
     print(f"train: quicknets {' '.join(train)}\nsweep: quicknets {' '.join(sweep)}\n"
           f"env: {' '.join(args.env) or '(none)'}  load: {open('/proc/loadavg').read().strip()}",
           flush=True)
-    times = {"alone": [], "pair": [], "beside sweep": []}
+    times = {"alone": [], "alone, no sharing": [], "pair": [], "beside sweep": []}
     for r in range(args.rounds):
         times["alone"].append(epoch_seconds(start(train, env)))
+        times["alone, no sharing"].append(epoch_seconds(start(train, {**env, "MKL_CBWR": "AUTO"})))
         pair = [start(train, env), start(train, env)]
         times["pair"] += [epoch_seconds(p) for p in pair]
         beside, sweeping = start(train, env), start(sweep, env)
@@ -66,6 +70,11 @@ def main() -> None:
             + f"  (load {open('/proc/loadavg').read().split()[0]})", flush=True)
     alone = [statistics.median(run[e] for run in times["alone"]) for e in range(args.epochs)]
     print("median epoch alone: " + " ".join(f"{s:.2f}" for s in alone) + " s")
+    plain = [statistics.median(run[e] for run in times["alone, no sharing"])
+             for e in range(args.epochs)]
+    print("alone / alone, no sharing (medians per epoch): "
+          + " ".join(f"{a / b:.2f}" for a, b in zip(alone, plain))
+          + f"; all epochs: {sum(alone) / sum(plain):.2f}")
     for name in ("pair", "beside sweep"):
         ratios = [run[e] / alone[e] for run in times[name] for e in range(args.epochs)]
         per_epoch = [statistics.median(run[e] for run in times[name]) / alone[e]
