@@ -191,11 +191,11 @@ def test_preset_help_offers_todays_names_and_reads_the_old_one(command, capsys):
     neither the help nor an error offers it."""
     with pytest.raises(SystemExit):
         main([command, "--help"])
-    assert "--preset {fast,accurate,best}" in capsys.readouterr().out
+    assert "--preset {fast,balanced,accurate,best}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
         main([command, "--preset", "fastest"])
     err = capsys.readouterr().err
-    assert e.value.code == 2 and "(choose from 'fast', 'accurate', 'best')" in err
+    assert e.value.code == 2 and "(choose from 'fast', 'balanced', 'accurate', 'best')" in err
     args = build_parser().parse_args([command, "--preset", "cnn"])
     assert args.preset == "accurate"
 

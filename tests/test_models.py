@@ -17,7 +17,7 @@ def test_notebook_network_layer_by_layer():
 
 
 @pytest.mark.parametrize("spec", ["784-256-128-64-10", [784, 10], "cnn", "conv8-fc16",
-                                  "conv4-conv4-conv4", "fc32", *NETWORKS])
+                                  "conv4-conv4-conv4", "convp4-conv4-fc8", "fc32", *NETWORKS])
 @pytest.mark.parametrize("shape", [(5, 1, 28, 28), (5, 784)])
 def test_output_is_log_probabilities(spec, shape):
     model = network(spec)
@@ -34,6 +34,14 @@ def test_options_add_layers():
     cnn = network("conv8-conv8-fc16", batchnorm=True, dropout=0.5)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in cnn) == 2
     assert sum(isinstance(m, nn.Dropout) for m in cnn) == 1
+
+
+def test_convp_pools_before_batchnorm_and_activation():
+    kinds = [type(m) for m in network("convp8-conv8-fc16", batchnorm=True)][1:9]
+    assert kinds == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.ReLU,  # convp8: pooled first
+                     nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]  # conv8
+    assert network("convp8-convp8-fc16")(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert network("convp8-fc16", batchnorm=True)[3].num_features == 8
 
 
 def test_config_rebuilds_the_same_architecture():

@@ -86,7 +86,8 @@ class DataConfig:
 @dataclass
 class NetworkConfig:
     network: str = opt("784-256-128-64-10", "the network: layer sizes (784-256-10), a CNN spec "
-                       "(conv32-conv64-fc128: convN = 3x3 conv + 2x2 pool, fcN = dense), a "
+                       "(conv32-conv64-fc128: convN = 3x3 conv + 2x2 pool, convpN = the same "
+                       "pooled before BatchNorm and activation, fcN = dense), a "
                        "ResNet spec (res64-res128) or a network name (mlp, cnn, cnn-wide, "
                        "resnet)", flags=("--layers", "--model"))
     activation: str = opt("relu", "activation after each hidden layer",

@@ -3,6 +3,7 @@
     model = network("784-256-128-64-10")               # the notebook's nn.Sequential + LogSoftmax
     model = network([784, 256, 10], activation="gelu", dropout=0.2, batchnorm=True)
     model = network("conv32-conv64-fc128")             # 3x3 conv + pool blocks, then dense layers
+    model = network("convp16-convp32-fc64")            # the same, pooled before BatchNorm + ReLU
     model = network("cnn")                             # a named network, see NETWORKS
     model = network("res64-res128-res256")             # conv+pool blocks, each with a residual
     print(summary(model))
@@ -172,27 +173,32 @@ class _Scale(nn.Module):
 
 def cnn(tokens: list, activation="relu", dropout=0.0, batchnorm=False,
         input_shape=(1, 28, 28), num_classes=10) -> list:
-    """convN: 3x3 conv with N channels (+BatchNorm), activation, 2x2 max-pool; fcN: dense layer."""
+    """convN: 3x3 conv with N channels (+BatchNorm), activation, 2x2 max-pool; convpN: 3x3 conv,
+    2x2 max-pool, (+BatchNorm), activation (airbench's order: the elementwise layers, most of a
+    small net's CPU time, see a quarter of the values); fcN: dense layer."""
     channels, height, width = input_shape
     layers, flat = [], None
     for token in tokens:
-        m = re.fullmatch(r"(conv|fc)(\d+)", token)
+        m = re.fullmatch(r"(conv|convp|fc)(\d+)", token)
         if not m:
-            raise QuicknetsError(f"unknown layer {token!r}: use convN (3x3 conv + pool) or fcN "
-                                 "(dense), e.g. conv32-conv64-fc128")
+            raise QuicknetsError(f"unknown layer {token!r}: use convN (3x3 conv + pool), convpN "
+                                 "(the same, pooled first) or fcN (dense), e.g. "
+                                 "conv32-conv64-fc128")
         kind, n = m.group(1), int(m.group(2))
         if n <= 0:
             raise QuicknetsError(f"layer {token!r} needs a positive size")
-        if kind == "conv":
+        if kind in ("conv", "convp"):
             if flat is not None:
                 raise QuicknetsError(f"{token!r} comes after a dense layer; put convs first")
             if min(height, width) < 2:
                 raise QuicknetsError(f"too many conv layers: the image is {height}x{width} before "
                                      f"{token!r}, and each conv layer halves it")
-            layers.append(nn.Conv2d(channels, n, 3, padding=1, bias=not batchnorm))
-            if batchnorm:
-                layers.append(nn.BatchNorm2d(n))
-            layers += [_activation(activation), nn.MaxPool2d(2)]
+            conv = nn.Conv2d(channels, n, 3, padding=1, bias=not batchnorm)
+            norm_act = ([nn.BatchNorm2d(n)] if batchnorm else []) + [_activation(activation)]
+            if kind == "conv":
+                layers += [conv, *norm_act, nn.MaxPool2d(2)]
+            else:  # BatchNorm and activation on a quarter of the values (airbench's order)
+                layers += [conv, nn.MaxPool2d(2), *norm_act]
             channels, height, width = n, height // 2, width // 2  # (B, n, H/2, W/2)
         else:
             if flat is None:
