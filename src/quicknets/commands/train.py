@@ -14,8 +14,9 @@ def add_parser(sub) -> None:
         add_flags(p, cls)
     p.add_argument("--preset", default=None, choices=list(PRESETS), type=preset_name,
                    help="a training recipe for time-to-accuracy (fast: 0.90 in 30 s on a CPU; "
-                        "accurate: 0.93 in 5 min; best: 0.95, GPU recommended); it fills in "
-                        "the network and train settings, and flags given explicitly still win")
+                        "accurate: 0.93 in 5 min; thorough: 0.94 in 10 min; best: 0.95, GPU "
+                        "recommended); it fills in the network and train settings, and flags "
+                        "given explicitly still win")
     p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
                    help="settings from a TOML file (the flags' names, top level or in [data], "
                         "[network], [train] tables; `preset = NAME` too); flags override it")
