@@ -2,7 +2,7 @@
 sweep with its default plan, in interleaved rounds.
 
     PYTHONPATH=src python benchmarks/sharing.py --rounds 3 [--epochs 3] [--train-args "--threads 2"]
-        [--env GOMP_SPINCOUNT=10000]
+        [--env GOMP_SPINCOUNT=10000] [--alone-only]
 
 Per round, in turn: one `quicknets train` alone; the same alone without what makes sharing work
 ("alone, no sharing": `MKL_CBWR=AUTO`, MKL's usual mode, so the run neither runs MKL strictly
@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="more flags for each training")
     parser.add_argument("--sweep-trials", type=int, default=4)
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--alone-only", action="store_true",
+                        help="only the two runs alone (what the sharing machinery costs)")
     args = parser.parse_args()
     env = {**os.environ, **dict(kv.split("=", 1) for kv in args.env)}
     runs = tempfile.mkdtemp(prefix="quicknets-bench-sharing-")
@@ -60,13 +62,14 @@ def main() -> None:
     for r in range(args.rounds):
         times["alone"].append(epoch_seconds(start(train, env)))
         times["alone, no sharing"].append(epoch_seconds(start(train, {**env, "MKL_CBWR": "AUTO"})))
-        pair = [start(train, env), start(train, env)]
-        times["pair"] += [epoch_seconds(p) for p in pair]
-        beside, sweeping = start(train, env), start(sweep, env)
-        times["beside sweep"].append(epoch_seconds(beside))
-        sweeping.communicate()
+        if not args.alone_only:
+            pair = [start(train, env), start(train, env)]
+            times["pair"] += [epoch_seconds(p) for p in pair]
+            beside, sweeping = start(train, env), start(sweep, env)
+            times["beside sweep"].append(epoch_seconds(beside))
+            sweeping.communicate()
         print(f"round {r + 1}/{args.rounds}: " + "  ".join(
-            f"{k}: {' '.join(f'{s:.2f}' for s in v[-1])}" for k, v in times.items())
+            f"{k}: {' '.join(f'{s:.2f}' for s in v[-1])}" for k, v in times.items() if v)
             + f"  (load {open('/proc/loadavg').read().split()[0]})", flush=True)
     alone = [statistics.median(run[e] for run in times["alone"]) for e in range(args.epochs)]
     print("median epoch alone: " + " ".join(f"{s:.2f}" for s in alone) + " s")
@@ -75,7 +78,7 @@ def main() -> None:
     print("alone / alone, no sharing (medians per epoch): "
           + " ".join(f"{a / b:.2f}" for a, b in zip(alone, plain))
           + f"; all epochs: {sum(alone) / sum(plain):.2f}")
-    for name in ("pair", "beside sweep"):
+    for name in () if args.alone_only else ("pair", "beside sweep"):
         ratios = [run[e] / alone[e] for run in times[name] for e in range(args.epochs)]
         per_epoch = [statistics.median(run[e] for run in times[name]) / alone[e]
                      for e in range(args.epochs)]
