@@ -17,12 +17,15 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from quicknets.presets import PRESETS
 
 # Issue 13's targets on a 2-core CPU: (least mean test accuracy over the seeds, most mean
 # seconds of the whole process).
@@ -41,7 +44,8 @@ def train_once(name: str, seed: int, runs: str, threads: int, extra: list) -> di
     p = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if p.returncode != 0:
-        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}{p.stderr}")
+        last = (p.stderr.strip() or p.stdout.strip() or "no output").splitlines()[-1]
+        sys.exit(f"error: {' '.join(cmd[1:])} failed ({p.returncode}): {last}")
     (run,) = [d for d in runs_dir.iterdir() if (d / "results.json").is_file()]
     results = json.loads((run / "results.json").read_text())
     history = json.loads((run / "history.json").read_text())
@@ -67,7 +71,7 @@ def verdict(name: str, accuracy: float, seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=list(TARGETS))
+    parser.add_argument("--presets", nargs="+", default=list(TARGETS), choices=list(PRESETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=0,
                         help="--threads for each run (0: left to quicknets, every usable core)")
@@ -77,8 +81,12 @@ def main() -> None:
     args = parser.parse_args()
     extra = []
     for item in args.set:
-        key, value = item.split("=", 1)
+        key, sep, value = item.partition("=")
+        if not (key and sep):
+            parser.error(f"--set takes KEY=VALUE, not {item!r}")
         extra += [f"--{key.replace('_', '-')}", value]
+    # a kill (SIGTERM) ends like Ctrl-C, through the `finally` that removes the runs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped (SIGTERM)"))
     runs = tempfile.mkdtemp(prefix="quicknets-bench-presets-")
     load_start = os.getloadavg()[0]
     rows = {name: [] for name in args.presets}
@@ -101,7 +109,8 @@ def main() -> None:
         print(f"{name:<9} accuracy {mean_std(accs, 4)} (each {' '.join(f'{a:.4f}' for a in accs)})"
               f"  whole process {mean_std(secs, 1)} s  training "
               f"{mean_std([r['training'] for r in runs_], 1)} s  "
-              f"{verdict(name, statistics.mean(accs), statistics.mean(secs))}")
+              + ("(--set: no target)" if args.set else
+                 verdict(name, statistics.mean(accs), statistics.mean(secs))))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 import torch
 from torch import nn
 
+from quicknets.errors import QuicknetsError
 from quicknets.models import network
 
 STEPS_PER_EPOCH = 235  # 60,000 images / 256, rounded up
@@ -29,13 +30,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per round")
     args = parser.parse_args()
+    for flag in ("threads", "rounds", "steps"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, not {getattr(args, flag)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be at least 0, not {args.warmup}")
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 1, 28, 28, generator=g)  # (B, C, H, W)
     y = torch.randint(0, 10, (256,), generator=g)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    models = {n: network(n, batchnorm=True, flip_tta=True).to(memory_format=torch.channels_last)
-              for n in args.networks}
+    try:
+        models = {n: network(n, batchnorm=True, flip_tta=True).to(
+            memory_format=torch.channels_last) for n in args.networks}
+    except QuicknetsError as e:
+        parser.error(str(e))
     opts = {n: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
                                fused=True) for n, m in models.items()}
     times = {n: [] for n in models}

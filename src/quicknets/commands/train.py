@@ -14,8 +14,8 @@ def add_parser(sub) -> None:
         add_flags(p, cls)
     p.add_argument("--preset", default=None, choices=list(PRESETS), type=preset_name,
                    help="a training recipe for time-to-accuracy (fast: 0.90, an MLP; balanced: "
-                        "0.92, a small CNN; accurate: 0.93; thorough: 0.94, a small ResNet; "
-                        "best: 0.95, GPU recommended; times in the README); it fills in "
+                        "0.92, a small CNN; accurate: 0.935, a CNN; thorough: 0.94, a small "
+                        "ResNet; best: 0.95, GPU recommended; times in the README); it fills in "
                         "the network and train settings, and flags given explicitly still win")
     p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
                    help="settings from a TOML file (the flags' names, top level or in [data], "
@@ -108,7 +108,9 @@ def run(args) -> int:
     say("config: " + "  ".join(f"{k}={v}" for k, v in config.flat().items()))
     if not args.quiet:
         params, flops = totals(model)
-        say(f"network: {params:,} parameters, {flops:,} FLOPs per image (forward pass)")
+        counted = ("forward pass of the image and its mirror: flip TTA" if config.network.flip_tta
+                   else "forward pass")
+        say(f"network: {params:,} parameters, {flops:,} FLOPs per image ({counted})")
     say(f"data: {data.name} from {data.source}: {len(data.train_labels)} train, "
         f"{0 if data.val_labels is None else len(data.val_labels)} validation, "
         f"{len(data.test_labels)} test images")
