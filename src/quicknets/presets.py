@@ -28,23 +28,23 @@ from quicknets.errors import QuicknetsError
 # ± 0.0022 (seed 2: 0.9316, too little margin).
 PRESETS = {
     "fast": {
-        "target": "0.905 test accuracy in ~12 s, whole process, measured on a 2-core CPU "
-                  "(issue 13 asked for 5 s: not reachable with torch's ~2.5 s start-up)",
+        "target": "0.905 test accuracy in ~12 s, whole process, measured on a 2-core CPU"
+                  "; target: 5 s, out of reach with torch's ~2.5 s start-up",
         "settings": {"network": "784-512-256-10", "batchnorm": True, "optimizer": "adam",
                      "lr": 0.003, "batch_size": 256, "epochs": 8, "schedule": "onecycle",
                      "warmup": 0.2, "label_smoothing": 0.1, "bf16": True},
     },
     "balanced": {
-        "target": "0.92 test accuracy in ~18 s, whole process, measured on a 2-core CPU "
-                  "(target: 30 s)",
+        "target": "0.92 test accuracy in ~18 s, whole process, measured on a 2-core CPU"
+                  "; target: 30 s",
         "settings": {"network": "convp16-convp32-fc128", "batchnorm": True, "optimizer": "adam",
                      "lr": 0.01, "batch_size": 256, "epochs": 4, "schedule": "onecycle",
                      "warmup": 0.2, "label_smoothing": 0.1, "bf16": True,
                      "channels_last": True},
     },
     "accurate": {
-        "target": "0.935 test accuracy in ~62 s, whole process, measured on a 2-core CPU "
-                  "(target: 90 s)",
+        "target": "0.935 test accuracy in ~62 s, whole process, measured on a 2-core CPU"
+                  "; target: 90 s",
         "settings": {"network": "convp32-convp64-fc128", "batchnorm": True, "flip_tta": True,
                      "optimizer": "adam",
                      "lr": 0.01, "batch_size": 256, "epochs": 7, "schedule": "onecycle",
@@ -58,8 +58,8 @@ PRESETS = {
     # 2 threads, quiet: seed 0 0.9425 in 554.5 s whole process. BatchNorm is always in resN
     # blocks; the setting says so in the config.
     "thorough": {
-        "target": "0.94 test accuracy in ~9.2 minutes, whole process, measured on a 2-core CPU "
-                  "(target: 10 minutes)",
+        "target": "0.94 test accuracy in ~9.2 minutes, whole process, measured on a 2-core CPU"
+                  "; target: 10 minutes",
         "settings": {"network": "res32-res64-res128", "batchnorm": True, "flip_tta": True,
                      "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
                      "batch_size": 256, "epochs": 20, "schedule": "onecycle", "warmup": 0.2,
