@@ -55,10 +55,10 @@ PRESETS = {
     # one's) with `best`'s recipe (issue 13). Measured at 1 thread (benchmarks/README.md):
     # 0.9411 ± 0.0023 over seeds 0-2 (0.9404, 0.9436, 0.9392), 903-936 s of training at 1
     # thread beside other work; 15 epochs gave 0.9391 (seed 0, 678 s): too close, hence 20. At
-    # 2 threads, quiet: seed 0 0.9425 in 554.5 s whole process. BatchNorm is always in resN
-    # blocks; the setting says so in the config.
+    # 2 threads, quiet: 0.9421 ± 0.0024 (seed 2: 0.9395) in 526 ± 28 s whole process.
+    # BatchNorm is always in resN blocks; the setting says so in the config.
     "thorough": {
-        "target": "0.94 test accuracy in ~9.2 minutes, whole process, measured on a 2-core CPU"
+        "target": "0.94 test accuracy in ~9 minutes, whole process, measured on a 2-core CPU"
                   "; target: 10 minutes",
         "settings": {"network": "res32-res64-res128", "batchnorm": True, "flip_tta": True,
                      "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
