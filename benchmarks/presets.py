@@ -28,9 +28,9 @@ from pathlib import Path
 from quicknets.presets import PRESETS
 
 # Issue 13's targets on a 2-core CPU: (least mean test accuracy over the seeds, most mean
-# seconds of the whole process).
+# seconds of the whole process; None: no time target, `best` is only measured here).
 TARGETS = {"fast": (0.90, 5.0), "balanced": (0.92, 30.0), "accurate": (0.93, 90.0),
-           "thorough": (0.94, 600.0)}
+           "thorough": (0.94, 600.0), "best": (0.95, None)}
 
 
 def train_once(name: str, seed: int, runs: str, threads: int, extra: list) -> dict:
@@ -65,13 +65,16 @@ def verdict(name: str, accuracy: float, seconds: float) -> str:
         return "no target"
     least, most = TARGETS[name]
     acc = "met" if accuracy >= least else "NOT met"
+    if most is None:
+        return f"target >= {least} ({acc}), no time target"
     time_ = "met" if seconds <= most else "NOT met"
     return f"target >= {least} ({acc}) in <= {most:g} s ({time_})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=list(TARGETS), choices=list(PRESETS))
+    parser.add_argument("--presets", nargs="+", default=[n for n in TARGETS if n != "best"],
+                        choices=list(PRESETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=0,
                         help="--threads for each run (0: left to quicknets, every usable core)")
