@@ -15,8 +15,9 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default=None, choices=list(PRESETS), type=preset_name,
                    help="a training recipe for time-to-accuracy (fast: 0.90, an MLP; balanced: "
                         "0.92, a small CNN; accurate: 0.935, a CNN; thorough: 0.94, a small "
-                        "ResNet; best: 0.95, GPU recommended; times in the README); it fills in "
-                        "the network and train settings, and flags given explicitly still win")
+                        "ResNet; best: aims at 0.95, GPU recommended; times in the README); it "
+                        "fills in the network and train settings, and flags given explicitly "
+                        "still win")
     p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
                    help="settings from a TOML file (the flags' names, top level or in [data], "
                         "[network], [train] tables; `preset = NAME` too); flags override it")
