@@ -155,12 +155,23 @@ def test_composite_is_the_picture_on_white():
 
 
 def test_a_white_object_on_transparency_shows_nothing_on_white(fashion, tmp_path):
-    """As on a white page: the fixed background is the viewer's, whatever the picture."""
+    """As on a white page: the fixed background is the viewer's, whatever the picture. Such a
+    file is an error, not a blank image classified as something; so is a fully clear one."""
     x = fashion.test_images[0].numpy()
-    Image.fromarray(np.dstack([np.full((28, 28, 3), 255, np.uint8), x]), "RGBA").save(
-        tmp_path / "white-on-clear.png")
-    Image.new("L", (28, 28), 255).save(tmp_path / "white.png")
-    assert np.array_equal(load(tmp_path / "white-on-clear.png"), load(tmp_path / "white.png"))
+    rgba = np.dstack([np.full((28, 28, 3), 255, np.uint8), x])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "white-on-clear.png")
+    Image.fromarray(np.zeros_like(rgba), "RGBA").save(tmp_path / "clear.png")
+    for name in ("white-on-clear.png", "clear.png"):
+        with Image.open(tmp_path / name) as img:
+            assert (to_gray(img) == 255).all()
+        for layout in ("fashion", "digits"):
+            assert error_line(tmp_path / name, layout=layout) == (
+                f"{tmp_path / name} shows nothing: its transparency is seen on white, as a "
+                "browser shows it, and what is not transparent is white too (save it on a "
+                "black background)")
+    Image.new("L", (28, 28), 255).save(tmp_path / "white.png")  # no transparency: as it is
+    assert (load(tmp_path / "white.png") == 0).all()
+    assert (load(tmp_path / "clear.png", shape=(1, 28, 28), layout="resize") == 255).all()
 
 
 FORMS = ["RGBA", "LA", "PA", "P-tRNS", "L-tRNS", "RGB-tRNS", "GIF", "RGBA-associated-TIFF"]

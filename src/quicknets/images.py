@@ -36,7 +36,8 @@ Sources for the two layouts:
 Transparency: a file is judged as an image viewer or a browser shows it, on one fixed background,
 white (BACKGROUND); then the layout decides, as for any photo, whether to invert (a light border:
 a photo on white). So a cut-out garment gives what the same garment photographed on white gives,
-however bright it is; a white object on transparency shows nothing, as it does on a white page.
+however bright it is. A white object on transparency shows nothing, as on a white page: an error
+(in the fashion and digits layouts), not a blank image to classify.
 
 torch is imported only by load_image, to_chw and to_nchw: the folder reader's worker processes
 decode without it.
@@ -69,11 +70,22 @@ def load_image(path, shape=(1, 28, 28), layout="fashion"):
     size = (height, width)
     if layout == "resize":
         return torch.from_numpy(decode_image(path, size, channels))
-    gray = to_gray(read_image(path, size))  # (H0, W0) uint8, any size
+    img = read_image(path, size)
+    gray = to_gray(img)  # (H0, W0) uint8, any size
+    if gray.min() == gray.max() and _transparent_somewhere(img):  # a white object on clear
+        raise QuicknetsError(f"{path} shows nothing: its transparency is seen on white, as a "
+                             "browser shows it, and what is not transparent is white too (save "
+                             "it on a black background)")
     if not looks_like_dataset(gray, size):
         gray = dark_background(gray)
         gray = fashion_layout(gray, size) if layout == "fashion" else digits_layout(gray, size)
     return torch.from_numpy(gray)[None]  # (1, H, W)
+
+
+def _transparent_somewhere(img) -> bool:
+    if img.mode not in ALPHA_MODES and "transparency" not in img.info:
+        return False
+    return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
 
 
 def _check_shape(shape, layout="fashion") -> tuple:
