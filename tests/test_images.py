@@ -574,7 +574,8 @@ ONE_IMAGE = {  # an image (C, H, W) in each layout a user may hand over
     "flat": lambda x: x.reshape(-1), "(1, C*H*W)": lambda x: x.reshape(1, -1)}
 GREY_ONLY = {"(H, W)": lambda x: x[0]}
 KINDS = {"uint8 tensor": lambda x: x, "uint8 numpy": lambda x: x.numpy(),
-         "float tensor": lambda x: x.float() / 255, "float numpy": lambda x: x.float().numpy() / 255,
+         "float tensor": lambda x: x.float() / 255,
+         "float numpy": lambda x: x.float().numpy() / 255,
          "read-only big-endian numpy": lambda x: big_endian(x.float().numpy() / 255)}
 
 

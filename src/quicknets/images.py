@@ -7,7 +7,7 @@
 
 The steps, each a small function (on uint8 (H, W) grey arrays after to_gray), testable alone:
     read_image          the file's first frame, upright by its EXIF orientation; too large: error
-    to_gray             any PIL mode -> 8-bit grey: transparency shown on white, 16/32-bit, float scaled
+    to_gray             any PIL mode -> 8-bit grey: transparency on white, 16/32-bit, float scaled
     looks_like_dataset  already the target size on a dark background: then used pixel for pixel
     dark_background     inverted when its border is light (the datasets' backgrounds are black)
     fashion_layout      the object cropped, its longer side scaled to fit, centred
@@ -15,11 +15,11 @@ The steps, each a small function (on uint8 (H, W) grey arrays after to_gray), te
 The "resize" layout, for your own data (sources.py reads an image folder with the same steps,
 so a file classified later gets exactly the pixels its folder's images got in training):
     decode_image        the file in 1 or 3 channels (to_gray or to_rgb), resized to a size
-    to_rgb              any PIL mode -> 8-bit RGB (H, W, 3), transparency shown on white as to_gray
-Arrays and tensors (classify, predict, imshow, view_classify) take one judge of their layout:
-    to_chw              one image, (H, W), (H, W, C), (C, H, W), (1, C, H, W) or flat -> (C, H, W)
-    to_nchw             a batch, (N, H, W), (N, H, W, C), (N, C, H, W) or (N, C*H*W) -> (N, C, H, W)
+    to_rgb              any PIL mode -> 8-bit RGB (H, W, 3), transparency on white as to_gray
     resize              scaled to exactly (H, W) (Lanczos), aspect ratio not kept; same size: as is
+Arrays and tensors (classify, predict, imshow, view_classify) have one judge of their layout:
+    to_chw              one image: (H, W), (H, W, C), (C, H, W), (1, C, H, W) or flat -> (C, H, W)
+    to_nchw             a batch: (N, H, W), (N, H, W, C), (N, C, H, W), (N, C*H*W) -> (N, C, H, W)
 
 Sources for the two layouts:
     "fashion": Xiao, Rasul & Vollgraf, "Fashion-MNIST: a Novel Image Dataset for Benchmarking
