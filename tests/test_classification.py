@@ -75,7 +75,8 @@ def test_unreadable_image(tmp_path, model):
 
 
 def test_wrong_shapes_and_indices(model, tiny):
-    with pytest.raises(QuicknetsError, match="1x28x28 = 784 values"):
+    with pytest.raises(QuicknetsError, match=r"laid out \(1, 28, 28\), \(28, 28, 1\), "
+                                             r"\(28, 28\) or flat \(784,\), not \(3, 32, 32\)"):
         classify(model, torch.zeros(3, 32, 32, dtype=torch.uint8))
     with pytest.raises(QuicknetsError, match="outside the test set"):
         classify(model, 100, tiny)

@@ -73,8 +73,23 @@ def test_imshow_undoes_the_normalisation_in_gray(tiny):
 
 @pytest.mark.parametrize("shape", [(2, 28, 28), (5,), (4, 3, 28, 28), (28, 28, 4)])
 def test_imshow_refuses_a_wrong_shape(shape):
-    with pytest.raises(QuicknetsError, match="cannot show an image of shape"):
+    with pytest.raises(QuicknetsError, match=r"an image is laid out \(H, W\), \(H, W, C\) or "
+                                             r"\(C, H, W\) with 1 or 3 channels, not "):
         plots.imshow(torch.zeros(shape))
+
+
+def test_imshow_and_view_classify_take_channels_last(tiny):
+    """The issue's member: (28, 28, 1), the Keras/NumPy layout classify takes, was refused.
+    (tests/test_images.py tries every layout in classify, predict and both figures.)"""
+    raw = tiny.test_images[0].numpy()  # uint8 (28, 28)
+    want = image_axes(plots.imshow(raw))[0].images[0].get_array()
+    for image in (raw[..., None], raw[None, ..., None], raw.reshape(-1)):
+        assert np.array_equal(image_axes(plots.imshow(image))[0].images[0].get_array(), want)
+        fig = plots.view_classify(image, torch.full((10,), 0.1), data=tiny)
+        assert np.array_equal(image_axes(fig)[0].images[0].get_array(), want)
+    rgb = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    shown = image_axes(plots.imshow(rgb))[0].images[0].get_array()  # any size, channels last
+    assert np.allclose(shown, rgb / 255.0)
 
 
 def test_view_classify_bars_names_and_colours(tiny):
@@ -136,7 +151,7 @@ def test_view_classify_bad_input():
         plots.view_classify(image, torch.full((10,), float("nan")))
     with pytest.raises(QuicknetsError, match="3 class names for 10"):
         plots.view_classify(image, torch.full((10,), 0.1), ["a", "b", "c"])
-    with pytest.raises(QuicknetsError, match="cannot show an image of shape"):
+    with pytest.raises(QuicknetsError, match=r"an image is laid out .* not \(2, 28, 28\)"):
         plots.view_classify(torch.zeros(2, 28, 28), torch.full((10,), 0.1))
     with pytest.raises(QuicknetsError, match="outside 0..9"):
         plots.view_classify(image, torch.full((10,), 0.1), true_label=10)

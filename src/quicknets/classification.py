@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from quicknets.errors import QuicknetsError
-from quicknets.images import load_image
+from quicknets.images import as_tensor, load_image, to_chw, to_nchw
 from quicknets.preprocessing import Preprocessing, preprocessing_of
 
 BATCH_SIZE = 1024  # images per forward pass in predict: (1024, 784) floats are 3 MB
@@ -39,15 +39,11 @@ def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
     elif isinstance(image, (str, Path)):
         image = load_image(image, pre.shape, pre.layout)
     elif isinstance(image, np.ndarray):
-        image = torch.from_numpy(image)
+        image = as_tensor(image)
     if not isinstance(image, torch.Tensor):
         raise QuicknetsError(f"cannot classify a {type(image).__name__}: give a tensor, a "
                              "test-set index or an image file")
-    c, h, w = pre.shape
-    if image.numel() != pre.features:
-        raise QuicknetsError(f"an image must have {c}x{h}x{w} = {pre.features} values, this "
-                             f"one has shape {tuple(image.shape)}")
-    x = image.reshape(1, c, h, w)
+    x = to_chw(image, pre.shape)[None]  # any layout of one image -> (1, C, H, W)
     if x.dtype == torch.uint8:
         return pre.normalize(x)
     return x.float()  # already normalised, as the notebook's DataLoader gave them
@@ -87,35 +83,25 @@ def classify(model: nn.Module, image, data=None, top: int = 3, classes=None) -> 
 
 def as_batch(images, pre: Preprocessing) -> torch.Tensor:
     """A batch in any accepted form -> (N, C, H, W), uint8 pixels or floats already normalised:
-    a tensor or numpy array (N, H, W), (N, C, H, W) or flat (N, C*H*W); a list of image files,
-    tensors or arrays (one image each); or one image file."""
-    c, h, w = pre.shape
+    a tensor or numpy array laid out as images.to_nchw takes it ((N, C, H, W), (N, H, W, C),
+    (N, H, W) or flat (N, C*H*W)); a list of image files, tensors or arrays (one image each, in
+    any layout images.to_chw takes); or one image file."""
     if isinstance(images, (str, Path)):
         images = [images]
     if isinstance(images, (list, tuple)):
         if not images:
             raise QuicknetsError("no images to predict")
         items = [load_image(i, pre.shape, pre.layout) if isinstance(i, (str, Path))
-                 else _tensor(i) for i in images]
+                 else to_chw(_tensor(i), pre.shape) for i in images]
         if len({x.dtype for x in items}) > 1:
             raise QuicknetsError("a batch mixes uint8 pixels and floats: give one or the other")
-        for x in items:
-            if x.numel() != pre.features:
-                raise QuicknetsError(f"an image must have {c}x{h}x{w} = {pre.features} values, "
-                                     f"one has shape {tuple(x.shape)}")
-        images = torch.stack([x.reshape(c, h, w) for x in items])
-    x = _tensor(images)
-    accepted = [(c, h, w), (c * h * w,)] + ([(h, w)] if c == 1 else [])
-    if x.dim() < 2 or tuple(x.shape[1:]) not in accepted:
-        raise QuicknetsError(f"a batch of images has shape (N, {c}, {h}, {w}), (N, {h}, {w}) "
-                             f"or (N, {c * h * w}), not {tuple(x.shape)} (one image: "
-                             "images[None])")
-    return x.reshape(-1, c, h, w)
+        images = torch.stack(items)
+    return to_nchw(_tensor(images), pre.shape)  # any layout of a batch -> (N, C, H, W)
 
 
 def _tensor(image) -> torch.Tensor:
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image))
+        image = as_tensor(image)
     if not isinstance(image, torch.Tensor):
         raise QuicknetsError(f"cannot predict a {type(image).__name__}: give tensors, numpy "
                              "arrays or image files")

@@ -7,7 +7,7 @@
 
 The steps, each a small function (on uint8 (H, W) grey arrays after to_gray), testable alone:
     read_image          the file's first frame, upright by its EXIF orientation; too large: error
-    to_gray             any PIL mode -> 8-bit grey: transparency composited, 16/32-bit, float scaled
+    to_gray             any PIL mode -> 8-bit grey: transparency on white, 16/32-bit, float scaled
     looks_like_dataset  already the target size on a dark background: then used pixel for pixel
     dark_background     inverted when its border is light (the datasets' backgrounds are black)
     fashion_layout      the object cropped, its longer side scaled to fit, centred
@@ -15,8 +15,11 @@ The steps, each a small function (on uint8 (H, W) grey arrays after to_gray), te
 The "resize" layout, for your own data (sources.py reads an image folder with the same steps,
 so a file classified later gets exactly the pixels its folder's images got in training):
     decode_image        the file in 1 or 3 channels (to_gray or to_rgb), resized to a size
-    to_rgb              any PIL mode -> 8-bit RGB (H, W, 3), transparency composited as to_gray
+    to_rgb              any PIL mode -> 8-bit RGB (H, W, 3), transparency on white as to_gray
     resize              scaled to exactly (H, W) (Lanczos), aspect ratio not kept; same size: as is
+Arrays and tensors (classify, predict, imshow, view_classify) have one judge of their layout:
+    to_chw              one image: (H, W), (H, W, C), (C, H, W), (1, C, H, W) or flat -> (C, H, W)
+    to_nchw             a batch: (N, H, W), (N, H, W, C), (N, C, H, W), (N, C*H*W) -> (N, C, H, W)
 
 Sources for the two layouts:
     "fashion": Xiao, Rasul & Vollgraf, "Fashion-MNIST: a Novel Image Dataset for Benchmarking
@@ -30,7 +33,14 @@ Sources for the two layouts:
         at the center of the 28x28 field". KMNIST (Clanuwat et al., arXiv:1812.01718, 2018) is a
         drop-in replacement for MNIST, so its characters take the same layout.
 
-torch is imported only by load_image: the folder reader's worker processes decode without it.
+Transparency: a file is judged as an image viewer or a browser shows it, on one fixed background,
+white (BACKGROUND); then the layout decides, as for any photo, whether to invert (a light border:
+a photo on white). So a cut-out garment gives what the same garment photographed on white gives,
+however bright it is. A white object on transparency shows nothing, as on a white page: an error
+(in the fashion and digits layouts), not a blank image to classify.
+
+torch is imported only by load_image, to_chw and to_nchw: the folder reader's worker processes
+decode without it.
 """
 import warnings
 
@@ -44,6 +54,7 @@ DIGIT_BOX = 20 / 28  # MNIST: the digit fits a 20x20 box in the 28x28 field
 DRAFT_FACTOR = 16  # JPEGs are decoded at no less than 16x the target size (the object may be small)
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 GREY_MODES = ("1", "L", "LA", "La", "I", "F")  # and I;16*: one channel, read as 1 channel
+BACKGROUND = 255  # what transparency shows: white, as image viewers and browsers show it
 
 
 def load_image(path, shape=(1, 28, 28), layout="fashion"):
@@ -59,11 +70,22 @@ def load_image(path, shape=(1, 28, 28), layout="fashion"):
     size = (height, width)
     if layout == "resize":
         return torch.from_numpy(decode_image(path, size, channels))
-    gray = to_gray(read_image(path, size))  # (H0, W0) uint8, any size
+    img = read_image(path, size)
+    gray = to_gray(img)  # (H0, W0) uint8, any size
+    if gray.min() == gray.max() and _transparent_somewhere(img):  # a white object on clear
+        raise QuicknetsError(f"{path} shows nothing: its transparency is seen on white, as a "
+                             "browser shows it, and what is not transparent is white too (save "
+                             "it on a black background)")
     if not looks_like_dataset(gray, size):
         gray = dark_background(gray)
         gray = fashion_layout(gray, size) if layout == "fashion" else digits_layout(gray, size)
     return torch.from_numpy(gray)[None]  # (1, H, W)
+
+
+def _transparent_somewhere(img) -> bool:
+    if img.mode not in ALPHA_MODES and "transparency" not in img.info:
+        return False
+    return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
 
 
 def _check_shape(shape, layout="fashion") -> tuple:
@@ -77,6 +99,80 @@ def _check_shape(shape, layout="fashion") -> tuple:
                              f"layout, not {shape[0]} channels (3-channel data takes the "
                              "resize layout)")
     return tuple(shape)
+
+
+def to_chw(image, shape=None):
+    """One image as a contiguous tensor (C, H, W), its dtype and values kept: the one judge of
+    image layouts, for classify, predict, imshow and view_classify alike.
+
+    `image`: a numpy array or tensor of uint8 pixels or floats, laid out (H, W) (one channel),
+    (H, W, C) (NumPy's, PIL's and Keras's channels last), (C, H, W) (PyTorch's) or flat (C*H*W
+    values in PyTorch's order), each also with a leading batch of one. `shape`: the (C, H, W)
+    it must have (a network's input); where two layouts fit (C = H = W) it is (C, H, W).
+    shape=None: any H x W (at least 2x2) with 1 or 3 channels, not flat (whose shape is unknown).
+    Raises QuicknetsError for another shape, something that is not an array, or a dtype other
+    than uint8 and float."""
+    x = as_tensor(image)
+    dims = tuple(x.shape)
+    if shape is None:
+        while x.dim() > 3 and x.shape[0] == 1:
+            x = x[0]  # a batch of one
+        if x.dim() == 2 and min(x.shape) > 1:
+            return x[None].contiguous()  # (H, W) -> (1, H, W)
+        if x.dim() == 3 and x.shape[0] in (1, 3) and min(x.shape[1:]) > 1:
+            return x.contiguous()
+        if x.dim() == 3 and x.shape[2] in (1, 3) and min(x.shape[:2]) > 1:
+            return x.movedim(2, 0).contiguous()  # (H, W, C) -> (C, H, W)
+        raise QuicknetsError(f"an image is laid out (H, W), (H, W, C) or (C, H, W) with 1 or 3 "
+                             f"channels, not {dims}")
+    layouts = _layouts(*shape)
+    for one in (dims, dims[1:] if dims[:1] == (1,) else None):  # as it is, or a batch of one
+        if one in layouts:
+            return layouts[one](x.reshape(one)).contiguous()  # as PyTorch's own: same bits
+    c, h, w = shape
+    raise QuicknetsError(f"an image for this network is laid out ({c}, {h}, {w}), ({h}, {w}, {c})"
+                         f"{f', ({h}, {w})' if c == 1 else ''} or flat ({c * h * w},), not {dims}")
+
+
+def to_nchw(images, shape):
+    """A batch as a contiguous tensor (N, C, H, W) of `shape` (C, H, W), dtype and values kept:
+    its images laid out as to_chw takes them, (N, C, H, W), (N, H, W, C), (N, H, W) (one
+    channel) or flat (N, C*H*W). Raises QuicknetsError as to_chw does."""
+    x = as_tensor(images)
+    layouts = _layouts(*shape)
+    if x.dim() >= 2 and tuple(x.shape[1:]) in layouts:
+        return layouts[tuple(x.shape[1:])](x).contiguous()
+    c, h, w = shape
+    raise QuicknetsError(f"a batch of images is laid out (N, {c}, {h}, {w}), (N, {h}, {w}, {c})"
+                         f"{f', (N, {h}, {w})' if c == 1 else ''} or (N, {c * h * w}), not "
+                         f"{tuple(x.shape)} (one image: images[None])")
+
+
+def _layouts(c: int, h: int, w: int) -> dict:
+    """The trailing dims of each accepted layout of a (C, H, W) image -> how they become
+    (..., C, H, W), whatever dims lead (a batch). The first wins where two are alike."""
+    layouts = {(c, h, w): lambda x: x}
+    layouts.setdefault((h, w, c), lambda x: x.movedim(-1, -3))  # channels last -> first
+    if c == 1:
+        layouts.setdefault((h, w), lambda x: x.unsqueeze(-3))
+    layouts.setdefault((c * h * w,), lambda x: x.unflatten(-1, (c, h, w)))
+    return layouts
+
+
+def as_tensor(image):
+    """A numpy array or tensor of uint8 or floats, as a tensor (sharing a numpy array's memory
+    where torch can: not for a read-only or non-native byte order array)."""
+    import torch
+    if isinstance(image, np.ndarray):
+        if not image.flags.writeable or image.dtype.byteorder not in "=|":
+            image = image.astype(image.dtype.newbyteorder("="))  # torch takes neither
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if not isinstance(image, torch.Tensor):
+        raise QuicknetsError(f"an image is a numpy array or a tensor, not a "
+                             f"{type(image).__name__}")
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise QuicknetsError(f"images are uint8 pixels (0..255) or floats, not {image.dtype}")
+    return image
 
 
 def read_image(path, size=(28, 28)):
@@ -144,9 +240,9 @@ def _one_line(e: Exception) -> str:
 
 
 def to_gray(img) -> np.ndarray:
-    """A PIL image in any mode -> uint8 (H, W) grey. Transparency is composited onto the
-    background the picture implies (see composite); 16-bit, 32-bit and float grey are scaled to
-    8 bits (see scale_to_8bit) instead of being clipped at 255."""
+    """A PIL image in any mode -> uint8 (H, W) grey. Transparency (an alpha band, a palette's
+    transparent entries, a colour key) is shown on white (see composite); 16-bit, 32-bit and
+    float grey are scaled to 8 bits (see scale_to_8bit) instead of being clipped at 255."""
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         return scale_to_8bit(np.asarray(img), img.mode)
     if img.mode == "LAB":  # PIL cannot convert LAB to L; its L band is the lightness
@@ -161,41 +257,21 @@ def to_gray(img) -> np.ndarray:
 
 def to_rgb(img) -> np.ndarray:
     """A PIL image in any mode -> uint8 (H, W, 3). Grey modes (16/32-bit and float scaled as
-    in to_gray) give three equal channels; transparency is composited onto white when the
-    visible content is dark on average, onto black when it is light, as to_gray does."""
+    in to_gray) give three equal channels; transparency is shown on white, as in to_gray."""
     if img.mode.startswith("I;16") or img.mode in ("I", "F", "LAB"):
         return np.repeat(to_gray(img)[..., None], 3, axis=2)
     if img.mode in ALPHA_MODES or "transparency" in img.info:
-        rgba = img.convert("RGBA")  # a palette's or a colour key's alpha applied
-        gray_alpha = np.asarray(rgba.convert("LA"))  # (H, W, 2): what picks the background
-        rgb = np.asarray(rgba)[..., :3].astype(np.uint16)  # (H, W, 3)
-        alpha = gray_alpha[..., 1:].astype(np.uint16)  # (H, W, 1)
-        background = _background(gray_alpha[..., 0], gray_alpha[..., 1])
-        mixed = rgb * alpha + background * (255 - alpha)  # at most 255 * 255: fits 16 bits
-        return ((mixed + 127) // 255).astype(np.uint8)
+        rgba = np.asarray(img.convert("RGBA"))  # a palette's or a colour key's alpha applied
+        return composite(rgba[..., :3], rgba[..., 3:])
     return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
-def _background(gray: np.ndarray, alpha: np.ndarray) -> int:
-    """255 (white) under visible content that is dark on average, else 0 (black)."""
-    opacity = int(alpha.astype(np.int64).sum())
-    if opacity == 0:
-        return 0
-    content = int((gray.astype(np.int64) * alpha).sum()) / opacity
-    return 255 if content < 128 else 0
-
-
-def composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Grey (H, W) with alpha (H, W) flattened onto the background the picture implies: white
-    when its visible content is dark on average (a dark garment cut out), black when it is light
-    (the datasets' look). A fully transparent picture is black."""
-    gray, alpha = gray.astype(np.uint16), alpha.astype(np.uint16)
-    opacity = int(alpha.sum(dtype=np.int64))
-    if opacity == 0:
-        return np.zeros(gray.shape, dtype=np.uint8)
-    content = int((gray * alpha).sum(dtype=np.int64)) / opacity  # mean grey of what is visible
-    background = 255 if content < 128 else 0
-    mixed = gray * alpha + background * (255 - alpha)  # at most 255 * 255: fits 16 bits
+def composite(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 pixels (H, W) or (H, W, C) with straight (not premultiplied) alpha, (H, W) or
+    (H, W, 1), flattened onto BACKGROUND (white) as a viewer shows them: pixel * a + 255 * (1 - a)
+    with a = alpha / 255, rounded to the nearest level. -> uint8, the shape of `pixels`."""
+    pixels, alpha = pixels.astype(np.uint16), alpha.astype(np.uint16)
+    mixed = pixels * alpha + BACKGROUND * (255 - alpha)  # at most 255 * 255: fits 16 bits
     return ((mixed + 127) // 255).astype(np.uint8)  # rounded: x / 255 is never exactly k + 1/2
 
 

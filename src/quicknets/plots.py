@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from quicknets.classification import load_image, probabilities
 from quicknets.datasets import DATASETS
 from quicknets.errors import QuicknetsError
+from quicknets.images import to_chw
 from quicknets.metrics import log_probabilities
 from quicknets.preprocessing import Preprocessing, preprocessing_of
 from quicknets.storage import atomic_write
@@ -94,25 +95,16 @@ def image_pixels(image, pre: Preprocessing | None = None) -> np.ndarray:
     """A copy of `image` ready to draw: (H, W) or (H, W, 3) floats in [0, 1].
 
     uint8 pixels are divided by 255; floats are taken as normalised by `pre` (default: the
-    default preprocessing), x = (pixel - mean) / std, and mapped back. Accepts HxW, CxHxW
-    (C = 1 or 3), a batch of one, or the flat pixels of one image of pre's shape.
+    default preprocessing), x = (pixel - mean) / std, and mapped back. Layouts as
+    images.to_chw takes them: of pre's shape in any layout classify takes (flat too), or any
+    (H, W), (H, W, C), (C, H, W) with C = 1 or 3.
     """
     pre = pre or Preprocessing()
-    x = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
+    size = image.numel() if isinstance(image, torch.Tensor) else np.size(image)
+    x = to_chw(image, pre.shape if size == pre.features else None)  # (C, H, W)
     raw = x.dtype == torch.uint8
     x = x.detach().to("cpu", torch.float32, copy=True)
-    shape = tuple(x.shape)
-    if x.numel() == pre.features and x.dim() <= 2:
-        x = x.reshape(pre.shape)  # (784,), (1, 784): the notebook's flat images
-    while x.dim() > 3 and x.shape[0] == 1:
-        x = x[0]
-    if x.dim() == 3 and x.shape[0] == 1:
-        x = x[0]
-    elif x.dim() == 3 and x.shape[0] == 3:
-        x = x.permute(1, 2, 0)  # (3, H, W) -> (H, W, 3), as matplotlib draws colour
-    if x.dim() not in (2, 3) or (x.dim() == 3 and x.shape[2] != 3) or min(x.shape[:2]) < 2:
-        raise QuicknetsError(f"cannot show an image of shape {shape}: give HxW, CxHxW with "
-                             f"C = 1 or 3, or {pre.features} pixels")
+    x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)  # (H, W) or (H, W, 3), as matplotlib
     if not raw:  # undo (pixel / 255 - mean) / std, per channel
         mean = torch.tensor(pre.mean) if x.dim() == 3 else torch.tensor(pre.mean[:1])
         std = torch.tensor(pre.std) if x.dim() == 3 else torch.tensor(pre.std[:1])
