@@ -45,7 +45,9 @@ def _pairs(data, pairs: list, splits: tuple, what: str) -> str:
     for pair in pairs[:SHOWN // 2]:
         for split, i in zip(splits, pair[:2]):
             images.append(_split_images(data, split)[i])
-            titles.append(f"{split} {i}\n{_label(data, split, i)}"[:40])
+            titles.append(f"{split} {i}\n{_label(data, split, i)[:14]}")
+        if len(pair) > 2:  # a near duplicate's distance, under the second image
+            titles[-1] += f"\nrms {pair[2]:.3f}"
     more = len(pairs) - SHOWN // 2
     note = f"<p>{more} more in the JSON file.</p>" if more > 0 else ""
     return _png(images, titles, f"{what}: pairs side by side", ncols=8) + note
@@ -58,7 +60,7 @@ def _issues(data, issues: list, what: str) -> str:
     shown = issues[:SHOWN]
     images = [_split_images(data, x["split"])[x["index"]] for x in shown]
     titles = [f"{x['split']} {x['index']}\n{x['label'][:12]} -> {x['suggested'][:12]}\n"
-              f"p={x['score']:.3f}" for x in shown]
+              f"p={x['score']:.2g}" for x in shown]
     more = len(issues) - len(shown)
     rows = [[x["split"], x["index"], x["label"], x["suggested"], x["score"]] for x in shown]
     return (_png(images, titles, f"{what}: given label -> suggested label, p = the "

@@ -33,12 +33,12 @@ def add_parser(sub) -> None:
     p.add_argument("--channels", type=int, default=0, choices=[0, 1, 3],
                    help="bring your images to 1 or 3 channels (0: keep)")
     p.add_argument("--folds", type=int, default=None,
-                   help="cross-validation folds for the label check (default: 4)")
+                   help="cross-validation folds for the label check (default: 3)")
     p.add_argument("--network", default=None, type=given,
                    help="each fold's network (default: 784-256-10, its ends fitted to the "
                         "data)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs of each fold (default: 8)")
+                   help="epochs of each fold (default: 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and networks")
     p.add_argument("--no-labels", action="store_true",
                    help="skip the label check (no training, no cleanlab needed)")
