@@ -50,7 +50,8 @@ def plant(images: np.ndarray, labels: np.ndarray, seed: int = 0, flips: int = 10
         imgs = np.empty((len(src), *images.shape[1:]), np.uint8)
         labs = np.empty(len(src), np.int64)
         imgs[own], labs[own] = images[train_rows[src[own]]], y[src[own]]
-        imgs[~own], labs[~own] = images[test_rows[-1 - src[~own]]], labels[test_rows[-1 - src[~own]]]
+        rest = test_rows[-1 - src[~own]]
+        imgs[~own], labs[~own] = images[rest], labels[rest]
         return imgs, labs
     n = len(train_rows)
     return {"train": rows(train_src[train_perm]), "test": rows(test_src[test_perm]),

@@ -190,7 +190,7 @@ def planted(tmp_path_factory, fashion):
 
 
 def test_the_audit_finds_what_was_planted(planted, capsys):
-    folder, truth, bench = planted
+    folder, truth, _ = planted
     out = folder / "page.html"
     assert main(["audit", str(folder / "planted_train.csv"), "--json", "--out", str(out)]) == 0
     captured = capsys.readouterr()
@@ -210,7 +210,7 @@ def test_the_audit_finds_what_was_planted(planted, capsys):
 
 
 def test_the_summary_has_one_line_per_kind(planted, capsys, tmp_path):
-    folder, truth, _ = planted
+    folder, _, _ = planted
     code = main(["audit", str(folder / "planted_train.csv"), "--no-labels", "--runs-dir",
                  str(tmp_path / "runs")])
     lines = capsys.readouterr().out.splitlines()
@@ -222,7 +222,7 @@ def test_the_summary_has_one_line_per_kind(planted, capsys, tmp_path):
     assert (tmp_path / "runs" / "audits" / "planted.html").is_file()
 
 
-# -- bad input: one error line each -----------------------------------------------------------------
+# -- bad input: one error line each ------------------------------------------------------------
 
 def _error(args, capsys):
     code = main(args)
@@ -266,11 +266,21 @@ def test_too_large_for_memory_is_refused_before_reading(planted, capsys, monkeyp
 
 
 def test_the_estimate_is_near_the_truth(planted):
-    folder, truth, _ = planted
+    folder, _, _ = planted
     images, pixels, _ = A.estimate_images(folder / "planted_train.csv",
                                           folder / "planted_test.csv")
     assert pixels == 784
     assert abs(images - 2010) < 0.1 * 2010
+
+
+def test_the_estimate_reads_npz_headers(tmp_path):
+    x = np.zeros((300, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.zeros(300), x_test=x[:50],
+             y_test=np.zeros(50))
+    assert A.estimate_images(tmp_path / "d.npz")[:2] == (350, 3072)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert A.estimate_images(tmp_path / "bad.npz") is None  # the loader gives the error
+    assert A.estimate_images(tmp_path) is None  # a folder: checked once loaded
 
 
 def test_too_large_when_loaded_is_refused(tiny, monkeypatch):

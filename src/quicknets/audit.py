@@ -3,7 +3,7 @@ label errors, class balance and outliers.
 
     data = load_dataset("fashion-mnist")                  # or your own: a CSV file, a folder, ...
     found = audit(data, seed=0)                           # an Audit
-    found.duplicates["train_test"]    # [[train index, test index], ...]: test images seen in training
+    found.duplicates["train_test"]    # [[train index, test index], ...]: test images in train
     found.label_issues[:3]            # [{"index", "split", "label", "suggested", "score"}, ...]
     print("\\n".join(summary_lines(found)))
     write_audit(found, data, "runs/audits/fashion-mnist.html")   # the page, and .json beside it
@@ -167,7 +167,8 @@ def outliers(neighbours: tuple, labels: torch.Tensor, n_train: int, classes: lis
     far = neighbours[0][:, -1]
     n = max(1, round(len(far) * share))
     order = far.argsort(descending=True)[:n].tolist()
-    return [{"index": i if i < n_train else i - n_train, "split": "train" if i < n_train else "test",
+    return [{"index": i if i < n_train else i - n_train,
+             "split": "train" if i < n_train else "test",
              "label": classes[int(labels[i])], "distance": round(float(far[i]), 4)}
             for i in order]
 
@@ -331,15 +332,14 @@ def estimate_images(path, test=None) -> tuple | None:
     images, pixels, loading = 0, 0, 0
     for p in paths:
         if p.name.lower().endswith(".npz"):
-            with zipfile.ZipFile(p) as z:
-                for name in ("x_train.npy", "x_test.npy"):
-                    if name in z.namelist():
-                        with z.open(name) as f:
-                            np.lib.format.read_magic(f)
-                            shape = np.lib.format.read_array_header_1_0(f)[0]
-                        images += shape[0]
-                        pixels = max(pixels, int(np.prod(shape[1:])))
-                        loading += int(np.prod(shape)) * 2  # the array, then its uint8 copy
+            try:
+                shapes = _npz_shapes(p)
+            except (zipfile.BadZipFile, ValueError, OSError):
+                return None  # not readable as an .npz: the loader says why
+            for shape in shapes:
+                images += shape[0]
+                pixels = max(pixels, int(np.prod(shape[1:])))
+                loading += int(np.prod(shape)) * 2  # the array, then its uint8 copy
             continue
         size = os.path.getsize(p)
         opener = __import__("gzip").open if p.name.lower().endswith(".gz") else open
@@ -355,6 +355,21 @@ def estimate_images(path, test=None) -> tuple | None:
         pixels = max(pixels, values)
         loading += 2 * size + n * (values + 1) * 8  # the text, its lines, int64 values
     return images, pixels, loading
+
+
+def _npz_shapes(path) -> list:
+    """The shapes of x_train and x_test in an .npz file, from their headers alone."""
+    import zipfile
+    shapes = []
+    with zipfile.ZipFile(path) as z:
+        for name in ("x_train.npy", "x_test.npy"):
+            if name in z.namelist():
+                with z.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shapes.append(read(f)[0])
+    return shapes
 
 
 def audit(data, folds: int = FOLDS, spec: str = NETWORK, epochs: int = EPOCHS, lr: float = LR,

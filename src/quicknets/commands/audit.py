@@ -74,7 +74,9 @@ def run(args) -> int:
             check_memory(estimate[0], estimate[1], args.dataset, estimate[2])
     data = load_dataset(args.dataset, args.data_dir, test=args.test,
                         image_size=args.image_size, channels=args.channels)
-    log = lambda text: print(text, file=sys.stderr)  # noqa: E731  (progress; stdout: results)
+
+    def log(text):  # progress on stderr: stdout holds the results
+        print(text, file=sys.stderr)
     found = audit(data, folds, args.network or NETWORK, epochs, seed=args.seed,
                   labels=not args.no_labels, log=log)
     out = Path(args.out) if args.out else runs_root(args.runs_dir) / "audits" / f"{data.name}.html"
