@@ -4,8 +4,9 @@ import statistics
 import pytest
 
 from quicknets.cli import main
-from quicknets.comparison import (compare, differing, format_compare, group_by_seed, mean_std,
-                               plot_curves, rank, shown_keys)
+from quicknets.comparison import (compare, differing, fmt_mean_std, format_compare,
+                                  format_groups, group_by_seed, mean_std, plot_curves, rank,
+                                  shown_keys)
 from quicknets.errors import QuicknetsError
 from quicknets.models import network
 from quicknets.plots import save_figure
@@ -16,9 +17,32 @@ def test_mean_std_matches_statistics():
     xs = [0.81, 0.86, 0.84, 0.9]
     mean, std = mean_std(xs)
     assert mean == pytest.approx(statistics.mean(xs)) and std == pytest.approx(statistics.stdev(xs))
-    assert mean_std([0.5]) == (0.5, 0.0)
     assert mean_std([None, None]) == (None, None)
     assert mean_std([1, None, 3]) == (2.0, pytest.approx(2 ** 0.5))
+
+
+def test_one_seed_has_no_std_and_a_nan_is_said_and_ranked_last():
+    """compare() gave a std of 0.0 for one seed; a NaN printed as `nan ± nan` and ranked first."""
+    import math
+    assert mean_std([0.5]) == (0.5, None) and mean_std([None, 0.5]) == (0.5, None)
+    mean, std = mean_std([0.8, float("nan"), 0.9])
+    assert math.isnan(mean) and std is None
+    assert mean_std([0.4, float("inf")]) == (float("inf"), None)
+    assert fmt_mean_std((0.5, None), n=1).strip() == "0.5000"
+    assert fmt_mean_std((0.5, None), n=2).strip() == "0.5000"  # no std: never `± 0`
+    assert fmt_mean_std((float("nan"), None), n=3) == "nan (diverged)"
+    assert fmt_mean_std((float("inf"), None), n=1) == "inf (diverged)"
+    rows = [row("nan", 0, 0.1, float("nan")), row("good", 0, 0.01, 0.80),
+            row("better", 0, 0.001, 0.85), row("inf-loss", 0, 1.0, 0.2)]
+    rows[3]["metrics"]["test_loss"] = float("inf")
+    groups = group_by_seed(rows)
+    for metric in ("test_accuracy", "test_loss"):  # both directions: numbers first
+        ranked = [g["names"][0] for g in rank(groups, metric)]
+        assert ranked[:2] == ["better", "good"], metric
+        assert set(ranked[2:]) == {"nan", "inf-loss"} if metric == "test_loss" else \
+            ranked[2:] == ["inf-loss", "nan"]
+    text = format_groups(rank(groups, "test_accuracy"), ["lr"])
+    assert "nan (diverged)" in text and "± nan" not in text and "nan ±" not in text
 
 
 def test_differing_settings():
