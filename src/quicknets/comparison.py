@@ -95,20 +95,20 @@ def count_once(rows: list, seeds: bool = True) -> tuple:
         row = rows[i]
         where = row.get("where", row["name"])
         if row.get("id") is not None and row["id"] in by_id:
-            skipped.append(f"{where}: a copy of run {by_id[row['id']]} (the same run id); "
-                           "counted once")
+            skipped.append((i, f"{where}: a copy of run {by_id[row['id']]} (the same run "
+                               "id); counted once"))
             continue
         key = repr(sorted((k, repr(v)) for k, v in row["settings"].items()))
         if seeds and key in by_seed:
-            skipped.append(f"{where}: the same settings and seed "
-                           f"({row['settings'].get('seed')}) as run {by_seed[key]}, so no new "
-                           "seed; counted once")
+            skipped.append((i, f"{where}: the same settings and seed "
+                               f"({row['settings'].get('seed')}) as run {by_seed[key]}, so no "
+                               "new seed; counted once"))
             continue
         if row.get("id") is not None:
             by_id[row["id"]] = where
         by_seed[key] = where
         kept.add(i)
-    return [row for i, row in enumerate(rows) if i in kept], skipped
+    return [row for i, row in enumerate(rows) if i in kept], [line for _, line in sorted(skipped)]
 
 
 def group_by_seed(rows: list, skipped: list | None = None) -> list:
