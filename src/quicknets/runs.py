@@ -74,10 +74,11 @@ def code_version() -> str:
     here = Path(__file__).resolve().parent
 
     def git(*args) -> str:
-        # --no-optional-locks: `git status` would otherwise refresh the index under
-        # .git/index.lock, and a user's `git commit` at that moment would fail
-        p = subprocess.run(["git", "--no-optional-locks", "-C", str(here), *args],
-                           capture_output=True, text=True, timeout=5)
+        # GIT_OPTIONAL_LOCKS=0 (git --no-optional-locks, which a git before 2.15 would refuse):
+        # `git status` would otherwise refresh the index under .git/index.lock, and a user's
+        # `git commit` at that moment would fail
+        p = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
+                           timeout=5, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
         return p.stdout.strip() if p.returncode == 0 else ""
     try:
         top = git("rev-parse", "--show-toplevel")
