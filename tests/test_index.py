@@ -127,6 +127,24 @@ def test_an_index_from_an_older_quicknets_is_upgraded(runs_dir):
     assert (row["name"], row["test_accuracy"], row["settings"]["lr"]) == (path.name, 0.75, 0.003)
 
 
+def test_an_index_without_validation_columns_reads_every_folder_again(runs_dir):
+    """An index of the schema before val_accuracy/val_loss holds rows whose stamps are current:
+    they are read again, so a filter or sort on validation numbers misses no run."""
+    from quicknets.runfolder import stamp
+    rows = [{"epoch": 1, "epochs": 2, "val_loss": 0.4, "val_accuracy": 0.9, "best_epoch": 1},
+            {"epoch": 2, "epochs": 2, "val_loss": 0.5, "val_accuracy": 0.8, "best_epoch": 1}]
+    path = save_run(network("784-10"), config(), rows, results(0.75), {}, runs_dir)
+    with sqlite3.connect(runs_dir / "index.sqlite") as conn:
+        conn.execute("CREATE TABLE runs (name TEXT PRIMARY KEY, status TEXT NOT NULL, "
+                     "created TEXT, sweep TEXT, host TEXT, pid INTEGER, epochs_done INTEGER, "
+                     "test_accuracy REAL, test_loss REAL, settings TEXT, problem TEXT, "
+                     "stamp TEXT)")
+        conn.execute("INSERT INTO runs (name, status, stamp, settings) VALUES (?, 'done', ?, "
+                     "'{}')", (path.name, stamp(path)))
+    (row,) = index.query(runs_dir, ["val_accuracy>0.85"])  # the kept epoch 1, not epoch 2
+    assert (row["name"], row["val_loss"], row["val_accuracy"]) == (path.name, 0.4, 0.9)
+
+
 def test_runs_folders_of_the_previous_format_are_read(tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(FIXTURES, runs)

@@ -179,11 +179,10 @@ def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
     number = outcome.number + 1 if outcome.number is not None else count
     head = f"trial {number}/{total}" if outcome.retry_of is None else \
         f"trial {number} (trial {outcome.retry_of + 1} again)"
-    from quicknets.comparison import label
+    from quicknets.comparison import fmt, label
     what = label(outcome.settings, list(outcome.settings))
     if outcome.status == "done":
-        value = "-" if outcome.value is None else f"{outcome.value:.4f}"
-        result = f"{metric} {value}"
+        result = f"{metric} {fmt(outcome.value)}"  # `nan (diverged)` said as such
     else:
         result = f"{outcome.status}: {outcome.message}"
     runs = "  " + " ".join(outcome.runs) if outcome.runs else ""
