@@ -79,7 +79,8 @@ def run(args) -> int:
     return 0
 
 
-COLUMNS = ("name", "status", "created", "sweep", "epochs_done", "test_accuracy", "test_loss")
+COLUMNS = ("name", "status", "created", "sweep", "epochs_done", "test_accuracy", "test_loss",
+           "val_accuracy", "val_loss")  # validation: of the epoch whose weights were kept
 
 
 def write_rows(rows: list, fmt: str) -> None:
