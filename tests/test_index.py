@@ -151,6 +151,9 @@ def test_runs_folders_of_the_previous_format_are_read(tmp_path):
     assert {r["name"]: (r["status"], r["epochs_done"]) for r in index.query(runs, status="all")} \
         == {"mlp-32_adam_lr0.003_s0-12117d": ("done", 2),
             "mlp-32_adam_lr0.003_s0-cceadb": ("stopped", 1)}
+    (old,) = index.query(runs, ["val_accuracy>0.85"])  # its history says val_acc
+    assert (old["name"], old["val_accuracy"]) == ("mlp-32_adam_lr0.003_s0-12117d",
+                                                  0.8538333333333333)
     with pytest.raises(QuicknetsError, match=r"\(stopped after epoch 1 of 2\): continue it with "
                                              "`quicknets train --resume"):
         load_run("mlp-32_adam_lr0.003_s0-cceadb", runs)

@@ -205,7 +205,7 @@ def last_told(path) -> dict:
 
 def describe(path) -> dict:
     """The run folder as an index row: settings, creation time, sweep, epochs done, the final
-    metrics (comparison.metrics: validation of the kept epoch) and state. A folder whose files
+    metrics (final_metrics: validation of the kept epoch) and state. A folder whose files
     cannot be read (read_record) is "unreadable", with the first reason in `problem`: load_run
     gives the same error."""
     path = Path(path)
@@ -224,7 +224,9 @@ def describe(path) -> dict:
 
 
 INDEXED_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss")
-
+# metrics.OLD_NAMES of the per-epoch metrics (records before format 2), read here without the
+# torch that importing metrics.py costs a listing
+EARLIER_NAMES = {"val_accuracy": "val_acc", "train_accuracy": "train_acc"}
 
 
 def kept_epoch(history: list) -> dict:
@@ -241,7 +243,8 @@ def final_metrics(history: list, results: dict) -> dict:
     comparison, sweep, the index and Optuna read: the test metrics, the validation and training
     metrics of the kept epoch (kept_epoch: not the discarded last one under early stopping),
     the total time in seconds, the epochs trained and the epoch kept."""
-    kept = kept_epoch(history)
+    row = kept_epoch(history)
+    kept = {**{new: row[old] for new, old in EARLIER_NAMES.items() if old in row}, **row}
     return {"test_accuracy": results.get("accuracy"), "test_loss": results.get("loss"),
             "val_accuracy": kept.get("val_accuracy"), "val_loss": kept.get("val_loss"),
             "train_accuracy": kept.get("train_accuracy"), "train_loss": kept.get("train_loss"),
