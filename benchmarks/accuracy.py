@@ -11,7 +11,6 @@ mean ± std over seeds that reached it, with how many did; and the final accurac
 time. Accuracy at an early epoch of a one-cycle run is the recipe's, not a shorter run's.
 """
 import argparse
-import statistics
 import math
 import time
 
@@ -89,8 +88,9 @@ def main() -> None:
 
 
 def mean_std(values: list, digits: int) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    """`0.9240 ± 0.0007`, as the comparisons print it: one value has no std (the mean alone)."""
+    from quicknets.comparison import fmt_mean_std, mean_std as mean_and_std
+    return fmt_mean_std(mean_and_std(values), digits, len(values)).strip()
 
 
 if __name__ == "__main__":

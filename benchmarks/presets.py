@@ -56,8 +56,9 @@ def train_once(name: str, seed: int, runs: str, threads: int, extra: list) -> di
 
 
 def mean_std(values: list, digits: int) -> str:
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    """`0.9240 ± 0.0007`, as the comparisons print it: one value has no std (the mean alone)."""
+    from quicknets.comparison import fmt_mean_std, mean_std as mean_and_std
+    return fmt_mean_std(mean_and_std(values), digits, len(values)).strip()
 
 
 def verdict(name: str, accuracy: float, seconds: float) -> str:

@@ -1,11 +1,13 @@
 """Comparison: pure aggregation against references, and `quicknets compare` end to end."""
+import os
 import statistics
 
 import pytest
 
 from quicknets.cli import main
-from quicknets.comparison import (compare, differing, format_compare, group_by_seed, mean_std,
-                               plot_curves, rank, shown_keys)
+from quicknets.comparison import (compare, differing, fmt_mean_std, format_compare,
+                                  format_groups, group_by_seed, mean_std, plot_curves, rank,
+                                  shown_keys)
 from quicknets.errors import QuicknetsError
 from quicknets.models import network
 from quicknets.plots import save_figure
@@ -16,9 +18,32 @@ def test_mean_std_matches_statistics():
     xs = [0.81, 0.86, 0.84, 0.9]
     mean, std = mean_std(xs)
     assert mean == pytest.approx(statistics.mean(xs)) and std == pytest.approx(statistics.stdev(xs))
-    assert mean_std([0.5]) == (0.5, 0.0)
     assert mean_std([None, None]) == (None, None)
     assert mean_std([1, None, 3]) == (2.0, pytest.approx(2 ** 0.5))
+
+
+def test_one_seed_has_no_std_and_a_nan_is_said_and_ranked_last():
+    """compare() gave a std of 0.0 for one seed; a NaN printed as `nan ± nan` and ranked first."""
+    import math
+    assert mean_std([0.5]) == (0.5, None) and mean_std([None, 0.5]) == (0.5, None)
+    mean, std = mean_std([0.8, float("nan"), 0.9])
+    assert math.isnan(mean) and std is None
+    assert mean_std([0.4, float("inf")]) == (float("inf"), None)
+    assert fmt_mean_std((0.5, None), n=1).strip() == "0.5000"
+    assert fmt_mean_std((0.5, None), n=2).strip() == "0.5000"  # no std: never `± 0`
+    assert fmt_mean_std((float("nan"), None), n=3) == "nan (diverged)"
+    assert fmt_mean_std((float("inf"), None), n=1) == "inf (diverged)"
+    rows = [row("nan", 0, 0.1, float("nan")), row("good", 0, 0.01, 0.80),
+            row("better", 0, 0.001, 0.85), row("inf-loss", 0, 1.0, 0.2)]
+    rows[3]["metrics"]["test_loss"] = float("inf")
+    groups = group_by_seed(rows)
+    for metric in ("test_accuracy", "test_loss"):  # both directions: numbers first
+        ranked = [g["names"][0] for g in rank(groups, metric)]
+        assert ranked[:2] == ["better", "good"], metric
+        assert set(ranked[2:]) == {"nan", "inf-loss"} if metric == "test_loss" else \
+            ranked[2:] == ["inf-loss", "nan"]
+    text = format_groups(rank(groups, "test_accuracy"), ["lr"])
+    assert "nan (diverged)" in text and "± nan" not in text and "nan ±" not in text
 
 
 def test_differing_settings():
@@ -123,3 +148,59 @@ def test_compare_command(runs_dir, tmp_path, capsys):
     assert "nothing to compare" in capsys.readouterr().err
     assert main(["compare", "--sweep", "no-such-sweep", "--runs-dir", str(runs_dir)]) == 1
     assert "no finished run matches --sweep no-such-sweep" in capsys.readouterr().err
+
+
+def test_a_copy_of_a_run_is_not_another_seed(runs_dir, tmp_path, capsys):
+    """A `cp -r` backup inside the runs folder gave n=2 with ± 0.0000. Other members: a renamed
+    folder, the same run in two runs folders given together, a record from before run ids."""
+    import json
+    import shutil
+    a, b = save(runs_dir, 0.1, 0, 0.80), save(runs_dir, 0.1, 1, 0.90)
+    backup = shutil.copytree(a, runs_dir / (a.name + "-backup"))
+    moved = tmp_path / "elsewhere" / b.name
+    shutil.copytree(b, moved)
+    table = compare([backup.name, a.name, b.name, str(moved)], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [a.name, b.name]  # the originals are kept
+    (group,) = table["groups"]
+    assert group["n"] == 2 and group["seeds"] == [0, 1]
+    assert group["test_accuracy"][1] == pytest.approx(statistics.stdev([0.8, 0.9]))
+    assert table["skipped"] == [f"{backup}: a copy of run {a} (the same run id); counted once",
+                                f"{moved}: a copy of run {runs_dir / b.name} (the same run "
+                                "id); counted once"]
+    assert main(["compare", "--where", "lr=0.1", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "0.8500 ± 0.0707" in out and f"skipped {backup}: a copy of run {a}" in out
+    os.rename(a, runs_dir / "renamed")  # renamed, and only the copy and the renamed left
+    assert compare(["renamed", backup.name], runs_dir)["groups"][0]["n"] == 1
+    old = save(runs_dir, 0.1, 2, 0.7)  # made before run ids: its name and time tell
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["run_id"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    old_copy = shutil.copytree(old, runs_dir / "old-copy")
+    table = compare([old.name, old_copy.name], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [old.name] and len(table["skipped"]) == 1
+
+
+def test_a_seed_counts_once(runs_dir, capsys):
+    """Two runs of the same settings and seed (the same command twice) are no second seed: on
+    one machine they give the same numbers, and n=2 ± 0 would claim a spread that was never
+    measured. Every run is still listed."""
+    a, again, other = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.1, 0, 0.8), \
+        save(runs_dir, 0.1, 1, 0.9)
+    table = compare([a.name, again.name, other.name], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [a.name, again.name, other.name]
+    (group,) = table["groups"]
+    assert group["n"] == 2 and group["names"] == [a.name, other.name]
+    assert table["skipped"] == [f"{again}: the same settings and seed (0) as run {a}, so no "
+                                "new seed; counted once"]
+    one = compare([a.name, again.name], runs_dir)["groups"][0]
+    assert one["n"] == 1 and one["test_accuracy"] == (0.8, None)
+
+
+def test_compare_of_one_seed_has_no_std(runs_dir, capsys):
+    """Python compare() gave a std of 0.0 for a single seed; the CLI showed the mean alone."""
+    a = save(runs_dir, 0.1, 0, 0.8)
+    (group,) = compare([a.name], runs_dir)["groups"]
+    assert group["n"] == 1 and group["test_accuracy"] == (0.8, None)
+    assert group["test_loss"] == (pytest.approx(0.2), None)
+    assert group["val_accuracy"] == (None, None)  # no validation split: nothing to show

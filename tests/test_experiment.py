@@ -129,3 +129,66 @@ def test_an_old_interrupted_record_resumes_to_the_numbers_of_the_finished_one(ol
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(resumed.history) == strip(finished.history)
     assert main(["compare", FINISHED, STOPPED, "--runs-dir", str(old_runs)]) == 0
+
+
+def interrupted_run(tiny_dir, runs_dir, **settings) -> Path:
+    """A run of 3 epochs stopped (as by Ctrl-C) after its first: a checkpoint to resume."""
+    from quicknets.errors import Interrupted
+
+    def stop(epoch, row):
+        raise KeyboardInterrupt
+    config = RunConfig.build(dataset="mnist", data_dir=str(tiny_dir), verify=False,
+                             network="784-16-10", epochs=3, threads=1, batch_size=32,
+                             **settings)
+    with pytest.raises(Interrupted):
+        run(config, runs_dir, quiet=True, on_epoch=stop)
+    (path,) = [p for p in runs_dir.iterdir() if p.is_dir()]
+    return path
+
+
+def edit_config(path: Path, **settings) -> None:
+    config = RunConfig.from_dict(json.loads((path / "config.json").read_text()))
+    (path / "config.json").write_text(json.dumps(config.replace(**settings).to_dict()))
+
+
+@pytest.mark.parametrize("edit", [{"lr": 0.1}, {"dropout": 0.5}, {"epochs": 4}, {"seed": 7},
+                                  {"optimizer": "sgd"}, {"val_split": 0.2}])
+def test_resume_refuses_a_config_edited_after_the_run_started(tiny_dir, runs_dir, capsys, edit):
+    """`--resume` trusted an edited config.json: the record then claimed settings it was not
+    trained with (dropout, lr, seed: silently; epochs: trained longer than it began)."""
+    path = interrupted_run(tiny_dir, runs_dir)
+    before = json.loads((path / "config.json").read_text())
+    (key, value), = edit.items()
+    edit_config(path, **edit)
+    trained = RunConfig.from_dict(before).flat()[key]
+    assert main(["train", "--resume", path.name, "--runs-dir", str(runs_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"error: run {path.name}'s config.json was changed after training started: "
+                   f"{key} {value!r} (trained with {trained!r}); put it back to resume (a "
+                   f"record must hold the settings it was trained with), or train a new run\n")
+    assert (path / "checkpoint.pt").is_file() and not (path / "results.json").exists()
+
+
+def test_resume_may_change_where_it_runs_and_a_copy_of_it_counts_once(tiny_dir, runs_dir):
+    """threads, device, data_dir may change on resume (twice, the checkpoint then holding the
+    new thread count); a `cp -r` copy of the stopped run, resumed too, is the same run."""
+    from quicknets.comparison import compare
+    path = interrupted_run(tiny_dir, runs_dir)
+    copy = shutil.copytree(path, runs_dir / f"{path.name}-copy")
+    moved = shutil.copytree(tiny_dir, tiny_dir.parent / "moved")
+    from quicknets.errors import Interrupted
+
+    def stop(epoch, row):
+        raise KeyboardInterrupt
+    from quicknets import experiment
+    with pytest.raises(Interrupted):  # resumed with 2 threads, stopped after epoch 2
+        with pytest.MonkeyPatch.context() as mp:
+            saver = experiment.epoch_saver
+            mp.setattr(experiment, "epoch_saver",
+                       lambda p, loggers, on_epoch, config: saver(p, loggers, stop, config))
+            resume(path.name, runs_dir, threads=2, quiet=True)
+    resume(path.name, runs_dir, data_dir=str(moved), quiet=True)
+    resume(copy.name, runs_dir, quiet=True)
+    table = compare([path.name, copy.name], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [path.name]
+    assert table["groups"][0]["n"] == 1 and table["skipped"][0].startswith(f"{copy}: a copy")

@@ -127,12 +127,33 @@ def test_an_index_from_an_older_quicknets_is_upgraded(runs_dir):
     assert (row["name"], row["test_accuracy"], row["settings"]["lr"]) == (path.name, 0.75, 0.003)
 
 
+def test_an_index_without_validation_columns_reads_every_folder_again(runs_dir):
+    """An index of the schema before val_accuracy/val_loss holds rows whose stamps are current:
+    they are read again, so a filter or sort on validation numbers misses no run."""
+    from quicknets.runfolder import stamp
+    rows = [{"epoch": 1, "epochs": 2, "val_loss": 0.4, "val_accuracy": 0.9, "best_epoch": 1},
+            {"epoch": 2, "epochs": 2, "val_loss": 0.5, "val_accuracy": 0.8, "best_epoch": 1}]
+    path = save_run(network("784-10"), config(), rows, results(0.75), {}, runs_dir)
+    with sqlite3.connect(runs_dir / "index.sqlite") as conn:
+        conn.execute("CREATE TABLE runs (name TEXT PRIMARY KEY, status TEXT NOT NULL, "
+                     "created TEXT, sweep TEXT, host TEXT, pid INTEGER, epochs_done INTEGER, "
+                     "test_accuracy REAL, test_loss REAL, settings TEXT, problem TEXT, "
+                     "stamp TEXT)")
+        conn.execute("INSERT INTO runs (name, status, stamp, settings) VALUES (?, 'done', ?, "
+                     "'{}')", (path.name, stamp(path)))
+    (row,) = index.query(runs_dir, ["val_accuracy>0.85"])  # the kept epoch 1, not epoch 2
+    assert (row["name"], row["val_loss"], row["val_accuracy"]) == (path.name, 0.4, 0.9)
+
+
 def test_runs_folders_of_the_previous_format_are_read(tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(FIXTURES, runs)
     assert {r["name"]: (r["status"], r["epochs_done"]) for r in index.query(runs, status="all")} \
         == {"mlp-32_adam_lr0.003_s0-12117d": ("done", 2),
             "mlp-32_adam_lr0.003_s0-cceadb": ("stopped", 1)}
+    (old,) = index.query(runs, ["val_accuracy>0.85"])  # its history says val_acc
+    assert (old["name"], old["val_accuracy"]) == ("mlp-32_adam_lr0.003_s0-12117d",
+                                                  0.8538333333333333)
     with pytest.raises(QuicknetsError, match=r"\(stopped after epoch 1 of 2\): continue it with "
                                              "`quicknets train --resume"):
         load_run("mlp-32_adam_lr0.003_s0-cceadb", runs)
@@ -151,7 +172,13 @@ def test_one_unreadable_run_hides_nothing_else(runs_dir, capsys):
         bad[path.name] = file
     listing = {r["name"]: r["status"] for r in index.query(runs_dir, status="all")}
     assert listing == {good.name: "done", **{name: "unreadable" for name in bad}}
-    assert [r.name for r in list_runs(runs_dir)] == [good.name]  # what compare and sweeps read
+    skipped = []
+    assert [r.name for r in list_runs(runs_dir, skipped=skipped)] == [good.name]  # compare's
+    assert len(skipped) == len(bad)
+    for line, (name, file) in zip(sorted(skipped), sorted(bad.items())):
+        assert line.startswith(f"{name}: {runs_dir / name / file} is corrupt")
+    with pytest.warns(UserWarning, match="skipped run .* is corrupt"):  # never silently
+        list_runs(runs_dir)
     assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert good.name in out and "1 run(s)" in out
@@ -160,7 +187,42 @@ def test_one_unreadable_run_hides_nothing_else(runs_dir, capsys):
         with pytest.raises(QuicknetsError, match=f"{file} is corrupt"):
             load_run(name, runs_dir)
     assert main(["compare", "--where", "lr<1", "--runs-dir", str(runs_dir)]) == 0
-    assert good.name in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert good.name in out
+    for name, file in bad.items():  # n dropped from 5 to 1 without a word
+        assert f"skipped {name}: {runs_dir / name / file} is corrupt" in out
+
+
+# JSON of the right type that still does not hold a record: `runs` listed these as done while
+# every other command refused them
+NOT_A_RECORD = {"config.json": '{"train": {"lr": "fast"}}',
+                "history.json": '[{"epoch": 1}, 7]',
+                "results.json": '{"accuracy": "0.9", "loss": 0.3}'}
+
+
+def test_runs_judges_a_run_by_the_reader_every_command_uses(runs_dir, capsys):
+    good = finished(runs_dir, acc=0.9)
+    bad = {}
+    for file, text in NOT_A_RECORD.items():
+        path = finished(runs_dir, seed=len(bad) + 1)
+        (path / file).write_text(text)
+        bad[path.name] = file
+    gone = finished(runs_dir, seed=9)  # finished, and its history deleted
+    (gone / "history.json").unlink()
+    bad[gone.name] = "history.json"
+    assert main(["runs", "--runs-dir", str(runs_dir), "--status", "all"]) == 0
+    out = capsys.readouterr().out
+    for name, file in bad.items():
+        with pytest.raises(QuicknetsError) as refused:
+            load_run(name, runs_dir)
+        assert str(refused.value).startswith(str(runs_dir / name / file))
+        assert f"unreadable: {name}: {refused.value}" in out
+        assert next(line for line in out.splitlines() if line.startswith(name)).split()[1] \
+            == "unreadable"
+    assert index.query(runs_dir, status="done")[0]["name"] == good.name
+    assert main(["compare", "--where", "optimizer=adam", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"skipped {name}: " in out for name in bad)
 
 
 @pytest.fixture

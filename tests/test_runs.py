@@ -344,3 +344,51 @@ def test_marks_are_files_in_the_run_folder(runs_dir):
         mark(path, "done")
     finish_run(path, network("784-10"), history(), results(0.5))
     assert not (path / "status.json").exists() and run_state(path)["status"] == "done"
+
+
+def test_code_version_takes_no_git_lock(tmp_path):
+    """Every run ran `git status` in the quicknets checkout, which refreshes .git/index under
+    .git/index.lock: a user's `git commit` at that moment failed. A checkout whose index is
+    stale (a file touched) makes plain `git status` rewrite the index (the control below); the
+    version is read without writing it, and is still right."""
+    from pathlib import Path
+
+    import quicknets
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    def version():
+        out = subprocess.run([sys.executable, "-c", "from quicknets.runs import code_version; "
+                              "print(code_version())"], capture_output=True, text=True,
+                             env={"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin",
+                                  "HOME": str(tmp_path)})
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    def index():  # a rewrite goes through index.lock and a rename: a new inode
+        s = (tmp_path / ".git" / "index").stat()
+        return s.st_ino, s.st_mtime_ns
+
+    def make_stale():
+        for file in (tmp_path / "src" / "quicknets").glob("*.py"):
+            os.utime(file, ns=(file.stat().st_atime_ns, file.stat().st_mtime_ns + 10**9))
+    shutil.copytree(Path(quicknets.__file__).parent, tmp_path / "src" / "quicknets",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / ".gitignore").write_text("__pycache__/\n")
+    git("init", "-q")
+    git("add", "src", ".gitignore")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    head = git("rev-parse", "--short", "HEAD")
+    make_stale()
+    before = index()
+    assert version() == head  # touched, not changed: clean
+    assert index() == before and not (tmp_path / ".git" / "index.lock").exists()
+    git("status", "--porcelain")  # the control: plain git status rewrites a stale index
+    assert index() != before
+    make_stale()
+    (tmp_path / "src" / "quicknets" / "runs.py").write_text(
+        (tmp_path / "src" / "quicknets" / "runs.py").read_text() + "\n# changed\n")
+    before = index()
+    assert version() == f"{head}-dirty" and index() == before

@@ -211,3 +211,50 @@ def test_an_optuna_sweep_without_optuna_is_one_error_line(tiny_dir, runs_dir, ca
     assert err == ("error: an Optuna sweep needs Optuna, an optional extra: pip install "
                    "'quicknets[sweep]'\n")
     assert not (runs_dir / "sweeps" / "o1.json").exists()
+
+
+def test_early_stopped_runs_are_ranked_by_the_epoch_they_kept(tiny_dir, runs_dir, capsys):
+    """The ranking, `sweep --show`, compare(), the index and `runs --sort` read the last,
+    discarded epoch's validation numbers, not those of the best epoch that was restored and
+    tested. min_delta 10 makes epoch 1 the best for sure; patience 1 stops after epoch 2."""
+    from quicknets.comparison import compare, fmt_mean_std, metrics
+    from quicknets.sweeps import load_sweep
+    from quicknets.sweeps.pool import score
+    assert main(["sweep", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
+                 "--layers", "784-16-10", "--lr", "0.003,0.03", "--epochs", "4",
+                 "--val-split", "0.2", "--patience", "1", "--min-delta", "10",
+                 "--metric", "val_loss", "--workers", "1", "--threads", "1", "--name", "es",
+                 "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    runs = list_runs(runs_dir, sweep="es")
+    assert len(runs) == 2
+    kept = {r.name: r.history[0] for r in runs}  # the epoch whose weights were tested
+    for r in runs:
+        assert [row["epoch"] for row in r.history] == [1, 2]
+        assert r.history[-1]["best_epoch"] == 1
+        assert r.history[-1]["val_loss"] != kept[r.name]["val_loss"]  # the test can fail
+        m = metrics(r)
+        assert (m["val_loss"], m["val_accuracy"], m["kept_epoch"], m["epochs"]) == (
+            kept[r.name]["val_loss"], kept[r.name]["val_accuracy"], 1, 2)
+        assert score(r.history, r.results, "val_loss") == kept[r.name]["val_loss"]  # Optuna's
+    best_first = sorted(runs, key=lambda r: kept[r.name]["val_loss"])
+    view = load_sweep("es", runs_dir)
+    assert [g["names"] for g in view.groups] == [[r.name] for r in best_first]
+    assert [g["val_loss"][0] for g in view.groups] == [kept[r.name]["val_loss"]
+                                                       for r in best_first]
+    table = compare([r.name for r in runs], runs_dir)
+    assert [g["val_accuracy"] for g in table["groups"]] == [
+        (kept[r.name]["val_accuracy"], None) for r in runs]
+    for r in best_first:  # the printed table, after the run and with --show
+        assert fmt_mean_std((kept[r.name]["val_accuracy"], None), n=1).strip() in out
+    assert main(["sweep", "--show", "es", "--runs-dir", str(runs_dir)]) == 0
+    shown = capsys.readouterr().out
+    lines = [line for line in shown.splitlines() if line.lstrip()[:1] in ("1", "2")]
+    for line, r in zip(lines, best_first):
+        assert f"{kept[r.name]['val_accuracy']:.4f}" in line
+    rows = query(runs_dir, ["val_loss>0"], sort="val_loss")  # the index holds them too
+    assert [(row["name"], row["val_loss"]) for row in rows] == [
+        (r.name, kept[r.name]["val_loss"]) for r in best_first]
+    assert main(["runs", "--sort=-val_loss", "--runs-dir", str(runs_dir)]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:3]]
+    assert listed == [r.name for r in reversed(best_first)]

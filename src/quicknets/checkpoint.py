@@ -1,7 +1,8 @@
 """Checkpoints for exact resume: weights, optimizer state, epoch, RNG states and history.
 
-    save_checkpoint(path, epoch, model, opt, generator, history, best, scaler)  # after each epoch
+    save_checkpoint(path, epoch, model, opt, generator, history, best, scaler, config)
     state = load_checkpoint(path)                                  # weights only: no code runs
+    check_trained_with(state, config_from_the_record)   # a hand-edited config.json: an error
     history, next_epoch = restore(state, model, opt, generator, scaler)   # inside train()
     state["best"]                                    # the best epoch's weights (early stopping)
 
@@ -11,7 +12,9 @@ gradient scaler's scale, and for early stopping the best epoch's weights (the re
 the best epoch and the epochs waited, follows from the history), so a resumed
 run repeats the uninterrupted one number for number on the same device and thread count. A
 checkpoint is written to a temporary file and renamed, so a crash while saving leaves the previous
-one intact; a truncated or foreign file is reported, never loaded half-way.
+one intact; a truncated or foreign file is reported, never loaded half-way. It also holds the
+run config it was trained with, so a config.json edited since is refused on resume rather than
+recorded as settings the run was not trained with.
 """
 from pathlib import Path
 
@@ -24,9 +27,11 @@ FORMAT = 1  # bumped when the layout below changes
 
 
 def save_checkpoint(path, epoch: int, model, opt, generator: torch.Generator,
-                    history: list, best: dict | None = None, scaler=None) -> None:
+                    history: list, best: dict | None = None, scaler=None,
+                    config: dict | None = None) -> None:
     """Everything needed to continue after `epoch` (1-based, completed). `best`: the best
-    epoch's weights under early stopping; `scaler`: the fp16 GradScaler."""
+    epoch's weights under early stopping; `scaler`: the fp16 GradScaler; `config`: the run
+    config trained with (RunConfig.to_dict())."""
     state = {
         "format": FORMAT,
         "epoch": epoch,
@@ -39,6 +44,7 @@ def save_checkpoint(path, epoch: int, model, opt, generator: torch.Generator,
         "history": history,
         "best": {k: v.detach().cpu() for k, v in best.items()} if best is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
+        "config": config,
     }
     atomic_torch_save(state, path, parents=False)  # never recreates a removed run
 
@@ -59,6 +65,29 @@ def load_checkpoint(path) -> dict:
         raise QuicknetsError(f"checkpoint {path} is not a quicknets checkpoint of format "
                              f"{FORMAT} (missing {', '.join(sorted(missing)) or 'nothing'})")
     return state
+
+
+RESUME_MAY_CHANGE = ("threads", "device", "data_dir")  # where and how fast, not what it trains
+
+
+def check_trained_with(state: dict, config, run: str = "the run") -> None:
+    """Raise a QuicknetsError naming every setting in which `config` (the record's RunConfig)
+    differs from the one the checkpoint was trained with, except RESUME_MAY_CHANGE: a
+    config.json edited after the run started. A checkpoint from before configs were kept in it
+    is not checked."""
+    if not state.get("config"):
+        return
+    from quicknets.config import RunConfig
+    trained = RunConfig.from_dict(state["config"]).flat()
+    now = config.flat()
+    changed = [k for k in dict.fromkeys([*trained, *now]) if k not in RESUME_MAY_CHANGE
+               and trained.get(k) != now.get(k)]
+    if changed:
+        diff = ", ".join(f"{k} {now.get(k)!r} (trained with {trained.get(k)!r})"
+                         for k in changed)
+        raise QuicknetsError(f"{run}'s config.json was changed after training started: "
+                             f"{diff}; put it back to resume (a record must hold the settings "
+                             f"it was trained with), or train a new run")
 
 
 def restore(state: dict, model, opt, generator: torch.Generator, scaler=None) -> tuple:

@@ -11,6 +11,7 @@ import math
 
 from quicknets.errors import QuicknetsError
 from quicknets.metrics import METRICS, higher_is_better
+from quicknets.runfolder import final_metrics
 
 # Where and how fast a run trained, not what it trained: never a reason to tell runs apart.
 IGNORED = ("data_dir", "device", "threads", "verify")
@@ -22,15 +23,9 @@ def settings(run) -> dict:
 
 
 def metrics(run) -> dict:
-    """Final numbers of one run (METRICS' names): test metrics, last-epoch validation and
-    training, total time."""
-    last = run.history[-1] if run.history else {}
-    return {"test_accuracy": run.results.get("accuracy"), "test_loss": run.results.get("loss"),
-            "val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
-            "train_accuracy": last.get("train_accuracy"), "train_loss": last.get("train_loss"),
-            "train_loss_sum": last.get("train_loss_sum"),
-            "seconds": sum(row.get("seconds", 0.0) for row in run.history),
-            "epochs": len(run.history)}
+    """The final numbers of one run (runfolder.final_metrics: validation and training of the
+    epoch whose weights it kept, test, total time)."""
+    return final_metrics(run.history, run.results)
 
 
 def differing(all_settings: list) -> list:
@@ -51,18 +46,83 @@ def shown_keys(all_settings: list) -> list:
 
 
 def mean_std(values: list) -> tuple:
-    """(mean, sample std) of the numbers given, ignoring None; std is 0 for one value."""
+    """(mean, sample std) of the numbers given, ignoring None. One value has no std (None, not
+    0); a NaN or infinite value (a diverged run) makes the mean NaN or infinite and the std None;
+    no value at all is (None, None)."""
     xs = [float(v) for v in values if v is not None]
     if not xs:
         return None, None
     mean = sum(xs) / len(xs)
-    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return mean, std
+    if len(xs) < 2 or not math.isfinite(mean):
+        return mean, None
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def group_by_seed(rows: list) -> list:
+def diverged(value) -> bool:
+    """Whether a metric is NaN or infinite (a run that diverged, or a record that says so)."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def run_identity(run) -> str:
+    """What stays the same when a run folder is copied or renamed: the run id written into its
+    meta.json at start; for a record made before run ids, its first name and creation time."""
+    meta = run.meta or {}
+    if meta.get("run_id"):
+        return meta["run_id"]
+    if meta.get("name") and meta.get("created"):
+        return f"{meta['name']} {meta['created']}"
+    return str(run.path.resolve())
+
+
+def run_row(run) -> dict:
+    """A loaded Run as the row group_by_seed takes: name, settings, metrics, and what tells a
+    copy of it (id: run_identity; original: its folder has the name it was created with)."""
+    return {"name": run.name, "settings": settings(run), "metrics": metrics(run), "run": run,
+            "id": run_identity(run), "where": str(run.path),
+            "original": (run.meta or {}).get("name") == run.name}
+
+
+def count_once(rows: list, seeds: bool = True) -> tuple:
+    """(rows, skipped): each run once and (with `seeds`) each seed of a variant once, in the
+    given order. Left out, with one line each saying why: a copy of a run already counted (the
+    same `id`: a `cp -r` backup, a renamed folder, the same run in two runs folders; the folder
+    holding the run's first name is the one kept), and a second run with the same settings and
+    seed (no new seed, on one machine the same numbers: counting it would fake a seed and
+    shrink the std)."""
+    order = sorted(range(len(rows)), key=lambda i: not rows[i].get("original", True))
+    by_id, by_seed, kept, skipped = {}, {}, set(), []
+    for i in order:
+        row = rows[i]
+        where = row.get("where", row["name"])
+        if row.get("id") is not None and row["id"] in by_id:
+            skipped.append((i, f"{where}: a copy of run {by_id[row['id']]} (the same run "
+                               "id); counted once"))
+            continue
+        key = repr(sorted((k, repr(v)) for k, v in row["settings"].items()))
+        if seeds and key in by_seed:
+            skipped.append((i, f"{where}: the same settings and seed "
+                               f"({row['settings'].get('seed')}) as run {by_seed[key]}, so no "
+                               "new seed; counted once"))
+            continue
+        if row.get("id") is not None:
+            by_id[row["id"]] = where
+        by_seed[key] = where
+        kept.add(i)
+    return [row for i, row in enumerate(rows) if i in kept], [line for _, line in sorted(skipped)]
+
+
+def group_by_seed(rows: list, skipped: list | None = None) -> list:
     """Rows {name, settings, metrics} → groups of runs equal in everything but the seed:
-    [{settings (without seed), names, seeds, n, <metric>: (mean, std), ...}] in first-seen order."""
+    [{settings (without seed), names, seeds, n, <metric>: (mean, std), ...}] in first-seen order.
+    Each run and seed counts once (count_once); what was left out is appended to `skipped`
+    (one line each), or without that list given as a warning."""
+    rows, left_out = count_once(rows)
+    for line in left_out:
+        if skipped is None:
+            import warnings
+            warnings.warn(f"skipped run {line}", stacklevel=2)
+        else:
+            skipped.append(line)
     groups = {}
     for row in rows:
         key = repr(sorted((k, repr(v)) for k, v in row["settings"].items() if k != "seed"))
@@ -81,49 +141,59 @@ def group_by_seed(rows: list) -> list:
 def rank(groups: list, metric: str) -> list:
     """Groups best first by the mean of `metric`, in its declared direction (metrics.METRICS)."""
     higher = higher_is_better(metric)
-    known = [g for g in groups if g[metric][0] is not None]
+    known = [g for g in groups if g[metric][0] is not None and not diverged(g[metric][0])]
+    nan = [g for g in groups if diverged(g[metric][0])]  # after every number, never first
     unknown = [g for g in groups if g[metric][0] is None]
 
     def tie(g):  # equal scores: the lower test loss first
-        return g["test_loss"][0] if g["test_loss"][0] is not None else 0.0
+        loss = g["test_loss"][0]
+        return loss if loss is not None and not diverged(loss) else math.inf
     return sorted(known, key=lambda g: (-g[metric][0] if higher else g[metric][0], tie(g))) \
-        + unknown
+        + nan + unknown
 
 
-def compare_runs(runs: list) -> dict:
-    """The comparison of loaded Run records (pure: reads only the records)."""
-    rows = [{"name": r.name, "settings": settings(r), "metrics": metrics(r), "run": r}
-            for r in runs]
+def compare_runs(runs: list, skipped=()) -> dict:
+    """The comparison of loaded Run records (pure: reads only the records): {differing, runs
+    (a row per run, copies left out), groups (each seed counted once), skipped (a line per run
+    left out of either, after those given: runs a reader could not load)}."""
+    skipped = list(skipped)
+    rows, copies = count_once([run_row(r) for r in runs], seeds=False)  # every run, once
     keys = differing([r["settings"] for r in rows])
-    groups = group_by_seed(rows)
-    return {"differing": keys, "runs": rows, "groups": groups}
+    groups = group_by_seed(rows, skipped)  # and every seed once
+    return {"differing": keys, "runs": rows, "groups": groups, "skipped": skipped + copies}
 
 
-def compare(refs, runs_dir=None) -> dict:
-    """Load runs by name, prefix or folder (or take Run records) and compare them."""
+def compare(refs, runs_dir=None, skipped=()) -> dict:
+    """Load runs by name, prefix or folder (or take Run records) and compare them. `skipped`:
+    lines naming runs already left out (list_runs'), kept in the table's `skipped`."""
     from quicknets.runs import Run, load_run
     runs = {}  # by folder: a run named twice (by name and prefix, or also matched by --where)
-    for ref in refs:  # counts once, not as two seeds with a std of 0
+    for ref in refs:  # is one run: not a copy, nothing to report
         run = ref if isinstance(ref, Run) else load_run(ref, runs_dir)
         runs.setdefault(run.path.resolve(), run)
     runs = list(runs.values())
     if not runs:
         raise QuicknetsError("nothing to compare: give at least one run")
-    return compare_runs(runs)
+    return compare_runs(runs, skipped)
 
 
 def fmt(value, digits=4) -> str:
     if value is None:
         return "-"
+    if diverged(value):
+        return f"{value} (diverged)"  # `nan (diverged)`, never a number that looks like one
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def fmt_mean_std(pair, digits=4, n=2) -> str:
-    """`0.8424 ± 0.0017`; for one run the mean alone, padded (a std of one value is unknown)."""
+    """`0.8424 ± 0.0017`; for one run (n < 2, or no std) the mean alone, padded (a std of one
+    value is unknown, never 0); `nan (diverged)` when a run's value is NaN or infinite."""
     mean, std = pair
     if mean is None:
         return "-"
-    if n < 2:
+    if diverged(mean):
+        return fmt(mean)
+    if n < 2 or std is None:
         return f"{mean:.{digits}f}   {'':{digits + 2}}"  # padded so the means line up
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
@@ -163,7 +233,7 @@ def format_compare(table: dict) -> str:
     if any(g["n"] > 1 for g in table["groups"]):
         lines += ["", "over seeds (mean ± sample std), best test accuracy first:",
                   format_groups(rank(table["groups"], "test_accuracy"), keys)]
-    return "\n".join(lines)
+    return "\n".join(lines + [f"skipped {line}" for line in table.get("skipped", ())])
 
 
 def plot_curves(table: dict):

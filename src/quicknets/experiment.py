@@ -76,14 +76,16 @@ def fit_network(spec: str, pre) -> str:
                          f"{spec}: give --network {'-'.join(map(str, fitted))}")
 
 
-def epoch_saver(path, loggers=(), on_epoch=None):
-    """The after_epoch step of a recorded run: checkpoint, history, status, loggers, and
-    `on_epoch(epoch, row)` (an Optuna trial's pruning check; may raise TrialPruned)."""
+def epoch_saver(path, loggers=(), on_epoch=None, config: RunConfig | None = None):
+    """The after_epoch step of a recorded run: checkpoint (with the `config` trained with),
+    history, status, loggers, and `on_epoch(epoch, row)` (an Optuna trial's pruning check; may
+    raise TrialPruned)."""
     from quicknets.checkpoint import save_checkpoint
+    trained_with = config.to_dict() if config is not None else None
 
     def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None):
         save_checkpoint(path / CHECKPOINT_FILE, epoch, model, opt, generator, history, best,
-                        scaler)
+                        scaler, trained_with)
         # progress, readable while training; never recreates a run removed meanwhile
         atomic_write_json(path / "history.json", history, parents=False)
         mark(path, "running", epoch)
@@ -117,7 +119,7 @@ def train_recorded(config: RunConfig, model, data, runs_dir=None, *, path=None, 
         loggers = open_loggers(log_to, path, config.to_dict())
         try:
             history = fit(model, data, config.train, quiet=quiet, log=log, resume=resume,
-                          after_epoch=epoch_saver(path, loggers, on_epoch))
+                          after_epoch=epoch_saver(path, loggers, on_epoch, config))
         except KeyboardInterrupt:
             mark(path, "interrupted")
             raise Interrupted(unfinished_message(path)) from None
@@ -154,12 +156,13 @@ def resume(ref, runs_dir=None, *, threads=None, device=None, data_dir=None, quie
            log=print, log_to=()) -> tuple:
     """Continue a stopped run from its checkpoint, in the same folder: (path, results). Only
     where and how fast it runs may change: threads, device, data_dir."""
-    from quicknets.checkpoint import load_checkpoint
+    from quicknets.checkpoint import check_trained_with, load_checkpoint
     path = find_run(ref, runs_dir)
     with hold_run(path):  # one trainer per run: a second --resume is refused, not run
         check_resumable(path)
         state = load_checkpoint(path / CHECKPOINT_FILE)
         config = load_config(path)
+        check_trained_with(state, config, f"run {path.name}")  # config.json edited by hand
         # The same thread count as before unless asked: float sums, hence the numbers, depend
         # on it.
         config = config.replace(threads=threads or config.train.threads

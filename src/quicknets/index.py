@@ -24,12 +24,14 @@ from quicknets.runfolder import describe, run_state, stamp
 
 INDEX_FILE = "index.sqlite"
 COLUMNS = ("name", "status", "created", "sweep", "host", "pid", "epochs_done",
-           "test_accuracy", "test_loss", "settings", "problem", "stamp")
+           "test_accuracy", "test_loss", "val_accuracy", "val_loss", "settings", "problem",
+           "stamp")  # the metrics: runfolder.final_metrics, validation of the kept epoch
 SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY, status TEXT NOT NULL, created TEXT, sweep TEXT, host TEXT,
-    pid INTEGER, epochs_done INTEGER, test_accuracy REAL, test_loss REAL, settings TEXT,
-    problem TEXT, stamp TEXT)"""
-ADDED = ("problem", "stamp")  # columns an index made by an older quicknets lacks
+    pid INTEGER, epochs_done INTEGER, test_accuracy REAL, test_loss REAL, val_accuracy REAL,
+    val_loss REAL, settings TEXT, problem TEXT, stamp TEXT)"""
+ADDED = {"problem": "TEXT", "stamp": "TEXT", "val_accuracy": "REAL",
+         "val_loss": "REAL"}  # columns an index made by an older quicknets lacks
 BUSY_MS = 120_000  # how long a writer waits for another one before giving up
 LIVE = ("running", "stopped", "interrupted", "pruned", "failed")  # may change without a write
 
@@ -53,9 +55,11 @@ def connect(root: Path) -> sqlite3.Connection:
             with conn:
                 conn.execute(SCHEMA)
                 have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-                for column in ADDED:
+                for column, kind in ADDED.items():
                     if column not in have:
-                        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT")
+                        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+                if not have >= set(ADDED):
+                    conn.execute("UPDATE runs SET stamp = NULL")  # read every folder again
             break
         except sqlite3.OperationalError as e:
             if conn is not None:
@@ -144,7 +148,8 @@ def sync(root: Path, conn: sqlite3.Connection | None = None) -> None:
 
 
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")  # longest first, so "<=" is not read as "<"
-NUMERIC_COLUMNS = ("pid", "epochs_done", "test_accuracy", "test_loss")
+NUMERIC_COLUMNS = ("pid", "epochs_done", "test_accuracy", "test_loss", "val_accuracy",
+                   "val_loss")
 
 
 def parse_filter(text: str) -> tuple:
@@ -195,17 +200,20 @@ def _column(key: str) -> str:
 
 
 def query(root: Path, where=(), sort: str | None = None, status: str | None = None,
-          sweep: str | None = None) -> list:
+          sweep: str | None = None, unknown_matches: bool = False) -> list:
     """Rows (dicts, `settings` decoded) matching every filter, sorted by a column or setting
     (`-key` for descending; default: creation time). `status`: done, running, stopped,
-    interrupted, pruned, failed, unreadable, or all (also None)."""
+    interrupted, pruned, failed, unreadable, or all (also None). `unknown_matches`: a value the
+    folder could not tell (an unreadable file) matches every filter: the runs that may match."""
     clauses, params = [], []
+    unknown = " OR {} IS NULL" if unknown_matches else ""
     for text in where:
         key, op, value = parse_filter(text)
-        clauses.append(f"{_column(key)} {op} ?")
+        clauses.append(f"({_column(key)} {op} ?{unknown.format(_column(key))})")
         params.append(value)
     if sweep:
-        clauses.append("sweep = ?")
+        clauses.append("(sweep = ?" + (" OR sweep IS NULL AND problem LIKE '%meta.json%'"
+                                       if unknown_matches else "") + ")")
         params.append(sweep)
     if status and status != "all":
         clauses.append("status = ?")

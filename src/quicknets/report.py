@@ -208,7 +208,7 @@ def _run_link(name: str, root: Path, page_dir: Path) -> str:
 
 def _ranking(view, root: Path, page_dir: Path) -> str:
     """The ranked variants: the settings that differ, seeds, the metrics as mean ± std."""
-    from quicknets.comparison import shown_keys
+    from quicknets.comparison import fmt_mean_std, shown_keys
     keys = [k for k in shown_keys([g["settings"] for g in view.groups]) if k != "seed"]
     metrics = list(dict.fromkeys([view.metric, "test_accuracy", "test_loss"]))
     head = "".join(f"<th>{escape(h)}</th>" for h in ["#", *keys, "n", *metrics, "runs"])
@@ -218,11 +218,9 @@ def _ranking(view, root: Path, page_dir: Path) -> str:
         cells += [_cell(g["settings"].get(k)) for k in keys]
         cells.append(f'<td class="num">{g["n"]}</td>')
         if g.get("state", "COMPLETE") == "COMPLETE":
-            for m in metrics:
-                mean, std = g[m]
-                text = "-" if mean is None else f"{mean:.4f}" if g["n"] < 2 else \
-                    f"{mean:.4f} ± {std:.4f}"
-                cells.append(f'<td class="num">{text}</td>')
+            for m in metrics:  # as `sweep --show` prints them: no std of one seed, NaN said
+                text = fmt_mean_std(g[m], n=g["n"]).strip()
+                cells.append(f'<td class="num">{escape(text)}</td>')
         else:
             cells.append(f'<td colspan="{len(metrics)}">{escape(g["state"].lower())}: '
                          f'{escape(g.get("message", ""))}</td>')

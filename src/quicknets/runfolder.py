@@ -54,14 +54,59 @@ def read_json(path: Path, kind: type):
     return value
 
 
-def flat_settings(config: dict) -> dict:
-    """A recorded config (any layout: config.upgrade) → one flat dict of settings (the field
-    names are unique); {} for one that cannot be read."""
+RECORD_FILES = {"config.json": dict, "history.json": list, "results.json": dict,
+                "meta.json": dict}  # in Run's field order, with the JSON type each holds
+
+
+def _checked_config(file: Path, config: dict):
     from quicknets.config import RunConfig
     try:
-        return RunConfig.from_dict(config).flat()
-    except QuicknetsError:
-        return {}
+        return RunConfig.from_dict(config)
+    except QuicknetsError as e:
+        raise QuicknetsError(f"{file} is unreadable: {e}") from None
+
+
+def _checked_history(file: Path, history: list) -> list:
+    for i, row in enumerate(history, 1):
+        if not isinstance(row, dict):
+            raise QuicknetsError(f"{file} is corrupt (epoch row {i} is a JSON "
+                                 f"{type(row).__name__}, not an object); the run cannot be read")
+    return history
+
+
+def _checked_results(file: Path, results: dict) -> dict:
+    for key in ("accuracy", "loss"):  # NaN is a number: a diverged run shows as one
+        value = results.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise QuicknetsError(f"{file} is corrupt ({key} is {value!r}, not a number); the "
+                                 "run cannot be read")
+    return results
+
+
+CHECKS = {"config.json": _checked_config, "history.json": _checked_history,
+          "results.json": _checked_results}
+
+
+def read_record(path) -> tuple:
+    """(parts, problems) of the run folder `path`: each record file read as every command reads
+    it (config.json as a RunConfig, history.json a list of epoch objects, results.json an object
+    whose accuracy and loss are numbers, meta.json an object), and one line per file that cannot
+    be. history.json may be missing only before results.json exists (a run before its first
+    epoch ended). runs.load_run and describe both read through here, so `quicknets runs` calls
+    broken exactly the runs that the other commands refuse."""
+    path = Path(path)
+    parts, problems = {}, []
+    finished = (path / "results.json").exists()
+    for file, kind in RECORD_FILES.items():
+        if not (path / file).exists() and (file == "results.json" or
+                                           file == "history.json" and not finished):
+            continue  # written by the first epoch, and at the end
+        try:
+            value = read_json(path / file, kind)
+            parts[file] = CHECKS[file](path / file, value) if file in CHECKS else value
+        except QuicknetsError as e:
+            problems.append(str(e))
+    return parts, problems
 
 
 def _holder(fd: int) -> dict:
@@ -159,28 +204,53 @@ def last_told(path) -> dict:
 
 
 def describe(path) -> dict:
-    """The run folder as an index row: settings, creation time, sweep, epochs done, test
-    metrics and state. A folder whose files cannot be read is "unreadable", with the first
-    reason in `problem` (load_run gives the same error)."""
+    """The run folder as an index row: settings, creation time, sweep, epochs done, the final
+    metrics (final_metrics: validation of the kept epoch) and state. A folder whose files
+    cannot be read (read_record) is "unreadable", with the first reason in `problem`: load_run
+    gives the same error."""
     path = Path(path)
-    parts, problems = {}, []
-    for file, kind in (("config.json", dict), ("meta.json", dict), ("history.json", list),
-                       ("results.json", dict)):
-        if file in ("history.json", "results.json") and not (path / file).exists():
-            continue  # written by the first epoch, and at the end
-        try:
-            parts[file] = read_json(path / file, kind)
-        except QuicknetsError as e:
-            problems.append(str(e))
+    parts, problems = read_record(path)
     meta, results = parts.get("meta.json", {}), parts.get("results.json", {})
+    history = parts.get("history.json", [])
+    final = final_metrics(history, results)
+    config = parts.get("config.json")
     row = {"created": meta.get("created"), "sweep": meta.get("sweep"),
-           "epochs_done": len(parts.get("history.json", [])),
-           "test_accuracy": results.get("accuracy"), "test_loss": results.get("loss"),
-           "settings": flat_settings(parts.get("config.json", {})),
+           "epochs_done": len(history), "settings": config.flat() if config else {},
+           **{k: final[k] for k in INDEXED_METRICS},
            "problem": problems[0] if problems else None, **run_state(path)}
     if problems:
         row["status"] = "unreadable"
     return row
+
+
+INDEXED_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss")
+# metrics.OLD_NAMES of the per-epoch metrics (records before format 2), read here without the
+# torch that importing metrics.py costs a listing
+EARLIER_NAMES = {"val_accuracy": "val_acc", "train_accuracy": "train_acc"}
+
+
+def kept_epoch(history: list) -> dict:
+    """The history row of the epoch whose weights the run kept: under early stopping the best
+    epoch (its `best_epoch`; training restores it before testing), else the last; {} for none."""
+    if not history:
+        return {}
+    best = history[-1].get("best_epoch")
+    return next((row for row in history if row.get("epoch") == best), history[-1])
+
+
+def final_metrics(history: list, results: dict) -> dict:
+    """A run's final numbers (metrics.METRICS' names), the one definition that every ranking,
+    comparison, sweep, the index and Optuna read: the test metrics, the validation and training
+    metrics of the kept epoch (kept_epoch: not the discarded last one under early stopping),
+    the total time in seconds, the epochs trained and the epoch kept."""
+    row = kept_epoch(history)
+    kept = {**{new: row[old] for new, old in EARLIER_NAMES.items() if old in row}, **row}
+    return {"test_accuracy": results.get("accuracy"), "test_loss": results.get("loss"),
+            "val_accuracy": kept.get("val_accuracy"), "val_loss": kept.get("val_loss"),
+            "train_accuracy": kept.get("train_accuracy"), "train_loss": kept.get("train_loss"),
+            "train_loss_sum": kept.get("train_loss_sum"),
+            "seconds": sum(row.get("seconds", 0.0) for row in history),
+            "epochs": len(history), "kept_epoch": kept.get("epoch")}
 
 
 STAMPED = ("config.json", "meta.json", "history.json", "results.json", STATUS_FILE)

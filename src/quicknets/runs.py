@@ -35,14 +35,11 @@ from pathlib import Path
 from quicknets import index
 from quicknets.config import RunConfig
 from quicknets.errors import QuicknetsError
-from quicknets.runfolder import (CHECKPOINT_FILE, STATUS_FILE, TEMP, RunInUse, check_record,
-                                 describe, describe_holder, hold_run, last_told, lock_holder,
-                                 read_json)
+from quicknets.runfolder import (CHECKPOINT_FILE, RECORD_FILES, STATUS_FILE, TEMP, RunInUse,
+                                 check_record, describe, describe_holder, hold_run, last_told,
+                                 lock_holder, read_record)
 from quicknets.runfolder import run_state  # noqa: F401  (offered here with hold_run)
 from quicknets.storage import atomic_write_json
-
-RECORD_FILES = {"config.json": dict, "history.json": list, "results.json": dict,
-                "meta.json": dict}  # in Run's field order, with the JSON type each holds
 MARKS = ("running", "interrupted", "pruned", "failed")
 
 
@@ -77,8 +74,11 @@ def code_version() -> str:
     here = Path(__file__).resolve().parent
 
     def git(*args) -> str:
+        # GIT_OPTIONAL_LOCKS=0 (git --no-optional-locks, which a git before 2.15 would refuse):
+        # `git status` would otherwise refresh the index under .git/index.lock, and a user's
+        # `git commit` at that moment would fail
         p = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
-                           timeout=5)
+                           timeout=5, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
         return p.stdout.strip() if p.returncode == 0 else ""
     try:
         top = git("rev-parse", "--show-toplevel")
@@ -113,8 +113,8 @@ def start_run(config, data_info: dict | None = None, runs_dir=None,
     if final.exists():
         raise QuicknetsError(f"run {final} already exists")
     tmp = root / f".{name}.partial"
-    meta = {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "seed": config.train.seed, "data": data_info or {}, **environment()}
+    meta = {"name": name, "run_id": secrets.token_hex(8),  # survives a copy or a rename
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": config.train.seed, "data": data_info or {}, **environment()}
     if sweep:
         meta["sweep"] = sweep
     try:
@@ -252,12 +252,10 @@ def load_run(ref, runs_dir=None) -> Run:
     if not is_finished(path):
         raise QuicknetsError(unfinished_message(path))
     from quicknets.metrics import upgrade_history
-    config, history, results, meta = (read_json(path / file, kind)
-                                      for file, kind in RECORD_FILES.items())
-    try:
-        config = RunConfig.from_dict(config)
-    except QuicknetsError as e:
-        raise QuicknetsError(f"{path / 'config.json'} is unreadable: {e}") from None
+    parts, problems = read_record(path)  # as `quicknets runs` reads it
+    if problems:
+        raise QuicknetsError(problems[0])
+    config, history, results, meta = (parts[file] for file in RECORD_FILES)
     return Run(path, config, upgrade_history(history), results, meta)
 
 
@@ -292,15 +290,33 @@ def load_model(run, runs_dir=None):
     return model
 
 
-def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | None = None) -> list:
+def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | None = None,
+              skipped: list | None = None) -> list:
     """Finished runs in the runs folder (oldest first, or by `sort`), as Run records.
 
     `where` filters on settings and metrics through the index: ["optimizer=adam", "lr<0.01",
-    "test_accuracy>=0.85"]; `sort` is a key, descending with a leading minus ("-test_accuracy").
-    Unreadable runs are left out (`quicknets runs` names them).
+    "test_accuracy>=0.85", "val_accuracy>0.8"]; `sort` is a key, descending with a leading minus
+    ("-test_accuracy"). A run that may match but cannot be read (a filtered value it cannot tell
+    matches) is left out and never silently: one line `NAME: why` is appended to `skipped`, or
+    without that list, given as a warning.
     """
-    rows = index.query(runs_root(runs_dir), where, sort, status="done", sweep=sweep)
-    return [load_run(runs_root(runs_dir) / r["name"]) for r in rows]
+    root = runs_root(runs_dir)
+    rows = index.query(root, where, sort, status="done", sweep=sweep)
+    broken = [f"{r['name']}: {r['problem']}" for r in
+              index.query(root, where, status="unreadable", sweep=sweep, unknown_matches=True)]
+    runs = []
+    for row in rows:
+        try:
+            runs.append(load_run(root / row["name"]))
+        except QuicknetsError as e:  # changed since the index read it
+            broken.append(f"{row['name']}: {e}")
+    for line in broken:
+        if skipped is None:
+            import warnings
+            warnings.warn(f"skipped run {line}", stacklevel=2)
+        else:
+            skipped.append(line)
+    return runs
 
 
 def training_pid(path: Path) -> int | None:

@@ -38,18 +38,19 @@ def run(args) -> int:
         figure_format(args.plot)  # a bad suffix is an error before the table, not after it
     if args.storage is not None:
         return compare_study(args)
-    refs = list(args.names)
+    refs, skipped = list(args.names), []
     if args.sweep or args.where:
-        found = list_runs(args.runs_dir, args.where, sweep=args.sweep)
+        found = list_runs(args.runs_dir, args.where, sweep=args.sweep, skipped=skipped)
         if not found:
             what = " ".join([f"--sweep {args.sweep}"] * bool(args.sweep)
                             + [f"--where {w}" for w in args.where])
+            unreadable = f"; skipped {'; '.join(skipped)}" if skipped else ""
             raise QuicknetsError(f"no finished run matches {what} (see `quicknets runs "
-                                 f"--status all`)")
+                                 f"--status all`){unreadable}")
         refs += found
     if not refs:
         raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
-    table = compare(refs, args.runs_dir)
+    table = compare(refs, args.runs_dir, skipped)
     print(format_compare(table))
     if args.plot is not None:
         from quicknets.plots import save_figure

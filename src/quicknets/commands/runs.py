@@ -18,7 +18,8 @@ def add_parser(sub) -> None:
                        description="List the runs in the runs folder (their folders are read; "
                                    "runs/index.sqlite caches them). Keys are "
                                    "any setting (lr, optimizer, network, seed, ...) or metric "
-                                   "(test_accuracy, test_loss, epochs_done, status, created).")
+                                   "(test_accuracy, test_loss, val_accuracy, val_loss: of the epoch whose "
+                                   "weights the run kept; epochs_done, status, created).")
     p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
                    help="filter, repeatable: optimizer=adam, lr<0.01, test_accuracy>=0.85")
     p.add_argument("--sort", default=None, metavar="KEY", type=given,
@@ -78,7 +79,8 @@ def run(args) -> int:
     return 0
 
 
-COLUMNS = ("name", "status", "created", "sweep", "epochs_done", "test_accuracy", "test_loss")
+COLUMNS = ("name", "status", "created", "sweep", "epochs_done", "test_accuracy", "test_loss",
+           "val_accuracy", "val_loss")  # validation: of the epoch whose weights were kept
 
 
 def write_rows(rows: list, fmt: str) -> None:

@@ -138,7 +138,7 @@ def _run(name, spec, jobs, workers, threads, runs_dir, log, what) -> list:
                           f"`{continue_command(name, runs_dir)}`")
     log(f"sweep {name}: {len(jobs)} runs in {time.perf_counter() - start:.1f} s"
         + (f", {len(failed)} failed" if failed else ""))
-    return results_table(name, runs_dir, spec, failed)
+    return results_table(name, runs_dir, spec, failed, log)
 
 
 def _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage) -> list:
@@ -168,7 +168,10 @@ def _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage) ->
                           f"finished epoch; continue the study with "
                           f"`{continue_command(name, runs_dir, storage)}`")
     log(f"sweep {name}: done in {time.perf_counter() - start:.1f} s")
-    return from_study(url, name, runs_dir).groups
+    view = from_study(url, name, runs_dir)
+    for note in view.notes:
+        log(note)
+    return view.groups
 
 
 def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
@@ -176,11 +179,10 @@ def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
     number = outcome.number + 1 if outcome.number is not None else count
     head = f"trial {number}/{total}" if outcome.retry_of is None else \
         f"trial {number} (trial {outcome.retry_of + 1} again)"
-    from quicknets.comparison import label
+    from quicknets.comparison import fmt, label
     what = label(outcome.settings, list(outcome.settings))
     if outcome.status == "done":
-        value = "-" if outcome.value is None else f"{outcome.value:.4f}"
-        result = f"{metric} {value}"
+        result = f"{metric} {fmt(outcome.value)}"  # `nan (diverged)` said as such
     else:
         result = f"{outcome.status}: {outcome.message}"
     runs = "  " + " ".join(outcome.runs) if outcome.runs else ""
@@ -189,13 +191,18 @@ def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
 
 
 
-def results_table(name: str, runs_dir, spec: Search, failed: list) -> list:
-    """The sweep's finished runs grouped over seeds, and its failed trials, ranked."""
+def results_table(name: str, runs_dir, spec: Search, failed: list, log=print) -> list:
+    """The sweep's finished runs grouped over seeds, and its failed trials, ranked; a run left
+    out (unreadable, or counted once) is logged with why."""
     from quicknets.comparison import compare_runs, rank
     from quicknets.runs import list_runs
     from quicknets.sweeps.view import unfinished_groups
-    runs = list_runs(runs_dir, sweep=name)
-    groups = compare_runs(runs)["groups"] if runs else []
+    skipped = []
+    runs = list_runs(runs_dir, sweep=name, skipped=skipped)
+    table = compare_runs(runs, skipped) if runs else {"groups": [], "skipped": skipped}
+    for line in table["skipped"]:
+        log(f"skipped {line}")
+    groups = table["groups"]
     failed = [(trial_settings(spec.base, o.settings), "failed", o.message, o.runs)
               for o in failed]
     return rank(groups + unfinished_groups(failed), spec.metric)

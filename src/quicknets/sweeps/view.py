@@ -14,7 +14,6 @@ another worker, counts once: as that retry.
 """
 import math
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from quicknets.errors import QuicknetsError
 
@@ -59,11 +58,6 @@ def load_sweep(name: str, runs_dir=None, storage: str | None = None) -> SweepVie
     return from_runs(name, runs_dir, Search.from_dict(record["search"]))
 
 
-def _metrics(history: list, results: dict) -> dict:
-    from quicknets.comparison import metrics
-    return metrics(SimpleNamespace(history=history, results=results))
-
-
 def unfinished_groups(items: list) -> list:
     """(settings with seed, status, message, run names) of runs or trials that did not finish
     → one group per variant and status, as the ranking lists them (after the finished)."""
@@ -87,6 +81,7 @@ def from_study(url: str, name: str, runs_dir=None) -> SweepView:
     import optuna
 
     from quicknets.comparison import group_by_seed, rank
+    from quicknets.runfolder import final_metrics
     from quicknets.runs import runs_root
     from quicknets.sweeps.study import load_search, using_storage, where
     search, _ = load_search(url, name)
@@ -109,7 +104,7 @@ def from_study(url: str, name: str, runs_dir=None) -> SweepView:
                 view.rows.append({
                     "name": r["run"], "history": r["history"], "results": r["test"],
                     "settings": trial_settings(search.base, {**overrides, "seed": r["seed"]}),
-                    "metrics": _metrics(r["history"], r["test"]), "worker": worker,
+                    "metrics": final_metrics(r["history"], r["test"]), "worker": worker,
                     "trial": t.number + 1, "local": (root / r["run"]).is_dir()})
         elif t.number in retried_as:
             why = "was stopped" if state == "interrupted" else "lost its worker (no heartbeat)"
@@ -125,19 +120,24 @@ def from_study(url: str, name: str, runs_dir=None) -> SweepView:
                             "params": dict(t.params), "runs": attrs.get("runs", []),
                             "seconds": seconds, "retried_as": retried_as.get(t.number),
                             "started": t.datetime_start})
-    view.groups = rank(group_by_seed(view.rows) + unfinished_groups(unfinished), search.metric)
+    skipped = []
+    view.groups = rank(group_by_seed(view.rows, skipped) + unfinished_groups(unfinished),
+                       search.metric)
+    view.notes += [f"skipped {line}" for line in skipped]
     return view
 
 
 def from_runs(name: str, runs_dir, search) -> SweepView:
     from quicknets import index
-    from quicknets.comparison import IGNORED, group_by_seed, metrics, rank, settings
+    from quicknets.comparison import IGNORED, compare_runs, rank
     from quicknets.runs import list_runs, runs_root
     root = runs_root(runs_dir)
     view = SweepView(name, search.metric, f"runs folder {root}", search)
-    for run in list_runs(runs_dir, sweep=name):
-        view.rows.append({"name": run.name, "settings": settings(run), "metrics": metrics(run),
-                          "history": run.history, "results": run.results,
+    skipped = []
+    table = compare_runs(list_runs(runs_dir, sweep=name, skipped=skipped), skipped)
+    for row in table["runs"]:
+        run = row["run"]
+        view.rows.append({**row, "history": run.history, "results": run.results,
                           "worker": run.meta.get("host", ""), "local": True})
     unfinished, running = [], 0
     for row in index.query(root, status="all", sweep=name):
@@ -148,7 +148,10 @@ def from_runs(name: str, runs_dir, search) -> SweepView:
             unfinished.append((shown, row["status"], row.get("problem") or "", [row["name"]]))
     if running:
         view.notes.append(f"{running} run(s) still training")
-    view.groups = rank(group_by_seed(view.rows) + unfinished_groups(unfinished), search.metric)
+    listed = {name for *_, names in unfinished for name in names}  # ranked with the reason
+    view.notes += [f"skipped {line}" for line in table["skipped"]
+                   if line.split(":")[0] not in listed]
+    view.groups = rank(table["groups"] + unfinished_groups(unfinished), search.metric)
     return view
 
 
