@@ -16,4 +16,5 @@ COMMANDS = {
     "demo": "demo",
     "lr-find": "lr_find",
     "completion": "completion",
+    "doctor": "doctor",
 }
