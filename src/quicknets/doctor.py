@@ -14,6 +14,7 @@ through `train`, and a run record written, listed and read back in the runs fold
 temporary folder there, removed after). Optional parts are found without being imported (Gradio
 alone takes seconds to import), so a package that is present but broken shows only when used.
 """
+
 import importlib.metadata
 import importlib.util
 import os
@@ -23,6 +24,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported inside the checks: its absence is one of them
+    from torch import nn
+
+    from quicknets.config import RunConfig
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "fail"
 INSTALL = "pip install -e . (in a checkout; scripts/setup.sh does it)"
@@ -36,21 +43,31 @@ class Check:
 
 # Optional programs: (command, what it is for, how to install it on Debian/Ubuntu).
 PROGRAMS = (
-    ("chromium", "viewing HTML reports (quicknets report); the report and demo browser tests",
-     "apt-get install chromium"),
-    ("psql", "the PostgreSQL client, to reach a sweep study shared through postgresql://",
-     "apt-get install postgresql-client (the tests' shared study needs the server: "
-     "apt-get install postgresql)"),
+    (
+        "chromium",
+        "viewing HTML reports (quicknets report); the report and demo browser tests",
+        "apt-get install chromium",
+    ),
+    (
+        "psql",
+        "the PostgreSQL client, to reach a sweep study shared through postgresql://",
+        "apt-get install postgresql-client (the tests' shared study needs the server: "
+        "apt-get install postgresql)",
+    ),
 )
 
 # pyproject.toml's extras: extra -> (what it adds, the modules it installs). test_doctor checks
 # that these agree with pyproject.toml.
 EXTRAS = {
     "sweep": ("quicknets sweep --search optuna", ("optuna",)),
-    "postgres": ("sweep studies shared through --storage postgresql://",
-                 ("optuna", "psycopg", "sqlalchemy")),
-    "export": ("quicknets export (ONNX, checked with onnxruntime; safetensors)",
-               ("onnx", "onnxscript", "onnxruntime", "safetensors")),
+    "postgres": (
+        "sweep studies shared through --storage postgresql://",
+        ("optuna", "psycopg", "sqlalchemy"),
+    ),
+    "export": (
+        "quicknets export (ONNX, checked with onnxruntime; safetensors)",
+        ("onnx", "onnxscript", "onnxruntime", "safetensors"),
+    ),
     "demo": ("quicknets demo (a Gradio page)", ("gradio",)),
     "tensorboard": ("quicknets train --log-to tensorboard", ("tensorboard",)),
     "mlflow": ("quicknets train --log-to mlflow", ("mlflow",)),
@@ -115,8 +132,11 @@ def check_package(name: str, specs: dict | None = None) -> Check:
     if name == "torch":
         line += _torch_build()
     if spec is not None and version and version.split("+")[0] not in spec:
-        return Check(WARN, f"{line}: quicknets is tested with {name}{spec}; "
-                           f"pip install '{name}{spec}' if something misbehaves")
+        return Check(
+            WARN,
+            f"{line}: quicknets is tested with {name}{spec}; "
+            f"pip install '{name}{spec}' if something misbehaves",
+        )
     return Check(OK, line + (f", wants {spec}" if spec else ""))
 
 
@@ -130,7 +150,7 @@ def check_other_packages(specs: dict | None = None) -> Check:
     """The rest of the required packages (as distributions: pillow is imported as PIL), on
     one line."""
     specs = requirements() if specs is None else specs
-    found = {}
+    found: dict[str, str | None] = {}
     for name in specs:
         if name not in ("torch", "torchvision", "numpy"):
             try:
@@ -139,11 +159,13 @@ def check_other_packages(specs: dict | None = None) -> Check:
                 found[name] = None
     missing = [n for n, v in found.items() if v is None]
     if missing:
-        return Check(FAIL, f"not installed: {', '.join(missing)}; quicknets needs them: "
-                           f"{INSTALL}")
+        return Check(FAIL, f"not installed: {', '.join(missing)}; quicknets needs them: {INSTALL}")
     if not found:
-        return Check(WARN, "quicknets is on the path but not installed, so its requirements "
-                           f"are unknown: {INSTALL}")
+        return Check(
+            WARN,
+            "quicknets is on the path but not installed, so its requirements "
+            f"are unknown: {INSTALL}",
+        )
     return Check(OK, ", ".join(f"{n} {v}" for n, v in found.items()))
 
 
@@ -162,11 +184,16 @@ def check_data_search(data_dir=None) -> Check:
 
     dirs = ", ".join(str(d) for d in search_dirs(dataset_info("fashion-mnist"), data_dir))
     if data_dir:
-        return Check(OK, f"data: --data-dir alone is looked in ({dirs}); missing files are "
-                         "downloaded into it")
+        return Check(
+            OK,
+            f"data: --data-dir alone is looked in ({dirs}); missing files are downloaded into it",
+        )
     env = "" if os.environ.get("QUICKNETS_DATA") else "; $QUICKNETS_DATA is unset"
-    return Check(OK, f"data: fashion-mnist is looked for in {dirs}, then downloaded into the "
-                     f"first cache folder{env}")
+    return Check(
+        OK,
+        f"data: fashion-mnist is looked for in {dirs}, then downloaded into the "
+        f"first cache folder{env}",
+    )
 
 
 def dataset_state(name: str, data_dir=None) -> tuple[str, str]:
@@ -184,10 +211,13 @@ def dataset_state(name: str, data_dir=None) -> tuple[str, str]:
         if data_dir and any(find_files(d, info.files) for d in search_dirs(info, data_dir)):
             return status, str(e)  # part of a set: locate's line says what is there and missing
     if not info.fetch:
-        return status, (f"not here (quicknets does not download it): torchvision.datasets."
-                        f"{info.torchvision_name}(ROOT, download=True), then --data-dir ROOT")
-    debian = " (or apt-get install dataset-fashion-mnist)" if info.debian_dir and not data_dir \
-        else ""
+        return status, (
+            f"not here (quicknets does not download it): torchvision.datasets."
+            f"{info.torchvision_name}(ROOT, download=True), then --data-dir ROOT"
+        )
+    debian = (
+        " (or apt-get install dataset-fashion-mnist)" if info.debian_dir and not data_dir else ""
+    )
     into = data_dir or cache_dir() / info.name
     return status, f"not here; downloaded into {into} when first used{debian}"
 
@@ -200,8 +230,9 @@ def check_datasets(data_dir=None) -> list:
     states: dict = {}
     for name in DATASETS:
         states.setdefault(dataset_state(name, data_dir), []).append(name)
-    return [Check(status, f"{', '.join(names)}: {text}")
-            for (status, text), names in states.items()]
+    return [
+        Check(status, f"{', '.join(names)}: {text}") for (status, text), names in states.items()
+    ]
 
 
 def check_threads() -> Check:
@@ -210,13 +241,17 @@ def check_threads() -> Check:
 
     from quicknets.machine import default_threads, runnable_now, usable_cores
 
-    env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
-           if k in os.environ]
+    env = [
+        f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
+    ]
     busy = runnable_now() - 1
-    return Check(OK, f"threads: {default_threads()} for training (--threads 0), "
-                     f"{usable_cores()} usable cores, torch now uses {torch.get_num_threads()}"
-                     + (f" ({', '.join(env)})" if env else "")
-                     + (f"; {busy} other processes ready to run now" if busy > 0 else ""))
+    return Check(
+        OK,
+        f"threads: {default_threads()} for training (--threads 0), "
+        f"{usable_cores()} usable cores, torch now uses {torch.get_num_threads()}"
+        + (f" ({', '.join(env)})" if env else "")
+        + (f"; {busy} other processes ready to run now" if busy > 0 else ""),
+    )
 
 
 def check_cpu() -> Check:
@@ -240,13 +275,20 @@ def check_mkl() -> Check:
     if not torch.backends.mkl.is_available():
         return Check(OK, "mkl: not in this torch build; numbers depend on the thread count")
     if thread_invariant():
-        return Check(OK, "mkl: strict mode on (matrix products give the same bits for any "
-                         "thread count)")
+        return Check(
+            OK, "mkl: strict mode on (matrix products give the same bits for any thread count)"
+        )
     setting = " ".join(f"{k}={v}" for k, v in STRICT_GEMM.items())
-    told = f" (MKL_CBWR={os.environ['MKL_CBWR']} in the environment)" \
-        if "MKL_CBWR" in os.environ else ""
-    return Check(WARN, f"mkl: strict mode off{told}: numbers change with the thread count; "
-                       f"set {setting} before Python starts (the quicknets command does)")
+    told = (
+        f" (MKL_CBWR={os.environ['MKL_CBWR']} in the environment)"
+        if "MKL_CBWR" in os.environ
+        else ""
+    )
+    return Check(
+        WARN,
+        f"mkl: strict mode off{told}: numbers change with the thread count; "
+        f"set {setting} before Python starts (the quicknets command does)",
+    )
 
 
 def check_device() -> Check:
@@ -259,8 +301,11 @@ def check_device() -> Check:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         bf16 = "bf16" if native_bf16("cuda") else "no bf16 (use --fp16)"
-        return Check(OK, f"device: cuda, {name}, CUDA {torch.version.cuda}, {bf16} "
-                         f"({torch.cuda.device_count()} GPU(s))")
+        return Check(
+            OK,
+            f"device: cuda, {name}, CUDA {torch.version.cuda}, {bf16} "
+            f"({torch.cuda.device_count()} GPU(s))",
+        )
     if device.type == "mps":
         return Check(OK, "device: mps (Apple GPU)")
     why = "a CPU build of torch" if torch.version.cuda is None else "no CUDA GPU visible"
@@ -270,8 +315,9 @@ def check_device() -> Check:
 @dataclass
 class TinyRun:
     """What the tiny training made, for the run-record check."""
-    model: object
-    config: object
+
+    model: "nn.Module"
+    config: "RunConfig"
     history: list
     results: dict
 
@@ -289,13 +335,20 @@ def generated_data(n_train: int = 600, n_test: int = 200, seed: int = 0):
         labels = torch.randperm(n, generator=g) % 10
         images = torch.randint(0, 60, (n, 28, 28), generator=g, dtype=torch.uint8)
         for c in range(10):
-            images[labels == c, 2 + 2 * c: 4 + 2 * c, 4:24] = 220
+            images[labels == c, 2 + 2 * c : 4 + 2 * c, 4:24] = 220
         return images, labels
 
     train_images, train_labels = split(n_train)
     test_images, test_labels = split(n_test)
-    return Dataset("generated", [f"bar {c}" for c in range(10)], train_images, train_labels,
-                   test_images, test_labels, source="quicknets doctor")
+    return Dataset(
+        "generated",
+        [f"bar {c}" for c in range(10)],
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        source="quicknets doctor",
+    )
 
 
 CHANCE = 0.1
@@ -314,8 +367,14 @@ def tiny_run(epochs: int = 1) -> TinyRun:
     from quicknets.training import train
 
     data = generated_data()
-    config = RunConfig.build(dataset=data.name, network="784-32-10", epochs=max(1, epochs),
-                             batch_size=32, lr=0.01, seed=0)
+    config = RunConfig.build(
+        dataset=data.name,
+        network="784-32-10",
+        epochs=max(1, epochs),
+        batch_size=32,
+        lr=0.01,
+        seed=0,
+    )
     config = dataclasses.replace(config, train=resolve(config.train))  # recorded as trained
     model = network(config.network.network, seed=config.train.seed)
     history = train(model, data, config.train, quiet=True) if epochs else []
@@ -332,11 +391,16 @@ def check_training() -> tuple[Check, TinyRun | None]:
     run = tiny_run()
     seconds = time.perf_counter() - start
     acc = run.results["accuracy"]
-    line = (f"training: {run.config.network.network} for 1 epoch on 600 generated images "
-            f"({run.config.train.device}) in {seconds:.1f} s, test accuracy {acc:.2f}")
+    line = (
+        f"training: {run.config.network.network} for 1 epoch on 600 generated images "
+        f"({run.config.train.device}) in {seconds:.1f} s, test accuracy {acc:.2f}"
+    )
     if acc < FLOOR:
-        return Check(FAIL, f"{line}, below {FLOOR} (chance {CHANCE}): training does not "
-                           "learn here; run the tests (scripts/test.sh tests/test_training.py)"), run
+        return Check(
+            FAIL,
+            f"{line}, below {FLOOR} (chance {CHANCE}): training does not "
+            "learn here; run scripts/test.sh tests/test_training.py",
+        ), run
     return Check(OK, f"{line} (chance {CHANCE})"), run
 
 
@@ -356,26 +420,46 @@ def check_record(runs_dir=None, run: TinyRun | None = None) -> Check:
         root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".doctor-", dir=root))
     except OSError as e:
-        return Check(FAIL, f"runs folder {root}: cannot write there ({e.strerror or e}); "
-                           "use --runs-dir or $QUICKNETS_RUNS for a folder you can write")
+        return Check(
+            FAIL,
+            f"runs folder {root}: cannot write there ({e.strerror or e}); "
+            "use --runs-dir or $QUICKNETS_RUNS for a folder you can write",
+        )
     try:
         run = run or tiny_run(epochs=0)
         path = save_run(run.model, run.config, run.history, run.results, runs_dir=scratch)
         listed = [r.name for r in list_runs(scratch)]
         back = load_run(path.name, scratch)
         model = load_model(back)
-        problems = [what for what, same in (
-            ("listed", listed == [path.name]),
-            ("history", back.history == json.loads(json.dumps(run.history))),
-            ("results", back.results == json.loads(json.dumps(run.results))),
-            ("weights", all(torch.equal(a, b) for a, b in zip(
-                run.model.state_dict().values(), model.state_dict().values()))),
-        ) if not same]
+        problems = [
+            what
+            for what, same in (
+                ("listed", listed == [path.name]),
+                ("history", back.history == json.loads(json.dumps(run.history))),
+                ("results", back.results == json.loads(json.dumps(run.results))),
+                (
+                    "weights",
+                    all(
+                        torch.equal(a, b)
+                        for a, b in zip(
+                            run.model.state_dict().values(), model.state_dict().values()
+                        )
+                    ),
+                ),
+            )
+            if not same
+        ]
         if problems:
-            return Check(FAIL, f"run record in {root}: read back differs in "
-                               f"{', '.join(problems)}; run tests/test_runs.py")
-        return Check(OK, f"run record: written, listed and read back in {root} "
-                         f"(a temporary folder there, removed)")
+            return Check(
+                FAIL,
+                f"run record in {root}: read back differs in "
+                f"{', '.join(problems)}; run tests/test_runs.py",
+            )
+        return Check(
+            OK,
+            f"run record: written, listed and read back in {root} "
+            f"(a temporary folder there, removed)",
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if made_root and not any(root.iterdir()):
@@ -396,8 +480,11 @@ def check_extra(extra: str) -> Check:
     found = {m: installed(m) for m in modules}
     missing = [m for m, v in found.items() if v is None]
     if missing:
-        return Check(WARN, f"{extra} extra: {', '.join(missing)} missing; for {purpose}: "
-                           f"pip install 'quicknets[{extra}]'")
+        return Check(
+            WARN,
+            f"{extra} extra: {', '.join(missing)} missing; for {purpose}: "
+            f"pip install 'quicknets[{extra}]'",
+        )
     return Check(OK, f"{extra} extra: " + ", ".join(f"{m} {v}".strip() for m, v in found.items()))
 
 
@@ -418,21 +505,24 @@ def run_checks(runs_dir=None, data_dir=None):
 
     checks = [
         ("python", check_python),
-        *[(name, lambda name=name: check_package(name, specs))
-          for name in ("torch", "torchvision", "numpy")],
+        *[
+            (name, lambda name=name: check_package(name, specs))
+            for name in ("torch", "torchvision", "numpy")
+        ],
         ("packages", lambda: check_other_packages(specs)),
         ("quicknets", check_quicknets),
         ("data", lambda: check_data_search(data_dir)),
         ("datasets", lambda: check_datasets(data_dir)),
-        ("threads", check_threads), ("cpu", check_cpu), ("mkl", check_mkl),
+        ("threads", check_threads),
+        ("cpu", check_cpu),
+        ("mkl", check_mkl),
         ("device", check_device),
         ("training", training),
         ("run record", lambda: check_record(runs_dir, trained[0] if trained else None)),
         *[(p[0], lambda p=p: check_program(*p)) for p in PROGRAMS],
         *[(f"{extra} extra", lambda extra=extra: check_extra(extra)) for extra in EXTRAS],
     ]
-    need_torch = ("data", "datasets", "threads", "cpu", "mkl", "device", "training",
-                  "run record")
+    need_torch = ("data", "datasets", "threads", "cpu", "mkl", "device", "training", "run record")
     torch_failed, skipped = False, []
     for label, check in checks:
         if torch_failed and label in need_torch:  # one line, not an ImportError each
