@@ -17,4 +17,5 @@ COMMANDS = {
     "lr-find": "lr_find",
     "completion": "completion",
     "audit": "audit",
+    "doctor": "doctor",
 }
