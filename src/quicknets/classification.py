@@ -2,16 +2,27 @@
 
     classify(model, 0, data)                    # test-set image 0
     classify(model, "shoe.jpg", top=3)          # any image file, brought to the model's shape
-    classify(model, data.test_images[0])        # uint8 (28, 28) pixels; float = already normalised
+    classify(model, data.test_images[0])        # uint8 (28, 28) pixels
+    classify(model, ToTensor()(pil_image))      # floats in [0, 1]: read as such (scale="auto")
     print(banner("Ankle Boot"))                 # the notebook's banner
 
     predict(model, data.test_images)            # a whole batch: class indices (N,), as sklearn
     predict(model, ["a.png", "b.jpg"], names=True)   # or their class names
     predict_proba(model, data.test_images[:64]) # probabilities (N, classes)
+    predict(model, x, scale="normalized")       # floats already normalised: say so
 
 classify returns [{"class": name, "index": i, "probability": p}, ...], most likely first. A
 trained model brings its own preprocessing (shape, normalisation, class names, how files are
 laid out), so every form of image gets what the network was trained on.
+
+What the values of an image mean, `scale` (Preprocessing.scale_of): uint8 and other integer
+images are pixels 0..255. Floats are "pixels" (0..255, as np.asarray(pil_image, np.float32)),
+"unit" (0..1, as torchvision's ToTensor) or "normalized" ((pixel / 255 - mean) / std with the
+model's mean and std). The default, "auto", reads the whole batch: any negative value means
+normalised (black normalises below 0 with any mean above 0), else a largest value of at most 1
+means unit, above 1 pixels; where that is unsure (no black pixel at all) it warns, and where it
+cannot tell (a model normalised with mean 0) it is an error. Values that fit no reading are an
+error, never a guess.
 """
 from pathlib import Path
 
@@ -25,10 +36,13 @@ from quicknets.preprocessing import Preprocessing, preprocessing_of
 
 BATCH_SIZE = 1024  # images per forward pass in predict: (1024, 784) floats are 3 MB
 
+
 def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
-    """Any accepted image form -> normalised float (1, C, H, W) for a network whose images get
-    `pre`: a test-set index of `data`, an image file (brought to the shape by pre.layout),
-    uint8 pixels of the right size, or floats already normalised."""
+    """Any accepted form of one image -> (1, C, H, W) of its own values (uint8 pixels or
+    floats, read by `scale` later): a test-set index of `data`, an image file (brought to the
+    shape by pre.layout), or a tensor or NumPy array laid out (C, H, W), (H, W, C)
+    channels-last, (H, W) for one channel, or flat (C*H*W,) in C, H, W order, leading 1s
+    allowed ((1, C, H, W))."""
     if isinstance(image, int) and not isinstance(image, bool):
         if data is None:
             raise QuicknetsError("classifying by index needs the dataset (pass data=...)")
@@ -38,43 +52,65 @@ def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
         image = data.test_images[image]
     elif isinstance(image, (str, Path)):
         image = load_image(image, pre.shape, pre.layout)
-    elif isinstance(image, np.ndarray):
-        image = torch.from_numpy(image)
-    if not isinstance(image, torch.Tensor):
-        raise QuicknetsError(f"cannot classify a {type(image).__name__}: give a tensor, a "
-                             "test-set index or an image file")
+    elif isinstance(image, (list, tuple)):
+        raise QuicknetsError(f"classify takes one image, not a {type(image).__name__}: for "
+                             "several, predict(model, images)")
+    x = _tensor(image, "classify")
+    while x.dim() > 1 and x.shape[0] == 1 and tuple(x.shape) not in _layouts(pre):
+        x = x[0]  # (1, C, H, W) -> (C, H, W), (1, 784) -> (784,)
+    return _layout(x[None], pre, one=True)
+
+
+def _layouts(pre: Preprocessing) -> list:
+    """The accepted shapes of one image: (C, H, W), (H, W, C), (C*H*W,), and (H, W) for 1 channel."""
     c, h, w = pre.shape
-    if image.numel() != pre.features:
-        raise QuicknetsError(f"an image must have {c}x{h}x{w} = {pre.features} values, this "
-                             f"one has shape {tuple(image.shape)}")
-    x = image.reshape(1, c, h, w)
-    if x.dtype == torch.uint8:
-        return pre.normalize(x)
-    return x.float()  # already normalised, as the notebook's DataLoader gave them
+    return [(c, h, w), (h, w, c), (c * h * w,)] + ([(h, w)] if c == 1 else [])
+
+
+def _layout(x: torch.Tensor, pre: Preprocessing, one: bool = False) -> torch.Tensor:
+    """A batch (N, *one image's shape) -> (N, C, H, W); a shape not in _layouts is an error."""
+    c, h, w = pre.shape
+    shape = tuple(x.shape[1:])
+    if shape not in _layouts(pre):
+        n = "" if one else "N, "
+        grey = f", ({n}{h}, {w})" if c == 1 else ""
+        got = shape if one else tuple(x.shape)
+        raise QuicknetsError(f"{'an image' if one else 'a batch of images'} for this model has "
+                             f"shape ({n}{c}, {h}, {w}), ({n}{h}, {w}, {c}){grey} or "
+                             f"({n}{c * h * w},), not {got}" + ("" if one else
+                                                               " (one image: images[None])"))
+    if shape == (h, w, c) and shape != (c, h, w):
+        return x.permute(0, 3, 1, 2)  # channels-last (PIL, NumPy, Keras) -> (N, C, H, W)
+    return x.reshape(-1, c, h, w)
 
 
 @torch.no_grad()
-def probabilities(model: nn.Module, image, data=None) -> torch.Tensor:
-    """Class probabilities (classes,) of one image (see as_input), with the model's own
-    preprocessing."""
+def probabilities(model: nn.Module, image, data=None, scale: str = "auto") -> torch.Tensor:
+    """Class probabilities (classes,) of one image (see as_input; `scale`: what its values
+    are, see the module docstring), with the model's own preprocessing."""
     pre = preprocessing_of(model, data)
+    x = as_input(image, pre, data)
+    x = pre.prepare(x, pre.scale_of(x, scale))
     was_training = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
-        log_probs = model(as_input(image, pre, data).to(device))
+        log_probs = model(x.to(_device(model)))
     finally:
         model.train(was_training)
     return log_probs[0].float().exp().cpu()
 
 
-def classify(model: nn.Module, image, data=None, top: int = 3, classes=None) -> list:
+def classify(model: nn.Module, image, data=None, top: int = 3, classes=None,
+             scale: str = "auto") -> list:
     """The `top` most likely classes for `image` (a test-set index of `data`, an image file,
-    or a tensor), with probabilities: [{"class", "index", "probability"}], most likely first.
-    Class names: `classes`, else the model's own, else the data's, else numbers."""
+    or a tensor or array; see as_input), with probabilities: [{"class", "index",
+    "probability"}], most likely first. `scale`: what the image's values are, "auto",
+    "pixels", "unit" or "normalized" (the module docstring). Class names: `classes`, else the
+    model's own, else the data's, else numbers. Raises QuicknetsError for an image of another
+    shape or whose values fit no scale."""
     if top < 1:
         raise QuicknetsError(f"top must be at least 1, not {top}")
-    probs = probabilities(model, image, data)
+    probs = probabilities(model, image, data, scale)
     own = getattr(model, "preprocessing", None)
     names = list(classes or (own.classes if own is not None and own.classes else ()) or
                  (data.classes if data is not None else [str(i) for i in range(len(probs))]))
@@ -86,74 +122,89 @@ def classify(model: nn.Module, image, data=None, top: int = 3, classes=None) -> 
 
 
 def as_batch(images, pre: Preprocessing) -> torch.Tensor:
-    """A batch in any accepted form -> (N, C, H, W), uint8 pixels or floats already normalised:
-    a tensor or numpy array (N, H, W), (N, C, H, W) or flat (N, C*H*W); a list of image files,
-    tensors or arrays (one image each); or one image file."""
+    """A batch in any accepted form -> (N, C, H, W) of its own values (uint8 pixels or floats,
+    read by `scale` later): a tensor or NumPy array (N, C, H, W), (N, H, W, C) channels-last,
+    (N, H, W) for one channel or flat (N, C*H*W); a list of image files, tensors or arrays (one
+    image each, as classify takes it; an empty list is an empty batch); or one image file."""
     c, h, w = pre.shape
     if isinstance(images, (str, Path)):
         images = [images]
     if isinstance(images, (list, tuple)):
         if not images:
-            raise QuicknetsError("no images to predict")
-        items = [load_image(i, pre.shape, pre.layout) if isinstance(i, (str, Path))
-                 else _tensor(i) for i in images]
-        if len({x.dtype for x in items}) > 1:
-            raise QuicknetsError("a batch mixes uint8 pixels and floats: give one or the other")
-        for x in items:
-            if x.numel() != pre.features:
-                raise QuicknetsError(f"an image must have {c}x{h}x{w} = {pre.features} values, "
-                                     f"one has shape {tuple(x.shape)}")
-        images = torch.stack([x.reshape(c, h, w) for x in items])
-    x = _tensor(images)
-    accepted = [(c, h, w), (c * h * w,)] + ([(h, w)] if c == 1 else [])
-    if x.dim() < 2 or tuple(x.shape[1:]) not in accepted:
-        raise QuicknetsError(f"a batch of images has shape (N, {c}, {h}, {w}), (N, {h}, {w}) "
-                             f"or (N, {c * h * w}), not {tuple(x.shape)} (one image: "
-                             "images[None])")
-    return x.reshape(-1, c, h, w)
+            return torch.empty(0, c, h, w, dtype=torch.uint8)
+        items = [as_input(i, pre) for i in images]
+        if len({x.is_floating_point() for x in items}) > 1:
+            raise QuicknetsError("a batch mixes pixels (uint8, or image files) and floats: give "
+                                 "one or the other")
+        return torch.cat([x.float() if x.is_floating_point() else x for x in items])
+    x = _tensor(images, "predict")
+    if x.dim() < 2:
+        raise QuicknetsError(f"a batch of images has shape (N, {c}, {h}, {w}), not "
+                             f"{tuple(x.shape)}")
+    return _layout(x, pre)
 
 
-def _tensor(image) -> torch.Tensor:
+def _tensor(image, verb: str) -> torch.Tensor:
+    """A tensor of uint8 pixels or floats from a tensor or NumPy array (any strides); other
+    integer types are checked to be pixels (0..255) and made uint8."""
     if isinstance(image, np.ndarray):
         image = torch.from_numpy(np.ascontiguousarray(image))
     if not isinstance(image, torch.Tensor):
-        raise QuicknetsError(f"cannot predict a {type(image).__name__}: give tensors, numpy "
-                             "arrays or image files")
-    if image.dtype != torch.uint8 and not image.is_floating_point():
-        raise QuicknetsError(f"images are uint8 pixels (0..255) or floats already normalised, "
-                             f"not {image.dtype}")
-    return image
+        raise QuicknetsError(f"cannot {verb} a {type(image).__name__}: give a tensor, a numpy "
+                             "array or an image file" + (", or a test-set index"
+                                                          if verb == "classify" else ""))
+    if image.is_floating_point() or image.dtype == torch.uint8:
+        return image.detach()
+    if image.dtype == torch.bool or image.is_complex():
+        raise QuicknetsError(f"images are pixels (0..255) or floats, not {image.dtype}")
+    if image.numel() and (image.min() < 0 or image.max() > 255):
+        raise QuicknetsError(f"{image.dtype} images hold values from {int(image.min())} to "
+                             f"{int(image.max())}; pixels are 0..255")
+    return image.to(torch.uint8)
+
+
+def _device(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, images, batch_size: int = BATCH_SIZE) -> torch.Tensor:
+def predict_proba(model: nn.Module, images, batch_size: int = BATCH_SIZE,
+                  scale: str = "auto") -> torch.Tensor:
     """Class probabilities (N, classes), float32 on the CPU, for a batch of images (see
-    as_batch), with the model's own preprocessing. Runs on the device the model is on, in
-    batches of `batch_size`; uint8 pixels travel to it as bytes and are normalised there."""
+    as_batch; `scale`: what their values are, read once for the whole batch, see the module
+    docstring), with the model's own preprocessing. An empty batch gives (0, classes). Runs
+    on the device the model is on, in batches of `batch_size`; uint8 pixels travel to it as
+    bytes and are normalised there. Raises QuicknetsError for images of another shape or
+    whose values fit no scale."""
     if batch_size < 1:
         raise QuicknetsError(f"batch_size must be at least 1, not {batch_size}")
     pre = preprocessing_of(model)
     x = as_batch(images, pre)
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    scale = pre.scale_of(x, scale)
+    device = _device(model)
     was_training = model.training
     model.eval()
     try:
+        if len(x) == 0:  # the number of classes, from one blank image
+            k = model(torch.zeros(1, *pre.shape, device=device)).shape[1]
+            return torch.empty(0, k)
         out = []
         for i in range(0, len(x), batch_size):
-            batch = x[i:i + batch_size].to(device, non_blocking=True)
-            batch = pre.normalize(batch) if batch.dtype == torch.uint8 else batch.float()
+            batch = pre.prepare(x[i:i + batch_size].to(device, non_blocking=True), scale)
             out.append(model(batch).float().exp().cpu())  # log-probabilities -> probabilities
     finally:
         model.train(was_training)
     return torch.cat(out)
 
 
-def predict(model: nn.Module, images, batch_size: int = BATCH_SIZE, names: bool = False):
-    """The most likely class of each image in a batch (see as_batch): class indices (N,) as a
-    LongTensor, as scikit-learn's predict; with names=True, their class names (a list: the
-    model's own classes, or "0", "1", ... for a model that has none)."""
-    probs = predict_proba(model, images, batch_size)
+def predict(model: nn.Module, images, batch_size: int = BATCH_SIZE, names: bool = False,
+            scale: str = "auto"):
+    """The most likely class of each image in a batch (see as_batch; `scale` as for
+    predict_proba): class indices (N,) as a LongTensor, as scikit-learn's predict; with
+    names=True, their class names (a list: the model's own classes, or "0", "1", ... for a
+    model that has none). An empty batch gives an empty result."""
+    probs = predict_proba(model, images, batch_size, scale)
     indices = probs.argmax(1)
     if not names:
         return indices
