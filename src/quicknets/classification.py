@@ -62,7 +62,7 @@ def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
 
 
 def _layouts(pre: Preprocessing) -> list:
-    """The accepted shapes of one image: (C, H, W), (H, W, C), (C*H*W,), and (H, W) for 1 channel."""
+    """The accepted shapes of one image: (C, H, W), (H, W, C), (C*H*W,), (H, W) for 1 channel."""
     c, h, w = pre.shape
     return [(c, h, w), (h, w, c), (c * h * w,)] + ([(h, w)] if c == 1 else [])
 
