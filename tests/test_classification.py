@@ -247,6 +247,9 @@ def test_empty_batches_and_other_edges(fashion_mlp, fashion):
     as_int = [fashion.test_images[:4].int(), fashion.test_images[:4].numpy().astype(np.int64)]
     for images in as_int:
         assert torch.equal(predict(fashion_mlp, images), want)
+    flipped = np.ascontiguousarray(fashion.test_images[:4].numpy()[:, ::-1])[:, ::-1]
+    assert flipped.strides[1] < 0 and torch.equal(predict(fashion_mlp, flipped), want)
+    assert classify(fashion_mlp, flipped[0])[0]["index"] == want[0]
     keras = fashion.test_images[:4].numpy()[..., None]  # (4, 28, 28, 1)
     assert torch.equal(predict(fashion_mlp, keras), want)
     assert classify(fashion_mlp, keras[0])[0]["index"] == want[0]
