@@ -204,7 +204,7 @@ def test_an_unsure_or_impossible_float_reading_says_so(fashion_mlp, fashion):
     import dataclasses
     import warnings
 
-    from quicknets.classification import predict
+    from quicknets.classification import predict, predict_proba
     unit = fashion.test_images[:50].float() / 255
     with pytest.warns(UserWarning, match="read as unit .* no 0 \\(no black pixel\\)"):
         predict(fashion_mlp, unit * 0.5 + 0.25)  # grey, no black pixel: could be normalised
@@ -215,12 +215,18 @@ def test_an_unsure_or_impossible_float_reading_says_so(fashion_mlp, fashion):
     cases = [(unit * 2 - 1.5, "auto", "read as normalized .* from -1.5 to 0.5, outside -1..1: "
               "normalised with other statistics"),
              (unit * 255, "unit", "read as unit .* from 0 to 255, outside 0..1"),
-             (unit - 0.5, "pixels", "read as pixels .* from -0.5"),
+             (unit * 255 - 20, "pixels", "read as pixels .* from -20"),
+             (unit * 1.03, "auto", "could be unit .* that resampling took a little beyond"),
+             (unit - 0.02, "auto", "could be unit .* that resampling took a little beyond"),
              (fashion.test_images[:3], "unit", "torch.uint8 images are pixels"),
              (unit, "raw", "scale must be one of auto, pixels, unit, normalized")]
     for images, scale, message in cases:
         with pytest.raises(QuicknetsError, match=message):
             predict(fashion_mlp, images, scale=scale)
+    overshoot = unit.clone()  # as a bicubic resize leaves [0, 1] images: a little beyond
+    overshoot[:, 10:12, 10:12] = torch.tensor([[-0.02, 1.03], [1.01, -0.01]])
+    assert torch.allclose(predict_proba(fashion_mlp, overshoot, scale="unit"),  # taken as given
+                          predict_proba(fashion_mlp, (overshoot - 0.5) / 0.5), atol=1e-6)
     zero_mean = dataclasses.replace(fashion_mlp.preprocessing, mean=(0.0,), std=(0.3,))
     other = network("784-32-10", seed=0)
     other.preprocessing = zero_mean  # black normalises to 0: no sign tells the readings apart

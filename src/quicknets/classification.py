@@ -18,11 +18,11 @@ laid out), so every form of image gets what the network was trained on.
 What the values of an image mean, `scale` (Preprocessing.scale_of): uint8 and other integer
 images are pixels 0..255. Floats are "pixels" (0..255, as np.asarray(pil_image, np.float32)),
 "unit" (0..1, as torchvision's ToTensor) or "normalized" ((pixel / 255 - mean) / std with the
-model's mean and std). The default, "auto", reads the whole batch: any negative value means
+model's mean and std). The default, "auto", reads the whole batch: a value below -0.05 means
 normalised (black normalises below 0 with any mean above 0), else a largest value of at most 1
-means unit, above 1 pixels; where that is unsure (no black pixel at all) it warns, and where it
-cannot tell (a model normalised with mean 0) it is an error. Values that fit no reading are an
-error, never a guess.
+means unit, above 1.05 pixels. Where that is unsure (no black pixel at all) it warns; where it
+cannot tell (values just beyond 0..1, as resampling leaves unit images; a model normalised with
+mean 0) it is an error. Values that fit no reading are an error, never a guess.
 """
 from pathlib import Path
 

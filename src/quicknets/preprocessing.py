@@ -24,6 +24,9 @@ DEFAULT_STD = 0.5   # notebook's Normalize((0.5,), (0.5,)))
 LAYOUTS = ("fashion", "digits", "resize")  # how images.load_image brings a file to the shape
 # What the values of a float image mean (Preprocessing.scale_of): "auto" reads them
 SCALES = ("auto", "pixels", "unit", "normalized")
+# How far beyond its range a reading may go, as a fraction of the range: resampling (bicubic,
+# Lanczos) overshoots a little, and a user's own arithmetic rounds
+OVERSHOOT = 0.05
 _SCALE_WORDS = {"pixels": "0..255", "unit": "0..1, as ToTensor gives",
                 "normalized": "(pixel / 255 - mean) / std"}
 
@@ -93,14 +96,15 @@ class Preprocessing:
         (pixel / 255 - mean) / std with this preprocessing's mean and std).
 
         uint8 and other integer images are pixels. For floats, scale="auto" reads the whole
-        batch: a negative value means normalized (pixels and unit are never negative); else a
-        largest value of at most 1 means unit, above 1 pixels. Normalised images whose pixels
-        are all brighter than the mean have no negative value: where the batch has no 0 (no
-        black pixel) and could be normalised, a warning says so, and scale= silences it. A
-        normalisation that leaves black at 0 or above (a mean of 0) makes auto unable to tell
-        floats apart, so it is an error unless unit and normalized give the same numbers
-        (mean 0, std 1). Values outside the reading's range (with a tolerance of 0.1% of it),
-        NaN and infinity are a QuicknetsError."""
+        batch: a value below -0.05 means normalized (pixels and unit are never negative), a
+        largest value of at most 1 unit, above 1.05 pixels. Between those, where resampling's
+        overshoot makes unit images dip a little below 0 or above 1, auto cannot tell and it
+        is an error. Normalised images whose pixels are all brighter than the mean have no
+        negative value: where a unit or pixels batch has no 0 (no black pixel) and could be
+        normalised, a warning says so (scale= silences it). A normalisation that leaves black
+        at 0 or above (a mean of 0) makes auto unable to tell floats apart, so it is an error
+        unless unit and normalized give the same numbers (mean 0, std 1). Values beyond the
+        reading's range by more than OVERSHOOT of it, NaN and infinity are a QuicknetsError."""
         scale = {"normalised": "normalized"}.get(scale, scale)
         if scale not in SCALES:
             raise QuicknetsError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
@@ -118,7 +122,7 @@ class Preprocessing:
         if scale == "auto":
             scale = self._auto_scale(lo, hi, low, high)
         a, b = {"pixels": (0.0, 255.0), "unit": (0.0, 1.0), "normalized": (low, high)}[scale]
-        slack = 1e-3 * (b - a)  # float rounding of the user's own arithmetic
+        slack = OVERSHOOT * (b - a)
         if lo < a - slack or hi > b + slack:
             raise QuicknetsError(
                 f"images read as {scale} ({_SCALE_WORDS[scale]}) hold values from {lo:.4g} to "
@@ -131,6 +135,11 @@ class Preprocessing:
 
     def _auto_scale(self, lo: float, hi: float, low: float, high: float) -> str:
         """The auto reading of float images whose values run from lo to hi (see scale_of)."""
+        if -OVERSHOOT <= lo < 0 or 1 < hi <= 1 + OVERSHOOT:
+            raise QuicknetsError(
+                f"float images with values {lo:.4g} to {hi:.4g} could be unit (0..1) images "
+                "that resampling took a little beyond, or pixels or normalised: say which with "
+                "scale='unit', 'pixels' or 'normalized'")
         if lo < 0:
             return "normalized"
         scale = "unit" if hi <= 1 else "pixels"
