@@ -4,7 +4,7 @@ import argparse
 import pytest
 
 from quicknets.config import (DataConfig, NetworkConfig, RunConfig, TrainConfig, add_flags,
-                              given_flags, make, read_toml, upgrade)
+                              check, given_flags, make, read_toml, upgrade)
 from quicknets.errors import QuicknetsError
 
 
@@ -189,3 +189,72 @@ def test_print_config_then_config_is_the_same_run(tiny_dir, tmp_path, capsys):
                         json.loads((folder / "results.json").read_text())))
     assert records[0] == records[1]
     assert records[0][0]["train"]["optimizer"] == "nadam" and len(records[0][1]) == 2
+
+
+def test_momentum_is_the_chosen_optimizers_own():
+    """RMSprop took SGD's 0.9 and trained to chance level: unset, each optimizer has its own
+    (MOMENTUM), and one without momentum refuses it."""
+    from quicknets.config import MOMENTUM
+    assert MOMENTUM == {"sgd": 0.9, "rmsprop": 0.0}
+    for optimizer, used in (("sgd", 0.9), ("rmsprop", 0.0), ("adam", None), ("adagrad", None)):
+        config = RunConfig.build(optimizer=optimizer)
+        assert config.train.momentum is None and config.train.momentum_used == used
+    assert RunConfig.build(optimizer="rmsprop", momentum=0.5).train.momentum_used == 0.5
+    assert RunConfig.build(optimizer="sgd", momentum="0").train.momentum_used == 0.0
+    sgd = RunConfig.build(optimizer="sgd", momentum=0.8)
+    assert sgd.replace(optimizer="rmsprop").train.momentum_used == 0.0  # not SGD's 0.8
+    assert sgd.replace(optimizer="adam").train.momentum is None
+    assert sgd.replace(lr=0.1).train.momentum == 0.8
+    best = RunConfig.build(preset="best", device_type="cpu")  # the preset's SGD 0.9
+    assert best.train.momentum == 0.9
+    assert RunConfig.build(preset="best", device_type="cpu", optimizer="adam").train.momentum \
+        is None  # the preset's momentum left with its optimizer
+    for optimizer in ("adam", "adamw", "nadam", "radam", "adagrad"):
+        for build in (lambda: RunConfig.build(optimizer=optimizer, momentum=0.9),
+                      lambda: check(TrainConfig(optimizer=optimizer, momentum=0.9)),
+                      lambda: sgd.replace(optimizer=optimizer, momentum=0.8)):
+            with pytest.raises(QuicknetsError, match=f"--momentum 0.[89] is for sgd and "
+                                                     f"rmsprop; {optimizer} has no momentum"):
+                build()
+
+
+def test_records_made_before_keep_their_momentum():
+    """Format 2 saved momentum 0.9 with every optimizer: sgd and rmsprop trained with it and
+    keep it; the others never used it, and it is dropped rather than refused."""
+    for optimizer, kept in (("sgd", 0.9), ("rmsprop", 0.9), ("adam", None), ("nadam", None)):
+        old = {"format": 2, "data": {}, "network": {},
+               "train": {"optimizer": optimizer, "momentum": 0.9, "lr": 0.003}}
+        config = RunConfig.from_dict(old)
+        assert config.train.momentum == kept
+        assert config.train.momentum_used == (0.9 if kept else None)
+    v1 = {"data": {}, "model": {"model": "784-10"}, "train": {"optimizer": "adam",
+                                                              "momentum": 0.9}}
+    assert RunConfig.from_dict(v1).train.momentum is None
+    new = RunConfig.build(optimizer="adam").to_dict()
+    assert new["format"] == 3 and new["train"]["momentum"] is None
+    assert RunConfig.from_dict(new) == RunConfig.build(optimizer="adam")
+    with pytest.raises(QuicknetsError, match="adam has no momentum"):  # format 3: as written
+        RunConfig.from_dict({**new, "train": {**new["train"], "momentum": 0.9}})
+
+
+def test_momentum_in_a_toml_file_and_on_the_command_line(tmp_path, capsys):
+    from quicknets.cli import main
+    from quicknets.config import to_toml
+    config = RunConfig.build(optimizer="rmsprop")
+    assert "momentum" not in to_toml(config)  # not given: TOML has no null
+    (tmp_path / "r.toml").write_text(to_toml(config))
+    settings = read_toml(tmp_path / "r.toml")
+    assert RunConfig.build(preset=settings.pop("preset", None), **settings) == config
+    (tmp_path / "bad.toml").write_text('[train]\noptimizer = "adam"\nmomentum = 0.9\n')
+    for args in (["--optimizer", "adam", "--momentum", "0.9"],
+                 ["--config", str(tmp_path / "bad.toml")],
+                 ["--optimizer", "adagrad", "--momentum", "0.5", "--print-config"]):
+        assert main(["train", *args, "--runs-dir", str(tmp_path / "runs")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --momentum 0.") and "has no momentum setting" in err
+        assert len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()  # refused before anything was made
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "0.9 for sgd as in the notebook, 0 for rmsprop" in \
+        " ".join(capsys.readouterr().out.split())

@@ -348,3 +348,178 @@ def test_files_that_cannot_be_the_data_are_one_line(tmp_path, name, array, messa
     with pytest.raises(QuicknetsError, match=message) as e:
         load_dataset("mnist", folder, verify=False)
     assert "\n" not in str(e.value)
+
+
+def _imbalanced(folder, counts=(40, 40, 40, 2), seed=0):
+    """IDX files whose last class is small: counts[c] training images of class c (a bar in row
+    band c), and 4 test images of each class."""
+    from quicknets.idx import write_idx
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for split, per_class in (("train", counts), ("t10k", [4] * len(counts))):
+        labels = np.repeat(np.arange(len(per_class)), per_class).astype(np.uint8)
+        rng.shuffle(labels)
+        images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 220
+        write_idx(folder / f"{split}-images-idx3-ubyte", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+    return folder
+
+
+def _check_stratified(full_labels, data, fraction):
+    """Brute force: each class gives floor or ceil of its share, the total is round(N * f),
+    every class keeps a training image, and the parts are the whole."""
+    n = len(full_labels)
+    n_val = round(n * fraction)
+    assert len(data.val_labels) == n_val and len(data.train_labels) == n - n_val
+    classes = sorted(set(full_labels.tolist()))
+    for c in classes:
+        n_c = int((full_labels == c).sum())
+        share = n_c * n_val / n
+        got = int((data.val_labels == c).sum())
+        assert int(share) <= got <= int(share) + 1, (c, got, share)
+        assert int((data.train_labels == c).sum()) == n_c - got >= 1
+
+
+def test_the_validation_split_is_stratified_and_a_small_class_keeps_training_images(tmp_path):
+    folder = _imbalanced(tmp_path / "imb")
+    full = load_dataset("mnist", folder, verify=False)
+    lost = [seed for seed in range(20)  # the old plain random split loses the small class
+            if 3 not in full.train_labels[data_module.random_split(full.train_labels, 0.5,
+                                                                   seed)[0]].tolist()]
+    assert lost, "the data should show the old split's failure for some seed"
+    for seed in range(20):
+        data = load_dataset("mnist", folder, val_split=0.5, seed=seed, verify=False)
+        _check_stratified(full.train_labels, data, 0.5)
+        assert data.val_stratified and data_module.describe(data)["val_stratified"] is True
+    a, b = (load_dataset("mnist", folder, val_split=0.3, seed=s, verify=False) for s in (1, 1))
+    c = load_dataset("mnist", folder, val_split=0.3, seed=2, verify=False)
+    assert torch.equal(a.val_images, b.val_images) and not torch.equal(a.val_images, c.val_images)
+
+
+def test_fashion_mnist_validation_split_holds_a_tenth_of_each_class(fashion):
+    kept, held = data_module.stratified_split(fashion.train_labels, 0.1, 0)
+    assert fashion.train_labels[held].bincount().tolist() == [600] * 10
+    assert len(kept) == 54000 and not set(kept.tolist()) & set(held.tolist())
+
+
+@pytest.mark.parametrize("counts, split", [((2,) * 10, 0.9), ((30, 1), 0.97)])
+def test_a_split_that_would_leave_a_class_without_training_images_is_refused(tmp_path, counts,
+                                                                            split):
+    folder = _imbalanced(tmp_path / "few", counts)
+    with pytest.raises(QuicknetsError, match=f"val_split {split} would hold out .* leave a "
+                                             "class with no training images"):
+        load_dataset("mnist", folder, val_split=split, verify=False)
+
+
+def test_a_class_of_one_image_keeps_it_for_training(tmp_path):
+    folder = _imbalanced(tmp_path / "one", (20, 20, 1))
+    full = load_dataset("mnist", folder, verify=False)
+    for seed in range(5):
+        _check_stratified(full.train_labels,
+                          load_dataset("mnist", folder, val_split=0.5, seed=seed, verify=False),
+                          0.5)
+
+
+def test_every_source_gets_the_stratified_split(tmp_path):
+    """CSV, class folders and .npz go through the same split as IDX files."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    counts = (30, 30, 3)
+    labels = np.repeat(np.arange(3), counts)
+    images = rng.integers(0, 256, size=(len(labels), 8, 8), dtype=np.uint8)
+    test_labels = np.arange(3).repeat(2)
+    test_images = rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=images, y_train=labels, x_test=test_images,
+             y_test=test_labels)
+    for name, (x, y) in (("train", (images, labels)), ("test", (test_images, test_labels))):
+        rows = np.concatenate([y[:, None], x.reshape(len(x), -1)], 1)
+        np.savetxt(tmp_path / f"d_{name}.csv", rows, fmt="%d", delimiter=",")
+        for i, (img, c) in enumerate(zip(x, y)):
+            (tmp_path / "folder" / name / str(c)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(tmp_path / "folder" / name / str(c) / f"{i:03d}.png")
+    for path in ("d.npz", "d_train.csv", "folder"):
+        full = load_dataset(str(tmp_path / path))
+        assert full.train_labels.bincount().tolist() == list(counts)
+        for seed in range(5):
+            data = load_dataset(str(tmp_path / path), val_split=0.5, seed=seed)
+            _check_stratified(full.train_labels, data, 0.5)
+
+
+def test_a_record_made_before_keeps_its_random_split(tmp_path):
+    from quicknets.config import RunConfig
+    folder = _imbalanced(tmp_path / "imb")
+    config = RunConfig.build(dataset="mnist", data_dir=str(folder), verify=False, val_split=0.25,
+                             seed=3)
+    full = load_dataset("mnist", folder, verify=False)
+    kept, held = data_module.random_split(full.train_labels, 0.25, 3)
+    old = data_module.load_recorded(config, recorded={"dataset": "mnist", "val_split": 0.25})
+    assert torch.equal(old.val_images, full.train_images[held]) and not old.val_stratified
+    assert torch.equal(old.train_labels, full.train_labels[kept])
+    new = data_module.load_recorded(config, recorded=data_module.describe(old) |
+                                    {"val_stratified": True})
+    assert new.val_stratified and not torch.equal(new.val_images, old.val_images)
+    assert torch.equal(data_module.load_recorded(config).val_images, new.val_images)
+
+
+@pytest.mark.parametrize("label_type", [np.int32, np.int64, np.uint8, np.int16, "list",
+                                        "tensor-int32"])
+def test_a_dataset_from_numpy_arrays_trains_and_evaluates(tiny, label_type):
+    """Images as NumPy arrays (a non-contiguous view among them), labels of any integer type:
+    the same numbers as the uint8/int64 tensors load_dataset gives."""
+    from quicknets import evaluate, network, train
+    x_train, x_test = tiny.train_images.numpy(), tiny.test_images.numpy()
+    y_train, y_test = tiny.train_labels.numpy(), tiny.test_labels.numpy()
+    if label_type == "list":
+        y_train, y_test = y_train.tolist(), y_test.tolist()
+    elif label_type == "tensor-int32":
+        y_train, y_test = torch.from_numpy(y_train).int(), torch.from_numpy(y_test).int()
+    else:
+        y_train, y_test = y_train.astype(label_type), y_test.astype(label_type)
+    flipped = np.ascontiguousarray(x_test[:, :, ::-1])[:, :, ::-1]  # negative strides
+    mine = data_module.Dataset("mine", tiny.classes, x_train, y_train, flipped, y_test)
+    assert mine.train_labels.dtype == torch.int64 and mine.train_images.dtype == torch.uint8
+    assert torch.equal(mine.test_images, tiny.test_images)
+    results = []
+    for data in (tiny, mine):
+        model = network("784-16-10", seed=0)
+        train(model, data, epochs=1, threads=1, quiet=True)
+        results.append(evaluate(model, data))
+    assert results[0]["accuracy"] == results[1]["accuracy"]
+    assert results[0]["loss"] == results[1]["loss"]
+
+
+def test_a_dataset_takes_channels_last_and_integer_pixels(tiny):
+    x = tiny.train_images.numpy()[:, :, :, None]  # (N, 28, 28, 1), Keras's layout
+    data = data_module.Dataset("mine", tiny.classes, x.astype(np.int64), tiny.train_labels,
+                               tiny.test_images, tiny.test_labels)
+    assert data.train_images.shape == (300, 1, 28, 28) and data.train_images.dtype == torch.uint8
+    assert torch.equal(data.train_images[:, 0], tiny.train_images)
+    assert data.preprocessing.shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"train_images": "float"}, r"train_images holds torch.float32 values.*\(x \* 255\)"),
+    ({"train_images": "int"}, "train_images holds values from -1 to 220; pixels are 0..255"),
+    ({"train_labels": "high"}, r"train_labels holds class 10, outside the 10 classes \(0..9\)"),
+    ({"test_labels": "negative"}, "test_labels holds class -1"),
+    ({"train_labels": "float"}, "train_labels holds torch.float32 values, not class numbers"),
+    ({"train_labels": "short"}, "train_images holds 300 images but train_labels 299 labels"),
+    ({"test_images": "shape"}, r"differ in shape \(C, H, W\)"),
+    ({"train_images": "flat"}, r"train_images has shape \(300, 784\)"),
+    ({"train_labels": "text"}, "train_labels must be class numbers"),
+    ({"classes": []}, "needs its class names"),
+])
+def test_a_dataset_built_wrongly_is_one_clear_error(tiny, change, message):
+    values = {"name": "mine", "classes": tiny.classes, "train_images": tiny.train_images,
+              "train_labels": tiny.train_labels, "test_images": tiny.test_images,
+              "test_labels": tiny.test_labels}
+    forms = {"float": lambda v: v.float() / 255, "int": lambda v: v.long() - (v == 0).long(),
+             "high": lambda v: v.clone().fill_(10), "negative": lambda v: v - 1,
+             "short": lambda v: v[1:], "shape": lambda v: v[:, :20, :20],
+             "flat": lambda v: v.reshape(len(v), -1), "text": lambda v: ["a"] * len(v)}
+    for key, how in change.items():
+        values[key] = forms[how](values[key]) if isinstance(how, str) else how
+    with pytest.raises(QuicknetsError, match=message):
+        data_module.Dataset(**values)

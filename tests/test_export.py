@@ -109,9 +109,12 @@ def test_predict_leaves_the_model_in_its_mode(fashion):
 @pytest.mark.parametrize("images, message", [
     (torch.zeros(3, 27, 27, dtype=torch.uint8), "not (3, 27, 27)"),
     (torch.zeros(28, 28, dtype=torch.uint8), "one image: images[None]"),
-    (np.zeros((2, 28, 28), dtype=np.int64), "not torch.int64"),
-    ([], "no images to predict"),
-    ([torch.zeros(28, 28, dtype=torch.uint8), torch.zeros(28, 28)], "mixes uint8"),
+    (np.full((2, 28, 28), 300, dtype=np.int64), "torch.int64 images hold values from 300 to "
+                                                 "300; pixels are 0..255"),
+    ([torch.zeros(28, 28, dtype=torch.uint8), torch.zeros(28, 28)], "mixes pixels"),
+    (torch.full((2, 28, 28), float("nan")), "NaN or infinite"),
+    (torch.full((2, 28, 28), 300.0), "values from 300 to 300, outside 0..255"),
+    (torch.zeros(2, 28, 28, dtype=torch.bool), "not torch.bool"),
     ("no-such.png", "no image file no-such.png"),
     ({"a": 1}, "cannot predict a dict"),
 ])

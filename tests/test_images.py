@@ -665,13 +665,23 @@ def test_to_chw_without_a_shape_takes_any_size_with_1_or_3_channels():
                              "channels, not (2, 28, 28)"),
     (torch.zeros(28, 28, 4), "not (28, 28, 4)"), (torch.zeros(5), "not (5,)"),
     (torch.zeros(2, 3, 28, 28), "not (2, 3, 28, 28)"), (torch.zeros(1, 784), "not (1, 784)"),
-    (np.zeros((28, 28), np.int64), "images are uint8 pixels (0..255) or floats, not torch.int64"),
+    (np.full((28, 28), 256, np.int64), "torch.int64 images hold values from 256 to 256; pixels "
+                                       "are 0..255"),
     (torch.zeros(28, 28, dtype=torch.bool), "not torch.bool"),
     ([[0] * 28] * 28, "an image is a numpy array or a tensor, not a list")])
 def test_to_chw_refuses_what_is_not_one_image(image, message):
     with pytest.raises(QuicknetsError) as e:
         images.to_chw(image)
     assert message in str(e.value)
+
+
+def test_integer_images_of_any_type_are_pixels():
+    x = torch.arange(28 * 28).reshape(28, 28) % 256
+    for dtype in (np.int16, np.int32, np.int64, np.uint16):
+        assert torch.equal(images.to_chw(x.numpy().astype(dtype)), x[None].to(torch.uint8))
+    assert torch.equal(images.to_chw(x.to(torch.int32)), x[None].to(torch.uint8))
+    with pytest.raises(QuicknetsError, match="from -1 to 255; pixels are 0..255"):
+        images.to_chw(np.where(x.numpy() == 0, -1, x.numpy()))
 
 
 def test_to_chw_and_to_nchw_name_the_layouts_a_network_takes():

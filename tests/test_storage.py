@@ -1,6 +1,7 @@
 """Atomic writes: all or nothing, readable by others like any saved file; a full disk or a
 removed folder is one clear error that leaves the earlier file intact."""
 import errno
+import json
 import os
 import stat
 import subprocess
@@ -10,7 +11,7 @@ import torch
 
 from quicknets.errors import QuicknetsError
 from quicknets.storage import (WriteError, atomic_torch_save, atomic_write, atomic_write_bytes,
-                               atomic_write_json)
+                               atomic_write_json, json_text)
 
 
 def test_write_replaces_whole_file_with_normal_permissions(tmp_path):
@@ -109,3 +110,21 @@ def test_a_real_full_disk(tmp_path):
         assert [p.name for p in disk.iterdir()] == ["checkpoint.pt"]  # no temp file left
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _strict(text: str):
+    """json.loads as a strict reader: NaN, Infinity and -Infinity are refused."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_is_strict_and_non_finite_numbers_are_null(tmp_path):
+    target = tmp_path / "r.json"
+    obj = {"a": float("nan"), "b": [1.5, float("inf"), (float("-inf"), 2)], "c": {"d": None},
+           "e": "nan", "f": 3}
+    atomic_write_json(target, obj)
+    assert _strict(target.read_text()) == {"a": None, "b": [1.5, None, [None, 2]],
+                                          "c": {"d": None}, "e": "nan", "f": 3}
+    assert obj["a"] != obj["a"]  # the caller's object is left as it was
+    assert _strict(json_text([float("nan")], indent=None)) == [None]

@@ -156,6 +156,9 @@ def test_sweep_command_with_toml_and_workers(tiny_dir, runs_dir, tmp_path, capsy
     ("[vary]\nlr = {low = 0.001, high = 0.1, step = {x = 1}}", "lr: a range is"),
     ("[vary]\ncolour = [1]", "unknown setting 'colour'"),
     ("[base]\nepochs = \"two\"", "--epochs must be int"),
+    ("[base]\nmomentum = 0.9", "--momentum 0.9 is for sgd and rmsprop; adam has no momentum"),
+    ("[base]\nmomentum = 0.5\n[vary]\noptimizer = [\"sgd\", \"nadam\"]",
+     "--momentum 0.5 is for sgd and rmsprop; nadam has no momentum"),
 ])
 def test_a_wrong_toml_value_is_one_error_line(tmp_path, runs_dir, capsys, toml, message):
     path = tmp_path / "sweep.toml"

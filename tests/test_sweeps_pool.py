@@ -36,7 +36,7 @@ def test_a_job_is_its_trial_config():
     config = job.config()
     assert config.network.network == "784-32-10" and config.data.dataset == "mnist"
     assert config.train.lr == 0.01 and config.train.threads == 1 and config.train.seed == 1
-    assert config.train.momentum == 0.9  # unset settings keep their defaults
+    assert config.train.momentum is None and config.train.weight_decay == 0.0  # the defaults
 
 
 def base(tiny_dir):

@@ -16,6 +16,7 @@ A boolean is spelled the same everywhere: `--batchnorm`, `--no-batchnorm`, `--ba
 import argparse
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field, fields
 
 from quicknets.datasets import DATASETS
@@ -100,6 +101,11 @@ class NetworkConfig:
                                 "--flip)")
 
 
+# The optimizers that take a momentum, and their own default: the notebook's 0.9 for SGD;
+# torch's 0 for RMSprop (RMSprop with SGD's 0.9 trains the default network to chance level).
+MOMENTUM = {"sgd": 0.9, "rmsprop": 0.0}
+
+
 @dataclass
 class TrainConfig:
     optimizer: str = opt("adam", "optimizer (torch.optim's Adam, SGD, AdamW, RMSprop, NAdam, "
@@ -109,8 +115,11 @@ class TrainConfig:
     lr: float = opt(0.003, "learning rate (the notebook: 0.003 for Adam, 0.01 for SGD); auto: "
                     "run the LR finder first and train with its suggestion", low=1e-12,
                     high=100.0, auto=True)
-    momentum: float = opt(0.9, "momentum of SGD and RMSprop (ignored by the others)", low=0.0,
-                          high=0.999)
+    # None: the optimizer's own (MOMENTUM); the others have none, and refuse one given
+    momentum: float | None = opt(None, "momentum of sgd and rmsprop (default: the optimizer's "
+                                 "own, 0.9 for sgd as in the notebook, 0 for rmsprop as in "
+                                 "torch; the other optimizers have none, and refuse it)",
+                                 low=0.0, high=0.999)
     weight_decay: float = opt(0.0, "weight decay (L2; decoupled for adamw)", low=0.0)
     epochs: int = opt(7, "passes over the training set", low=1, high=100000)
     batch_size: int = opt(64, "images per optimizer step", low=1, high=1000000)
@@ -154,12 +163,29 @@ class TrainConfig:
     def __post_init__(self):
         if self.bf16 is True and self.fp16 is True:
             raise QuicknetsError("--bf16 and --fp16 exclude each other: choose one")
+        self.check_optimizer()
+
+    def check_optimizer(self) -> None:
+        """The optimizer's settings fit it: a momentum only for sgd and rmsprop."""
+        if self.momentum is not None and self.optimizer not in MOMENTUM:
+            raise QuicknetsError(f"--momentum {self.momentum} is for {' and '.join(MOMENTUM)}; "
+                                 f"{self.optimizer} has no momentum setting (leave it out)")
+
+    @property
+    def momentum_used(self) -> float | None:
+        """The momentum the optimizer runs with: the one given, else the optimizer's own
+        (MOMENTUM); None for an optimizer without one."""
+        return self.momentum if self.momentum is not None else MOMENTUM.get(self.optimizer)
 
 
 def _convert(cls, f, value):
     """Check and convert one value (a string from the CLI, or a JSON value)."""
     meta, kind = f.metadata, f.type  # real types: this module does not use string annotations
     name = f"--{f.name.replace('_', '-')}"
+    if f.default is None:  # an optional setting (float | None): None is "not given"
+        if value is None:
+            return None
+        kind = next(t for t in typing.get_args(kind) if t is not type(None))
     if kind is Stat:
         return _stat(name, value, meta.get("low"))
     if meta.get("auto") and isinstance(value, str) and value.lower() == "auto":
@@ -206,6 +232,13 @@ def make(cls, values: dict):
     return cls(**{k: _convert(cls, known[k], v) for k, v in values.items()})
 
 
+def convert_setting(key: str, value):
+    """One setting's value (by field name) checked and typed by its field alone, as make
+    does; settings that must fit together are checked when the whole config is built."""
+    cls = SECTIONS[FIELDS[key]]
+    return _convert(cls, {f.name: f for f in fields(cls)}[key], value)
+
+
 def check(cfg):
     """Re-check a config built directly (TrainConfig(lr=-1) is caught here)."""
     return make(type(cfg), dataclasses.asdict(cfg))
@@ -219,7 +252,8 @@ def add_flags(parser, cls) -> None:
         choices = f.metadata.get("choices")
         help_text = f.metadata["help"]
         help_text += f" (one of: {', '.join(map(str, choices))})" if choices else ""
-        help_text += f" (default: {f.default if f.default != '' else 'none'})"
+        if f.default is not None:  # None: the help says what not giving it means
+            help_text += f" (default: {f.default if f.default != '' else 'none'})"
         if f.type is bool:  # --batchnorm, --batchnorm true|false, --no-batchnorm
             group.add_argument(flag, dest=f.name, nargs="?", const=True, default=None,
                                metavar="true|false", help=help_text)
@@ -240,7 +274,9 @@ SECTIONS = {"data": DataConfig, "network": NetworkConfig, "train": TrainConfig}
 FIELDS = {f.name: section for section, cls in SECTIONS.items() for f in fields(cls)}
 # Names earlier versions used, still read from records, flags, sweep files and filters.
 ALIASES = {"model": "network", "layers": "network"}
-FORMAT = 2  # config.json layout: 1 had a "model" section with a "model" field (and "spec")
+# config.json layout: 1 had a "model" section with a "model" field (and "spec"); 2 saved
+# momentum 0.9 for every optimizer (used by sgd and rmsprop alone); 3: null where not given
+FORMAT = 3
 
 
 def setting(key: str) -> str:
@@ -283,6 +319,8 @@ class RunConfig:
             preset, base = preset_settings(preset, device_type or _device_type(settings))
         if _is_true(settings.get("fp16")) and "bf16" not in settings:
             base.pop("bf16", None)  # --fp16 given: the preset's bf16 gives way
+        if "optimizer" in settings and "momentum" not in settings:
+            base.pop("momentum", None)  # the preset's momentum was for the preset's optimizer
         parts = {section: {} for section in SECTIONS}
         for key, value in {**base, **settings}.items():
             parts[FIELDS[key]][key] = value
@@ -310,8 +348,10 @@ class RunConfig:
     def replace(self, **settings) -> "RunConfig":
         """A copy with some settings changed (flat names), checked."""
         parts = {s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}
+        settings = {setting(k): v for k, v in settings.items()}
+        if "optimizer" in settings and "momentum" not in settings:
+            parts["train"]["momentum"] = None  # another optimizer: its own momentum
         for key, value in settings.items():
-            key = setting(key)
             parts[FIELDS[key]][key] = value
         return RunConfig(*(make(SECTIONS[s], parts[s]) for s in SECTIONS), preset=self.preset,
                          lr_find=self.lr_find)
@@ -328,14 +368,19 @@ def _device_type(settings: dict) -> str:
 
 def upgrade(config: dict) -> dict:
     """A config dict in the current layout: format 1's "model" section (with "model" and
-    "spec" fields) becomes the "network" section with a "network" field."""
+    "spec" fields) becomes the "network" section with a "network" field; before format 3 the
+    momentum saved with an optimizer that has none (0.9, unused) is dropped. sgd and rmsprop
+    keep theirs: the one they trained with."""
     config = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
     if "network" not in config and isinstance(config.get("model"), dict):
         old = config.pop("model")
         old["network"] = old.pop("model", None) or old.get("spec")
         old.pop("spec", None)
         config["network"] = {k: v for k, v in old.items() if v is not None}
-    config.pop("format", None)
+    if config.pop("format", 1) < 3 and isinstance(config.get("train"), dict):
+        train = config["train"]  # format 2 and before saved momentum 0.9 for every optimizer
+        if train.get("optimizer", "adam") not in MOMENTUM:
+            train.pop("momentum", None)  # ignored by the others: not a setting they had
     return config
 
 
@@ -388,6 +433,7 @@ def to_toml(config: RunConfig) -> str:
         lines.append(f"preset = {_toml_value(config.preset)}")
     for section in SECTIONS:
         lines += ["", f"[{section}]"]
-        lines += [f"{k} = {_toml_value(v)}"
-                  for k, v in dataclasses.asdict(getattr(config, section)).items()]
+        lines += [f"{k} = {_toml_value(v)}"  # None (TOML has no null): not given
+                  for k, v in dataclasses.asdict(getattr(config, section)).items()
+                  if v is not None]
     return "\n".join(lines) + "\n"

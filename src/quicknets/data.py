@@ -44,7 +44,14 @@ class Dataset:
     """One dataset in memory: uint8 images (N, H, W) for 1 channel or (N, C, H, W), int64
     labels, and how it was made. `preprocessing` says what a network trained on it needs
     (shape, normalisation, classes). len() and indexing are the training set's, normalised;
-    split() and loader() give any split as a torch Dataset or DataLoader."""
+    split() and loader() give any split as a torch Dataset or DataLoader.
+
+    Built by hand (Dataset("mine", classes, x_train, y_train, x_test, y_test)), the images may
+    be tensors or NumPy arrays of pixels 0..255, uint8 or any integer type, (N, H, W), (N, C, H,
+    W) or channels-last (N, H, W, C) with C 1 or 3; labels any integer type, class numbers
+    0..len(classes)-1. Floats are refused, not guessed: [0, 1] and 0..255 would both be
+    plausible, so convert them (`(x * 255).round().to(torch.uint8)` for ToTensor's floats).
+    A QuicknetsError says what is wrong."""
     name: str
     classes: list
     train_images: torch.Tensor
@@ -57,9 +64,33 @@ class Dataset:
     std: float | tuple = DEFAULT_STD
     val_split: float = 0.0
     seed: int = 0
+    val_stratified: bool = True  # False: the plain random split of records made before
     source: str = ""
     layout: str = ""  # how an image file is brought to the shape; "": the dataset name's
     origin: dict = field(default_factory=dict)  # your own data: path, digest, test set, ...
+
+    def __post_init__(self):
+        self.classes = list(self.classes)
+        if not self.classes:
+            raise QuicknetsError("a dataset needs its class names (one per class)")
+        shapes = set()
+        for split in ("train", "test", "val"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if split == "val" and images is None and labels is None:
+                continue
+            images = as_pixels(images, f"{split}_images")
+            labels = as_labels(labels, len(self.classes), f"{split}_labels")
+            if len(images) != len(labels):
+                raise QuicknetsError(f"{split}_images holds {len(images)} images but "
+                                     f"{split}_labels {len(labels)} labels")
+            setattr(self, f"{split}_images", images)
+            setattr(self, f"{split}_labels", labels)
+            if len(images):
+                shapes.add(tuple(images.shape[1:]) if images.dim() == 4 else
+                           (1, *images.shape[1:]))
+        if len(shapes) > 1:
+            raise QuicknetsError(f"the splits' images differ in shape (C, H, W): "
+                                 f"{', '.join(map(str, sorted(shapes)))}")
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -113,6 +144,60 @@ class ImageSplit(torch.utils.data.Dataset):
     def __getitem__(self, index):
         x = self.preprocessing.normalize(self.images[index][None])[0]  # (C, H, W) float32
         return x, int(self.labels[index])
+
+
+def as_pixels(images, what: str = "images") -> torch.Tensor:
+    """Images as a uint8 tensor (N, H, W) or (N, C, H, W): from a tensor or NumPy array (any
+    strides) of whole pixels 0..255 of any integer type; channels-last (N, H, W, C) with C 1 or
+    3 is moved to (N, C, H, W). Floats and values outside 0..255 are a QuicknetsError."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if not isinstance(images, torch.Tensor):
+        raise QuicknetsError(f"{what} must be a tensor or NumPy array of uint8 pixels, not "
+                             f"{type(images).__name__}")
+    if images.dim() not in (3, 4):
+        raise QuicknetsError(f"{what} has shape {tuple(images.shape)}; images are (N, H, W), "
+                             "(N, C, H, W) or (N, H, W, C)")
+    if images.dim() == 4 and images.shape[1] not in (1, 3) and images.shape[3] in (1, 3):
+        images = images.permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+    if images.dtype == torch.uint8:
+        return images
+    if images.is_floating_point() or images.is_complex() or images.dtype == torch.bool:
+        raise QuicknetsError(
+            f"{what} holds {images.dtype} values; a dataset keeps uint8 pixels 0..255, and "
+            "floats could mean 0..1 or 0..255: convert them, (x * 255).round().to(torch.uint8) "
+            "for ToTensor's [0, 1], x.round().to(torch.uint8) for 0..255")
+    if images.numel() and (images.min() < 0 or images.max() > 255):
+        raise QuicknetsError(f"{what} holds values from {int(images.min())} to "
+                             f"{int(images.max())}; pixels are 0..255")
+    return images.to(torch.uint8)
+
+
+def as_labels(labels, classes: int, what: str = "labels") -> torch.Tensor:
+    """Labels as an int64 tensor (N,): from a tensor, NumPy array or list of class numbers of
+    any integer type, each in 0..classes-1; anything else is a QuicknetsError."""
+    if isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(np.ascontiguousarray(labels))
+    elif isinstance(labels, (list, tuple)):
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise QuicknetsError(f"{what} must be class numbers 0..{classes - 1}") from None
+    if not isinstance(labels, torch.Tensor):
+        raise QuicknetsError(f"{what} must be a tensor, NumPy array or list of class numbers, "
+                             f"not {type(labels).__name__}")
+    if labels.dim() == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]  # (N, 1), as CIFAR's and Keras's
+    if labels.dim() != 1:
+        raise QuicknetsError(f"{what} has shape {tuple(labels.shape)}; labels are (N,)")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise QuicknetsError(f"{what} holds {labels.dtype} values, not class numbers "
+                             "(an integer type)")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise QuicknetsError(f"{what} holds class {int(bad)}, outside the {classes} classes "
+                             f"(0..{classes - 1})")
+    return labels.long()
 
 
 def _per_channel(value) -> tuple:
@@ -331,14 +416,17 @@ def dataset_info(name: str) -> DatasetInfo:
 def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 0.0,
                  seed: int = 0, mean=DEFAULT_MEAN, std=DEFAULT_STD, download: bool = True,
                  verify: bool = True, *, test=None, image_size: int = 0,
-                 channels: int = 0) -> Dataset:
+                 channels: int = 0, stratify: bool = True) -> Dataset:
     """Train and test tensors, class names, and an optional seeded validation split.
 
     name: a built-in dataset, or the path of your own (a CSV file, a folder of class folders,
     an .npz; see sources.py), with its `test` set (a path, or the fraction held out; default:
     found beside it, else 0.2) and `image_size`/`channels` to bring its images to (0: keep).
-    val_split: the fraction of the training set held out for validation (0 for none); which
-    images go there is fixed by `seed`, so the split is recorded by (val_split, seed).
+    val_split: the fraction of the training set held out for validation (0 for none), the
+    same fraction of each class (stratified_split: every class keeps at least one training
+    image, or it is an error); which images go there is fixed by `seed`, so the split is
+    recorded by (val_split, seed). stratify=False: the plain random split that records made
+    before had (load_recorded picks it for them).
     mean, std: one value, one per channel, or "auto" (computed per channel on the training
     images, after the validation split).
     """
@@ -362,13 +450,10 @@ def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 
         t = _load_files(info, files, verify)
         data = Dataset(info.name, list(info.classes), t["train_images"], t["train_labels"],
                        t["test_images"], t["test_labels"], source=str(files["train_images"].parent))
-    data.val_split, data.seed = val_split, seed
+    data.val_split, data.seed, data.val_stratified = val_split, seed, stratify
     if val_split > 0:
-        n_val = int(round(len(data.train_labels) * val_split))
-        if n_val < 1 or n_val >= len(data.train_labels):
-            raise QuicknetsError(f"val_split {val_split} leaves no validation or no training images")
-        order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(seed))
-        val, keep = order[:n_val].sort().values, order[n_val:].sort().values
+        split = stratified_split if stratify else random_split
+        keep, val = split(data.train_labels, val_split, seed)
         data.val_images, data.val_labels = data.train_images[val], data.train_labels[val]
         data.train_images, data.train_labels = data.train_images[keep], data.train_labels[keep]
     auto_mean, auto_std = channel_stats(data.train_images) if "auto" in (mean, std) else (0, 0)
@@ -376,6 +461,54 @@ def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 
     data.std = auto_std if std == "auto" else _plain(std)
     data.preprocessing  # checks mean and std against the channels: one value, or one each
     return data
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple:
+    """(kept, held): sorted index tensors that split `labels` (N,) as scikit-learn's
+    train_test_split(stratify=labels) does: round(N * fraction) images held, each class giving
+    its share (floor of its proportional share, the rest to the largest remainders, ties to the
+    lower class), every class keeping at least one image; which images, a seeded draw per class.
+    A fraction that leaves nothing on one side, or fewer images than classes, is refused."""
+    n = len(labels)
+    n_held = int(round(n * fraction))
+    if n_held < 1 or n_held >= n:
+        raise QuicknetsError(f"val_split {fraction} leaves no validation or no training images "
+                             f"(of {n})")
+    present, counts = labels.unique(return_counts=True)
+    counts = counts.tolist()
+    shares = [c * n_held / n for c in counts]
+    quota = [int(s) for s in shares]
+    by_remainder = sorted(range(len(counts)), key=lambda i: (-(shares[i] - quota[i]), i))
+    left = n_held - sum(quota)
+    while left:
+        open_ = [i for i in by_remainder if quota[i] < counts[i] - 1]  # keep one for training
+        if not open_:
+            raise QuicknetsError(
+                f"val_split {fraction} would hold out {n_held} of {n} images and leave a class "
+                f"with no training images ({len(counts)} classes, each keeps at least one): "
+                "use a smaller val_split")
+        for i in open_[:left]:
+            quota[i] += 1
+        left = n_held - sum(quota)
+    generator = torch.Generator().manual_seed(seed)
+    held = [(labels == c).nonzero().flatten()[torch.randperm(counts[i], generator=generator)[:q]]
+            for i, (c, q) in enumerate(zip(present.tolist(), quota))]
+    held = torch.cat(held).sort().values
+    kept = torch.ones(n, dtype=torch.bool)
+    kept[held] = False
+    return kept.nonzero().flatten(), held
+
+
+def random_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple:
+    """(kept, held) as the records made before stratified_split have it: round(N * fraction)
+    images drawn at random (seeded), whatever their classes. Kept so those reload with their
+    own split and numbers."""
+    n = len(labels)
+    n_held = int(round(n * fraction))
+    if n_held < 1 or n_held >= n:
+        raise QuicknetsError(f"val_split {fraction} leaves no validation or no training images")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[n_held:].sort().values, order[:n_held].sort().values
 
 
 def _plain(value):
@@ -427,7 +560,9 @@ def load_recorded(config, data_dir=None, recorded: dict | None = None,
     """The dataset a RunConfig describes: same files, normalisation and split (`data_dir`
     overrides the recorded folder; for your own data, the folder it moved to). With the
     run's `recorded` data (its meta.json "data"), data from a path whose content digest
-    differs is an error (changed="error") or a warning on stderr (changed="warn")."""
+    differs is an error (changed="error") or a warning on stderr (changed="warn"), and a run
+    recorded before validation splits were stratified (no "val_stratified") gets its own
+    random split back."""
     d = config.data
     dataset, test, folder = d.dataset, d.test, data_dir or d.data_dir or None
     if is_path(dataset):
@@ -441,9 +576,11 @@ def load_recorded(config, data_dir=None, recorded: dict | None = None,
                 f"the run's data {dataset} is not there any more: if it moved, give the folder "
                 f"now holding {Path(dataset).name} with --data-dir")
         folder = None
+    # a run recorded before the split was stratified keeps its own (random) validation split
+    stratify = recorded is None or bool(recorded.get("val_stratified"))
     data = load_dataset(dataset, folder, val_split=d.val_split, seed=config.train.seed,
                         mean=d.mean, std=d.std, verify=d.verify, test=test or None,
-                        image_size=d.image_size, channels=d.channels)
+                        image_size=d.image_size, channels=d.channels, stratify=stratify)
     was, now = (recorded or {}).get("digest"), data.origin.get("digest")
     if was and now and was != now:
         message = (f"{dataset} changed since the run was made: its content digest is "
@@ -461,5 +598,6 @@ def describe(data: Dataset) -> dict:
     return {"dataset": data.name, "source": data.source, "train": len(data.train_labels),
             "val": 0 if data.val_labels is None else len(data.val_labels),
             "test": len(data.test_labels), "val_split": data.val_split, "split_seed": data.seed,
+            "val_stratified": data.val_stratified,
             "mean": data.mean, "std": data.std, "shape": list(pre.shape),
             "classes": list(data.classes), **data.origin}

@@ -34,7 +34,7 @@ from quicknets import __version__
 from quicknets.classification import predict_proba
 from quicknets.errors import QuicknetsError
 from quicknets.preprocessing import Preprocessing
-from quicknets.storage import atomic_write_bytes
+from quicknets.storage import atomic_write_bytes, json_text
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors"}
 NEEDS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "torchscript": (),
@@ -86,14 +86,16 @@ def describe(model: nn.Module, format: str, run=None) -> dict:
         d = run.config.data
         info.update(run=run.name, test_accuracy=run.results.get("accuracy"),
                     data={"dataset": d.dataset, "data_dir": d.data_dir, "val_split": d.val_split,
-                          "seed": run.config.train.seed, "verify": d.verify})
+                          "seed": run.config.train.seed, "verify": d.verify,
+                          "val_stratified": bool((run.meta.get("data") or {})
+                                                 .get("val_stratified"))})
     return info
 
 
 def to_bytes(model: nn.Module, format: str, info: dict) -> bytes:
     """The file's bytes: the model (a CPU copy in eval mode) in `format`, with `info`."""
     net = copy.deepcopy(model).cpu().eval()  # the caller's model keeps its device and mode
-    text = json.dumps(info)
+    text = json_text(info, indent=None)  # strict: a NaN would make the file unreadable
     try:
         with warnings.catch_warnings():  # torch.jit is deprecated (FutureWarning) but loads
             warnings.simplefilter("ignore")  # everywhere; the exporters' notes are not errors
@@ -286,4 +288,5 @@ def export_data(model: nn.Module, data_dir=None):
     if not dataset:
         raise QuicknetsError("the export names no dataset to load")
     return load_dataset(dataset, folder, val_split=d.get("val_split", 0.0),
-                        seed=d.get("seed", 0), verify=d.get("verify", True))
+                        seed=d.get("seed", 0), verify=d.get("verify", True),
+                        stratify=bool(d.get("val_stratified")))  # older exports: random

@@ -160,8 +160,10 @@ def _layouts(c: int, h: int, w: int) -> dict:
 
 
 def as_tensor(image):
-    """A numpy array or tensor of uint8 or floats, as a tensor (sharing a numpy array's memory
-    where torch can: not for a read-only or non-native byte order array)."""
+    """A numpy array or tensor of pixels or floats, as a tensor of uint8 or floats (sharing a
+    numpy array's memory where torch can: not for a read-only or non-native byte order array).
+    Integer images of any type are pixels, checked to be 0..255 and made uint8; bool and
+    complex images are an error."""
     import torch
     if isinstance(image, np.ndarray):
         if not image.flags.writeable or image.dtype.byteorder not in "=|":
@@ -170,9 +172,14 @@ def as_tensor(image):
     if not isinstance(image, torch.Tensor):
         raise QuicknetsError(f"an image is a numpy array or a tensor, not a "
                              f"{type(image).__name__}")
-    if image.dtype != torch.uint8 and not image.is_floating_point():
-        raise QuicknetsError(f"images are uint8 pixels (0..255) or floats, not {image.dtype}")
-    return image
+    if image.is_floating_point() or image.dtype == torch.uint8:
+        return image
+    if image.dtype == torch.bool or image.is_complex():
+        raise QuicknetsError(f"images are pixels (0..255) or floats, not {image.dtype}")
+    if image.numel() and (image.min() < 0 or image.max() > 255):
+        raise QuicknetsError(f"{image.dtype} images hold values from {int(image.min())} to "
+                             f"{int(image.max())}; pixels are 0..255")
+    return image.to(torch.uint8)
 
 
 def read_image(path, size=(28, 28)):

@@ -67,9 +67,10 @@ def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torc
 
 
 def per_class_accuracy(cm: torch.Tensor) -> list:
-    """Recall per class: the diagonal over the row sums (nan for a class with no images)."""
+    """Recall per class: the diagonal over the row sums; None (undefined, null in JSON) for a
+    class with no images."""
     totals = cm.sum(1).tolist()
-    return [cm[i, i].item() / totals[i] if totals[i] else float("nan") for i in range(len(cm))]
+    return [cm[i, i].item() / totals[i] if totals[i] else None for i in range(len(cm))]
 
 
 def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
@@ -83,8 +84,9 @@ def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
 def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
     """Loss (mean NLL per image), accuracy, per-class accuracy, confusion matrix (k, k) and the
     most-confused pairs of `model` on a split ("test", "val" or "train") of `data`, its images
-    normalised by the model's own preprocessing. Raises QuicknetsError for a split the data
-    lacks, or data whose shape or classes are not the model's."""
+    normalised by the model's own preprocessing. A class with no images in the split has
+    accuracy None (undefined). Raises QuicknetsError for a split the data lacks or that holds
+    no images, or data whose shape or classes are not the model's."""
     if not isinstance(model, nn.Module):
         raise QuicknetsError(f"evaluate needs a network, not {type(model).__name__}")
     if not isinstance(data, Dataset):
@@ -95,6 +97,8 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
     images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
     if images is None:
         raise QuicknetsError(f"this dataset has no {split} split (set val_split to make one)")
+    if len(labels) == 0:  # an accuracy of no images is undefined, not 0
+        raise QuicknetsError(f"the {split} split of {data.name} holds no images")
     pre = preprocessing_of(model, data)
     log_probs = log_probabilities(model, pre.normalize(images)).cpu()
     preds = log_probs.argmax(1)
@@ -104,8 +108,8 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
     return {
         "split": split,
         "n": len(labels),
-        "loss": F.nll_loss(log_probs, labels, reduction="sum").item() / max(1, len(labels)),
-        "accuracy": (preds == labels).sum().item() / max(1, len(labels)),
+        "loss": F.nll_loss(log_probs, labels, reduction="sum").item() / len(labels),
+        "accuracy": (preds == labels).sum().item() / len(labels),
         "per_class": [{"class": c, "accuracy": a, "n": int(cm[i].sum())}
                       for i, (c, a) in enumerate(zip(data.classes, per_class))],
         "confusion": cm.tolist(),
@@ -115,13 +119,20 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
 
 
 def format_results(results: dict) -> str:
-    """Test accuracy and loss, then a per-class table and the most-confused pairs."""
+    """Test accuracy and loss, then a per-class table ("-" for the undefined accuracy of a class
+    with no images) and the most-confused pairs."""
     lines = [f"{results['split']} accuracy: {results['accuracy']:.4f}  "
              f"{results['split']} loss: {results['loss']:.4f}  images: {results['n']}",
              f"{'class':<14} {'accuracy':>8} {'images':>7}"]
-    lines += [f"{row['class']:<14} {row['accuracy']:>8.4f} {row['n']:>7}"
+    lines += [f"{row['class']:<14} {_share(row['accuracy']):>8} {row['n']:>7}"
               for row in results["per_class"]]
     if results["most_confused"]:
         lines.append("most confused (true -> predicted: count): " + ", ".join(
             f"{p['true']} -> {p['predicted']}: {p['count']}" for p in results["most_confused"]))
     return "\n".join(lines)
+
+
+def _share(value) -> str:
+    """An accuracy to 4 places; "-" where it is undefined (None; NaN in records written before
+    JSON was strict)."""
+    return "-" if value is None or value != value else f"{value:.4f}"

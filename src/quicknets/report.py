@@ -103,9 +103,11 @@ def _results(results: dict) -> str:
              f'loss <b>{results["loss"]:.4f}</b>, on {results["n"]} images</p>']
     rows = []
     for row in results.get("per_class", []):
-        acc = row["accuracy"]
-        width = 0 if acc != acc else round(150 * acc)  # acc != acc: nan, a class with no images
-        rows.append(f'<tr><td>{escape(str(row["class"]))}</td><td class="num">{acc:.4f}</td>'
+        acc = row["accuracy"]  # None (NaN in older records): a class with no images
+        known = acc is not None and acc == acc
+        width = round(150 * acc) if known else 0
+        shown = f"{acc:.4f}" if known else "-"
+        rows.append(f'<tr><td>{escape(str(row["class"]))}</td><td class="num">{shown}</td>'
                     f'<td class="num">{row["n"]}</td>'
                     f'<td><span class="bar" style="width:{width}px"></span></td></tr>')
     parts.append("<table><tr><th>class</th><th>accuracy</th><th>images</th><th></th></tr>"

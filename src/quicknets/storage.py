@@ -8,10 +8,12 @@ crash or a full disk mid-write leaves the old file or none, never half of one. A
 a WriteError: one line for the user ("cannot write X: no space left on the device"), and still an
 OSError for callers that can do without the file (the decoded-data cache). Files inside a run
 folder are written with parents=False: a run removed while it trains stays removed, and the
-trainer gets a clear error instead of recreating a broken folder.
+trainer gets a clear error instead of recreating a broken folder. JSON is written strict
+(json_text): a NaN or infinity, which JSON has no word for, is written as null.
 """
 import errno
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -87,8 +89,27 @@ def atomic_write_bytes(path, data: bytes, parents: bool = True) -> None:
     atomic_write(path, lambda f: f.write(data), parents)
 
 
+def json_text(obj, indent: int | None = 2) -> str:
+    """Strict JSON, as every reader takes it: NaN and infinity, which JSON lacks (Python would
+    write a bare NaN that strict readers reject), become null, and anything else that is not
+    JSON is written as its str()."""
+    return json.dumps(_finite(obj), indent=indent, default=str, allow_nan=False)
+
+
+def _finite(obj):
+    """`obj` with every non-finite float replaced by None (a copy where one is found)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path, obj, parents: bool = True) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode(), parents)
+    """`obj` as strict JSON (json_text) in `path`, atomically."""
+    atomic_write_bytes(path, (json_text(obj) + "\n").encode(), parents)
 
 
 class _Recorder:

@@ -40,6 +40,9 @@ from quicknets.tricks import augment, draw_augment, lr_at
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """torch.optim's `cfg.optimizer` over the model's parameters, with cfg's lr, weight decay
+    and, for sgd and rmsprop, momentum (unset: the optimizer's own, config.MOMENTUM; the
+    config refuses a momentum given to another optimizer)."""
     params = list(model.parameters())
     if cfg.lr == "auto":
         raise QuicknetsError("lr 'auto' is found before training (train() or experiment.setup "
@@ -49,11 +52,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     lr, wd = cfg.lr, cfg.weight_decay
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd, fused=fused)
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum_used, weight_decay=wd,
+                               fused=fused)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=fused)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=wd)
+        return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum_used, weight_decay=wd)
     if cfg.optimizer == "nadam":
         return torch.optim.NAdam(params, lr=lr, weight_decay=wd)
     if cfg.optimizer == "radam":

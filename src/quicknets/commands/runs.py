@@ -87,12 +87,13 @@ def write_rows(rows: list, fmt: str) -> None:
     """The listed runs as JSON (a list of objects, `settings` nested) or CSV (the columns above,
     then one per setting, then `problem`), to stdout."""
     import csv
-    import json
     import sys
+
+    from quicknets.storage import json_text
     records = [{**{k: r.get(k) for k in COLUMNS}, "settings": r.get("settings") or {},
                 "problem": r.get("problem")} for r in rows]
     if fmt == "json":
-        print(json.dumps(records, indent=1))
+        print(json_text(records, indent=1))  # strict: a NaN metric is null
         return
     settings = list(dict.fromkeys(k for r in records for k in r["settings"]))
     writer = csv.writer(sys.stdout, lineterminator="\n")

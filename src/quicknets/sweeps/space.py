@@ -15,7 +15,7 @@ import math
 import random
 from dataclasses import asdict, dataclass, fields
 
-from quicknets.config import FIELDS, SECTIONS, make, setting
+from quicknets.config import SECTIONS, convert_setting, setting
 from quicknets.errors import QuicknetsError
 
 SETTINGS = {f.name: f for cls in SECTIONS.values() for f in fields(cls)}  # name -> field
@@ -33,7 +33,7 @@ class Range:
 
 def convert(key: str, value):
     """One value of a setting, checked and typed by its config class."""
-    return getattr(make(SECTIONS[FIELDS[key]], {key: value}), key)
+    return convert_setting(key, value)
 
 
 def check_range(key: str, low, high, log, text) -> Range:
@@ -219,6 +219,10 @@ class Search:
                      prune)
         if kind == "grid":
             grid_trials(space, [0])  # ranges are refused here, before anything runs
+        if kind != "optuna":  # settings that must fit together (momentum with sgd), too
+            from quicknets.config import RunConfig
+            for trial in search.plan():
+                RunConfig.build(**{**search.base, **trial})
         return search
 
     def plan(self) -> list:
