@@ -57,11 +57,14 @@ def test_quick_pass_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     # the training cell: tqdm's notebook bar (a widget: tqdm.auto saw Jupyter), one for the
     # run, and the live plot as one picture redrawn in place, above the epoch lines
     (training,) = [c for c in nb.cells if c.cell_type == "code" and "live_plot=True" in c.source]
+    # On a busy machine a "note: the cores are busy" line may come first: only the load's doing
+    shown = [o for o in training.outputs
+             if not (o.output_type == "stream" and o.text.startswith("note:"))]
     kinds = [o.output_type if o.output_type == "stream" else next(iter(sorted(o.data)))
-             for o in training.outputs]
+             for o in shown]
     assert kinds[:2] == ["application/vnd.jupyter.widget-view+json", "image/png"]
     assert set(kinds[2:]) == {"stream"}  # the epoch lines; nothing more was drawn
-    assert training.outputs[0].data["text/plain"].startswith("training:")
+    assert shown[0].data["text/plain"].startswith("training:")
     assert "epoch: 2/2" in outputs_of(training)
     pictures = [o for c in nb.cells for o in c.get("outputs", [])
                 if "image/png" in o.get("data", {})]

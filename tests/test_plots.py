@@ -290,3 +290,16 @@ def test_colour_images_with_per_channel_normalisation():
     model = network("conv4-fc8", input_shape=(3, 12, 10), num_classes=3)
     fig = plots.view_classify(images[2], model, data=data, true_label=2)
     assert image_axes(fig)[0].images[0].get_array().shape == (12, 10, 3)
+
+
+def test_imshow_reads_float_images_as_classify_does(fashion):
+    """ToTensor's 0..1 floats, 0..255 floats and normalised floats draw the same picture as the
+    uint8 pixels (the kind: what a float image means, judged once for drawing and predicting)."""
+    from quicknets.plots import image_pixels
+    pre = fashion.preprocessing
+    raw = fashion.test_images[0]
+    want = image_pixels(raw, pre)
+    unit, normalised = raw.float() / 255, pre.normalize(raw[None])[0]
+    for image, scale in ((unit, "auto"), (raw.float(), "auto"), (normalised, "auto"),
+                         (unit, "unit"), (normalised, "normalized")):
+        assert np.allclose(image_pixels(image, pre, scale), want, atol=1e-6)

@@ -176,10 +176,11 @@ def as_tensor(image):
         return image
     if image.dtype == torch.bool or image.is_complex():
         raise QuicknetsError(f"images are pixels (0..255) or floats, not {image.dtype}")
-    if image.numel() and (image.min() < 0 or image.max() > 255):
-        raise QuicknetsError(f"{image.dtype} images hold values from {int(image.min())} to "
-                             f"{int(image.max())}; pixels are 0..255")
-    return image.to(torch.uint8)
+    wide = image.to(torch.int64)  # min/max are not implemented for every integer type (uint16)
+    if wide.numel() and (wide.min() < 0 or wide.max() > 255):
+        raise QuicknetsError(f"{image.dtype} images hold values from {int(wide.min())} to "
+                             f"{int(wide.max())}; pixels are 0..255")
+    return wide.to(torch.uint8)
 
 
 def read_image(path, size=(28, 28)):

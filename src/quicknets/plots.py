@@ -91,25 +91,26 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def image_pixels(image, pre: Preprocessing | None = None) -> np.ndarray:
+def image_pixels(image, pre: Preprocessing | None = None, scale: str = "auto") -> np.ndarray:
     """A copy of `image` ready to draw: (H, W) or (H, W, 3) floats in [0, 1].
 
-    uint8 pixels are divided by 255; floats are taken as normalised by `pre` (default: the
-    default preprocessing), x = (pixel - mean) / std, and mapped back. Layouts as
-    images.to_chw takes them: of pre's shape in any layout classify takes (flat too), or any
-    (H, W), (H, W, C), (C, H, W) with C = 1 or 3.
+    What its values are is read as classify reads it (Preprocessing.scale_of, `scale`): uint8
+    and other integer images are pixels 0..255; floats are pixels, unit (0..1, ToTensor's) or
+    normalised by `pre` (default: the default preprocessing), x = (pixel / 255 - mean) / std,
+    mapped back. Layouts as images.to_chw takes them: of pre's shape in any layout classify
+    takes (flat too), or any (H, W), (H, W, C), (C, H, W) with C = 1 or 3.
     """
     pre = pre or Preprocessing()
     size = image.numel() if isinstance(image, torch.Tensor) else np.size(image)
     x = to_chw(image, pre.shape if size == pre.features else None)  # (C, H, W)
-    raw = x.dtype == torch.uint8
+    reading = pre.scale_of(x, scale)
     x = x.detach().to("cpu", torch.float32, copy=True)
     x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)  # (H, W) or (H, W, 3), as matplotlib
-    if not raw:  # undo (pixel / 255 - mean) / std, per channel
+    if reading == "normalized":  # undo (pixel / 255 - mean) / std, per channel
         mean = torch.tensor(pre.mean) if x.dim() == 3 else torch.tensor(pre.mean[:1])
         std = torch.tensor(pre.std) if x.dim() == 3 else torch.tensor(pre.std[:1])
         return (x * std + mean).clamp(0.0, 1.0).numpy()
-    return (x / 255.0).clamp(0.0, 1.0).numpy()
+    return (x / (255.0 if reading == "pixels" else 1.0)).clamp(0.0, 1.0).numpy()
 
 
 def _draw_image(ax, pixels: np.ndarray, title=None, color="black", fontsize=9) -> None:
@@ -137,11 +138,13 @@ def _preprocessing(data=None, model=None, mean=None, std=None) -> Preprocessing:
                          pre.dataset, pre.layout)
 
 
-def imshow(image, title=None, *, data=None, model=None, mean=None, std=None, ax=None) -> Figure:
+def imshow(image, title=None, *, data=None, model=None, mean=None, std=None, ax=None,
+           scale: str = "auto") -> Figure:
     """Draw one image in gray (colour for 3 channels), its normalisation undone: the model's,
-    else the data's, else mean/std, else the default 0.5/0.5. With `ax`, draws there and returns
-    that axes' figure."""
-    pixels = image_pixels(image, _preprocessing(data, model, mean, std))
+    else the data's, else mean/std, else the default 0.5/0.5. `scale`: what its values are
+    (pixels, unit, normalized; auto reads them as classify does, see image_pixels). With `ax`,
+    draws there and returns that axes' figure."""
+    pixels = image_pixels(image, _preprocessing(data, model, mean, std), scale)
     fig = new_figure(3, 3.2) if ax is None else ax.figure
     _draw_image(ax if ax is not None else fig.add_subplot(), pixels, title, fontsize=11)
     return fig
@@ -178,12 +181,13 @@ def _as_probs(probs) -> np.ndarray:
 
 
 def view_classify(image, probs, class_names=None, true_label=None, *, data=None,
-                  mean=None, std=None, version=None) -> Figure:
+                  mean=None, std=None, version=None, scale: str = "auto") -> Figure:
     """The image beside horizontal bars of its class probabilities, the predicted class in colour
     (green if right, red if wrong, blue when the true class is not given) and the true one in green.
 
-    `image`: a tensor or array (see image_pixels) or an image file. `probs`: probabilities
-    (classes,) or (1, classes), or a model, which is then run on the image.
+    `image`: a tensor or array (see image_pixels) or an image file; `scale`: what its values
+    are, read once for the drawing and the model alike (Preprocessing.scale_of). `probs`:
+    probabilities (classes,) or (1, classes), or a model, which is then run on the image.
     `class_names`: a list, a dataset name, or None for the model's or data's classes. A model
     brings its own preprocessing (normalisation, shape, how a file is laid out). A drop-in for
     the course helper's view_classify(img, ps, version="Fashion"); unlike it, `image` is left
@@ -194,7 +198,7 @@ def view_classify(image, probs, class_names=None, true_label=None, *, data=None,
     if isinstance(image, (str, Path)):
         image = load_image(image, pre.shape, pre.layout)  # uint8, as the model sees the file
     if model is not None:
-        probs = probabilities(model, image, data)
+        probs = probabilities(model, image, data, scale)
     p = _as_probs(probs)
     if class_names is None and version is None and data is None and pre.classes:
         class_names = list(pre.classes)
@@ -218,7 +222,7 @@ def view_classify(image, probs, class_names=None, true_label=None, *, data=None,
     title = f"predicted: {names[pred]} ({p[pred]:.0%})"
     if true_label is not None:
         title += f"\ntrue: {names[true_label]}"
-    _draw_image(ax_img, image_pixels(image, pre), title, colors[pred], fontsize=11)
+    _draw_image(ax_img, image_pixels(image, pre, scale), title, colors[pred], fontsize=11)
     rows = np.arange(len(p))
     ax_bar.barh(rows, p, color=colors)
     for row, value in zip(rows, p):
