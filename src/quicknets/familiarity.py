@@ -35,6 +35,7 @@ subsample of BANK_SIZE training features (BANK_SIZE, D), 5,000 x 256 (1.28 milli
 held-out images of the run's own: the validation split when the data has one, else the test set
 (recorded in Familiarity.threshold_split).
 """
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,11 +215,15 @@ def familiarity_scores(model: nn.Module, images, fitted: Familiarity,
 
 
 def threshold_at(scores: torch.Tensor, pass_rate: float = PASS_RATE) -> float:
-    """The score at or above which at least `pass_rate` of `scores` lie (the (1 - pass_rate)
-    quantile, rounded down to a score that occurs)."""
+    """The largest threshold t such that at least `pass_rate` of `scores` are >= t (a score
+    that occurs)."""
     if not 0.0 < pass_rate <= 1.0:
         raise QuicknetsError(f"pass_rate must be in (0, 1], not {pass_rate}")
-    return torch.quantile(scores.double(), 1.0 - pass_rate, interpolation="lower").item()
+    ordered = torch.as_tensor(scores, dtype=torch.float64).flatten().sort().values
+    if len(ordered) == 0:
+        raise QuicknetsError("no scores to set a threshold on")
+    passing = math.ceil(pass_rate * len(ordered) - 1e-9)  # images that must pass
+    return ordered[len(ordered) - passing].item()
 
 
 def fit_familiarity(model: nn.Module, data, method: str = DEFAULT_METHOD,
