@@ -67,10 +67,11 @@ def test_knn_against_sorted_distances(k):
     stats = fit_statistics("knn", f, labels, 3, bank_size=50, seed=3)
     bank = stats["bank"]
     assert bank.shape == (50, 5)
-    assert torch.allclose(bank.norm(dim=1), torch.ones(50))
+    assert bank.dtype == torch.float16  # unit vectors: half the bytes
+    assert torch.allclose(bank.float().norm(dim=1), torch.ones(50), atol=2e-3)
     queries, _ = features(30, d=5, seed=2)
     z = queries / queries.norm(dim=1, keepdim=True)
-    expected = [-sorted(torch.dist(q, b).item() for b in bank)[k - 1] for q in z]
+    expected = [-sorted(torch.dist(q, b).item() for b in bank.float())[k - 1] for q in z]
     got = score(Familiarity("knn", stats, k=k), None, queries)
     assert got.tolist() == pytest.approx(expected, abs=1e-5)
     with pytest.raises(QuicknetsError, match="k must be"):
@@ -114,10 +115,10 @@ def test_flip_tta_features_are_the_mean_of_the_pair():
     plain = network("conv4-fc8", seed=0)
     tta = network("conv4-fc8", seed=0, flip_tta=True)
     x = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
-    logits, f = logits_and_features(tta, x, layer=-1)
+    logits, f = logits_and_features(tta, x, layers=(-1,))
     mirrored = x.flip(-1)
-    expected = (logits_and_features(plain, x, layer=-1)[1]
-                + logits_and_features(plain, mirrored, layer=-1)[1]) / 2
+    expected = (logits_and_features(plain, x, layers=(-1,))[1]
+                + logits_and_features(plain, mirrored, layers=(-1,))[1]) / 2
     assert f.shape == (5, 8) and logits.shape == (5, 10)
     assert torch.allclose(f, expected, atol=1e-6)
     assert tta.training  # put back in the mode it was in
@@ -126,10 +127,19 @@ def test_flip_tta_features_are_the_mean_of_the_pair():
 def test_layers_are_the_inputs_of_linear_layers():
     model = network("784-32-16-10", seed=0)
     x = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
-    assert logits_and_features(model, x, layer=0)[1].shape == (4, 784)
-    assert logits_and_features(model, x, layer=1)[1].shape == (4, 32)
-    assert logits_and_features(model, x, layer=-1)[1].shape == (4, 16)
-    assert logits_and_features(model, x, layer=9)[1].shape == (4, 16)  # past the last: the last
+    assert logits_and_features(model, x, layers=(0,))[1].shape == (4, 784)
+    one = logits_and_features(model, x, layers=(1,))[1]
+    last = logits_and_features(model, x, layers=(-1,))[1]
+    assert one.shape == (4, 32) and last.shape == (4, 16)
+    both = logits_and_features(model, x)[1]  # every dense hidden layer, each normalised
+    assert torch.allclose(both, torch.cat([torch.nn.functional.normalize(one, dim=1),
+                                           torch.nn.functional.normalize(last, dim=1)], 1))
+    assert torch.equal(logits_and_features(model, x, layers=(1, 2))[1], both)
+    cnn = network("conv4-fc8", seed=0)  # its one hidden dense layer: the penultimate features
+    assert logits_and_features(cnn, x)[1].shape == (4, 8)
+    for bad in [(3,), (), (-4,), (1.0,), (True,)]:
+        with pytest.raises(QuicknetsError, match="layers are indices"):
+            logits_and_features(model, x, layers=bad)
     with pytest.raises(QuicknetsError, match="shape"):
         logits_and_features(model, torch.zeros(4, 32, 32, dtype=torch.uint8))
     with pytest.raises(QuicknetsError, match="uint8"):
@@ -224,8 +234,9 @@ def test_every_method_fits_and_passes_its_share(trained, method):
     assert (val >= fitted.threshold).double().mean() >= 0.95
     test = familiarity_scores(model, data.test_images[:2000], fitted)
     assert 0.85 < (test >= fitted.threshold).double().mean() < 1.0  # unseen, like val
-    sizes = {"msp": 0, "energy": 0, "mahalanobis": 10 * 256 + 256 * 256, "knn": 1000 * 256}
-    assert fitted.size() == sizes[method]  # layer 1: the first hidden layer's 256 outputs
+    d = 256 + 128 + 64  # the outputs of every dense hidden layer
+    sizes = {"msp": 0, "energy": 0, "mahalanobis": 10 * d + d * d, "knn": 1000 * d}
+    assert fitted.size() == sizes[method]
 
 
 def test_the_default_tells_noise_and_digits_from_fashion(trained):
