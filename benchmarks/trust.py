@@ -120,9 +120,10 @@ def main() -> None:
     data = load_dataset("fashion-mnist", val_split=0.1, seed=0)
     model = network("784-256-128-64-10", seed=args.seed)
     start = time.perf_counter()
-    train(model, data, optimizer="adam", lr=0.003, batch_size=64, epochs=args.epochs, seed=args.seed,
-          threads=args.threads, quiet=True)
-    print(f"default network, seed {args.seed}: {args.epochs} epochs in {time.perf_counter() - start:.1f} s")
+    train(model, data, optimizer="adam", lr=0.003, batch_size=64, epochs=args.epochs,
+          seed=args.seed, threads=args.threads, quiet=True)
+    print(f"default network, seed {args.seed}: {args.epochs} epochs in "
+          f"{time.perf_counter() - start:.1f} s")
     measure(model, data, "784-256-128-64-10", not args.no_robustness)
     if args.cnn:
         settings = dict(PRESETS["balanced"]["settings"])
