@@ -16,6 +16,12 @@ os.environ["XDG_CACHE_HOME"] = _CACHE  # before quicknets reads it; subprocesses
 os.environ.pop("QUICKNETS_DATA", None)
 os.environ.pop("QUICKNETS_RUNS", None)
 os.environ.pop("QUICKNETS_MIRROR", None)
+# The tests run in the math mode of every quicknets process, MKL's strict one, chosen before
+# anything multiplies (as the CLI's entry does), whatever test runs first; a test of another
+# mode starts a child process (test_machine.py).
+from quicknets.machine import use_strict_math  # noqa: E402
+
+use_strict_math()
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 

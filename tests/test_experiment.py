@@ -95,6 +95,17 @@ def _keep_env() -> dict:
             if k in os.environ}
 
 
+# The fixtures were recorded on another CPU (an AMD EPYC): what is computed here from their
+# weights (evaluated, or trained on from the checkpoint) runs other kernels (MKL's branch for
+# this CPU, other vector widths), which round differently. Measured on an Intel Xeon (Sapphire
+# Rapids), also with MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2: epoch 2's
+# train_loss_sum 368.60608 against the record's 368.60605 (relative 8e-8), test loss and
+# accuracy equal. Floats computed here are held to a relative 1e-5 (over 100 times that), the
+# test accuracy to 2 of its 10000 images.
+ACROSS_CPUS = {"rel": 1e-5}
+ACCURACY_ACROSS_CPUS = 2 / 10000
+
+
 @pytest.fixture
 def old_runs(tmp_path):
     """Two records written by the format before RunConfig: a finished run and the same run
@@ -115,17 +126,24 @@ def test_old_records_list_compare_and_evaluate(old_runs, fashion, capsys):
     assert "train_accuracy" in old.history[0] and "val_accuracy" in old.history[0]
     model = load_model(old)
     assert model.preprocessing.mean == (0.286,) and model.preprocessing.classes[0] == "T-shirt/top"
-    assert evaluate(model, fashion)["accuracy"] == old.results["accuracy"]  # default data
+    assert evaluate(model, fashion)["accuracy"] == pytest.approx(  # on default data
+        old.results["accuracy"], abs=ACCURACY_ACROSS_CPUS)
     assert main(["evaluate", FINISHED, "--runs-dir", str(old_runs)]) == 0
-    assert f"test accuracy: {old.results['accuracy']:.4f}" in capsys.readouterr().out
+    shown = capsys.readouterr().out.split("test accuracy: ")[1].split()[0]
+    assert float(shown) == pytest.approx(old.results["accuracy"], abs=ACCURACY_ACROSS_CPUS)
 
 
 def test_an_old_interrupted_record_resumes_to_the_numbers_of_the_finished_one(old_runs):
     path, results = resume(STOPPED, old_runs, quiet=True)
     finished = load_run(FINISHED, old_runs)
-    assert results["accuracy"] == finished.results["accuracy"]
-    assert results["loss"] == finished.results["loss"]
+    assert results["accuracy"] == pytest.approx(finished.results["accuracy"],
+                                                abs=ACCURACY_ACROSS_CPUS)
+    assert results["loss"] == pytest.approx(finished.results["loss"], **ACROSS_CPUS)
     resumed = load_run(STOPPED, old_runs)
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
-    assert strip(resumed.history) == strip(finished.history)
+    assert strip(resumed.history[:1]) == strip(finished.history[:1])  # both read, not trained
+    for row, ref in zip(resumed.history[1:], finished.history[1:], strict=True):  # trained here
+        assert row.keys() == ref.keys()
+        for key in row.keys() - {"seconds"}:
+            assert row[key] == pytest.approx(ref[key], **ACROSS_CPUS), key
     assert main(["compare", FINISHED, STOPPED, "--runs-dir", str(old_runs)]) == 0

@@ -19,15 +19,18 @@ def test_adam_on_fashion_mnist_gets_a_sensible_rate_and_a_plot(fashion, tmp_path
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(11)
     rng = torch.get_rng_state()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds: a busy machine does not stretch them
     found = lr_find(model, fashion, optimizer="adam", threads=1)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     assert 1e-4 < found.lr < 1e-2, found.lr
-    assert found.lr == 0.00026  # measured: the notebook uses 0.003; valley is cautious
+    # Measured 0.00026 (the notebook uses 0.003; valley is cautious) on an AMD EPYC and an
+    # Intel Xeon, also with MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2. Another CPU
+    # rounds differently and may move the valley a step (x1.097 on the 200-step grid): 1.25x.
+    assert 0.00026 / 1.25 < found.lr < 0.00026 * 1.25, found.lr
     assert len(found.lrs) == 200 and found.lrs[0] == pytest.approx(1e-7)
     assert found.lrs[-1] == pytest.approx(10.0)
     assert found.lrs[found.index] == pytest.approx(found.lr, rel=0.02)
-    assert seconds < 15, seconds  # about 0.7 s on one core here
+    assert seconds < 15, seconds  # about 0.7 s of one core here
     # the model passed in is untouched, and so are the caller's generator and threads
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)
