@@ -2,6 +2,7 @@
 preprocessing, seeds control everything (two processes and the CLI against Python), and records
 made by the earlier format still list, compare, evaluate and resume."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import HANG_S
 
 from quicknets.cli import main
 from quicknets.config import RunConfig
@@ -87,6 +89,45 @@ def test_the_python_story_repeats_in_two_processes_and_matches_the_command_line(
     results = json.loads((path / "results.json").read_text())
     assert [{k: v for k, v in h.items() if k != "seconds"} for h in history] == first["history"]
     assert results["accuracy"] == first["accuracy"] and results["loss"] == first["loss"]
+
+
+TINY_STORY = """
+import json, sys
+from quicknets import load_dataset, network, train, evaluate
+data = load_dataset("mnist", sys.argv[1], verify=False, download=False)
+model = network("784-32-10")
+history = train(model, data, epochs=2, threads=1, quiet=True)
+results = evaluate(model, data)
+json.dump({"history": [{k: v for k, v in h.items() if k != "seconds"} for h in history],
+           "accuracy": results["accuracy"], "loss": results["loss"]}, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("kernels", [{}, {"MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                                          "ATEN_CPU_CAPABILITY": "avx2"}], ids=["native", "avx2"])
+def test_the_python_story_gives_the_command_line_s_bits(tiny_dir, tmp_path, kernels):
+    """A fresh Python process and `quicknets train`, same settings and threads, both run here:
+    the same bits, as they share one math mode (machine.use_strict_math). The data and network
+    are ones whose test loss changes in the last bits with MKL's mode on this Xeon
+    (1.189703140258789 strict, 1.1897032165527344 in MKL's usual mode)."""
+    env = {**{k: v for k, v in os.environ.items() if k != "MKL_CBWR"}, **kernels}  # fresh
+    story = subprocess.run([sys.executable, "-c", TINY_STORY, str(tiny_dir)], env=env,
+                           capture_output=True, text=True, check=True, timeout=HANG_S)
+    python = json.loads(story.stdout)
+    runs = tmp_path / "runs"
+    cli = subprocess.run([sys.executable, "-m", "quicknets", "train", "--dataset", "mnist",
+                          "--data-dir", str(tiny_dir), "--no-verify", "--network", "784-32-10",
+                          "--epochs", "2", "--threads", "1", "--runs-dir", str(runs),
+                          "--quiet"], env=env, capture_output=True, text=True, timeout=HANG_S)
+    assert cli.returncode == 0, cli.stderr
+    (path,) = [p for p in runs.iterdir() if p.is_dir()]
+    history = json.loads((path / "history.json").read_text())
+    results = json.loads((path / "results.json").read_text())
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in history] == python["history"]
+    assert (results["accuracy"], results["loss"]) == (python["accuracy"], python["loss"])
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["math_mode"] == ("MKL_CBWR=AUTO,STRICT" if torch.backends.mkl.is_available()
+                                 else "no MKL")
 
 
 def _keep_env() -> dict:
