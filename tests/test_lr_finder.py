@@ -102,3 +102,10 @@ def test_lr_auto_in_a_recorded_run(tiny_dir, tmp_path, capsys):
     assert f"lr={found['lr']}" in out  # the config line shows the rate used
     from quicknets.runs import load_run
     assert load_run(folder).config.lr_find == found
+
+
+def test_lr_find_leaves_the_model_in_the_mode_it_found(tiny):
+    for mode in (True, False):
+        model = network("784-32-10", dropout=0.3, batchnorm=True, seed=0).train(mode)
+        lr_find(model, tiny, threads=1, steps=20)
+        assert [m.training for m in model.modules()] == [mode] * len(list(model.modules()))
