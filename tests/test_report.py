@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HANG_S
 import torch
+from conftest import HANG_S
 from PIL import Image
 
 from quicknets.metrics import evaluate
