@@ -225,7 +225,8 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
           live_plot: bool = False, **settings) -> list:
     """Train `model` on `data` in place; return the history, one dict per epoch
     (epoch, epochs, train_loss_sum, train_loss, train_accuracy, [val_loss, val_accuracy],
-    seconds). The model keeps the data's preprocessing (model.preprocessing).
+    seconds). The model keeps the data's preprocessing (model.preprocessing) and ends in eval
+    mode, ready for `model(x)`.
 
     Settings are TrainConfig's fields, given as a config or as keywords (optimizer="sgd", lr=0.01,
     epochs=7, batch_size=64, seed=0, device="auto", patience=3, ...). Unknown or out-of-range
