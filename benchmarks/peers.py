@@ -24,7 +24,7 @@ The contenders, each on its library's usual path:
 - quicknets: `quicknets.train(network("784-256-128-64-10"), load_dataset("fashion-mnist"),
   epochs=2, threads=N, device="cpu")`, the notebook's settings (its defaults), timed by its
   `after_epoch` hook; with MKL's strict mode (MKL_CBWR=AUTO,STRICT) that the `quicknets`
-  command sets at its start (machine.prepare_process), so the fused pass runs as it does there.
+  command and train() use (machine.use_strict_math), so the fused pass runs as it does there.
   With that mode its run is thread-invariant, so its core lease may take fewer threads than
   asked while the run queue shows other work (machine.CoreLease): on a busy machine it may run
   at 1 thread where the others keep N. The `threads` column and a note at the end show it.
@@ -300,9 +300,6 @@ def child(name: str, seed: int, threads: int, limit: int) -> None:
 def run_child(name: str, seed: int, threads: int, limit: int) -> dict:
     """One child's result, or {"error": its last line of stderr}."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    if name == "quicknets":
-        from quicknets.machine import prepare_process
-        prepare_process(env)  # MKL_CBWR=AUTO,STRICT, as the quicknets command sets it
     if name == "keras":
         env["KERAS_BACKEND"] = "torch"
     done = subprocess.run([sys.executable, __file__, "--child", name, "--seed", str(seed),

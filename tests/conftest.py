@@ -5,7 +5,11 @@ nor leave anything in ~/.cache, and runs go to per-test temporary folders.
 """
 import importlib
 import os
+import select
+import signal
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,62 @@ os.environ["XDG_CACHE_HOME"] = _CACHE  # before quicknets reads it; subprocesses
 os.environ.pop("QUICKNETS_DATA", None)
 os.environ.pop("QUICKNETS_RUNS", None)
 os.environ.pop("QUICKNETS_MIRROR", None)
+# The tests run in the math mode of every quicknets process, MKL's strict one, chosen before
+# anything multiplies (as the CLI's entry does), whatever test runs first; a test of another
+# mode starts a child process (test_machine.py).
+from quicknets.machine import use_strict_math  # noqa: E402
+
+use_strict_math()
+os.environ["PYTHONFAULTHANDLER"] = "1"  # a child ended by SIGABRT prints its threads' stacks
+
+# Tests wait on events (a file, a line, a process's exit), never on a time. HANG_S only tells a
+# hang from a slow machine: a full suite on busy shared cores can stretch an event to minutes.
+HANG_S = 900
+
+
+def hung(proc: subprocess.Popen, what: str):
+    """Fail the test: `proc` (and its process group, if it leads one) hung waiting for `what`;
+    SIGABRT makes each Python process in it print where it was (PYTHONFAULTHANDLER)."""
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signal.SIGABRT)
+        else:
+            proc.send_signal(signal.SIGABRT)
+    except ProcessLookupError:
+        pass
+    out, err = proc.communicate()
+    pytest.fail(f"no {what} after {HANG_S} s: hung? stderr:\n{(err or '')[-6000:]}",
+                pytrace=False)
+
+
+def finish(proc: subprocess.Popen) -> tuple:
+    """(stdout, stderr) of `proc` once it exits, however long a busy machine takes."""
+    try:
+        return proc.communicate(timeout=HANG_S)
+    except subprocess.TimeoutExpired:
+        hung(proc, "exit")
+
+
+def wait_until(ready, proc: subprocess.Popen | None = None, what: str = "event") -> None:
+    """Poll `ready()` every 20 ms until it holds; fail at once if `proc` exits first."""
+    deadline = time.monotonic() + HANG_S
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the process ended ({proc.returncode}) before the {what}:\n{out}\n{err}",
+                        pytrace=False)
+        if time.monotonic() > deadline:
+            hung(proc, what) if proc is not None else pytest.fail(f"no {what} after {HANG_S} s")
+        time.sleep(0.02)
+
+
+def read_line(proc: subprocess.Popen, what: str = "line") -> str:
+    """The next line of `proc`'s stdout (text mode), for a child that prints one line and then
+    waits to be answered (so no second line sits unseen in the pipe's buffer)."""
+    ready, _, _ = select.select([proc.stdout], [], [], HANG_S)
+    if not ready:
+        hung(proc, what)
+    return proc.stdout.readline()
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
@@ -73,3 +133,17 @@ def need(module: str):
     except ImportError:
         pytest.fail(f"{module} is missing: pip install -e '.[test]' (scripts/setup.sh test does "
                     "it)", pytrace=False)
+
+
+# A child's first lines for start_together: it says it is ready, then waits for the word.
+READY_THEN_GO = "import sys; print('ready', flush=True); sys.stdin.readline()\n"
+
+
+def start_together(procs: list) -> None:
+    """Let children that begin with READY_THEN_GO (started with stdin and stdout as text pipes)
+    go at once, each past its imports, however slowly the machine started them."""
+    for proc in procs:
+        assert read_line(proc, "ready line") == "ready\n", finish(proc)
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()

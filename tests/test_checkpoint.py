@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+from conftest import HANG_S, finish, wait_until
 import torch
 
 from quicknets.checkpoint import load_checkpoint, save_checkpoint
@@ -136,7 +137,8 @@ def train_epoch(*args, **kwargs):
     calls.append(1)
     if len(calls) == {stop}:
         open({marker!r}, "w").close()
-        time.sleep(600)
+        while True:  # until the test's signal comes, however late
+            time.sleep(60)
     return out
 t.train_epoch = train_epoch
 from quicknets.cli import main
@@ -164,15 +166,11 @@ def start_and_stop(tiny_dir, tmp_path, runs, sig):
     marker = tmp_path / "in-epoch-3"
     proc = subprocess.Popen(quicknets(*train_args(tiny_dir, runs), script=HANG_IN_EPOCH.format(
         stop=3, marker=str(marker))), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not marker.exists():  # wait for the state, not for a time
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the training never reached epoch 3"
-        time.sleep(0.05)
+    wait_until(marker.exists, proc, "hang inside epoch 3")  # the state, not a time
     (folder,) = [p for p in runs.iterdir() if p.is_dir()]
     assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == 2
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    out, err = finish(proc)
     return folder, proc.returncode, err
 
 
@@ -185,7 +183,7 @@ def records(folder):
                          ids=["SIGKILL", "SIGINT"])
 def test_stopped_run_resumes_to_the_same_final_numbers(tiny_dir, tmp_path, sig):
     done = subprocess.run(quicknets(*train_args(tiny_dir, tmp_path / "ref")),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=HANG_S)
     assert done.returncode == 0, done.stderr
     reference = records(tmp_path / "ref" / saved_run(done.stdout).split("/")[-1])
 
@@ -200,14 +198,14 @@ def test_stopped_run_resumes_to_the_same_final_numbers(tiny_dir, tmp_path, sig):
         expected_status = "interrupted"
     assert not (folder / "results.json").exists()  # never mistaken for a finished run
     listing = subprocess.run(quicknets("runs", "--status", "all", "--runs-dir", runs),
-                             capture_output=True, text=True, timeout=120).stdout
+                             capture_output=True, text=True, timeout=HANG_S).stdout
     assert f"{folder.name:<52} {expected_status}" in listing
     code = subprocess.run(quicknets("evaluate", folder.name, "--runs-dir", runs),
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=HANG_S)
     assert code.returncode == 1 and "not finished" in code.stderr
 
     resumed = subprocess.run(quicknets("train", "--resume", folder.name, "--runs-dir", runs),
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=HANG_S)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "epoch: 3/4" in resumed.stdout
     assert "epoch: 1/4" not in resumed.stdout  # the numbering continues

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import HANG_S, wait_until
 
 from quicknets.cli import build_parser, main
 from quicknets.presets import PRESETS
@@ -11,7 +12,7 @@ from quicknets.presets import PRESETS
 def run_cli(*args, cwd=None):
     """`python -m quicknets ARGS` in a subprocess: (exit code, stdout, stderr)."""
     p = subprocess.run([sys.executable, "-m", "quicknets", *map(str, args)], cwd=cwd,
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=HANG_S)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -253,7 +254,7 @@ def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.close()  # before the command prints anything
     err = p.stderr.read().decode()
-    assert p.wait(timeout=60) != 0 and "Traceback" not in err and "Exception ignored" not in err
+    assert p.wait(timeout=HANG_S) != 0 and "Traceback" not in err and "Exception ignored" not in err
 
 
 @pytest.mark.parametrize("args", [
@@ -298,7 +299,7 @@ def test_training_into_a_closed_pipe_stops_resumable_and_says_so(tiny_dir, tmp_p
         pass
     p.stdout.close()  # the reader leaves while it trains, after a checkpoint
     err = p.stderr.read()
-    assert p.wait(timeout=300) == 1 and "Traceback" not in err and "Exception ignored" not in err
+    assert p.wait(timeout=HANG_S) == 1 and "Traceback" not in err and "Exception ignored" not in err
     name = next(runs.glob("*mlp-16_*")).name
     assert err.startswith(f"error: the output was closed, so training stopped; run {name} is "
                           f"not finished (interrupted after epoch ") and err.count("\n") == 1
@@ -346,7 +347,7 @@ def _ascii_cli(*args):
     import os
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
     p = subprocess.run([sys.executable, "-m", "quicknets", *map(str, args)], env=env,
-                       capture_output=True, timeout=120)
+                       capture_output=True, timeout=HANG_S)
     return p.returncode, p.stdout.decode("ascii"), p.stderr.decode("ascii")
 
 
@@ -366,7 +367,6 @@ def test_the_run_line_reaches_a_redirected_file_before_a_kill(tmp_path):
     """`train > log` then kill -9: the log still names the run, so it can be resumed."""
     import io
     import os
-    import time
     from pathlib import Path
 
     from conftest import make_idx_dataset
@@ -378,15 +378,14 @@ def test_the_run_line_reaches_a_redirected_file_before_a_kill(tmp_path):
                               "--data-dir", data, "--no-verify", "--layers", "784-8-10",
                               "--epochs", "100000", "--threads", "1", "--runs-dir",
                               tmp_path / "runs"], stdout=f, stderr=subprocess.DEVNULL, env=env)
+    seen = []  # the file as it was when the run line came
     try:
-        deadline = time.monotonic() + 120
-        while "run: " not in (seen := log.read_text()):
-            assert p.poll() is None, "train ended before printing its run line"
-            assert time.monotonic() < deadline, "no run line in the file after 120 s"
-            time.sleep(0.05)
+        wait_until(lambda: seen.append(log.read_text()) or "run: " in seen[-1], p,
+                   "run line in the file")
     finally:
         p.kill()  # SIGKILL: no flush at exit
-        p.wait(timeout=60)
+        p.wait()
+    seen = seen[-1]
     assert p.returncode == -9
     # block-buffered, the line would only come with the first full 8 KB block, ~80 epochs later
     assert len(seen.encode()) < io.DEFAULT_BUFFER_SIZE // 2, len(seen.encode())

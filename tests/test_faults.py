@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 import quicknets
-from conftest import make_idx_dataset
+from conftest import HANG_S, make_idx_dataset
 from quicknets.checkpoint import load_checkpoint
 from quicknets.config import RunConfig
 from quicknets.models import network
@@ -121,7 +121,7 @@ class Launcher:
 
     def close(self):
         self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        self.proc.wait(timeout=HANG_S)
 
 
 def alive(pid: int) -> bool:
@@ -211,7 +211,7 @@ def describe_moment(runs: Path, group: int) -> str:
 def kill_at(launcher, child, runs: Path, reached, delay: float = 0.0) -> str:
     """SIGKILL the child's process group once `reached(runs)` holds (plus `delay` seconds);
     the moment it hit, in words."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + HANG_S  # waits on the stage; the limit only names a hang
     while not reached(runs):
         if not alive(child["pid"]):
             code, out, err = launcher.wait(child)
@@ -231,11 +231,13 @@ def kill_at(launcher, child, runs: Path, reached, delay: float = 0.0) -> str:
     os.killpg(child["pid"], signal.SIGKILL)
     code, out, err = launcher.wait(child)
     assert code in (0, -signal.SIGKILL), err
-    while time.monotonic() < deadline:  # its sweep workers too are gone (reaped by init)
+    deadline = time.monotonic() + HANG_S
+    while True:  # its sweep workers too are gone (reaped by init)
         try:
             os.killpg(child["pid"], 0)
         except ProcessLookupError:
             break
+        assert time.monotonic() < deadline, "the killed group's processes never went"
         time.sleep(0.002)
     return hit if code else f"missed: it had finished ({hit})"
 

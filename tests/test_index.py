@@ -6,10 +6,10 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import READY_THEN_GO, finish, start_together
 
 from quicknets import index
 from quicknets.cli import main
@@ -297,13 +297,13 @@ def test_processes_creating_a_new_index_at_once_all_get_in(tmp_path):
         if round_ % 2:
             for seed in range(3):
                 finished(root, seed=seed)
-        code = ("import sys, time; from pathlib import Path; from quicknets import index\n"
-                "while time.time() < float(sys.argv[3]): time.sleep(0.001)  # start together\n"
+        code = ("from pathlib import Path; from quicknets import index\n" + READY_THEN_GO
                 + (listing if round_ % 2 else record))
-        start_at = str(time.time() + 1.0)
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(root), f"run{i}", start_at],
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(root), f"run{i}"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for i in range(4)]
-        errors = [p.communicate()[1] for p in procs]
+        start_together(procs)
+        errors = [finish(p)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * 4, errors
         with sqlite3.connect(root / "index.sqlite") as conn:
             names = sorted(n for (n,) in conn.execute("SELECT name FROM runs"))

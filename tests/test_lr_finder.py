@@ -19,15 +19,18 @@ def test_adam_on_fashion_mnist_gets_a_sensible_rate_and_a_plot(fashion, tmp_path
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(11)
     rng = torch.get_rng_state()
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds: a busy machine does not stretch them
     found = lr_find(model, fashion, optimizer="adam", threads=1)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     assert 1e-4 < found.lr < 1e-2, found.lr
-    assert found.lr == 0.00026  # measured: the notebook uses 0.003; valley is cautious
+    # Measured 0.00026 (the notebook uses 0.003; valley is cautious) on an AMD EPYC and an
+    # Intel Xeon, also with MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2. Another CPU
+    # rounds differently and may move the valley a step (x1.097 on the 200-step grid): 1.25x.
+    assert 0.00026 / 1.25 < found.lr < 0.00026 * 1.25, found.lr
     assert len(found.lrs) == 200 and found.lrs[0] == pytest.approx(1e-7)
     assert found.lrs[-1] == pytest.approx(10.0)
     assert found.lrs[found.index] == pytest.approx(found.lr, rel=0.02)
-    assert seconds < 15, seconds  # about 0.7 s on one core here
+    assert seconds < 15, seconds  # about 0.7 s of one core here
     # the model passed in is untouched, and so are the caller's generator and threads
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)
@@ -99,3 +102,10 @@ def test_lr_auto_in_a_recorded_run(tiny_dir, tmp_path, capsys):
     assert f"lr={found['lr']}" in out  # the config line shows the rate used
     from quicknets.runs import load_run
     assert load_run(folder).config.lr_find == found
+
+
+def test_lr_find_leaves_the_model_in_the_mode_it_found(tiny):
+    for mode in (True, False):
+        model = network("784-32-10", dropout=0.3, batchnorm=True, seed=0).train(mode)
+        lr_find(model, tiny, threads=1, steps=20)
+        assert [m.training for m in model.modules()] == [mode] * len(list(model.modules()))

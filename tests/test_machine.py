@@ -3,10 +3,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from conftest import read_line
 
 from quicknets.config import TrainConfig
 from quicknets.errors import QuicknetsError
@@ -16,12 +16,19 @@ from quicknets.machine import (CoreLease, available_memory, default_threads, fre
                                usable_cores)
 
 
+def start_spinner() -> subprocess.Popen:
+    """A process that keeps a core busy, returned once it spins (it says so), not after a time."""
+    spinner = subprocess.Popen([sys.executable, "-c", "print('spinning', flush=True)\n"
+                                "while True: pass"], stdout=subprocess.PIPE, text=True)
+    assert read_line(spinner, "spinning line") == "spinning\n"
+    return spinner
+
+
 def test_free_cores_counts_a_busy_neighbour_at_once():
     """A process spinning beside us takes a core away now, not once the load average catches up."""
     usable = usable_cores()
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    spinner = start_spinner()
     try:
-        time.sleep(0.3)  # let it start spinning
         assert 1 <= free_cores() <= max(1, usable - 1)
     finally:
         spinner.kill()
@@ -30,9 +37,8 @@ def test_free_cores_counts_a_busy_neighbour_at_once():
 
 def test_default_threads_do_not_depend_on_the_load():
     """The same command trains to the same numbers: a busy neighbour does not change the count."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    spinner = start_spinner()
     try:
-        time.sleep(0.3)
         assert default_threads() == usable_cores()
         assert resolve(TrainConfig()).threads == usable_cores()
     finally:
@@ -106,7 +112,8 @@ def test_shares(holders, cores, expected):
 def test_the_lease_shares_the_cores_and_forgets_the_dead(tmp_path):
     """A live holder takes its core; a dead one (or a reused pid) is dropped; leaving gives back."""
     path, cores, before = tmp_path / "lease.json", usable_cores(), torch.get_num_threads()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                              stdin=subprocess.PIPE)  # alive until killed, however slow the test
     try:
         path.write_text(json.dumps({str(holder.pid): [1, False, machine._started(holder.pid)],
                                     "999999999": [4, False, "12"],  # gone
@@ -160,25 +167,48 @@ def test_a_flexible_holder_also_yields_to_other_work(tmp_path, monkeypatch):
 
 
 STRICT_SCRIPT = """
-import sys
-from quicknets.machine import prepare_process, thread_invariant
-if sys.argv[1] == "strict":
-    prepare_process()
+import json, sys, warnings
+from quicknets.machine import math_mode, thread_invariant, use_strict_math
+case = sys.argv[1]
+if case == "at the entry":  # the CLI's way: before torch is imported
+    use_strict_math()
 import torch
-print(thread_invariant())
+if case == "after MKL ran":
+    torch.ones(8, 8) @ torch.ones(8, 8)
+with warnings.catch_warnings(record=True) as told:
+    warnings.simplefilter("always")
+    modes = [use_strict_math(), use_strict_math()] if case != "never" else [math_mode()]
+print(json.dumps([thread_invariant(), modes, [str(w.message) for w in told]]))
 """
 
 
-def test_the_cli_entry_makes_matrix_products_thread_invariant():
-    """prepare_process (the CLI's first step) switches MKL's strict mode on; without it, off."""
-    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
-    out = [subprocess.run([sys.executable, "-c", STRICT_SCRIPT, mode], env=env, check=True,
-                          capture_output=True, text=True).stdout.split()[-1]
-           for mode in ("strict", "default")]
-    if torch.backends.mkl.is_available():
-        assert out == ["True", "False"]
+@pytest.mark.parametrize("case, env, invariant, mode, notes", [
+    ("at the entry", None, True, "MKL_CBWR=AUTO,STRICT", 0),
+    ("in Python, before MKL ran", None, True, "MKL_CBWR=AUTO,STRICT", 0),
+    ("after MKL ran", None, False, "MKL_CBWR=BRANCH_OFF", 1),  # kept, and said once
+    ("never", None, False, "MKL_CBWR=BRANCH_OFF", 0),
+    ("in Python, before MKL ran", "COMPATIBLE", False, "MKL_CBWR=COMPATIBLE", 0),  # the user's
+    ("after MKL ran", "AUTO,STRICT", True, "MKL_CBWR=AUTO,STRICT", 0),
+])
+def test_one_math_mode_for_the_cli_and_python(case, env, invariant, mode, notes):
+    """use_strict_math, which the CLI's entry and train() both call: MKL's strict mode wherever
+    nothing chose a mode yet; a mode chosen (by MKL_CBWR, or by MKL having run) stays, and a
+    process whose numbers then differ from the CLI's is told so once."""
+    if not torch.backends.mkl.is_available():
+        pytest.skip("the strict reproducible mode is MKL's")
+    environ = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    if env:
+        environ["MKL_CBWR"] = env
+    out = subprocess.run([sys.executable, "-c", STRICT_SCRIPT, case], env=environ, check=True,
+                         capture_output=True, text=True).stdout
+    got_invariant, modes, told = json.loads(out)
+    assert got_invariant == invariant and set(modes) == {mode}
+    assert len(told) == notes
+    if notes:
+        assert told[0].startswith(f"MKL already ran in this process in another math mode "
+                                  f"({mode}), so its numbers may differ")
     environ = {"MKL_CBWR": "COMPATIBLE"}
-    machine.prepare_process(environ)
+    machine.use_strict_math(environ)
     assert environ == {"MKL_CBWR": "COMPATIBLE"}  # a mode set by the user stays
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import HANG_S
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -41,7 +42,7 @@ def test_quick_pass_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     src = str(Path(quicknets.__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in (src, os.environ.get("PYTHONPATH")) if p))
-    client = NotebookClient(nb, kernel_name="python3", timeout=300,
+    client = NotebookClient(nb, kernel_name="python3", timeout=HANG_S,
                             resources={"metadata": {"path": str(tmp_path)}})
     try:
         client.execute()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import HANG_S
 from PIL import Image
 
 from quicknets.metrics import evaluate
@@ -104,7 +105,7 @@ def test_show_figures_are_written_next_to_the_record(tiny_run, tiny):
             assert np.asarray(img.convert("L")).std() > 10
 
 
-def chromium(*args, timeout=120) -> subprocess.CompletedProcess:
+def chromium(*args, timeout=HANG_S) -> subprocess.CompletedProcess:
     exe = shutil.which("chromium")
     if exe is None:
         pytest.fail("chromium is missing: apt-get install chromium (scripts/setup.sh test does it)")

@@ -5,9 +5,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import READY_THEN_GO, finish, read_line, start_together
 
 from quicknets import index
 from quicknets.cli import main
@@ -59,7 +59,7 @@ def hold_in_child(path, *, then="sleep"):
             "        print('stopped:', e, flush=True)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "holding\n", proc.stderr.read()
+    assert read_line(proc, "holding line") == "holding\n", finish(proc)
     return proc
 
 
@@ -157,18 +157,19 @@ def test_a_live_lock_means_running_and_a_killed_holder_stopped(runs_dir):
 
 def test_two_resumes_started_together_one_wins(runs_dir):
     path = start_run(config(), {}, runs_dir)
-    code = ("import sys, time; from pathlib import Path\n"
+    code = ("from pathlib import Path\n"
             "from quicknets.errors import QuicknetsError; from quicknets.runs import hold_run\n"
-            "while time.time() < float(sys.argv[2]): time.sleep(0.001)  # start together\n"
+            + READY_THEN_GO +
             "try:\n"
             "    with hold_run(Path(sys.argv[1])):\n"
-            "        print('won', flush=True); time.sleep(3.5)\n"
+            "        print('won', flush=True); sys.stdin.readline()  # held till both tried\n"
             "except QuicknetsError as e:\n"
-            "    print('lost:', e)\n")
-    start_at = str(time.time() + 3.0)  # after every import, even on a busy machine
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), start_at],
+            "    print('lost:', e, flush=True)\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    start_together(procs)
+    firsts = [read_line(p, "won or lost line") for p in procs]  # both tried: release the lock
+    outs = [(first + finish(p)[0]).strip() for first, p in zip(firsts, procs)]
     winner = procs[outs.index("won")].pid
     assert sorted(outs) == sorted(["won", f"lost: run {path.name} is being trained by process "
                                           f"{winner}"])
@@ -238,7 +239,7 @@ def test_removed_while_training_the_trainer_stops_and_the_folder_stays_gone(runs
     path = start_run(config(), {}, runs_dir)
     proc = hold_in_child(path, then="mark")
     assert remove_run(path.name, runs_dir, force=True) == path.name
-    out, err = proc.communicate(timeout=60)
+    out, err = finish(proc)
     assert proc.returncode == 0, err
     assert out == f"stopped: cannot write {path}/status.json: its folder {path} no longer " \
                   "exists (removed?)\n"

@@ -8,10 +8,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
+from conftest import HANG_S, finish, wait_until
 
 from quicknets.cli import main
 from quicknets.index import query
@@ -138,13 +138,10 @@ def test_ctrl_c_stops_an_optuna_sweep_with_one_line(tiny_dir, runs_dir, workers)
          "--workers", str(workers), "--threads", "1", "--runs-dir", str(runs_dir),
          "--name", "oc"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
-    deadline = time.monotonic() + 300
-    while len(list(runs_dir.glob("*/checkpoint.pt"))) < workers:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: len(list(runs_dir.glob("*/checkpoint.pt"))) >= workers, proc,
+               "checkpoint of every worker")
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = finish(proc)
     assert proc.returncode == 130, err
     assert err.splitlines() == [f"interrupted: sweep oc: stopped; its interrupted runs keep "
                                 f"their last finished epoch; continue the study with "
@@ -187,7 +184,7 @@ def postgres():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     run = lambda *cmd: subprocess.run(as_pg + [str(c) for c in cmd], check=True,  # noqa: E731
-                                      capture_output=True, text=True, timeout=120)
+                                      capture_output=True, text=True, timeout=HANG_S)
     run(bin_dir / "initdb", "-D", home / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8")
     run(bin_dir / "pg_ctl", "-D", home / "data", "-l", home / "log", "-w", "-o",
         f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start")
@@ -208,15 +205,12 @@ def test_two_machines_share_a_postgresql_study(tiny_dir, tmp_path, postgres):
     join = ["sweep", "--resume-sweep", "shared", *common, "--runs-dir", runs[1]]
     procs = [subprocess.Popen([sys.executable, "-m", "quicknets", *map(str, first)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
-    deadline = time.monotonic() + 120
-    while "shared" not in optuna.get_all_study_names(storage=url):  # the first made it
-        assert procs[0].poll() is None, procs[0].communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_until(lambda: "shared" in optuna.get_all_study_names(storage=url), procs[0],
+               "study made by the first")
     procs.append(subprocess.Popen([sys.executable, "-m", "quicknets", *map(str, join)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        out, err = finish(p)
         assert p.returncode == 0, err
         assert "ranked by test_accuracy" in out
     trials = optuna.load_study(study_name="shared", storage=url).trials

@@ -5,9 +5,9 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
+from conftest import HANG_S, finish, wait_until
 
 from quicknets.errors import QuicknetsError
 from quicknets.index import query
@@ -97,13 +97,10 @@ def test_ctrl_c_stops_a_parallel_sweep_cleanly(tiny_dir, runs_dir):
          "784-16-10,784-32-10,784-64-10", "--workers", str(workers), "--threads", "1",
          "--runs-dir", str(runs_dir), "--name", "c"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while len(list(runs_dir.glob("*/checkpoint.pt"))) < workers:  # every worker is training
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: len(list(runs_dir.glob("*/checkpoint.pt"))) >= workers, proc,
+               "checkpoint of every worker")  # every worker is training
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    out, err = proc.communicate(timeout=120)
+    out, err = finish(proc)
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert err.splitlines() == [f"interrupted: sweep c: {workers} run(s) interrupted, "
                                 f"{3 - workers} not started; continue it with `quicknets "
@@ -124,7 +121,7 @@ def test_a_script_without_the_main_guard_gets_one_clear_error(tiny_dir, runs_dir
         print("after the sweep")
         """))
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=HANG_S)
     assert p.returncode == 1 and "after the sweep" not in p.stdout
     assert p.stderr.count("QuicknetsError:") == 1 and p.stderr.count("Traceback") == 1
     assert p.stderr.strip().splitlines()[-1] == (
@@ -137,7 +134,7 @@ def test_a_script_without_the_main_guard_gets_one_clear_error(tiny_dir, runs_dir
         "\nsweep(", '\nfrom quicknets import sweep\nif __name__ == "__main__":\n    sweep(')
     script.write_text(guarded.replace('\n      runs_dir', '\n          runs_dir'))
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=HANG_S)
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("script body") == 3  # the parent and each worker import it
     assert len(query(runs_dir)) == 2  # trained once

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import finish as finish_process
+from conftest import wait_until
 
 from quicknets.cli import main
 from quicknets.runfolder import run_state
@@ -33,8 +35,8 @@ def quicknets(*args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def finish(proc, timeout=300) -> str:
-    out, err = proc.communicate(timeout=timeout)
+def finish(proc) -> str:
+    out, err = finish_process(proc)
     assert proc.returncode == 0, err[-3000:]
     return out
 
@@ -123,15 +125,13 @@ def test_a_killed_worker_s_trial_is_trained_again_by_another(tiny_dir, tmp_path,
                "--lr", ",".join(map(str, lrs)), "--name", "k8", "--storage", postgres,
                "--heartbeat", "1", "--workers", "1", "--threads", "1"]
     url = sqlalchemy_url(postgres)
-    start = time.monotonic()
     a, b = (quicknets(*command, "--runs-dir", runs[w]) for w in "AB")
     # SIGKILL A in the middle of a trial (its run holds a checkpoint: an epoch is done) once
     # B is training too
-    deadline = start + 180
-    while not (list(runs["A"].glob("*/checkpoint.pt")) and list(runs["B"].glob("*/config.json"))):
-        assert a.poll() is None and b.poll() is None, (a.poll(), b.poll())
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    def ready():
+        assert b.poll() is None, b.communicate()
+        return list(runs["A"].glob("*/checkpoint.pt")) and list(runs["B"].glob("*/config.json"))
+    wait_until(ready, a, "epoch of A while B trains")
     a.kill()
     a.wait()
     killed_at = datetime.now()  # as Optuna stamps trials
@@ -215,10 +215,7 @@ def test_a_worker_started_again_after_a_kill_continues_its_run(tiny_dir, tmp_pat
                "--lr", "0.001,0.002", "--name", "again", "--storage", journal, "--heartbeat",
                "1", "--workers", "1", "--threads", "1", "--runs-dir", runs]
     first = quicknets(*command)
-    deadline = time.monotonic() + 120
-    while not list(runs.glob("*/checkpoint.pt")):  # an epoch done: mid-trial
-        assert first.poll() is None and time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: list(runs.glob("*/checkpoint.pt")), first, "epoch")  # mid-trial
     first.kill()
     first.wait()
     (stopped,) = [p.parent.name for p in runs.glob("*/checkpoint.pt")]

@@ -19,7 +19,7 @@ import unicodedata
 from quicknets import __version__
 from quicknets.commands import COMMANDS
 from quicknets.errors import Interrupted, QuicknetsError
-from quicknets.machine import prepare_process
+from quicknets.machine import use_strict_math
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +94,7 @@ def _drop_stdout() -> None:
 
 def main(argv=None) -> int:
     _set_up_streams()
-    prepare_process()  # before torch starts: MKL's strict mode (machine.thread_invariant)
+    use_strict_math()  # before torch starts: MKL's strict mode, as train() in Python
     parser = build_parser()
     args = parse(parser, argv)
     if args.command is None:

@@ -21,7 +21,7 @@ import json
 
 from quicknets.config import RunConfig
 from quicknets.errors import Interrupted, QuicknetsError
-from quicknets.machine import resolve
+from quicknets.machine import resolve, use_strict_math
 from quicknets.runfolder import read_json
 from quicknets.runs import (CHECKPOINT_FILE, check_resumable, find_run, finish_run, hold_run,
                             mark, start_run, unfinished_message)
@@ -36,6 +36,7 @@ def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
     recorded data (resume), which data from a path must still match."""
     from quicknets.data import load_recorded, resolve_paths
     from quicknets.models import network
+    use_strict_math()  # before anything multiplies (the LR finder): the record's math mode
     config = dataclasses.replace(config, train=resolve(config.train),  # recorded as resolved
                                  data=resolve_paths(config.data))
     if data is None:

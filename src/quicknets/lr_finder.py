@@ -29,7 +29,7 @@ from torch import nn
 
 from quicknets.config import TrainConfig, check, make
 from quicknets.errors import QuicknetsError
-from quicknets.machine import resolve
+from quicknets.machine import TRAINING, resolve, use_strict_math
 from quicknets.training import batch_bounds, check_inputs, has_batchnorm, make_optimizer
 
 METHOD = "valley"
@@ -93,17 +93,19 @@ def lr_find(model: nn.Module, data, config: TrainConfig | None = None, *, start_
     config = dataclasses.replace(resolve(config), lr=start_lr, patience=0)
     check_inputs(model, data, config)
     device = torch.device(config.device)
-    caller_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+    use_strict_math()  # the CLI's math mode, as train()
     begin = time.perf_counter()
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(config.seed)  # dropout masks
-            net = copy.deepcopy(model).to(device).train()  # the caller's model is never stepped
-            lrs, raw, smooth, stopped = _sweep(net, data, config, device, start_lr, end_lr,
-                                               steps)
-    finally:
-        torch.set_num_threads(caller_threads)
+    with TRAINING:  # torch's threads and global generator are process-wide (machine.TRAINING)
+        caller_threads = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(config.seed)  # dropout masks
+                net = copy.deepcopy(model).to(device).train()  # the caller's model: untouched
+                lrs, raw, smooth, stopped = _sweep(net, data, config, device, start_lr, end_lr,
+                                                   steps)
+        finally:
+            torch.set_num_threads(caller_threads)
     # as fastai: the first tenth is the moving average warming up, the last five the blow-up
     first, last = steps // 10, len(smooth) - 5
     if last - first < 5:

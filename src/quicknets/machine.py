@@ -8,10 +8,12 @@ module asks here.
     native_fp16("cuda")                  # fp16 tensor cores: --fp16 where bf16 is missing
     train_cfg = resolve(train_cfg)       # threads=0 and device="auto" made concrete, bf16 kept
     with CoreLease(threads, flexible=True) as lease:   # in training: each step, lease.step()
+    use_strict_math()                    # MKL's strict mode, the CLI's and train()'s: same bits
 
-A run records the resolved values (float sums depend on the thread count), so the same record
-reproduces its numbers. A run whose numbers do not depend on the thread count (the fused
-Linear+ReLU pass with MKL's strict reproducible mode, `thread_invariant`) is `flexible`: it
+A run records the resolved values and its math mode (float sums depend on both), so the same
+record reproduces its numbers on the same machine (another CPU may run other kernels, which
+change the last bits). A run whose numbers do not depend on the thread count (the fused
+Linear+ReLU pass with MKL's strict reproducible mode, `use_strict_math`) is `flexible`: it
 gives cores up to other quicknets trainings while they run and takes them back after; any other
 run keeps its thread count and the flexible ones make room for it. torch is imported inside the
 functions that need it: the CLI's help and the sweep planner stay light.
@@ -19,8 +21,11 @@ functions that need it: the CLI's help and the sweep planner stay light.
 import dataclasses
 import json
 import os
+import sys
 import tempfile
+import threading
 import time
+import warnings
 from pathlib import Path
 
 from quicknets.errors import QuicknetsError
@@ -149,35 +154,99 @@ def available_memory() -> int:
     return 0
 
 
-# MKL's conditional numerical reproducibility: MKL_CBWR_AUTO | MKL_CBWR_STRICT. In strict mode
-# MKL's ?gemm gives the same bits for any thread count (Intel's "Reproducibility Conditions").
-STRICT_GEMM = {"MKL_CBWR": "AUTO,STRICT"}
-MKL_CBWR_STRICT = 0x10000
+# MKL's conditional numerical reproducibility (CBWR, mkl_service.h): a code path ("branch")
+# and whether results may depend on the thread count. STRICT|AUTO: MKL's ?gemm gives the same
+# bits for any thread count (Intel's "Reproducibility Conditions"), on the branch MKL picks for
+# this CPU. BRANCH_OFF is what MKL runs without a mode set.
+STRICT_MATH = "AUTO,STRICT"  # as the MKL_CBWR environment variable spells it
+MKL_CBWR_STRICT, MKL_CBWR_AUTO = 0x10000, 2
+MKL_BRANCHES = {0: "OFF", 1: "BRANCH_OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3",
+                7: "SSE4_1", 8: "SSE4_2", 9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512",
+                13: "AVX512_MIC_E1", 14: "AVX512_E1"}
+_mkl_lock = threading.Lock()
+# Held by a training (training.fit, lr_finder.lr_find) while it uses process-wide state:
+# torch's thread count, torch's global generator (dropout draws from it; torch has no
+# per-thread or per-module one) and this pid's place in the core lease. Two threads that train
+# at once in one process then run one after the other, each with the numbers it has alone.
+TRAINING = threading.RLock()
+_told_math = False  # the note that this process's numbers differ from the CLI's: said once
 
 
-def prepare_process(environ=os.environ) -> None:
-    """At a process's entry, before torch starts (the CLI calls it; it is read once, when MKL
-    starts): MKL's strict mode, unless the environment sets a mode of its own. It leaves the
-    numbers of one thread as they were and makes more threads give the same ones."""
-    for key, value in STRICT_GEMM.items():
-        environ.setdefault(key, value)
-
-
-def thread_invariant() -> bool:
-    """Whether this process's matrix products give the same bits for any thread count: PyTorch
-    on MKL with the strict mode on (asked of MKL itself: the mode is fixed when MKL starts)."""
+def _mkl():
+    """MKL's service functions as linked into PyTorch (libtorch_cpu), or None without MKL."""
     import ctypes
 
     import torch
     if not torch.backends.mkl.is_available():
-        return False
+        return None
     try:
         lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
-        get_mode = lib.mkl_serv_cbwr_get  # mkl_cbwr_get, as MKL links it into libtorch_cpu
+        get_mode, set_mode = lib.mkl_serv_cbwr_get, lib.mkl_serv_cbwr_set
     except (OSError, AttributeError):
-        return False
-    get_mode.restype, get_mode.argtypes = ctypes.c_int, [ctypes.c_int]
-    return bool(get_mode(-1) & MKL_CBWR_STRICT)  # -1: MKL_CBWR_ALL, the whole mode
+        return None
+    for f in (get_mode, set_mode):
+        f.restype, f.argtypes = ctypes.c_int, [ctypes.c_int]
+    return lib
+
+
+def math_mode() -> str:
+    """How this process's matrix products round, as a run records it: "MKL_CBWR=AUTO,STRICT"
+    (the strict mode, the CLI's), "MKL_CBWR=BRANCH_OFF" (MKL's usual mode), another MKL_CBWR
+    value a user set, or "no MKL" (PyTorch built without it: other kernels, other bits)."""
+    lib = _mkl()
+    if lib is None:
+        return "no MKL"
+    mode = lib.mkl_serv_cbwr_get(-1)  # -1: MKL_CBWR_ALL, the whole mode
+    name = MKL_BRANCHES.get(mode & 0xFFFF, str(mode & 0xFFFF))
+    return f"MKL_CBWR={name}{',STRICT' if mode & MKL_CBWR_STRICT else ''}"
+
+
+def use_strict_math(environ=os.environ) -> str:
+    """Put this process in the one math mode that quicknets runs in, MKL's strict mode
+    (STRICT_MATH), where nothing chose a mode yet; return the mode it runs in (math_mode).
+
+    Every path that trains or records numbers goes through here: the CLI at its entry, and
+    train, fit, lr_find and experiment.setup in Python, so a Python call gives the CLI's bits.
+    Before torch is imported it sets MKL_CBWR in `environ` (MKL reads it when it starts, child
+    processes inherit it, and `quicknets --help` stays light); after, it asks MKL itself
+    (mkl_cbwr_set), which works until MKL's first call. It keeps a mode that was chosen: an
+    MKL_CBWR the environment sets, or the usual mode of a process where MKL already ran, which
+    MKL cannot leave; then it says once (a RuntimeWarning) that the numbers may differ in
+    their last digits from `quicknets train`'s, and how to avoid it.
+
+    Why a library may set this when STYLE rule 17 says it restores what it changes: the mode
+    cannot be restored, or changed at all, once MKL has run, and it is what lets a number in
+    Python equal the CLI's (rule 21). It changes no thread count, generator or result type;
+    on some CPUs it changes last bits (Intel: 0.8327 against 0.8324 after one epoch of
+    784-32-10), which is the point: the caller's numbers become the command line's.
+    """
+    global _told_math
+    if "MKL_CBWR" in environ:  # chosen: by the user, or here at the CLI's entry
+        return math_mode() if "torch" in sys.modules else f"MKL_CBWR={environ['MKL_CBWR']}"
+    if "torch" not in sys.modules:
+        environ["MKL_CBWR"] = STRICT_MATH
+        return f"MKL_CBWR={STRICT_MATH}"
+    lib = _mkl()
+    if lib is None:
+        return "no MKL"
+    with _mkl_lock:
+        changed = lib.mkl_serv_cbwr_set(MKL_CBWR_STRICT | MKL_CBWR_AUTO) == 0  # -8: MKL ran
+        if not changed and not _told_math:
+            _told_math = True
+            warnings.warn(
+                f"MKL already ran in this process in another math mode ({math_mode()}), so "
+                f"its numbers may differ in the last digits from `quicknets train` with the "
+                f"same settings; call quicknets.machine.use_strict_math() before anything "
+                f"else runs, or set MKL_CBWR={STRICT_MATH} before starting Python",
+                RuntimeWarning, stacklevel=3)
+    return math_mode()
+
+
+def thread_invariant() -> bool:
+    """Whether this process's matrix products give the same bits for any thread count: PyTorch
+    on MKL with the strict mode on (asked of MKL itself)."""
+    lib = _mkl()
+    return lib is not None and bool(lib.mkl_serv_cbwr_get(-1) & MKL_CBWR_STRICT)
 
 
 def shares(holders: dict, cores: int) -> dict:

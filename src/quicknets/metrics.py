@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from quicknets.data import Dataset
 from quicknets.errors import QuicknetsError
+from quicknets.machine import use_strict_math
 from quicknets.preprocessing import preprocessing_of
 
 # Every metric a run reports: name -> the direction that is better. A split's results hold
@@ -50,7 +51,9 @@ def upgrade_history(history: list) -> list:
 
 @torch.no_grad()
 def log_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Log-probabilities (N, classes) for normalised images x (N, C, H, W), in eval mode."""
+    """Log-probabilities (N, classes) for normalised images x (N, C, H, W), in eval mode, in
+    the CLI's math mode where the process has not chosen another (machine.use_strict_math)."""
+    use_strict_math()
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

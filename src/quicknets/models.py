@@ -372,6 +372,9 @@ def layer_table(model: nn.Module, input_shape=None) -> list:
     torch's own counter (torch.utils.flop_counter.FlopCounterMode): 2 per multiply-add of the
     matrix products and convolutions, which is nearly all the work; other layers count 0."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from quicknets.machine import use_strict_math
+    use_strict_math()  # a forward pass: MKL's mode is fixed by its first product (train's)
     if input_shape is None:
         input_shape = (1, *getattr(model, "config", {}).get("input_shape", (1, 28, 28)))
     rows, hooks = [], []

@@ -91,12 +91,15 @@ def code_version() -> str:
 
 
 def environment() -> dict:
-    """What made the run: versions and machine."""
+    """What made the run: versions, machine and math mode (machine.math_mode: with the thread
+    count, what its last bits depend on)."""
     import torch
     from quicknets import __version__
+    from quicknets.machine import math_mode
     return {"python": platform.python_version(), "torch": torch.__version__,
             "quicknets": __version__, "code_version": code_version(),
             "platform": platform.platform(), "cuda": torch.version.cuda,
+            "math_mode": math_mode(),
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
 
 

@@ -32,7 +32,8 @@ from quicknets.config import TrainConfig, check, make
 from quicknets.data import Dataset
 from quicknets.errors import QuicknetsError
 from quicknets.fused import fused_step
-from quicknets.machine import CoreLease, resolve, thread_invariant, usable_cores
+from quicknets.machine import (TRAINING, CoreLease, resolve, thread_invariant, usable_cores,
+                               use_strict_math)
 from quicknets.metrics import evaluate, higher_is_better
 from quicknets.models import ACTIVATIONS
 from quicknets.preprocessing import preprocessing_of
@@ -228,7 +229,8 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
           live_plot: bool = False, **settings) -> list:
     """Train `model` on `data` in place; return the history, one dict per epoch
     (epoch, epochs, train_loss_sum, train_loss, train_accuracy, [val_loss, val_accuracy],
-    seconds). The model keeps the data's preprocessing (model.preprocessing).
+    seconds). The model keeps the data's preprocessing (model.preprocessing) and ends in eval
+    mode, ready for `model(x)`.
 
     Settings are TrainConfig's fields, given as a config or as keywords (optimizer="sgd", lr=0.01,
     epochs=7, batch_size=64, seed=0, device="auto", patience=3, ...). Unknown or out-of-range
@@ -283,30 +285,36 @@ def check_inputs(model, data, config: TrainConfig) -> None:
 
 def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, quiet: bool = False, log=print,
         after_epoch=None, resume: dict | None = None, live_plot: bool = False) -> list:
-    """The loop, for a checked and resolved config (see `train`): the caller's torch thread
-    count and global generator are restored when it returns."""
+    """The loop, for a checked and resolved config (see `train`). The model ends in eval mode
+    (dropout off, BatchNorm on its running statistics), ready for `model(x)`, as after Keras'
+    or skorch's fit; the caller's torch thread count and global generator are restored. In MKL's
+    strict mode (machine.use_strict_math), as the CLI. Trainings in several threads of one
+    process run one at a time (machine.TRAINING), each to the numbers it has alone."""
     check_inputs(model, data, config)
+    use_strict_math()  # before the first matrix product: the CLI's numbers
     device = torch.device(config.device)
     fused = fused_step(model, config, device)  # None: autograd (see fused.py for what it covers)
-    # Other quicknets trainings share the cores through the lease; a run whose numbers do not
-    # depend on the thread count gives threads up to them while they run (machine.CoreLease).
-    lease = CoreLease(config.threads, flexible=thread_free(model, config, device)) \
-        if device.type == "cpu" else None
-    caller_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:  # the run's RNG: the caller's global generator is put back afterwards
-        with lease or nullcontext(), \
-                torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            if lease is not None and lease.crowded > usable_cores() - config.threads \
-                    and not quiet:
-                log(f"note: the cores are busy ({lease.crowded} other threads ready to run); "
-                    f"this run keeps its {config.threads} threads, as its numbers depend on "
-                    f"the thread count (BatchNorm, convolutions, bf16), and may run many times "
-                    f"slower than with --threads 1 while the cores stay busy")
-            return _loop(model, data, config, device, quiet, log, after_epoch, resume,
-                         live_plot, fused, lease)
-    finally:
-        torch.set_num_threads(caller_threads)
+    with TRAINING:
+        # Other quicknets trainings share the cores through the lease; a run whose numbers do
+        # not depend on the thread count gives threads up to them (machine.CoreLease).
+        lease = CoreLease(config.threads, flexible=thread_free(model, config, device)) \
+            if device.type == "cpu" else None
+        caller_threads = torch.get_num_threads()
+        torch.set_num_threads(config.threads)
+        try:  # the run's RNG: the caller's global generator is put back afterwards
+            with lease or nullcontext(), \
+                    torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                if lease is not None and lease.crowded > usable_cores() - config.threads \
+                        and not quiet:
+                    log(f"note: the cores are busy ({lease.crowded} other threads ready to "
+                        f"run); this run keeps its {config.threads} threads, as its numbers "
+                        f"depend on the thread count (BatchNorm, convolutions, bf16), and may "
+                        f"run many times slower than with --threads 1 while the cores stay busy")
+                return _loop(model, data, config, device, quiet, log, after_epoch, resume,
+                             live_plot, fused, lease)
+        finally:
+            torch.set_num_threads(caller_threads)
+            model.eval()
 
 
 def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot, fused,
