@@ -72,6 +72,8 @@ EXTRAS = {
     "tensorboard": ("quicknets train --log-to tensorboard", ("tensorboard",)),
     "mlflow": ("quicknets train --log-to mlflow", ("mlflow",)),
     "notebook": ("tqdm's progress widget in Jupyter", ("ipywidgets",)),
+    "audit": ("quicknets audit's label issues (cleanlab)", ("cleanlab",)),
+    "trust": ("familiarity scores (AUROC, the reference sets)", ("sklearn",)),
 }
 
 
@@ -267,27 +269,23 @@ def check_cpu() -> Check:
 
 
 def check_mkl() -> Check:
-    """MKL, and its strict mode: the same bits for any thread count (machine.thread_invariant)."""
+    """MKL, and the one math mode quicknets runs in (machine.use_strict_math): its strict mode,
+    the same bits for any thread count and in Python as on the command line."""
     import torch
 
-    from quicknets.machine import STRICT_GEMM, thread_invariant
+    from quicknets.machine import STRICT_MATH, thread_invariant, use_strict_math
 
     if not torch.backends.mkl.is_available():
         return Check(OK, "mkl: not in this torch build; numbers depend on the thread count")
+    mode = use_strict_math()
     if thread_invariant():
         return Check(
-            OK, "mkl: strict mode on (matrix products give the same bits for any thread count)"
+            OK, f"mkl: {mode} (matrix products give the same bits for any thread count)"
         )
-    setting = " ".join(f"{k}={v}" for k, v in STRICT_GEMM.items())
-    told = (
-        f" (MKL_CBWR={os.environ['MKL_CBWR']} in the environment)"
-        if "MKL_CBWR" in os.environ
-        else ""
-    )
     return Check(
         WARN,
-        f"mkl: strict mode off{told}: numbers change with the thread count; "
-        f"set {setting} before Python starts (the quicknets command does)",
+        f"mkl: {mode}, not the strict mode: numbers change with the thread count and differ "
+        f"from quicknets train's; unset MKL_CBWR or set MKL_CBWR={STRICT_MATH}",
     )
 
 
