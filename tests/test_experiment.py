@@ -77,7 +77,7 @@ def test_the_python_story_repeats_in_two_processes_and_matches_the_command_line(
     def story():
         out = subprocess.run([sys.executable, "-c", STORY], capture_output=True, text=True,
                              check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin",
-                                              **_keep_env()})
+                                              **_keep_env()}, timeout=HANG_S)
         return json.loads(out.stdout)
     first, second = story(), story()
     assert first == second
@@ -131,20 +131,21 @@ def test_the_python_story_gives_the_command_line_s_bits(tiny_dir, tmp_path, kern
 
 
 def _keep_env() -> dict:
-    import os
-    return {k: os.environ[k] for k in ("XDG_CACHE_HOME", "PYTHONPATH", "HOME")
-            if k in os.environ}
+    return {k: os.environ[k] for k in ("XDG_CACHE_HOME", "PYTHONPATH", "HOME",
+                                       "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+            if k in os.environ}  # the kernels the test process (the CLI's side) runs
 
 
 # The fixtures were recorded on another CPU (an AMD EPYC): what is computed here from their
 # weights (evaluated, or trained on from the checkpoint) runs other kernels (MKL's branch for
 # this CPU, other vector widths), which round differently. Measured on an Intel Xeon (Sapphire
-# Rapids), also with MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2: epoch 2's
+# Rapids), natively and with MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2: epoch 2's
 # train_loss_sum 368.60608 against the record's 368.60605 (relative 8e-8), test loss and
-# accuracy equal. Floats computed here are held to a relative 1e-5 (over 100 times that), the
-# test accuracy to 2 of its 10000 images.
-ACROSS_CPUS = {"rel": 1e-5}
-ACCURACY_ACROSS_CPUS = 2 / 10000
+# accuracy equal. Training can grow such differences (the default network: 0.25% in one
+# epoch's train_loss_sum between those two kernel sets), so this small run's floats are held
+# to a relative 1e-4 and its test accuracy to 5 of its 10000 images.
+ACROSS_CPUS = {"rel": 1e-4}
+ACCURACY_ACROSS_CPUS = 5 / 10000
 
 
 @pytest.fixture

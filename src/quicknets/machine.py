@@ -164,10 +164,11 @@ MKL_BRANCHES = {0: "OFF", 1: "BRANCH_OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2"
                 7: "SSE4_1", 8: "SSE4_2", 9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512",
                 13: "AVX512_MIC_E1", 14: "AVX512_E1"}
 _mkl_lock = threading.Lock()
-# Held by a training (training.fit, lr_finder.lr_find) while it uses process-wide state:
-# torch's thread count, torch's global generator (dropout draws from it; torch has no
-# per-thread or per-module one) and this pid's place in the core lease. Two threads that train
-# at once in one process then run one after the other, each with the numbers it has alone.
+# Held while quicknets uses process-wide state: by a training (training.fit, lr_finder.lr_find)
+# for torch's thread count, torch's global generator (dropout draws from it; torch has no
+# per-thread or per-module one) and this pid's place in the core lease; by models.network
+# while it draws seeded weights from that generator. Two threads that build and train at once
+# in one process then take turns, each with the numbers it has alone.
 TRAINING = threading.RLock()
 _told_math = False  # the note that this process's numbers differ from the CLI's: said once
 

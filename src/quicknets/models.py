@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from quicknets.errors import QuicknetsError
+from quicknets.machine import TRAINING
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
                "elu": nn.ELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
@@ -259,7 +260,8 @@ def network(spec="784-256-128-64-10", activation="relu", dropout=0.0, batchnorm=
     if seed is None:
         layers = _layers(spec, activation, dropout, batchnorm, shape, num_classes)
     else:
-        with torch.random.fork_rng(devices=[]):  # the caller's generator is left alone
+        # TRAINING: a training in another thread may be drawing dropout masks from it
+        with TRAINING, torch.random.fork_rng(devices=[]):  # the caller's generator: left alone
             torch.manual_seed(seed)
             layers = _layers(spec, activation, dropout, batchnorm, shape, num_classes)
     if flip_tta:
