@@ -169,6 +169,18 @@ def test_the_site_builds_strict(tmp_path):
         assert "fonts.googleapis" not in html, page
 
 
+def test_every_name_quicknets_exports_is_in_the_api_reference():
+    """api/index.md links each export to its reference ([`name`][module.name]; --strict fails on
+    a target mkdocstrings did not render), so a new export cannot go undocumented."""
+    import quicknets
+    index = (DOCS / "api" / "index.md").read_text()
+    listed = set(re.findall(r"\[`(\w+)`\]\[([\w.]+)\]", index))
+    assert listed == {(name, f"{module}.{name}") for name, module in quicknets._EXPORTS.items()}
+    pages = "".join(p.read_text() for p in (DOCS / "api").glob("*.md"))
+    for module in set(quicknets._EXPORTS.values()):
+        assert f"::: {module}\n" in pages, module
+
+
 # --- the shell commands ----------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
