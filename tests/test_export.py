@@ -223,12 +223,12 @@ def test_a_failed_check_is_an_error_and_leaves_no_file(mlp_run, fashion, tmp_pat
     assert (tmp_path / "kept.onnx").read_bytes() == b"an earlier file"
 
 
-def test_the_readme_snippet_runs(fashion, tmp_path, monkeypatch, capsys):
+def test_the_docs_snippet_runs(fashion, tmp_path, monkeypatch, capsys):
+    """docs/use-it-elsewhere.md's first snippet, here with the names it must print."""
     import re
     from pathlib import Path
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Use the model elsewhere"):readme.index("## Layout")]
-    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "use-it-elsewhere.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", page, re.S)[0]
     assert code.count("epochs=7") == 1
     monkeypatch.chdir(tmp_path)  # it writes fashion.onnx
     exec(code.replace("epochs=7", "epochs=1, quiet=True, threads=1"), {})

@@ -59,6 +59,8 @@ def _stat(name: str, value, low: float | None):
 
 @dataclass
 class DataConfig:
+    """Which data a run trains and tests on, and how its pixels are normalised: one field per
+    `train` flag (`--dataset`, `--val-split`, `--mean`, ...)."""
     dataset: str = opt("fashion-mnist", "a built-in dataset (" + ", ".join(DATASETS) + "), "
                        "or the path of your own: a CSV file (label, then pixels), a folder of "
                        "class folders, or an .npz (x_train, y_train, x_test, y_test)")
@@ -86,6 +88,8 @@ class DataConfig:
 
 @dataclass
 class NetworkConfig:
+    """Which network a run trains: a spec or a name, and its dropout, BatchNorm and activation;
+    one field per `train` flag."""
     network: str = opt("784-256-128-64-10", "the network: layer sizes (784-256-10), a CNN spec "
                        "(conv32-conv64-fc128: convN = 3x3 conv + 2x2 pool, convpN = the same "
                        "pooled before BatchNorm and activation, fcN = dense), a "
@@ -108,6 +112,8 @@ MOMENTUM = {"sgd": 0.9, "rmsprop": 0.0}
 
 @dataclass
 class TrainConfig:
+    """How a run trains: optimizer, learning rate, epochs, batch size, seed, device, threads and
+    the single tricks; one field per `train` flag."""
     optimizer: str = opt("adam", "optimizer (torch.optim's Adam, SGD, AdamW, RMSprop, NAdam, "
                          "RAdam, Adagrad)",
                          ["adam", "sgd", "adamw", "rmsprop", "nadam", "radam", "adagrad"])

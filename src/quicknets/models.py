@@ -34,6 +34,7 @@ NETWORKS = {
     "cnn-wide": "conv64-conv128-conv256-fc256",
     "resnet": "res64-res128-res256",     # the `best` preset's network (airbench-style blocks)
 }
+"""Networks by name: name -> spec. `network("cnn")` is `network("conv32-conv64-fc128")`."""
 
 
 class Network(nn.Sequential):

@@ -79,6 +79,8 @@ PRESETS = {
                      "translate": 2, "flip": True, "bf16": True, "channels_last": True},
     },
 }
+"""Presets by name: name -> {"target": what it promises, "settings": {field: value}}, the
+settings being NetworkConfig and TrainConfig fields (flattened per device by preset_settings)."""
 OLD_NAMES = {"cnn": "accurate"}  # `--preset cnn` was renamed: `cnn` names a network
 
 # Changes on a CUDA GPU: larger batches fill the device. Not measured yet (no GPU was at hand):
