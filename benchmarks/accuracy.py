@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from quicknets.config import RunConfig
-from quicknets.data import load_dataset
-from quicknets.experiment import setup
-from quicknets.machine import free_cores, pick_device
-from quicknets.metrics import evaluate, log_probabilities
-from quicknets.training import train
+from quicknets.base.machine import free_cores, pick_device
+from quicknets.config.configs import RunConfig
+from quicknets.data.loading import load_dataset
+from quicknets.evaluation.metrics import evaluate, log_probabilities
+from quicknets.records.experiment import setup
+from quicknets.training.loop import train
 
 THRESHOLDS = (0.87, 0.90, 0.92, 0.93, 0.94, 0.95)
 
@@ -89,7 +89,7 @@ def main() -> None:
 
 def mean_std(values: list, digits: int) -> str:
     """`0.9240 ± 0.0007`, as the comparisons print it: one value has no std (the mean alone)."""
-    from quicknets.comparison import fmt_mean_std, mean_std as mean_and_std
+    from quicknets.records.comparison import fmt_mean_std, mean_std as mean_and_std
     return fmt_mean_std(mean_and_std(values), digits, len(values)).strip()
 
 

@@ -72,7 +72,7 @@ def write_csv(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 def write_planted(folder: Path, rows: int = 10000, seed: int = 0, **counts) -> tuple:
     """(train CSV path, truth) for the first `rows` Fashion-MNIST test images (plant())."""
-    from quicknets.data import load_dataset
+    from quicknets.data.loading import load_dataset
     data = load_dataset("fashion-mnist")
     truth = plant(data.test_images[:rows].numpy(), data.test_labels[:rows].numpy(), seed,
                   **counts)

@@ -16,10 +16,10 @@ import time
 import torch
 
 import notebook
-from quicknets.data import load_dataset
-from quicknets.models import network
-from quicknets.machine import free_cores
-from quicknets.training import train
+from quicknets.base.machine import free_cores
+from quicknets.data.loading import load_dataset
+from quicknets.networks.models import network
+from quicknets.training.loop import train
 
 SIZES = (784, 256, 128, 64, 10)
 # forward multiply-adds per image, x2 FLOP each, x3 for forward + the two backward products

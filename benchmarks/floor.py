@@ -23,11 +23,11 @@ import torch
 
 from torch import nn
 
-from quicknets.config import TrainConfig
-from quicknets.data import load_dataset
-from quicknets.fused import fused_step
-from quicknets.models import network
-from quicknets.training import make_optimizer, train_epoch
+from quicknets.config.configs import TrainConfig
+from quicknets.data.loading import load_dataset
+from quicknets.networks.models import network
+from quicknets.training.fused import fused_step
+from quicknets.training.loop import make_optimizer, train_epoch
 
 SIZES = (784, 256, 128, 64, 10)
 BATCHES = [64] * 937 + [32]  # 60,000 images in batches of 64

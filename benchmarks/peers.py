@@ -90,7 +90,7 @@ def mlp(last=None):
 def tensors(limit: int) -> tuple:
     """(x, y, x_test, y_test): normalised float images (N, 784) and int64 labels, as quicknets
     loads and normalises them; the training set cut to `limit` batches (0: all)."""
-    from quicknets.data import load_dataset
+    from quicknets.data.loading import load_dataset
     data = load_dataset("fashion-mnist")
     n = limit * BATCH if limit else len(data.train_labels)
     x = data.preprocessing.normalize(data.train_images[:n]).reshape(-1, 784)  # (N, 784)
@@ -108,8 +108,8 @@ def module_accuracy(model, xt, yt) -> float:
 def run_quicknets(seed, limit, ends):
     import quicknets
     import torch
-    from quicknets.data import load_dataset
-    from quicknets.metrics import evaluate
+    from quicknets.data.loading import load_dataset
+    from quicknets.evaluation.metrics import evaluate
     data = load_dataset("fashion-mnist")
     if limit:
         data.train_images, data.train_labels = (data.train_images[:limit * BATCH],

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from quicknets.presets import PRESETS
+from quicknets.config.presets import PRESETS
 
 # Issue 13's targets on a 2-core CPU: (least mean test accuracy over the seeds, most mean
 # seconds of the whole process; None: no time target, `best` is only measured here).
@@ -57,7 +57,7 @@ def train_once(name: str, seed: int, runs: str, threads: int, extra: list) -> di
 
 def mean_std(values: list, digits: int) -> str:
     """`0.9240 ± 0.0007`, as the comparisons print it: one value has no std (the mean alone)."""
-    from quicknets.comparison import fmt_mean_std, mean_std as mean_and_std
+    from quicknets.records.comparison import fmt_mean_std, mean_std as mean_and_std
     return fmt_mean_std(mean_and_std(values), digits, len(values)).strip()
 
 

@@ -16,8 +16,8 @@ import time
 import torch
 from torch import nn
 
-from quicknets.errors import QuicknetsError
-from quicknets.models import network
+from quicknets.base.errors import QuicknetsError
+from quicknets.networks.models import network
 
 STEPS_PER_EPOCH = 235  # 60,000 images / 256, rounded up
 

@@ -21,7 +21,7 @@ def make_tiny() -> None:
     """Write a small learnable IDX set (class c: a bright bar in row band c) into TINY."""
     import numpy as np
 
-    from quicknets.idx import write_idx
+    from quicknets.data.idx import write_idx
     os.makedirs(TINY, exist_ok=True)
     rng = np.random.default_rng(0)
     for split, n in (("train", 300), ("t10k", 100)):

@@ -25,11 +25,11 @@ import time
 import torch
 
 from quicknets import load_dataset, network, train
-from quicknets.calibration import calibrate
-from quicknets.familiarity import (fit_familiarity, familiarity_scores, ood_metrics,
+from quicknets.config.presets import PRESETS
+from quicknets.evaluation.calibration import calibrate
+from quicknets.evaluation.familiarity import (fit_familiarity, familiarity_scores, ood_metrics,
                                    reference_sets)
-from quicknets.presets import PRESETS
-from quicknets.robustness import format_robustness, robustness
+from quicknets.evaluation.robustness import format_robustness, robustness
 
 TARGETS = {"digits": 0.95, "photos": 0.95, "noise": 0.99}  # least AUROC (issue 20)
 # (label, fit_familiarity keywords): the papers' variants on the penultimate features (layers

@@ -23,7 +23,7 @@ os.environ.pop("QUICKNETS_MIRROR", None)
 # The tests run in the math mode of every quicknets process, MKL's strict one, chosen before
 # anything multiplies (as the CLI's entry does), whatever test runs first; a test of another
 # mode starts a child process (test_machine.py).
-from quicknets.machine import use_strict_math  # noqa: E402
+from quicknets.base.machine import use_strict_math  # noqa: E402
 
 use_strict_math()
 os.environ["PYTHONFAULTHANDLER"] = "1"  # a child ended by SIGABRT prints its threads' stacks
@@ -83,7 +83,7 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 def make_idx_dataset(folder: Path, n_train=300, n_test=100, classes=10, seed=0,
                      compress=False) -> Path:
     """Write four small, learnable IDX files: class c is a bright bar in row band c."""
-    from quicknets.idx import write_idx
+    from quicknets.data.idx import write_idx
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("t10k", n_test)):
@@ -104,7 +104,7 @@ def fashion():
     if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
         pytest.fail("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist "
                     "(scripts/setup.sh does it)")
-    from quicknets.data import load_dataset
+    from quicknets.data.loading import load_dataset
     return load_dataset("fashion-mnist")
 
 
@@ -117,7 +117,7 @@ def tiny_dir(tmp_path) -> Path:
 @pytest.fixture
 def tiny(tiny_dir):
     """A small generated dataset, loaded as MNIST without digest checks."""
-    from quicknets.data import load_dataset
+    from quicknets.data.loading import load_dataset
     return load_dataset("mnist", tiny_dir, verify=False, download=False)
 
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import HANG_S, wait_until
 
 from quicknets.cli import build_parser, main
-from quicknets.presets import PRESETS
+from quicknets.config.presets import PRESETS
 
 
 def run_cli(*args, cwd=None):

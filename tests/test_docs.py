@@ -62,7 +62,7 @@ def _run(code: str, cwd: Path) -> str:
 STORY = ("quick-pass.md", "from quicknets import load_dataset, network, train, evaluate, classify, banner")
 LOAD_MODEL = ("quick-pass.md", "from quicknets import load_model")
 PLOTS = ("see-it.md", "import torch")
-OWN_DATA = ("data.md", "from quicknets.data import load_dataset")
+OWN_DATA = ("data.md", "from quicknets.data.loading import load_dataset")
 LR_FIND = ("training.md", "from quicknets import load_dataset, network")
 SWEEP = ("sweeps.md", "from quicknets import compare, list_runs, load_run, sweep")
 ELSEWHERE = ("use-it-elsewhere.md", "import json")
@@ -82,8 +82,8 @@ def test_the_story_the_saved_model_and_the_plots_run(fashion, tmp_path):
     """The quick pass (the story, then a saved run's model) and see-it's plots, which go on from
     the story, in one interpreter; the run the docs name is made first, with 1 epoch."""
     story = snippet(*STORY).replace("epochs=7", "epochs=1")
-    make_run = ("from quicknets.config import RunConfig\n"
-                "from quicknets.experiment import run as _run\n"
+    make_run = ("from quicknets.config.configs import RunConfig\n"
+                "from quicknets.records.experiment import run as _run\n"
                 "_path, _ = _run(RunConfig.build(epochs=1, threads=1), 'runs', data=data,"
                 " quiet=True, log=lambda *a: None)\n"
                 "assert _path.name.startswith('mlp-256-128-64_adam_lr0.003_s0-')\n"

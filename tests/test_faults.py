@@ -30,11 +30,11 @@ import pytest
 
 import quicknets
 from conftest import HANG_S, make_idx_dataset
-from quicknets.checkpoint import load_checkpoint
-from quicknets.config import RunConfig
-from quicknets.models import network
-from quicknets.runfolder import TEMP, lock_holder
-from quicknets.runs import finish_run, hold_run, start_run
+from quicknets.config.configs import RunConfig
+from quicknets.networks.models import network
+from quicknets.records.runfolder import TEMP, lock_holder
+from quicknets.records.runs import finish_run, hold_run, start_run
+from quicknets.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, /proc, process groups")
 
@@ -49,8 +49,8 @@ SWEEP_EPOCHS = 3
 SERVER = r"""
 import json, os, sys
 import torch  # noqa: F401  (once, here)
-import quicknets.cli, quicknets.experiment, quicknets.sweeps, quicknets.comparison, quicknets.models
-quicknets.models.check_memory("784-10")  # its meta-device forward imports for 2 s, once
+import quicknets.cli, quicknets.records.experiment, quicknets.sweeps, quicknets.records.comparison, quicknets.networks.models
+quicknets.networks.models.check_memory("784-10")  # its meta-device forward imports for 2 s, once
 for line in sys.stdin:
     op, *args = json.loads(line)
     if op == "start":

@@ -17,9 +17,9 @@ import sys
 import unicodedata
 
 from quicknets import __version__
+from quicknets.base.errors import Interrupted, QuicknetsError
+from quicknets.base.machine import use_strict_math
 from quicknets.commands import COMMANDS
-from quicknets.errors import Interrupted, QuicknetsError
-from quicknets.machine import use_strict_math
 
 
 def build_parser() -> argparse.ArgumentParser:

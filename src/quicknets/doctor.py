@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported inside the checks: its absence is one of them
     from torch import nn
 
-    from quicknets.config import RunConfig
+    from quicknets.config.configs import RunConfig
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "fail"
 INSTALL = "pip install -e . (in a checkout; scripts/setup.sh does it)"
@@ -172,7 +172,7 @@ def check_other_packages(specs: dict | None = None) -> Check:
 def check_quicknets() -> Check:
     """quicknets' version, code version (git commit) and where it is imported from."""
     from quicknets import __version__
-    from quicknets.runs import code_version
+    from quicknets.records.runs import code_version
 
     here = Path(__file__).resolve().parent
     return Check(OK, f"quicknets {__version__}, code {code_version()}, from {here}")
@@ -180,7 +180,7 @@ def check_quicknets() -> Check:
 
 def check_data_search(data_dir=None) -> Check:
     """Where the built-in datasets are looked for, in order (data.search_dirs)."""
-    from quicknets.data import dataset_info, search_dirs
+    from quicknets.data.loading import dataset_info, search_dirs
 
     dirs = ", ".join(str(d) for d in search_dirs(dataset_info("fashion-mnist"), data_dir))
     if data_dir:
@@ -199,9 +199,9 @@ def check_data_search(data_dir=None) -> Check:
 def dataset_state(name: str, data_dir=None) -> tuple[str, str]:
     """Where built-in dataset `name` would be found (data.locate, downloading nothing):
     (status, where or what to do)."""
-    from quicknets.data import dataset_info, find_files, locate, search_dirs
-    from quicknets.errors import QuicknetsError
-    from quicknets.storage import cache_dir
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.base.storage import cache_dir
+    from quicknets.data.loading import dataset_info, find_files, locate, search_dirs
 
     info = dataset_info(name)
     status = WARN if name == "fashion-mnist" else NOTE  # missing: the default dataset warns
@@ -225,7 +225,7 @@ def dataset_state(name: str, data_dir=None) -> tuple[str, str]:
 def check_datasets(data_dir=None) -> list:
     """One Check per built-in dataset; datasets in the same state share a line (the EMNIST
     splits)."""
-    from quicknets.datasets import DATASETS
+    from quicknets.data.datasets import DATASETS
 
     states: dict = {}
     for name in DATASETS:
@@ -239,7 +239,7 @@ def check_threads() -> Check:
     """The cores torch will use, and how busy they are now."""
     import torch
 
-    from quicknets.machine import default_threads, runnable_now, usable_cores
+    from quicknets.base.machine import default_threads, runnable_now, usable_cores
 
     env = [
         f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
@@ -258,7 +258,7 @@ def check_cpu() -> Check:
     """The CPU's kernels and native low-precision arithmetic."""
     import torch
 
-    from quicknets.machine import native_bf16, native_fp16
+    from quicknets.base.machine import native_bf16, native_fp16
 
     kernels = torch.backends.cpu.get_cpu_capability()
     bf16 = "native bf16 (--bf16 pays)" if native_bf16("cpu") else "no native bf16"
@@ -270,7 +270,7 @@ def check_mkl() -> Check:
     """MKL, and its strict mode: the same bits for any thread count (machine.thread_invariant)."""
     import torch
 
-    from quicknets.machine import STRICT_GEMM, thread_invariant
+    from quicknets.base.machine import STRICT_GEMM, thread_invariant
 
     if not torch.backends.mkl.is_available():
         return Check(OK, "mkl: not in this torch build; numbers depend on the thread count")
@@ -295,7 +295,7 @@ def check_device() -> Check:
     """The device `--device auto` picks, with its mixed-precision support."""
     import torch
 
-    from quicknets.machine import native_bf16, pick_device
+    from quicknets.base.machine import native_bf16, pick_device
 
     device = pick_device("auto")
     if device.type == "cuda":
@@ -327,7 +327,7 @@ def generated_data(n_train: int = 600, n_test: int = 200, seed: int = 0):
     band c, on noise."""
     import torch
 
-    from quicknets.data import Dataset
+    from quicknets.data.loading import Dataset
 
     g = torch.Generator().manual_seed(seed)
 
@@ -360,11 +360,11 @@ def tiny_run(epochs: int = 1) -> TinyRun:
     untrained), and its test results."""
     import dataclasses
 
-    from quicknets.config import RunConfig
-    from quicknets.machine import resolve
-    from quicknets.metrics import evaluate
-    from quicknets.models import network
-    from quicknets.training import train
+    from quicknets.base.machine import resolve
+    from quicknets.config.configs import RunConfig
+    from quicknets.evaluation.metrics import evaluate
+    from quicknets.networks.models import network
+    from quicknets.training.loop import train
 
     data = generated_data()
     config = RunConfig.build(
@@ -399,7 +399,7 @@ def check_training() -> tuple[Check, TinyRun | None]:
         return Check(
             FAIL,
             f"{line}, below {FLOOR} (chance {CHANCE}): training does not "
-            "learn here; run scripts/test.sh tests/test_training.py",
+            "learn here; run scripts/test.sh tests/training/test_loop.py",
         ), run
     return Check(OK, f"{line} (chance {CHANCE})"), run
 
@@ -412,7 +412,7 @@ def check_record(runs_dir=None, run: TinyRun | None = None) -> Check:
 
     import torch
 
-    from quicknets.runs import list_runs, load_model, load_run, runs_root, save_run
+    from quicknets.records.runs import list_runs, load_model, load_run, runs_root, save_run
 
     root = runs_root(runs_dir)
     made_root = not root.exists()
@@ -453,7 +453,7 @@ def check_record(runs_dir=None, run: TinyRun | None = None) -> Check:
             return Check(
                 FAIL,
                 f"run record in {root}: read back differs in "
-                f"{', '.join(problems)}; run tests/test_runs.py",
+                f"{', '.join(problems)}; run tests/records/test_runs.py",
             )
         return Check(
             OK,

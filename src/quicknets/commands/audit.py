@@ -8,7 +8,7 @@ from quicknets.commands.common import add_runs_dir, given
 
 
 def add_parser(sub) -> None:
-    # the defaults are quicknets.audit's FOLDS, NETWORK, EPOCHS (a test keeps them in step):
+    # the defaults are quicknets.audit.checks's FOLDS, NETWORK, EPOCHS (a test keeps them in step):
     # importing it here would import torch for `quicknets --help`
     p = sub.add_parser(
         "audit", help="find duplicates, label errors, imbalance and outliers in a dataset",
@@ -56,13 +56,13 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from quicknets.audit import (EPOCHS, FOLDS, NETWORK, audit, check_memory,
+    from quicknets.audit.checks import (EPOCHS, FOLDS, NETWORK, audit, check_memory,
                                   estimate_images, summary_lines)
-    from quicknets.audit_page import write_audit
-    from quicknets.data import load_dataset
-    from quicknets.errors import QuicknetsError
-    from quicknets.runs import runs_root
-    from quicknets.sources import is_path
+    from quicknets.audit.page import write_audit
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.data.loading import load_dataset
+    from quicknets.data.sources import is_path
+    from quicknets.records.runs import runs_root
     folds = FOLDS if args.folds is None else args.folds
     epochs = EPOCHS if args.epochs is None else args.epochs
     if folds < 2 or epochs < 1:

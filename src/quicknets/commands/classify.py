@@ -23,11 +23,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.classification import banner, classify
+    from quicknets.base.errors import QuicknetsError
     from quicknets.commands.common import load_run_data
-    from quicknets.errors import QuicknetsError
-    from quicknets.exporting import export_data, is_export, load_exported
-    from quicknets.runs import load_model, load_run
+    from quicknets.evaluation.classification import banner, classify
+    from quicknets.outputs.exporting import export_data, is_export, load_exported
+    from quicknets.records.runs import load_model, load_run
 
     if not args.images and not args.index:
         raise QuicknetsError("give an image file or --index N")
@@ -43,7 +43,7 @@ def run(args) -> int:
     items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
     plots = []  # (path, image): drawn once every image has been classified
     if args.plot:
-        from quicknets.plots import plot_paths, save_figure, view_classify
+        from quicknets.plots.figures import plot_paths, save_figure, view_classify
         plots = list(zip(plot_paths(args.plot, len(items)), (image for _, image in items)))
     for label, image in items:
         top = classify(model, image, data, top=args.top)

@@ -13,7 +13,7 @@ def given(text: str) -> str:
 def preset_name(text: str) -> str:
     """The argparse type of --preset: an earlier name (`cnn`) read as today's (`accurate`), so
     help and errors offer only today's names."""
-    from quicknets.presets import OLD_NAMES
+    from quicknets.config.presets import OLD_NAMES
     return OLD_NAMES.get(text, text)
 
 
@@ -31,5 +31,5 @@ def add_data_dir(parser) -> None:
 def load_run_data(run, data_dir=None):
     """The dataset a run was trained on, with the same normalisation and split (a warning if
     data from a path changed since)."""
-    from quicknets.data import load_recorded
+    from quicknets.data.loading import load_recorded
     return load_recorded(run.config, data_dir, recorded=run.meta.get("data"))

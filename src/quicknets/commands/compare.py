@@ -29,12 +29,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.comparison import compare, format_compare, plot_curves
-    from quicknets.errors import QuicknetsError
-    from quicknets.runs import list_runs
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.records.comparison import compare, format_compare, plot_curves
+    from quicknets.records.runs import list_runs
 
     if args.plot is not None:
-        from quicknets.plots import figure_format
+        from quicknets.plots.figures import figure_format
         figure_format(args.plot)  # a bad suffix is an error before the table, not after it
     if args.storage is not None:
         return compare_study(args)
@@ -53,14 +53,14 @@ def run(args) -> int:
     table = compare(refs, args.runs_dir, skipped)
     print(format_compare(table))
     if args.plot is not None:
-        from quicknets.plots import save_figure
+        from quicknets.plots.figures import save_figure
         print(f"wrote: {save_figure(plot_curves(table), args.plot)}")
     return 0
 
 
 def compare_study(args) -> int:
     """--sweep NAME --storage URL: the whole sweep ranked from its study, curves from it too."""
-    from quicknets.errors import QuicknetsError
+    from quicknets.base.errors import QuicknetsError
     from quicknets.sweeps import format_sweep, load_sweep
     from quicknets.sweeps.view import plot_sweep_curves
     if not args.sweep or args.names or args.where:
@@ -68,6 +68,6 @@ def compare_study(args) -> int:
     view = load_sweep(args.sweep, args.runs_dir, args.storage)
     print(format_sweep(view))
     if args.plot is not None:
-        from quicknets.plots import save_figure
+        from quicknets.plots.figures import save_figure
         print(f"wrote: {save_figure(plot_sweep_curves(view), args.plot)}")
     return 0

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.errors import QuicknetsError
+    from quicknets.base.errors import QuicknetsError
     try:
         import shtab
     except ImportError:

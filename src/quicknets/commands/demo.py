@@ -19,9 +19,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from quicknets.demo import gradio, serve
-    from quicknets.exporting import is_export, load_exported
-    from quicknets.runs import load_model, load_run
+    from quicknets.outputs.demo import gradio, serve
+    from quicknets.outputs.exporting import is_export, load_exported
+    from quicknets.records.runs import load_model, load_run
 
     gradio()  # a missing extra is said before the model is loaded
     if is_export(args.run):

@@ -17,9 +17,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from quicknets.commands.common import load_run_data
-    from quicknets.exporting import export_data, is_export, load_exported
-    from quicknets.metrics import evaluate, format_results
-    from quicknets.runs import load_model, load_run
+    from quicknets.evaluation.metrics import evaluate, format_results
+    from quicknets.outputs.exporting import export_data, is_export, load_exported
+    from quicknets.records.runs import load_model, load_run
 
     if is_export(args.run):
         model = load_exported(args.run)
@@ -32,7 +32,7 @@ def run(args) -> int:
         data = load_run_data(record, args.data_dir)
         print(f"run: {record.path}")
     if args.split == "val" and data.val_labels is None:  # not "set val_split": it is recorded
-        from quicknets.errors import QuicknetsError
+        from quicknets.base.errors import QuicknetsError
         raise QuicknetsError(f"{args.run} was trained without a validation set (--val-split), "
                              "so it has no val split; --split test or train")
     print(format_results(evaluate(model, data, args.split)))

@@ -25,10 +25,12 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from quicknets.base.errors import QuicknetsError
     from quicknets.commands.common import load_run_data
-    from quicknets.errors import QuicknetsError
-    from quicknets.exporting import CHECK_IMAGES, FORMATS, TOLERANCE, export, format_of, require
-    from quicknets.runs import find_run, is_finished, load_model, load_run, unfinished_message
+    from quicknets.outputs.exporting import (CHECK_IMAGES, FORMATS, TOLERANCE, export, format_of,
+                                             require)
+    from quicknets.records.runs import (find_run, is_finished, load_model, load_run,
+                                        unfinished_message)
 
     format = format_of(args.format, args.out)  # an unknown format or a missing package: at once
     require(format)

@@ -10,8 +10,8 @@ It writes the figure (--plot, default lr_find.png) and, beside it, a JSON file w
 the losses and the suggestion.
 """
 from quicknets.commands.common import add_runs_dir, given, preset_name
-from quicknets.config import DataConfig, NetworkConfig, TrainConfig, add_flags
-from quicknets.presets import PRESETS
+from quicknets.config.configs import DataConfig, NetworkConfig, TrainConfig, add_flags
+from quicknets.config.presets import PRESETS
 
 
 def add_parser(sub) -> None:
@@ -43,11 +43,11 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from quicknets import experiment
+    from quicknets.base.storage import atomic_write_json
     from quicknets.commands.train import run_config
-    from quicknets.lr_finder import lr_find, plot_lr_find
-    from quicknets.plots import figure_format, save_figure
-    from quicknets.storage import atomic_write_json
+    from quicknets.plots.figures import figure_format, save_figure
+    from quicknets.records import experiment
+    from quicknets.training.lr_finder import lr_find, plot_lr_find
 
     plot = Path(args.plot)
     figure_format(plot)  # a bad suffix is an error before the sweep, not after

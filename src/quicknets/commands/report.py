@@ -27,19 +27,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.errors import QuicknetsError
+    from quicknets.base.errors import QuicknetsError
     if (args.run is None) == (args.sweep is None):
         raise QuicknetsError("give a RUN, or --sweep NAME (not both)")
     if args.sweep is not None:
-        from quicknets.report import write_sweep_report
+        from quicknets.outputs.report import write_sweep_report
         from quicknets.sweeps import load_sweep
         view = load_sweep(args.sweep, args.runs_dir, args.storage)
         path = write_sweep_report(view, args.out, args.runs_dir)
     else:
         if args.storage:
             raise QuicknetsError("--storage goes with --sweep NAME")
-        from quicknets.report import write_report
-        from quicknets.runs import load_run
+        from quicknets.outputs.report import write_report
+        from quicknets.records.runs import load_run
         record = load_run(args.run, args.runs_dir)
         path = write_report(record, path=args.out, data_dir=args.data_dir)
     print(f"wrote: {path}")

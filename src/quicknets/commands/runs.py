@@ -44,9 +44,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.errors import QuicknetsError
-    from quicknets.index import query
-    from quicknets.runs import remove_run, runs_root
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.records.index import query
+    from quicknets.records.runs import remove_run, runs_root
 
     if args.action == "rm":
         for name in args.names:
@@ -89,7 +89,7 @@ def write_rows(rows: list, fmt: str) -> None:
     import csv
     import sys
 
-    from quicknets.storage import json_text
+    from quicknets.base.storage import json_text
     records = [{**{k: r.get(k) for k in COLUMNS}, "settings": r.get("settings") or {},
                 "problem": r.get("problem")} for r in rows]
     if fmt == "json":

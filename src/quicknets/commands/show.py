@@ -19,8 +19,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from quicknets.commands.common import load_run_data
-    from quicknets.report import run_figures, save_figures
-    from quicknets.runs import load_model, load_run
+    from quicknets.outputs.report import run_figures, save_figures
+    from quicknets.records.runs import load_model, load_run
 
     record = load_run(args.run, args.runs_dir)
     model = load_model(record)  # before drawing anything: a run without a model writes nothing

@@ -88,8 +88,8 @@ def add_parser(sub) -> None:
 
 
 def read_toml(path) -> dict:
-    from quicknets.config import load_toml, setting
-    from quicknets.errors import QuicknetsError
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.config.configs import load_toml, setting
     spec = load_toml(path)
     unknown = sorted(set(spec) - set(TOML_KEYS))
     if unknown:
@@ -107,7 +107,7 @@ def read_toml(path) -> dict:
 
 
 def run(args) -> int:
-    from quicknets.errors import QuicknetsError
+    from quicknets.base.errors import QuicknetsError
     try:
         return _run(args)
     except ModuleNotFoundError as e:  # raised before the study or the sweep's plan is written
@@ -118,11 +118,11 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from quicknets.errors import QuicknetsError
-    from quicknets.loggers import parse_log_to, require
+    from quicknets.base.errors import QuicknetsError
     from quicknets.sweeps import (format_ranking, load_record, new_name, resume_sweep,
                                   sweep)
     from quicknets.sweeps.space import Range, parse_values
+    from quicknets.training.loggers import parse_log_to, require
 
     log = (lambda *a: None) if args.quiet else print
     log_to = parse_log_to(args.log_to)
@@ -177,7 +177,7 @@ def _run(args) -> int:
 
 def best(groups: list) -> bool:
     """Print the best finished variant, if there is one."""
-    from quicknets.comparison import label, shown_keys
+    from quicknets.records.comparison import label, shown_keys
     finished = [g for g in groups if g.get("state", "COMPLETE") == "COMPLETE"]
     if finished:
         print("best: " + label(finished[0]["settings"],
@@ -187,7 +187,7 @@ def best(groups: list) -> bool:
 
 def show(args) -> int:
     """--show NAME: the whole sweep from its study (or this runs folder), nothing trained."""
-    from quicknets.errors import QuicknetsError
+    from quicknets.base.errors import QuicknetsError
     from quicknets.sweeps import format_sweep, load_sweep
     extra = [k for k, v in vars(args).items() if v not in (None, False, "")
              and k not in ("show", "storage", "runs_dir", "handler", "command")]

@@ -1,7 +1,7 @@
 """quicknets train: load the data, build the network, train, test, save the run."""
 from quicknets.commands.common import add_runs_dir, given, preset_name
-from quicknets.config import DataConfig, NetworkConfig, TrainConfig, add_flags
-from quicknets.presets import PRESETS
+from quicknets.config.configs import DataConfig, NetworkConfig, TrainConfig, add_flags
+from quicknets.config.presets import PRESETS
 
 
 def add_parser(sub) -> None:
@@ -37,11 +37,11 @@ RESUME_FLAGS = ("threads", "device", "data_dir")  # where and how fast, never wh
 
 
 def resume(args) -> int:
-    from quicknets import experiment
-    from quicknets.config import given_flags
-    from quicknets.errors import QuicknetsError
-    from quicknets.loggers import parse_log_to, require
-    from quicknets.metrics import format_results
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.config.configs import given_flags
+    from quicknets.evaluation.metrics import format_results
+    from quicknets.records import experiment
+    from quicknets.training.loggers import parse_log_to, require
 
     given = [k for k in given_flags(args) if k not in RESUME_FLAGS]
     if given or args.preset or args.config:
@@ -62,7 +62,7 @@ def resume(args) -> int:
 
 def run_config(args):
     """The RunConfig the flags describe: a --config file, then --preset, then the flags."""
-    from quicknets.config import RunConfig, given_flags, read_toml
+    from quicknets.config.configs import RunConfig, given_flags, read_toml
     settings = {**(read_toml(args.config) if args.config else {}), **given_flags(args)}
     preset = args.preset or settings.pop("preset", None)
     return RunConfig.build(preset=preset, **settings)
@@ -73,11 +73,11 @@ def print_config(args) -> int:
     TOML; `train --config` with that file trains the same run."""
     import dataclasses
 
-    from quicknets.config import to_toml
-    from quicknets.machine import resolve
+    from quicknets.base.machine import resolve
+    from quicknets.config.configs import to_toml
     if args.resume:
-        from quicknets.experiment import load_config
-        from quicknets.runs import find_run
+        from quicknets.records.experiment import load_config
+        from quicknets.records.runs import find_run
         config = load_config(find_run(args.resume, args.runs_dir))
     else:
         config = run_config(args)
@@ -91,10 +91,10 @@ def run(args) -> int:
         return print_config(args)
     if args.resume:
         return resume(args)
-    from quicknets import experiment
-    from quicknets.loggers import parse_log_to, require
-    from quicknets.metrics import format_results
-    from quicknets.models import totals
+    from quicknets.evaluation.metrics import format_results
+    from quicknets.networks.models import totals
+    from quicknets.records import experiment
+    from quicknets.training.loggers import parse_log_to, require
 
     log_to = parse_log_to(args.log_to)
     require(log_to)  # a missing package: an error before the run folder is made

@@ -22,15 +22,17 @@ The package: space.py says what to try, pool.py runs trials in worker processes,
 the shared study and its workers' loop, optuna_search.py what TPE proposes and prunes, view.py
 the whole sweep read back (table, figures). A script that calls sweep() with several workers must do
 so under `if __name__ == "__main__":`: each spawned worker imports the script again.
+
+May import: base, data, config, networks, evaluation, plots, training, records.
 """
 import dataclasses
 import time
 
-from quicknets.errors import Interrupted, QuicknetsError
+from quicknets.base.errors import Interrupted, QuicknetsError
 from quicknets.sweeps.pool import Job, Outcome, plan_workers, refuse_reimport, run_jobs
-from quicknets.sweeps.space import Range, Search, whole_number
 from quicknets.sweeps.record import (check_name, continue_command, load_record, new_name,
                                      refuse_used_name, release_name, save_record)
+from quicknets.sweeps.space import Range, Search, whole_number
 from quicknets.sweeps.view import format_ranking, format_sweep, load_sweep, trial_settings
 
 __all__ = ["sweep", "resume_sweep", "load_sweep", "format_ranking", "format_sweep", "Range",
@@ -99,7 +101,7 @@ def resume_sweep(name: str, *, workers: int = 0, threads: int = 0, runs_dir=None
 def _join_study(name, record, runs_dir, storage, workers, threads, log, log_to) -> list:
     """Continue a sweep with a study (this runs folder's, or one at `storage`), or join one
     another machine started."""
-    from quicknets.runs import runs_root
+    from quicknets.records.runs import runs_root
     from quicknets.sweeps.study import load_search, storage_url, study_exists
     root = runs_root(runs_dir)
     if record is not None and record["storage"] and not storage:
@@ -107,7 +109,7 @@ def _join_study(name, record, runs_dir, storage, workers, threads, log, log_to) 
     if record is None and not storage:  # only this runs folder's study file could hold it
         local = root / "optuna.sqlite3"  # (opening a file that is not there would create it)
         if not (local.is_file() and study_exists(storage_url(None, runs_dir), name)):
-            from quicknets import index
+            from quicknets.records import index
             old = index.query(root, status="all", sweep=name)
             raise QuicknetsError(f"sweep {name!r} was made by an earlier quicknets that did "
                                  f"not save its plan; it cannot be resumed" if old else
@@ -143,10 +145,10 @@ def _run(name, spec, jobs, workers, threads, runs_dir, log, what) -> list:
 
 def _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage) -> list:
     """Take trials from the sweep's study until none is left; the whole study's table."""
-    from quicknets.metrics import higher_is_better
+    from quicknets.evaluation.metrics import higher_is_better
     from quicknets.sweeps.study import load_search, where
-    from quicknets.sweeps.worker import run_study
     from quicknets.sweeps.view import from_study
+    from quicknets.sweeps.worker import run_study
     total = spec.trials if spec.kind == "optuna" else len(spec.plan())
     workers, threads = plan_workers(total, workers, threads)
     _, heartbeat = load_search(url, name)  # the study's: every worker judges beats alike
@@ -179,7 +181,7 @@ def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
     number = outcome.number + 1 if outcome.number is not None else count
     head = f"trial {number}/{total}" if outcome.retry_of is None else \
         f"trial {number} (trial {outcome.retry_of + 1} again)"
-    from quicknets.comparison import fmt, label
+    from quicknets.records.comparison import fmt, label
     what = label(outcome.settings, list(outcome.settings))
     if outcome.status == "done":
         result = f"{metric} {fmt(outcome.value)}"  # `nan (diverged)` said as such
@@ -194,8 +196,8 @@ def trial_line(outcome: Outcome, count: int, total: int, metric: str) -> str:
 def results_table(name: str, runs_dir, spec: Search, failed: list, log=print) -> list:
     """The sweep's finished runs grouped over seeds, and its failed trials, ranked; a run left
     out (unreadable, or counted once) is logged with why."""
-    from quicknets.comparison import compare_runs, rank
-    from quicknets.runs import list_runs
+    from quicknets.records.comparison import compare_runs, rank
+    from quicknets.records.runs import list_runs
     from quicknets.sweeps.view import unfinished_groups
     skipped = []
     runs = list_runs(runs_dir, sweep=name, skipped=skipped)
@@ -213,8 +215,8 @@ def results_table(name: str, runs_dir, spec: Search, failed: list, log=print) ->
 def remaining_jobs(name: str, spec: Search, runs_dir, log_to) -> tuple:
     """(jobs, finished, running) of a grid or random sweep being resumed: a job per trial
     without a finished run, continuing its stopped run where one kept a checkpoint."""
-    from quicknets import index
-    from quicknets.runs import CHECKPOINT_FILE, runs_root
+    from quicknets.records import index
+    from quicknets.records.runs import CHECKPOINT_FILE, runs_root
     root = runs_root(runs_dir)
     rows = index.query(root, status="all", sweep=name)
     jobs, finished, running = [], 0, 0

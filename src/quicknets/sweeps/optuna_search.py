@@ -42,7 +42,7 @@ def pruning_check(trial, metric: str):
     never looked at during training)."""
     import optuna
 
-    from quicknets.metrics import higher_is_better
+    from quicknets.evaluation.metrics import higher_is_better
     key = metric if metric in PER_EPOCH else \
         "train_accuracy" if higher_is_better(metric) else "train_loss"
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
 
 WORKER_NAME = "quicknets-sweep-worker"  # a spawned worker knows itself by it from its start
 REIMPORT_EXIT = 86  # a worker's exit status when re-importing the main script ran a sweep
@@ -47,7 +47,7 @@ class Job:
     resume: str | None = None  # a stopped run of this trial, continued instead of a new one
 
     def config(self):
-        from quicknets.config import RunConfig
+        from quicknets.config.configs import RunConfig
         return RunConfig.build(**{**self.base, **self.overrides, "threads": self.threads})
 
 
@@ -72,7 +72,7 @@ def plan_workers(n_trials: int, workers: int = 0, threads: int = 0, cores: int =
     """(workers, threads per worker) with workers x threads <= cores. By default one
     single-threaded worker per free core (cores not busy with other work; small nets gain
     little from a second thread); more workers than cores is refused."""
-    from quicknets.machine import free_cores, usable_cores
+    from quicknets.base.machine import free_cores, usable_cores
     for key, value in (("workers", workers), ("threads", threads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise QuicknetsError(f"{key} must be a whole number of at least 1 (0: choose for "
@@ -115,7 +115,7 @@ def on_ctrl_c(handler):
 
 def score(history: list, results: dict, metric: str):
     """A run's value of `metric`, computed as the ranking table computes it."""
-    from quicknets.comparison import metrics
+    from quicknets.records.comparison import metrics
     return metrics(SimpleNamespace(history=history, results=results))[metric]
 
 
@@ -124,8 +124,8 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     is stopping. `on_epoch` (an Optuna pruning check) and `on_start(path)` as experiment.run's."""
     import json
 
-    from quicknets.experiment import resume, run
-    from quicknets.metrics import upgrade_history
+    from quicknets.evaluation.metrics import upgrade_history
+    from quicknets.records.experiment import resume, run
     if stop.is_set():
         return None
     start, runs = time.perf_counter(), []
@@ -164,7 +164,7 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     except Exception as e:  # one trial's failure is reported, the others go on
         if pressed:  # Ctrl-C inside torch.save comes out as a RuntimeError; the checkpoint
             # of the epoch before is intact (written atomically): the run is resumable
-            from quicknets.runs import mark, runs_root
+            from quicknets.records.runs import mark, runs_root
             if runs:
                 mark(runs_root(job.runs_dir) / runs[-1], "interrupted")
             stop.set()

@@ -8,7 +8,7 @@ import json
 import re
 import time
 
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
 
 RECORDS = "sweeps"  # runs/sweeps/NAME.json: each sweep's Search, for --resume-sweep
 
@@ -26,15 +26,15 @@ def new_name() -> str:
 
 
 def record_path(name: str, runs_dir=None):
-    from quicknets.runs import runs_root
+    from quicknets.records.runs import runs_root
     return runs_root(runs_dir) / RECORDS / f"{name}.json"
 
 
 def refuse_used_name(name: str, runs_dir=None) -> None:
     """A sweep's name is used once: runs of an earlier sweep of that name would be ranked as
     extra seeds of this one."""
-    from quicknets import index
-    from quicknets.runs import runs_root
+    from quicknets.records import index
+    from quicknets.records.runs import runs_root
     root = runs_root(runs_dir)
     runs = index.query(root, status="all", sweep=name)
     if runs or record_path(name, runs_dir).is_file():
@@ -47,8 +47,8 @@ def refuse_used_name(name: str, runs_dir=None) -> None:
 
 def release_name(name: str, runs_dir, url: str | None) -> None:
     """Forget a sweep that made no run: its record, and its study if it holds no trial."""
-    from quicknets import index
-    from quicknets.runs import runs_root
+    from quicknets.records import index
+    from quicknets.records.runs import runs_root
     if index.query(runs_root(runs_dir), status="all", sweep=name):
         return
     record_path(name, runs_dir).unlink(missing_ok=True)
@@ -59,7 +59,7 @@ def release_name(name: str, runs_dir, url: str | None) -> None:
 
 def save_record(name: str, spec, runs_dir, storage) -> None:
     """Keep the sweep's Search (`spec`) as runs/sweeps/NAME.json."""
-    from quicknets.storage import atomic_write_json
+    from quicknets.base.storage import atomic_write_json
     atomic_write_json(record_path(name, runs_dir),
                       {"name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        "storage": bool(storage), "search": spec.to_dict()})

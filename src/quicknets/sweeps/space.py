@@ -15,8 +15,8 @@ import math
 import random
 from dataclasses import asdict, dataclass, fields
 
-from quicknets.config import SECTIONS, convert_setting, setting
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
+from quicknets.config.configs import SECTIONS, convert_setting, setting
 
 SETTINGS = {f.name: f for cls in SECTIONS.values() for f in fields(cls)}  # name -> field
 KINDS = ("grid", "random", "optuna")
@@ -178,7 +178,7 @@ def random_trials(space: dict, n: int, seeds: list, draw_seed: int = 0) -> list:
 def choose_metric(metric, base: dict, space: dict) -> str:
     """auto: the validation accuracy when every trial has a validation split, else the test
     accuracy. A validation metric without a validation split is refused."""
-    from quicknets.metrics import METRICS, metric_name  # here: metrics imports torch
+    from quicknets.evaluation.metrics import METRICS, metric_name  # here: metrics imports torch
     val_splits = space.get("val_split", [base.get("val_split", 0.0)])
     has_val = min(val_splits.low, val_splits.high) > 0 if isinstance(val_splits, Range) \
         else min(val_splits) > 0
@@ -220,7 +220,7 @@ class Search:
         if kind == "grid":
             grid_trials(space, [0])  # ranges are refused here, before anything runs
         if kind != "optuna":  # settings that must fit together (momentum with sgd), too
-            from quicknets.config import RunConfig
+            from quicknets.config.configs import RunConfig
             for trial in search.plan():
                 RunConfig.build(**{**search.base, **trial})
         return search

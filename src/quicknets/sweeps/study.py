@@ -19,7 +19,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
 from quicknets.sweeps.space import Search
 
 SPEC_ATTR = "quicknets_search"  # the study's user attribute holding Search.to_dict()
@@ -34,7 +34,7 @@ def storage_url(storage: str | None, runs_dir=None) -> str:
     """An SQLAlchemy URL (the runs folder's SQLite file by default; postgresql:// goes through
     psycopg 3 when psycopg2 is not installed), or journal:///ABSOLUTE/PATH for a journal file
     (`journal:///shared/sweep.log`, or any path ending in .log)."""
-    from quicknets.runs import runs_root
+    from quicknets.records.runs import runs_root
     if not storage:
         root = runs_root(runs_dir)
         root.mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ def create_study(url: str, name: str, search: Search, heartbeat: int = HEARTBEAT
     queued: True. If a study of that name holds the same plan (the same command, started on
     another machine first), it is joined: False. Another plan under that name is refused."""
     import optuna
-    from quicknets.metrics import higher_is_better
+    from quicknets.evaluation.metrics import higher_is_better
 
     def create(storage):
         try:

@@ -15,7 +15,7 @@ another worker, counts once: as that retry.
 import math
 from dataclasses import dataclass, field
 
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
 
 TOP_CURVES = 8  # variants overlaid in the curves figure, best first: more is a tangle
 
@@ -36,7 +36,7 @@ class SweepView:
 def load_sweep(name: str, runs_dir=None, storage: str | None = None) -> SweepView:
     """The sweep from its study (`storage`, or this runs folder's study file for an Optuna
     search), else from this runs folder's run records."""
-    from quicknets.runs import runs_root
+    from quicknets.records.runs import runs_root
     from quicknets.sweeps.record import check_name, load_record
     from quicknets.sweeps.space import Search
     from quicknets.sweeps.study import storage_url, study_exists
@@ -61,7 +61,7 @@ def load_sweep(name: str, runs_dir=None, storage: str | None = None) -> SweepVie
 def unfinished_groups(items: list) -> list:
     """(settings with seed, status, message, run names) of runs or trials that did not finish
     → one group per variant and status, as the ranking lists them (after the finished)."""
-    from quicknets.comparison import METRICS
+    from quicknets.records.comparison import METRICS
     groups = {}
     for settings, status, message, runs in items:
         variant = {k: v for k, v in settings.items() if k != "seed"}
@@ -80,9 +80,9 @@ STATES = {"COMPLETE": "done", "PRUNED": "pruned", "RUNNING": "running", "WAITING
 def from_study(url: str, name: str, runs_dir=None) -> SweepView:
     import optuna
 
-    from quicknets.comparison import group_by_seed, rank
-    from quicknets.runfolder import final_metrics
-    from quicknets.runs import runs_root
+    from quicknets.records.comparison import group_by_seed, rank
+    from quicknets.records.runfolder import final_metrics
+    from quicknets.records.runs import runs_root
     from quicknets.sweeps.study import load_search, using_storage, where
     search, _ = load_search(url, name)
     trials = using_storage("read", url, name, lambda storage: optuna.load_study(
@@ -128,9 +128,9 @@ def from_study(url: str, name: str, runs_dir=None) -> SweepView:
 
 
 def from_runs(name: str, runs_dir, search) -> SweepView:
-    from quicknets import index
-    from quicknets.comparison import IGNORED, compare_runs, rank
-    from quicknets.runs import list_runs, runs_root
+    from quicknets.records import index
+    from quicknets.records.comparison import IGNORED, compare_runs, rank
+    from quicknets.records.runs import list_runs, runs_root
     root = runs_root(runs_dir)
     view = SweepView(name, search.metric, f"runs folder {root}", search)
     skipped = []
@@ -171,7 +171,7 @@ def format_sweep(view: SweepView) -> str:
     worker, the ranked table, and the trials trained again."""
     from collections import Counter
 
-    from quicknets.metrics import higher_is_better
+    from quicknets.evaluation.metrics import higher_is_better
     better = "higher" if higher_is_better(view.metric) else "lower"
     lines = [f"sweep {view.name}: {describe_search(view)}; {view.metric}, {better} is better; "
              f"{view.where}"]
@@ -197,8 +197,8 @@ def finished(view: SweepView) -> list:
 def plot_sweep_curves(view: SweepView, top: int = TOP_CURVES):
     """The per-epoch curves of the best `top` variants overlaid, each variant's seeds in one
     colour (plots.plot_history)."""
-    from quicknets.comparison import label, shown_keys
-    from quicknets.plots import plot_history
+    from quicknets.plots.figures import plot_history
+    from quicknets.records.comparison import label, shown_keys
     done = finished(view)
     if not done:
         raise QuicknetsError(f"sweep {view.name} has no finished run to plot")
@@ -214,8 +214,8 @@ def plot_settings(view: SweepView):
     (logarithmic for a log range, or values spread over 20x and more), other values in order."""
     import numpy as np
 
-    from quicknets.comparison import differing
-    from quicknets.plots import NEUTRAL, new_figure
+    from quicknets.plots.figures import NEUTRAL, new_figure
+    from quicknets.records.comparison import differing
     from quicknets.sweeps.space import Range
     rows = [r for r in view.rows if r["metrics"].get(view.metric) is not None]
     if not rows:
@@ -271,8 +271,8 @@ def sweep_figures(view: SweepView) -> dict:
 
 def trial_settings(base: dict, overrides: dict) -> dict:
     """A trial's settings as the ranking compares runs (comparison.settings)."""
-    from quicknets.comparison import IGNORED
-    from quicknets.config import RunConfig
+    from quicknets.config.configs import RunConfig
+    from quicknets.records.comparison import IGNORED
     flat = RunConfig.build(**{**base, **overrides}).flat()
     return {k: v for k, v in flat.items() if k not in IGNORED}
 
@@ -280,7 +280,7 @@ def trial_settings(base: dict, overrides: dict) -> dict:
 def format_ranking(groups: list, metric: str) -> str:
     """The ranked table (mean ± std over seeds), then why each trial that did not finish
     stopped: `  4  failed: training diverged in epoch 1 ...`."""
-    from quicknets.comparison import format_groups, shown_keys
+    from quicknets.records.comparison import format_groups, shown_keys
     keys = shown_keys([g["settings"] for g in groups])
     lines = [format_groups(groups, keys, metric)]
     lines += [f"{i:>3}  {g['state'].lower()}: {g['message']}" for i, g in enumerate(groups, 1)

@@ -245,8 +245,8 @@ def set_attrs(trial, **attrs) -> None:
 def resumable(names: list, runs_dir) -> str | None:
     """The last of a queued copy's runs that this runs folder holds and can continue: its
     worker was stopped here (Ctrl-C, or killed and started again on this machine)."""
-    from quicknets.runfolder import run_state
-    from quicknets.runs import CHECKPOINT_FILE, runs_root
+    from quicknets.records.runfolder import run_state
+    from quicknets.records.runs import CHECKPOINT_FILE, runs_root
     for name in reversed(names):
         path = runs_root(runs_dir) / name
         if (path / CHECKPOINT_FILE).is_file() and \
@@ -257,7 +257,7 @@ def resumable(names: list, runs_dir) -> str | None:
 
 def train_trial(trial, work: StudyWork, stop) -> Outcome:
     """Train a trial's runs (each seed of an Optuna trial; the one seed of a grid's)."""
-    from quicknets.comparison import mean_std
+    from quicknets.records.comparison import mean_std
     from quicknets.sweeps.optuna_search import pruning_check, suggest
     search, start = work.search, time.perf_counter()
     runs, values, results = [], [], []
