@@ -62,7 +62,7 @@ def _run(code: str, cwd: Path) -> str:
 STORY = ("quick-pass.md", "from quicknets import load_dataset, network, train, evaluate, classify, banner")
 LOAD_MODEL = ("quick-pass.md", "from quicknets import load_model")
 PLOTS = ("see-it.md", "import torch")
-OWN_DATA = ("data.md", "from quicknets.data.loading import load_dataset")
+OWN_DATA = ("data.md", "from quicknets.data import load_dataset")
 LR_FIND = ("training.md", "from quicknets import load_dataset, network")
 SWEEP = ("sweeps.md", "from quicknets import compare, list_runs, load_run, sweep")
 ELSEWHERE = ("use-it-elsewhere.md", "import json")

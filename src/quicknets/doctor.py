@@ -72,7 +72,14 @@ EXTRAS = {
     "tensorboard": ("quicknets train --log-to tensorboard", ("tensorboard",)),
     "mlflow": ("quicknets train --log-to mlflow", ("mlflow",)),
     "notebook": ("tqdm's progress widget in Jupyter", ("ipywidgets",)),
+    "audit": ("quicknets audit's label check (Confident Learning)", ("cleanlab",)),
+    "trust": ("familiarity scores: ROC curves, the reference sets", ("scikit-learn",)),
+    "docs": ("the documentation site: mkdocs build", ("mkdocs", "mkdocs-material", "mkdocstrings")),
 }
+
+
+# the module a package of EXTRAS is imported as, where the names differ
+MODULE_OF = {"scikit-learn": "sklearn", "mkdocs-material": "material"}
 
 
 def installed(module: str) -> str | None:
@@ -270,7 +277,7 @@ def check_mkl() -> Check:
     """MKL, and its strict mode: the same bits for any thread count (machine.thread_invariant)."""
     import torch
 
-    from quicknets.base.machine import STRICT_GEMM, thread_invariant
+    from quicknets.base.machine import STRICT_MATH, math_mode, thread_invariant
 
     if not torch.backends.mkl.is_available():
         return Check(OK, "mkl: not in this torch build; numbers depend on the thread count")
@@ -278,7 +285,7 @@ def check_mkl() -> Check:
         return Check(
             OK, "mkl: strict mode on (matrix products give the same bits for any thread count)"
         )
-    setting = " ".join(f"{k}={v}" for k, v in STRICT_GEMM.items())
+    setting = f"MKL_CBWR={STRICT_MATH}"
     told = (
         f" (MKL_CBWR={os.environ['MKL_CBWR']} in the environment)"
         if "MKL_CBWR" in os.environ
@@ -286,8 +293,8 @@ def check_mkl() -> Check:
     )
     return Check(
         WARN,
-        f"mkl: strict mode off{told}: numbers change with the thread count; "
-        f"set {setting} before Python starts (the quicknets command does)",
+        f"mkl: strict mode off ({math_mode()}){told}: numbers change with the thread count; "
+        f"set {setting} before Python starts (the quicknets command and train() do)",
     )
 
 
@@ -475,9 +482,17 @@ def check_program(command: str, purpose: str, install: str) -> Check:
 
 
 def check_extra(extra: str) -> Check:
-    """An optional extra of pyproject.toml: each of its modules importable."""
-    purpose, modules = EXTRAS[extra]
-    found = {m: installed(m) for m in modules}
+    """An optional extra of pyproject.toml: each of its packages importable."""
+    purpose, packages = EXTRAS[extra]
+    found = {}
+    for package in packages:
+        version = installed(MODULE_OF.get(package, package))
+        if version == "" and package in MODULE_OF:  # the module's name is not the package's
+            try:
+                version = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                version = ""
+        found[package] = version
     missing = [m for m, v in found.items() if v is None]
     if missing:
         return Check(
