@@ -176,7 +176,10 @@ def _mkl():
     """MKL's service functions as linked into PyTorch (libtorch_cpu), or None without MKL."""
     import ctypes
 
-    import torch
+    try:
+        import torch
+    except ImportError:  # not installed (quicknets doctor says so): no MKL to ask
+        return None
     if not torch.backends.mkl.is_available():
         return None
     try:
@@ -221,9 +224,10 @@ def use_strict_math(environ=os.environ) -> str:
     784-32-10), which is the point: the caller's numbers become the command line's.
     """
     global _told_math
+    started = sys.modules.get("torch") is not None  # None: hidden, never to be imported
     if "MKL_CBWR" in environ:  # chosen: by the user, or here at the CLI's entry
-        return math_mode() if "torch" in sys.modules else f"MKL_CBWR={environ['MKL_CBWR']}"
-    if "torch" not in sys.modules:
+        return math_mode() if started else f"MKL_CBWR={environ['MKL_CBWR']}"
+    if not started:
         environ["MKL_CBWR"] = STRICT_MATH
         return f"MKL_CBWR={STRICT_MATH}"
     lib = _mkl()
