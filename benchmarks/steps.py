@@ -10,6 +10,7 @@ TTA layers (idle in training), channels-last, bf16 autocast, label smoothing 0.1
 Prints the median step and it x 235 (the steps of an epoch of 60,000 images at batch 256).
 Data drawing and augmentation (~1-2% of a conv epoch) are left out.
 """
+
 import argparse
 import time
 
@@ -41,12 +42,16 @@ def main() -> None:
     y = torch.randint(0, 10, (256,), generator=g)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     try:
-        models = {n: network(n, batchnorm=True, flip_tta=True).to(
-            memory_format=torch.channels_last) for n in args.networks}
+        models = {
+            n: network(n, batchnorm=True, flip_tta=True).to(memory_format=torch.channels_last)
+            for n in args.networks
+        }
     except QuicknetsError as e:
         parser.error(str(e))
-    opts = {n: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
-                               fused=True) for n, m in models.items()}
+    opts = {
+        n: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, fused=True)
+        for n, m in models.items()
+    }
     times = {n: [] for n in models}
     for _ in range(args.rounds):
         for name, model in models.items():
@@ -65,8 +70,11 @@ def main() -> None:
     for name, t in times.items():
         step = sorted(t)[len(t) // 2]
         first = first or step
-        print(f"{name:32s} median step {step * 1000:7.1f} ms ({len(t)} steps)  epoch "
-              f"~{step * STEPS_PER_EPOCH:6.1f} s  x{step / first:.2f} the first", flush=True)
+        print(
+            f"{name:32s} median step {step * 1000:7.1f} ms ({len(t)} steps)  epoch "
+            f"~{step * STEPS_PER_EPOCH:6.1f} s  x{step / first:.2f} the first",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 The user cache is redirected to a temporary folder for the whole session, so tests neither read
 nor leave anything in ~/.cache, and runs go to per-test temporary folders.
 """
+
 import importlib
 import os
 import select
@@ -44,8 +45,7 @@ def hung(proc: subprocess.Popen, what: str):
     except ProcessLookupError:
         pass
     out, err = proc.communicate()
-    pytest.fail(f"no {what} after {HANG_S} s: hung? stderr:\n{(err or '')[-6000:]}",
-                pytrace=False)
+    pytest.fail(f"no {what} after {HANG_S} s: hung? stderr:\n{(err or '')[-6000:]}", pytrace=False)
 
 
 def finish(proc: subprocess.Popen) -> tuple:
@@ -62,8 +62,10 @@ def wait_until(ready, proc: subprocess.Popen | None = None, what: str = "event")
     while not ready():
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
-            pytest.fail(f"the process ended ({proc.returncode}) before the {what}:\n{out}\n{err}",
-                        pytrace=False)
+            pytest.fail(
+                f"the process ended ({proc.returncode}) before the {what}:\n{out}\n{err}",
+                pytrace=False,
+            )
         if time.monotonic() > deadline:
             hung(proc, what) if proc is not None else pytest.fail(f"no {what} after {HANG_S} s")
         time.sleep(0.02)
@@ -77,13 +79,16 @@ def read_line(proc: subprocess.Popen, what: str = "line") -> str:
         hung(proc, what)
     return proc.stdout.readline()
 
+
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-def make_idx_dataset(folder: Path, n_train=300, n_test=100, classes=10, seed=0,
-                     compress=False) -> Path:
+def make_idx_dataset(
+    folder: Path, n_train=300, n_test=100, classes=10, seed=0, compress=False
+) -> Path:
     """Write four small, learnable IDX files: class c is a bright bar in row band c."""
     from quicknets.data.idx import write_idx
+
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for split, n in (("train", n_train), ("t10k", n_test)):
@@ -91,7 +96,7 @@ def make_idx_dataset(folder: Path, n_train=300, n_test=100, classes=10, seed=0,
         rng.shuffle(labels)
         images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
         for i, c in enumerate(labels):
-            images[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 220
+            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 220
         suffix = ".gz" if compress else ""
         write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", images, compress)
         write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels, compress)
@@ -102,9 +107,12 @@ def make_idx_dataset(folder: Path, n_train=300, n_test=100, classes=10, seed=0,
 def fashion():
     """The real Fashion-MNIST, loaded once per session."""
     if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist "
-                    "(scripts/setup.sh does it)")
+        pytest.fail(
+            "Fashion-MNIST is missing: apt-get install dataset-fashion-mnist "
+            "(scripts/setup.sh does it)"
+        )
     from quicknets.data.loading import load_dataset
+
     return load_dataset("fashion-mnist")
 
 
@@ -118,6 +126,7 @@ def tiny_dir(tmp_path) -> Path:
 def tiny(tiny_dir):
     """A small generated dataset, loaded as MNIST without digest checks."""
     from quicknets.data.loading import load_dataset
+
     return load_dataset("mnist", tiny_dir, verify=False, download=False)
 
 
@@ -131,8 +140,10 @@ def need(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        pytest.fail(f"{module} is missing: pip install -e '.[test]' (scripts/setup.sh test does "
-                    "it)", pytrace=False)
+        pytest.fail(
+            f"{module} is missing: pip install -e '.[test]' (scripts/setup.sh test does it)",
+            pytrace=False,
+        )
 
 
 # A child's first lines for start_together: it says it is ready, then waits for the word.

@@ -7,6 +7,7 @@ interpreter per page: the whole file took 40-60 s of CPU time here (a load of 11
 stretched that to 2.5-3.5 minutes of wall time). A snippet that cannot run is fenced as `python-norun` and
 listed in NOT_RUN with the reason; a Python snippet neither run nor listed fails the test.
 """
+
 import argparse
 import os
 import re
@@ -34,8 +35,12 @@ def fenced_blocks(path: Path) -> list:
 
 def python_snippets() -> dict:
     """(page relative to docs/, first line) -> code, for every `python` block of the docs."""
-    return {(str(p.relative_to(DOCS)), code.splitlines()[0]): code
-            for p in PAGES for lang, code in fenced_blocks(p) if lang == "python"}
+    return {
+        (str(p.relative_to(DOCS)), code.splitlines()[0]): code
+        for p in PAGES
+        for lang, code in fenced_blocks(p)
+        if lang == "python"
+    }
 
 
 def snippet(page: str, first_line: str) -> str:
@@ -45,21 +50,29 @@ def snippet(page: str, first_line: str) -> str:
 def _env() -> dict:
     # MKL's strict mode, as the docs advise a Python process (reproducibility.md): the snippets'
     # MLPs are then thread-free and leave busy cores to other work instead of fighting for them.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_CBWR": "AUTO,STRICT",
-            "NO_MKDOCS_2_WARNING": "1",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_CBWR": "AUTO,STRICT",
+        "NO_MKDOCS_2_WARNING": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def _run(code: str, cwd: Path) -> str:
-    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True,
-                          env=_env())
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, env=_env()
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
 # --- the snippets: each runner claims the snippets it runs --------------------------------------
 
-STORY = ("quick-pass.md", "from quicknets import load_dataset, network, train, evaluate, classify, banner")
+STORY = (
+    "quick-pass.md",
+    "from quicknets import load_dataset, network, train, evaluate, classify, banner",
+)
 LOAD_MODEL = ("quick-pass.md", "from quicknets import load_model")
 PLOTS = ("see-it.md", "import torch")
 OWN_DATA = ("data.md", "from quicknets.data import load_dataset")
@@ -71,8 +84,12 @@ RUN = {STORY, LOAD_MODEL, PLOTS, OWN_DATA, LR_FIND, SWEEP, ELSEWHERE}
 
 def test_every_python_snippet_is_run_or_marked_not_run():
     assert set(python_snippets()) == RUN, "a snippet nobody runs, or a runner without its snippet"
-    norun = {(str(p.relative_to(DOCS)), code.splitlines()[0])
-             for p in PAGES for lang, code in fenced_blocks(p) if lang == "python-norun"}
+    norun = {
+        (str(p.relative_to(DOCS)), code.splitlines()[0])
+        for p in PAGES
+        for lang, code in fenced_blocks(p)
+        if lang == "python-norun"
+    }
     assert norun == set(NOT_RUN)
     other = {lang for p in PAGES for lang, _ in fenced_blocks(p)} - {"python", "python-norun"}
     assert other <= {"", "sh", "toml", "text"}  # anything else would be a snippet left untested
@@ -82,17 +99,21 @@ def test_the_story_the_saved_model_and_the_plots_run(fashion, tmp_path):
     """The quick pass (the story, then a saved run's model) and see-it's plots, which go on from
     the story, in one interpreter; the run the docs name is made first, with 1 epoch."""
     story = snippet(*STORY).replace("epochs=7", "epochs=1")
-    make_run = ("from quicknets.config.configs import RunConfig\n"
-                "from quicknets.records.experiment import run as _run\n"
-                "_path, _ = _run(RunConfig.build(epochs=1, threads=1), 'runs', data=data,"
-                " quiet=True, log=lambda *a: None)\n"
-                "assert _path.name.startswith('mlp-256-128-64_adam_lr0.003_s0-')\n"
-                "from PIL import Image\n"
-                "Image.fromarray(data.test_images[0].numpy()).save('shoe.jpg')\n")
+    make_run = (
+        "from quicknets.config.configs import RunConfig\n"
+        "from quicknets.records.experiment import run as _run\n"
+        "_path, _ = _run(RunConfig.build(epochs=1, threads=1), 'runs', data=data,"
+        " quiet=True, log=lambda *a: None)\n"
+        "assert _path.name.startswith('mlp-256-128-64_adam_lr0.003_s0-')\n"
+        "from PIL import Image\n"
+        "Image.fromarray(data.test_images[0].numpy()).save('shoe.jpg')\n"
+    )
     load = snippet(*LOAD_MODEL).replace('"mlp-256-128-64_adam_lr0.003_s0-f77fb2"', "_path.name")
     assert "_path.name" in load
-    load += ("assert model.preprocessing.shape == (1, 28, 28)\n"
-             "print('saved model:', classify(model, 'shoe.jpg')[0]['class'])\n")
+    load += (
+        "assert model.preprocessing.shape == (1, 28, 28)\n"
+        "print('saved model:', classify(model, 'shoe.jpg')[0]['class'])\n"
+    )
     plots = snippet(*PLOTS).replace("epochs=7", "epochs=1")
     code = story + make_run + load + plots
     assert code.count("epochs=1") == 3  # the two trainings and the run: nothing else was changed
@@ -106,6 +127,7 @@ def test_the_own_data_snippet_runs(tmp_path):
     """data.md's Dataset and DataLoader on a small folder of class folders, made here."""
     import numpy as np
     from PIL import Image
+
     rng = np.random.default_rng(0)
     for split, n in (("train", 12), ("test", 4)):
         for c in ("cat", "dog"):
@@ -113,8 +135,10 @@ def test_the_own_data_snippet_runs(tmp_path):
             for i in range(n):
                 pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(tmp_path / "pets" / split / c / f"{i}.png")
-    code = snippet(*OWN_DATA) + ("assert tuple(x.shape) == (3, 32, 32) and y in (0, 1)\n"
-                                 "assert tuple(xb.shape[1:]) == (3, 32, 32)\n")
+    code = snippet(*OWN_DATA) + (
+        "assert tuple(x.shape) == (3, 32, 32) and y in (0, 1)\n"
+        "assert tuple(xb.shape[1:]) == (3, 32, 32)\n"
+    )
     _run(code, tmp_path)
 
 
@@ -132,8 +156,13 @@ def test_the_sweep_snippet_runs_as_a_script(fashion, tmp_path):
     assert code.count('"epochs": 1') == 1 and "seeds=1" in code
     code += '\n    print("best:", groups[0]["settings"], len(groups))\n'
     (tmp_path / "sweep_script.py").write_text(code)
-    done = subprocess.run([sys.executable, "sweep_script.py"], cwd=tmp_path, capture_output=True,
-                          text=True, env=_env())
+    done = subprocess.run(
+        [sys.executable, "sweep_script.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("trial ") == 4  # 2 networks x 2 lr x 1 seed, each trained once
     assert "best:" in done.stdout and done.stdout.rstrip().endswith(" 4")
@@ -151,13 +180,29 @@ def test_the_predict_and_export_snippet_runs(fashion, tmp_path):
 
 # --- the site ------------------------------------------------------------------------------------
 
+
 def test_the_site_builds_strict(tmp_path):
     """A broken link, a missing page or anchor, an unresolved API reference fails the build."""
     need("mkdocs")
     site = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
-                           "-f", str(ROOT / "mkdocs.yml"), "-d", str(site)],
-                          cwd=ROOT, capture_output=True, text=True, env=_env())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--quiet",
+            "-f",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(site),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     cli = (site / "cli.html").read_text()
     for name, sub in _subcommands(_parser()).items():  # the hook wrote every command's help
@@ -177,6 +222,7 @@ def test_every_name_quicknets_exports_is_in_the_api_reference():
     """api/index.md links each export to its reference ([`name`][module.name]; --strict fails on
     a target mkdocstrings did not render), so a new export cannot go undocumented."""
     import quicknets
+
     index = (DOCS / "api" / "index.md").read_text()
     listed = set(re.findall(r"\[`(\w+)`\]\[([\w.]+)\]", index))
     assert listed == {(name, f"{module}.{name}") for name, module in quicknets._EXPORTS.items()}
@@ -187,8 +233,10 @@ def test_every_name_quicknets_exports_is_in_the_api_reference():
 
 # --- the shell commands ----------------------------------------------------------------------------
 
+
 def _parser() -> argparse.ArgumentParser:
     from quicknets.cli import build_parser
+
     return build_parser()
 
 
@@ -203,8 +251,12 @@ def shell_commands(path: Path) -> list:
     """Every `quicknets ...` command of a Markdown file: the lines of its sh blocks (continued
     lines joined) and its inline code, each cut at a pipe, a redirection or `&&`."""
     text = path.read_text()
-    lines = [line for lang, code in fenced_blocks(path) if lang == "sh"
-             for line in code.replace("\\\n", " ").splitlines()]
+    lines = [
+        line
+        for lang, code in fenced_blocks(path)
+        if lang == "sh"
+        for line in code.replace("\\\n", " ").splitlines()
+    ]
     lines += re.findall(r"`((?:\S*/)?quicknets [^`\n]*)`", text)
     commands = []
     for line in lines:

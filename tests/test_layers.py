@@ -1,18 +1,34 @@
 """The package's layer order: a module imports its own group and the groups below it, never one
 above, and no modules import each other in a loop. Imports inside functions count: they are
 dependencies all the same, only later."""
+
 import ast
 from pathlib import Path
 
 import quicknets
 
 # bottom first; docs/architecture.md's "Layout" shows the same order (checked below)
-LAYERS = ["base", "data", "config", "networks", "evaluation", "plots", "training", "records",
-          "sweeps", "outputs", "audit", "commands"]
+LAYERS = [
+    "base",
+    "data",
+    "config",
+    "networks",
+    "evaluation",
+    "plots",
+    "training",
+    "records",
+    "sweeps",
+    "outputs",
+    "audit",
+    "commands",
+]
 # modules at the root of the package and the group each is in
-ROOT = {"quicknets": "base",  # __init__: __version__ and the lazy exports; imports nothing
-        "quicknets.cli": "commands", "quicknets.__main__": "commands",
-        "quicknets.doctor": "commands"}
+ROOT = {
+    "quicknets": "base",  # __init__: __version__ and the lazy exports; imports nothing
+    "quicknets.cli": "commands",
+    "quicknets.__main__": "commands",
+    "quicknets.doctor": "commands",
+}
 PACKAGE = Path(quicknets.__file__).parent
 
 
@@ -37,8 +53,9 @@ def imports(name: str, file: Path, modules) -> dict:
             if node.level:  # relative: from . import x / from ..x import y
                 anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 base = f"{anchor}.{base}" if base else anchor
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                       for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -54,7 +71,8 @@ def group(name: str) -> str:
         return ROOT[name]
     parts = name.split(".")
     assert len(parts) > 1 and parts[1] in LAYERS, (
-        f"{name} is in no group: put it in a group's folder, or name it in ROOT")
+        f"{name} is in no group: put it in a group's folder, or name it in ROOT"
+    )
     return parts[1]
 
 
@@ -82,7 +100,7 @@ def find_cycle(edges: dict) -> list | None:
         path.append(node)
         for dep in sorted(edges.get(node, ())):
             if state.get(dep) == "open":
-                return path[path.index(dep):] + [dep]
+                return path[path.index(dep) :] + [dep]
             if dep not in state:
                 found = visit(dep)
                 if found:
@@ -119,7 +137,8 @@ def test_no_import_cycle():
 
 def test_the_checks_find_what_they_look_for():
     assert upward({"quicknets.data.idx": {"quicknets.training.loop": 3}}) == [
-        "quicknets.data.idx (data) imports quicknets.training.loop (training), line 3"]
+        "quicknets.data.idx (data) imports quicknets.training.loop (training), line 3"
+    ]
     assert upward({"quicknets.training.loop": {"quicknets.data.idx": 3}}) == []
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None

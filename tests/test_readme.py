@@ -1,6 +1,7 @@
 """The README is a start: short, the two commands as they are, links that lead somewhere, and no
 snippet of its own left untested (each Python snippet is one of the docs', which test_docs.py
 runs; its `quicknets ...` commands are checked there too)."""
+
 import re
 from pathlib import Path
 

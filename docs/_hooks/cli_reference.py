@@ -8,6 +8,7 @@ command's `--help` exactly as the terminal prints it, at a fixed width of 100 co
 mkdocs-argparse (0.0.1, one release) and mkdocs-rich-argparse (for rich-argparse parsers) were
 looked at; neither is kept up well enough to rely on for a page this small.
 """
+
 import argparse
 import os
 import sys
@@ -50,7 +51,14 @@ def subcommands(parser: argparse.ArgumentParser) -> dict:
 
 
 def _sections(parser: argparse.ArgumentParser, level: int) -> list:
-    out = [f"{'#' * level} `{parser.prog}`", "", "```text", parser.format_help().rstrip(), "```", ""]
+    out = [
+        f"{'#' * level} `{parser.prog}`",
+        "",
+        "```text",
+        parser.format_help().rstrip(),
+        "```",
+        "",
+    ]
     for name, sub in subcommands(parser).items():
         out += _sections(sub, level if parser.prog == "quicknets" else level + 1)
     return out

@@ -1,6 +1,7 @@
 """The data audit (audit/checks.py, audit/page.py, `quicknets audit`): each finding against a
 brute-force reference, planted problems found on a small Fashion-MNIST CSV, and one error line
 for each kind of bad input."""
+
 import importlib.util
 import json
 import re
@@ -31,6 +32,7 @@ def _random_images(n, seed=0, shape=(28, 28)):
 
 # -- exact duplicates: against a brute-force comparison of every pair --------------------------
 
+
 def _brute_pairs(a, b=None):
     """[[first, copy]] within a (b None), or [[first index in a, j]] for each b[j] in a."""
     a = a.reshape(len(a), -1)
@@ -42,8 +44,13 @@ def _brute_pairs(a, b=None):
                 pairs.append([same[0], j])
         return sorted(pairs)
     b = b.reshape(len(b), -1)
-    return sorted([[next(i for i in range(len(a)) if torch.equal(a[i], b[j])), j]
-                   for j in range(len(b)) if any(torch.equal(a[i], b[j]) for i in range(len(a)))])
+    return sorted(
+        [
+            [next(i for i in range(len(a)) if torch.equal(a[i], b[j])), j]
+            for j in range(len(b))
+            if any(torch.equal(a[i], b[j]) for i in range(len(a)))
+        ]
+    )
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (3, 8, 8), (5, 7)])
@@ -69,13 +76,14 @@ def test_one_changed_pixel_is_not_an_exact_duplicate():
 
 # -- the kNN search, near duplicates and outliers -----------------------------------------------
 
+
 def test_nearest_neighbours_match_cdist():
     x = torch.rand(300, 40, generator=torch.Generator().manual_seed(0))
     d, i = A.nearest_neighbours(x, k=5)
     ref = torch.cdist(x.double(), x.double())
     ref.fill_diagonal_(float("inf"))
     rd, ri = ref.topk(5, dim=1, largest=False)
-    assert torch.allclose(d.double(), rd / 40 ** 0.5, atol=1e-5)
+    assert torch.allclose(d.double(), rd / 40**0.5, atol=1e-5)
     assert torch.equal(i, ri)
 
 
@@ -121,17 +129,18 @@ def test_near_duplicates_are_found_and_exact_ones_left_out(fashion):
 
 def test_outliers_are_the_farthest_from_their_neighbours():
     images = torch.full((200, 28, 28), 100, dtype=torch.uint8)
-    images += torch.from_numpy(np.random.default_rng(0).integers(0, 5, (200, 28, 28),
-                                                                 np.uint8))
+    images += torch.from_numpy(np.random.default_rng(0).integers(0, 5, (200, 28, 28), np.uint8))
     images[17] = 255  # the odd one out, in train
     images[150] = 0  # and in test
     labels = torch.zeros(200, dtype=torch.long)
-    found = A.outliers(A.nearest_neighbours(A.pooled_features(images)), labels, 120, ["a"],
-                       share=0.01)
+    found = A.outliers(
+        A.nearest_neighbours(A.pooled_features(images)), labels, 120, ["a"], share=0.01
+    )
     assert [(x["split"], x["index"]) for x in found] == [("train", 17), ("test", 30)]
 
 
 # -- folds, balance, label issues ---------------------------------------------------------------
+
 
 def test_groups_join_copies_of_copies_and_share_a_fold():
     groups = A.duplicate_groups(10, [[5, 8], [2, 5], [7, 9, 0.01]])
@@ -149,8 +158,12 @@ def test_class_counts_and_imbalance():
     labels = torch.tensor([0] * 30 + [1] * 10 + [2] * 20)
     counts = A.class_counts(labels, ["a", "b", "c"])
     assert counts == {"a": 30, "b": 10, "c": 20}
-    assert A.imbalance(counts) == {"ratio": 3.0, "imbalanced": True, "largest": "a",
-                                   "smallest": "b"}
+    assert A.imbalance(counts) == {
+        "ratio": 3.0,
+        "imbalanced": True,
+        "largest": "a",
+        "smallest": "b",
+    }
     assert A.imbalance({"a": 10, "b": 12})["imbalanced"] is False
     assert A.imbalance({"a": 10, "b": 0})["ratio"] is None  # an empty class: infinite
 
@@ -171,19 +184,27 @@ def test_label_issues_rank_confidently_wrong_labels_first():
     first = issues[0]
     assert first["label"] == ["x", "y", "z"][labels_given[first["index"]]]
     assert first["suggested"] == ["x", "y", "z"][labels[first["index"]]]
-    assert first["score"] == pytest.approx(probs[first["index"], labels_given[first["index"]]],
-                                           abs=1e-4)
+    assert first["score"] == pytest.approx(
+        probs[first["index"], labels_given[first["index"]]], abs=1e-4
+    )
     assert [i["score"] for i in issues] == sorted(i["score"] for i in issues)
 
 
 # -- end to end: planted problems in a small Fashion-MNIST CSV ------------------------------------
 
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory, fashion):
     bench = _bench()
     folder = tmp_path_factory.mktemp("planted")
-    truth = bench.plant(fashion.test_images[:2000].numpy(), fashion.test_labels[:2000].numpy(),
-                        seed=1, flips=20, duplicates=6, overlaps=4)
+    truth = bench.plant(
+        fashion.test_images[:2000].numpy(),
+        fashion.test_labels[:2000].numpy(),
+        seed=1,
+        flips=20,
+        duplicates=6,
+        overlaps=4,
+    )
     bench.write_csv(folder / "planted_train.csv", *truth["train"])
     bench.write_csv(folder / "planted_test.csv", *truth["test"])
     return folder, truth, bench
@@ -211,18 +232,33 @@ def test_the_audit_finds_what_was_planted(planted, capsys):
 
 def test_the_summary_has_one_line_per_kind(planted, capsys, tmp_path):
     folder, _, _ = planted
-    code = main(["audit", str(folder / "planted_train.csv"), "--no-labels", "--runs-dir",
-                 str(tmp_path / "runs")])
+    code = main(
+        [
+            "audit",
+            str(folder / "planted_train.csv"),
+            "--no-labels",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
     lines = capsys.readouterr().out.splitlines()
     assert code == 0
     kinds = [line.split(":")[0] for line in lines]
-    assert kinds == ["data", "duplicates", "near duplicates", "classes", "outliers", "wrote",
-                     "open"]
+    assert kinds == [
+        "data",
+        "duplicates",
+        "near duplicates",
+        "classes",
+        "outliers",
+        "wrote",
+        "open",
+    ]
     assert lines[1] == "duplicates: 6 in train, 0 in test, 4 test images also in train"
     assert (tmp_path / "runs" / "audits" / "planted.html").is_file()
 
 
 # -- bad input: one error line each ------------------------------------------------------------
+
 
 def _error(args, capsys):
     code = main(args)
@@ -242,11 +278,16 @@ def test_one_class_is_refused(tmp_path, capsys):
 
 def test_one_class_in_the_training_split_is_refused(tiny):
     import dataclasses
+
     keep = tiny.train_labels == 3
-    one = dataclasses.replace(tiny, train_images=tiny.train_images[keep],
-                              train_labels=tiny.train_labels[keep])
-    with pytest.raises(QuicknetsError, match=r"has 1 class in its training split \(3\); an "
-                                             "audit needs 2 or more"):
+    one = dataclasses.replace(
+        tiny, train_images=tiny.train_images[keep], train_labels=tiny.train_labels[keep]
+    )
+    with pytest.raises(
+        QuicknetsError,
+        match=r"has 1 class in its training split \(3\); an "
+        "audit needs 2 or more",
+    ):
         A.audit(one, labels=False)
 
 
@@ -258,8 +299,9 @@ def test_a_missing_path_is_refused(name, tmp_path, capsys):
 
 def test_too_large_for_memory_is_refused_before_reading(planted, capsys, monkeypatch):
     folder, _, _ = planted
-    monkeypatch.setattr(A, "available_memory", lambda: 50 * 2 ** 20)  # 50 MiB
+    monkeypatch.setattr(A, "available_memory", lambda: 50 * 2**20)  # 50 MiB
     import quicknets.data.loading
+
     monkeypatch.setattr(quicknets.data.loading, "read_source", lambda *a, **k: pytest.fail("read"))
     message = _error(["audit", str(folder / "planted_train.csv")], capsys)
     assert "GiB of memory" in message and "0.0 GiB are available" in message
@@ -267,16 +309,16 @@ def test_too_large_for_memory_is_refused_before_reading(planted, capsys, monkeyp
 
 def test_the_estimate_is_near_the_truth(planted):
     folder, _, _ = planted
-    images, pixels, _ = A.estimate_images(folder / "planted_train.csv",
-                                          folder / "planted_test.csv")
+    images, pixels, _ = A.estimate_images(folder / "planted_train.csv", folder / "planted_test.csv")
     assert pixels == 784
     assert abs(images - 2010) < 0.1 * 2010
 
 
 def test_the_estimate_reads_npz_headers(tmp_path):
     x = np.zeros((300, 32, 32, 3), np.uint8)
-    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.zeros(300), x_test=x[:50],
-             y_test=np.zeros(50))
+    np.savez(
+        tmp_path / "d.npz", x_train=x, y_train=np.zeros(300), x_test=x[:50], y_test=np.zeros(50)
+    )
     assert A.estimate_images(tmp_path / "d.npz")[:2] == (350, 3072)
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert A.estimate_images(tmp_path / "bad.npz") is None  # the loader gives the error
@@ -284,7 +326,7 @@ def test_the_estimate_reads_npz_headers(tmp_path):
 
 
 def test_too_large_when_loaded_is_refused(tiny, monkeypatch):
-    monkeypatch.setattr(A, "available_memory", lambda: 2 ** 20)
+    monkeypatch.setattr(A, "available_memory", lambda: 2**20)
     with pytest.raises(QuicknetsError, match="GiB of memory"):
         A.audit(tiny, labels=False)
 
@@ -299,7 +341,8 @@ def test_a_missing_cleanlab_names_the_extra(tiny, monkeypatch):
 def test_bad_folds_are_refused(planted, capsys):
     folder, _, _ = planted
     assert "--folds must be 2 or more" in _error(
-        ["audit", str(folder / "planted_train.csv"), "--folds", "1"], capsys)
+        ["audit", str(folder / "planted_train.csv"), "--folds", "1"], capsys
+    )
 
 
 def test_help_gives_the_defaults_audit_uses(capsys):

@@ -1,4 +1,5 @@
 """Machine facts: cores, the run queue, the device, bf16, resolving `auto` settings, the lease."""
+
 import json
 import os
 import subprocess
@@ -6,20 +7,32 @@ import sys
 
 import pytest
 import torch
-from conftest import read_line
 
+from conftest import read_line
 from quicknets.base import machine
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.machine import (CoreLease, available_memory, default_threads, free_cores,
-                               native_bf16, native_fp16, pick_device, resolve, shares,
-                               usable_cores)
+from quicknets.base.machine import (
+    CoreLease,
+    available_memory,
+    default_threads,
+    free_cores,
+    native_bf16,
+    native_fp16,
+    pick_device,
+    resolve,
+    shares,
+    usable_cores,
+)
 from quicknets.config.configs import TrainConfig
 
 
 def start_spinner() -> subprocess.Popen:
     """A process that keeps a core busy, returned once it spins (it says so), not after a time."""
-    spinner = subprocess.Popen([sys.executable, "-c", "print('spinning', flush=True)\n"
-                                "while True: pass"], stdout=subprocess.PIPE, text=True)
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert read_line(spinner, "spinning line") == "spinning\n"
     return spinner
 
@@ -76,7 +89,7 @@ def test_resolve_makes_auto_concrete_and_is_idempotent():
 
 def test_facts_have_the_right_types():
     assert isinstance(native_bf16("cpu"), bool) and native_bf16("mps") is False
-    assert available_memory() > 2 ** 20  # Linux reports MemAvailable
+    assert available_memory() > 2**20  # Linux reports MemAvailable
 
 
 def test_auto_picks_cuda_then_apples_mps_then_the_cpu(monkeypatch):
@@ -93,18 +106,22 @@ def test_fp16_facts():
     assert native_fp16("mps") is True and native_fp16("xla") is False
     assert isinstance(native_fp16("cpu"), bool)
     assert native_fp16("cuda") is torch.cuda.is_available() and (
-        not torch.cuda.is_available() or native_fp16("cuda") ==
-        (torch.cuda.get_device_capability() >= (7, 0)))
+        not torch.cuda.is_available()
+        or native_fp16("cuda") == (torch.cuda.get_device_capability() >= (7, 0))
+    )
 
 
-@pytest.mark.parametrize("holders, cores, expected", [
-    ({1: (2, True)}, 2, {1: 2}),                                  # alone: every core
-    ({1: (2, True), 2: (2, True)}, 2, {1: 1, 2: 1}),              # two trainings: one each
-    ({1: (2, True), 2: (1, False), 3: (1, False)}, 2, {1: 1, 2: 1, 3: 1}),  # beside a sweep
-    ({1: (2, True), 2: (2, False)}, 2, {1: 1, 2: 2}),             # a fixed one keeps its count
-    ({1: (4, True), 2: (1, True)}, 4, {1: 3, 2: 1}),              # what one leaves, one takes
-    ({1: (3, True), 2: (3, True), 3: (3, True)}, 8, {1: 2, 2: 3, 3: 3}),
-])
+@pytest.mark.parametrize(
+    "holders, cores, expected",
+    [
+        ({1: (2, True)}, 2, {1: 2}),  # alone: every core
+        ({1: (2, True), 2: (2, True)}, 2, {1: 1, 2: 1}),  # two trainings: one each
+        ({1: (2, True), 2: (1, False), 3: (1, False)}, 2, {1: 1, 2: 1, 3: 1}),  # beside a sweep
+        ({1: (2, True), 2: (2, False)}, 2, {1: 1, 2: 2}),  # a fixed one keeps its count
+        ({1: (4, True), 2: (1, True)}, 4, {1: 3, 2: 1}),  # what one leaves, one takes
+        ({1: (3, True), 2: (3, True), 3: (3, True)}, 8, {1: 2, 2: 3, 3: 3}),
+    ],
+)
 def test_shares(holders, cores, expected):
     assert shares(holders, cores) == expected
 
@@ -112,12 +129,19 @@ def test_shares(holders, cores, expected):
 def test_the_lease_shares_the_cores_and_forgets_the_dead(tmp_path):
     """A live holder takes its core; a dead one (or a reused pid) is dropped; leaving gives back."""
     path, cores, before = tmp_path / "lease.json", usable_cores(), torch.get_num_threads()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                              stdin=subprocess.PIPE)  # alive until killed, however slow the test
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )  # alive until killed, however slow the test
     try:
-        path.write_text(json.dumps({str(holder.pid): [1, False, machine._started(holder.pid)],
-                                    "999999999": [4, False, "12"],  # gone
-                                    str(os.getpid()): [4, False, "12"]}))  # a reused pid
+        path.write_text(
+            json.dumps(
+                {
+                    str(holder.pid): [1, False, machine._started(holder.pid)],
+                    "999999999": [4, False, "12"],  # gone
+                    str(os.getpid()): [4, False, "12"],
+                }
+            )
+        )  # a reused pid
         with CoreLease(cores, flexible=True, path=path, load=False) as lease:
             table = json.loads(path.read_text())
             assert set(table) == {str(holder.pid), str(os.getpid())}
@@ -139,8 +163,9 @@ def test_a_fixed_holder_keeps_its_threads(tmp_path):
     path, before = tmp_path / "lease.json", torch.get_num_threads()
     try:
         with CoreLease(1, flexible=False, path=path) as lease:
-            path.write_text(json.dumps({**json.loads(path.read_text()),
-                                        "1": [8, False, machine._started(1)]}))
+            path.write_text(
+                json.dumps({**json.loads(path.read_text()), "1": [8, False, machine._started(1)]})
+            )
             lease.next_look = 0
             lease.step()
             assert torch.get_num_threads() == 1
@@ -182,14 +207,17 @@ print(json.dumps([thread_invariant(), modes, [str(w.message) for w in told]]))
 """
 
 
-@pytest.mark.parametrize("case, env, invariant, mode, notes", [
-    ("at the entry", None, True, "MKL_CBWR=AUTO,STRICT", 0),
-    ("in Python, before MKL ran", None, True, "MKL_CBWR=AUTO,STRICT", 0),
-    ("after MKL ran", None, False, "MKL_CBWR=BRANCH_OFF", 1),  # kept, and said once
-    ("never", None, False, "MKL_CBWR=BRANCH_OFF", 0),
-    ("in Python, before MKL ran", "COMPATIBLE", False, "MKL_CBWR=COMPATIBLE", 0),  # the user's
-    ("after MKL ran", "AUTO,STRICT", True, "MKL_CBWR=AUTO,STRICT", 0),
-])
+@pytest.mark.parametrize(
+    "case, env, invariant, mode, notes",
+    [
+        ("at the entry", None, True, "MKL_CBWR=AUTO,STRICT", 0),
+        ("in Python, before MKL ran", None, True, "MKL_CBWR=AUTO,STRICT", 0),
+        ("after MKL ran", None, False, "MKL_CBWR=BRANCH_OFF", 1),  # kept, and said once
+        ("never", None, False, "MKL_CBWR=BRANCH_OFF", 0),
+        ("in Python, before MKL ran", "COMPATIBLE", False, "MKL_CBWR=COMPATIBLE", 0),  # the user's
+        ("after MKL ran", "AUTO,STRICT", True, "MKL_CBWR=AUTO,STRICT", 0),
+    ],
+)
 def test_one_math_mode_for_the_cli_and_python(case, env, invariant, mode, notes):
     """use_strict_math, which the CLI's entry and train() both call: MKL's strict mode wherever
     nothing chose a mode yet; a mode chosen (by MKL_CBWR, or by MKL having run) stays, and a
@@ -199,14 +227,21 @@ def test_one_math_mode_for_the_cli_and_python(case, env, invariant, mode, notes)
     environ = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
     if env:
         environ["MKL_CBWR"] = env
-    out = subprocess.run([sys.executable, "-c", STRICT_SCRIPT, case], env=environ, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", STRICT_SCRIPT, case],
+        env=environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     got_invariant, modes, told = json.loads(out)
     assert got_invariant == invariant and set(modes) == {mode}
     assert len(told) == notes
     if notes:
-        assert told[0].startswith(f"MKL already ran in this process in another math mode "
-                                  f"({mode}), so its numbers may differ")
+        assert told[0].startswith(
+            f"MKL already ran in this process in another math mode "
+            f"({mode}), so its numbers may differ"
+        )
     environ = {"MKL_CBWR": "COMPATIBLE"}
     machine.use_strict_math(environ)
     assert environ == {"MKL_CBWR": "COMPATIBLE"}  # a mode set by the user stays
@@ -253,14 +288,19 @@ def test_thread_free_runs_give_the_same_numbers_whatever_the_threads(tiny_dir, c
     if not torch.backends.mkl.is_available():
         pytest.skip("the strict reproducible mode is MKL's")
     env = {**os.environ, "MKL_CBWR": "AUTO,STRICT"}
-    out = subprocess.run([sys.executable, "-c", FLIP_SCRIPT, str(tiny_dir), case], env=env,
-                         check=True, capture_output=True, text=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, "-c", FLIP_SCRIPT, str(tiny_dir), case],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
     assert len(out) == 2 and out[0] == out[1]
 
 
 def test_a_garbled_lease_file_is_started_afresh(tmp_path):
     path, before = tmp_path / "lease.json", torch.get_num_threads()
-    for junk in ('{"12": 3}', '[1, 2]', '{"x": [1, true, "1"]}', '{"1": ['):
+    for junk in ('{"12": 3}', "[1, 2]", '{"x": [1, true, "1"]}', '{"1": ['):
         path.write_text(junk)
         try:
             with CoreLease(1, flexible=False, path=path):

@@ -1,5 +1,6 @@
 """Atomic writes: all or nothing, readable by others like any saved file; a full disk or a
 removed folder is one clear error that leaves the earlier file intact."""
+
 import errno
 import json
 import os
@@ -10,8 +11,14 @@ import pytest
 import torch
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.storage import (WriteError, atomic_torch_save, atomic_write,
-                                    atomic_write_bytes, atomic_write_json, json_text)
+from quicknets.base.storage import (
+    WriteError,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    json_text,
+)
 
 
 def test_write_replaces_whole_file_with_normal_permissions(tmp_path):
@@ -30,6 +37,7 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
     def explode(f):
         f.write(b"half")
         raise RuntimeError("disk full")
+
     with pytest.raises(RuntimeError):
         atomic_write(target, explode)
     assert target.read_bytes() == b"old"
@@ -38,10 +46,15 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 
 def test_a_missing_folder_is_created_only_when_asked(tmp_path):
     run = tmp_path / "run"  # a run folder removed while its trainer writes
-    for write in (lambda: atomic_write_json(run / "history.json", [], parents=False),
-                  lambda: atomic_torch_save({"x": torch.ones(2)}, run / "ckpt.pt", parents=False)):
-        with pytest.raises(QuicknetsError, match=f"cannot write {run}/.*: its folder {run} no "
-                                                 r"longer exists \(removed\?\)$"):
+    for write in (
+        lambda: atomic_write_json(run / "history.json", [], parents=False),
+        lambda: atomic_torch_save({"x": torch.ones(2)}, run / "ckpt.pt", parents=False),
+    ):
+        with pytest.raises(
+            QuicknetsError,
+            match=f"cannot write {run}/.*: its folder {run} no "
+            r"longer exists \(removed\?\)$",
+        ):
             write()
         assert not run.exists()
     atomic_write_json(run / "cache.json", [])  # a cache: its folders are made
@@ -70,21 +83,26 @@ class FullDisk:
         self.f.close()
 
 
-@pytest.mark.parametrize("code, reason", [(errno.ENOSPC, "no space left on the device"),
-                                          (errno.EDQUOT, "disk quota exceeded")])
+@pytest.mark.parametrize(
+    "code, reason",
+    [(errno.ENOSPC, "no space left on the device"), (errno.EDQUOT, "disk quota exceeded")],
+)
 def test_a_full_disk_is_one_line_and_the_old_file_stays(tmp_path, monkeypatch, code, reason):
     real_fdopen = os.fdopen
-    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode), 1000,
-                                                                code))
-    for name, write in [("a.json", lambda p: atomic_write_json(p, list(range(1000)))),
-                        ("a.pt", lambda p: atomic_torch_save({"w": torch.zeros(1000)}, p)),
-                        ("a.bin", lambda p: atomic_write_bytes(p, b"x" * 5000, parents=False))]:
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode), 1000, code))
+    for name, write in [
+        ("a.json", lambda p: atomic_write_json(p, list(range(1000)))),
+        ("a.pt", lambda p: atomic_torch_save({"w": torch.zeros(1000)}, p)),
+        ("a.bin", lambda p: atomic_write_bytes(p, b"x" * 5000, parents=False)),
+    ]:
         target = tmp_path / name
         target.write_bytes(b"earlier")
         with pytest.raises(WriteError) as e:
             write(target)  # torch.save alone would say "unexpected pos 64 vs 0"
-        assert str(e.value) == f"cannot write {target}: {reason} (the file on disk, if any, " \
-                               "is unchanged)"
+        assert (
+            str(e.value) == f"cannot write {target}: {reason} (the file on disk, if any, "
+            "is unchanged)"
+        )
         assert isinstance(e.value, QuicknetsError) and isinstance(e.value, OSError)
         assert e.value.errno == code  # callers that tolerate a failed write (caches) still can
         assert target.read_bytes() == b"earlier"
@@ -94,14 +112,16 @@ def test_a_full_disk_is_one_line_and_the_old_file_stays(tmp_path, monkeypatch, c
 def test_a_real_full_disk(tmp_path):
     disk = tmp_path / "disk"
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True
+    ).returncode:
         pytest.skip("mounting a tmpfs needs root (test_a_full_disk_is_one_line simulates it)")
     try:
         atomic_torch_save({"w": torch.ones(100)}, disk / "checkpoint.pt", parents=False)
         before = (disk / "checkpoint.pt").read_bytes()
-        with pytest.raises(QuicknetsError, match=f"cannot write {disk}/checkpoint.pt: no space "
-                                                 "left on the device"):
+        with pytest.raises(
+            QuicknetsError, match=f"cannot write {disk}/checkpoint.pt: no space left on the device"
+        ):
             atomic_torch_save({"w": torch.ones(100_000)}, disk / "checkpoint.pt", parents=False)
         with pytest.raises(QuicknetsError, match="no space left on the device"):
             atomic_write_json(disk / "history.json", list(range(100_000)), parents=False)
@@ -114,17 +134,29 @@ def test_a_real_full_disk(tmp_path):
 
 def _strict(text: str):
     """json.loads as a strict reader: NaN, Infinity and -Infinity are refused."""
+
     def refuse(name):
         raise ValueError(f"not JSON: {name}")
+
     return json.loads(text, parse_constant=refuse)
 
 
 def test_json_is_strict_and_non_finite_numbers_are_null(tmp_path):
     target = tmp_path / "r.json"
-    obj = {"a": float("nan"), "b": [1.5, float("inf"), (float("-inf"), 2)], "c": {"d": None},
-           "e": "nan", "f": 3}
+    obj = {
+        "a": float("nan"),
+        "b": [1.5, float("inf"), (float("-inf"), 2)],
+        "c": {"d": None},
+        "e": "nan",
+        "f": 3,
+    }
     atomic_write_json(target, obj)
-    assert _strict(target.read_text()) == {"a": None, "b": [1.5, None, [None, 2]],
-                                          "c": {"d": None}, "e": "nan", "f": 3}
+    assert _strict(target.read_text()) == {
+        "a": None,
+        "b": [1.5, None, [None, 2]],
+        "c": {"d": None},
+        "e": "nan",
+        "f": 3,
+    }
     assert obj["a"] != obj["a"]  # the caller's object is left as it was
     assert _strict(json_text([float("nan")], indent=None)) == [None]

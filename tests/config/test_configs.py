@@ -1,11 +1,22 @@
 """Typed configs: conversion from strings, bounds, choices, unknown keys, and the flags."""
+
 import argparse
 
 import pytest
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.config.configs import (DataConfig, NetworkConfig, RunConfig, TrainConfig, add_flags,
-                              check, given_flags, make, read_toml, upgrade)
+from quicknets.config.configs import (
+    DataConfig,
+    NetworkConfig,
+    RunConfig,
+    TrainConfig,
+    add_flags,
+    check,
+    given_flags,
+    make,
+    read_toml,
+    upgrade,
+)
 
 
 def test_strings_convert_to_field_types():
@@ -14,16 +25,19 @@ def test_strings_convert_to_field_types():
     assert make(DataConfig, {"verify": "false"}).verify is False
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"lr": "fast"}, "--lr must be float"),
-    ({"lr": "nan"}, "--lr must be float"),
-    ({"epochs": 2.5}, "--epochs must be int"),
-    ({"epochs": True}, "--epochs must be int"),
-    ({"batch_size": 0}, "--batch-size must be at least 1"),
-    ({"momentum": 1.5}, "--momentum must be at most"),
-    ({"optimizer": "lbfgs"}, "--optimizer must be one of"),
-    ({"learning_rate": 1}, "unknown TrainConfig setting"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"lr": "fast"}, "--lr must be float"),
+        ({"lr": "nan"}, "--lr must be float"),
+        ({"epochs": 2.5}, "--epochs must be int"),
+        ({"epochs": True}, "--epochs must be int"),
+        ({"batch_size": 0}, "--batch-size must be at least 1"),
+        ({"momentum": 1.5}, "--momentum must be at most"),
+        ({"optimizer": "lbfgs"}, "--optimizer must be one of"),
+        ({"learning_rate": 1}, "unknown TrainConfig setting"),
+    ],
+)
 def test_bad_values(values, message):
     with pytest.raises(QuicknetsError, match=message):
         make(TrainConfig, values)
@@ -34,8 +48,9 @@ def test_flags_map_one_to_one_to_fields():
     for cls in (DataConfig, NetworkConfig, TrainConfig):
         add_flags(parser, cls)
     for flag in ("--network", "--layers", "--model"):  # --layers, --model: earlier names
-        args = parser.parse_args([flag, "784-10", "--batch-size", "32", "--no-verify",
-                                  "--batchnorm"])
+        args = parser.parse_args(
+            [flag, "784-10", "--batch-size", "32", "--no-verify", "--batchnorm"]
+        )
         config = RunConfig.build(**given_flags(args))
         assert config.network == NetworkConfig(network="784-10", batchnorm=True)
         assert config.train == TrainConfig(batch_size=32)
@@ -43,9 +58,9 @@ def test_flags_map_one_to_one_to_fields():
 
 
 def test_seed_beyond_64_bits_is_refused():
-    assert make(TrainConfig, {"seed": 2 ** 63 - 1}).seed == 2 ** 63 - 1
+    assert make(TrainConfig, {"seed": 2**63 - 1}).seed == 2**63 - 1
     with pytest.raises(QuicknetsError, match="--seed must be at most"):
-        make(TrainConfig, {"seed": str(2 ** 64)})
+        make(TrainConfig, {"seed": str(2**64)})
 
 
 def test_build_from_keywords_and_presets():
@@ -63,9 +78,11 @@ def test_build_from_keywords_and_presets():
 def test_round_trip_and_format_1_records():
     config = RunConfig.build(network="conv8-fc16", dropout=0.1, seed=3, mean=0.2)
     assert RunConfig.from_dict(config.to_dict()) == config
-    old = {"data": {"dataset": "mnist", "mean": 0.2},
-           "model": {"model": "784-32-10", "spec": "784-32-10", "dropout": 0.1},
-           "train": {"lr": 0.01, "seed": 4}}
+    old = {
+        "data": {"dataset": "mnist", "mean": 0.2},
+        "model": {"model": "784-32-10", "spec": "784-32-10", "dropout": 0.1},
+        "train": {"lr": 0.01, "seed": 4},
+    }
     assert upgrade(old)["network"] == {"network": "784-32-10", "dropout": 0.1}
     again = RunConfig.from_dict(old)
     assert again.network.network == "784-32-10" and again.train.seed == 4
@@ -93,31 +110,54 @@ def test_toml_file(tmp_path):
 
 
 def test_data_settings_for_your_own_data(tmp_path):
-    data = RunConfig.build(dataset="pets/", mean="auto", std="0.25,0.25,0.3", image_size="32",
-                           channels="3", test="0.1").data
-    assert (data.dataset, data.mean, data.std, data.image_size, data.channels, data.test) == \
-        ("pets/", "auto", [0.25, 0.25, 0.3], 32, 3, "0.1")
+    data = RunConfig.build(
+        dataset="pets/", mean="auto", std="0.25,0.25,0.3", image_size="32", channels="3", test="0.1"
+    ).data
+    assert (data.dataset, data.mean, data.std, data.image_size, data.channels, data.test) == (
+        "pets/",
+        "auto",
+        [0.25, 0.25, 0.3],
+        32,
+        3,
+        "0.1",
+    )
     assert RunConfig.build(mean="0.2").data.mean == 0.2  # one number stays a float, as recorded
-    assert RunConfig.from_dict(RunConfig.build(mean=[0.1, 0.2, 0.3]).to_dict()).data.mean == \
-        [0.1, 0.2, 0.3]
+    assert RunConfig.from_dict(RunConfig.build(mean=[0.1, 0.2, 0.3]).to_dict()).data.mean == [
+        0.1,
+        0.2,
+        0.3,
+    ]
     from quicknets.config.configs import to_toml
+
     config = RunConfig.build(dataset="pets/", mean=[0.1, 0.2, 0.3], std="auto", channels=3)
     (tmp_path / "run.toml").write_text(to_toml(config))
     assert RunConfig.build(**read_toml(tmp_path / "run.toml")) == config
-    for values, message in (({"mean": "middle"}, "--mean must be auto, a number or one number "
-                                                 "per channel (0.49,0.48,0.45), got 'middle'"),
-                            ({"mean": "0.1,0.2"}, "--mean must be auto, one number or 3"),
-                            ({"std": "0"}, "--std must be at least 1e-06"),
-                            ({"channels": "2"}, "--channels must be one of 0, 1, 3")):
+    for values, message in (
+        (
+            {"mean": "middle"},
+            "--mean must be auto, a number or one number "
+            "per channel (0.49,0.48,0.45), got 'middle'",
+        ),
+        ({"mean": "0.1,0.2"}, "--mean must be auto, one number or 3"),
+        ({"std": "0"}, "--std must be at least 1e-06"),
+        ({"channels": "2"}, "--channels must be one of 0, 1, 3"),
+    ):
         with pytest.raises(QuicknetsError) as e:
             make(DataConfig, values)
         assert str(e.value).startswith(message)
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (["--batchnorm"], True), (["--batchnorm", "true"], True), (["--batchnorm", "false"], False),
-    (["--no-batchnorm"], False), (["--batchnorm", "--epochs", "2"], True), ([], None),
-])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--batchnorm"], True),
+        (["--batchnorm", "true"], True),
+        (["--batchnorm", "false"], False),
+        (["--no-batchnorm"], False),
+        (["--batchnorm", "--epochs", "2"], True),
+        ([], None),
+    ],
+)
 def test_booleans_are_spelled_the_same_everywhere(flags, expected):
     parser = argparse.ArgumentParser()
     for cls in (DataConfig, NetworkConfig, TrainConfig):
@@ -140,8 +180,10 @@ def test_lr_auto_and_the_training_checks():
         RunConfig.build(bf16=True, fp16="true")
     # --fp16 given: a preset's bf16 gives way; both given explicitly is still an error
     assert not RunConfig.build(preset="fast", device_type="cpu", fp16=True).train.bf16
-    with pytest.raises(QuicknetsError, match="--patience 3 .* watches val_loss on a "
-                                             "validation set: add --val-split"):
+    with pytest.raises(
+        QuicknetsError,
+        match="--patience 3 .* watches val_loss on a validation set: add --val-split",
+    ):
         RunConfig.build(patience=3)
     assert RunConfig.build(patience=3, val_split=0.1).train.patience == 3
 
@@ -150,18 +192,28 @@ def test_monitor_choices_are_the_validation_metrics():
     from dataclasses import fields
 
     from quicknets.evaluation.metrics import METRICS
+
     choices = {f.name: f for f in fields(TrainConfig)}["monitor"].metadata["choices"]
     assert sorted(choices) == sorted(m for m in METRICS if m.startswith("val_"))
 
 
 def test_to_toml_reads_back_as_the_same_config(tmp_path):
     from quicknets.config.configs import to_toml
-    config = RunConfig.build(preset="fast", device_type="cpu", network="784-64-10", lr=1e-05,
-                             data_dir='a "quoted" \\ dir', val_split=0.1, patience=2, seed=2 ** 40)
+
+    config = RunConfig.build(
+        preset="fast",
+        device_type="cpu",
+        network="784-64-10",
+        lr=1e-05,
+        data_dir='a "quoted" \\ dir',
+        val_split=0.1,
+        patience=2,
+        seed=2**40,
+    )
     (tmp_path / "run.toml").write_text(to_toml(config))
     settings = read_toml(tmp_path / "run.toml")
     assert RunConfig.build(preset=settings.pop("preset"), device_type="cpu", **settings) == config
-    assert 'lr = 1e-05' in to_toml(config) and "batchnorm = true" in to_toml(config)
+    assert "lr = 1e-05" in to_toml(config) and "batchnorm = true" in to_toml(config)
 
 
 def test_print_config_then_config_is_the_same_run(tiny_dir, tmp_path, capsys):
@@ -170,10 +222,36 @@ def test_print_config_then_config_is_the_same_run(tiny_dir, tmp_path, capsys):
     import json
 
     from quicknets.cli import main
-    flags = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--layers",
-             "784-32-10", "--dropout", "0.1", "--batchnorm", "false", "--optimizer", "nadam",
-             "--lr", "0.002", "--epochs", "2", "--batch-size", "32", "--val-split", "0.2",
-             "--patience", "1", "--seed", "4", "--threads", "1"]
+
+    flags = [
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        str(tiny_dir),
+        "--no-verify",
+        "--layers",
+        "784-32-10",
+        "--dropout",
+        "0.1",
+        "--batchnorm",
+        "false",
+        "--optimizer",
+        "nadam",
+        "--lr",
+        "0.002",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--val-split",
+        "0.2",
+        "--patience",
+        "1",
+        "--seed",
+        "4",
+        "--threads",
+        "1",
+    ]
     assert main(["train", "--print-config", *flags]) == 0
     toml = capsys.readouterr().out
     assert toml.startswith("# quicknets train --config FILE") and "[train]" in toml
@@ -184,9 +262,13 @@ def test_print_config_then_config_is_the_same_run(tiny_dir, tmp_path, capsys):
         assert main(["train", *args, "--runs-dir", str(tmp_path / runs), "--quiet"]) == 0
         (folder,) = [p for p in (tmp_path / runs).iterdir() if p.is_dir()]
         history = json.loads((folder / "history.json").read_text())
-        records.append((json.loads((folder / "config.json").read_text()),
-                        [{k: v for k, v in row.items() if k != "seconds"} for row in history],
-                        json.loads((folder / "results.json").read_text())))
+        records.append(
+            (
+                json.loads((folder / "config.json").read_text()),
+                [{k: v for k, v in row.items() if k != "seconds"} for row in history],
+                json.loads((folder / "results.json").read_text()),
+            )
+        )
     assert records[0] == records[1]
     assert records[0][0]["train"]["optimizer"] == "nadam" and len(records[0][1]) == 2
 
@@ -195,6 +277,7 @@ def test_momentum_is_the_chosen_optimizers_own():
     """RMSprop took SGD's 0.9 and trained to chance level: unset, each optimizer has its own
     (MOMENTUM), and one without momentum refuses it."""
     from quicknets.config.configs import MOMENTUM
+
     assert MOMENTUM == {"sgd": 0.9, "rmsprop": 0.0}
     for optimizer, used in (("sgd", 0.9), ("rmsprop", 0.0), ("adam", None), ("adagrad", None)):
         config = RunConfig.build(optimizer=optimizer)
@@ -207,14 +290,19 @@ def test_momentum_is_the_chosen_optimizers_own():
     assert sgd.replace(lr=0.1).train.momentum == 0.8
     best = RunConfig.build(preset="best", device_type="cpu")  # the preset's SGD 0.9
     assert best.train.momentum == 0.9
-    assert RunConfig.build(preset="best", device_type="cpu", optimizer="adam").train.momentum \
-        is None  # the preset's momentum left with its optimizer
+    assert (
+        RunConfig.build(preset="best", device_type="cpu", optimizer="adam").train.momentum is None
+    )  # the preset's momentum left with its optimizer
     for optimizer in ("adam", "adamw", "nadam", "radam", "adagrad"):
-        for build in (lambda: RunConfig.build(optimizer=optimizer, momentum=0.9),
-                      lambda: check(TrainConfig(optimizer=optimizer, momentum=0.9)),
-                      lambda: sgd.replace(optimizer=optimizer, momentum=0.8)):
-            with pytest.raises(QuicknetsError, match=f"--momentum 0.[89] is for sgd and "
-                                                     f"rmsprop; {optimizer} has no momentum"):
+        for build in (
+            lambda: RunConfig.build(optimizer=optimizer, momentum=0.9),
+            lambda: check(TrainConfig(optimizer=optimizer, momentum=0.9)),
+            lambda: sgd.replace(optimizer=optimizer, momentum=0.8),
+        ):
+            with pytest.raises(
+                QuicknetsError,
+                match=f"--momentum 0.[89] is for sgd and rmsprop; {optimizer} has no momentum",
+            ):
                 build()
 
 
@@ -222,13 +310,16 @@ def test_records_made_before_keep_their_momentum():
     """Format 2 saved momentum 0.9 with every optimizer: sgd and rmsprop trained with it and
     keep it; the others never used it, and it is dropped rather than refused."""
     for optimizer, kept in (("sgd", 0.9), ("rmsprop", 0.9), ("adam", None), ("nadam", None)):
-        old = {"format": 2, "data": {}, "network": {},
-               "train": {"optimizer": optimizer, "momentum": 0.9, "lr": 0.003}}
+        old = {
+            "format": 2,
+            "data": {},
+            "network": {},
+            "train": {"optimizer": optimizer, "momentum": 0.9, "lr": 0.003},
+        }
         config = RunConfig.from_dict(old)
         assert config.train.momentum == kept
         assert config.train.momentum_used == (0.9 if kept else None)
-    v1 = {"data": {}, "model": {"model": "784-10"}, "train": {"optimizer": "adam",
-                                                              "momentum": 0.9}}
+    v1 = {"data": {}, "model": {"model": "784-10"}, "train": {"optimizer": "adam", "momentum": 0.9}}
     assert RunConfig.from_dict(v1).train.momentum is None
     new = RunConfig.build(optimizer="adam").to_dict()
     assert new["format"] == 3 and new["train"]["momentum"] is None
@@ -240,15 +331,18 @@ def test_records_made_before_keep_their_momentum():
 def test_momentum_in_a_toml_file_and_on_the_command_line(tmp_path, capsys):
     from quicknets.cli import main
     from quicknets.config.configs import to_toml
+
     config = RunConfig.build(optimizer="rmsprop")
     assert "momentum" not in to_toml(config)  # not given: TOML has no null
     (tmp_path / "r.toml").write_text(to_toml(config))
     settings = read_toml(tmp_path / "r.toml")
     assert RunConfig.build(preset=settings.pop("preset", None), **settings) == config
     (tmp_path / "bad.toml").write_text('[train]\noptimizer = "adam"\nmomentum = 0.9\n')
-    for args in (["--optimizer", "adam", "--momentum", "0.9"],
-                 ["--config", str(tmp_path / "bad.toml")],
-                 ["--optimizer", "adagrad", "--momentum", "0.5", "--print-config"]):
+    for args in (
+        ["--optimizer", "adam", "--momentum", "0.9"],
+        ["--config", str(tmp_path / "bad.toml")],
+        ["--optimizer", "adagrad", "--momentum", "0.5", "--print-config"],
+    ):
         assert main(["train", *args, "--runs-dir", str(tmp_path / "runs")]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: --momentum 0.") and "has no momentum setting" in err
@@ -256,5 +350,6 @@ def test_momentum_in_a_toml_file_and_on_the_command_line(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()  # refused before anything was made
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "0.9 for sgd as in the notebook, 0 for rmsprop" in \
-        " ".join(capsys.readouterr().out.split())
+    assert "0.9 for sgd as in the notebook, 0 for rmsprop" in " ".join(
+        capsys.readouterr().out.split()
+    )

@@ -1,6 +1,7 @@
 """Presets: valid settings, each preset's code path on a tiny budget, and `--preset` in the CLI
 (explicit flags win; the resolved config is saved). Their timing and accuracy are measured by
 benchmarks/accuracy.py, not here. Also the ResNet builder the `best` preset uses."""
+
 import json
 import math
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import native_bf16
 from quicknets.cli import main
-from quicknets.config.configs import RunConfig, TrainConfig, make
+from quicknets.config.configs import RunConfig
 from quicknets.config.presets import PRESETS, preset_settings
 from quicknets.evaluation.metrics import evaluate
 from quicknets.networks.models import NETWORKS, network
@@ -65,8 +66,9 @@ def test_flip_tta_averages_in_eval_mode_only():
     torch.manual_seed(0)
     model = network("conv4-fc8", batchnorm=True, flip_tta=True)
     assert model.config["flip_tta"] is True
-    plain = torch.nn.Sequential(*[m for m in model
-                                  if type(m).__name__ not in ("_FlipPair", "_MeanPair")])
+    plain = torch.nn.Sequential(
+        *[m for m in model if type(m).__name__ not in ("_FlipPair", "_MeanPair")]
+    )
     x = torch.randn(5, 1, 28, 28)
     model.train()
     assert torch.equal(model(x), plain.train()(x))  # training sees the images as they are
@@ -104,9 +106,26 @@ def test_resnet_shapes():
 
 
 def test_cli_preset_fills_in_and_explicit_flags_win(tiny_dir, tmp_path, capsys):
-    code = main(["train", "--preset", "fast", "--epochs", "1", "--batch-size", "100",
-                 "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
-                 "--threads", "1", "--runs-dir", str(tmp_path / "runs")])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "fast",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "100",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tiny_dir),
+            "--no-verify",
+            "--threads",
+            "1",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("preset: fast")
@@ -128,7 +147,14 @@ def test_cli_unknown_preset_is_a_usage_error(capsys):
 
 def test_a_resumed_or_swept_run_rebuilds_its_flip_tta_network(tiny_dir):
     from quicknets.records.experiment import setup
-    config = RunConfig.build(dataset="mnist", data_dir=str(tiny_dir), verify=False,
-                             network="conv4-fc8", flip_tta=True, threads=1)
+
+    config = RunConfig.build(
+        dataset="mnist",
+        data_dir=str(tiny_dir),
+        verify=False,
+        network="conv4-fc8",
+        flip_tta=True,
+        threads=1,
+    )
     _, model, _ = setup(config)
     assert model.config.get("flip_tta") is True

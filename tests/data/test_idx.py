@@ -1,4 +1,5 @@
 """IDX reading on generated files: round trips, gzip, and every way a file can be broken."""
+
 import gzip
 
 import numpy as np
@@ -26,18 +27,23 @@ def test_digest_is_of_decompressed_content(tmp_path):
 
 
 def test_header_fields_parsed_big_endian():
-    content = bytes([0, 0, 0x08, 2]) + (3).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes(range(6))
+    content = (
+        bytes([0, 0, 0x08, 2]) + (3).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes(range(6))
+    )
     assert parse_idx(content).tolist() == [[0, 1], [2, 3], [4, 5]]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "bad magic"),
-    (b"\x01\x00\x08\x01", "bad magic"),
-    (bytes([0, 0, 0x42, 1]), "type code 0x42"),
-    (bytes([0, 0, 0x08, 3, 0, 0]), "header cut short"),
-    (bytes([0, 0, 0x08, 1, 0, 0, 0, 5, 1, 2]), "truncated"),
-    (bytes([0, 0, 0x08, 1, 0, 0, 0, 1, 1, 2]), "trailing data"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "bad magic"),
+        (b"\x01\x00\x08\x01", "bad magic"),
+        (bytes([0, 0, 0x42, 1]), "type code 0x42"),
+        (bytes([0, 0, 0x08, 3, 0, 0]), "header cut short"),
+        (bytes([0, 0, 0x08, 1, 0, 0, 0, 5, 1, 2]), "truncated"),
+        (bytes([0, 0, 0x08, 1, 0, 0, 0, 1, 1, 2]), "trailing data"),
+    ],
+)
 def test_broken_content(content, message):
     with pytest.raises(QuicknetsError, match=message):
         parse_idx(content, "f")

@@ -2,6 +2,7 @@
 
 Every file is generated with PIL in tmp_path; the references are Fashion-MNIST's own test images
 and the same picture saved in the plainest form (8-bit grey or RGB on white)."""
+
 import struct
 import warnings
 import zlib
@@ -13,9 +14,19 @@ from PIL import Image, ImageDraw
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.data import images
-from quicknets.data.images import (LAYOUTS, dataset_layout, composite, crop_to_object,
-                                   digits_layout, fit, load_image, looks_like_dataset, read_image,
-                                   scale_to_8bit, to_gray)
+from quicknets.data.images import (
+    LAYOUTS,
+    composite,
+    crop_to_object,
+    dataset_layout,
+    digits_layout,
+    fit,
+    load_image,
+    looks_like_dataset,
+    read_image,
+    scale_to_8bit,
+    to_gray,
+)
 
 GARMENTS = [0, 1, 2, 3, 8, 13, 21, 34]  # test-set images of several classes
 
@@ -28,19 +39,22 @@ def load(path, **kw) -> np.ndarray:
 
 def test_layouts_and_datasets():
     assert LAYOUTS == ("fashion", "digits", "resize")
-    assert [dataset_layout(d) for d in ("fashion-mnist", "mnist", "kmnist", "emnist-letters",
-                                        "/data/pets")] == \
-        ["fashion", "digits", "digits", "digits", "resize"]
+    assert [
+        dataset_layout(d)
+        for d in ("fashion-mnist", "mnist", "kmnist", "emnist-letters", "/data/pets")
+    ] == ["fashion", "digits", "digits", "digits", "resize"]
 
 
 # -- an image that already looks like the dataset is used pixel for pixel ----------------------
+
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_first_200_test_images_saved_as_png_load_back_identical(fashion, tmp_path, layout):
     for i in range(200):
         Image.fromarray(fashion.test_images[i].numpy()).save(tmp_path / f"{i}.png")
-        assert torch.equal(load_image(tmp_path / f"{i}.png", layout=layout)[0],
-                           fashion.test_images[i]), i
+        assert torch.equal(
+            load_image(tmp_path / f"{i}.png", layout=layout)[0], fashion.test_images[i]
+        ), i
 
 
 def test_every_fashion_image_looks_like_the_dataset(fashion):
@@ -51,6 +65,7 @@ def test_every_fashion_image_looks_like_the_dataset(fashion):
 
 
 # -- transparency is shown on white, as a viewer shows it; then the layout decides ---------------
+
 
 def test_dark_garment_on_transparency_is_the_garment_on_white(fashion, tmp_path):
     """The issue's 20 images: the RGBA file and the same garment flattened on white (RGB) agree
@@ -108,6 +123,7 @@ def fashion_model(fashion):
     """784-64-10 trained 1 epoch on Fashion-MNIST, 1 thread: about 0.84 test accuracy."""
     from quicknets.networks.models import network
     from quicknets.training.loop import train
+
     torch.manual_seed(0)
     model = network("784-64-10")
     train(model, fashion, epochs=1, quiet=True, threads=1)
@@ -124,11 +140,15 @@ def test_a_cut_out_of_a_test_image_classifies_as_the_original(fashion, fashion_m
     200 (before, with the background picked by brightness: 165, 190, 183 and 185). The floor,
     180, leaves room for the bits of a model trained on another CPU."""
     from quicknets.evaluation.classification import predict
+
     x = fashion.test_images[:200].numpy()
     soft = lambda x: cut_out(x, np.minimum(255, 4 * x.astype(int)), "dark")  # noqa: E731
-    forms = {"cut out": lambda x: cut_out(x, np.where(x > 0, 255, 0), "dark"),
-             "as alpha": lambda x: np.dstack([np.zeros(x.shape + (3,), np.uint8), x]),
-             "soft": soft, "premultiplied": lambda x: premultiplied(soft(x))}
+    forms = {
+        "cut out": lambda x: cut_out(x, np.where(x > 0, 255, 0), "dark"),
+        "as alpha": lambda x: np.dstack([np.zeros(x.shape + (3,), np.uint8), x]),
+        "soft": soft,
+        "premultiplied": lambda x: premultiplied(soft(x)),
+    }
     want = predict(fashion_model, fashion.test_images[:200])
     for name, form in forms.items():
         loaded = []
@@ -168,7 +188,8 @@ def test_a_white_object_on_transparency_shows_nothing_on_white(fashion, tmp_path
             assert error_line(tmp_path / name, layout=layout) == (
                 f"{tmp_path / name} shows nothing: its transparency is seen on white, as a "
                 "browser shows it, and what is not transparent is white too (save it on a "
-                "black background)")
+                "black background)"
+            )
     Image.new("L", (28, 28), 255).save(tmp_path / "white.png")  # no transparency: as it is
     assert (load(tmp_path / "white.png") == 0).all()
     assert (load(tmp_path / "clear.png", shape=(1, 28, 28), layout="resize") == 255).all()
@@ -190,13 +211,14 @@ def test_every_form_of_transparency_is_shown_on_white(fashion, tmp_path, form, t
     hidden = np.where(solid, garment, 0).astype(np.uint8)  # what the transparent pixels hold
     key = 200 if tone == "dark" else 60  # a grey the garment does not have: the transparent one
     keyed = np.where(solid, garment, key).astype(np.uint8)
-    name = {"PA": "cut.tif", "GIF": "cut.gif", "RGBA-associated-TIFF": "cut.tif"}.get(form,
-                                                                                     "cut.png")
+    name = {"PA": "cut.tif", "GIF": "cut.gif", "RGBA-associated-TIFF": "cut.tif"}.get(
+        form, "cut.png"
+    )
     if form in ("LA", "PA", "RGBA", "RGBA-associated-TIFF"):
         img = Image.fromarray(hidden).convert(form[:4] if form[0] == "R" else form[0])
         img = img.convert(form[:4] if form[0] == "R" else form)  # L -> LA, P -> PA
         img.putalpha(Image.fromarray(np.where(solid, 255, 0).astype(np.uint8)))  # LA -> PA
-        img.save(tmp_path / name)                                     # would drop the alpha
+        img.save(tmp_path / name)  # would drop the alpha
         if form == "RGBA-associated-TIFF":  # premultiplied colours: TIFF's associated alpha
             associate_alpha(tmp_path / name)
     elif form in ("P-tRNS", "GIF"):
@@ -224,6 +246,7 @@ def associate_alpha(path) -> None:
 
 # -- 16-bit, 32-bit and float grey are scaled to 8 bits ------------------------------------------
 
+
 def deep(gray: np.ndarray, scale: float, mode: str) -> Image.Image:
     """8-bit grey (H, W) times `scale` as an image in a 16-bit, 32-bit integer or float mode."""
     dtype = {"I;16": "<u2", "I;16B": ">u2", "I": "<i4", "F": "<f4"}[mode]  # PIL's raw layouts
@@ -231,10 +254,18 @@ def deep(gray: np.ndarray, scale: float, mode: str) -> Image.Image:
     return Image.frombuffer(mode, gray.shape[::-1], data, "raw", mode, 0, 1)
 
 
-@pytest.mark.parametrize("mode, ext, scale", [
-    ("I;16", "png", 257), ("I;16B", "tif", 257), ("I", "tif", 257), ("I", "tif", 1),
-    ("F", "tif", 1 / 255), ("F", "tif", 1)], ids=["I;16", "I;16B", "I-16bit", "I-8bit",
-                                                  "F-0..1", "F-0..255"])
+@pytest.mark.parametrize(
+    "mode, ext, scale",
+    [
+        ("I;16", "png", 257),
+        ("I;16B", "tif", 257),
+        ("I", "tif", 257),
+        ("I", "tif", 1),
+        ("F", "tif", 1 / 255),
+        ("F", "tif", 1),
+    ],
+    ids=["I;16", "I;16B", "I-16bit", "I-8bit", "F-0..1", "F-0..255"],
+)
 def test_high_depth_grey_loads_like_the_8_bit_file(fashion, tmp_path, mode, ext, scale):
     for i in GARMENTS:
         x = Image.fromarray(255 - fashion.test_images[i].numpy())  # a dark garment on white
@@ -251,13 +282,14 @@ def test_scale_to_8bit():
     assert scale_to_8bit(np.array([[3, 200]]), "I;16").tolist() == [[0, 1]]  # a dark 16-bit image
     assert scale_to_8bit(np.array([[-5, 3, 200]]), "I").tolist() == [[0, 3, 200]]
     assert scale_to_8bit(np.array([[0, 300, 65535]]), "I").tolist() == [[0, 1, 255]]
-    assert scale_to_8bit(np.array([[0, 2 ** 31 - 1]]), "I").tolist() == [[0, 255]]
+    assert scale_to_8bit(np.array([[0, 2**31 - 1]]), "I").tolist() == [[0, 255]]
     assert scale_to_8bit(np.array([[0.0, 0.5, 1.0]]), "F").tolist() == [[0, 128, 255]]
     assert scale_to_8bit(np.array([[0.0, 2.0, 255.0]]), "F").tolist() == [[0, 2, 255]]
     assert scale_to_8bit(np.array([[np.nan, 0.5]]), "F").tolist() == [[0, 128]]
 
 
 # -- every PIL mode a file can arrive in ----------------------------------------------------------
+
 
 def in_mode(base: np.ndarray, mode: str) -> Image.Image:
     """`base` (0 or 255, uint8 (H, W)) in `mode`; in the modes with transparency the block is
@@ -295,11 +327,29 @@ def test_a_ycbcr_image_turns_grey_like_the_8_bit_file():
     assert np.abs(to_gray(in_mode(base, "YCbCr")).astype(int) - base).max() <= 1
 
 
-@pytest.mark.parametrize("mode, ext", [
-    ("1", "png"), ("L", "png"), ("LA", "png"), ("P", "png"), ("P", "gif"), ("PA", "tif"),
-    ("RGB", "png"), ("RGBA", "png"), ("CMYK", "tif"), ("CMYK", "jpg"),
-    ("I;16", "png"), ("I;16B", "tif"), ("I", "tif"), ("F", "tif"), ("LAB", "tif"), ("L", "jpg"),
-    ("RGB", "jpg"), ("RGB", "webp")])
+@pytest.mark.parametrize(
+    "mode, ext",
+    [
+        ("1", "png"),
+        ("L", "png"),
+        ("LA", "png"),
+        ("P", "png"),
+        ("P", "gif"),
+        ("PA", "tif"),
+        ("RGB", "png"),
+        ("RGBA", "png"),
+        ("CMYK", "tif"),
+        ("CMYK", "jpg"),
+        ("I;16", "png"),
+        ("I;16B", "tif"),
+        ("I", "tif"),
+        ("F", "tif"),
+        ("LAB", "tif"),
+        ("L", "jpg"),
+        ("RGB", "jpg"),
+        ("RGB", "webp"),
+    ],
+)
 def test_every_mode_loads_like_the_8_bit_grey_file(tmp_path, mode, ext):
     base = np.zeros((40, 60), np.uint8)  # a light block with a hole, off-centre, on black
     base[8:30, 12:50] = 255
@@ -318,9 +368,15 @@ def test_every_mode_loads_like_the_8_bit_grey_file(tmp_path, mode, ext):
 # -- EXIF orientation --------------------------------------------------------------------------
 
 STORED = {  # EXIF 2.3 tag 0x0112: how the stored pixels relate to the upright picture
-    1: lambda u: u, 2: np.fliplr, 3: lambda u: np.rot90(u, 2), 4: np.flipud,
-    5: lambda u: np.swapaxes(u, 0, 1), 6: lambda u: np.rot90(u, 1),
-    7: lambda u: np.fliplr(np.rot90(u, 1)), 8: lambda u: np.rot90(u, -1)}
+    1: lambda u: u,
+    2: np.fliplr,
+    3: lambda u: np.rot90(u, 2),
+    4: np.flipud,
+    5: lambda u: np.swapaxes(u, 0, 1),
+    6: lambda u: np.rot90(u, 1),
+    7: lambda u: np.fliplr(np.rot90(u, 1)),
+    8: lambda u: np.rot90(u, -1),
+}
 
 
 def letter_f(colour: bool) -> np.ndarray:
@@ -351,8 +407,9 @@ def test_exif_orientation_of_a_jpeg(tmp_path):
     upright = letter_f(True).repeat(4, axis=0).repeat(4, axis=1)  # (120, 200, 3)
     exif = Image.Exif()
     exif[0x0112] = 6
-    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(tmp_path / "6.jpg", exif=exif,
-                                                                    quality=95)
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright))).save(
+        tmp_path / "6.jpg", exif=exif, quality=95
+    )
     Image.fromarray(upright).save(tmp_path / "upright.jpg", quality=95)
     got, want = load(tmp_path / "6.jpg").astype(int), load(tmp_path / "upright.jpg")
     # JPEG blocks quantise the turned picture differently: measured 0.02 on average, 1 at most
@@ -361,9 +418,14 @@ def test_exif_orientation_of_a_jpeg(tmp_path):
 
 # -- sizes ----------------------------------------------------------------------------------------
 
+
 def test_tiny_images(tmp_path):
-    for name, size, value in (("dot", (1, 1), 100), ("black", (1, 1), 0), ("column", (1, 56), 100),
-                              ("row", (56, 1), 100)):
+    for name, size, value in (
+        ("dot", (1, 1), 100),
+        ("black", (1, 1), 0),
+        ("column", (1, 56), 100),
+        ("row", (56, 1), 100),
+    ):
         Image.new("L", size, value).save(tmp_path / f"{name}.png")
     assert (load(str(tmp_path / "dot.png")) == 100).all()  # one pixel fills the field
     assert (load(tmp_path / "black.png") == 0).all()
@@ -398,10 +460,12 @@ def test_other_target_sizes(tmp_path):
 
 # -- the first frame of an animation or a multi-page file -----------------------------------------
 
+
 @pytest.mark.parametrize("ext", ["gif", "png", "tif"])
 def test_first_frame_of_an_animation(fashion, tmp_path, ext):
-    frames = [Image.fromarray(255 - fashion.test_images[i].numpy()).resize((56, 56))
-              for i in (0, 1, 2)]
+    frames = [
+        Image.fromarray(255 - fashion.test_images[i].numpy()).resize((56, 56)) for i in (0, 1, 2)
+    ]
     frames[0].save(tmp_path / f"anim.{ext}", save_all=True, append_images=frames[1:], duration=100)
     frames[0].save(tmp_path / "first.png")
     frames[1].save(tmp_path / "second.png")
@@ -426,14 +490,18 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale(fashion, tmp_path, monkeypat
 
 # -- the digits' layout ---------------------------------------------------------------------------
 
+
 def draw_digit(digit: str, size) -> np.ndarray:
     """A dark digit drawn with a thick pen on white, uint8 (H, W) for size (W, H)."""
     img = Image.new("L", size, 255)
     w, h = size
     pen = max(2, min(size) // 12)
-    strokes = {"1": [(0.5, 0.1), (0.5, 0.9)], "7": [(0.2, 0.15), (0.8, 0.15), (0.4, 0.9)],
-               "4": [(0.7, 0.9), (0.7, 0.1), (0.15, 0.65), (0.85, 0.65)],
-               "L": [(0.25, 0.1), (0.25, 0.85), (0.8, 0.85)]}
+    strokes = {
+        "1": [(0.5, 0.1), (0.5, 0.9)],
+        "7": [(0.2, 0.15), (0.8, 0.15), (0.4, 0.9)],
+        "4": [(0.7, 0.9), (0.7, 0.1), (0.15, 0.65), (0.85, 0.65)],
+        "L": [(0.25, 0.1), (0.25, 0.85), (0.8, 0.85)],
+    }
     draw = ImageDraw.Draw(img)
     if digit == "0":
         draw.ellipse([0.2 * w, 0.1 * h, 0.8 * w, 0.9 * h], outline=0, width=pen)
@@ -480,17 +548,21 @@ def test_a_lopsided_digit_is_moved_only_as_far_as_it_stays_whole():
 
 # -- errors: one line each ------------------------------------------------------------------------
 
+
 def write_blank_png(path, width: int, height: int):
     """A valid all-black 1-bit PNG written row by row: 20000x20000 is about 50 KB on disk."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = struct.pack(">I", zlib.crc32(kind + data))
         return struct.pack(">I", len(data)) + kind + data + crc
+
     row = bytes(1 + (width + 7) // 8)  # filter type 0, then the packed bits
     z = zlib.compressobj(9)
     idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def error_line(path, **kw) -> str:
@@ -500,8 +572,7 @@ def error_line(path, **kw) -> str:
     return str(e.value)
 
 
-@pytest.mark.parametrize("side", [(20000, 20000), (9500, 9500)],
-                         ids=["bomb", "over-warning-limit"])
+@pytest.mark.parametrize("side", [(20000, 20000), (9500, 9500)], ids=["bomb", "over-warning-limit"])
 def test_images_over_pils_limit_are_one_error_not_a_warning(tmp_path, side):
     assert side[0] * side[1] > Image.MAX_IMAGE_PIXELS  # the second is under the bomb error limit
     write_blank_png(tmp_path / "big.png", *side)
@@ -521,20 +592,31 @@ def test_user_errors(tmp_path):
     assert error_line(tmp_path / "missing.png") == f"no image file {tmp_path / 'missing.png'}"
     for path in (tmp_path / "bad.png", tmp_path / "cut.png", tmp_path):  # garbage, cut, a folder
         assert error_line(path).startswith(f"cannot read {path} as an image (")
-    assert error_line(tmp_path / "ok.png", layout="mnist") == \
-        "unknown image layout 'mnist': choose from fashion, digits, resize"
-    assert error_line(tmp_path / "ok.png", shape=(3, 28, 28)) == \
-        "only 1-channel (grey) images can be loaded in the fashion layout, not 3 channels " \
+    assert (
+        error_line(tmp_path / "ok.png", layout="mnist")
+        == "unknown image layout 'mnist': choose from fashion, digits, resize"
+    )
+    assert (
+        error_line(tmp_path / "ok.png", shape=(3, 28, 28))
+        == "only 1-channel (grey) images can be loaded in the fashion layout, not 3 channels "
         "(3-channel data takes the resize layout)"
-    assert error_line(tmp_path / "ok.png", shape=(2, 28, 28), layout="resize") == \
-        "images have 1 (grey) or 3 (RGB) channels, not 2"
-    assert error_line(tmp_path / "ok.png", shape=(28, 28)) == \
-        "an image shape is (channels, height, width), not (28, 28)"
-    assert error_line(tmp_path / "ok.png", shape=28) == \
-        "an image shape is (channels, height, width), not 28"
+    )
+    assert (
+        error_line(tmp_path / "ok.png", shape=(2, 28, 28), layout="resize")
+        == "images have 1 (grey) or 3 (RGB) channels, not 2"
+    )
+    assert (
+        error_line(tmp_path / "ok.png", shape=(28, 28))
+        == "an image shape is (channels, height, width), not (28, 28)"
+    )
+    assert (
+        error_line(tmp_path / "ok.png", shape=28)
+        == "an image shape is (channels, height, width), not 28"
+    )
 
 
 # -- the resize layout: your own data, 1 or 3 channels ------------------------------------------
+
 
 def test_resize_layout_keeps_colour_and_scales_to_the_shape(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -569,14 +651,21 @@ def test_rgb_transparency_and_grey_files_in_three_channels(tmp_path):
 # -- one judge of array layouts: to_chw and to_nchw, used by classify, predict and the plots ---
 
 ONE_IMAGE = {  # an image (C, H, W) in each layout a user may hand over
-    "(C, H, W)": lambda x: x, "(H, W, C)": lambda x: x.permute(1, 2, 0),
-    "(1, C, H, W)": lambda x: x[None], "(1, H, W, C)": lambda x: x.permute(1, 2, 0)[None],
-    "flat": lambda x: x.reshape(-1), "(1, C*H*W)": lambda x: x.reshape(1, -1)}
+    "(C, H, W)": lambda x: x,
+    "(H, W, C)": lambda x: x.permute(1, 2, 0),
+    "(1, C, H, W)": lambda x: x[None],
+    "(1, H, W, C)": lambda x: x.permute(1, 2, 0)[None],
+    "flat": lambda x: x.reshape(-1),
+    "(1, C*H*W)": lambda x: x.reshape(1, -1),
+}
 GREY_ONLY = {"(H, W)": lambda x: x[0]}
-KINDS = {"uint8 tensor": lambda x: x, "uint8 numpy": lambda x: x.numpy(),
-         "float tensor": lambda x: x.float() / 255,
-         "float numpy": lambda x: x.float().numpy() / 255,
-         "read-only big-endian numpy": lambda x: big_endian(x.float().numpy() / 255)}
+KINDS = {
+    "uint8 tensor": lambda x: x,
+    "uint8 numpy": lambda x: x.numpy(),
+    "float tensor": lambda x: x.float() / 255,
+    "float numpy": lambda x: x.float().numpy() / 255,
+    "read-only big-endian numpy": lambda x: big_endian(x.float().numpy() / 255),
+}
 
 
 def big_endian(a: np.ndarray) -> np.ndarray:
@@ -589,16 +678,19 @@ def colour_model():
     """A small CNN for colour images (3, 12, 10), with that preprocessing, in eval mode."""
     from quicknets.data.preprocessing import Preprocessing
     from quicknets.networks.models import network
+
     torch.manual_seed(0)
     model = network("conv4-fc8", input_shape=(3, 12, 10), num_classes=3).eval()
-    model.preprocessing = Preprocessing((3, 12, 10), (0.2, 0.4, 0.6), (0.3, 0.2, 0.1),
-                                        ("a", "b", "c"), layout="resize")
+    model.preprocessing = Preprocessing(
+        (3, 12, 10), (0.2, 0.4, 0.6), (0.3, 0.2, 0.1), ("a", "b", "c"), layout="resize"
+    )
     return model
 
 
 def grey_model():
     from quicknets.data.preprocessing import Preprocessing
     from quicknets.networks.models import network
+
     torch.manual_seed(0)
     model = network("784-32-10").eval()
     model.preprocessing = Preprocessing(classes=tuple("0123456789"))
@@ -613,15 +705,19 @@ def test_each_layout_is_the_same_image_to_classify_predict_and_the_plots(channel
     layout now gives the same tensor, probabilities, picture and bars as PyTorch's own."""
     from quicknets.evaluation.classification import classify, predict_proba
     from quicknets.plots.figures import imshow, view_classify
+
     model = grey_model() if channels == 1 else colour_model()
     shape = model.preprocessing.shape
     g = torch.Generator().manual_seed(channels)
     chw = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)  # (C, H, W)
     ref = KINDS[kind](chw)
-    want = {"tensor": to_chw_ref(ref), "probs": classify(model, ref, top=3),
-            "batch": predict_proba(model, KINDS[kind](chw[None])),
-            "shown": image_axes(imshow(ref, model=model))[0].images[0].get_array(),
-            "bars": [b.get_width() for b in view_classify(ref, model).axes[1].patches]}
+    want = {
+        "tensor": to_chw_ref(ref),
+        "probs": classify(model, ref, top=3),
+        "batch": predict_proba(model, KINDS[kind](chw[None])),
+        "shown": image_axes(imshow(ref, model=model))[0].images[0].get_array(),
+        "bars": [b.get_width() for b in view_classify(ref, model).axes[1].patches],
+    }
     layouts = {**ONE_IMAGE, **(GREY_ONLY if channels == 1 else {})}
     for name, layout in layouts.items():
         image = KINDS[kind](layout(chw))
@@ -635,16 +731,21 @@ def test_each_layout_is_the_same_image_to_classify_predict_and_the_plots(channel
         assert [b.get_width() for b in fig.axes[1].patches] == want["bars"], name
     batch = torch.stack([chw, chw.flip(1)])  # (2, C, H, W)
     want = predict_proba(model, KINDS[kind](batch))
-    for name, layout in {"(N, H, W, C)": lambda x: x.permute(0, 2, 3, 1),
-                         "(N, C*H*W)": lambda x: x.reshape(2, -1),
-                         **({"(N, H, W)": lambda x: x[:, 0]} if channels == 1 else {})}.items():
+    for name, layout in {
+        "(N, H, W, C)": lambda x: x.permute(0, 2, 3, 1),
+        "(N, C*H*W)": lambda x: x.reshape(2, -1),
+        **({"(N, H, W)": lambda x: x[:, 0]} if channels == 1 else {}),
+    }.items():
         assert torch.equal(predict_proba(model, KINDS[kind](layout(batch))), want), name
 
 
 def to_chw_ref(image) -> torch.Tensor:
     """PyTorch's own layout as it is: the reference the other layouts must match."""
-    x = torch.from_numpy(image.astype(image.dtype.newbyteorder("="))) \
-        if isinstance(image, np.ndarray) else image
+    x = (
+        torch.from_numpy(image.astype(image.dtype.newbyteorder("=")))
+        if isinstance(image, np.ndarray)
+        else image
+    )
     return x.contiguous()
 
 
@@ -660,15 +761,26 @@ def test_to_chw_without_a_shape_takes_any_size_with_1_or_3_channels():
     assert torch.equal(images.to_chw(x[:1].permute(1, 2, 0)), x[:1])  # (H, W, 1)
 
 
-@pytest.mark.parametrize("image, message", [
-    (torch.zeros(2, 28, 28), "an image is laid out (H, W), (H, W, C) or (C, H, W) with 1 or 3 "
-                             "channels, not (2, 28, 28)"),
-    (torch.zeros(28, 28, 4), "not (28, 28, 4)"), (torch.zeros(5), "not (5,)"),
-    (torch.zeros(2, 3, 28, 28), "not (2, 3, 28, 28)"), (torch.zeros(1, 784), "not (1, 784)"),
-    (np.full((28, 28), 256, np.int64), "torch.int64 images hold values from 256 to 256; pixels "
-                                       "are 0..255"),
-    (torch.zeros(28, 28, dtype=torch.bool), "not torch.bool"),
-    ([[0] * 28] * 28, "an image is a numpy array or a tensor, not a list")])
+@pytest.mark.parametrize(
+    "image, message",
+    [
+        (
+            torch.zeros(2, 28, 28),
+            "an image is laid out (H, W), (H, W, C) or (C, H, W) with 1 or 3 "
+            "channels, not (2, 28, 28)",
+        ),
+        (torch.zeros(28, 28, 4), "not (28, 28, 4)"),
+        (torch.zeros(5), "not (5,)"),
+        (torch.zeros(2, 3, 28, 28), "not (2, 3, 28, 28)"),
+        (torch.zeros(1, 784), "not (1, 784)"),
+        (
+            np.full((28, 28), 256, np.int64),
+            "torch.int64 images hold values from 256 to 256; pixels are 0..255",
+        ),
+        (torch.zeros(28, 28, dtype=torch.bool), "not torch.bool"),
+        ([[0] * 28] * 28, "an image is a numpy array or a tensor, not a list"),
+    ],
+)
 def test_to_chw_refuses_what_is_not_one_image(image, message):
     with pytest.raises(QuicknetsError) as e:
         images.to_chw(image)
@@ -687,12 +799,16 @@ def test_integer_images_of_any_type_are_pixels():
 def test_to_chw_and_to_nchw_name_the_layouts_a_network_takes():
     with pytest.raises(QuicknetsError) as e:
         images.to_chw(torch.zeros(3, 32, 32), (1, 28, 28))
-    assert str(e.value) == ("an image for this network is laid out (1, 28, 28), (28, 28, 1), "
-                            "(28, 28) or flat (784,), not (3, 32, 32)")
+    assert str(e.value) == (
+        "an image for this network is laid out (1, 28, 28), (28, 28, 1), "
+        "(28, 28) or flat (784,), not (3, 32, 32)"
+    )
     with pytest.raises(QuicknetsError) as e:
         images.to_nchw(torch.zeros(28, 28, 3), (3, 32, 32))
-    assert str(e.value) == ("a batch of images is laid out (N, 3, 32, 32), (N, 32, 32, 3) or "
-                            "(N, 3072), not (28, 28, 3) (one image: images[None])")
+    assert str(e.value) == (
+        "a batch of images is laid out (N, 3, 32, 32), (N, 32, 32, 3) or "
+        "(N, 3072), not (28, 28, 3) (one image: images[None])"
+    )
     cube = torch.arange(27, dtype=torch.uint8).reshape(3, 3, 3)  # C = H = W: PyTorch's wins
     assert torch.equal(images.to_chw(cube, (3, 3, 3)), cube)
     assert images.to_nchw(np.zeros((0, 784), np.uint8), (1, 28, 28)).shape == (0, 1, 28, 28)

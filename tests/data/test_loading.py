@@ -1,4 +1,5 @@
 """load_dataset: the real Fashion-MNIST, the search order, verification, cache, splits, fetching."""
+
 import dataclasses
 import gzip
 import hashlib
@@ -11,8 +12,8 @@ import torch
 
 from conftest import FASHION_DIR, make_idx_dataset
 from quicknets.base.errors import QuicknetsError
-from quicknets.data import loading as data_module
 from quicknets.data import datasets, fetch
+from quicknets.data import loading as data_module
 from quicknets.data.idx import read_idx
 from quicknets.data.loading import load_dataset, normalize
 
@@ -73,8 +74,7 @@ def test_data_dir_comes_before_the_debian_folder(tiny_dir):
     assert d.source == str(tiny_dir) and len(d.train_labels) == 300
 
 
-def test_a_missing_data_dir_is_fetched_into_never_replaced_by_other_copies(tmp_path,
-                                                                        monkeypatch):
+def test_a_missing_data_dir_is_fetched_into_never_replaced_by_other_copies(tmp_path, monkeypatch):
     monkeypatch.setenv("QUICKNETS_MIRROR", f"file://{tmp_path}/no-mirror")
     with pytest.raises(QuicknetsError, match="could not be downloaded") as e:
         load_dataset("fashion-mnist", tmp_path / "typo")  # the Debian copy exists, yet
@@ -99,8 +99,10 @@ def test_generated_files_fail_verification(tiny_dir):
 def test_wrong_dataset_is_named(tiny_dir, monkeypatch):
     """Upstream once served MNIST as Fashion-MNIST: a file with another dataset's digest says so."""
     digest = read_idx(tiny_dir / "train-images-idx3-ubyte")[1]
-    mnist = dataclasses.replace(datasets.DATASETS["mnist"],
-                                sha256={**datasets.DATASETS["mnist"].sha256, "train_images": digest})
+    mnist = dataclasses.replace(
+        datasets.DATASETS["mnist"],
+        sha256={**datasets.DATASETS["mnist"].sha256, "train_images": digest},
+    )
     monkeypatch.setitem(datasets.DATASETS, "mnist", mnist)
     with pytest.raises(QuicknetsError, match="holds mnist data, not fashion-mnist"):
         load_dataset("fashion-mnist", tiny_dir)
@@ -158,19 +160,26 @@ def test_download_with_wrong_md5_saves_nothing(monkeypatch, tmp_path):
 
 # --- the data is the data the user named: its files under their common names, or an error ---
 
+
 def _rename(folder, rename):
     for f in list(folder.iterdir()):
         f.rename(folder / rename(f.name))
     return folder
 
 
-@pytest.mark.parametrize("rename, compress", [
-    (lambda n: n.replace("-idx", ".idx"), False),  # train-images.idx3-ubyte: Kaggle, LeCun copies
-    (lambda n: n.replace("-idx", ".idx"), True),  # train-images.idx3-ubyte.gz
-    (str.upper, False),  # TRAIN-IMAGES-IDX3-UBYTE
-    (str.upper, True),  # TRAIN-IMAGES-IDX3-UBYTE.GZ
-    (lambda n: n.replace("-idx", ".IDX").replace(".gz", ".Gz"), True),
-])
+@pytest.mark.parametrize(
+    "rename, compress",
+    [
+        (
+            lambda n: n.replace("-idx", ".idx"),
+            False,
+        ),  # train-images.idx3-ubyte: Kaggle, LeCun copies
+        (lambda n: n.replace("-idx", ".idx"), True),  # train-images.idx3-ubyte.gz
+        (str.upper, False),  # TRAIN-IMAGES-IDX3-UBYTE
+        (str.upper, True),  # TRAIN-IMAGES-IDX3-UBYTE.GZ
+        (lambda n: n.replace("-idx", ".IDX").replace(".gz", ".Gz"), True),
+    ],
+)
 def test_data_dir_files_under_other_common_names_are_used(tmp_path, rename, compress):
     reference = load_dataset("mnist", make_idx_dataset(tmp_path / "ref"), verify=False)
     folder = _rename(make_idx_dataset(tmp_path / "mine", compress=compress), rename)
@@ -200,8 +209,9 @@ def test_torchvision_raw_folder_with_both_copies_uses_the_unpacked_one(tmp_path)
 
 
 @pytest.mark.parametrize("download", [False, True])
-def test_existing_data_dir_without_the_files_is_an_error_not_another_copy(tmp_path, monkeypatch,
-                                                                          download):
+def test_existing_data_dir_without_the_files_is_an_error_not_another_copy(
+    tmp_path, monkeypatch, download
+):
     monkeypatch.setenv("QUICKNETS_MIRROR", f"file://{tmp_path}/no-mirror")
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -209,8 +219,9 @@ def test_existing_data_dir_without_the_files_is_an_error_not_another_copy(tmp_pa
     with pytest.raises(QuicknetsError) as e:
         load_dataset("fashion-mnist", mine, download=download)  # the Debian copy exists, yet
     message = str(e.value)
-    assert message.startswith(f"{mine} does not hold the fashion-mnist files and they could not "
-                              "be downloaded into it")
+    assert message.startswith(
+        f"{mine} does not hold the fashion-mnist files and they could not be downloaded into it"
+    )
     assert ("downloads are off" in message) != download
     for name in datasets.FILES.values():
         assert name in message
@@ -233,12 +244,18 @@ def test_part_of_a_set_is_an_error_naming_the_missing_file(tmp_path, monkeypatch
     monkeypatch.setattr(fetch, "_sources", lambda info: ([f"file://{mirror}/"], md5s))
     folder = make_idx_dataset(tmp_path / "mine")
     (folder / "t10k-labels-idx1-ubyte").rename(folder / "t10k-labels-idx1-ubyte.bak")
-    with pytest.raises(QuicknetsError, match=r"holds .* but not t10k-labels-idx1-ubyte \(.gz or "
-                                             "raw\\); add the missing files"):
+    with pytest.raises(
+        QuicknetsError,
+        match=r"holds .* but not t10k-labels-idx1-ubyte \(.gz or "
+        "raw\\); add the missing files",
+    ):
         load_dataset("mnist", folder, verify=False)  # a mirror works, but never mixes sets
     assert sorted(p.name for p in folder.iterdir()) == [  # nothing was downloaded into it
-        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte.bak", "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte"]
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte.bak",
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+    ]
 
 
 def test_a_failed_download_leaves_no_partial_set(monkeypatch, tmp_path):
@@ -258,6 +275,7 @@ def test_data_dir_that_is_a_file(tmp_path):
 
 # --- the decoded cache follows the content of the files ---
 
+
 def _cache_files():
     return sorted((data_module.cache_dir() / "decoded").glob("mnist-*.pt"))
 
@@ -268,6 +286,7 @@ def test_decoded_cache_is_used_for_the_same_content_wherever_it_lies(tmp_path, m
 
     def no_decode(*args):
         raise AssertionError("decoded again")
+
     monkeypatch.setattr(data_module, "_decode", no_decode)
     moved = shutil.copytree(tmp_path / "a", tmp_path / "b")  # new path and mtimes, same bytes
     second = load_dataset("mnist", moved, verify=False)
@@ -304,12 +323,15 @@ def _cache_file(folder):
     return data_module.cache_dir() / "decoded" / f"mnist-{key[:16]}-nv.pt", key
 
 
-@pytest.mark.parametrize("damage", [
-    lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),  # truncated
-    lambda p: p.write_bytes(b"garbage"),
-    _flip_a_byte_in_the_middle,  # torch.load alone reads this without a word
-    lambda p: torch.save({"train_images": torch.zeros(1)}, p),  # another format
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),  # truncated
+        lambda p: p.write_bytes(b"garbage"),
+        _flip_a_byte_in_the_middle,  # torch.load alone reads this without a word
+        lambda p: torch.save({"train_images": torch.zeros(1)}, p),  # another format
+    ],
+)
 def test_damaged_decoded_cache_is_rebuilt(tmp_path, damage):
     folder = make_idx_dataset(tmp_path / "d", seed=14)
     first = load_dataset("mnist", folder, verify=False)
@@ -324,24 +346,45 @@ def test_damaged_decoded_cache_is_rebuilt(tmp_path, damage):
 
 # --- files that cannot be a split's data: one line each (with verification off) ---
 
+
 def _write(folder, name, array):
     from quicknets.data.idx import write_idx
+
     write_idx(folder / name, np.asarray(array, dtype=np.uint8))
 
 
-@pytest.mark.parametrize("name, array, message", [
-    ("train-images-idx3-ubyte", np.zeros((0, 28, 28)), "train-images-idx3-ubyte holds no images"),
-    ("t10k-images-idx3-ubyte", np.zeros((0, 28, 28)), "t10k-images-idx3-ubyte holds no images"),
-    ("t10k-images-idx3-ubyte", np.zeros((100, 32, 32)),
-     "t10k-images-idx3-ubyte holds uint8 images of 32x32 pixels; quicknets takes uint8 28x28"),
-    ("t10k-labels-idx1-ubyte", np.zeros(99),
-     "t10k-labels-idx1-ubyte holds 99 labels but .*t10k-images-idx3-ubyte holds 100 images"),
-    ("train-labels-idx1-ubyte", np.arange(300) % 11,
-     r"train-labels-idx1-ubyte holds label 10, outside the 10 classes of mnist \(0..9\)"),
-    ("t10k-labels-idx1-ubyte", np.zeros((100, 28, 28)),
-     r"t10k-labels-idx1-ubyte holds an array of shape \(100, 28, 28\), not labels"),
-    ("t10k-images-idx3-ubyte", np.zeros(100), r"holds an array of shape \(100,\), not images"),
-])
+@pytest.mark.parametrize(
+    "name, array, message",
+    [
+        (
+            "train-images-idx3-ubyte",
+            np.zeros((0, 28, 28)),
+            "train-images-idx3-ubyte holds no images",
+        ),
+        ("t10k-images-idx3-ubyte", np.zeros((0, 28, 28)), "t10k-images-idx3-ubyte holds no images"),
+        (
+            "t10k-images-idx3-ubyte",
+            np.zeros((100, 32, 32)),
+            "t10k-images-idx3-ubyte holds uint8 images of 32x32 pixels; quicknets takes uint8 28x28",
+        ),
+        (
+            "t10k-labels-idx1-ubyte",
+            np.zeros(99),
+            "t10k-labels-idx1-ubyte holds 99 labels but .*t10k-images-idx3-ubyte holds 100 images",
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            np.arange(300) % 11,
+            r"train-labels-idx1-ubyte holds label 10, outside the 10 classes of mnist \(0..9\)",
+        ),
+        (
+            "t10k-labels-idx1-ubyte",
+            np.zeros((100, 28, 28)),
+            r"t10k-labels-idx1-ubyte holds an array of shape \(100, 28, 28\), not labels",
+        ),
+        ("t10k-images-idx3-ubyte", np.zeros(100), r"holds an array of shape \(100,\), not images"),
+    ],
+)
 def test_files_that_cannot_be_the_data_are_one_line(tmp_path, name, array, message):
     folder = make_idx_dataset(tmp_path / "d")
     _write(folder, name, array)
@@ -354,6 +397,7 @@ def _imbalanced(folder, counts=(40, 40, 40, 2), seed=0):
     """IDX files whose last class is small: counts[c] training images of class c (a bar in row
     band c), and 4 test images of each class."""
     from quicknets.data.idx import write_idx
+
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for split, per_class in (("train", counts), ("t10k", [4] * len(counts))):
@@ -361,7 +405,7 @@ def _imbalanced(folder, counts=(40, 40, 40, 2), seed=0):
         rng.shuffle(labels)
         images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)
         for i, c in enumerate(labels):
-            images[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 220
+            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 220
         write_idx(folder / f"{split}-images-idx3-ubyte", images)
         write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
     return folder
@@ -385,9 +429,12 @@ def _check_stratified(full_labels, data, fraction):
 def test_the_validation_split_is_stratified_and_a_small_class_keeps_training_images(tmp_path):
     folder = _imbalanced(tmp_path / "imb")
     full = load_dataset("mnist", folder, verify=False)
-    lost = [seed for seed in range(20)  # the old plain random split loses the small class
-            if 3 not in full.train_labels[data_module.random_split(full.train_labels, 0.5,
-                                                                   seed)[0]].tolist()]
+    lost = [
+        seed
+        for seed in range(20)  # the old plain random split loses the small class
+        if 3
+        not in full.train_labels[data_module.random_split(full.train_labels, 0.5, seed)[0]].tolist()
+    ]
     assert lost, "the data should show the old split's failure for some seed"
     for seed in range(20):
         data = load_dataset("mnist", folder, val_split=0.5, seed=seed, verify=False)
@@ -405,11 +452,14 @@ def test_fashion_mnist_validation_split_holds_a_tenth_of_each_class(fashion):
 
 
 @pytest.mark.parametrize("counts, split", [((2,) * 10, 0.9), ((30, 1), 0.97)])
-def test_a_split_that_would_leave_a_class_without_training_images_is_refused(tmp_path, counts,
-                                                                            split):
+def test_a_split_that_would_leave_a_class_without_training_images_is_refused(
+    tmp_path, counts, split
+):
     folder = _imbalanced(tmp_path / "few", counts)
-    with pytest.raises(QuicknetsError, match=f"val_split {split} would hold out .* leave a "
-                                             "class with no training images"):
+    with pytest.raises(
+        QuicknetsError,
+        match=f"val_split {split} would hold out .* leave a class with no training images",
+    ):
         load_dataset("mnist", folder, val_split=split, verify=False)
 
 
@@ -417,22 +467,26 @@ def test_a_class_of_one_image_keeps_it_for_training(tmp_path):
     folder = _imbalanced(tmp_path / "one", (20, 20, 1))
     full = load_dataset("mnist", folder, verify=False)
     for seed in range(5):
-        _check_stratified(full.train_labels,
-                          load_dataset("mnist", folder, val_split=0.5, seed=seed, verify=False),
-                          0.5)
+        _check_stratified(
+            full.train_labels,
+            load_dataset("mnist", folder, val_split=0.5, seed=seed, verify=False),
+            0.5,
+        )
 
 
 def test_every_source_gets_the_stratified_split(tmp_path):
     """CSV, class folders and .npz go through the same split as IDX files."""
     from PIL import Image
+
     rng = np.random.default_rng(0)
     counts = (30, 30, 3)
     labels = np.repeat(np.arange(3), counts)
     images = rng.integers(0, 256, size=(len(labels), 8, 8), dtype=np.uint8)
     test_labels = np.arange(3).repeat(2)
     test_images = rng.integers(0, 256, size=(6, 8, 8), dtype=np.uint8)
-    np.savez(tmp_path / "d.npz", x_train=images, y_train=labels, x_test=test_images,
-             y_test=test_labels)
+    np.savez(
+        tmp_path / "d.npz", x_train=images, y_train=labels, x_test=test_images, y_test=test_labels
+    )
     for name, (x, y) in (("train", (images, labels)), ("test", (test_images, test_labels))):
         rows = np.concatenate([y[:, None], x.reshape(len(x), -1)], 1)
         np.savetxt(tmp_path / f"d_{name}.csv", rows, fmt="%d", delimiter=",")
@@ -449,26 +503,31 @@ def test_every_source_gets_the_stratified_split(tmp_path):
 
 def test_a_record_made_before_keeps_its_random_split(tmp_path):
     from quicknets.config.configs import RunConfig
+
     folder = _imbalanced(tmp_path / "imb")
-    config = RunConfig.build(dataset="mnist", data_dir=str(folder), verify=False, val_split=0.25,
-                             seed=3)
+    config = RunConfig.build(
+        dataset="mnist", data_dir=str(folder), verify=False, val_split=0.25, seed=3
+    )
     full = load_dataset("mnist", folder, verify=False)
     kept, held = data_module.random_split(full.train_labels, 0.25, 3)
     old = data_module.load_recorded(config, recorded={"dataset": "mnist", "val_split": 0.25})
     assert torch.equal(old.val_images, full.train_images[held]) and not old.val_stratified
     assert torch.equal(old.train_labels, full.train_labels[kept])
-    new = data_module.load_recorded(config, recorded=data_module.describe(old) |
-                                    {"val_stratified": True})
+    new = data_module.load_recorded(
+        config, recorded=data_module.describe(old) | {"val_stratified": True}
+    )
     assert new.val_stratified and not torch.equal(new.val_images, old.val_images)
     assert torch.equal(data_module.load_recorded(config).val_images, new.val_images)
 
 
-@pytest.mark.parametrize("label_type", [np.int32, np.int64, np.uint8, np.int16, "list",
-                                        "tensor-int32"])
+@pytest.mark.parametrize(
+    "label_type", [np.int32, np.int64, np.uint8, np.int16, "list", "tensor-int32"]
+)
 def test_a_dataset_from_numpy_arrays_trains_and_evaluates(tiny, label_type):
     """Images as NumPy arrays (a non-contiguous view among them), labels of any integer type:
     the same numbers as the uint8/int64 tensors load_dataset gives."""
     from quicknets import evaluate, network, train
+
     x_train, x_test = tiny.train_images.numpy(), tiny.test_images.numpy()
     y_train, y_test = tiny.train_labels.numpy(), tiny.test_labels.numpy()
     if label_type == "list":
@@ -492,33 +551,53 @@ def test_a_dataset_from_numpy_arrays_trains_and_evaluates(tiny, label_type):
 
 def test_a_dataset_takes_channels_last_and_integer_pixels(tiny):
     x = tiny.train_images.numpy()[:, :, :, None]  # (N, 28, 28, 1), Keras's layout
-    data = data_module.Dataset("mine", tiny.classes, x.astype(np.int64), tiny.train_labels,
-                               tiny.test_images, tiny.test_labels)
+    data = data_module.Dataset(
+        "mine",
+        tiny.classes,
+        x.astype(np.int64),
+        tiny.train_labels,
+        tiny.test_images,
+        tiny.test_labels,
+    )
     assert data.train_images.shape == (300, 1, 28, 28) and data.train_images.dtype == torch.uint8
     assert torch.equal(data.train_images[:, 0], tiny.train_images)
     assert data.preprocessing.shape == (1, 28, 28)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"train_images": "float"}, r"train_images holds torch.float32 values.*\(x \* 255\)"),
-    ({"train_images": "int"}, "train_images holds values from -1 to 220; pixels are 0..255"),
-    ({"train_labels": "high"}, r"train_labels holds class 10, outside the 10 classes \(0..9\)"),
-    ({"test_labels": "negative"}, "test_labels holds class -1"),
-    ({"train_labels": "float"}, "train_labels holds torch.float32 values, not class numbers"),
-    ({"train_labels": "short"}, "train_images holds 300 images but train_labels 299 labels"),
-    ({"test_images": "shape"}, r"differ in shape \(C, H, W\)"),
-    ({"train_images": "flat"}, r"train_images has shape \(300, 784\)"),
-    ({"train_labels": "text"}, "train_labels must be class numbers"),
-    ({"classes": []}, "needs its class names"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"train_images": "float"}, r"train_images holds torch.float32 values.*\(x \* 255\)"),
+        ({"train_images": "int"}, "train_images holds values from -1 to 220; pixels are 0..255"),
+        ({"train_labels": "high"}, r"train_labels holds class 10, outside the 10 classes \(0..9\)"),
+        ({"test_labels": "negative"}, "test_labels holds class -1"),
+        ({"train_labels": "float"}, "train_labels holds torch.float32 values, not class numbers"),
+        ({"train_labels": "short"}, "train_images holds 300 images but train_labels 299 labels"),
+        ({"test_images": "shape"}, r"differ in shape \(C, H, W\)"),
+        ({"train_images": "flat"}, r"train_images has shape \(300, 784\)"),
+        ({"train_labels": "text"}, "train_labels must be class numbers"),
+        ({"classes": []}, "needs its class names"),
+    ],
+)
 def test_a_dataset_built_wrongly_is_one_clear_error(tiny, change, message):
-    values = {"name": "mine", "classes": tiny.classes, "train_images": tiny.train_images,
-              "train_labels": tiny.train_labels, "test_images": tiny.test_images,
-              "test_labels": tiny.test_labels}
-    forms = {"float": lambda v: v.float() / 255, "int": lambda v: v.long() - (v == 0).long(),
-             "high": lambda v: v.clone().fill_(10), "negative": lambda v: v - 1,
-             "short": lambda v: v[1:], "shape": lambda v: v[:, :20, :20],
-             "flat": lambda v: v.reshape(len(v), -1), "text": lambda v: ["a"] * len(v)}
+    values = {
+        "name": "mine",
+        "classes": tiny.classes,
+        "train_images": tiny.train_images,
+        "train_labels": tiny.train_labels,
+        "test_images": tiny.test_images,
+        "test_labels": tiny.test_labels,
+    }
+    forms = {
+        "float": lambda v: v.float() / 255,
+        "int": lambda v: v.long() - (v == 0).long(),
+        "high": lambda v: v.clone().fill_(10),
+        "negative": lambda v: v - 1,
+        "short": lambda v: v[1:],
+        "shape": lambda v: v[:, :20, :20],
+        "flat": lambda v: v.reshape(len(v), -1),
+        "text": lambda v: ["a"] * len(v),
+    }
     for key, how in change.items():
         values[key] = forms[how](values[key]) if isinstance(how, str) else how
     with pytest.raises(QuicknetsError, match=message):

@@ -4,6 +4,7 @@ Three datasets made here go through train, classify, show and report: (a) the Fa
 set as a Kaggle-style CSV pair, (b) the same as PNGs in class folders, (c) generated 32x32 RGB
 images in 3 class folders. Small subsets: the 60,000-image timings are in the README.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,25 @@ from quicknets.data.preprocessing import Preprocessing
 from quicknets.records.experiment import fit_network, run
 from quicknets.records.runs import load_model, load_run
 
-FOLDER_NAMES = ["T-shirt-top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                "Sneaker", "Bag", "Ankle Boot"]  # Fashion-MNIST's classes as folder names
+FOLDER_NAMES = [
+    "T-shirt-top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle Boot",
+]  # Fashion-MNIST's classes as folder names
 
 
 def write_csv(path, images, labels, header=True):
     """A Kaggle-style CSV: label,pixel1,...,pixelP."""
-    rows = np.concatenate([np.asarray(labels)[:, None],
-                           np.asarray(images).reshape(len(images), -1)], 1)
+    rows = np.concatenate(
+        [np.asarray(labels)[:, None], np.asarray(images).reshape(len(images), -1)], 1
+    )
     with open(path, "w") as f:
         if header:
             f.write("label," + ",".join(f"pixel{i + 1}" for i in range(rows.shape[1] - 1)) + "\n")
@@ -80,8 +92,18 @@ def error(call) -> str:
 
 def train_show_report(capsys, dataset, runs, *flags) -> str:
     """train --dataset, then show and report: the run's folder name."""
-    out = cli(capsys, "train", "--dataset", dataset, "--threads", "1", "--runs-dir", runs,
-              "--quiet", *flags)
+    out = cli(
+        capsys,
+        "train",
+        "--dataset",
+        dataset,
+        "--threads",
+        "1",
+        "--runs-dir",
+        runs,
+        "--quiet",
+        *flags,
+    )
     assert "test accuracy:" in out
     name = Path(out.strip().splitlines()[-1].removeprefix("saved: ")).name
     out = cli(capsys, "show", name, "--runs-dir", runs)
@@ -94,6 +116,7 @@ def train_show_report(capsys, dataset, runs, *flags) -> str:
 
 
 # -- (a) a Kaggle-style CSV pair ---------------------------------------------------------------
+
 
 @pytest.fixture
 def kaggle(fashion, tmp_path) -> Path:
@@ -120,8 +143,11 @@ def test_csv_pair_gives_the_idx_files_tensors_and_accuracy(kaggle, fashion, tmp_
     assert from_csv.classes == [str(i) for i in range(10)] and from_csv.name == "fashion-mnist"
     common = dict(network="784-64-10", epochs=2, threads=1, seed=3)
     _, by_csv = run(RunConfig.build(dataset=str(kaggle), **common), tmp_path / "runs", quiet=True)
-    _, by_idx = run(RunConfig.build(dataset="fashion-mnist", data_dir=str(idx), verify=False,
-                                    **common), tmp_path / "runs", quiet=True)
+    _, by_idx = run(
+        RunConfig.build(dataset="fashion-mnist", data_dir=str(idx), verify=False, **common),
+        tmp_path / "runs",
+        quiet=True,
+    )
     assert by_csv["accuracy"] == by_idx["accuracy"] and by_csv["loss"] == by_idx["loss"]
     assert by_csv["accuracy"] > 0.6
 
@@ -145,6 +171,7 @@ def test_csv_train_classify_show_report(kaggle, fashion, tmp_path, capsys):
 
 
 # -- (b) the Fashion-MNIST test set as PNGs in class folders -----------------------------------
+
 
 def test_png_folder_train_classify_show_report(fashion, tmp_path, capsys):
     x, y = fashion.test_images[:500].numpy(), fashion.test_labels[:500].numpy()
@@ -170,11 +197,13 @@ def test_png_folder_train_classify_show_report(fashion, tmp_path, capsys):
         if f"(true class: {predicted(out)})" in out:
             break
     # ... is named by its folder when classified as a file
-    assert predicted(cli(capsys, "classify", name, path, "--runs-dir", runs)) == \
-        Path(path).parent.name
+    assert (
+        predicted(cli(capsys, "classify", name, path, "--runs-dir", runs)) == Path(path).parent.name
+    )
 
 
 # -- (c) 32x32 RGB images in 3 class folders, no test folder: the default command --------------
+
 
 @pytest.fixture
 def rgb(tmp_path) -> Path:
@@ -194,8 +223,9 @@ def test_rgb_folder_default_command_auto_mean_classify_show_report(rgb, tmp_path
     model = load_model(record)
     pixels = load_dataset(rgb).train_images.double() / 255  # (96, 3, 32, 32)
     assert model.preprocessing.mean == pytest.approx(pixels.mean((0, 2, 3)).tolist(), abs=1e-6)
-    assert model.preprocessing.std == pytest.approx(pixels.std((0, 2, 3), correction=0).tolist(),
-                                                    abs=1e-6)
+    assert model.preprocessing.std == pytest.approx(
+        pixels.std((0, 2, 3), correction=0).tolist(), abs=1e-6
+    )
     for folder in ("red", "green", "blue-ish"):
         file = rgb / folder / sorted(p.name for p in (rgb / folder).iterdir())[0]
         assert predicted(cli(capsys, "classify", name, file, "--runs-dir", runs)) == folder
@@ -211,6 +241,7 @@ def test_the_held_out_test_set_is_fixed_and_stratified(rgb):
 
 
 # -- PyTorch's ecosystem -----------------------------------------------------------------------
+
 
 def test_dataset_len_indexing_torch_dataset_and_loader(rgb):
     data = load_dataset(rgb, mean=(0.2, 0.3, 0.4), std=0.5)
@@ -230,6 +261,7 @@ def test_dataset_len_indexing_torch_dataset_and_loader(rgb):
 
 # -- the network spec adapts or says what fits -------------------------------------------------
 
+
 def test_the_default_mlp_takes_the_datas_ends_and_written_sizes_are_checked():
     rgb3 = Preprocessing((3, 32, 32), classes=("a", "b", "c"))
     assert fit_network("784-256-128-64-10", rgb3) == "3072-256-128-64-3"
@@ -238,17 +270,21 @@ def test_the_default_mlp_takes_the_datas_ends_and_written_sizes_are_checked():
     assert fit_network("784-10", Preprocessing(classes=tuple("0123456789"))) == "784-10"
     assert error(lambda: fit_network("784-128-10", rgb3)) == (
         "the first size must be the input size 3072 (3x32x32 images) and the last the number "
-        "of classes 3, got 784-128-10: give --network 3072-128-3")
+        "of classes 3, got 784-128-10: give --network 3072-128-3"
+    )
 
 
 # -- cache and digest --------------------------------------------------------------------------
+
 
 def test_parsed_once_then_cached_and_a_changed_file_is_noticed(tmp_path, monkeypatch, capsys):
     images = np.arange(30 * 16).reshape(30, 16) % 256
     path = write_csv(tmp_path / "small.csv", images, np.arange(30) % 3)
     first = load_dataset(path)
+
     def parse_again(*args):
         raise LookupError("parsed again")
+
     monkeypatch.setattr(csvdata, "parse_csv", parse_again)
     again = load_dataset(path)  # from the cache
     assert torch.equal(first.train_images, again.train_images)
@@ -260,7 +296,8 @@ def test_parsed_once_then_cached_and_a_changed_file_is_noticed(tmp_path, monkeyp
         load_dataset(path)
     monkeypatch.undo()
     assert error(lambda: load_recorded(config, recorded=recorded, changed="error")).startswith(
-        f"{path} changed since the run was made: its content digest is ")
+        f"{path} changed since the run was made: its content digest is "
+    )
     load_recorded(config, recorded=recorded)  # show, report, evaluate: a warning
     assert "warning: " in capsys.readouterr().err
 
@@ -275,13 +312,16 @@ def test_data_that_moved_says_to_give_data_dir(tmp_path):
     path.rename(tmp_path / "new" / "small.csv")
     assert error(lambda: load_recorded(config, recorded=recorded)) == (
         f"the run's data {path} is not there any more: if it moved, give the folder now "
-        f"holding small.csv with --data-dir")
+        f"holding small.csv with --data-dir"
+    )
     assert error(lambda: load_recorded(config, tmp_path / "elsewhere", recorded)) == (
-        f"the run's data small.csv is not in {tmp_path / 'elsewhere'}")
+        f"the run's data small.csv is not in {tmp_path / 'elsewhere'}"
+    )
     data = load_recorded(config, tmp_path / "new", recorded)
     assert len(data.train_labels) == 24  # 0.2 held out
     assert error(lambda: load_recorded(config)).startswith(  # not a run's: a new train's
-        f"no file or folder {path} (--dataset takes a built-in name: ")
+        f"no file or folder {path} (--dataset takes a built-in name: "
+    )
 
 
 def test_a_large_folder_is_decoded_by_worker_processes(rgb, monkeypatch):
@@ -294,10 +334,16 @@ def test_a_large_folder_is_decoded_by_worker_processes(rgb, monkeypatch):
 
 # -- .npz, the MNIST family by name ------------------------------------------------------------
 
+
 def test_npz_as_keras_returns_it(tmp_path):
     images, labels = rgb_images(n_per_class=5)
-    np.savez(tmp_path / "cifar-like.npz", x_train=images[::2], y_train=labels[::2, None],
-             x_test=images[1::2], y_test=labels[1::2, None])  # (N, H, W, 3), CIFAR's (N, 1)
+    np.savez(
+        tmp_path / "cifar-like.npz",
+        x_train=images[::2],
+        y_train=labels[::2, None],
+        x_test=images[1::2],
+        y_test=labels[1::2, None],
+    )  # (N, H, W, 3), CIFAR's (N, 1)
     data = load_dataset(tmp_path / "cifar-like.npz")
     assert data.train_images.shape == (8, 3, 32, 32) and data.classes == ["0", "1", "2"]
     assert torch.equal(data.test_images[0], torch.from_numpy(images[1].transpose(2, 0, 1)))
@@ -307,13 +353,15 @@ def test_npz_as_keras_returns_it(tmp_path):
     np.savez(tmp_path / "bad.npz", x_train=images, labels=labels)
     assert error(lambda: load_dataset(tmp_path / "bad.npz")) == (
         f"{tmp_path / 'bad.npz'} has no y_train (it holds x_train, labels; expected x_train, "
-        "y_train, x_test, y_test)")
+        "y_train, x_test, y_test)"
+    )
 
 
 def _idx_int32(path, array):
     """An IDX file of big-endian int32 (QMNIST's labels)."""
-    header = bytes([0, 0, 0x0C, array.ndim]) + b"".join(int(n).to_bytes(4, "big")
-                                                        for n in array.shape)
+    header = bytes([0, 0, 0x0C, array.ndim]) + b"".join(
+        int(n).to_bytes(4, "big") for n in array.shape
+    )
     path.write_bytes(header + array.astype(">i4").tobytes())
 
 
@@ -324,8 +372,11 @@ def test_emnist_and_qmnist_by_name_from_local_files(tmp_path):
     raw.mkdir(parents=True)
     for split in ("train", "test"):
         write_idx(raw / f"emnist-letters-{split}-images-idx3-ubyte.gz", images, compress=True)
-        write_idx(raw / f"emnist-letters-{split}-labels-idx1-ubyte.gz",
-                  np.arange(27, dtype=np.uint8) % 26 + 1, compress=True)
+        write_idx(
+            raw / f"emnist-letters-{split}-labels-idx1-ubyte.gz",
+            np.arange(27, dtype=np.uint8) % 26 + 1,
+            compress=True,
+        )
     letters = load_dataset("emnist-letters", tmp_path, download=False)
     assert letters.classes[:3] == ["N/A", "a", "b"] and len(letters.classes) == 27
     assert letters.train_images[0, 5, 2] == 255 and letters.train_images[0, 2, 5] == 0
@@ -346,27 +397,39 @@ def test_emnist_and_qmnist_by_name_from_local_files(tmp_path):
 
 # -- bad data: one line naming the file and the row or the image -------------------------------
 
+
 def _csv(tmp_path, text, name="d.csv"):
     (tmp_path / name).write_text(text)
     return tmp_path / name
 
 
-@pytest.mark.parametrize("text, message", [
-    ("0,1,2,3,4\n1,1,2,3\n", "line 2 has 4 value(s); line 1 has 5 (a label, then the pixels)"),
-    ("label,a,b,c,d\n0,1,2,3,4\n1,1,2,x,4\n", "line 3, column 4: 'x' is not a number"),
-    ("0,1,2,3,4\n1,1,,3,4\n", "line 2, column 3: an empty cell"),
-    ("0,1,2,3,4\n1,1,2,300,4\n", "line 2, column 4: 300 is not a pixel value (whole numbers "
-                                 "0..255)"),
-    ("0,1,2,3,4\n1,1,2.5,3,4\n", "line 2, column 3: 2.5 is not a pixel value"),
-    ("0,1,2,3,4\n-1,1,2,3,4\n", "line 2: label -1 is negative"),
-    ("0,1,2,3,4\n12345,1,2,3,4\n", "line 2: label 12345 is too large; class numbers run from 0"),
-    ("2,1,2,3,4\n2,1,2,3,4\n", "holds a single class (2); a classifier needs at least two"),
-    ("0,1,2,3,4,5\n1,1,2,3,4,5\n", "rows of 5 pixels are not a square image in 1 or 3 "
-                                     "channels (28x28 = 784, 3x32x32 = 3072)"),
-    ("0,1,2,3,4\n\n1,1,2,3,4\n", "line 2 is empty"),
-    ("", "is empty"),
-    ("label,p1,p2,p3,p4\n", "holds a header but no rows"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("0,1,2,3,4\n1,1,2,3\n", "line 2 has 4 value(s); line 1 has 5 (a label, then the pixels)"),
+        ("label,a,b,c,d\n0,1,2,3,4\n1,1,2,x,4\n", "line 3, column 4: 'x' is not a number"),
+        ("0,1,2,3,4\n1,1,,3,4\n", "line 2, column 3: an empty cell"),
+        (
+            "0,1,2,3,4\n1,1,2,300,4\n",
+            "line 2, column 4: 300 is not a pixel value (whole numbers 0..255)",
+        ),
+        ("0,1,2,3,4\n1,1,2.5,3,4\n", "line 2, column 3: 2.5 is not a pixel value"),
+        ("0,1,2,3,4\n-1,1,2,3,4\n", "line 2: label -1 is negative"),
+        (
+            "0,1,2,3,4\n12345,1,2,3,4\n",
+            "line 2: label 12345 is too large; class numbers run from 0",
+        ),
+        ("2,1,2,3,4\n2,1,2,3,4\n", "holds a single class (2); a classifier needs at least two"),
+        (
+            "0,1,2,3,4,5\n1,1,2,3,4,5\n",
+            "rows of 5 pixels are not a square image in 1 or 3 "
+            "channels (28x28 = 784, 3x32x32 = 3072)",
+        ),
+        ("0,1,2,3,4\n\n1,1,2,3,4\n", "line 2 is empty"),
+        ("", "is empty"),
+        ("label,p1,p2,p3,p4\n", "holds a header but no rows"),
+    ],
+)
 def test_bad_csv(tmp_path, text, message):
     path = _csv(tmp_path, text)
     got = error(lambda: load_dataset(path))
@@ -377,21 +440,26 @@ def test_bad_test_csv(tmp_path):
     train = _csv(tmp_path, "0,1,2,3,4\n1,1,2,3,4\n2,0,0,0,0\n" * 2, "digits_train.csv")
     test = _csv(tmp_path, "0,1,2,3,4\n7,1,2,3,4\n", "digits_test.csv")
     assert error(lambda: load_dataset(train)) == (
-        f"{test} line 2: label 7 is not one of the 3 classes of {train} (0, 1, 2)")
+        f"{test} line 2: label 7 is not one of the 3 classes of {train} (0, 1, 2)"
+    )
     names = _csv(tmp_path, "cat,1,2,3,4\ndog,1,2,3,4\n", "pets.csv")
     other = _csv(tmp_path, "bird,1,2,3,4\n", "other.csv")
     assert error(lambda: load_dataset(names, test=other)) == (
-        f"{other} line 1: label bird is not one of the 2 classes of {names} (cat, dog)")
+        f"{other} line 1: label bird is not one of the 2 classes of {names} (cat, dog)"
+    )
     _csv(tmp_path, "1,2,3,4\n", "digits_test.csv")  # Kaggle's test.csv has no labels
     assert "give --test 0.2 to hold out part of the training set" in error(
-        lambda: load_dataset(train))
+        lambda: load_dataset(train)
+    )
     held = load_dataset(train, test="0.34")  # a fraction given: the file beside is not read
     assert len(held.test_labels) == 3 and len(held.train_labels) == 3
 
 
 def test_csv_without_header_of_names_and_converted_sizes(tmp_path):
-    rows = "".join(f"{name},{','.join(str((i * 7 + k) % 256) for k in range(3 * 16))}\n"
-                   for i, name in enumerate(["cat", "dog", "cat", "dog", "cat", "dog"]))
+    rows = "".join(
+        f"{name},{','.join(str((i * 7 + k) % 256) for k in range(3 * 16))}\n"
+        for i, name in enumerate(["cat", "dog", "cat", "dog", "cat", "dog"])
+    )
     path = _csv(tmp_path, rows, "pets.csv")
     data = load_dataset(path, test=0.34)
     assert data.classes == ["cat", "dog"] and data.train_images.shape == (4, 3, 4, 4)
@@ -399,8 +467,9 @@ def test_csv_without_header_of_names_and_converted_sizes(tmp_path):
     grey = load_dataset(path, test=0.34, channels=1)
     assert grey.train_images.shape == (4, 4, 4)
     r, g, b = (data.train_images[0, i].int() for i in range(3))
-    assert torch.equal(grey.train_images[0].int(), (r * 19595 + g * 38470 + b * 7471 + 32768)
-                       >> 16)  # as PIL makes grey
+    assert torch.equal(
+        grey.train_images[0].int(), (r * 19595 + g * 38470 + b * 7471 + 32768) >> 16
+    )  # as PIL makes grey
 
 
 def _grey_folder(root, sizes=((16, 16),) * 6, mode="L"):
@@ -427,30 +496,38 @@ def test_bad_folders(tmp_path):
     (root / "a" / "broken.png").write_bytes(b"\x89PNG not really")
     (root / "b" / "notes.txt").write_text("hello")
     message = error(lambda: load_dataset(root))
-    assert message.startswith(f"2 of 8 files in {root} cannot be read as images, so none were "
-                              f"used; the first: cannot read {root / 'a' / 'broken.png'} as an "
-                              "image (")
+    assert message.startswith(
+        f"2 of 8 files in {root} cannot be read as images, so none were "
+        f"used; the first: cannot read {root / 'a' / 'broken.png'} as an "
+        "image ("
+    )
     root = _grey_folder(tmp_path / "empty")
     (root / "c").mkdir()
-    assert error(lambda: load_dataset(root)) == \
-        f"{root / 'c'} holds no images (an empty class folder)"
+    assert (
+        error(lambda: load_dataset(root)) == f"{root / 'c'} holds no images (an empty class folder)"
+    )
     root = tmp_path / "one"
     (root / "cat").mkdir(parents=True)
     Image.new("L", (8, 8)).save(root / "cat" / "1.png")
-    assert error(lambda: load_dataset(root)) == \
-        f"{root} holds a single class folder (cat); a classifier needs at least two"
+    assert (
+        error(lambda: load_dataset(root))
+        == f"{root} holds a single class folder (cat); a classifier needs at least two"
+    )
     (tmp_path / "none").mkdir()
     assert error(lambda: load_dataset(tmp_path / "none")).startswith(
-        f"{tmp_path / 'none'} holds no class folders")
+        f"{tmp_path / 'none'} holds no class folders"
+    )
     root = _grey_folder(tmp_path / "sizes", [(16, 16)] * 5 + [(20, 24)])
     assert error(lambda: load_dataset(root)) == (
         f"{root} holds images of 2 sizes (16x16: 5, 20x24: 1; e.g. {root / 'a' / '5.png'}); "
-        "give --image-size SIZE to bring them to SIZE x SIZE")
+        "give --image-size SIZE to bring them to SIZE x SIZE"
+    )
     assert load_dataset(root, image_size=12, test=0.34).train_images.shape == (4, 12, 12)
     root = _grey_folder(tmp_path / "colours")
     Image.new("RGB", (16, 16), (200, 10, 10)).save(root / "a" / "red.png")
     assert error(lambda: load_dataset(root)).startswith(
-        f"{root} holds grey and colour images: 6 grey (e.g. ")
+        f"{root} holds grey and colour images: 6 grey (e.g. "
+    )
     assert load_dataset(root, channels=3, test=0.34).train_images.shape == (5, 3, 16, 16)
     train = _grey_folder(tmp_path / "split" / "train")
     _grey_folder(tmp_path / "split" / "test")
@@ -458,18 +535,22 @@ def test_bad_folders(tmp_path):
     Image.new("L", (16, 16)).save(tmp_path / "split" / "test" / "zebra" / "1.png")
     assert error(lambda: load_dataset(tmp_path / "split")) == (
         f"{tmp_path / 'split' / 'test' / 'zebra'} is a class that {train} does not have (its "
-        "classes: a, b)")
+        "classes: a, b)"
+    )
 
 
 def test_bad_paths_and_the_cli_line(tmp_path, capsys):
     assert error(lambda: load_dataset(tmp_path / "nope.csv")).startswith(
-        f"no file or folder {tmp_path / 'nope.csv'} (--dataset takes a built-in name: ")
+        f"no file or folder {tmp_path / 'nope.csv'} (--dataset takes a built-in name: "
+    )
     (tmp_path / "x.zip").write_bytes(b"PK")
     assert error(lambda: load_dataset(tmp_path / "x.zip")) == (
         f"{tmp_path / 'x.zip'} is not a CSV file (.csv, .csv.gz), an .npz file or a folder of "
-        "class folders")
-    assert error(lambda: load_dataset("cifar")).startswith("unknown dataset 'cifar': not a "
-                                                           "built-in one (fashion-mnist, ")
+        "class folders"
+    )
+    assert error(lambda: load_dataset("cifar")).startswith(
+        "unknown dataset 'cifar': not a built-in one (fashion-mnist, "
+    )
     bad = _csv(tmp_path, "0,1,2,3,4\n1,1,2,x,4\n")
     assert main(["train", "--dataset", str(bad), "--runs-dir", str(tmp_path / "runs")]) == 1
     err = capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Calibration: ECE, MCE, NLL and Brier against hand-computed values and a brute-force Guo et al.
 reference; temperature scaling against a grid search; one real check on Fashion-MNIST."""
+
 import dataclasses
 import math
 
@@ -8,10 +9,17 @@ import pytest
 import torch
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.evaluation.calibration import (brier_score, calibrate, calibration,
-                                   expected_calibration_error, fit_temperature,
-                                   max_calibration_error, negative_log_likelihood, reliability,
-                                   temperature_scale)
+from quicknets.evaluation.calibration import (
+    brier_score,
+    calibrate,
+    calibration,
+    expected_calibration_error,
+    fit_temperature,
+    max_calibration_error,
+    negative_log_likelihood,
+    reliability,
+    temperature_scale,
+)
 
 
 def guo_ece(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> tuple:
@@ -39,13 +47,14 @@ def test_ece_mce_brier_nll_by_hand():
     probs, labels = two_class([0.9, 0.9, 0.7, 0.55], [True, False, True, False])
     # gaps: |0.5 - 0.9| (half the images), |1 - 0.7| (a quarter), |0 - 0.55| (a quarter)
     assert expected_calibration_error(probs, labels) == pytest.approx(
-        0.5 * 0.4 + 0.25 * 0.3 + 0.25 * 0.55, abs=1e-12)
+        0.5 * 0.4 + 0.25 * 0.3 + 0.25 * 0.55, abs=1e-12
+    )
     assert max_calibration_error(probs, labels) == pytest.approx(0.55, abs=1e-12)
     # Brier: 2 * (1 - p_true)^2 for two classes: p_true = 0.9, 0.1, 0.7, 0.45
-    assert brier_score(probs, labels) == pytest.approx(
-        (0.02 + 1.62 + 0.18 + 0.605) / 4, abs=1e-12)
+    assert brier_score(probs, labels) == pytest.approx((0.02 + 1.62 + 0.18 + 0.605) / 4, abs=1e-12)
     assert negative_log_likelihood(probs.log(), labels) == pytest.approx(
-        -(math.log(0.9) + math.log(0.1) + math.log(0.7) + math.log(0.45)) / 4, abs=1e-12)
+        -(math.log(0.9) + math.log(0.1) + math.log(0.7) + math.log(0.45)) / 4, abs=1e-12
+    )
     diagram = reliability(probs, labels)
     assert sum(diagram["count"]) == 4 and diagram["count"][13] == 2
     assert diagram["accuracy"][13] == 0.5 and diagram["confidence"][10] == pytest.approx(0.7)
@@ -90,8 +99,9 @@ def test_temperature_undoes_a_known_miscalibration(sharpen):
     t = fit_temperature(log_probs, labels)
     assert t == pytest.approx(sharpen, rel=0.05)  # scaling by T = sharpen restores z
     assert (t > 1) == (sharpen > 1)
-    nll = lambda ts: [negative_log_likelihood(temperature_scale(log_probs, float(g)), labels)
-                      for g in ts]
+    nll = lambda ts: [
+        negative_log_likelihood(temperature_scale(log_probs, float(g)), labels) for g in ts
+    ]
     coarse = np.linspace(math.log(0.1), math.log(10), 101)  # a brute-force search on log T
     step = coarse[1] - coarse[0]
     centre = coarse[int(np.argmin(nll(np.exp(coarse))))]
@@ -120,14 +130,17 @@ def test_a_temperature_must_be_positive(bad):
         temperature_scale(torch.zeros(2, 3), bad)
 
 
-@pytest.mark.parametrize("values, labels, match", [
-    (torch.zeros(4), torch.zeros(4, dtype=torch.long), "shape"),
-    (torch.zeros(4, 3), torch.zeros(3, dtype=torch.long), "labels"),
-    (torch.zeros(4, 3), torch.zeros(4), "labels"),
-    (torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]), "class indices"),
-    (torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), "no predictions"),
-    (torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), "floats"),
-])
+@pytest.mark.parametrize(
+    "values, labels, match",
+    [
+        (torch.zeros(4), torch.zeros(4, dtype=torch.long), "shape"),
+        (torch.zeros(4, 3), torch.zeros(3, dtype=torch.long), "labels"),
+        (torch.zeros(4, 3), torch.zeros(4), "labels"),
+        (torch.zeros(4, 3), torch.tensor([0, 1, 2, 3]), "class indices"),
+        (torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), "no predictions"),
+        (torch.zeros(4, 3, dtype=torch.long), torch.zeros(4, dtype=torch.long), "floats"),
+    ],
+)
 def test_bad_inputs_are_one_clear_error(values, labels, match):
     for f in (expected_calibration_error, brier_score, calibration, fit_temperature):
         with pytest.raises(QuicknetsError, match=match):
@@ -136,6 +149,7 @@ def test_bad_inputs_are_one_clear_error(values, labels, match):
 
 def test_calibrate_needs_a_validation_split(tiny):
     from quicknets.networks.models import network
+
     with pytest.raises(QuicknetsError, match="validation split"):
         calibrate(network("784-16-10"), tiny)
 
@@ -144,9 +158,11 @@ def test_scaling_lowers_the_test_ece_of_the_default_network(fashion):
     """The default network, 3 epochs on 10,000 training images (over-confident by then), with
     the temperature fitted on a 10% validation split: a lower ECE on the test set."""
     from quicknets import load_dataset, network, train
+
     data = load_dataset("fashion-mnist", val_split=0.1, seed=0)
-    small = dataclasses.replace(data, train_images=data.train_images[:10000],
-                                train_labels=data.train_labels[:10000])
+    small = dataclasses.replace(
+        data, train_images=data.train_images[:10000], train_labels=data.train_labels[:10000]
+    )
     model = network("784-256-128-64-10")
     train(model, small, optimizer="adam", lr=0.003, epochs=3, batch_size=64, quiet=True)
     result = calibrate(model, small)

@@ -1,4 +1,5 @@
 """classify: tensors, test-set indices and image files of any size or colour."""
+
 import pytest
 import torch
 from PIL import Image
@@ -75,8 +76,11 @@ def test_unreadable_image(tmp_path, model):
 
 
 def test_wrong_shapes_and_indices(model, tiny):
-    with pytest.raises(QuicknetsError, match=r"laid out \(1, 28, 28\), \(28, 28, 1\), "
-                                             r"\(28, 28\) or flat \(784,\), not \(3, 32, 32\)"):
+    with pytest.raises(
+        QuicknetsError,
+        match=r"laid out \(1, 28, 28\), \(28, 28, 1\), "
+        r"\(28, 28\) or flat \(784,\), not \(3, 32, 32\)",
+    ):
         classify(model, torch.zeros(3, 32, 32, dtype=torch.uint8))
     with pytest.raises(QuicknetsError, match="outside the test set"):
         classify(model, 100, tiny)
@@ -96,6 +100,7 @@ def trained(tiny_dir):
     """A model trained on MNIST-style data with its own normalisation."""
     from quicknets.data.loading import load_dataset
     from quicknets.training.loop import train
+
     data = load_dataset("mnist", tiny_dir, mean=0.3, std=0.2, verify=False)
     model = network("784-32-10")
     train(model, data, epochs=2, quiet=True, threads=1)
@@ -112,6 +117,7 @@ def test_a_dataset_image_saved_as_png_gets_the_probabilities_of_its_index(traine
 
 def test_the_model_brings_its_own_normalisation_and_classes(trained, tiny_dir):
     from quicknets.data.loading import load_dataset
+
     model, data = trained
     other = load_dataset("mnist", tiny_dir, verify=False)  # loaded with the default 0.5, 0.5
     assert torch.equal(probabilities(model, 5, other), probabilities(model, 5, data))
@@ -121,6 +127,7 @@ def test_the_model_brings_its_own_normalisation_and_classes(trained, tiny_dir):
 
 def test_digit_models_lay_files_out_as_mnist(trained, tmp_path):
     from quicknets.data.images import load_image as load
+
     model, _ = trained
     img = Image.new("L", (100, 200), 0)
     img.paste(255, (40, 20, 60, 180))  # a tall "1"
@@ -143,6 +150,7 @@ def test_a_model_for_other_classes_is_refused(tiny):
 def fashion_mlp(fashion):
     """A small MLP trained for one epoch on Fashion-MNIST (about 0.8 test accuracy)."""
     from quicknets.training.loop import train
+
     net = network("784-32-10", seed=0)
     train(net, fashion, epochs=1, threads=1, quiet=True)
     return net
@@ -152,24 +160,31 @@ def _float_forms(pixels, pre):
     """The ways a user hands over the same images as floats: {name: (images, scale)}."""
     import numpy as np
     from torchvision.transforms import Normalize, ToTensor
+
     pil = [Image.fromarray(x.numpy()) for x in pixels]
     unit = torch.stack([ToTensor()(p) for p in pil])  # (N, 1, 28, 28) in [0, 1]
     as_float = np.stack([np.asarray(p, dtype=np.float32) for p in pil])  # (N, 28, 28) 0..255
     normalized = Normalize(pre.mean, pre.std)(unit)  # what the notebook's DataLoader gives
-    return {"ToTensor [0, 1]": unit, "float32 0..255 (numpy)": as_float,
-            "normalised": normalized, "float64 [0, 1]": unit.double(),
-            "float64 0..255 (numpy)": as_float.astype(np.float64),
-            "normalised float64 (numpy)": normalized.double().numpy(),
-            "[0, 1] channels-last (numpy)": unit.permute(0, 2, 3, 1).numpy(),
-            "[0, 1] non-contiguous": unit.transpose(2, 3).contiguous().transpose(2, 3),
-            "[0, 1] flat": unit.reshape(len(unit), -1),
-            "list of ToTensor images": list(unit), "half [0, 1]": unit.half()}
+    return {
+        "ToTensor [0, 1]": unit,
+        "float32 0..255 (numpy)": as_float,
+        "normalised": normalized,
+        "float64 [0, 1]": unit.double(),
+        "float64 0..255 (numpy)": as_float.astype(np.float64),
+        "normalised float64 (numpy)": normalized.double().numpy(),
+        "[0, 1] channels-last (numpy)": unit.permute(0, 2, 3, 1).numpy(),
+        "[0, 1] non-contiguous": unit.transpose(2, 3).contiguous().transpose(2, 3),
+        "[0, 1] flat": unit.reshape(len(unit), -1),
+        "list of ToTensor images": list(unit),
+        "half [0, 1]": unit.half(),
+    }
 
 
 def test_float_images_of_every_scale_predict_as_their_uint8_pixels(fashion_mlp, fashion):
     """ToTensor floats in [0, 1] were read as normalised (accuracy 0.80 became 0.48): every
     float form of the test images now gives the uint8 answer."""
     from quicknets.evaluation.classification import predict, predict_proba
+
     pixels, labels = fashion.test_images[:1000], fashion.test_labels[:1000]
     want = predict(fashion_mlp, pixels)
     accuracy = (want == labels).float().mean().item()
@@ -204,6 +219,7 @@ def test_an_unsure_or_impossible_float_reading_says_so(fashion_mlp, fashion):
     import warnings
 
     from quicknets.evaluation.classification import predict, predict_proba
+
     unit = fashion.test_images[:50].float() / 255
     with pytest.warns(UserWarning, match="read as unit .* no 0 \\(no black pixel\\)"):
         predict(fashion_mlp, unit * 0.5 + 0.25)  # grey, no black pixel: could be normalised
@@ -211,21 +227,30 @@ def test_an_unsure_or_impossible_float_reading_says_so(fashion_mlp, fashion):
         warnings.simplefilter("error")
         predict(fashion_mlp, unit * 0.5 + 0.25, scale="unit")  # said: no warning
         predict(fashion_mlp, unit)  # black pixels: surely not normalised (black is -1 there)
-    cases = [(unit * 2 - 1.5, "auto", "read as normalized .* from -1.5 to 0.5, outside -1..1: "
-              "normalised with other statistics"),
-             (unit * 255, "unit", "read as unit .* from 0 to 255, outside 0..1"),
-             (unit * 255 - 20, "pixels", "read as pixels .* from -20"),
-             (unit * 1.03, "auto", "could be unit .* that resampling took a little beyond"),
-             (unit - 0.02, "auto", "could be unit .* that resampling took a little beyond"),
-             (fashion.test_images[:3], "unit", "torch.uint8 images are pixels"),
-             (unit, "raw", "scale must be one of auto, pixels, unit, normalized")]
+    cases = [
+        (
+            unit * 2 - 1.5,
+            "auto",
+            "read as normalized .* from -1.5 to 0.5, outside -1..1: "
+            "normalised with other statistics",
+        ),
+        (unit * 255, "unit", "read as unit .* from 0 to 255, outside 0..1"),
+        (unit * 255 - 20, "pixels", "read as pixels .* from -20"),
+        (unit * 1.03, "auto", "could be unit .* that resampling took a little beyond"),
+        (unit - 0.02, "auto", "could be unit .* that resampling took a little beyond"),
+        (fashion.test_images[:3], "unit", "torch.uint8 images are pixels"),
+        (unit, "raw", "scale must be one of auto, pixels, unit, normalized"),
+    ]
     for images, scale, message in cases:
         with pytest.raises(QuicknetsError, match=message):
             predict(fashion_mlp, images, scale=scale)
     overshoot = unit.clone()  # as a bicubic resize leaves [0, 1] images: a little beyond
     overshoot[:, 10:12, 10:12] = torch.tensor([[-0.02, 1.03], [1.01, -0.01]])
-    assert torch.allclose(predict_proba(fashion_mlp, overshoot, scale="unit"),  # taken as given
-                          predict_proba(fashion_mlp, (overshoot - 0.5) / 0.5), atol=1e-6)
+    assert torch.allclose(
+        predict_proba(fashion_mlp, overshoot, scale="unit"),  # taken as given
+        predict_proba(fashion_mlp, (overshoot - 0.5) / 0.5),
+        atol=1e-6,
+    )
     zero_mean = dataclasses.replace(fashion_mlp.preprocessing, mean=(0.0,), std=(0.3,))
     other = network("784-32-10", seed=0)
     other.preprocessing = zero_mean  # black normalises to 0: no sign tells the readings apart
@@ -240,6 +265,7 @@ def test_empty_batches_and_other_edges(fashion_mlp, fashion):
     import numpy as np
 
     from quicknets.evaluation.classification import predict, predict_proba
+
     for empty in ([], fashion.test_images[:0], np.zeros((0, 28, 28), np.float32)):
         assert predict_proba(fashion_mlp, empty).shape == (0, 10)
         assert predict(fashion_mlp, empty).shape == (0,)

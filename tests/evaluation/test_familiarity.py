@@ -1,5 +1,6 @@
 """Familiarity: each score against a brute-force reference, the threshold, AUROC and FPR95
 against their definitions, outside images from every source, and a small real fit."""
+
 import dataclasses
 
 import numpy as np
@@ -11,10 +12,19 @@ from quicknets.base.errors import QuicknetsError
 from quicknets.data.idx import write_idx
 from quicknets.data.images import load_image
 from quicknets.data.preprocessing import Preprocessing
-from quicknets.evaluation.familiarity import (METHODS, Familiarity, familiarity_scores,
-                                              fit_familiarity, fit_statistics, load_outside,
-                                              logits_and_features, ood_metrics, reference_sets,
-                                              score, threshold_at)
+from quicknets.evaluation.familiarity import (
+    METHODS,
+    Familiarity,
+    familiarity_scores,
+    fit_familiarity,
+    fit_statistics,
+    load_outside,
+    logits_and_features,
+    ood_metrics,
+    reference_sets,
+    score,
+    threshold_at,
+)
 from quicknets.networks.models import network
 
 
@@ -32,7 +42,8 @@ def test_msp_and_energy_are_their_formulas():
     assert score(fitted, logits, None).tolist() == pytest.approx([expected, 1 / 3], abs=1e-12)
     energy = score(Familiarity("energy"), logits, None)
     assert energy.tolist() == pytest.approx(
-        [np.log(np.exp(2) + 1 + np.exp(-1)), 0.5 + np.log(3)], abs=1e-6)
+        [np.log(np.exp(2) + 1 + np.exp(-1)), 0.5 + np.log(3)], abs=1e-6
+    )
 
 
 def test_mahalanobis_against_a_loop_over_classes():
@@ -43,8 +54,9 @@ def test_mahalanobis_against_a_loop_over_classes():
     centred = x - means[labels.numpy()]
     covariance = centred.T @ centred / len(x)
     assert stats["means"].numpy() == pytest.approx(means, abs=1e-5)
-    assert stats["precision"].numpy() == pytest.approx(np.linalg.inv(covariance), rel=1e-4,
-                                                       abs=1e-4)
+    assert stats["precision"].numpy() == pytest.approx(
+        np.linalg.inv(covariance), rel=1e-4, abs=1e-4
+    )
     queries, _ = features(20, seed=1)
     q = queries.double().numpy()
     precision = np.linalg.inv(covariance)
@@ -118,8 +130,10 @@ def test_flip_tta_features_are_the_mean_of_the_pair():
     x = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
     logits, f = logits_and_features(tta, x, layers=(-1,))
     mirrored = x.flip(-1)
-    expected = (logits_and_features(plain, x, layers=(-1,))[1]
-                + logits_and_features(plain, mirrored, layers=(-1,))[1]) / 2
+    expected = (
+        logits_and_features(plain, x, layers=(-1,))[1]
+        + logits_and_features(plain, mirrored, layers=(-1,))[1]
+    ) / 2
     assert f.shape == (5, 8) and logits.shape == (5, 10)
     assert torch.allclose(f, expected, atol=1e-6)
     assert tta.training  # put back in the mode it was in
@@ -133,8 +147,13 @@ def test_layers_are_the_inputs_of_linear_layers():
     last = logits_and_features(model, x, layers=(-1,))[1]
     assert one.shape == (4, 32) and last.shape == (4, 16)
     both = logits_and_features(model, x)[1]  # every dense hidden layer, each normalised
-    assert torch.allclose(both, torch.cat([torch.nn.functional.normalize(one, dim=1),
-                                           torch.nn.functional.normalize(last, dim=1)], 1))
+    assert torch.allclose(
+        both,
+        torch.cat(
+            [torch.nn.functional.normalize(one, dim=1), torch.nn.functional.normalize(last, dim=1)],
+            1,
+        ),
+    )
     assert torch.equal(logits_and_features(model, x, layers=(1, 2))[1], both)
     cnn = network("conv4-fc8", seed=0)  # its one hidden dense layer: the penultimate features
     assert logits_and_features(cnn, x)[1].shape == (4, 8)
@@ -167,25 +186,39 @@ def test_outside_images_from_a_folder_an_npz_and_idx(tmp_path):
     np.savez(tmp_path / "one.npz", images=x[..., None].astype(np.float32))  # (N, H, W, 1)
     assert torch.equal(load_outside(tmp_path / "one.npz", pre)[:, 0], torch.from_numpy(x))
     write_idx(tmp_path / "t10k-images-idx3-ubyte", x)
-    assert torch.equal(load_outside(tmp_path / "t10k-images-idx3-ubyte", pre)[:, 0],
-                       torch.from_numpy(x))
+    assert torch.equal(
+        load_outside(tmp_path / "t10k-images-idx3-ubyte", pre)[:, 0], torch.from_numpy(x)
+    )
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda d: d / "missing", "no file or folder"),
-    (lambda d: d, "holds no image files"),
-    (lambda d: (d / "bad.png").write_bytes(b"junk") and d, "cannot read .*bad.png"),
-    (lambda d: np.savez(d / "a.npz", x_test=np.zeros((2, 32, 32), np.uint8)) or d / "a.npz",
-     r"shape \(1, 32, 32\)"),
-    (lambda d: np.savez(d / "a.npz", x_test=np.zeros((2, 28, 28, 3), np.uint8)) or d / "a.npz",
-     r"shape \(3, 28, 28\)"),
-    (lambda d: np.savez(d / "a.npz", x_test=np.full((2, 28, 28), 0.5)) or d / "a.npz",
-     "not pixels"),
-    (lambda d: np.savez(d / "a.npz", a=np.zeros(2), b=np.zeros(2)) or d / "a.npz",
-     "single array"),
-    (lambda d: (d / "a.npz").write_bytes(b"junk") and d / "a.npz", "cannot read"),
-    (lambda d: (d / "a.txt").write_text("x") and d / "a.txt", "not a folder of images"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda d: d / "missing", "no file or folder"),
+        (lambda d: d, "holds no image files"),
+        (lambda d: (d / "bad.png").write_bytes(b"junk") and d, "cannot read .*bad.png"),
+        (
+            lambda d: np.savez(d / "a.npz", x_test=np.zeros((2, 32, 32), np.uint8)) or d / "a.npz",
+            r"shape \(1, 32, 32\)",
+        ),
+        (
+            lambda d: (
+                np.savez(d / "a.npz", x_test=np.zeros((2, 28, 28, 3), np.uint8)) or d / "a.npz"
+            ),
+            r"shape \(3, 28, 28\)",
+        ),
+        (
+            lambda d: np.savez(d / "a.npz", x_test=np.full((2, 28, 28), 0.5)) or d / "a.npz",
+            "not pixels",
+        ),
+        (
+            lambda d: np.savez(d / "a.npz", a=np.zeros(2), b=np.zeros(2)) or d / "a.npz",
+            "single array",
+        ),
+        (lambda d: (d / "a.npz").write_bytes(b"junk") and d / "a.npz", "cannot read"),
+        (lambda d: (d / "a.txt").write_text("x") and d / "a.txt", "not a folder of images"),
+    ],
+)
 def test_bad_outside_data_is_one_clear_error(tmp_path, make, match):
     folder = tmp_path / "out"
     folder.mkdir()
@@ -204,7 +237,10 @@ def test_outside_images_from_a_builtin_dataset(fashion):
 def test_reference_sets(shape):
     sets = reference_sets(shape, crops=10, noise=20)
     assert {k: tuple(v.shape) for k, v in sets.items()} == {
-        "digits": (1797, *shape), "photos": (10, *shape), "noise": (20, *shape)}
+        "digits": (1797, *shape),
+        "photos": (10, *shape),
+        "noise": (20, *shape),
+    }
     assert all(v.dtype == torch.uint8 for v in sets.values())
     digits = sets["digits"].double()
     assert digits[..., 0, :].mean() < 1 and digits[..., 0].mean() < 1  # black border
@@ -217,10 +253,14 @@ def test_reference_sets(shape):
 def trained(fashion):
     """The default network, 1 epoch on 10,000 Fashion-MNIST images, 2,000 held out."""
     from quicknets.training.loop import train
+
     data = dataclasses.replace(
-        fashion, train_images=fashion.train_images[:10000],
-        train_labels=fashion.train_labels[:10000], val_images=fashion.train_images[-2000:],
-        val_labels=fashion.train_labels[-2000:])
+        fashion,
+        train_images=fashion.train_images[:10000],
+        train_labels=fashion.train_labels[:10000],
+        val_images=fashion.train_images[-2000:],
+        val_labels=fashion.train_labels[-2000:],
+    )
     model = network("784-256-128-64-10")
     train(model, data, epochs=1, quiet=True, threads=1)
     return model, data
@@ -247,7 +287,9 @@ def test_the_default_tells_noise_and_digits_from_fashion(trained):
     inside = familiarity_scores(model, data.test_images[:2000], fitted)
     assert ood_metrics(inside, familiarity_scores(model, sets["noise"], fitted))["auroc"] > 0.95
     assert ood_metrics(inside, familiarity_scores(model, sets["digits"], fitted))["auroc"] > 0.9
-    assert fit_familiarity(model, dataclasses.replace(data, val_images=None),
-                           "msp").threshold_split == "test"
+    assert (
+        fit_familiarity(model, dataclasses.replace(data, val_images=None), "msp").threshold_split
+        == "test"
+    )
     with pytest.raises(QuicknetsError, match="unknown familiarity method"):
         fit_familiarity(model, data, method="odin")

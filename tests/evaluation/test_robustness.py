@@ -1,18 +1,26 @@
 """Corruptions: shapes, dtypes, seeds, severity 0, each against a reference where one is plain;
 robustness: the clean accuracy is evaluate()'s, and noise lowers it on a trained network."""
+
 import dataclasses
 
 import pytest
 import torch
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.evaluation.robustness import (CORRUPTIONS, PARAMETERS, SEVERITIES, corrupt,
-                                  format_robustness, robustness)
+from quicknets.evaluation.robustness import (
+    CORRUPTIONS,
+    PARAMETERS,
+    SEVERITIES,
+    corrupt,
+    format_robustness,
+    robustness,
+)
 
 
 def batch(shape, seed=0) -> torch.Tensor:
-    return torch.randint(0, 256, shape, dtype=torch.uint8,
-                         generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 @pytest.mark.parametrize("shape", [(5, 28, 28), (4, 3, 32, 32), (3, 1, 28, 28)])
@@ -34,8 +42,9 @@ def test_severity_zero_is_the_identity(name):
     assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
 
 
-@pytest.mark.parametrize("name", ["translate", "rotate", "shear", "gaussian_noise",
-                                  "impulse_noise"])
+@pytest.mark.parametrize(
+    "name", ["translate", "rotate", "shear", "gaussian_noise", "impulse_noise"]
+)
 def test_the_seed_changes_the_random_draws(name):
     x = batch((64, 28, 28))
     assert not torch.equal(corrupt(x, name, 3, seed=0), corrupt(x, name, 3, seed=1))
@@ -49,28 +58,32 @@ def test_translate_moves_each_image_by_whole_pixels(severity):
 
     def shifted(image, dy, dx):  # the content moved by (dy, dx), black where it came from
         canvas = torch.zeros(28 + 2 * d, 28 + 2 * d, dtype=torch.uint8)
-        canvas[d + dy:d + dy + 28, d + dx:d + dx + 28] = image
-        return canvas[d:d + 28, d:d + 28]
+        canvas[d + dy : d + dy + 28, d + dx : d + dx + 28] = image
+        return canvas[d : d + 28, d : d + 28]
 
     for image, result in zip(x, out):
-        assert any(torch.equal(result, shifted(image, sy * d, sx * d))
-                   for sy in (-1, 1) for sx in (-1, 1))
+        assert any(
+            torch.equal(result, shifted(image, sy * d, sx * d)) for sy in (-1, 1) for sx in (-1, 1)
+        )
 
 
 def test_pixel_corruptions_against_their_formulas():
     x = batch((8, 3, 16, 16))
     c = PARAMETERS["contrast"][2]
     mean = x.double().mean((2, 3), keepdim=True)
-    assert torch.equal(corrupt(x, "contrast", 3),
-                       ((x.double() - mean) * c + mean).round().clamp(0, 255).to(torch.uint8))
+    assert torch.equal(
+        corrupt(x, "contrast", 3),
+        ((x.double() - mean) * c + mean).round().clamp(0, 255).to(torch.uint8),
+    )
     grey = batch((8, 28, 28))
     b = PARAMETERS["brightness"][1] * 255  # grey: HSV's value is the pixel itself
-    assert torch.equal(corrupt(grey, "brightness", 2),
-                       (grey.double() + b).round().clamp(0, 255).to(torch.uint8))
+    assert torch.equal(
+        corrupt(grey, "brightness", 2), (grey.double() + b).round().clamp(0, 255).to(torch.uint8)
+    )
     band = PARAMETERS["stripe"][4]
     expected = grey.clone()
     expected[..., :band] = 255 - grey[..., :band]
-    expected[..., 28 - band:] = 255 - grey[..., 28 - band:]
+    expected[..., 28 - band :] = 255 - grey[..., 28 - band :]
     assert torch.equal(corrupt(grey, "stripe", 5), expected)
 
 
@@ -110,13 +123,16 @@ def test_geometric_corruptions_keep_a_centred_blob_centred():
         assert centre[1].item() == pytest.approx(13.5, abs=0.3), name
 
 
-@pytest.mark.parametrize("args, match", [
-    ((batch((2, 28, 28)), "fog", 1), "unknown corruption"),
-    ((batch((2, 28, 28)), "rotate", 6), "severity"),
-    ((batch((2, 28, 28)), "rotate", True), "severity"),
-    ((batch((2, 28, 28)).float(), "rotate", 1), "uint8"),
-    ((batch((28, 28))[None, None, None], "rotate", 1), "uint8"),
-])
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((batch((2, 28, 28)), "fog", 1), "unknown corruption"),
+        ((batch((2, 28, 28)), "rotate", 6), "severity"),
+        ((batch((2, 28, 28)), "rotate", True), "severity"),
+        ((batch((2, 28, 28)).float(), "rotate", 1), "uint8"),
+        ((batch((28, 28))[None, None, None], "rotate", 1), "uint8"),
+    ],
+)
 def test_bad_corruption_calls_are_one_clear_error(args, match):
     with pytest.raises(QuicknetsError, match=match):
         corrupt(*args)
@@ -126,10 +142,16 @@ def test_robustness_on_tiny_data_starts_at_the_clean_accuracy(tiny):
     from quicknets.evaluation.metrics import evaluate
     from quicknets.networks.models import network
     from quicknets.training.loop import train
+
     model = network("784-32-10")
     train(model, tiny, epochs=2, quiet=True, threads=1)
-    result = robustness(model, tiny.test_images, tiny.test_labels,
-                        corruptions=("rotate", "stripe"), severities=(1, 5))
+    result = robustness(
+        model,
+        tiny.test_images,
+        tiny.test_labels,
+        corruptions=("rotate", "stripe"),
+        severities=(1, 5),
+    )
     clean = evaluate(model, tiny)["accuracy"]
     assert result["clean_accuracy"] == clean and result["severities"] == [0, 1, 5]
     assert [row[0] for row in result["accuracy"].values()] == [clean, clean]
@@ -148,12 +170,20 @@ def test_robustness_on_tiny_data_starts_at_the_clean_accuracy(tiny):
 def test_noise_lowers_the_accuracy_of_a_trained_network(fashion):
     from quicknets.networks.models import network
     from quicknets.training.loop import train
-    small = dataclasses.replace(fashion, train_images=fashion.train_images[:10000],
-                                train_labels=fashion.train_labels[:10000])
+
+    small = dataclasses.replace(
+        fashion,
+        train_images=fashion.train_images[:10000],
+        train_labels=fashion.train_labels[:10000],
+    )
     model = network("784-128-10")
     train(model, small, epochs=2, quiet=True, threads=1)
-    result = robustness(model, fashion.test_images[:3000], fashion.test_labels[:3000],
-                        corruptions=("gaussian_noise", "impulse_noise", "contrast"))
+    result = robustness(
+        model,
+        fashion.test_images[:3000],
+        fashion.test_labels[:3000],
+        corruptions=("gaussian_noise", "impulse_noise", "contrast"),
+    )
     for name, accuracy in result["accuracy"].items():
         assert accuracy[0] > 0.75, name  # it learned
         assert accuracy[5] < accuracy[0] - 0.03, name  # the worst severity costs accuracy

@@ -1,4 +1,5 @@
 """Each builder's output shapes, the notebook's exact network, presets, summary and spec errors."""
+
 import pytest
 import torch
 from torch import nn
@@ -10,14 +11,34 @@ from quicknets.networks.models import NETWORKS, from_config, layer_table, networ
 def test_notebook_network_layer_by_layer():
     model = network("784-256-128-64-10")
     kinds = [type(m) for m in model]
-    assert kinds == [nn.Flatten, nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear, nn.ReLU,
-                     nn.Linear, nn.LogSoftmax]
+    assert kinds == [
+        nn.Flatten,
+        nn.Linear,
+        nn.ReLU,
+        nn.Linear,
+        nn.ReLU,
+        nn.Linear,
+        nn.ReLU,
+        nn.Linear,
+        nn.LogSoftmax,
+    ]
     sizes = [(m.in_features, m.out_features) for m in model if isinstance(m, nn.Linear)]
     assert sizes == [(784, 256), (256, 128), (128, 64), (64, 10)]
 
 
-@pytest.mark.parametrize("spec", ["784-256-128-64-10", [784, 10], "cnn", "conv8-fc16",
-                                  "conv4-conv4-conv4", "convp4-conv4-fc8", "fc32", *NETWORKS])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "784-256-128-64-10",
+        [784, 10],
+        "cnn",
+        "conv8-fc16",
+        "conv4-conv4-conv4",
+        "convp4-conv4-fc8",
+        "fc32",
+        *NETWORKS,
+    ],
+)
 @pytest.mark.parametrize("shape", [(5, 1, 28, 28), (5, 784)])
 def test_output_is_log_probabilities(spec, shape):
     model = network(spec)
@@ -38,8 +59,16 @@ def test_options_add_layers():
 
 def test_convp_pools_before_batchnorm_and_activation():
     kinds = [type(m) for m in network("convp8-conv8-fc16", batchnorm=True)][1:9]
-    assert kinds == [nn.Conv2d, nn.MaxPool2d, nn.BatchNorm2d, nn.ReLU,  # convp8: pooled first
-                     nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d]  # conv8
+    assert kinds == [
+        nn.Conv2d,
+        nn.MaxPool2d,
+        nn.BatchNorm2d,
+        nn.ReLU,  # convp8: pooled first
+        nn.Conv2d,
+        nn.BatchNorm2d,
+        nn.ReLU,
+        nn.MaxPool2d,
+    ]  # conv8
     assert network("convp8-convp8-fc16")(torch.randn(3, 1, 28, 28)).shape == (3, 10)
     assert network("convp8-fc16", batchnorm=True)[3].num_features == 8
 
@@ -53,22 +82,30 @@ def test_config_rebuilds_the_same_architecture():
 
 def test_network_by_name():
     assert network("mlp").config["network"] == "mlp"
-    assert [m.out_features for m in network("mlp") if isinstance(m, nn.Linear)] == [256, 128, 64, 10]
+    assert [m.out_features for m in network("mlp") if isinstance(m, nn.Linear)] == [
+        256,
+        128,
+        64,
+        10,
+    ]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("784", "at least two sizes"),
-    ([784], "at least two sizes"),
-    ("784-0-10", "must be positive"),
-    ("100-64-10", "first size must be the input size 784"),
-    ("784-64-7", "last size must be the number of classes 10"),
-    ("conv8-pool", "unknown layer 'pool'"),
-    ("conv0-fc8", "needs a positive size"),
-    ("fc8-conv8", "after a dense layer"),
-    ("conv2-conv2-conv2-conv2-conv2-conv2", "too many conv layers"),
-    ("resnet9000", "unknown network"),
-    ("", "cannot read the network spec"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("784", "at least two sizes"),
+        ([784], "at least two sizes"),
+        ("784-0-10", "must be positive"),
+        ("100-64-10", "first size must be the input size 784"),
+        ("784-64-7", "last size must be the number of classes 10"),
+        ("conv8-pool", "unknown layer 'pool'"),
+        ("conv0-fc8", "needs a positive size"),
+        ("fc8-conv8", "after a dense layer"),
+        ("conv2-conv2-conv2-conv2-conv2-conv2", "too many conv layers"),
+        ("resnet9000", "unknown network"),
+        ("", "cannot read the network spec"),
+    ],
+)
 def test_impossible_specs(spec, message):
     with pytest.raises(QuicknetsError, match=message):
         network(spec)
@@ -99,8 +136,10 @@ def test_flops_per_layer_match_the_formulas():
     model = network("conv8-conv16-fc32", batchnorm=True)
     rows = {r["layer"]: r for r in layer_table(model, (2, 1, 28, 28))}  # a batch of 2
     convs = [r for r in rows.values() if r["type"] == "Conv2d"]
-    assert [r["flops"] for r in convs] == [2 * 2 * 28 * 28 * 8 * 9 * 1,
-                                           2 * 2 * 14 * 14 * 16 * 9 * 8]
+    assert [r["flops"] for r in convs] == [
+        2 * 2 * 28 * 28 * 8 * 9 * 1,
+        2 * 2 * 14 * 14 * 16 * 9 * 8,
+    ]
     linears = [r for r in rows.values() if r["type"] == "Linear"]
     assert [r["flops"] for r in linears] == [2 * 2 * 16 * 7 * 7 * 32, 2 * 2 * 32 * 10]
     assert convs[0]["output shape"] == (2, 8, 28, 28) and convs[0]["params"] == 8 * 9
@@ -143,26 +182,32 @@ def test_seed_0_is_what_the_command_line_always_drew():
     assert torch.equal(network("784-256-10")[1].weight, old.weight)
 
 
-@pytest.mark.parametrize("spec, message", [
-    (None, "a network spec is a string"),
-    (3, "a network spec is a string"),
-    ([784, 256.5, 10], "whole numbers"),
-    ([784, True, 10], "whole numbers"),
-    ("784-4000000-10", "GiB to train"),
-    ("784-4000000000-10", "GiB to train"),
-    ("conv30000-conv30000-fc10", "GiB to train"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (None, "a network spec is a string"),
+        (3, "a network spec is a string"),
+        ([784, 256.5, 10], "whole numbers"),
+        ([784, True, 10], "whole numbers"),
+        ("784-4000000-10", "GiB to train"),
+        ("784-4000000000-10", "GiB to train"),
+        ("conv30000-conv30000-fc10", "GiB to train"),
+    ],
+)
 def test_wrong_types_and_impossible_sizes_are_refused_before_allocating(spec, message):
     with pytest.raises(QuicknetsError, match=message):
         network(spec)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_classes": 1}, "num_classes"),
-    ({"num_classes": 2.5}, "num_classes"),
-    ({"input_shape": (28, 28)}, "input_shape"),
-    ({"dropout": "0.1"}, "dropout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_classes": 1}, "num_classes"),
+        ({"num_classes": 2.5}, "num_classes"),
+        ({"input_shape": (28, 28)}, "input_shape"),
+        ({"dropout": "0.1"}, "dropout"),
+    ],
+)
 def test_wrong_keyword_types(kwargs, message):
     with pytest.raises(QuicknetsError, match=message):
         network("conv8-fc16", **kwargs)
@@ -180,10 +225,13 @@ def test_other_image_shapes(spec):
 def test_saved_model_carries_its_preprocessing(tmp_path):
     from quicknets.data.preprocessing import Preprocessing
     from quicknets.networks.models import load_saved, save_model
-    model = network("conv8-fc16", batchnorm=True, flip_tta=True, num_classes=3,
-                    input_shape=(1, 12, 12))
-    model.preprocessing = Preprocessing((1, 12, 12), (0.2,), (0.3,), ("a", "b", "c"), "mine",
-                                        "digits")
+
+    model = network(
+        "conv8-fc16", batchnorm=True, flip_tta=True, num_classes=3, input_shape=(1, 12, 12)
+    )
+    model.preprocessing = Preprocessing(
+        (1, 12, 12), (0.2,), (0.3,), ("a", "b", "c"), "mine", "digits"
+    )
     save_model(model, tmp_path / "model.pt")
     loaded = load_saved(tmp_path / "model.pt")
     assert loaded.preprocessing == model.preprocessing
@@ -193,7 +241,13 @@ def test_saved_model_carries_its_preprocessing(tmp_path):
 
 
 def test_format_1_model_config_still_builds():
-    old = {"spec": "784-32-10", "activation": "relu", "dropout": 0.0, "batchnorm": False,
-           "in_features": 784, "num_classes": 10}
+    old = {
+        "spec": "784-32-10",
+        "activation": "relu",
+        "dropout": 0.0,
+        "batchnorm": False,
+        "in_features": 784,
+        "num_classes": 10,
+    }
     model = from_config(old)
     assert model.config["network"] == "784-32-10" and model.config["input_shape"] == [1, 28, 28]

@@ -2,6 +2,7 @@
 is labelled with its right class, a drawing is classified, a bad upload shows its error line),
 Ctrl-C stops it with one line and leaves no upload behind, and a busy port or a missing Gradio
 is one error line."""
+
 import io
 import os
 import select
@@ -13,10 +14,10 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
+from test_images import write_blank_png
 
 from conftest import need
-from PIL import Image, ImageDraw
-
 from quicknets.base.errors import Interrupted
 from quicknets.cli import main
 from quicknets.config.configs import RunConfig
@@ -25,19 +26,25 @@ from quicknets.outputs import demo
 from quicknets.outputs.demo import as_network_sees, blank, classify_file, classify_upload
 from quicknets.records.experiment import run
 from quicknets.records.runs import load_model
-from test_images import write_blank_png
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def trained(fashion, tmp_path_factory):
     """A recorded run of a small network, 1 epoch on Fashion-MNIST: (folder, model)."""
     runs = tmp_path_factory.mktemp("runs")
-    path, _ = run(RunConfig.build(network="784-64-10", epochs=1, threads=1), runs, data=fashion,
-                  quiet=True)
+    path, _ = run(
+        RunConfig.build(network="784-64-10", epochs=1, threads=1), runs, data=fashion, quiet=True
+    )
     return path, load_model(path)
 
 
@@ -80,8 +87,7 @@ def test_a_file_and_a_drawing_take_the_same_way_to_the_network(trained, fashion)
     assert as_network_sees(fashion.test_images[:1]).shape == (224, 224)
 
 
-NOTES_ERROR = ("error: cannot read notes.png as an image (cannot identify image file "
-               "'notes.png')")
+NOTES_ERROR = "error: cannot read notes.png as an image (cannot identify image file 'notes.png')"
 ODD_NAME = "<img src=x onerror=alert(1)>*x*.png"  # HTML and Markdown in a file name
 
 
@@ -97,17 +103,16 @@ def bad_uploads(folder) -> dict:
         (folder / str(i) / name).write_bytes(data)
     (folder / "3").mkdir()
     write_blank_png(folder / "3" / "huge.png", 20000, 20000)  # 400 megapixels in 25 kB
-    return {"notes.png": "cannot read notes.png as an image (cannot identify image file "
-                         "'notes.png')",
-            "empty.png": "cannot read empty.png as an image (cannot identify image file "
-                         "'empty.png')",
-            "cut.png": "cannot read cut.png as an image (",
-            "huge.png": "huge.png is too large to load: Image size (400000000 pixels) exceeds "
-                        "limit of "}
+    return {
+        "notes.png": "cannot read notes.png as an image (cannot identify image file 'notes.png')",
+        "empty.png": "cannot read empty.png as an image (cannot identify image file 'empty.png')",
+        "cut.png": "cannot read cut.png as an image (",
+        "huge.png": "huge.png is too large to load: Image size (400000000 pixels) exceeds "
+        "limit of ",
+    }
 
 
-def test_a_bad_upload_shows_its_error_line_on_the_page_and_once_in_the_terminal(trained,
-                                                                                 tmp_path):
+def test_a_bad_upload_shows_its_error_line_on_the_page_and_once_in_the_terminal(trained, tmp_path):
     """What the page's upload handler returns: the banner's place holds the error line, the
     picture and the bars are cleared (no earlier result left beside the new file), and the
     line is logged once, the file named as the user named it, not by Gradio's copy."""
@@ -115,8 +120,9 @@ def test_a_bad_upload_shows_its_error_line_on_the_page_and_once_in_the_terminal(
     lines = []
     for i, (name, start) in enumerate(bad_uploads(tmp_path).items()):
         path = tmp_path / str(i) / name
-        seen, scores, banner = classify_upload(model, {"path": str(path), "orig_name": name},
-                                               model.preprocessing, lines.append)
+        seen, scores, banner = classify_upload(
+            model, {"path": str(path), "orig_name": name}, model.preprocessing, lines.append
+        )
         assert seen is None and scores is None
         assert banner.startswith(f"```\nerror: {start}") and banner.endswith("\n```"), name
         message = banner.removeprefix("```\nerror: ").removesuffix("\n```")
@@ -127,14 +133,18 @@ def test_a_bad_upload_shows_its_error_line_on_the_page_and_once_in_the_terminal(
     odd = tmp_path / "4" / ODD_NAME  # shown as it is written, never as Markdown or HTML
     odd.parent.mkdir()
     odd.write_bytes(b"")
-    banner = classify_upload(model, {"path": str(odd), "orig_name": odd.name},
-                             model.preprocessing, lines.append)[2]
+    banner = classify_upload(
+        model, {"path": str(odd), "orig_name": odd.name}, model.preprocessing, lines.append
+    )[2]
     assert banner.startswith(f"```\nerror: cannot read {ODD_NAME} as an image")
     good = tmp_path / "good.png"
     Image.new("L", (28, 28), 0).save(good)
-    assert classify_upload(model, {"path": str(good), "orig_name": "good.png"},
-                           model.preprocessing, lines.append)[2] == \
-        classify_file(model, good, model.preprocessing)[2]
+    assert (
+        classify_upload(
+            model, {"path": str(good), "orig_name": "good.png"}, model.preprocessing, lines.append
+        )[2]
+        == classify_file(model, good, model.preprocessing)[2]
+    )
     assert len(lines) == 5
 
 
@@ -184,14 +194,20 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
     (tmp_path / "notes.png").write_bytes(b"just some text\n")
     (tmp_path / ODD_NAME).write_bytes(b"")
     (tmp_path / "large.png").write_bytes(bytes(demo.MAX_UPLOAD_MB * 2**20 + 1))
-    child = subprocess.Popen([sys.executable, "-m", "quicknets", "demo", str(path), "--port",
-                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "quicknets", "demo", str(path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = read_line(child.stdout, 120)
         url = f"http://127.0.0.1:{port}/"
-        assert line == f"demo: {url}  (Ctrl-C stops it)\n", (line, child.stderr.read()
-                                                              if child.poll() is not None else "")
+        assert line == f"demo: {url}  (Ctrl-C stops it)\n", (
+            line,
+            child.stderr.read() if child.poll() is not None else "",
+        )
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
             try:
@@ -217,7 +233,10 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
                 page.mouse.up()
                 page.wait_for_function(  # the drawing as the network sees it replaces the upload
                     "before => { const img = document.querySelector('#seen img');"
-                    " return img && img.src !== before; }", arg=before, timeout=60_000)
+                    " return img && img.src !== before; }",
+                    arg=before,
+                    timeout=60_000,
+                )
                 assert shown.inner_text() in fashion.classes
 
                 page.get_by_role("tab", name="Upload").click()  # a text file named .png
@@ -232,7 +251,7 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
                 toast.wait_for(timeout=60_000)  # Gradio refuses it in the browser
                 assert "20.0 Mb" in toast.inner_text()
                 page.wait_for_timeout(1000)  # the page's last requests answered before the
-            finally:                         # browser goes (a busy machine is slow)
+            finally:  # browser goes (a busy machine is slow)
                 browser.close()
         child.send_signal(signal.SIGINT)  # Ctrl-C
         out, err = child.communicate(timeout=60)
@@ -242,8 +261,9 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
             child.communicate()
     assert child.returncode == 130
     odd = f"cannot read {ODD_NAME} as an image (cannot identify image file {ODD_NAME!r})"
-    assert out == "" and err == (f"demo: {NOTES_ERROR[len('error: '):]}\ndemo: {odd}\n"
-                                 "interrupted: demo stopped\n")
+    assert out == "" and err == (
+        f"demo: {NOTES_ERROR[len('error: ') :]}\ndemo: {odd}\ninterrupted: demo stopped\n"
+    )
     left = [p for p in (tmp_path / "tmp").rglob("*") if not p.is_dir()]
     assert left == [] and not list((tmp_path / "tmp").glob("quicknets-demo-*"))
 
@@ -267,5 +287,6 @@ def test_a_missing_gradio_names_the_extra(trained, capsys, monkeypatch):
     code = main(["demo", str(path)])
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
-    assert err == ("error: the demo needs Gradio, an optional extra: "
-                   "pip install 'quicknets[demo]'\n")
+    assert err == (
+        "error: the demo needs Gradio, an optional extra: pip install 'quicknets[demo]'\n"
+    )

@@ -1,6 +1,7 @@
 """predict/predict_proba on batches, and exports: ONNX (run by onnxruntime) and TorchScript agree
 with the PyTorch model on 1,000 test images, safetensors round-trips the weights, a failed
 check leaves no file, classify/evaluate take an exported file, and each error is one line."""
+
 import dataclasses
 import json
 import sys
@@ -8,11 +9,10 @@ import warnings
 
 import numpy as np
 import pytest
-
-from conftest import need
 import torch
 from PIL import Image
 
+from conftest import need
 from quicknets.base.errors import QuicknetsError
 from quicknets.cli import main
 from quicknets.config.configs import RunConfig
@@ -22,8 +22,6 @@ from quicknets.outputs.exporting import INFO_KEY, export, load_exported
 from quicknets.records.experiment import run
 from quicknets.records.runs import load_model, start_run
 from quicknets.training.loop import train
-
-
 
 onnx, onnxruntime = need("onnx"), need("onnxruntime")
 safetensors_torch = need("safetensors.torch")
@@ -44,8 +42,9 @@ def mlp_run(fashion, tmp_path_factory):
 def cnn(fashion):
     """A small conv network with BatchNorm and flip TTA (its eval graph differs from its
     training graph), trained 1 epoch on 3,000 images."""
-    small = dataclasses.replace(fashion, train_images=fashion.train_images[:3000],
-                                train_labels=fashion.train_labels[:3000])
+    small = dataclasses.replace(
+        fashion, train_images=fashion.train_images[:3000], train_labels=fashion.train_labels[:3000]
+    )
     model = network("conv8-conv16-fc32", batchnorm=True, flip_tta=True)
     train(model, small, epochs=1, quiet=True, threads=1)
     return model
@@ -62,6 +61,7 @@ def outside_input(info: dict, pixels: torch.Tensor) -> np.ndarray:
 
 
 # predict and predict_proba
+
 
 def test_predict_is_the_per_image_classification(mlp_run, fashion):
     _, model = mlp_run
@@ -86,9 +86,15 @@ def test_every_input_form_gives_the_same_probabilities(mlp_run, fashion, tmp_pat
     for i, image in enumerate(pixels):
         files.append(tmp_path / f"{i}.png")
         Image.fromarray(image.numpy()).save(files[-1])  # 28x28 on black: used pixel for pixel
-    forms = {"numpy": pixels.numpy(), "channels": pixels[:, None], "flat": pixels.reshape(6, -1),
-             "list": list(pixels), "files": files, "strings": [str(f) for f in files],
-             "floats": model.preprocessing.normalize(pixels)}
+    forms = {
+        "numpy": pixels.numpy(),
+        "channels": pixels[:, None],
+        "flat": pixels.reshape(6, -1),
+        "list": list(pixels),
+        "files": files,
+        "strings": [str(f) for f in files],
+        "floats": model.preprocessing.normalize(pixels),
+    }
     for form, images in forms.items():
         assert torch.allclose(predict_proba(model, images), want, atol=1e-6), form
     one_file = predict_proba(model, files[2])
@@ -106,31 +112,43 @@ def test_predict_leaves_the_model_in_its_mode(fashion):
     assert torch.equal(first, predict_proba(model, fashion.test_images[:20]))  # eval: no dropout
 
 
-@pytest.mark.parametrize("images, message", [
-    (torch.zeros(3, 27, 27, dtype=torch.uint8), "not (3, 27, 27)"),
-    (torch.zeros(28, 28, dtype=torch.uint8), "one image: images[None]"),
-    (np.full((2, 28, 28), 300, dtype=np.int64), "torch.int64 images hold values from 300 to "
-                                                 "300; pixels are 0..255"),
-    ([torch.zeros(28, 28, dtype=torch.uint8), torch.zeros(28, 28)], "mixes pixels"),
-    (torch.full((2, 28, 28), float("nan")), "NaN or infinite"),
-    (torch.full((2, 28, 28), 300.0), "values from 300 to 300, outside 0..255"),
-    (torch.zeros(2, 28, 28, dtype=torch.bool), "not torch.bool"),
-    ("no-such.png", "no image file no-such.png"),
-    ({"a": 1}, "cannot predict a dict"),
-])
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (torch.zeros(3, 27, 27, dtype=torch.uint8), "not (3, 27, 27)"),
+        (torch.zeros(28, 28, dtype=torch.uint8), "one image: images[None]"),
+        (
+            np.full((2, 28, 28), 300, dtype=np.int64),
+            "torch.int64 images hold values from 300 to 300; pixels are 0..255",
+        ),
+        ([torch.zeros(28, 28, dtype=torch.uint8), torch.zeros(28, 28)], "mixes pixels"),
+        (torch.full((2, 28, 28), float("nan")), "NaN or infinite"),
+        (torch.full((2, 28, 28), 300.0), "values from 300 to 300, outside 0..255"),
+        (torch.zeros(2, 28, 28, dtype=torch.bool), "not torch.bool"),
+        ("no-such.png", "no image file no-such.png"),
+        ({"a": 1}, "cannot predict a dict"),
+    ],
+)
 def test_predict_refuses_what_it_cannot_read(images, message, fashion):
     model = network("784-16-10")
     model.preprocessing = fashion.preprocessing
-    with pytest.raises(QuicknetsError, match=message.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        QuicknetsError,
+        match=message.replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("[", r"\[")
+        .replace("]", r"\]"),
+    ):
         predict(model, images)
 
 
 # exports
 
+
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
-def test_onnx_and_torchscript_agree_with_pytorch_on_1000_test_images(which, mlp_run, cnn,
-                                                                     fashion, tmp_path):
+def test_onnx_and_torchscript_agree_with_pytorch_on_1000_test_images(
+    which, mlp_run, cnn, fashion, tmp_path
+):
     model = mlp_run[1] if which == "mlp" else cnn
     images = fashion.test_images[:N]
     want = predict_proba(model, images)  # (N, 10)
@@ -142,12 +160,12 @@ def test_onnx_and_torchscript_agree_with_pytorch_on_1000_test_images(which, mlp_
     info = json.loads({p.key: p.value for p in proto.metadata_props}[INFO_KEY])
     assert info["preprocessing"]["classes"] == fashion.classes
     assert info["preprocessing"]["mean"] == [0.5] and info["preprocessing"]["shape"] == [1, 28, 28]
-    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]
+    )
     assert [i.name for i in session.get_inputs()] == ["images"]
     assert session.get_inputs()[0].shape[0] == "batch"  # dynamic
-    got = np.exp(session.run(["log_probabilities"],
-                             {"images": outside_input(info, images)})[0])
+    got = np.exp(session.run(["log_probabilities"], {"images": outside_input(info, images)})[0])
     assert got.shape == (N, 10)
     assert (got.argmax(1) == want.argmax(1).numpy()).all()
     assert np.abs(got - want.numpy()).max() <= 1e-5
@@ -176,27 +194,35 @@ def test_safetensors_weights_round_trip(mlp_run, fashion, tmp_path):
     for key, value in state.items():
         assert torch.equal(tensors[key], value), key
     from safetensors import safe_open
+
     with safe_open(tmp_path / "m.safetensors", "pt") as f:
         info = json.loads(f.metadata()[INFO_KEY])
     assert info["network"]["network"] == "784-256-128-64-10"
     assert info["preprocessing"]["classes"] == fashion.classes
     loaded = load_exported(tmp_path / "m.safetensors")
     assert type(loaded).__name__ == "Network" and loaded.preprocessing == model.preprocessing
-    assert torch.equal(predict_proba(loaded, fashion.test_images[:N]),
-                       predict_proba(model, fashion.test_images[:N]))
+    assert torch.equal(
+        predict_proba(loaded, fashion.test_images[:N]),
+        predict_proba(model, fashion.test_images[:N]),
+    )
 
 
 def test_own_data_models_need_images_to_check_on(tmp_path):
     """A model of your own data is named after its file: `pets` was "unknown dataset 'pets'",
     and a Kaggle CSV's `fashion-mnist` would have been checked on the built-in dataset."""
     from quicknets.data.preprocessing import Preprocessing
+
     model = network("784-10")
     for name in ("pets", "fashion-mnist"):
-        model.preprocessing = Preprocessing(classes=tuple("0123456789"), dataset=name,
-                                            layout="resize")
-        with pytest.raises(QuicknetsError, match=r"^give images= to check the export on, such "
-                                                 r"as data.test_images\[:1000\]: the model "
-                                                 "names no built-in dataset"):
+        model.preprocessing = Preprocessing(
+            classes=tuple("0123456789"), dataset=name, layout="resize"
+        )
+        with pytest.raises(
+            QuicknetsError,
+            match=r"^give images= to check the export on, such "
+            r"as data.test_images\[:1000\]: the model "
+            "names no built-in dataset",
+        ):
             export(model, tmp_path / "m.torchscript")
     assert not (tmp_path / "m.torchscript").exists()
     export(model, tmp_path / "m.torchscript", images=torch.zeros(4, 28, 28, dtype=torch.uint8))
@@ -205,6 +231,7 @@ def test_own_data_models_need_images_to_check_on(tmp_path):
 
 def test_a_failed_check_is_an_error_and_leaves_no_file(mlp_run, fashion, tmp_path, monkeypatch):
     from quicknets.outputs import exporting
+
     _, model = mlp_run
     loaded_as_usual = exporting.from_bytes
 
@@ -213,11 +240,15 @@ def test_a_failed_check_is_an_error_and_leaves_no_file(mlp_run, fashion, tmp_pat
         forward = exported.forward
         exported.forward = lambda x: forward(x) + 1e-3 * torch.arange(10.0)
         return exported
+
     monkeypatch.setattr(exporting, "from_bytes", off_by_a_little)
     (tmp_path / "kept.onnx").write_bytes(b"an earlier file")
     for file in ("new.torchscript", "kept.onnx"):
-        with pytest.raises(QuicknetsError, match=r"does not match the PyTorch model on 1000 test "
-                                                 r"images .*nothing was written"):
+        with pytest.raises(
+            QuicknetsError,
+            match=r"does not match the PyTorch model on 1000 test "
+            r"images .*nothing was written",
+        ):
             export(model, tmp_path / file, images=fashion.test_images[:N])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.onnx"]
     assert (tmp_path / "kept.onnx").read_bytes() == b"an earlier file"
@@ -227,6 +258,7 @@ def test_the_docs_snippet_runs(fashion, tmp_path, monkeypatch, capsys):
     """docs/use-it-elsewhere.md's first snippet, here with the names it must print."""
     import re
     from pathlib import Path
+
     page = (Path(__file__).resolve().parents[2] / "docs" / "use-it-elsewhere.md").read_text()
     code = re.findall(r"```python\n(.*?)```", page, re.S)[0]
     assert code.count("epochs=7") == 1
@@ -237,6 +269,7 @@ def test_the_docs_snippet_runs(fashion, tmp_path, monkeypatch, capsys):
 
 
 # the command line
+
 
 def cli(capsys, *args):
     code = main([str(a) for a in args])
@@ -250,15 +283,21 @@ def test_export_then_classify_and_evaluate_the_file(mlp_run, capsys, tmp_path, m
     assert code == 0, err
     recorded = out.splitlines()[1]  # test accuracy: ...  test loss: ...  images: 10000
     monkeypatch.chdir(tmp_path)
-    for format, suffix in (("onnx", ".onnx"), ("torchscript", ".torchscript"),
-                           ("safetensors", ".safetensors")):
+    for format, suffix in (
+        ("onnx", ".onnx"),
+        ("torchscript", ".torchscript"),
+        ("safetensors", ".safetensors"),
+    ):
         code, out, err = cli(capsys, "export", path, "--format", format)
         assert code == 0, err
         file = tmp_path / f"{path.name}{suffix}"  # the default: the run's name, here
         assert out.splitlines() == [
-            out.splitlines()[0], f"wrote: {file.name} ({file.stat().st_size / 1e6:.2f} MB)"]
-        assert out.startswith(f"checked: {format} against PyTorch on 1000 test images: the same "
-                              "top-1 class for each")
+            out.splitlines()[0],
+            f"wrote: {file.name} ({file.stat().st_size / 1e6:.2f} MB)",
+        ]
+        assert out.startswith(
+            f"checked: {format} against PyTorch on 1000 test images: the same top-1 class for each"
+        )
         code, out, err = cli(capsys, "evaluate", file)
         assert code == 0, err
         assert out.splitlines()[0] == f"model: {file} ({format} export of run {path.name})"
@@ -276,19 +315,33 @@ def test_export_errors_are_one_line(mlp_run, capsys, tmp_path, monkeypatch):
     (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # was "onnx needs onnxruntime"
     (tmp_path / "plain.safetensors").write_bytes(safetensors_torch.save({"w": torch.zeros(2)}))
     cases = [
-        (["export", path, "--format", "tflite"],
-         "unknown export format 'tflite': choose onnx, torchscript, safetensors"),
-        (["export", path, "--format", "onnx", "--out", tmp_path / "m.safetensors"],
-         "has the suffix of a safetensors file, not onnx"),
-        (["export", unfinished], f"cannot export: run {unfinished.name} is not finished "
-                                 "(stopped before its first epoch ended"),
-        (["classify", tmp_path / "junk.onnx", "--index", "0"],
-         f"cannot load {tmp_path / 'junk.onnx'} as a quicknets export (onnx): "),
-        (["evaluate", tmp_path / "photo.png"], f"{tmp_path / 'photo.png'} is not a run, nor a "
-                                                "file written by `quicknets export` (ONNX, "
-                                                "TorchScript or safetensors)"),
-        (["evaluate", tmp_path / "plain.safetensors"],
-         "it holds no quicknets description (was it written by `quicknets export`?)"),
+        (
+            ["export", path, "--format", "tflite"],
+            "unknown export format 'tflite': choose onnx, torchscript, safetensors",
+        ),
+        (
+            ["export", path, "--format", "onnx", "--out", tmp_path / "m.safetensors"],
+            "has the suffix of a safetensors file, not onnx",
+        ),
+        (
+            ["export", unfinished],
+            f"cannot export: run {unfinished.name} is not finished "
+            "(stopped before its first epoch ended",
+        ),
+        (
+            ["classify", tmp_path / "junk.onnx", "--index", "0"],
+            f"cannot load {tmp_path / 'junk.onnx'} as a quicknets export (onnx): ",
+        ),
+        (
+            ["evaluate", tmp_path / "photo.png"],
+            f"{tmp_path / 'photo.png'} is not a run, nor a "
+            "file written by `quicknets export` (ONNX, "
+            "TorchScript or safetensors)",
+        ),
+        (
+            ["evaluate", tmp_path / "plain.safetensors"],
+            "it holds no quicknets description (was it written by `quicknets export`?)",
+        ),
     ]
     for args, message in cases:
         code, out, err = cli(capsys, *args)
@@ -297,5 +350,7 @@ def test_export_errors_are_one_line(mlp_run, capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
     code, out, err = cli(capsys, "export", path, "--out", tmp_path / "m.onnx")
     assert code == 1 and not (tmp_path / "m.onnx").exists()
-    assert err == ("error: onnx needs the Python package onnxruntime, an optional extra: "
-                   "pip install 'quicknets[export]'\n")
+    assert err == (
+        "error: onnx needs the Python package onnxruntime, an optional extra: "
+        "pip install 'quicknets[export]'\n"
+    )

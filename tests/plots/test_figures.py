@@ -4,6 +4,7 @@ The models are either a hand-made oracle for the generated data (class c is a br
 band c, so reading the bands classifies every image right) or a fixed random network (mostly
 wrong), so what each figure must show is known exactly.
 """
+
 import copy
 
 import numpy as np
@@ -20,13 +21,16 @@ from quicknets.plots import figures as plots
 class BandReader(nn.Module):
     """Log-probabilities from the mean brightness of each class's row band: always right on
     the generated data; `wrong_for` shifts the answer by one for those classes."""
+
     def __init__(self, wrong_for=()):
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(20.0))
         self.wrong_for = set(wrong_for)
 
     def forward(self, x):  # (B, 1, 28, 28) normalised
-        bands = torch.stack([x[:, 0, 2 + 2 * c:4 + 2 * c, 4:24].mean((1, 2)) for c in range(10)], 1)
+        bands = torch.stack(
+            [x[:, 0, 2 + 2 * c : 4 + 2 * c, 4:24].mean((1, 2)) for c in range(10)], 1
+        )
         logits = self.scale * bands  # (B, 10)
         for c in self.wrong_for:  # move class c's evidence to class c + 1
             logits[:, [c, (c + 1) % 10]] = logits[:, [(c + 1) % 10, c]]
@@ -73,8 +77,11 @@ def test_imshow_undoes_the_normalisation_in_gray(tiny):
 
 @pytest.mark.parametrize("shape", [(2, 28, 28), (5,), (4, 3, 28, 28), (28, 28, 4)])
 def test_imshow_refuses_a_wrong_shape(shape):
-    with pytest.raises(QuicknetsError, match=r"an image is laid out \(H, W\), \(H, W, C\) or "
-                                             r"\(C, H, W\) with 1 or 3 channels, not "):
+    with pytest.raises(
+        QuicknetsError,
+        match=r"an image is laid out \(H, W\), \(H, W, C\) or "
+        r"\(C, H, W\) with 1 or 3 channels, not ",
+    ):
         plots.imshow(torch.zeros(shape))
 
 
@@ -134,6 +141,7 @@ def test_view_classify_is_a_drop_in_for_the_course_helper(fashion):
 
 def test_view_classify_reads_an_image_file(tmp_path, tiny):
     from PIL import Image
+
     path = tmp_path / "band.png"
     Image.fromarray(tiny.test_images[3].numpy()).save(path)
     fig = plots.view_classify(path, BandReader(), tiny.classes)
@@ -202,9 +210,11 @@ def test_top_losses_are_the_wrong_images_with_the_highest_loss(tiny, random_net)
     axes = image_axes(fig)
     assert len(axes) == 5
     first = rows[0]
-    assert axes[0].get_title() == (f"{tiny.classes[first['predicted']]} / "
-                                   f"{tiny.classes[first['true']]}\n"
-                                   f"{first['probability']:.2f} / {first['loss']:.2f}")
+    assert axes[0].get_title() == (
+        f"{tiny.classes[first['predicted']]} / "
+        f"{tiny.classes[first['true']]}\n"
+        f"{first['probability']:.2f} / {first['loss']:.2f}"
+    )
 
 
 def test_top_losses_of_a_perfect_model(tiny):
@@ -215,8 +225,17 @@ def test_top_losses_of_a_perfect_model(tiny):
 
 
 def test_plot_history_one_run_and_several():
-    history = [{"epoch": e, "epochs": 3, "train_loss": 1.0 / e, "train_accuracy": 0.5 + 0.1 * e,
-                "val_loss": 1.1 / e, "val_accuracy": 0.45 + 0.1 * e} for e in (1, 2, 3)]
+    history = [
+        {
+            "epoch": e,
+            "epochs": 3,
+            "train_loss": 1.0 / e,
+            "train_accuracy": 0.5 + 0.1 * e,
+            "val_loss": 1.1 / e,
+            "val_accuracy": 0.45 + 0.1 * e,
+        }
+        for e in (1, 2, 3)
+    ]
     before = copy.deepcopy(history)
     fig = plots.plot_history(history, {"loss": 0.4, "accuracy": 0.8})
     drawn(fig)
@@ -227,7 +246,10 @@ def test_plot_history_one_run_and_several():
     no_val = [{k: v for k, v in row.items() if not k.startswith("val")} for row in history]
     fig = plots.plot_history({"adam": history, "sgd": no_val})
     assert [line.get_label() for line in fig.axes[0].lines] == [
-        "adam train", "adam validation", "sgd train"]
+        "adam train",
+        "adam validation",
+        "sgd train",
+    ]
     with pytest.raises(QuicknetsError, match="empty"):
         plots.plot_history([])
     with pytest.raises(QuicknetsError, match="train_loss"):
@@ -236,6 +258,7 @@ def test_plot_history_one_run_and_several():
 
 def test_plot_confusion_matrix_names_and_rows(tiny, random_net):
     from quicknets.evaluation.metrics import evaluate
+
     results = evaluate(random_net, tiny)
     before = copy.deepcopy(results)
     fig = plots.plot_confusion_matrix(results)
@@ -268,6 +291,7 @@ def test_save_figure_writes_atomically_and_checks_the_format(tmp_path, tiny):
 def test_figures_do_not_collect_in_pyplot(tiny):
     """Made without pyplot: a loop of figures leaves nothing open and nothing to show."""
     import matplotlib.pyplot as plt
+
     open_before = plt.get_fignums()
     for _ in range(3):
         plots.show_batch(tiny, n=2)
@@ -276,11 +300,21 @@ def test_figures_do_not_collect_in_pyplot(tiny):
 
 def test_colour_images_with_per_channel_normalisation():
     from quicknets.data.loading import Dataset
+
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (6, 3, 12, 10), dtype=torch.uint8, generator=g)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    data = Dataset("mine", ["a", "b", "c"], images, labels, images, labels,
-                   mean=(0.2, 0.4, 0.6), std=(0.3, 0.2, 0.1), layout="resize")
+    data = Dataset(
+        "mine",
+        ["a", "b", "c"],
+        images,
+        labels,
+        images,
+        labels,
+        mean=(0.2, 0.4, 0.6),
+        std=(0.3, 0.2, 0.1),
+        layout="resize",
+    )
     x = data.normalize(images[:1])[0]  # float (3, 12, 10)
     shown = image_axes(plots.imshow(x, data=data))[0].images[0].get_array()
     assert shown.shape == (12, 10, 3)
@@ -296,10 +330,16 @@ def test_imshow_reads_float_images_as_classify_does(fashion):
     """ToTensor's 0..1 floats, 0..255 floats and normalised floats draw the same picture as the
     uint8 pixels (the kind: what a float image means, judged once for drawing and predicting)."""
     from quicknets.plots.figures import image_pixels
+
     pre = fashion.preprocessing
     raw = fashion.test_images[0]
     want = image_pixels(raw, pre)
     unit, normalised = raw.float() / 255, pre.normalize(raw[None])[0]
-    for image, scale in ((unit, "auto"), (raw.float(), "auto"), (normalised, "auto"),
-                         (unit, "unit"), (normalised, "normalized")):
+    for image, scale in (
+        (unit, "auto"),
+        (raw.float(), "auto"),
+        (normalised, "auto"),
+        (unit, "unit"),
+        (normalised, "normalized"),
+    ):
         assert np.allclose(image_pixels(image, pre, scale), want, atol=1e-6)

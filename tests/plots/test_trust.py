@@ -1,4 +1,5 @@
 """The trust figures: each a Figure made without pyplot, drawing the numbers it is given."""
+
 import sys
 
 import numpy as np
@@ -24,15 +25,21 @@ def test_reliability_diagram_draws_each_bin():
 
 
 def test_familiarity_histogram_and_robustness_curves():
-    fig = plot_familiarity(np.random.default_rng(0).normal(size=100), {"noise": [-3.0, -2.5]},
-                           threshold=-1.0)
+    fig = plot_familiarity(
+        np.random.default_rng(0).normal(size=100), {"noise": [-3.0, -2.5]}, threshold=-1.0
+    )
     assert sorted(t.get_text() for t in fig.axes[0].get_legend().get_texts()) == [
-        "noise", "test images", "threshold"]
+        "noise",
+        "test images",
+        "threshold",
+    ]
     with pytest.raises(QuicknetsError, match="no familiarity scores"):
         plot_familiarity([], {"noise": [1.0]})
-    result = {"severities": [0, 1, 2], "accuracy": {"rotate": [0.9, 0.5, 0.2],
-                                                    "stripe": [0.9, 0.8, 0.7]},
-              "mean_corruption_accuracy": 0.55}
+    result = {
+        "severities": [0, 1, 2],
+        "accuracy": {"rotate": [0.9, 0.5, 0.2], "stripe": [0.9, 0.8, 0.7]},
+        "mean_corruption_accuracy": 0.55,
+    }
     ax = plot_robustness(result).axes[0]
     assert [list(line.get_ydata()) for line in ax.lines] == [[0.9, 0.5, 0.2], [0.9, 0.8, 0.7]]
     assert "0.5500" in ax.get_title()

@@ -1,5 +1,6 @@
 """The runs index: a cache of the run folders, rebuilt from them, queried with filters and sorts,
 shared by parallel writers, and optional (read-only runs folders are listed from memory)."""
+
 import multiprocessing
 import os
 import shutil
@@ -9,23 +10,32 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import READY_THEN_GO, finish, start_together
 
+from conftest import READY_THEN_GO, finish, start_together
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.storage import atomic_write_json
 from quicknets.cli import main
 from quicknets.networks.models import network
 from quicknets.records import index
-from quicknets.records.runs import (hold_run, list_runs, load_run, mark, remove_run, save_run,
-                            start_run)
+from quicknets.records.runs import (
+    hold_run,
+    list_runs,
+    load_run,
+    mark,
+    remove_run,
+    save_run,
+    start_run,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "runs-v1"
 
 
 def config(lr=0.003, optimizer="adam", seed=0, epochs=2):
-    return {"data": {"dataset": "fashion-mnist", "val_split": 0.0},
-            "model": {"model": "784-10", "spec": "784-10", "dropout": 0.0},
-            "train": {"optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs}}
+    return {
+        "data": {"dataset": "fashion-mnist", "val_split": 0.0},
+        "model": {"model": "784-10", "spec": "784-10", "dropout": 0.0},
+        "train": {"optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs},
+    }
 
 
 def results(acc):
@@ -55,8 +65,11 @@ def test_filters_and_sorting(runs_dir):
     assert lrs(index.query(runs_dir, ["test_accuracy>=0.84"], "lr")) == [0.003, 0.01]
     assert lrs(index.query(runs_dir, ["optimizer<b"])) == [0.001, 0.003]  # text compares as text
     assert len(index.query(runs_dir, ["created>2000"])) == 3  # so do ISO times
-    assert [r.results["accuracy"] for r in list_runs(runs_dir, sort="-test_accuracy")] == \
-        [0.86, 0.84, 0.81]
+    assert [r.results["accuracy"] for r in list_runs(runs_dir, sort="-test_accuracy")] == [
+        0.86,
+        0.84,
+        0.81,
+    ]
     with pytest.raises(QuicknetsError, match="unknown key 'lrr'"):
         index.query(runs_dir, ["lrr=1"])
     with pytest.raises(QuicknetsError, match="bad filter"):
@@ -65,13 +78,16 @@ def test_filters_and_sorting(runs_dir):
         index.query(runs_dir, sort="lr; DROP TABLE runs")
 
 
-@pytest.mark.parametrize("text", ["lr<abc", "test_accuracy>=high", "epochs<=", "seed=one",
-                                  "epochs_done!=x", "test_loss>0.1.2"])
+@pytest.mark.parametrize(
+    "text",
+    ["lr<abc", "test_accuracy>=high", "epochs<=", "seed=one", "epochs_done!=x", "test_loss>0.1.2"],
+)
 def test_a_number_compares_only_with_a_number(runs_dir, text):
     finished(runs_dir)
     key, _, value = text.partition(next(op for op in index.OPERATORS if op in text))
-    with pytest.raises(QuicknetsError, match=f"bad filter '{text}': {key} is a number, and "
-                                             f"'{value}' is not"):
+    with pytest.raises(
+        QuicknetsError, match=f"bad filter '{text}': {key} is a number, and '{value}' is not"
+    ):
         index.query(runs_dir, [text])  # was: every run matched (or none)
 
 
@@ -100,8 +116,13 @@ def test_a_row_rebuilt_mid_training_holds_everything_the_folder_holds(runs_dir, 
                 assert index.query(runs_dir, status="all")[0]["epochs_done"] == 1
                 drop_index(runs_dir)  # deleted while the run trains
         (row,) = index.query(runs_dir, ["lr<0.01", "epochs=4"], status="all", sweep="s1")
-        assert (row["name"], row["status"], row["epochs_done"], row["created"], row["pid"]) == \
-            (path.name, "running", 3, created, os.getpid())
+        assert (row["name"], row["status"], row["epochs_done"], row["created"], row["pid"]) == (
+            path.name,
+            "running",
+            3,
+            created,
+            os.getpid(),
+        )
         assert row["settings"]["optimizer"] == "adam"
         assert main(["runs", "--status", "running", "--runs-dir", str(runs_dir)]) == 0
         assert f"{path.name:<52} running        3/4" in capsys.readouterr().out
@@ -113,15 +134,18 @@ def test_a_row_rebuilt_mid_training_holds_everything_the_folder_holds(runs_dir, 
 
 def load_meta(path):
     import json
+
     return json.loads((path / "meta.json").read_text())
 
 
 def test_an_index_from_an_older_quicknets_is_upgraded(runs_dir):
     path = finished(runs_dir, acc=0.75)
     with sqlite3.connect(runs_dir / "index.sqlite") as conn:  # the schema before `stamp`
-        conn.execute("CREATE TABLE runs (name TEXT PRIMARY KEY, status TEXT NOT NULL, "
-                     "created TEXT, sweep TEXT, host TEXT, pid INTEGER, epochs_done INTEGER, "
-                     "test_accuracy REAL, test_loss REAL, settings TEXT)")
+        conn.execute(
+            "CREATE TABLE runs (name TEXT PRIMARY KEY, status TEXT NOT NULL, "
+            "created TEXT, sweep TEXT, host TEXT, pid INTEGER, epochs_done INTEGER, "
+            "test_accuracy REAL, test_loss REAL, settings TEXT)"
+        )
         conn.execute("INSERT INTO runs (name, status) VALUES (?, 'running')", (path.name,))
     (row,) = index.query(runs_dir)
     assert (row["name"], row["test_accuracy"], row["settings"]["lr"]) == (path.name, 0.75, 0.003)
@@ -131,16 +155,23 @@ def test_an_index_without_validation_columns_reads_every_folder_again(runs_dir):
     """An index of the schema before val_accuracy/val_loss holds rows whose stamps are current:
     they are read again, so a filter or sort on validation numbers misses no run."""
     from quicknets.records.runfolder import stamp
-    rows = [{"epoch": 1, "epochs": 2, "val_loss": 0.4, "val_accuracy": 0.9, "best_epoch": 1},
-            {"epoch": 2, "epochs": 2, "val_loss": 0.5, "val_accuracy": 0.8, "best_epoch": 1}]
+
+    rows = [
+        {"epoch": 1, "epochs": 2, "val_loss": 0.4, "val_accuracy": 0.9, "best_epoch": 1},
+        {"epoch": 2, "epochs": 2, "val_loss": 0.5, "val_accuracy": 0.8, "best_epoch": 1},
+    ]
     path = save_run(network("784-10"), config(), rows, results(0.75), {}, runs_dir)
     with sqlite3.connect(runs_dir / "index.sqlite") as conn:
-        conn.execute("CREATE TABLE runs (name TEXT PRIMARY KEY, status TEXT NOT NULL, "
-                     "created TEXT, sweep TEXT, host TEXT, pid INTEGER, epochs_done INTEGER, "
-                     "test_accuracy REAL, test_loss REAL, settings TEXT, problem TEXT, "
-                     "stamp TEXT)")
-        conn.execute("INSERT INTO runs (name, status, stamp, settings) VALUES (?, 'done', ?, "
-                     "'{}')", (path.name, stamp(path)))
+        conn.execute(
+            "CREATE TABLE runs (name TEXT PRIMARY KEY, status TEXT NOT NULL, "
+            "created TEXT, sweep TEXT, host TEXT, pid INTEGER, epochs_done INTEGER, "
+            "test_accuracy REAL, test_loss REAL, settings TEXT, problem TEXT, "
+            "stamp TEXT)"
+        )
+        conn.execute(
+            "INSERT INTO runs (name, status, stamp, settings) VALUES (?, 'done', ?, '{}')",
+            (path.name, stamp(path)),
+        )
     (row,) = index.query(runs_dir, ["val_accuracy>0.85"])  # the kept epoch 1, not epoch 2
     assert (row["name"], row["val_loss"], row["val_accuracy"]) == (path.name, 0.4, 0.9)
 
@@ -148,19 +179,31 @@ def test_an_index_without_validation_columns_reads_every_folder_again(runs_dir):
 def test_runs_folders_of_the_previous_format_are_read(tmp_path):
     runs = tmp_path / "runs"
     shutil.copytree(FIXTURES, runs)
-    assert {r["name"]: (r["status"], r["epochs_done"]) for r in index.query(runs, status="all")} \
-        == {"mlp-32_adam_lr0.003_s0-12117d": ("done", 2),
-            "mlp-32_adam_lr0.003_s0-cceadb": ("stopped", 1)}
+    assert {
+        r["name"]: (r["status"], r["epochs_done"]) for r in index.query(runs, status="all")
+    } == {
+        "mlp-32_adam_lr0.003_s0-12117d": ("done", 2),
+        "mlp-32_adam_lr0.003_s0-cceadb": ("stopped", 1),
+    }
     (old,) = index.query(runs, ["val_accuracy>0.85"])  # its history says val_acc
-    assert (old["name"], old["val_accuracy"]) == ("mlp-32_adam_lr0.003_s0-12117d",
-                                                  0.8538333333333333)
-    with pytest.raises(QuicknetsError, match=r"\(stopped after epoch 1 of 2\): continue it with "
-                                             "`quicknets train --resume"):
+    assert (old["name"], old["val_accuracy"]) == (
+        "mlp-32_adam_lr0.003_s0-12117d",
+        0.8538333333333333,
+    )
+    with pytest.raises(
+        QuicknetsError,
+        match=r"\(stopped after epoch 1 of 2\): continue it with "
+        "`quicknets train --resume",
+    ):
         load_run("mlp-32_adam_lr0.003_s0-cceadb", runs)
 
 
-GARBAGE = {"results.json": "[]", "config.json": "[1, 2]", "history.json": '{"epoch": 1}',
-           "meta.json": "\x00\x01", }
+GARBAGE = {
+    "results.json": "[]",
+    "config.json": "[1, 2]",
+    "history.json": '{"epoch": 1}',
+    "meta.json": "\x00\x01",
+}
 
 
 def test_one_unreadable_run_hides_nothing_else(runs_dir, capsys):
@@ -195,9 +238,11 @@ def test_one_unreadable_run_hides_nothing_else(runs_dir, capsys):
 
 # JSON of the right type that still does not hold a record: `runs` listed these as done while
 # every other command refused them
-NOT_A_RECORD = {"config.json": '{"train": {"lr": "fast"}}',
-                "history.json": '[{"epoch": 1}, 7]',
-                "results.json": '{"accuracy": "0.9", "loss": 0.3}'}
+NOT_A_RECORD = {
+    "config.json": '{"train": {"lr": "fast"}}',
+    "history.json": '[{"epoch": 1}, 7]',
+    "results.json": '{"accuracy": "0.9", "loss": 0.3}',
+}
 
 
 def test_runs_judges_a_run_by_the_reader_every_command_uses(runs_dir, capsys):
@@ -217,8 +262,10 @@ def test_runs_judges_a_run_by_the_reader_every_command_uses(runs_dir, capsys):
             load_run(name, runs_dir)
         assert str(refused.value).startswith(str(runs_dir / name / file))
         assert f"unreadable: {name}: {refused.value}" in out
-        assert next(line for line in out.splitlines() if line.startswith(name)).split()[1] \
+        assert (
+            next(line for line in out.splitlines() if line.startswith(name)).split()[1]
             == "unreadable"
+        )
     assert index.query(runs_dir, status="done")[0]["name"] == good.name
     assert main(["compare", "--where", "optimizer=adam", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
@@ -231,8 +278,12 @@ def read_only(tmp_path):
     read-only (as root), or write permission taken away (as another user)."""
     folder = tmp_path / "ro"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
-                             capture_output=True).returncode == 0
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)], capture_output=True
+        ).returncode
+        == 0
+    )
     if not mounted and os.geteuid() == 0:
         pytest.skip("root without the right to mount: no way to make a folder read-only")
 
@@ -242,6 +293,7 @@ def read_only(tmp_path):
         else:
             for p in [folder, *folder.rglob("*")]:
                 p.chmod(p.stat().st_mode & ~0o222)
+
     yield folder, seal
     if mounted:
         subprocess.run(["umount", "-l", str(folder)], check=True)
@@ -268,8 +320,9 @@ def test_a_read_only_runs_folder_is_listed(read_only, capsys, with_index):
 def _write_rows(args):
     root, worker, n = args
     for i in range(n):
-        index.record(root, f"run-{worker}-{i}", status="done", settings={"seed": i},
-                     test_accuracy=i / n)
+        index.record(
+            root, f"run-{worker}-{i}", status="done", settings={"seed": i}, test_accuracy=i / n
+        )
     return n
 
 
@@ -278,8 +331,10 @@ def test_parallel_writers_lose_nothing(tmp_path):
     root.mkdir()
     workers, per_worker = 4, 60
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        assert sum(pool.map(_write_rows, [(root, w, per_worker) for w in range(workers)])) == \
-            workers * per_worker
+        assert (
+            sum(pool.map(_write_rows, [(root, w, per_worker) for w in range(workers)]))
+            == workers * per_worker
+        )
     conn = sqlite3.connect(root / "index.sqlite")
     count = conn.execute("SELECT COUNT(*), COUNT(DISTINCT name) FROM runs").fetchone()
     conn.close()
@@ -297,11 +352,21 @@ def test_processes_creating_a_new_index_at_once_all_get_in(tmp_path):
         if round_ % 2:
             for seed in range(3):
                 finished(root, seed=seed)
-        code = ("from pathlib import Path; from quicknets.records import index\n" + READY_THEN_GO
-                + (listing if round_ % 2 else record))
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(root), f"run{i}"],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for i in range(4)]
+        code = (
+            "from pathlib import Path; from quicknets.records import index\n"
+            + READY_THEN_GO
+            + (listing if round_ % 2 else record)
+        )
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(root), f"run{i}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(4)
+        ]
         start_together(procs)
         errors = [finish(p)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * 4, errors

@@ -2,27 +2,31 @@
 workers as separate machines (each its own runs folder) on a real PostgreSQL server on loopback
 or a journal file, a worker killed mid-trial, and the whole sweep shown from a machine that ran
 none of it."""
+
 import itertools
-from datetime import datetime
 import json
 import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+
 from conftest import finish as finish_process
 from conftest import wait_until
-
 from quicknets.cli import main
 from quicknets.records.runfolder import run_state
 
 optuna = pytest.importorskip("optuna")
 from test_sweeps_optuna_search import postgres  # noqa: E402,F401,F811  the loopback server
 
-GRID = {"network": ["784-8-10", "784-16-10"], "lr": [0.001, 0.01, 0.1],
-        "optimizer": ["adam", "sgd"]}  # 12 cells
+GRID = {
+    "network": ["784-8-10", "784-16-10"],
+    "lr": [0.001, 0.01, 0.1],
+    "optimizer": ["adam", "sgd"],
+}  # 12 cells
 
 
 def data_flags(tiny_dir) -> list:
@@ -31,8 +35,13 @@ def data_flags(tiny_dir) -> list:
 
 def quicknets(*args) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "quicknets", *map(str, args)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "quicknets", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(proc) -> str:
@@ -46,8 +55,13 @@ def done_runs(folders) -> list:
     found = []
     for root in folders:
         for path in sorted(Path(root).glob("*/results.json")):
-            found.append((path.parent, json.loads((path.parent / "config.json").read_text()),
-                          json.loads((path.parent / "meta.json").read_text())))
+            found.append(
+                (
+                    path.parent,
+                    json.loads((path.parent / "config.json").read_text()),
+                    json.loads((path.parent / "meta.json").read_text()),
+                )
+            )
     return found
 
 
@@ -56,12 +70,30 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def test_three_machines_run_each_cell_seed_once_and_a_fourth_shows_them_all(
-        tiny_dir, tmp_path, postgres, capsys):  # noqa: F811
+    tiny_dir, tmp_path, postgres, capsys
+):  # noqa: F811
     runs = [tmp_path / f"machine-{i}" for i in range(3)]
-    command = ["sweep", *data_flags(tiny_dir), "--epochs", "1", "--batch-size", "100",
-               *[x for k, v in GRID.items() for x in (f"--{k}", ",".join(map(str, v)))],
-               "--seeds", "2", "--name", "g12", "--storage", postgres, "--heartbeat", "2",
-               "--workers", "1", "--threads", "1"]
+    command = [
+        "sweep",
+        *data_flags(tiny_dir),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "100",
+        *[x for k, v in GRID.items() for x in (f"--{k}", ",".join(map(str, v)))],
+        "--seeds",
+        "2",
+        "--name",
+        "g12",
+        "--storage",
+        postgres,
+        "--heartbeat",
+        "2",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+    ]
     # the same command on every machine: the first creates the study, the others join it
     procs = [quicknets(*command, "--runs-dir", r) for r in runs]
     outs = [finish(p) for p in procs]
@@ -70,23 +102,36 @@ def test_three_machines_run_each_cell_seed_once_and_a_fourth_shows_them_all(
     assert sum("joining the study" in out for out in outs) == 2
 
     trials = optuna.load_study(study_name="g12", storage=sqlalchemy_url(postgres)).trials
-    cells = [{**dict(zip(GRID, combo)), "seed": seed}
-             for combo in itertools.product(*GRID.values()) for seed in (0, 1)]
+    cells = [
+        {**dict(zip(GRID, combo)), "seed": seed}
+        for combo in itertools.product(*GRID.values())
+        for seed in (0, 1)
+    ]
     assert len(trials) == 24 and {t.state.name for t in trials} == {"COMPLETE"}
     key = lambda settings: repr(sorted(settings.items()))  # noqa: E731
     assert sorted(key(t.params) for t in trials) == sorted(map(key, cells))
     workers = {t.user_attrs["worker"] for t in trials}
-    print("trials per worker:", {w: sum(t.user_attrs["worker"] == w for t in trials)
-                                 for w in workers})
+    print(
+        "trials per worker:", {w: sum(t.user_attrs["worker"] == w for t in trials) for w in workers}
+    )
     assert len(workers) >= 2  # three started; on a busy machine one may come late
     recorded = done_runs(runs)  # every cell-seed exactly once, over the three runs folders
-    ran = sorted(key({"network": c["network"]["network"], "lr": c["train"]["lr"],
-                      "optimizer": c["train"]["optimizer"], "seed": c["train"]["seed"]})
-                 for _, c, _ in recorded)
+    ran = sorted(
+        key(
+            {
+                "network": c["network"]["network"],
+                "lr": c["train"]["lr"],
+                "optimizer": c["train"]["optimizer"],
+                "seed": c["train"]["seed"],
+            }
+        )
+        for _, c, _ in recorded
+    )
     assert ran == sorted(map(key, cells))
     assert {m["sweep"] for _, _, m in recorded} == {"g12"}
-    assert sorted(p.name for p, _, _ in recorded) == \
-        sorted(n for t in trials for n in t.user_attrs["runs"])
+    assert sorted(p.name for p, _, _ in recorded) == sorted(
+        n for t in trials for n in t.user_attrs["runs"]
+    )
 
     # a fourth machine, which ran nothing: the whole sweep from the study alone
     empty = tmp_path / "machine-4"
@@ -94,7 +139,7 @@ def test_three_machines_run_each_cell_seed_once_and_a_fourth_shows_them_all(
     lines = out.splitlines()
     assert lines[0].startswith("sweep g12: grid search, 12 variants x 2 seed(s); test_accuracy")
     assert lines[1].startswith("trials: 24 done; ")
-    table = lines[lines.index(next(x for x in lines if x.startswith("  #  settings"))) + 1:]
+    table = lines[lines.index(next(x for x in lines if x.startswith("  #  settings"))) + 1 :]
     ranked = [x for x in table if x[:3].strip().isdigit()]
     assert [int(x[:3]) for x in ranked] == list(range(1, 13))
     assert all(" 2    0." in x for x in ranked)  # n = 2 seeds, mean ± std
@@ -103,40 +148,89 @@ def test_three_machines_run_each_cell_seed_once_and_a_fourth_shows_them_all(
     assert not empty.exists() or not any(empty.iterdir())  # showing writes nothing there
 
     capsys.readouterr()
-    assert main(["compare", "--sweep", "g12", "--storage", postgres, "--runs-dir", str(empty),
-                 "--plot", str(tmp_path / "curves.png")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--sweep",
+                "g12",
+                "--storage",
+                postgres,
+                "--runs-dir",
+                str(empty),
+                "--plot",
+                str(tmp_path / "curves.png"),
+            ]
+        )
+        == 0
+    )
     compared = capsys.readouterr().out
     assert compared.splitlines()[2:14] == lines[2:14]  # the same ranking
     assert (tmp_path / "curves.png").stat().st_size > 5000
 
     page = tmp_path / "g12.html"
-    assert main(["report", "--sweep", "g12", "--storage", postgres, "--runs-dir", str(empty),
-                 "--out", str(page)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--sweep",
+                "g12",
+                "--storage",
+                postgres,
+                "--runs-dir",
+                str(empty),
+                "--out",
+                str(page),
+            ]
+        )
+        == 0
+    )
     html = page.read_text()
     assert html.count('src="data:image/png;base64,') == 2 and "<h2>Trials</h2>" in html
     assert html.count("<td>done</td>") == 24 and "<a href" not in html  # no run is local here
 
 
-def test_a_killed_worker_s_trial_is_trained_again_by_another(tiny_dir, tmp_path,
-                                                             postgres):  # noqa: F811
+def test_a_killed_worker_s_trial_is_trained_again_by_another(tiny_dir, tmp_path, postgres):  # noqa: F811
     runs = {"A": tmp_path / "machine-A", "B": tmp_path / "machine-B"}
     lrs = [0.001 * i for i in range(1, 9)]
-    command = ["sweep", *data_flags(tiny_dir), "--epochs", "20", "--layers", "784-64-10",
-               "--lr", ",".join(map(str, lrs)), "--name", "k8", "--storage", postgres,
-               "--heartbeat", "1", "--workers", "1", "--threads", "1"]
+    command = [
+        "sweep",
+        *data_flags(tiny_dir),
+        "--epochs",
+        "20",
+        "--layers",
+        "784-64-10",
+        "--lr",
+        ",".join(map(str, lrs)),
+        "--name",
+        "k8",
+        "--storage",
+        postgres,
+        "--heartbeat",
+        "1",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+    ]
     url = sqlalchemy_url(postgres)
     a, b = (quicknets(*command, "--runs-dir", runs[w]) for w in "AB")
+
     # SIGKILL A in the middle of a trial (its run holds a checkpoint: an epoch is done) once
     # B is training too
     def ready():
         assert b.poll() is None, b.communicate()
         return list(runs["A"].glob("*/checkpoint.pt")) and list(runs["B"].glob("*/config.json"))
+
     wait_until(ready, a, "epoch of A while B trains")
     a.kill()
     a.wait()
     killed_at = datetime.now()  # as Optuna stamps trials
-    (victim,) = [p.parent for p in runs["A"].glob("*/config.json")
-                 if not (p.parent / "results.json").exists()]
+    (victim,) = [
+        p.parent
+        for p in runs["A"].glob("*/config.json")
+        if not (p.parent / "results.json").exists()
+    ]
     out = finish(b)
     assert run_state(victim)["status"] == "stopped"  # the dead worker's partial run stays
 
@@ -159,35 +253,64 @@ def test_a_killed_worker_s_trial_is_trained_again_by_another(tiny_dir, tmp_path,
     for t in sorted(trials, key=lambda t: t.datetime_start):
         who = "B" if t.user_attrs["worker"] == b_worker else "A"
         end = (t.datetime_complete - t0).total_seconds() if t.datetime_complete else None
-        print(f"trial {t.number + 1} lr={t.params['lr']} worker {who} "
-              f"{(t.datetime_start - t0).total_seconds():.1f}-{end:.1f} s {t.state.name}"
-              + (f" (again: trial {t.system_attrs['retry_history'][-1] + 1})"
-                 if t.system_attrs.get("retry_history") else ""))
+        print(
+            f"trial {t.number + 1} lr={t.params['lr']} worker {who} "
+            f"{(t.datetime_start - t0).total_seconds():.1f}-{end:.1f} s {t.state.name}"
+            + (
+                f" (again: trial {t.system_attrs['retry_history'][-1] + 1})"
+                if t.system_attrs.get("retry_history")
+                else ""
+            )
+        )
 
-    shown = finish(quicknets("sweep", "--show", "k8", "--storage", postgres,
-                             "--runs-dir", tmp_path / "machine-C"))
+    shown = finish(
+        quicknets(
+            "sweep", "--show", "k8", "--storage", postgres, "--runs-dir", tmp_path / "machine-C"
+        )
+    )
     assert "trials: 8 done, 1 trained again; 2 worker(s)" in shown
     assert sum(line[:3].strip().isdigit() for line in shown.splitlines()) == 8
-    assert f"trial {dead[0].number + 1} ({dead[0].user_attrs['worker']}) lost its worker " \
-           f"(no heartbeat): trained again as trial {retry.number + 1}" in shown
+    assert (
+        f"trial {dead[0].number + 1} ({dead[0].user_attrs['worker']}) lost its worker "
+        f"(no heartbeat): trained again as trial {retry.number + 1}" in shown
+    )
 
 
 def test_a_journal_file_named_in_the_toml_shares_a_grid(tiny_dir, tmp_path, capsys):
     journal = tmp_path / "shared" / "sweep.log"
     journal.parent.mkdir()
     toml = tmp_path / "sweep.toml"
-    toml.write_text(f'search = "grid"\nseeds = 2\nstorage = "{journal}"\nheartbeat = 2\n'
-                    f'[base]\ndataset = "mnist"\ndata_dir = "{tiny_dir}"\nverify = false\n'
-                    f'epochs = 1\n[vary]\nlr = [0.001, 0.01]\nnetwork = ["784-8-10", '
-                    f'"784-16-10"]\n')
+    toml.write_text(
+        f'search = "grid"\nseeds = 2\nstorage = "{journal}"\nheartbeat = 2\n'
+        f'[base]\ndataset = "mnist"\ndata_dir = "{tiny_dir}"\nverify = false\n'
+        f'epochs = 1\n[vary]\nlr = [0.001, 0.01]\nnetwork = ["784-8-10", '
+        f'"784-16-10"]\n'
+    )
     runs = tmp_path / "runs"
     workers = min(2, len(os.sched_getaffinity(0)))
-    assert main(["sweep", "--config", str(toml), "--name", "j8", "--workers", str(workers),
-                 "--threads", "1", "--runs-dir", str(runs)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--config",
+                str(toml),
+                "--name",
+                "j8",
+                "--workers",
+                str(workers),
+                "--threads",
+                "1",
+                "--runs-dir",
+                str(runs),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"study at {journal}" in out and "8 trials, each taken by one worker" in out
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal)))
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
     trials = optuna.load_study(study_name="j8", storage=storage).trials
     assert len(trials) == 8 and {t.state.name for t in trials} == {"COMPLETE"}
     assert len({repr(sorted(t.params.items())) for t in trials}) == 8
@@ -195,13 +318,31 @@ def test_a_journal_file_named_in_the_toml_shares_a_grid(tiny_dir, tmp_path, caps
     # the runs folder knows the sweep's study is shared; --show and the page read it
     assert main(["sweep", "--show", "j8", "--runs-dir", str(runs)]) == 1
     assert "give its --storage URL" in capsys.readouterr().err
-    assert main(["sweep", "--show", "j8", "--storage", f"journal://{journal}",
-                 "--runs-dir", str(runs)]) == 0
+    assert (
+        main(
+            ["sweep", "--show", "j8", "--storage", f"journal://{journal}", "--runs-dir", str(runs)]
+        )
+        == 0
+    )
     assert "trials: 8 done; " in capsys.readouterr().out
     # a machine joining late: nothing left to take, the whole table all the same
     late = tmp_path / "late"
-    assert main(["sweep", "--resume-sweep", "j8", "--storage", str(journal), "--workers", "1",
-                 "--runs-dir", str(late)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--resume-sweep",
+                "j8",
+                "--storage",
+                str(journal),
+                "--workers",
+                "1",
+                "--runs-dir",
+                str(late),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "\ntrial " not in out and out.count(" 2    0.") == 4  # 4 variants, 2 seeds each
     assert (late / "sweeps" / "j8.json").is_file() and not list(late.glob("*/config.json"))
@@ -211,19 +352,50 @@ def test_a_worker_started_again_after_a_kill_continues_its_run(tiny_dir, tmp_pat
     """On a journal file: the killed worker's trial, found stale, is taken by the worker started
     again on the same machine, which continues the stopped run from its checkpoint."""
     journal, runs = tmp_path / "k.log", tmp_path / "runs"
-    command = ["sweep", *data_flags(tiny_dir), "--epochs", "30", "--layers", "784-64-10",
-               "--lr", "0.001,0.002", "--name", "again", "--storage", journal, "--heartbeat",
-               "1", "--workers", "1", "--threads", "1", "--runs-dir", runs]
+    command = [
+        "sweep",
+        *data_flags(tiny_dir),
+        "--epochs",
+        "30",
+        "--layers",
+        "784-64-10",
+        "--lr",
+        "0.001,0.002",
+        "--name",
+        "again",
+        "--storage",
+        journal,
+        "--heartbeat",
+        "1",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "--runs-dir",
+        runs,
+    ]
     first = quicknets(*command)
     wait_until(lambda: list(runs.glob("*/checkpoint.pt")), first, "epoch")  # mid-trial
     first.kill()
     first.wait()
     (stopped,) = [p.parent.name for p in runs.glob("*/checkpoint.pt")]
-    out = finish(quicknets("sweep", "--resume-sweep", "again", "--storage", journal,
-                           "--workers", "1", "--runs-dir", runs))
+    out = finish(
+        quicknets(
+            "sweep",
+            "--resume-sweep",
+            "again",
+            "--storage",
+            journal,
+            "--workers",
+            "1",
+            "--runs-dir",
+            runs,
+        )
+    )
     assert "again)" in out and stopped in out
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal)))
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
     trials = optuna.load_study(study_name="again", storage=storage).trials
     assert sorted(t.state.name for t in trials) == ["COMPLETE", "COMPLETE", "FAIL"]
     (copy,) = [t for t in trials if t.system_attrs.get("retry_history")]
@@ -237,6 +409,7 @@ def test_a_journal_trial_whose_beats_stop_is_failed_and_queued_again(tmp_path):
     from quicknets.sweeps.space import Search
     from quicknets.sweeps.study import GRACE_BEATS, create_study, storage_of, storage_url
     from quicknets.sweeps.worker import BEAT_ATTR, beat, fail_stale, next_trial, replaced
+
     url = storage_url(str(tmp_path / "s.log"))
     assert url == f"journal://{tmp_path / 's.log'}"
     search = Search.build({"epochs": 1}, {"lr": [0.1, 0.2]})

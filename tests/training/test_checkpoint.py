@@ -1,14 +1,14 @@
 """Checkpoints and exact resume (in process, after SIGKILL, after Ctrl-C); atomic, corrupt files."""
+
 import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import HANG_S, finish, wait_until
 import torch
 
+from conftest import HANG_S, finish, wait_until
 from quicknets.base.errors import QuicknetsError
 from quicknets.networks.models import network
 from quicknets.training.checkpoint import load_checkpoint, save_checkpoint
@@ -36,6 +36,7 @@ def test_resume_in_process_repeats_the_uninterrupted_run(tiny, tmp_path, optimiz
         if epoch == 2:
             save_checkpoint(file, epoch, model, opt, generator, history, best, scaler)
             saved.append(epoch)
+
     first = network("784-64-10", dropout=0.3)
     first.load_state_dict(start)
     train(first, tiny, quiet=True, after_epoch=after_epoch, **settings)
@@ -55,9 +56,18 @@ def test_resume_with_early_stopping_and_fp16_repeats_the_run(tiny_dir, tmp_path,
     fp16 scaler are in the checkpoint: resumed before the stop, or right at it, the run ends as
     the uninterrupted one, best weights restored."""
     from quicknets.data.loading import load_dataset
+
     data = load_dataset("mnist", tiny_dir, val_split=0.2, verify=False)
-    settings = dict(epochs=10, patience=2, monitor="val_accuracy", lr=0.01, batch_size=32,
-                    seed=5, threads=1, fp16=True)
+    settings = dict(
+        epochs=10,
+        patience=2,
+        monitor="val_accuracy",
+        lr=0.01,
+        batch_size=32,
+        seed=5,
+        threads=1,
+        fp16=True,
+    )
     reference = network("784-64-10", dropout=0.3)
     start = {k: v.clone() for k, v in reference.state_dict().items()}
     full = train(reference, data, quiet=True, **settings)
@@ -71,6 +81,7 @@ def test_resume_with_early_stopping_and_fp16_repeats_the_run(tiny_dir, tmp_path,
     def after_epoch(epoch, *state):
         if epoch == stop_at:
             save_checkpoint(file, epoch, *state)
+
     train(first, data, quiet=True, after_epoch=after_epoch, **settings)
     saved = load_checkpoint(file)
     assert saved["best"] is not None and saved["scaler"]["scale"] > 0
@@ -84,8 +95,14 @@ def test_resume_with_early_stopping_and_fp16_repeats_the_run(tiny_dir, tmp_path,
 
 def test_checkpoint_holds_what_resume_needs(tiny, tmp_path):
     file = tmp_path / "c.pt"
-    train(network("784-32-10"), tiny, quiet=True, epochs=1, threads=1,
-          after_epoch=lambda *state: save_checkpoint(file, *state))
+    train(
+        network("784-32-10"),
+        tiny,
+        quiet=True,
+        epochs=1,
+        threads=1,
+        after_epoch=lambda *state: save_checkpoint(file, *state),
+    )
     state = load_checkpoint(file)
     assert state["epoch"] == 1 and len(state["history"]) == 1
     assert state["optimizer"]["state"]  # Adam's moments, not just the hyperparameters
@@ -118,6 +135,7 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch)
     def dying_save(obj, f):
         real_save(obj, f)
         raise KeyboardInterrupt  # after writing the bytes, before the rename
+
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(file, 2, model, opt, torch.Generator(), [{"epoch": 1}, {"epoch": 2}])
@@ -152,9 +170,31 @@ def quicknets(*args, script=None):
 
 
 def train_args(tiny_dir, runs):
-    return ["train", "--dataset", "mnist", "--data-dir", tiny_dir, "--no-verify", "--epochs", 4,
-            "--batch-size", 32, "--layers", "784-64-32-10", "--dropout", 0.2, "--val-split",
-            0.1, "--seed", 3, "--threads", 1, "--runs-dir", runs, "--quiet"]
+    return [
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        tiny_dir,
+        "--no-verify",
+        "--epochs",
+        4,
+        "--batch-size",
+        32,
+        "--layers",
+        "784-64-32-10",
+        "--dropout",
+        0.2,
+        "--val-split",
+        0.1,
+        "--seed",
+        3,
+        "--threads",
+        1,
+        "--runs-dir",
+        runs,
+        "--quiet",
+    ]
 
 
 def saved_run(stdout):
@@ -164,8 +204,14 @@ def saved_run(stdout):
 def start_and_stop(tiny_dir, tmp_path, runs, sig):
     """Start a training, wait until it hangs inside epoch 3, send `sig`; the run's folder."""
     marker = tmp_path / "in-epoch-3"
-    proc = subprocess.Popen(quicknets(*train_args(tiny_dir, runs), script=HANG_IN_EPOCH.format(
-        stop=3, marker=str(marker))), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        quicknets(
+            *train_args(tiny_dir, runs), script=HANG_IN_EPOCH.format(stop=3, marker=str(marker))
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_until(marker.exists, proc, "hang inside epoch 3")  # the state, not a time
     (folder,) = [p for p in runs.iterdir() if p.is_dir()]
     assert load_checkpoint(folder / "checkpoint.pt")["epoch"] == 2
@@ -175,15 +221,20 @@ def start_and_stop(tiny_dir, tmp_path, runs, sig):
 
 
 def records(folder):
-    return (without_timing(json.loads((folder / "history.json").read_text())),
-            json.loads((folder / "results.json").read_text()))
+    return (
+        without_timing(json.loads((folder / "history.json").read_text())),
+        json.loads((folder / "results.json").read_text()),
+    )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT],
-                         ids=["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_stopped_run_resumes_to_the_same_final_numbers(tiny_dir, tmp_path, sig):
-    done = subprocess.run(quicknets(*train_args(tiny_dir, tmp_path / "ref")),
-                          capture_output=True, text=True, timeout=HANG_S)
+    done = subprocess.run(
+        quicknets(*train_args(tiny_dir, tmp_path / "ref")),
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert done.returncode == 0, done.stderr
     reference = records(tmp_path / "ref" / saved_run(done.stdout).split("/")[-1])
 
@@ -197,15 +248,27 @@ def test_stopped_run_resumes_to_the_same_final_numbers(tiny_dir, tmp_path, sig):
         assert "Traceback" not in err
         expected_status = "interrupted"
     assert not (folder / "results.json").exists()  # never mistaken for a finished run
-    listing = subprocess.run(quicknets("runs", "--status", "all", "--runs-dir", runs),
-                             capture_output=True, text=True, timeout=HANG_S).stdout
+    listing = subprocess.run(
+        quicknets("runs", "--status", "all", "--runs-dir", runs),
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    ).stdout
     assert f"{folder.name:<52} {expected_status}" in listing
-    code = subprocess.run(quicknets("evaluate", folder.name, "--runs-dir", runs),
-                          capture_output=True, text=True, timeout=HANG_S)
+    code = subprocess.run(
+        quicknets("evaluate", folder.name, "--runs-dir", runs),
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert code.returncode == 1 and "not finished" in code.stderr
 
-    resumed = subprocess.run(quicknets("train", "--resume", folder.name, "--runs-dir", runs),
-                             capture_output=True, text=True, timeout=HANG_S)
+    resumed = subprocess.run(
+        quicknets("train", "--resume", folder.name, "--runs-dir", runs),
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "epoch: 3/4" in resumed.stdout
     assert "epoch: 1/4" not in resumed.stdout  # the numbering continues
@@ -217,20 +280,46 @@ def test_stopped_run_resumes_to_the_same_final_numbers(tiny_dir, tmp_path, sig):
 def test_resume_refuses_other_settings_and_finished_runs(tiny_dir, tmp_path):
     runs = tmp_path / "runs"
     from quicknets.cli import main
-    assert main(["train", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
-                 "--epochs", "1", "--threads", "1", "--runs-dir", str(runs), "--quiet"]) == 0
+
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tiny_dir),
+                "--no-verify",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--runs-dir",
+                str(runs),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     (name,) = [p.name for p in runs.iterdir() if p.is_dir()]
     with pytest.raises(QuicknetsError, match="drop --lr"):
         from quicknets.cli import build_parser
         from quicknets.commands.train import resume
-        resume(build_parser().parse_args(["train", "--resume", name, "--lr", "0.1",
-                                          "--runs-dir", str(runs)]))
+
+        resume(
+            build_parser().parse_args(
+                ["train", "--resume", name, "--lr", "0.1", "--runs-dir", str(runs)]
+            )
+        )
     with pytest.raises(QuicknetsError, match="is finished"):
         from quicknets.records.experiment import resume
+
         resume(name, runs)
     from quicknets.records.runs import start_run
+
     training = start_run(json.loads((runs / name / "config.json").read_text()), {}, runs)
     from quicknets.records.runs import hold_run
+
     with hold_run(training):  # as its trainer does
         with pytest.raises(QuicknetsError, match="is being trained by process"):
             resume(training.name, runs)

@@ -1,4 +1,5 @@
 """Optional loggers: TensorBoard for real, MLflow through a stand-in module, clear errors."""
+
 import sys
 import types
 
@@ -21,6 +22,7 @@ def test_parse_log_to():
 def test_tensorboard_gets_every_epoch(tmp_path):
     pytest.importorskip("tensorboard")  # an optional extra; the test extra installs it
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     (logger,) = open_loggers("tensorboard", tmp_path, {"train": {"lr": 0.1}})
     logger.log(ROW, 1)
     logger.log({**ROW, "epoch": 2, "train_loss": 0.25}, 2)
@@ -39,8 +41,7 @@ def test_mlflow_gets_params_and_metrics(tmp_path, monkeypatch):
     (logger,) = open_loggers(["mlflow"], tmp_path / "run-1", {"train": {"lr": 0.1}})
     logger.log(ROW, 1)
     logger.close()
-    assert [c[0] for c in calls] == ["start_run", "log_params", "set_tag", "log_metrics",
-                                     "end_run"]
+    assert [c[0] for c in calls] == ["start_run", "log_params", "set_tag", "log_metrics", "end_run"]
     assert calls[0][2] == {"run_name": "run-1"} and calls[1][1] == ({"train.lr": 0.1},)
     assert calls[3][1] == (numbers(ROW),) and calls[3][2] == {"step": 1}
 
@@ -53,32 +54,76 @@ def test_missing_package_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_loggers_are_imported_only_when_asked():
     import subprocess
-    code = ("import sys\nfrom quicknets import experiment, loggers\n"
-            "assert 'mlflow' not in sys.modules and 'tensorboard' not in sys.modules")
+
+    code = (
+        "import sys\nfrom quicknets import experiment, loggers\n"
+        "assert 'mlflow' not in sys.modules and 'tensorboard' not in sys.modules"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_train_log_to_tensorboard(tiny_dir, tmp_path):
     pytest.importorskip("tensorboard")
     from quicknets.cli import main
+
     runs = tmp_path / "runs"
-    assert main(["train", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
-                 "--epochs", "2", "--threads", "1", "--runs-dir", str(runs), "--quiet",
-                 "--log-to", "tensorboard"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tiny_dir),
+                "--no-verify",
+                "--epochs",
+                "2",
+                "--threads",
+                "1",
+                "--runs-dir",
+                str(runs),
+                "--quiet",
+                "--log-to",
+                "tensorboard",
+            ]
+        )
+        == 0
+    )
     (run,) = [p for p in runs.iterdir() if p.is_dir()]
     assert any((run / "tensorboard").iterdir())
 
 
 @pytest.mark.parametrize("command", [["train"], ["sweep", "--lr", "0.1,0.2"]])
-def test_a_missing_logger_package_makes_no_run_folder(command, tiny_dir, tmp_path, monkeypatch,
-                                                      capsys):
+def test_a_missing_logger_package_makes_no_run_folder(
+    command, tiny_dir, tmp_path, monkeypatch, capsys
+):
     """`train --log-to mlflow` without mlflow left a stopped run record behind."""
     from quicknets.cli import main
+
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if it were not installed
     runs = tmp_path / "runs"
-    assert main([*command, "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
-                 "--epochs", "1", "--threads", "1", "--runs-dir", str(runs),
-                 "--log-to", "mlflow"]) == 1
-    assert capsys.readouterr().err == ("error: --log-to mlflow needs the mlflow package: "
-                                       "pip install 'quicknets[mlflow]'\n")
+    assert (
+        main(
+            [
+                *command,
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tiny_dir),
+                "--no-verify",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--runs-dir",
+                str(runs),
+                "--log-to",
+                "mlflow",
+            ]
+        )
+        == 1
+    )
+    assert capsys.readouterr().err == (
+        "error: --log-to mlflow needs the mlflow package: pip install 'quicknets[mlflow]'\n"
+    )
     assert not runs.exists()

@@ -1,5 +1,6 @@
 """The training loop: it learns on real data, it is deterministic, it stops on divergence;
 early stopping, fp16, the optimizers, lr auto, the notebook bar and live plot."""
+
 import dataclasses
 
 import pytest
@@ -9,8 +10,14 @@ from quicknets.base.errors import QuicknetsError
 from quicknets.config.configs import TrainConfig
 from quicknets.evaluation.metrics import evaluate
 from quicknets.networks.models import network
-from quicknets.training.loop import (batch_bounds, early_stopping, format_epoch, progress_bar,
-                                start_live_plot, train)
+from quicknets.training.loop import (
+    batch_bounds,
+    early_stopping,
+    format_epoch,
+    progress_bar,
+    start_live_plot,
+    train,
+)
 
 
 def test_notebook_network_learns_in_one_epoch(fashion):
@@ -38,18 +45,29 @@ def test_same_seed_same_history(tiny):
     assert strip(a) != strip(c)
 
 
-@pytest.mark.parametrize("optimizer, lr", [("adam", 0.003), ("sgd", 0.05), ("adamw", 0.003),
-                                           ("rmsprop", 0.001), ("nadam", 0.003), ("radam", 0.003),
-                                           ("adagrad", 0.01)])
+@pytest.mark.parametrize(
+    "optimizer, lr",
+    [
+        ("adam", 0.003),
+        ("sgd", 0.05),
+        ("adamw", 0.003),
+        ("rmsprop", 0.001),
+        ("nadam", 0.003),
+        ("radam", 0.003),
+        ("adagrad", 0.01),
+    ],
+)
 def test_each_optimizer_learns_tiny_data(tiny, optimizer, lr):
-    model, history = run_tiny(tiny, optimizer=optimizer, lr=lr, epochs=8, batch_size=32,
-                              weight_decay=1e-4)
+    model, history = run_tiny(
+        tiny, optimizer=optimizer, lr=lr, epochs=8, batch_size=32, weight_decay=1e-4
+    )
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert evaluate(model, tiny)["accuracy"] > 0.5  # chance is 0.1
 
 
 def test_validation_columns_when_split_exists(tiny_dir):
     from quicknets.data.loading import load_dataset
+
     data = load_dataset("mnist", tiny_dir, val_split=0.2, verify=False)
     lines = []
     torch.manual_seed(0)
@@ -72,7 +90,9 @@ def test_divergence_stops_with_a_clear_message(tiny):
     with torch.no_grad():
         model[1].weight.mul_(1e37)  # weights about to overflow: logits become inf, the loss nan
     lines = []
-    with pytest.raises(QuicknetsError, match=r"diverged in epoch 1: the loss became (nan|inf).*lower --lr"):
+    with pytest.raises(
+        QuicknetsError, match=r"diverged in epoch 1: the loss became (nan|inf).*lower --lr"
+    ):
         train(model, tiny, epochs=5, lr=0.1, log=lines.append, threads=1)
     assert lines == []  # stopped at once: no epoch line with nan was printed
 
@@ -88,6 +108,7 @@ def test_bad_settings_fail_before_training(tiny):
 
 def test_more_threads_than_cores_is_refused(tiny):
     import os
+
     too_many = len(os.sched_getaffinity(0)) + 1
     with pytest.raises(QuicknetsError, match=f"--threads {too_many} is more than the"):
         train(network("784-10"), tiny, threads=too_many, quiet=True)
@@ -119,6 +140,7 @@ def test_train_leaves_the_callers_random_generator_alone(tiny):
 
 def test_the_model_keeps_its_datas_preprocessing(tiny_dir):
     from quicknets.data.loading import load_dataset
+
     data = load_dataset("mnist", tiny_dir, mean=0.2, std=0.4, verify=False)
     model = network("784-32-10")
     train(model, data, epochs=1, quiet=True, threads=1)
@@ -128,18 +150,22 @@ def test_the_model_keeps_its_datas_preprocessing(tiny_dir):
     assert pre.layout == "digits"
 
 
-@pytest.mark.parametrize("n, batch, batchnorm, expected", [
-    (10, 3, True, [(0, 3), (3, 6), (6, 10)]),    # a last batch of one joins the one before
-    (10, 3, False, [(0, 3), (3, 6), (6, 9), (9, 10)]),
-    (9, 3, True, [(0, 3), (3, 6), (6, 9)]),
-    (1, 64, False, [(0, 1)]),
-])
+@pytest.mark.parametrize(
+    "n, batch, batchnorm, expected",
+    [
+        (10, 3, True, [(0, 3), (3, 6), (6, 10)]),  # a last batch of one joins the one before
+        (10, 3, False, [(0, 3), (3, 6), (6, 9), (9, 10)]),
+        (9, 3, True, [(0, 3), (3, 6), (6, 9)]),
+        (1, 64, False, [(0, 1)]),
+    ],
+)
 def test_batch_bounds(n, batch, batchnorm, expected):
     assert batch_bounds(n, batch, batchnorm) == expected
 
 
 def test_batchnorm_with_a_last_batch_of_one_image_trains(tiny_dir):
     from quicknets.data.loading import load_dataset
+
     data = load_dataset("mnist", tiny_dir, verify=False)  # 300 training images
     model = network("784-32-10", batchnorm=True)
     history = train(model, data, epochs=1, batch_size=299, quiet=True, threads=1)
@@ -148,15 +174,22 @@ def test_batchnorm_with_a_last_batch_of_one_image_trains(tiny_dir):
         train(network("784-32-10", batchnorm=True), data, batch_size=1, quiet=True)
 
 
-@pytest.mark.parametrize("model, data, message", [
-    ("net", None, "train needs a dataset"),
-    (None, "tiny", "train needs a network"),
-    ("five", "tiny", "the network has 5 outputs, but the data has 10 classes"),
-    ("big", "tiny", "GiB to train"),
-])
+@pytest.mark.parametrize(
+    "model, data, message",
+    [
+        ("net", None, "train needs a dataset"),
+        (None, "tiny", "train needs a network"),
+        ("five", "tiny", "the network has 5 outputs, but the data has 10 classes"),
+        ("big", "tiny", "GiB to train"),
+    ],
+)
 def test_wrong_inputs_are_one_clear_error(tiny, model, data, message):
-    models = {"net": network("784-10"), None: None, "five": network("784-5", num_classes=5),
-              "big": network("conv30000-fc10")}
+    models = {
+        "net": network("784-10"),
+        None: None,
+        "five": network("784-5", num_classes=5),
+        "big": network("conv30000-fc10"),
+    }
     datas = {"tiny": tiny, None: None}
     if model == "big":
         with pytest.raises(QuicknetsError, match=message):
@@ -174,15 +207,21 @@ def strip(history, keys=("seconds",)):
 def fashion_small(fashion):
     """1000 Fashion-MNIST training images and the next 1000 as the validation set: a network
     overfits them within a few epochs, so its validation loss turns up again."""
-    return dataclasses.replace(fashion, train_images=fashion.train_images[:1000],
-                               train_labels=fashion.train_labels[:1000],
-                               val_images=fashion.train_images[1000:2000],
-                               val_labels=fashion.train_labels[1000:2000], val_split=0.5)
+    return dataclasses.replace(
+        fashion,
+        train_images=fashion.train_images[:1000],
+        train_labels=fashion.train_labels[:1000],
+        val_images=fashion.train_images[1000:2000],
+        val_labels=fashion.train_labels[1000:2000],
+        val_split=0.5,
+    )
 
 
 def test_early_stopping_rule_on_a_constructed_history():
-    rows = [{"epoch": i + 1, "val_loss": v, "val_accuracy": a} for i, (v, a) in
-            enumerate([(1.0, 0.5), (0.8, 0.6), (0.85, 0.6), (0.79, 0.65), (0.9, 0.7)])]
+    rows = [
+        {"epoch": i + 1, "val_loss": v, "val_accuracy": a}
+        for i, (v, a) in enumerate([(1.0, 0.5), (0.8, 0.6), (0.85, 0.6), (0.79, 0.65), (0.9, 0.7)])
+    ]
     assert early_stopping(rows, "val_loss") == (4, 1)
     assert early_stopping(rows, "val_loss", min_delta=0.05) == (2, 3)  # 0.79 is not 0.05 better
     assert early_stopping(rows, "val_accuracy") == (5, 0)  # higher is better (METRICS)
@@ -211,8 +250,9 @@ def test_early_stopping_stops_at_the_right_epoch_with_the_best_weights(fashion_s
     assert len(history) == stop
     assert strip(history, ("seconds", "best_epoch", "stopped")) == strip(full[:stop])
     assert [row["best_epoch"] for row in history] == [1, 2, 3, 4, 5, 6, 6, 6, 6]
-    assert history[-1]["stopped"] == ("val_loss did not improve by more than 0 for 3 epochs; "
-                                      "the best was epoch 6")
+    assert history[-1]["stopped"] == (
+        "val_loss did not improve by more than 0 for 3 epochs; the best was epoch 6"
+    )
     assert "stopped" not in history[-2]
     assert lines[-1] == f"restored: the weights of epoch 6 (val_loss {losses[5]:.4f})"
     # the restored weights are epoch 6's: evaluate here, at this process's thread count, gives
@@ -227,10 +267,19 @@ def test_early_stopping_on_accuracy_with_min_delta(tiny_dir):
     """A min_delta no accuracy can beat: epoch 1 stays the best, the run stops after
     `patience` more epochs, and the model ends with epoch 1's weights."""
     from quicknets.data.loading import load_dataset
+
     data = load_dataset("mnist", tiny_dir, val_split=0.2, verify=False)
     model = network("784-32-10")
-    history = train(model, data, epochs=10, patience=2, monitor="val_accuracy", min_delta=1.0,
-                    quiet=True, threads=1)
+    history = train(
+        model,
+        data,
+        epochs=10,
+        patience=2,
+        monitor="val_accuracy",
+        min_delta=1.0,
+        quiet=True,
+        threads=1,
+    )
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert history[-1]["best_epoch"] == 1 and "for 2 epochs" in history[-1]["stopped"]
     assert evaluate(model, data, "val")["loss"] == history[0]["val_loss"]
@@ -239,8 +288,9 @@ def test_early_stopping_on_accuracy_with_min_delta(tiny_dir):
 
 def test_early_stopping_needs_a_validation_set(tiny):
     lines = []
-    with pytest.raises(QuicknetsError, match="early stopping .* watches val_loss on a "
-                                             "validation set.*val_split"):
+    with pytest.raises(
+        QuicknetsError, match="early stopping .* watches val_loss on a validation set.*val_split"
+    ):
         train(network("784-10"), tiny, patience=2, log=lines.append, threads=1)
     assert lines == []
     with pytest.raises(QuicknetsError, match="--monitor must be one of val_loss, val_accuracy"):
@@ -264,13 +314,21 @@ def test_lr_auto_trains_exactly_as_the_rate_it_found(tiny):
     from quicknets.config.configs import RunConfig
     from quicknets.records.experiment import setup
     from quicknets.training.lr_finder import lr_find
+
     settings = dict(network="784-32-10", dropout=0.2, epochs=2, batch_size=16, threads=1)
     config, model, _ = setup(RunConfig.build(lr="auto", **settings), data=tiny)
     found = lr_find(network("784-32-10", dropout=0.2), tiny, threads=1, batch_size=16)
     assert config.train.lr == found.lr and config.lr_find == found.record()
     auto = train(model, tiny, config.train, quiet=True)
-    given = train(network("784-32-10", dropout=0.2), tiny, lr=found.lr, epochs=2,
-                  batch_size=16, quiet=True, threads=1)
+    given = train(
+        network("784-32-10", dropout=0.2),
+        tiny,
+        lr=found.lr,
+        epochs=2,
+        batch_size=16,
+        quiet=True,
+        threads=1,
+    )
     assert strip(auto) == strip(given)
     with pytest.raises(QuicknetsError, match="lr 'auto' is found when a run is set up"):
         train(network("784-32-10"), tiny, lr="auto")
@@ -288,13 +346,16 @@ def test_a_fixed_run_on_busy_cores_says_so(tiny, monkeypatch):
     """A run whose numbers depend on its thread count keeps it; on busy cores it says so."""
     import quicknets.base.machine as machine
     from quicknets.base.machine import usable_cores
+
     if usable_cores() < 2:
         pytest.skip("one core: a single thread is never crowded out")
     monkeypatch.setattr(machine, "runnable_now", lambda samples=5, interval=0.02: 9)
     lines = []
     train(network("784-32-10", batchnorm=True), tiny, epochs=1, threads=2, log=lines.append)
-    assert lines[0].startswith("note: the cores are busy (8 other threads") and "--threads 1" \
-        in lines[0]
+    assert (
+        lines[0].startswith("note: the cores are busy (8 other threads")
+        and "--threads 1" in lines[0]
+    )
     lines.clear()
     train(network("784-32-10", batchnorm=True), tiny, epochs=1, threads=1, log=lines.append)
     assert not lines[0].startswith("note")
@@ -305,6 +366,7 @@ def test_each_optimizer_runs_with_its_own_momentum(tiny):
     (with SGD's 0.9, as before, it fell far behind)."""
     from quicknets.config.configs import TrainConfig
     from quicknets.training.loop import make_optimizer
+
     model = network("784-16-10", seed=0)
     for optimizer, want in (("sgd", 0.9), ("rmsprop", 0.0)):
         opt = make_optimizer(model, TrainConfig(optimizer=optimizer, lr=0.01))
@@ -314,12 +376,12 @@ def test_each_optimizer_runs_with_its_own_momentum(tiny):
     accuracy = {}
     for momentum in (None, 0.9):
         model = network("784-32-10", seed=0)
-        train(model, tiny, optimizer="rmsprop", momentum=momentum, epochs=2, threads=1,
-              quiet=True)
+        train(model, tiny, optimizer="rmsprop", momentum=momentum, epochs=2, threads=1, quiet=True)
         accuracy[momentum] = evaluate(model, tiny)["accuracy"]
     assert accuracy[None] >= 0.8 and accuracy[None] > accuracy[0.9] + 0.3, accuracy  # 0.9, 0.33
-    with pytest.raises(QuicknetsError, match="--momentum 0.9 is for sgd and rmsprop; adam has "
-                                             "no momentum setting"):
+    with pytest.raises(
+        QuicknetsError, match="--momentum 0.9 is for sgd and rmsprop; adam has no momentum setting"
+    ):
         train(network("784-16-10"), tiny, optimizer="adam", momentum=0.9, quiet=True)
 
 
@@ -331,27 +393,32 @@ def test_the_trained_model_is_left_in_eval_mode(tiny):
     """After train (and fit), model(x) is the trained function: dropout off, BatchNorm on its
     running statistics, as Keras and skorch users expect after fit."""
     x = tiny.preprocessing.normalize(tiny.test_images[:16])  # (16, 1, 28, 28)
-    for model in (network("784-32-10", dropout=0.5, seed=0),
-                  network("784-32-10", batchnorm=True, seed=0),
-                  network("conv4-fc8", dropout=0.3, batchnorm=True, seed=0)):
+    for model in (
+        network("784-32-10", dropout=0.5, seed=0),
+        network("784-32-10", batchnorm=True, seed=0),
+        network("conv4-fc8", dropout=0.3, batchnorm=True, seed=0),
+    ):
         train(model, tiny, epochs=1, quiet=True, threads=1)
         assert not any(m.training for m in model.modules())
         with torch.no_grad():
             once, again = model(x), model(x)
-            alone = torch.cat([model(x[i:i + 1]) for i in range(len(x))])  # no batch statistics
+            alone = torch.cat([model(x[i : i + 1]) for i in range(len(x))])  # no batch statistics
         assert torch.equal(once, again)
         torch.testing.assert_close(once, alone)  # one image or sixteen: the same outputs
 
 
-TWO_RUNS = [dict(network=("784-32-10", dict(dropout=0.3)), seed=1, threads=1),  # global RNG
-            dict(network=("784-16-10", dict(batchnorm=True)), seed=2, threads=2)]  # threads
+TWO_RUNS = [
+    dict(network=("784-32-10", dict(dropout=0.3)), seed=1, threads=1),  # global RNG
+    dict(network=("784-16-10", dict(batchnorm=True)), seed=2, threads=2),
+]  # threads
 
 
 def train_one(run: dict, data):
     spec, kwargs = run["network"]
     model = network(spec, seed=run["seed"], **kwargs)
-    history = train(model, data, epochs=4, batch_size=16, seed=run["seed"], quiet=True,
-                    threads=run["threads"])
+    history = train(
+        model, data, epochs=4, batch_size=16, seed=run["seed"], quiet=True, threads=run["threads"]
+    )
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history], weights(model)
 
 
@@ -359,13 +426,16 @@ def test_two_threads_training_at_once_get_their_numbers_alone(tiny):
     """Dropout draws from torch's global generator and the thread count is process-wide: two
     train() calls in two threads of one process each end with the numbers they have alone."""
     import threading
+
     from quicknets.base.machine import usable_cores
+
     runs = [dict(r, threads=min(r["threads"], usable_cores())) for r in TWO_RUNS]
     alone = [train_one(r, tiny) for r in runs]
     together = [None, None]
 
     def work(i):
         together[i] = train_one(runs[i], tiny)
+
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()

@@ -1,5 +1,6 @@
 """The LR finder: a sensible rate for Adam on Fashion-MNIST, fastai's valley rule, the model and
 the caller's state left alone, the plot, `lr-find`, and `--lr auto` recorded with the run."""
+
 import json
 import time
 
@@ -69,10 +70,31 @@ def test_a_sweep_that_diverges_at_once_is_a_clear_error(tiny):
 
 def test_lr_find_command_prints_plots_and_saves(tiny_dir, tmp_path, capsys):
     from quicknets.cli import main
+
     plot = tmp_path / "sweep.png"
-    assert main(["lr-find", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
-                 "--layers", "784-32-10", "--batch-size", "16", "--threads", "1",
-                 "--steps", "100", "--plot", str(plot)]) == 0
+    assert (
+        main(
+            [
+                "lr-find",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tiny_dir),
+                "--no-verify",
+                "--layers",
+                "784-32-10",
+                "--batch-size",
+                "16",
+                "--threads",
+                "1",
+                "--steps",
+                "100",
+                "--plot",
+                str(plot),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     saved = json.loads(plot.with_suffix(".json").read_text())
     assert f"suggested lr: {saved['lr']:g} (valley: " in out and "fastai" in out
@@ -88,10 +110,31 @@ def test_lr_auto_in_a_recorded_run(tiny_dir, tmp_path, capsys):
     """`train --lr auto`: the config.json keeps the number used (so resume and `runs --where
     lr<...` work) and, as lr_find, how it was found."""
     from quicknets.cli import main
+
     runs = tmp_path / "runs"
-    assert main(["train", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
-                 "--layers", "784-32-10", "--lr", "auto", "--epochs", "1", "--threads", "1",
-                 "--runs-dir", str(runs)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tiny_dir),
+                "--no-verify",
+                "--layers",
+                "784-32-10",
+                "--lr",
+                "auto",
+                "--epochs",
+                "1",
+                "--threads",
+                "1",
+                "--runs-dir",
+                str(runs),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     (folder,) = [p for p in runs.iterdir() if p.is_dir()]
     config = json.loads((folder / "config.json").read_text())
@@ -101,6 +144,7 @@ def test_lr_auto_in_a_recorded_run(tiny_dir, tmp_path, capsys):
     assert f"lr: auto -> {found['lr']:g} (valley, fastai's" in out
     assert f"lr={found['lr']}" in out  # the config line shows the rate used
     from quicknets.records.runs import load_run
+
     assert load_run(folder).config.lr_find == found
 
 

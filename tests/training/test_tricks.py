@@ -1,4 +1,5 @@
 """tricks.py against brute-force references, and the train loop's trick paths on tiny data."""
+
 import math
 
 import pytest
@@ -43,7 +44,7 @@ def reference_augment(x, shifts, flips, t):
     for img, (dy, dx), f in zip(x, shifts.tolist(), flips.tolist()):
         padded = F.pad(img[None], (t, t, t, t), mode="replicate")[0]
         h, w = img.shape[-2:]
-        moved = padded[:, t - dy:t - dy + h, t - dx:t - dx + w]
+        moved = padded[:, t - dy : t - dy + h, t - dx : t - dx + w]
         out.append(moved.flip(-1) if f else moved)
     return torch.stack(out)
 
@@ -60,8 +61,8 @@ def test_augment_moves_the_content_down_and_right():
     x = torch.arange(2 * 28 * 28, dtype=torch.float32).reshape(2, 1, 28, 28)
     shifts = torch.tensor([[1, 0], [0, 2]])
     out = augment(x, shifts, torch.zeros(2, dtype=torch.bool), 2)
-    assert torch.equal(out[0, :, 1:], x[0, :, :-1])    # one row down
-    assert torch.equal(out[0, :, 0], x[0, :, 0])       # the top row repeated into the gap
+    assert torch.equal(out[0, :, 1:], x[0, :, :-1])  # one row down
+    assert torch.equal(out[0, :, 0], x[0, :, 0])  # the top row repeated into the gap
     assert torch.equal(out[1, :, :, 2:], x[1, :, :, :-2])
 
 
@@ -76,16 +77,37 @@ def test_train_epoch_follows_the_schedule_to_its_last_step(tiny):
     model = network("784-16-10")
     opt = make_optimizer(model, cfg)
     x, y = tiny.normalize(tiny.train_images), tiny.train_labels  # 300 images: 3 steps
-    train_epoch(model, opt, nn.NLLLoss(), x, y, 100, torch.Generator().manual_seed(0),
-                config=cfg, first_step=3, total_steps=7)
+    train_epoch(
+        model,
+        opt,
+        nn.NLLLoss(),
+        x,
+        y,
+        100,
+        torch.Generator().manual_seed(0),
+        config=cfg,
+        first_step=3,
+        total_steps=7,
+    )
     assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(5, 7, 0.01, "linear"))
 
 
 def test_every_recipe_together_learns_and_repeats(tiny):
     # the tiny set's class is a bright row band, so shifts stay at 1 row
-    settings = dict(epochs=4, batch_size=32, lr=0.01, schedule="onecycle", label_smoothing=0.1,
-                    translate=1, flip=True, bf16=True, channels_last=True, seed=3,
-                    threads=1, device="cpu")
+    settings = dict(
+        epochs=4,
+        batch_size=32,
+        lr=0.01,
+        schedule="onecycle",
+        label_smoothing=0.1,
+        translate=1,
+        flip=True,
+        bf16=True,
+        channels_last=True,
+        seed=3,
+        threads=1,
+        device="cpu",
+    )
     histories = []
     for _ in range(2):
         torch.manual_seed(3)

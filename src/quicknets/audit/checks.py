@@ -24,6 +24,7 @@ Indices are 0-based positions in the split as loaded. What each finding means:
 - class counts and imbalance: the ratio of the largest class to the smallest, flagged at
   IMBALANCE_RATIO or more.
 """
+
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -47,12 +48,13 @@ FOLDS = 3  # cross-validation folds for the out-of-sample probabilities
 NETWORK = "784-256-10"  # the small network of each fold; its ends adapt to the data's shape
 EPOCHS = 4  # epochs of each fold's training
 LR = 0.003  # Adam's learning rate for the folds
-BLOCK = 2 ** 24  # distances computed at once in the kNN search (64 MB of float32)
+BLOCK = 2**24  # distances computed at once in the kNN search (64 MB of float32)
 
 
 @dataclass
 class Audit:
     """What an audit found (see the module docstring); `to_dict()` is the JSON form."""
+
     dataset: str
     classes: list
     sizes: dict  # {"train": N, "test": M}
@@ -67,14 +69,24 @@ class Audit:
     seconds: dict = field(default_factory=dict)  # time of each step
 
     def to_dict(self) -> dict:
-        return {"dataset": self.dataset, "classes": list(self.classes), "sizes": self.sizes,
-                "duplicates": self.duplicates, "near_duplicates": self.near_duplicates,
-                "label_issues": self.label_issues, "test_label_issues": self.test_label_issues,
-                "class_counts": self.class_counts, "imbalance": self.imbalance,
-                "outliers": self.outliers, "method": self.method, "seconds": self.seconds}
+        return {
+            "dataset": self.dataset,
+            "classes": list(self.classes),
+            "sizes": self.sizes,
+            "duplicates": self.duplicates,
+            "near_duplicates": self.near_duplicates,
+            "label_issues": self.label_issues,
+            "test_label_issues": self.test_label_issues,
+            "class_counts": self.class_counts,
+            "imbalance": self.imbalance,
+            "outliers": self.outliers,
+            "method": self.method,
+            "seconds": self.seconds,
+        }
 
 
 # -- exact duplicates ----------------------------------------------------------------------------
+
 
 def image_digests(images: torch.Tensor) -> list:
     """One 16-byte BLAKE2b digest per uint8 image (N, ...): equal digests, equal bytes."""
@@ -103,6 +115,7 @@ def exact_duplicates(train_images: torch.Tensor, test_images: torch.Tensor) -> d
 
 
 # -- near duplicates and outliers: a kNN search on pixels ----------------------------------------
+
 
 def pixel_features(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W) or (N, C, H, W) -> float32 (N, C*H*W) pixels in [0, 1]."""
@@ -138,8 +151,9 @@ def nearest_neighbours(x: torch.Tensor, k: int = NEIGHBOURS) -> tuple:
     return dists, index
 
 
-def near_duplicates(images: torch.Tensor, n_train: int, neighbours: tuple,
-                    threshold: float = NEAR_RMS) -> dict:
+def near_duplicates(
+    images: torch.Tensor, n_train: int, neighbours: tuple, threshold: float = NEAR_RMS
+) -> dict:
     """Near-duplicate pairs of `images` (train then test, pooled), from the kNN candidates
     `neighbours` = nearest_neighbours(...) on pooled pixels, checked on the full pixels:
     {"train": [[i, j, rms], ...], "test": [...], "train_test": [[train, test, rms], ...]},
@@ -155,25 +169,41 @@ def near_duplicates(images: torch.Tensor, n_train: int, neighbours: tuple,
         rms = float((images[a].float() - images[b].float()).div_(255).pow_(2).mean().sqrt())
         if 0 < rms < threshold:
             key = "train" if b < n_train else "test" if a >= n_train else "train_test"
-            found[key].append([a - (n_train if a >= n_train else 0),
-                               b - (n_train if b >= n_train else 0), round(rms, 4)])
+            found[key].append(
+                [
+                    a - (n_train if a >= n_train else 0),
+                    b - (n_train if b >= n_train else 0),
+                    round(rms, 4),
+                ]
+            )
     return {key: sorted(pairs, key=lambda p: (p[2], p[0], p[1])) for key, pairs in found.items()}
 
 
-def outliers(neighbours: tuple, labels: torch.Tensor, n_train: int, classes: list,
-             share: float = OUTLIER_SHARE) -> list:
+def outliers(
+    neighbours: tuple,
+    labels: torch.Tensor,
+    n_train: int,
+    classes: list,
+    share: float = OUTLIER_SHARE,
+) -> list:
     """The `share` of images farthest from their k-th nearest neighbour (at least 1):
     [{"index", "split", "label", "distance"}], farthest first."""
     far = neighbours[0][:, -1]
     n = max(1, round(len(far) * share))
     order = far.argsort(descending=True)[:n].tolist()
-    return [{"index": i if i < n_train else i - n_train,
-             "split": "train" if i < n_train else "test",
-             "label": classes[int(labels[i])], "distance": round(float(far[i]), 4)}
-            for i in order]
+    return [
+        {
+            "index": i if i < n_train else i - n_train,
+            "split": "train" if i < n_train else "test",
+            "label": classes[int(labels[i])],
+            "distance": round(float(far[i]), 4),
+        }
+        for i in order
+    ]
 
 
 # -- class balance -------------------------------------------------------------------------------
+
 
 def class_counts(labels: torch.Tensor, classes: list) -> dict:
     """{class name: count} in class order."""
@@ -186,11 +216,16 @@ def imbalance(counts: dict, ratio: float = IMBALANCE_RATIO) -> dict:
     makes the ratio infinite (written as null in JSON)."""
     values = list(counts.values())
     r = max(values) / min(values) if min(values) > 0 else float("inf")
-    return {"ratio": round(r, 3) if r != float("inf") else None, "imbalanced": r >= ratio,
-            "largest": max(counts, key=counts.get), "smallest": min(counts, key=counts.get)}
+    return {
+        "ratio": round(r, 3) if r != float("inf") else None,
+        "imbalanced": r >= ratio,
+        "largest": max(counts, key=counts.get),
+        "smallest": min(counts, key=counts.get),
+    }
 
 
 # -- label issues: out-of-sample probabilities by K-fold cross-validation, then cleanlab ----------
+
 
 def duplicate_groups(n: int, pairs) -> torch.Tensor:
     """(n,) the smallest index of each image's group, where `pairs` [[i, j, ...], ...] join
@@ -202,6 +237,7 @@ def duplicate_groups(n: int, pairs) -> torch.Tensor:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
+
     for pair in pairs:
         a, b = root(pair[0]), root(pair[1])
         parent[max(a, b)] = min(a, b)
@@ -223,13 +259,22 @@ def _fold_spec(spec: str, pre) -> str:
     a spec the user gave must fit (experiment.fit_network)."""
     from quicknets.networks.models import parse_sizes
     from quicknets.records.experiment import fit_network
+
     if spec == NETWORK:
         return "-".join(map(str, [pre.features, *parse_sizes(spec)[1:-1], len(pre.classes)]))
     return fit_network(spec, pre)
 
 
-def cross_val_probabilities(data, folds: int = FOLDS, spec: str = NETWORK, epochs: int = EPOCHS,
-                            lr: float = LR, seed: int = 0, groups=None, log=None) -> tuple:
+def cross_val_probabilities(
+    data,
+    folds: int = FOLDS,
+    spec: str = NETWORK,
+    epochs: int = EPOCHS,
+    lr: float = LR,
+    seed: int = 0,
+    groups=None,
+    log=None,
+) -> tuple:
     """Out-of-sample class probabilities: (train (N, K), test (M, K)) float64 numpy arrays.
 
     Each training image is predicted by the one of `folds` networks (quicknets network(spec),
@@ -241,6 +286,7 @@ def cross_val_probabilities(data, folds: int = FOLDS, spec: str = NETWORK, epoch
     from quicknets.evaluation.metrics import log_probabilities
     from quicknets.networks.models import network
     from quicknets.training.loop import train
+
     if folds < 2:
         raise QuicknetsError(f"cross-validation needs at least 2 folds, not {folds}")
     labels = data.train_labels
@@ -252,18 +298,26 @@ def cross_val_probabilities(data, folds: int = FOLDS, spec: str = NETWORK, epoch
     test_probs = torch.zeros(len(data.test_labels), len(data.classes), dtype=torch.float64)
     for k in range(folds):
         held = fold == k
-        part = dataclasses.replace(data, train_images=data.train_images[~held],
-                                   train_labels=labels[~held], val_images=None, val_labels=None,
-                                   val_split=0.0)
+        part = dataclasses.replace(
+            data,
+            train_images=data.train_images[~held],
+            train_labels=labels[~held],
+            val_images=None,
+            val_labels=None,
+            val_split=0.0,
+        )
         model = network(spec, input_shape=pre.shape, num_classes=len(data.classes), seed=seed + k)
         start = time.perf_counter()
         train(model, part, epochs=epochs, lr=lr, batch_size=64, seed=seed + k, quiet=True)
-        train_probs[held] = log_probabilities(model, pre.normalize(data.train_images[held])) \
-            .double().exp()
+        train_probs[held] = (
+            log_probabilities(model, pre.normalize(data.train_images[held])).double().exp()
+        )
         test_probs += log_probabilities(model, pre.normalize(data.test_images)).double().exp()
         if log is not None:
-            log(f"fold {k + 1}/{folds}: {int((~held).sum())} images trained, {int(held.sum())} "
-                f"predicted, {time.perf_counter() - start:.1f} s")
+            log(
+                f"fold {k + 1}/{folds}: {int((~held).sum())} images trained, {int(held.sum())} "
+                f"predicted, {time.perf_counter() - start:.1f} s"
+            )
     return train_probs.numpy(), (test_probs / folds).numpy()
 
 
@@ -271,8 +325,9 @@ def _cleanlab_filter():
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:
-        raise QuicknetsError("finding label issues needs cleanlab: pip install "
-                             "'quicknets[audit]'") from None
+        raise QuicknetsError(
+            "finding label issues needs cleanlab: pip install 'quicknets[audit]'"
+        ) from None
     return find_label_issues
 
 
@@ -291,15 +346,22 @@ def label_issues(labels: torch.Tensor, probs: np.ndarray, classes: list, split: 
     remap[present] = np.arange(len(present))
     p = probs[:, present]
     p = p / p.sum(1, keepdims=True)
-    ranked = find_label_issues(remap[y], p, return_indices_ranked_by="self_confidence",
-                               n_jobs=1)
+    ranked = find_label_issues(remap[y], p, return_indices_ranked_by="self_confidence", n_jobs=1)
     suggested = probs.argmax(1)
-    return [{"index": int(i), "split": split, "label": str(classes[y[i]]),
-             "suggested": str(classes[suggested[i]]), "score": float(f"{probs[i, y[i]]:.4g}")}
-            for i in ranked]
+    return [
+        {
+            "index": int(i),
+            "split": split,
+            "label": str(classes[y[i]]),
+            "suggested": str(classes[suggested[i]]),
+            "score": float(f"{probs[i, y[i]]:.4g}"),
+        }
+        for i in ranked
+    ]
 
 
 # -- the whole audit ------------------------------------------------------------------------------
+
 
 def memory_needed(n_images: int, pixels: int) -> int:
     """Bytes an audit of `n_images` images of `pixels` values each needs besides the uint8
@@ -313,10 +375,12 @@ def check_memory(n_images: int, pixels: int, what, loading: int = 0) -> None:
     `loading` bytes more) needs more memory than is available now."""
     need, have = memory_needed(n_images, pixels) + loading, available_memory()
     if have and need > have:
-        raise QuicknetsError(f"auditing {what} needs about {need / 2 ** 30:.1f} GiB of memory "
-                             f"(~{n_images} images of {pixels} values, read and held as float32 "
-                             f"for the neighbour search and the networks), and "
-                             f"{have / 2 ** 30:.1f} GiB are available; audit a part of it")
+        raise QuicknetsError(
+            f"auditing {what} needs about {need / 2**30:.1f} GiB of memory "
+            f"(~{n_images} images of {pixels} values, read and held as float32 "
+            f"for the neighbour search and the networks), and "
+            f"{have / 2**30:.1f} GiB are available; audit a part of it"
+        )
 
 
 def estimate_images(path, test=None) -> tuple | None:
@@ -325,8 +389,12 @@ def estimate_images(path, test=None) -> tuple | None:
     import os
     import zipfile
     from pathlib import Path
-    paths = [Path(p) for p in (path, test) if p and str(p).lower().endswith(
-        (".csv", ".csv.gz", ".npz")) and Path(p).is_file()]
+
+    paths = [
+        Path(p)
+        for p in (path, test)
+        if p and str(p).lower().endswith((".csv", ".csv.gz", ".npz")) and Path(p).is_file()
+    ]
     if not paths or paths[0] != Path(path):
         return None
     images, pixels, loading = 0, 0, 0
@@ -360,20 +428,32 @@ def estimate_images(path, test=None) -> tuple | None:
 def _npz_shapes(path) -> list:
     """The shapes of x_train and x_test in an .npz file, from their headers alone."""
     import zipfile
+
     shapes = []
     with zipfile.ZipFile(path) as z:
         for name in ("x_train.npy", "x_test.npy"):
             if name in z.namelist():
                 with z.open(name) as f:
                     version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                        np.lib.format.read_array_header_2_0
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shapes.append(read(f)[0])
     return shapes
 
 
-def audit(data, folds: int = FOLDS, spec: str = NETWORK, epochs: int = EPOCHS, lr: float = LR,
-          seed: int = 0, labels: bool = True, log=None) -> Audit:
+def audit(
+    data,
+    folds: int = FOLDS,
+    spec: str = NETWORK,
+    epochs: int = EPOCHS,
+    lr: float = LR,
+    seed: int = 0,
+    labels: bool = True,
+    log=None,
+) -> Audit:
     """Audit a loaded Dataset (see the module docstring): both splits, train then test.
     `labels=False` skips the cross-validation (no label issues). `log(text)` hears of each
     step. Raises QuicknetsError for data with fewer than 2 classes in its training split or
@@ -382,9 +462,11 @@ def audit(data, folds: int = FOLDS, spec: str = NETWORK, epochs: int = EPOCHS, l
     present = torch.unique(data.train_labels)
     if len(present) < 2:
         found = [data.classes[int(c)] for c in present]
-        raise QuicknetsError(f"{data.name} has {len(present)} class in its training split "
-                             f"({', '.join(map(str, found)) or 'none'}); an audit needs 2 or more "
-                             "(label issues and balance are between classes)")
+        raise QuicknetsError(
+            f"{data.name} has {len(present)} class in its training split "
+            f"({', '.join(map(str, found)) or 'none'}); an audit needs 2 or more "
+            "(label issues and balance are between classes)"
+        )
     if labels:
         _cleanlab_filter()  # missing: say so now, not after the slow steps
     check_memory(n_train + n_test, data.train_images[0].numel(), data.name)
@@ -406,22 +488,44 @@ def audit(data, folds: int = FOLDS, spec: str = NETWORK, epochs: int = EPOCHS, l
     if labels:
         start = time.perf_counter()
         groups = duplicate_groups(n_train, duplicates["train"] + near["train"])
-        train_probs, test_probs = cross_val_probabilities(data, folds, spec, epochs, lr, seed,
-                                                          groups, log)
+        train_probs, test_probs = cross_val_probabilities(
+            data, folds, spec, epochs, lr, seed, groups, log
+        )
         train_issues = label_issues(data.train_labels, train_probs, data.classes, "train")
         if n_test and len(torch.unique(data.test_labels)) >= 2:
             test_issues = label_issues(data.test_labels, test_probs, data.classes, "test")
         seconds["label_issues"] = round(time.perf_counter() - start, 2)
-    counts = {"train": class_counts(data.train_labels, data.classes),
-              "test": class_counts(data.test_labels, data.classes)}
-    method = {"folds": folds if labels else 0, "network": _fold_spec(spec, data.preprocessing),
-              "epochs": epochs, "lr": lr, "batch_size": 64, "seed": seed,
-              "near_rms": NEAR_RMS, "neighbours": NEIGHBOURS, "outlier_share": OUTLIER_SHARE,
-              "imbalance_ratio": IMBALANCE_RATIO,
-              "ranked_by": "self_confidence (cleanlab find_label_issues, prune_by_noise_rate)"}
-    return Audit(data.name, list(map(str, data.classes)), {"train": n_train, "test": n_test},
-                 duplicates, near, train_issues, test_issues, counts,
-                 imbalance(counts["train"]), far, method, seconds)
+    counts = {
+        "train": class_counts(data.train_labels, data.classes),
+        "test": class_counts(data.test_labels, data.classes),
+    }
+    method = {
+        "folds": folds if labels else 0,
+        "network": _fold_spec(spec, data.preprocessing),
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": 64,
+        "seed": seed,
+        "near_rms": NEAR_RMS,
+        "neighbours": NEIGHBOURS,
+        "outlier_share": OUTLIER_SHARE,
+        "imbalance_ratio": IMBALANCE_RATIO,
+        "ranked_by": "self_confidence (cleanlab find_label_issues, prune_by_noise_rate)",
+    }
+    return Audit(
+        data.name,
+        list(map(str, data.classes)),
+        {"train": n_train, "test": n_test},
+        duplicates,
+        near,
+        train_issues,
+        test_issues,
+        counts,
+        imbalance(counts["train"]),
+        far,
+        method,
+        seconds,
+    )
 
 
 def summary_lines(found: Audit) -> list:
@@ -435,17 +539,24 @@ def summary_lines(found: Audit) -> list:
         f"duplicates: {len(d['train'])} in train, {len(d['test'])} in test, "
         f"{len(d['train_test'])} test images also in train",
         f"near duplicates: {len(near['train'])} in train, {len(near['test'])} in test, "
-        f"{len(near['train_test'])} train-test (RMS pixel difference < {m['near_rms']})"]
+        f"{len(near['train_test'])} train-test (RMS pixel difference < {m['near_rms']})",
+    ]
     if m["folds"]:
-        lines.append(f"label issues: {len(found.label_issues)} in train, "
-                     f"{len(found.test_label_issues)} in test (cleanlab on {m['folds']}-fold "
-                     f"out-of-sample probabilities of {m['network']}, {m['epochs']} epochs, "
-                     f"seed {m['seed']})")
+        lines.append(
+            f"label issues: {len(found.label_issues)} in train, "
+            f"{len(found.test_label_issues)} in test (cleanlab on {m['folds']}-fold "
+            f"out-of-sample probabilities of {m['network']}, {m['epochs']} epochs, "
+            f"seed {m['seed']})"
+        )
     counts = found.class_counts["train"]
-    spread = f"every class {max(counts.values())} images in train" if imb["ratio"] == 1 else \
-        f"largest/smallest {ratio} ({imb['largest']} / {imb['smallest']} in train)"
+    spread = (
+        f"every class {max(counts.values())} images in train"
+        if imb["ratio"] == 1
+        else f"largest/smallest {ratio} ({imb['largest']} / {imb['smallest']} in train)"
+    )
     lines += [
         f"classes: {'imbalanced' if imb['imbalanced'] else 'balanced'}, {spread}",
         f"outliers: {len(found.outliers)} farthest from their {m['neighbours']}th nearest "
-        "neighbour"]
+        "neighbour",
+    ]
     return lines

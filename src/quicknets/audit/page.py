@@ -7,6 +7,7 @@ suggested label), the class counts and how the audit was made; figures are base6
 styles inline, as on a run's report page, so it opens offline. The JSON file holds every index
 (Audit.to_dict()); the page shows the first SHOWN of each kind.
 """
+
 import base64
 from html import escape
 from pathlib import Path
@@ -33,8 +34,10 @@ def _label(data, split: str, i: int) -> str:
 
 def _png(images: list, titles: list, suptitle: str, ncols: int) -> str:
     fig = _image_grid(torch.stack(images), titles, ["black"] * len(titles), suptitle, ncols)
-    return (f'<img alt="{escape(suptitle)}" src="data:image/png;base64,'
-            f'{base64.b64encode(to_png(fig)).decode("ascii")}">')
+    return (
+        f'<img alt="{escape(suptitle)}" src="data:image/png;base64,'
+        f'{base64.b64encode(to_png(fig)).decode("ascii")}">'
+    )
 
 
 def _pairs(data, pairs: list, splits: tuple, what: str) -> str:
@@ -42,7 +45,7 @@ def _pairs(data, pairs: list, splits: tuple, what: str) -> str:
     if not pairs:
         return f"<p>No {escape(what)}.</p>"
     images, titles = [], []
-    for pair in pairs[:SHOWN // 2]:
+    for pair in pairs[: SHOWN // 2]:
         for split, i in zip(splits, pair[:2]):
             images.append(_split_images(data, split)[i])
             titles.append(f"{split} {i}\n{_label(data, split, i)[:14]}")
@@ -59,14 +62,23 @@ def _issues(data, issues: list, what: str) -> str:
         return f"<p>No {escape(what)}.</p>"
     shown = issues[:SHOWN]
     images = [_split_images(data, x["split"])[x["index"]] for x in shown]
-    titles = [f"{x['split']} {x['index']}\n{x['label'][:12]} -> {x['suggested'][:12]}\n"
-              f"p={x['score']:.2g}" for x in shown]
+    titles = [
+        f"{x['split']} {x['index']}\n{x['label'][:12]} -> {x['suggested'][:12]}\np={x['score']:.2g}"
+        for x in shown
+    ]
     more = len(issues) - len(shown)
     rows = [[x["split"], x["index"], x["label"], x["suggested"], x["score"]] for x in shown]
-    return (_png(images, titles, f"{what}: given label -> suggested label, p = the "
-                 "out-of-sample probability of the given label", ncols=8)
-            + _table(["split", "index", "label", "suggested", "score"], rows)
-            + (f"<p>{more} more in the JSON file.</p>" if more > 0 else ""))
+    return (
+        _png(
+            images,
+            titles,
+            f"{what}: given label -> suggested label, p = the "
+            "out-of-sample probability of the given label",
+            ncols=8,
+        )
+        + _table(["split", "index", "label", "suggested", "score"], rows)
+        + (f"<p>{more} more in the JSON file.</p>" if more > 0 else "")
+    )
 
 
 def _outliers(data, found: list) -> str:
@@ -74,8 +86,7 @@ def _outliers(data, found: list) -> str:
         return "<p>No outliers.</p>"
     shown = found[:SHOWN]
     images = [_split_images(data, x["split"])[x["index"]] for x in shown]
-    titles = [f"{x['split']} {x['index']}\n{x['label'][:14]}\nd={x['distance']:.3f}"
-              for x in shown]
+    titles = [f"{x['split']} {x['index']}\n{x['label'][:14]}\nd={x['distance']:.3f}" for x in shown]
     return _png(images, titles, "outliers: farthest from their neighbours first", ncols=8)
 
 
@@ -83,25 +94,38 @@ def render_audit(found: Audit, data) -> str:
     """The page as a string."""
     counts = found.class_counts
     count_rows = [[c, counts["train"][c], counts["test"][c]] for c in counts["train"]]
-    method_rows = [[k, str(v)] for k, v in found.method.items()] + \
-        [[f"seconds ({k})", v] for k, v in found.seconds.items()]
+    method_rows = [[k, str(v)] for k, v in found.method.items()] + [
+        [f"seconds ({k})", v] for k, v in found.seconds.items()
+    ]
     summary = "".join(f"<li>{escape(line)}</li>" for line in summary_lines(found))
     d, near = found.duplicates, found.near_duplicates
     sections = [
-        ("Exact duplicates in train", _pairs(data, d["train"], ("train", "train"),
-                                             "duplicates in train")),
-        ("Exact duplicates in test", _pairs(data, d["test"], ("test", "test"),
-                                            "duplicates in test")),
-        ("Test images also in train", _pairs(data, d["train_test"], ("train", "test"),
-                                             "test images also in train")),
-        ("Near duplicates", _pairs(data, near["train"], ("train", "train"),
-                                   "near duplicates in train")
-         + _pairs(data, near["test"], ("test", "test"), "near duplicates in test")
-         + _pairs(data, near["train_test"], ("train", "test"), "near duplicates train-test")),
-        ("Likely label errors in train", _issues(data, found.label_issues,
-                                                 "label issues in train")),
-        ("Likely label errors in test", _issues(data, found.test_label_issues,
-                                                "label issues in test")),
+        (
+            "Exact duplicates in train",
+            _pairs(data, d["train"], ("train", "train"), "duplicates in train"),
+        ),
+        (
+            "Exact duplicates in test",
+            _pairs(data, d["test"], ("test", "test"), "duplicates in test"),
+        ),
+        (
+            "Test images also in train",
+            _pairs(data, d["train_test"], ("train", "test"), "test images also in train"),
+        ),
+        (
+            "Near duplicates",
+            _pairs(data, near["train"], ("train", "train"), "near duplicates in train")
+            + _pairs(data, near["test"], ("test", "test"), "near duplicates in test")
+            + _pairs(data, near["train_test"], ("train", "test"), "near duplicates train-test"),
+        ),
+        (
+            "Likely label errors in train",
+            _issues(data, found.label_issues, "label issues in train"),
+        ),
+        (
+            "Likely label errors in test",
+            _issues(data, found.test_label_issues, "label issues in test"),
+        ),
         ("Outliers", _outliers(data, found.outliers)),
         ("Class counts", _table(["class", "train", "test"], count_rows)),
         ("How it was audited", _table(["setting", "value"], method_rows)),
@@ -124,8 +148,9 @@ def write_audit(found: Audit, data, path) -> tuple:
     paths. Raises QuicknetsError when a file cannot be written."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
-        raise QuicknetsError(f"the audit page is an HTML file: give a name ending in .html, "
-                             f"not {path}")
+        raise QuicknetsError(
+            f"the audit page is an HTML file: give a name ending in .html, not {path}"
+        )
     json_path = path.with_suffix(".json")
     try:
         atomic_write_json(json_path, found.to_dict())
@@ -133,4 +158,3 @@ def write_audit(found: Audit, data, path) -> tuple:
     except OSError as e:
         raise QuicknetsError(f"cannot write {path}: {e.strerror or e}") from None
     return path, json_path
-

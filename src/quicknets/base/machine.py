@@ -18,6 +18,7 @@ gives cores up to other quicknets trainings while they run and takes them back a
 run keeps its thread count and the flexible ones make room for it. torch is imported inside the
 functions that need it: the CLI's help and the sweep planner stay light.
 """
+
 import dataclasses
 import json
 import os
@@ -35,8 +36,9 @@ DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity, else the machine's count)."""
-    return (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count()) or 1
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ) or 1
 
 
 def runnable_now(samples: int = 5, interval: float = 0.02) -> int:
@@ -72,6 +74,7 @@ def pick_device(name: str = "auto"):
     """A torch.device from auto, cpu, cuda, cuda:N or mps; one that is not here is an error.
     auto: a CUDA GPU, else Apple's GPU (MPS), else the CPU."""
     import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -88,8 +91,10 @@ def pick_device(name: str = "auto"):
         if not torch.cuda.is_available():
             raise QuicknetsError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise QuicknetsError(f"device {name!r}: this machine has "
-                                 f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+            raise QuicknetsError(
+                f"device {name!r}: this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+            )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise QuicknetsError(f"device {name!r} asked for, but PyTorch sees no Apple GPU here")
     return device
@@ -100,6 +105,7 @@ def native_bf16(device_type: str) -> bool:
     (elsewhere autocast emulates it, slower than fp32)."""
     if device_type == "cuda":
         import torch
+
         return torch.cuda.is_bf16_supported()
     if device_type != "cpu":
         return False
@@ -117,6 +123,7 @@ def native_fp16(device_type: str) -> bool:
     precision to use; elsewhere prefer --bf16 where native_bf16 says so."""
     if device_type == "cuda":
         import torch
+
         return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (7, 0)
     if device_type == "mps":
         return True
@@ -135,11 +142,16 @@ def resolve(train_cfg):
     configs come back unchanged."""
     cores = usable_cores()
     if train_cfg.threads > cores:
-        raise QuicknetsError(f"--threads {train_cfg.threads} is more than the {cores} cores "
-                             "this process may use: that oversubscribes them and slows "
-                             "training down many times")
-    return dataclasses.replace(train_cfg, threads=train_cfg.threads or default_threads(),
-                               device=str(pick_device(train_cfg.device)))
+        raise QuicknetsError(
+            f"--threads {train_cfg.threads} is more than the {cores} cores "
+            "this process may use: that oversubscribes them and slows "
+            "training down many times"
+        )
+    return dataclasses.replace(
+        train_cfg,
+        threads=train_cfg.threads or default_threads(),
+        device=str(pick_device(train_cfg.device)),
+    )
 
 
 def available_memory() -> int:
@@ -160,9 +172,22 @@ def available_memory() -> int:
 # this CPU. BRANCH_OFF is what MKL runs without a mode set.
 STRICT_MATH = "AUTO,STRICT"  # as the MKL_CBWR environment variable spells it
 MKL_CBWR_STRICT, MKL_CBWR_AUTO = 0x10000, 2
-MKL_BRANCHES = {0: "OFF", 1: "BRANCH_OFF", 2: "AUTO", 3: "COMPATIBLE", 4: "SSE2", 6: "SSSE3",
-                7: "SSE4_1", 8: "SSE4_2", 9: "AVX", 10: "AVX2", 11: "AVX512_MIC", 12: "AVX512",
-                13: "AVX512_MIC_E1", 14: "AVX512_E1"}
+MKL_BRANCHES = {
+    0: "OFF",
+    1: "BRANCH_OFF",
+    2: "AUTO",
+    3: "COMPATIBLE",
+    4: "SSE2",
+    6: "SSSE3",
+    7: "SSE4_1",
+    8: "SSE4_2",
+    9: "AVX",
+    10: "AVX2",
+    11: "AVX512_MIC",
+    12: "AVX512",
+    13: "AVX512_MIC_E1",
+    14: "AVX512_E1",
+}
 _mkl_lock = threading.Lock()
 # Held by a training (training.fit, lr_finder.lr_find) while it uses process-wide state:
 # torch's thread count, torch's global generator (dropout draws from it; torch has no
@@ -242,7 +267,9 @@ def use_strict_math(environ=os.environ) -> str:
                 f"its numbers may differ in the last digits from `quicknets train` with the "
                 f"same settings; call quicknets.base.machine.use_strict_math() before anything "
                 f"else runs, or set MKL_CBWR={STRICT_MATH} before starting Python",
-                RuntimeWarning, stacklevel=3)
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return math_mode()
 
 
@@ -292,8 +319,9 @@ class CoreLease:
     leaving are dropped by the next reader. Without /proc or flock (not Linux) it only sets the
     threads once."""
 
-    def __init__(self, threads: int, flexible: bool, path=None, interval: float = 0.2,
-                 load: bool = True):
+    def __init__(
+        self, threads: int, flexible: bool, path=None, interval: float = 0.2, load: bool = True
+    ):
         self.wanted, self.flexible, self.interval, self.load = threads, flexible, interval, load
         self.readings = []  # other threads in the run queue at the last looks
         # A fixed holder of several threads: how many other processes were runnable when it
@@ -307,6 +335,7 @@ class CoreLease:
         """Under the lock: drop dead holders, add (True) or remove (False) this process, or
         leave it (None); the holders as {pid: (wanted, flexible)}."""
         import fcntl
+
         with open(self.path, "a+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(0)
@@ -343,6 +372,7 @@ class CoreLease:
 
     def _use(self, threads: int) -> None:
         import torch
+
         if threads != self.threads or torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
             self.threads = threads

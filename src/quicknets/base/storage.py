@@ -11,6 +11,7 @@ folder are written with parents=False: a run removed while it trains stays remov
 trainer gets a clear error instead of recreating a broken folder. JSON is written strict
 (json_text): a NaN or infinity, which JSON has no word for, is written as null.
 """
+
 import errno
 import json
 import math
@@ -57,8 +58,9 @@ def atomic_write(path, write, parents: bool = True) -> None:
     except FileNotFoundError as e:
         if parents:
             raise write_error(path, e) from None
-        raise WriteError(path, errno.ENOENT, f"its folder {path.parent} no longer exists "
-                                             "(removed?)") from None
+        raise WriteError(
+            path, errno.ENOENT, f"its folder {path.parent} no longer exists (removed?)"
+        ) from None
     except OSError as e:
         raise write_error(path, e) from None
     try:
@@ -71,8 +73,9 @@ def atomic_write(path, write, parents: bool = True) -> None:
     except OSError as e:  # a full disk, a quota, a folder removed meanwhile
         Path(tmp).unlink(missing_ok=True)
         if not parents and not path.parent.is_dir():
-            raise WriteError(path, errno.ENOENT, f"its folder {path.parent} no longer exists "
-                                                 "(removed?)") from None
+            raise WriteError(
+                path, errno.ENOENT, f"its folder {path.parent} no longer exists (removed?)"
+            ) from None
         raise write_error(path, e) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -141,4 +144,5 @@ def atomic_torch_save(obj, path, parents: bool = True) -> None:
             if sink.error is not None:
                 raise sink.error from None  # atomic_write turns it into one line
             raise
+
     atomic_write(path, save, parents)

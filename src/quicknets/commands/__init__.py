@@ -6,6 +6,7 @@ Each module defines `add_parser(subparsers)`, which registers the command and se
 May import: every group. With cli.py (argparse, the `error: ...` line) and doctor.py
 (the checks of `quicknets doctor`) they are the top; nothing imports them.
 """
+
 COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",

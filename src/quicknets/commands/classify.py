@@ -1,22 +1,43 @@
 """quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities. RUN
 may also be a file written by `quicknets export`."""
+
 from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("classify", help="classify test images or image files with a saved run",
-                       description="Print the predicted class in a banner, then the top "
-                                   "classes with their probabilities.")
-    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder; or a file "
-                                              "written by `quicknets export`")
-    p.add_argument("images", metavar="IMAGE", nargs="*",
-                   help="image files (PNG, JPEG or any other format PIL reads)")
-    p.add_argument("--index", type=int, action="append", default=[],
-                   help="a test-set image by index (repeatable)")
+    p = sub.add_parser(
+        "classify",
+        help="classify test images or image files with a saved run",
+        description="Print the predicted class in a banner, then the top "
+        "classes with their probabilities.",
+    )
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        help="run name, unique prefix, or folder; or a file written by `quicknets export`",
+    )
+    p.add_argument(
+        "images",
+        metavar="IMAGE",
+        nargs="*",
+        help="image files (PNG, JPEG or any other format PIL reads)",
+    )
+    p.add_argument(
+        "--index",
+        type=int,
+        action="append",
+        default=[],
+        help="a test-set image by index (repeatable)",
+    )
     p.add_argument("--top", type=int, default=3, help="how many classes to list (default: 3)")
-    p.add_argument("--plot", metavar="PATH", default=None, type=given,
-                   help="also draw the image beside its class probabilities into PATH (.png, "
-                        ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...")
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        default=None,
+        type=given,
+        help="also draw the image beside its class probabilities into PATH (.png, "
+        ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...",
+    )
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run, trailing="images")  # `RUN --top 5 shoe.png` too
@@ -44,6 +65,7 @@ def run(args) -> int:
     plots = []  # (path, image): drawn once every image has been classified
     if args.plot:
         from quicknets.plots.figures import plot_paths, save_figure, view_classify
+
         plots = list(zip(plot_paths(args.plot, len(items)), (image for _, image in items)))
     for label, image in items:
         top = classify(model, image, data, top=args.top)

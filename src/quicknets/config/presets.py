@@ -13,6 +13,7 @@ of their own (models.NETWORKS), and each single trick is a setting (tricks.py). 
 behind each choice are in benchmarks/README.md; a trick is in a preset only where that benchmark
 showed it pays.
 """
+
 from quicknets.base.errors import QuicknetsError
 
 # name -> what it promises, and its settings (NetworkConfig and TrainConfig fields), with issue
@@ -29,27 +30,55 @@ from quicknets.base.errors import QuicknetsError
 PRESETS = {
     "fast": {
         "target": "0.905 test accuracy in ~12 s, whole process, measured on a 2-core CPU"
-                  "; target: 5 s, out of reach with torch's ~3.3 s start-up",
-        "settings": {"network": "784-512-256-10", "batchnorm": True, "optimizer": "adam",
-                     "lr": 0.003, "batch_size": 256, "epochs": 8, "schedule": "onecycle",
-                     "warmup": 0.2, "label_smoothing": 0.1, "bf16": True},
+        "; target: 5 s, out of reach with torch's ~3.3 s start-up",
+        "settings": {
+            "network": "784-512-256-10",
+            "batchnorm": True,
+            "optimizer": "adam",
+            "lr": 0.003,
+            "batch_size": 256,
+            "epochs": 8,
+            "schedule": "onecycle",
+            "warmup": 0.2,
+            "label_smoothing": 0.1,
+            "bf16": True,
+        },
     },
     "balanced": {
         "target": "0.92 test accuracy in ~18 s, whole process, measured on a 2-core CPU"
-                  "; target: 30 s",
-        "settings": {"network": "convp16-convp32-fc128", "batchnorm": True, "optimizer": "adam",
-                     "lr": 0.01, "batch_size": 256, "epochs": 4, "schedule": "onecycle",
-                     "warmup": 0.2, "label_smoothing": 0.1, "bf16": True,
-                     "channels_last": True},
+        "; target: 30 s",
+        "settings": {
+            "network": "convp16-convp32-fc128",
+            "batchnorm": True,
+            "optimizer": "adam",
+            "lr": 0.01,
+            "batch_size": 256,
+            "epochs": 4,
+            "schedule": "onecycle",
+            "warmup": 0.2,
+            "label_smoothing": 0.1,
+            "bf16": True,
+            "channels_last": True,
+        },
     },
     "accurate": {
         "target": "0.935 test accuracy in ~62 s, whole process, measured on a 2-core CPU"
-                  "; target: 90 s",
-        "settings": {"network": "convp32-convp64-fc128", "batchnorm": True, "flip_tta": True,
-                     "optimizer": "adam",
-                     "lr": 0.01, "batch_size": 256, "epochs": 7, "schedule": "onecycle",
-                     "warmup": 0.2, "label_smoothing": 0.1, "flip": True,
-                     "bf16": True, "channels_last": True},
+        "; target: 90 s",
+        "settings": {
+            "network": "convp32-convp64-fc128",
+            "batchnorm": True,
+            "flip_tta": True,
+            "optimizer": "adam",
+            "lr": 0.01,
+            "batch_size": 256,
+            "epochs": 7,
+            "schedule": "onecycle",
+            "warmup": 0.2,
+            "label_smoothing": 0.1,
+            "flip": True,
+            "bf16": True,
+            "channels_last": True,
+        },
     },
     # A small ResNet (4x accurate's FLOPs, ~3x its epoch time; `best`'s net is ~3.1-3.4x this
     # one's) with `best`'s recipe (issue 13). Measured at 1 thread (benchmarks/README.md):
@@ -59,24 +88,50 @@ PRESETS = {
     # BatchNorm is always in resN blocks; the setting says so in the config.
     "thorough": {
         "target": "0.94 test accuracy in ~9 minutes, whole process, measured on a 2-core CPU"
-                  "; target: 10 minutes",
-        "settings": {"network": "res32-res64-res128", "batchnorm": True, "flip_tta": True,
-                     "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                     "batch_size": 256, "epochs": 20, "schedule": "onecycle", "warmup": 0.2,
-                     "label_smoothing": 0.1, "translate": 2, "flip": True, "bf16": True,
-                     "channels_last": True},
+        "; target: 10 minutes",
+        "settings": {
+            "network": "res32-res64-res128",
+            "batchnorm": True,
+            "flip_tta": True,
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "batch_size": 256,
+            "epochs": 20,
+            "schedule": "onecycle",
+            "warmup": 0.2,
+            "label_smoothing": 0.1,
+            "translate": 2,
+            "flip": True,
+            "bf16": True,
+            "channels_last": True,
+        },
     },
     # `best`: 0.9483, 0.9492, 0.9479 over seeds 0-2 at 2 threads on this CPU (30 epochs, ~40
     # minutes each; benchmarks/README.md, "`best` on this CPU"): 0.95 not reached, still rising
     # at the end. Left as it is until it can be tuned where an epoch is cheap (a GPU).
     "best": {
         "target": "aims at 0.95 test accuracy on a GPU; ~0.949 in ~40 minutes measured on a "
-                  "2-core CPU",
-        "settings": {"network": "resnet", "batchnorm": True, "flip_tta": True,
-                     "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                     "batch_size": 256, "epochs": 30,
-                     "schedule": "onecycle", "warmup": 0.2, "label_smoothing": 0.1,
-                     "translate": 2, "flip": True, "bf16": True, "channels_last": True},
+        "2-core CPU",
+        "settings": {
+            "network": "resnet",
+            "batchnorm": True,
+            "flip_tta": True,
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "batch_size": 256,
+            "epochs": 30,
+            "schedule": "onecycle",
+            "warmup": 0.2,
+            "label_smoothing": 0.1,
+            "translate": 2,
+            "flip": True,
+            "bf16": True,
+            "channels_last": True,
+        },
     },
 }
 """Presets by name: name -> {"target": what it promises, "settings": {field: value}}, the
@@ -98,6 +153,7 @@ def preset_settings(name: str, device_type: str = "cpu") -> tuple:
     """(the preset's name, its flat settings on a device of type `device_type`). bf16 autocast
     is turned off where the hardware would emulate it (machine.native_bf16)."""
     from quicknets.base.machine import native_bf16
+
     name = OLD_NAMES.get(name, name)
     if name not in PRESETS:
         raise QuicknetsError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")

@@ -10,6 +10,7 @@ image file (images.py) and preprocessing.py (shape, mean/std, classes of a netwo
 May import: base. Imported lazily here, so `import quicknets.data.datasets` (as the command line
 does) does not import torch.
 """
+
 import importlib
 
 _FACE = {"load_dataset": "quicknets.data.loading", "Dataset": "quicknets.data.loading"}

@@ -7,6 +7,7 @@ Rows of whole numbers (Kaggle's CSVs) go through numpy's C parser a chunk at a t
 of 785 in about 1.5 s. Decimals, quotes, spaces or class names take the csv module, a row at a
 time. Every error names the file, its line and, for a cell, its column.
 """
+
 import io
 import math
 import re
@@ -40,15 +41,21 @@ def csv_plan(path: Path, test_path, look: bool):
                     f"{test_path} has rows of {test_pixels.shape[1] + 1} values, {path} of "
                     f"{pixels.shape[1] + 1} (a label, then {pixels.shape[1]} pixels); a test "
                     "file without labels (Kaggle's digit-recognizer test.csv)? give --test 0.2 "
-                    "to hold out part of the training set instead")
+                    "to hold out part of the training set instead"
+                )
         shape = row_shape(pixels.shape[1], path)
         classes, (y_train, y_test) = label_classes(
-            labels, test_labels if test_path else None, lambda i: f"{path} line {first + i}",
-            lambda i: f"{test_path} line {test_first + i}", path)
+            labels,
+            test_labels if test_path else None,
+            lambda i: f"{path} line {first + i}",
+            lambda i: f"{test_path} line {test_first + i}",
+            path,
+        )
         arrays = {"train_images": pixels.reshape(-1, *shape), "train_labels": y_train}
         if test_path:
             arrays |= {"test_images": test_pixels.reshape(-1, *shape), "test_labels": y_test}
         return as_tensors(arrays, image_size, channels), classes
+
     return name, test_path, digest, build
 
 
@@ -58,9 +65,9 @@ def _beside(path: Path) -> Path | None:
     at = name.lower().rfind("train")
     if at < 0:
         return None
-    word = name[at:at + 5]
+    word = name[at : at + 5]
     test = "TEST" if word.isupper() else "Test" if word[0].isupper() else "test"
-    other = path.with_name(name[:at] + test + name[at + 5:])
+    other = path.with_name(name[:at] + test + name[at + 5 :])
     return other if other.is_file() else None
 
 
@@ -85,9 +92,14 @@ def parse_csv(content: bytes, path) -> tuple:
     if width < 2 or len(bad):
         i = int(bad[0]) if len(bad) else 0
         what = "is empty" if not lines[i].strip() else f"has {counts[i]} value(s)"
-        raise QuicknetsError(f"{path} line {first + i} {what}; "
-                             + (f"line {first} has {width} (a label, then the pixels)"
-                                if width >= 2 else "a row is a label, then the pixels"))
+        raise QuicknetsError(
+            f"{path} line {first + i} {what}; "
+            + (
+                f"line {first} has {width} (a label, then the pixels)"
+                if width >= 2
+                else "a row is a label, then the pixels"
+            )
+        )
     if not b"\n".join(lines).translate(None, b"0123456789,\n"):  # whole numbers only: fast
         values = _parse_digits(lines, width, path, first)
         labels = values[:, 0]
@@ -96,8 +108,10 @@ def parse_csv(content: bytes, path) -> tuple:
         labels, pixels = _parse_cells(lines, width, path, first)
     if pixels.size and pixels.max() > 255:
         i, j = np.argwhere(pixels > 255)[0]
-        raise QuicknetsError(f"{path} line {first + i}, column {j + 2}: {pixels[i, j]} is not "
-                             "a pixel value (whole numbers 0..255)")
+        raise QuicknetsError(
+            f"{path} line {first + i}, column {j + 2}: {pixels[i, j]} is not "
+            "a pixel value (whole numbers 0..255)"
+        )
     return pixels.astype(np.uint8), (labels, first)
 
 
@@ -128,7 +142,7 @@ def _parse_digits(lines: list, width: int, path, first: int) -> np.ndarray:
     for the error's line and column."""
     out = np.empty((len(lines), width), np.int64)
     for start in range(0, len(lines), CSV_CHUNK):
-        chunk = lines[start:start + CSV_CHUNK]
+        chunk = lines[start : start + CSV_CHUNK]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # numpy warns, then stops, at a malformed cell
@@ -137,25 +151,30 @@ def _parse_digits(lines: list, width: int, path, first: int) -> np.ndarray:
             values = np.zeros(0)
         if values.size != len(chunk) * width:
             _parse_cells(chunk, width, path, first + start)  # raises, naming the cell
-            raise QuicknetsError(f"{path}: cannot parse lines {first + start} to "
-                                 f"{first + start + len(chunk) - 1}")
-        out[start:start + len(chunk)] = values.reshape(len(chunk), width)
+            raise QuicknetsError(
+                f"{path}: cannot parse lines {first + start} to {first + start + len(chunk) - 1}"
+            )
+        out[start : start + len(chunk)] = values.reshape(len(chunk), width)
     return out
 
 
 def _parse_cells(lines: list, width: int, path, first: int) -> tuple:
     """The general path (quotes, spaces, decimals, class names): (labels, pixels float)."""
     import csv
+
     try:
         rows = csv.reader(io.StringIO(b"\n".join(lines).decode("utf-8")))
     except UnicodeDecodeError as e:
-        raise QuicknetsError(f"{path} is not a UTF-8 text file (byte {e.start} of the data "
-                             "rows)") from None
+        raise QuicknetsError(
+            f"{path} is not a UTF-8 text file (byte {e.start} of the data rows)"
+        ) from None
     labels, pixels = [], np.empty((len(lines), width - 1), np.float64)
     for i, row in enumerate(rows):
         if len(row) != width:
-            raise QuicknetsError(f"{path} line {first + i} has {len(row)} value(s); line "
-                                 f"{first} has {width} (a label, then the pixels)")
+            raise QuicknetsError(
+                f"{path} line {first + i} has {len(row)} value(s); line "
+                f"{first} has {width} (a label, then the pixels)"
+            )
         labels.append(row[0].strip())
         try:
             pixels[i] = [float(c) for c in row[1:]]
@@ -167,8 +186,10 @@ def _parse_cells(lines: list, width: int, path, first: int) -> tuple:
     bad = (pixels < 0) | (pixels > 255) | (pixels != np.round(pixels)) | ~np.isfinite(pixels)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise QuicknetsError(f"{path} line {first + i}, column {j + 2}: {_show(pixels[i, j])} "
-                             "is not a pixel value (whole numbers 0..255)")
+        raise QuicknetsError(
+            f"{path} line {first + i}, column {j + 2}: {_show(pixels[i, j])} "
+            "is not a pixel value (whole numbers 0..255)"
+        )
     try:
         labels = np.array([int(x) for x in labels], np.int64)
     except ValueError:
@@ -186,5 +207,7 @@ def row_shape(pixels: int, path) -> tuple:
         side = math.isqrt(pixels // c)
         if pixels % c == 0 and c * side * side == pixels:
             return (c, side, side)
-    raise QuicknetsError(f"{path}: rows of {pixels} pixels are not a square image in 1 or 3 "
-                         "channels (28x28 = 784, 3x32x32 = 3072)")
+    raise QuicknetsError(
+        f"{path}: rows of {pixels} pixels are not a square image in 1 or 3 "
+        "channels (28x28 = 784, 3x32x32 = 3072)"
+    )

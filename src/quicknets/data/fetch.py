@@ -4,6 +4,7 @@
 for tests. Each .gz is checked against torchvision's MD5, and the four are saved only once all
 four arrived: a failed fetch leaves no partial set behind to be mistaken for the user's files.
 """
+
 import hashlib
 import os
 import sys
@@ -19,6 +20,7 @@ from quicknets.data.datasets import FILES, DatasetInfo
 def _sources(info: DatasetInfo) -> tuple[list, dict]:
     """(mirror URL prefixes, {file name: md5})."""
     import torchvision.datasets as tvd  # heavy: only when a download is needed
+
     cls = getattr(tvd, info.torchvision_name)
     md5s = {name: md5 for name, md5 in cls.resources}
     mirrors = list(cls.mirrors)
@@ -44,8 +46,10 @@ def fetch_files(info: DatasetInfo, target: Path, timeout: float = 30.0) -> tuple
                 continue
             digest = hashlib.md5(content).hexdigest()
             if name in md5s and digest != md5s[name]:
-                raise QuicknetsError(f"{url} sent a file whose MD5 {digest} is not the official "
-                                     f"{md5s[name]}; nothing was saved")
+                raise QuicknetsError(
+                    f"{url} sent a file whose MD5 {digest} is not the official "
+                    f"{md5s[name]}; nothing was saved"
+                )
             contents[key] = url, content
             break
         else:

@@ -4,6 +4,7 @@
 
 The digest is of the decompressed content, so a repackaged `.gz` of the same data has the same one.
 """
+
 import gzip
 import hashlib
 import math
@@ -33,8 +34,9 @@ def decompress(raw: bytes, name) -> bytes:
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
-        raise QuicknetsError(f"{name} is a corrupt or truncated gzip file ({e}); "
-                             "delete it and fetch the data again") from None
+        raise QuicknetsError(
+            f"{name} is a corrupt or truncated gzip file ({e}); delete it and fetch the data again"
+        ) from None
 
 
 def parse_idx(content: bytes, name: str = "IDX data") -> np.ndarray:
@@ -47,15 +49,19 @@ def parse_idx(content: bytes, name: str = "IDX data") -> np.ndarray:
     header = 4 + 4 * ndim
     if len(content) < header:
         raise QuicknetsError(f"{name} is truncated (header cut short)")
-    shape = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_DTYPES[code])
     expected = header + math.prod(shape) * dtype.itemsize  # exact: no int64 overflow
     if len(content) < expected:
-        raise QuicknetsError(f"{name} is truncated: {len(content)} bytes, its header "
-                             f"promises {expected} for shape {shape}; fetch it again")
+        raise QuicknetsError(
+            f"{name} is truncated: {len(content)} bytes, its header "
+            f"promises {expected} for shape {shape}; fetch it again"
+        )
     if len(content) > expected:
-        raise QuicknetsError(f"{name} has {len(content) - expected} bytes of trailing data "
-                             f"after shape {shape}; it is corrupt, fetch it again")
+        raise QuicknetsError(
+            f"{name} has {len(content) - expected} bytes of trailing data "
+            f"after shape {shape}; it is corrupt, fetch it again"
+        )
     array = np.frombuffer(content, dtype=dtype, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=True)
 

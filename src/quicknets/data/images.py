@@ -42,6 +42,7 @@ however bright it is. A white object on transparency shows nothing, as on a whit
 torch is imported only by load_image, to_chw and to_nchw: the folder reader's worker processes
 decode without it.
 """
+
 import warnings
 
 import numpy as np
@@ -64,6 +65,7 @@ def load_image(path, shape=(1, 28, 28), layout="fashion"):
     returned pixel for pixel. "resize" (your own data, 1 or 3 channels): the image in C
     channels scaled to H x W, as sources.py reads an image folder."""
     import torch
+
     if layout not in LAYOUTS:
         raise QuicknetsError(f"unknown image layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     channels, height, width = _check_shape(shape, layout)
@@ -73,9 +75,11 @@ def load_image(path, shape=(1, 28, 28), layout="fashion"):
     img = read_image(path, size)
     gray = to_gray(img)  # (H0, W0) uint8, any size
     if gray.min() == gray.max() and _transparent_somewhere(img):  # a white object on clear
-        raise QuicknetsError(f"{path} shows nothing: its transparency is seen on white, as a "
-                             "browser shows it, and what is not transparent is white too (save "
-                             "it on a black background)")
+        raise QuicknetsError(
+            f"{path} shows nothing: its transparency is seen on white, as a "
+            "browser shows it, and what is not transparent is white too (save "
+            "it on a black background)"
+        )
     if not looks_like_dataset(gray, size):
         gray = dark_background(gray)
         gray = fashion_layout(gray, size) if layout == "fashion" else digits_layout(gray, size)
@@ -89,15 +93,20 @@ def _transparent_somewhere(img) -> bool:
 
 
 def _check_shape(shape, layout="fashion") -> tuple:
-    if not isinstance(shape, (tuple, list)) or len(shape) != 3 or not all(
-            isinstance(n, int) and n > 0 for n in shape):
+    if (
+        not isinstance(shape, (tuple, list))
+        or len(shape) != 3
+        or not all(isinstance(n, int) and n > 0 for n in shape)
+    ):
         raise QuicknetsError(f"an image shape is (channels, height, width), not {shape!r}")
     if shape[0] not in (1, 3):
         raise QuicknetsError(f"images have 1 (grey) or 3 (RGB) channels, not {shape[0]}")
     if shape[0] != 1 and layout != "resize":  # the MNIST layouts find a light object on black
-        raise QuicknetsError(f"only 1-channel (grey) images can be loaded in the {layout} "
-                             f"layout, not {shape[0]} channels (3-channel data takes the "
-                             "resize layout)")
+        raise QuicknetsError(
+            f"only 1-channel (grey) images can be loaded in the {layout} "
+            f"layout, not {shape[0]} channels (3-channel data takes the "
+            "resize layout)"
+        )
     return tuple(shape)
 
 
@@ -123,15 +132,18 @@ def to_chw(image, shape=None):
             return x.contiguous()
         if x.dim() == 3 and x.shape[2] in (1, 3) and min(x.shape[:2]) > 1:
             return x.movedim(2, 0).contiguous()  # (H, W, C) -> (C, H, W)
-        raise QuicknetsError(f"an image is laid out (H, W), (H, W, C) or (C, H, W) with 1 or 3 "
-                             f"channels, not {dims}")
+        raise QuicknetsError(
+            f"an image is laid out (H, W), (H, W, C) or (C, H, W) with 1 or 3 channels, not {dims}"
+        )
     layouts = _layouts(*shape)
     for one in (dims, dims[1:] if dims[:1] == (1,) else None):  # as it is, or a batch of one
         if one in layouts:
             return layouts[one](x.reshape(one)).contiguous()  # as PyTorch's own: same bits
     c, h, w = shape
-    raise QuicknetsError(f"an image for this network is laid out ({c}, {h}, {w}), ({h}, {w}, {c})"
-                         f"{f', ({h}, {w})' if c == 1 else ''} or flat ({c * h * w},), not {dims}")
+    raise QuicknetsError(
+        f"an image for this network is laid out ({c}, {h}, {w}), ({h}, {w}, {c})"
+        f"{f', ({h}, {w})' if c == 1 else ''} or flat ({c * h * w},), not {dims}"
+    )
 
 
 def to_nchw(images, shape):
@@ -143,9 +155,11 @@ def to_nchw(images, shape):
     if x.dim() >= 2 and tuple(x.shape[1:]) in layouts:
         return layouts[tuple(x.shape[1:])](x).contiguous()
     c, h, w = shape
-    raise QuicknetsError(f"a batch of images is laid out (N, {c}, {h}, {w}), (N, {h}, {w}, {c})"
-                         f"{f', (N, {h}, {w})' if c == 1 else ''} or (N, {c * h * w}), not "
-                         f"{tuple(x.shape)} (one image: images[None])")
+    raise QuicknetsError(
+        f"a batch of images is laid out (N, {c}, {h}, {w}), (N, {h}, {w}, {c})"
+        f"{f', (N, {h}, {w})' if c == 1 else ''} or (N, {c * h * w}), not "
+        f"{tuple(x.shape)} (one image: images[None])"
+    )
 
 
 def _layouts(c: int, h: int, w: int) -> dict:
@@ -165,21 +179,23 @@ def as_tensor(image):
     Integer images of any type are pixels, checked to be 0..255 and made uint8; bool and
     complex images are an error."""
     import torch
+
     if isinstance(image, np.ndarray):
         if not image.flags.writeable or image.dtype.byteorder not in "=|":
             image = image.astype(image.dtype.newbyteorder("="))  # torch takes neither
         image = torch.from_numpy(np.ascontiguousarray(image))
     if not isinstance(image, torch.Tensor):
-        raise QuicknetsError(f"an image is a numpy array or a tensor, not a "
-                             f"{type(image).__name__}")
+        raise QuicknetsError(f"an image is a numpy array or a tensor, not a {type(image).__name__}")
     if image.is_floating_point() or image.dtype == torch.uint8:
         return image
     if image.dtype == torch.bool or image.is_complex():
         raise QuicknetsError(f"images are pixels (0..255) or floats, not {image.dtype}")
     wide = image.to(torch.int64)  # min/max are not implemented for every integer type (uint16)
     if wide.numel() and (wide.min() < 0 or wide.max() > 255):
-        raise QuicknetsError(f"{image.dtype} images hold values from {int(wide.min())} to "
-                             f"{int(wide.max())}; pixels are 0..255")
+        raise QuicknetsError(
+            f"{image.dtype} images hold values from {int(wide.min())} to "
+            f"{int(wide.max())}; pixels are 0..255"
+        )
     return wide.to(torch.uint8)
 
 
@@ -188,6 +204,7 @@ def read_image(path, size=(28, 28)):
     PIL's limit (Image.MAX_IMAGE_PIXELS) are an error before anything is decoded; JPEGs are
     decoded at a reduced scale when they are far larger than `size` (None: at full scale)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():  # PIL only warns above its limit; make that an error
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -233,6 +250,7 @@ def decode_image(path, size=None, channels=None) -> np.ndarray:
 def resize(pixels: np.ndarray, size) -> np.ndarray:
     """uint8 (H0, W0, C) scaled (Lanczos) to exactly (H, W, C); unchanged when it is that size."""
     from PIL import Image
+
     if pixels.shape[:2] == tuple(size):
         return pixels
     if pixels.shape[2] == 1:
@@ -292,7 +310,7 @@ def scale_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
     if mode.startswith("I;16"):
         full = 65535.0
     else:
-        scales = ((1.0,) if mode == "F" else ()) + (255.0, 65535.0, 2.0 ** 31 - 1)
+        scales = ((1.0,) if mode == "F" else ()) + (255.0, 65535.0, 2.0**31 - 1)
         brightest = float(values.max(initial=0.0))
         full = next((s for s in scales if brightest <= s), brightest)
     return np.clip(np.rint(values * (255.0 / full)), 0, 255).astype(np.uint8)
@@ -320,12 +338,13 @@ def crop_to_object(gray: np.ndarray) -> np.ndarray:
     cols = np.flatnonzero((gray > OBJECT_LEVEL).any(axis=0))
     if rows.size == 0:
         return gray
-    return gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def fit(gray: np.ndarray, box) -> np.ndarray:
     """Scaled (Lanczos) to fit `box` (height, width) keeping its aspect ratio; at least 1x1."""
     from PIL import Image
+
     height, width = gray.shape
     scale = min(box[0] / height, box[1] / width)
     new = (max(1, round(width * scale)), max(1, round(height * scale)))  # PIL wants (W, H)
@@ -363,5 +382,5 @@ def digits_layout(gray: np.ndarray, size=(28, 28)) -> np.ndarray:
 
 def _paste(obj: np.ndarray, size, top: int, left: int) -> np.ndarray:
     canvas = np.zeros(size, dtype=np.uint8)  # the datasets' black background
-    canvas[top:top + obj.shape[0], left:left + obj.shape[1]] = obj
+    canvas[top : top + obj.shape[0], left : left + obj.shape[1]] = obj
     return canvas

@@ -18,6 +18,7 @@ package's folder, then fetched into the cache. The four files are found under th
 (`train-images-idx3-ubyte.gz`, `train-images.idx3-ubyte`, any case). The decoded tensors are cached
 under a SHA-256 of the files' bytes, so an edited or replaced file is decoded again.
 """
+
 import dataclasses
 import hashlib
 import os
@@ -30,12 +31,17 @@ import numpy as np
 import torch
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.storage import atomic_torch_save, cache_dir
 from quicknets.data.datasets import DATASETS, FILES, DatasetInfo, file_key, identify
 from quicknets.data.fetch import fetch_files
 from quicknets.data.idx import decompress, parse_idx, read_raw
-from quicknets.data.preprocessing import DEFAULT_MEAN, DEFAULT_STD, Preprocessing, dataset_layout
-from quicknets.data.preprocessing import normalize  # noqa: F401  (quicknets.data.loading.normalize, as before)
-from quicknets.base.storage import atomic_torch_save, cache_dir
+from quicknets.data.preprocessing import (
+    DEFAULT_MEAN,
+    DEFAULT_STD,
+    Preprocessing,
+    dataset_layout,
+    normalize,  # noqa: F401  (quicknets.data.loading.normalize, as before)
+)
 from quicknets.data.sources import is_path, read_source, resolve_path
 
 
@@ -52,6 +58,7 @@ class Dataset:
     0..len(classes)-1. Floats are refused, not guessed: [0, 1] and 0..255 would both be
     plausible, so convert them (`(x * 255).round().to(torch.uint8)` for ToTensor's floats).
     A QuicknetsError says what is wrong."""
+
     name: str
     classes: list
     train_images: torch.Tensor
@@ -81,25 +88,33 @@ class Dataset:
             images = as_pixels(images, f"{split}_images")
             labels = as_labels(labels, len(self.classes), f"{split}_labels")
             if len(images) != len(labels):
-                raise QuicknetsError(f"{split}_images holds {len(images)} images but "
-                                     f"{split}_labels {len(labels)} labels")
+                raise QuicknetsError(
+                    f"{split}_images holds {len(images)} images but "
+                    f"{split}_labels {len(labels)} labels"
+                )
             setattr(self, f"{split}_images", images)
             setattr(self, f"{split}_labels", labels)
             if len(images):
-                shapes.add(tuple(images.shape[1:]) if images.dim() == 4 else
-                           (1, *images.shape[1:]))
+                shapes.add(tuple(images.shape[1:]) if images.dim() == 4 else (1, *images.shape[1:]))
         if len(shapes) > 1:
-            raise QuicknetsError(f"the splits' images differ in shape (C, H, W): "
-                                 f"{', '.join(map(str, sorted(shapes)))}")
+            raise QuicknetsError(
+                f"the splits' images differ in shape (C, H, W): "
+                f"{', '.join(map(str, sorted(shapes)))}"
+            )
 
     @property
     def preprocessing(self) -> Preprocessing:
         """What a network trained on this data needs: shape, normalisation, classes, layout."""
         images = self.train_images if len(self.train_images) else self.test_images
         shape = tuple(images.shape[1:]) if images.dim() == 4 else (1, *images.shape[1:])
-        return Preprocessing(shape, _per_channel(self.mean), _per_channel(self.std),
-                             tuple(self.classes), self.name,
-                             self.layout or dataset_layout(self.name))
+        return Preprocessing(
+            shape,
+            _per_channel(self.mean),
+            _per_channel(self.std),
+            tuple(self.classes),
+            self.name,
+            self.layout or dataset_layout(self.name),
+        )
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W) or (B, C, H, W) → float (B, C, H, W), on the device of `images`."""
@@ -121,15 +136,25 @@ class Dataset:
             raise QuicknetsError(f"this dataset has no {name} split (set val_split to make one)")
         return ImageSplit(images, labels, self.preprocessing)
 
-    def loader(self, split: str = "train", batch_size: int = 64, shuffle: bool | None = None,
-               seed: int = 0, **options) -> torch.utils.data.DataLoader:
+    def loader(
+        self,
+        split: str = "train",
+        batch_size: int = 64,
+        shuffle: bool | None = None,
+        seed: int = 0,
+        **options,
+    ) -> torch.utils.data.DataLoader:
         """A torch DataLoader over one split: batches (float (B, C, H, W), int64 (B,)),
         shuffled (training split by default) in an order fixed by `seed`. `options` go to
         DataLoader (num_workers, pin_memory, ...)."""
         shuffle = split == "train" if shuffle is None else shuffle
         return torch.utils.data.DataLoader(
-            self.split(split), batch_size=batch_size, shuffle=shuffle,
-            generator=torch.Generator().manual_seed(seed) if shuffle else None, **options)
+            self.split(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(seed) if shuffle else None,
+            **options,
+        )
 
 
 class ImageSplit(torch.utils.data.Dataset):
@@ -153,11 +178,14 @@ def as_pixels(images, what: str = "images") -> torch.Tensor:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     if not isinstance(images, torch.Tensor):
-        raise QuicknetsError(f"{what} must be a tensor or NumPy array of uint8 pixels, not "
-                             f"{type(images).__name__}")
+        raise QuicknetsError(
+            f"{what} must be a tensor or NumPy array of uint8 pixels, not {type(images).__name__}"
+        )
     if images.dim() not in (3, 4):
-        raise QuicknetsError(f"{what} has shape {tuple(images.shape)}; images are (N, H, W), "
-                             "(N, C, H, W) or (N, H, W, C)")
+        raise QuicknetsError(
+            f"{what} has shape {tuple(images.shape)}; images are (N, H, W), "
+            "(N, C, H, W) or (N, H, W, C)"
+        )
     if images.dim() == 4 and images.shape[1] not in (1, 3) and images.shape[3] in (1, 3):
         images = images.permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
     if images.dtype == torch.uint8:
@@ -166,10 +194,13 @@ def as_pixels(images, what: str = "images") -> torch.Tensor:
         raise QuicknetsError(
             f"{what} holds {images.dtype} values; a dataset keeps uint8 pixels 0..255, and "
             "floats could mean 0..1 or 0..255: convert them, (x * 255).round().to(torch.uint8) "
-            "for ToTensor's [0, 1], x.round().to(torch.uint8) for 0..255")
+            "for ToTensor's [0, 1], x.round().to(torch.uint8) for 0..255"
+        )
     if images.numel() and (images.min() < 0 or images.max() > 255):
-        raise QuicknetsError(f"{what} holds values from {int(images.min())} to "
-                             f"{int(images.max())}; pixels are 0..255")
+        raise QuicknetsError(
+            f"{what} holds values from {int(images.min())} to "
+            f"{int(images.max())}; pixels are 0..255"
+        )
     return images.to(torch.uint8)
 
 
@@ -184,19 +215,23 @@ def as_labels(labels, classes: int, what: str = "labels") -> torch.Tensor:
         except (TypeError, ValueError, RuntimeError):
             raise QuicknetsError(f"{what} must be class numbers 0..{classes - 1}") from None
     if not isinstance(labels, torch.Tensor):
-        raise QuicknetsError(f"{what} must be a tensor, NumPy array or list of class numbers, "
-                             f"not {type(labels).__name__}")
+        raise QuicknetsError(
+            f"{what} must be a tensor, NumPy array or list of class numbers, "
+            f"not {type(labels).__name__}"
+        )
     if labels.dim() == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]  # (N, 1), as CIFAR's and Keras's
     if labels.dim() != 1:
         raise QuicknetsError(f"{what} has shape {tuple(labels.shape)}; labels are (N,)")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise QuicknetsError(f"{what} holds {labels.dtype} values, not class numbers "
-                             "(an integer type)")
+        raise QuicknetsError(
+            f"{what} holds {labels.dtype} values, not class numbers (an integer type)"
+        )
     if labels.numel() and (labels.min() < 0 or labels.max() >= classes):
         bad = labels[(labels < 0) | (labels >= classes)][0]
-        raise QuicknetsError(f"{what} holds class {int(bad)}, outside the {classes} classes "
-                             f"(0..{classes - 1})")
+        raise QuicknetsError(
+            f"{what} holds class {int(bad)}, outside the {classes} classes (0..{classes - 1})"
+        )
     return labels.long()
 
 
@@ -265,12 +300,16 @@ def _verify(info: DatasetInfo, key: str, path: Path, digest: str) -> None:
         return
     other = identify(digest)
     if other is not None and other != info.name:
-        raise QuicknetsError(f"{path} holds {other} data, not {info.name}; delete it (or point "
-                             f"--data-dir at the right folder) and fetch the data again")
-    raise QuicknetsError(f"{path} does not match the official {info.name} content (sha256 "
-                         f"{digest[:12]}..., expected {expected[:12]}...): it is corrupt or a "
-                         "different dataset; delete it and fetch again, or pass --no-verify "
-                         "for your own files")
+        raise QuicknetsError(
+            f"{path} holds {other} data, not {info.name}; delete it (or point "
+            f"--data-dir at the right folder) and fetch the data again"
+        )
+    raise QuicknetsError(
+        f"{path} does not match the official {info.name} content (sha256 "
+        f"{digest[:12]}..., expected {expected[:12]}...): it is corrupt or a "
+        "different dataset; delete it and fetch again, or pass --no-verify "
+        "for your own files"
+    )
 
 
 def _decode(info: DatasetInfo, files: dict, raw: dict, verify: bool) -> dict:
@@ -287,7 +326,8 @@ def _decode(info: DatasetInfo, files: dict, raw: dict, verify: bool) -> dict:
         _check_split(info, files, arrays, split)
         if info.transpose:  # EMNIST is stored column by column: read it upright
             arrays[f"{split}_images"] = np.ascontiguousarray(
-                arrays[f"{split}_images"].transpose(0, 2, 1))
+                arrays[f"{split}_images"].transpose(0, 2, 1)
+            )
     tensors = {k: torch.from_numpy(a) for k, a in arrays.items()}
     for split in ("train", "test"):
         tensors[f"{split}_labels"] = tensors[f"{split}_labels"].long()
@@ -299,25 +339,34 @@ def _check_split(info: DatasetInfo, files: dict, arrays: dict, split: str) -> No
     images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
     images_path, labels_path = files[f"{split}_images"], files[f"{split}_labels"]
     if images.ndim != 3:
-        raise QuicknetsError(f"{images_path} holds an array of shape {images.shape}, not images "
-                             "(N, 28, 28); is it a labels file?")
+        raise QuicknetsError(
+            f"{images_path} holds an array of shape {images.shape}, not images "
+            "(N, 28, 28); is it a labels file?"
+        )
     if images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-        raise QuicknetsError(f"{images_path} holds {images.dtype} images of "
-                             f"{images.shape[1]}x{images.shape[2]} pixels; quicknets takes uint8 "
-                             "28x28 images, as the MNIST family has")
+        raise QuicknetsError(
+            f"{images_path} holds {images.dtype} images of "
+            f"{images.shape[1]}x{images.shape[2]} pixels; quicknets takes uint8 "
+            "28x28 images, as the MNIST family has"
+        )
     if len(images) == 0:
         raise QuicknetsError(f"{images_path} holds no images")
     if labels.ndim != 1:
-        raise QuicknetsError(f"{labels_path} holds an array of shape {labels.shape}, not labels "
-                             "(N,); is it an images file?")
+        raise QuicknetsError(
+            f"{labels_path} holds an array of shape {labels.shape}, not labels "
+            "(N,); is it an images file?"
+        )
     if len(labels) != len(images):
-        raise QuicknetsError(f"{labels_path} holds {len(labels)} labels but {images_path} holds "
-                             f"{len(images)} images")
+        raise QuicknetsError(
+            f"{labels_path} holds {len(labels)} labels but {images_path} holds {len(images)} images"
+        )
     n = len(info.classes)
     bad = labels[(labels < 0) | (labels >= n)]
     if len(bad):
-        raise QuicknetsError(f"{labels_path} holds label {int(bad[0])}, outside the {n} classes "
-                             f"of {info.name} (0..{n - 1})")
+        raise QuicknetsError(
+            f"{labels_path} holds label {int(bad[0])}, outside the {n} classes "
+            f"of {info.name} (0..{n - 1})"
+        )
 
 
 def _read_cache(cached: Path, key: str) -> dict | None:
@@ -325,8 +374,11 @@ def _read_cache(cached: Path, key: str) -> dict | None:
     try:
         saved = torch.load(cached, weights_only=True)
         tensors = saved["tensors"]
-        if saved["key"] == key and sorted(tensors) == sorted(FILES) and all(
-                zlib.crc32(tensors[k].numpy()) == saved["crc32"][k] for k in FILES):
+        if (
+            saved["key"] == key
+            and sorted(tensors) == sorted(FILES)
+            and all(zlib.crc32(tensors[k].numpy()) == saved["crc32"][k] for k in FILES)
+        ):
             return tensors
     except Exception:  # missing, or damaged: torch.load reads a flipped byte without a word
         pass
@@ -369,12 +421,15 @@ def locate(name: str, data_dir=None, download: bool = True) -> dict:
     searched = "\n  ".join(str(d) for d in dirs)
     hint = "apt-get install dataset-fashion-mnist, or " if info.debian_dir else ""
     if not info.fetch:
-        hint = (f"torchvision.datasets.{info.torchvision_name}(ROOT, download=True) puts them "
-                f"in ROOT/{info.torchvision_name}/raw; pass that ROOT as --data-dir, or ")
+        hint = (
+            f"torchvision.datasets.{info.torchvision_name}(ROOT, download=True) puts them "
+            f"in ROOT/{info.torchvision_name}/raw; pass that ROOT as --data-dir, or "
+        )
     raise QuicknetsError(
         f"{info.name} not found and could not be downloaded ({why}). Searched:\n  {searched}\n"
         f"To get it: {hint}put the four IDX files ({', '.join(info.files.values())}, .gz or "
-        "raw) in one of those folders or in --data-dir.")
+        "raw) in one of those folders or in --data-dir."
+    )
 
 
 def _locate_in(info: DatasetInfo, root: Path, download: bool) -> dict:
@@ -385,9 +440,11 @@ def _locate_in(info: DatasetInfo, root: Path, download: bool) -> dict:
             return files
         if files:  # part of a set: fetching the rest would mix the user's files with others
             missing = [info.files[k] for k in FILES if k not in files]
-            raise QuicknetsError(f"{folder} holds {', '.join(p.name for p in files.values())} "
-                                 f"but not {', '.join(missing)} (.gz or raw); add the missing "
-                                 "files, or empty the folder to download the set into it")
+            raise QuicknetsError(
+                f"{folder} holds {', '.join(p.name for p in files.values())} "
+                f"but not {', '.join(missing)} (.gz or raw); add the missing "
+                "files, or empty the folder to download the set into it"
+            )
     if root.exists() and not root.is_dir():
         raise QuicknetsError(f"--data-dir {root} is a file, not a folder")
     why = "downloads are off" if info.fetch else "quicknets does not download it"
@@ -396,27 +453,42 @@ def _locate_in(info: DatasetInfo, root: Path, download: bool) -> dict:
         if fetched:
             return fetched
     if not root.exists():
-        raise QuicknetsError(f"{root} does not exist and {info.name} could not be downloaded "
-                             f"into it ({why})")
+        raise QuicknetsError(
+            f"{root} does not exist and {info.name} could not be downloaded into it ({why})"
+        )
     raise QuicknetsError(
         f"{root} does not hold the {info.name} files and they could not be downloaded into it "
         f"({why}); expected {', '.join(info.files.values())} (.gz or raw, also spelt like "
         f"train-images.idx3-ubyte) in it, in {root / info.name} or in "
-        f"{root / info.torchvision_name / 'raw'}")
+        f"{root / info.torchvision_name / 'raw'}"
+    )
 
 
 def dataset_info(name: str) -> DatasetInfo:
     key = name.lower().replace("_", "-")
     if key not in DATASETS:
-        raise QuicknetsError(f"unknown dataset {name!r}: not a built-in one ({', '.join(DATASETS)}) "
-                             "nor the path of a CSV file, an .npz file or a folder")
+        raise QuicknetsError(
+            f"unknown dataset {name!r}: not a built-in one ({', '.join(DATASETS)}) "
+            "nor the path of a CSV file, an .npz file or a folder"
+        )
     return DATASETS[key]
 
 
-def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 0.0,
-                 seed: int = 0, mean=DEFAULT_MEAN, std=DEFAULT_STD, download: bool = True,
-                 verify: bool = True, *, test=None, image_size: int = 0,
-                 channels: int = 0, stratify: bool = True) -> Dataset:
+def load_dataset(
+    name: str = "fashion-mnist",
+    data_dir=None,
+    val_split: float = 0.0,
+    seed: int = 0,
+    mean=DEFAULT_MEAN,
+    std=DEFAULT_STD,
+    download: bool = True,
+    verify: bool = True,
+    *,
+    test=None,
+    image_size: int = 0,
+    channels: int = 0,
+    stratify: bool = True,
+) -> Dataset:
     """Train and test tensors, class names, and an optional seeded validation split.
 
     name: a built-in dataset, or the path of your own (a CSV file, a folder of class folders,
@@ -433,23 +505,34 @@ def load_dataset(name: str = "fashion-mnist", data_dir=None, val_split: float = 
     if not 0.0 <= val_split < 1.0:
         raise QuicknetsError(f"val_split must be in [0, 1), not {val_split}")
     for label, value in (("std", std), ("mean", mean)):
-        if value != "auto" and not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                       for v in _per_channel(value)):
-            raise QuicknetsError(f"{label} must be a number, one per channel, or auto, "
-                                 f"not {value!r}")
+        if value != "auto" and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in _per_channel(value)
+        ):
+            raise QuicknetsError(
+                f"{label} must be a number, one per channel, or auto, not {value!r}"
+            )
     if std != "auto" and min(_per_channel(std)) <= 0:
         raise QuicknetsError(f"std must be positive, not {std}")
     if is_path(name):
         data = _own_data(name, data_dir, test, image_size, channels)
     else:
         if test or image_size or channels:
-            raise QuicknetsError("test, image_size and channels are for your own data (a path); "
-                                 f"{name} has its own test set and 28x28 grey images")
+            raise QuicknetsError(
+                "test, image_size and channels are for your own data (a path); "
+                f"{name} has its own test set and 28x28 grey images"
+            )
         info = dataset_info(name)
         files = locate(info.name, data_dir, download)
         t = _load_files(info, files, verify)
-        data = Dataset(info.name, list(info.classes), t["train_images"], t["train_labels"],
-                       t["test_images"], t["test_labels"], source=str(files["train_images"].parent))
+        data = Dataset(
+            info.name,
+            list(info.classes),
+            t["train_images"],
+            t["train_labels"],
+            t["test_images"],
+            t["test_labels"],
+            source=str(files["train_images"].parent),
+        )
     data.val_split, data.seed, data.val_stratified = val_split, seed, stratify
     if val_split > 0:
         split = stratified_split if stratify else random_split
@@ -472,8 +555,9 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple:
     n = len(labels)
     n_held = int(round(n * fraction))
     if n_held < 1 or n_held >= n:
-        raise QuicknetsError(f"val_split {fraction} leaves no validation or no training images "
-                             f"(of {n})")
+        raise QuicknetsError(
+            f"val_split {fraction} leaves no validation or no training images (of {n})"
+        )
     present, counts = labels.unique(return_counts=True)
     counts = counts.tolist()
     shares = [c * n_held / n for c in counts]
@@ -486,13 +570,16 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple:
             raise QuicknetsError(
                 f"val_split {fraction} would hold out {n_held} of {n} images and leave a class "
                 f"with no training images ({len(counts)} classes, each keeps at least one): "
-                "use a smaller val_split")
+                "use a smaller val_split"
+            )
         for i in open_[:left]:
             quota[i] += 1
         left = n_held - sum(quota)
     generator = torch.Generator().manual_seed(seed)
-    held = [(labels == c).nonzero().flatten()[torch.randperm(counts[i], generator=generator)[:q]]
-            for i, (c, q) in enumerate(zip(present.tolist(), quota))]
+    held = [
+        (labels == c).nonzero().flatten()[torch.randperm(counts[i], generator=generator)[:q]]
+        for i, (c, q) in enumerate(zip(present.tolist(), quota))
+    ]
     held = torch.cat(held).sort().values
     kept = torch.ones(n, dtype=torch.bool)
     kept[held] = False
@@ -518,13 +605,23 @@ def _plain(value):
 
 def _own_data(path, data_dir, test, image_size, channels) -> Dataset:
     if data_dir:
-        raise QuicknetsError(f"data_dir is for the built-in datasets; {path} is read where it "
-                             "is (give its new path if it moved)")
+        raise QuicknetsError(
+            f"data_dir is for the built-in datasets; {path} is read where it "
+            "is (give its new path if it moved)"
+        )
     source = read_source(path, test=test, image_size=image_size, channels=channels)
     t = source.tensors
-    return Dataset(source.name, list(source.classes), t["train_images"], t["train_labels"],
-                   t["test_images"], t["test_labels"], source=source.origin["path"],
-                   layout="resize", origin=source.origin)
+    return Dataset(
+        source.name,
+        list(source.classes),
+        t["train_images"],
+        t["train_labels"],
+        t["test_images"],
+        t["test_labels"],
+        source=source.origin["path"],
+        layout="resize",
+        origin=source.origin,
+    )
 
 
 def channel_stats(images: torch.Tensor) -> tuple:
@@ -539,8 +636,9 @@ def channel_stats(images: torch.Tensor) -> tuple:
         total = counts.sum()
         mean = (counts * levels).sum() / total
         means.append(round(float(mean), 6))
-        stds.append(max(round(float(((counts * (levels - mean) ** 2).sum() / total).sqrt()), 6),
-                        1e-6))  # a blank image set has no spread: keep the divisor positive
+        stds.append(
+            max(round(float(((counts * (levels - mean) ** 2).sum() / total).sqrt()), 6), 1e-6)
+        )  # a blank image set has no spread: keep the divisor positive
     return (means[0], stds[0]) if len(means) == 1 else (tuple(means), tuple(stds))
 
 
@@ -555,8 +653,9 @@ def resolve_paths(data_config):
     return dataclasses.replace(data_config, **changes) if changes else data_config
 
 
-def load_recorded(config, data_dir=None, recorded: dict | None = None,
-                  changed: str = "warn") -> Dataset:
+def load_recorded(
+    config, data_dir=None, recorded: dict | None = None, changed: str = "warn"
+) -> Dataset:
     """The dataset a RunConfig describes: same files, normalisation and split (`data_dir`
     overrides the recorded folder; for your own data, the folder it moved to). With the
     run's `recorded` data (its meta.json "data"), data from a path whose content digest
@@ -572,19 +671,33 @@ def load_recorded(config, data_dir=None, recorded: dict | None = None,
                 test = str(Path(folder) / Path(test).name)
         if recorded and not Path(dataset).exists():  # a run's data: not "--dataset takes ..."
             raise QuicknetsError(
-                f"the run's data {Path(dataset).name} is not in {folder}" if folder else
-                f"the run's data {dataset} is not there any more: if it moved, give the folder "
-                f"now holding {Path(dataset).name} with --data-dir")
+                f"the run's data {Path(dataset).name} is not in {folder}"
+                if folder
+                else f"the run's data {dataset} is not there any more: if it moved, give the folder "
+                f"now holding {Path(dataset).name} with --data-dir"
+            )
         folder = None
     # a run recorded before the split was stratified keeps its own (random) validation split
     stratify = recorded is None or bool(recorded.get("val_stratified"))
-    data = load_dataset(dataset, folder, val_split=d.val_split, seed=config.train.seed,
-                        mean=d.mean, std=d.std, verify=d.verify, test=test or None,
-                        image_size=d.image_size, channels=d.channels, stratify=stratify)
+    data = load_dataset(
+        dataset,
+        folder,
+        val_split=d.val_split,
+        seed=config.train.seed,
+        mean=d.mean,
+        std=d.std,
+        verify=d.verify,
+        test=test or None,
+        image_size=d.image_size,
+        channels=d.channels,
+        stratify=stratify,
+    )
     was, now = (recorded or {}).get("digest"), data.origin.get("digest")
     if was and now and was != now:
-        message = (f"{dataset} changed since the run was made: its content digest is "
-                   f"{now[:12]}..., the run recorded {was[:12]}...")
+        message = (
+            f"{dataset} changed since the run was made: its content digest is "
+            f"{now[:12]}..., the run recorded {was[:12]}..."
+        )
         if changed == "error":
             raise QuicknetsError(message)
         print(f"warning: {message}; the numbers are for the data as it is now", file=sys.stderr)
@@ -595,9 +708,18 @@ def describe(data: Dataset) -> dict:
     """What a run records about its data (JSON-ready): for your own data also its path,
     content digest and test set (data.origin), and for all the image shape and classes."""
     pre = data.preprocessing
-    return {"dataset": data.name, "source": data.source, "train": len(data.train_labels),
-            "val": 0 if data.val_labels is None else len(data.val_labels),
-            "test": len(data.test_labels), "val_split": data.val_split, "split_seed": data.seed,
-            "val_stratified": data.val_stratified,
-            "mean": data.mean, "std": data.std, "shape": list(pre.shape),
-            "classes": list(data.classes), **data.origin}
+    return {
+        "dataset": data.name,
+        "source": data.source,
+        "train": len(data.train_labels),
+        "val": 0 if data.val_labels is None else len(data.val_labels),
+        "test": len(data.test_labels),
+        "val_split": data.val_split,
+        "split_seed": data.seed,
+        "val_stratified": data.val_stratified,
+        "mean": data.mean,
+        "std": data.std,
+        "shape": list(pre.shape),
+        "classes": list(data.classes),
+        **data.origin,
+    }

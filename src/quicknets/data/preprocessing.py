@@ -13,6 +13,7 @@ plotted or classified later on data loaded with other settings, the model's own 
 is applied (the data are uint8, so nothing has to be undone); data of another shape or with
 other classes is refused.
 """
+
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -20,15 +21,18 @@ from dataclasses import asdict, dataclass
 from quicknets.base.errors import QuicknetsError
 
 DEFAULT_MEAN = 0.5  # x = (pixel / 255 - mean) / std: 0.5, 0.5 maps [0, 255] to [-1, 1] (the
-DEFAULT_STD = 0.5   # notebook's Normalize((0.5,), (0.5,)))
+DEFAULT_STD = 0.5  # notebook's Normalize((0.5,), (0.5,)))
 LAYOUTS = ("fashion", "digits", "resize")  # how images.load_image brings a file to the shape
 # What the values of a float image mean (Preprocessing.scale_of): "auto" reads them
 SCALES = ("auto", "pixels", "unit", "normalized")
 # How far beyond its range a reading may go, as a fraction of the range: resampling (bicubic,
 # Lanczos) overshoots a little, and a user's own arithmetic rounds
 OVERSHOOT = 0.05
-_SCALE_WORDS = {"pixels": "0..255", "unit": "0..1, as ToTensor gives",
-                "normalized": "(pixel / 255 - mean) / std"}
+_SCALE_WORDS = {
+    "pixels": "0..255",
+    "unit": "0..1, as ToTensor gives",
+    "normalized": "(pixel / 255 - mean) / std",
+}
 
 
 def dataset_layout(dataset: str) -> str:
@@ -36,6 +40,7 @@ def dataset_layout(dataset: str) -> str:
     MNIST-style sets of drawn characters, "fashion" for Fashion-MNIST, "resize" (the file
     scaled to the images' size, nothing else) for your own data."""
     from quicknets.data.datasets import DATASETS
+
     info = DATASETS.get(dataset)
     return info.layout if info is not None else "resize"
 
@@ -47,6 +52,7 @@ class Preprocessing:
     layout: how an image file is brought to the shape: "fashion" (object cropped and centred)
     or "digits" (MNIST's 20x20 box centred by mass in 28x28), grey on black; "resize" (scaled
     to the shape, in its channels) for your own data."""
+
     shape: tuple = (1, 28, 28)
     mean: tuple = (DEFAULT_MEAN,)
     std: tuple = (DEFAULT_STD,)
@@ -60,13 +66,14 @@ class Preprocessing:
         if len(self.shape) != 3 or any(int(n) < 1 for n in self.shape):
             raise QuicknetsError(f"an image shape is (channels, height, width), got {self.shape}")
         if len(self.mean) not in (1, self.shape[0]) or len(self.std) not in (1, self.shape[0]):
-            raise QuicknetsError(f"mean {self.mean} and std {self.std} need one value each, or "
-                                 f"one per channel ({self.shape[0]})")
+            raise QuicknetsError(
+                f"mean {self.mean} and std {self.std} need one value each, or "
+                f"one per channel ({self.shape[0]})"
+            )
         if any(s <= 0 for s in self.std):
             raise QuicknetsError(f"std must be positive, got {self.std}")
         if self.layout not in LAYOUTS:
-            raise QuicknetsError(f"layout must be one of {', '.join(LAYOUTS)}, "
-                                 f"got {self.layout!r}")
+            raise QuicknetsError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
 
     @property
     def features(self) -> int:
@@ -81,8 +88,10 @@ class Preprocessing:
 
     def normalized_range(self) -> tuple:
         """(low, high): the values pixels 0..255 take once normalised, over all channels."""
-        return (min(-m / s for m, s in zip(self._means(), self._stds())),
-                max((1 - m) / s for m, s in zip(self._means(), self._stds())))
+        return (
+            min(-m / s for m, s in zip(self._means(), self._stds())),
+            max((1 - m) / s for m, s in zip(self._means(), self._stds())),
+        )
 
     def _means(self) -> tuple:
         return self.mean * self.shape[0] if len(self.mean) == 1 else self.mean
@@ -110,8 +119,9 @@ class Preprocessing:
             raise QuicknetsError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
         if not images.is_floating_point():
             if scale not in ("auto", "pixels"):
-                raise QuicknetsError(f"{images.dtype} images are pixels 0..255; scale="
-                                     f"{scale!r} is for floats")
+                raise QuicknetsError(
+                    f"{images.dtype} images are pixels 0..255; scale={scale!r} is for floats"
+                )
             return "pixels"
         if images.numel() == 0:
             return "unit" if scale == "auto" else scale
@@ -126,11 +136,15 @@ class Preprocessing:
         if lo < a - slack or hi > b + slack:
             raise QuicknetsError(
                 f"images read as {scale} ({_SCALE_WORDS[scale]}) hold values from {lo:.4g} to "
-                f"{hi:.4g}, outside {a:.4g}..{b:.4g}" + (
+                f"{hi:.4g}, outside {a:.4g}..{b:.4g}"
+                + (
                     f": normalised with other statistics than this model's (mean "
                     f"{_numbers(self.mean)}, std {_numbers(self.std)})? Give uint8 pixels, or "
                     "normalise with model.preprocessing's mean and std"
-                    if scale == "normalized" else "; say which with scale=..."))
+                    if scale == "normalized"
+                    else "; say which with scale=..."
+                )
+            )
         return scale
 
     def _auto_scale(self, lo: float, hi: float, low: float, high: float) -> str:
@@ -139,7 +153,8 @@ class Preprocessing:
             raise QuicknetsError(
                 f"float images with values {lo:.4g} to {hi:.4g} could be unit (0..1) images "
                 "that resampling took a little beyond, or pixels or normalised: say which with "
-                "scale='unit', 'pixels' or 'normalized'")
+                "scale='unit', 'pixels' or 'normalized'"
+            )
         if lo < 0:
             return "normalized"
         scale = "unit" if hi <= 1 else "pixels"
@@ -151,13 +166,16 @@ class Preprocessing:
             raise QuicknetsError(
                 f"these float images (values {lo:.4g} to {hi:.4g}) could be {scale} or "
                 f"normalised for this model (mean {_numbers(self.mean)}, std "
-                f"{_numbers(self.std)}): say which with scale={scale!r} or 'normalized'")
+                f"{_numbers(self.std)}): say which with scale={scale!r} or 'normalized'"
+            )
         if lo > 0:
             warnings.warn(
                 f"float images with values {lo:.4g} to {hi:.4g} are read as {scale} "
                 f"({_SCALE_WORDS[scale]}); with no 0 (no black pixel) they could also be "
                 "normalised images with no pixel darker than the mean: pass "
-                f"scale='normalized' if they are, or scale={scale!r} to say so", stacklevel=4)
+                f"scale='normalized' if they are, or scale={scale!r} to say so",
+                stacklevel=4,
+            )
         return scale
 
     def prepare(self, images, scale: str):
@@ -185,15 +203,18 @@ def normalize(images, mean=DEFAULT_MEAN, std=DEFAULT_STD):
     a QuicknetsError: 0..1 or 0..255 cannot be told here (Preprocessing.scale_of and prepare
     read them)."""
     if images.is_floating_point():
-        raise QuicknetsError(f"normalize takes uint8 pixels, not {images.dtype}: for floats, "
-                             "preprocessing.prepare(images, scale) with scale 'pixels' (0..255), "
-                             "'unit' (0..1) or 'normalized'")
+        raise QuicknetsError(
+            f"normalize takes uint8 pixels, not {images.dtype}: for floats, "
+            "preprocessing.prepare(images, scale) with scale 'pixels' (0..255), "
+            "'unit' (0..1) or 'normalized'"
+        )
     return _normalize(images, mean, std, 255.0)
 
 
 def _normalize(images, mean, std, top: float):
     """(x / top - mean) / std as float32 (B, C, H, W); top: 255 for pixels, 1 for unit."""
     import torch  # here: the configs import this module, and `quicknets --help` stays light
+
     x = images.to(torch.float32, copy=True)
     if x.dim() == 3:
         x = x.unsqueeze(1)  # (B, H, W) -> (B, 1, H, W)
@@ -219,14 +240,18 @@ def preprocessing_of(model, data=None) -> Preprocessing:
     if own is None:
         outputs = (getattr(model, "config", None) or {}).get("num_classes")
         if outputs is not None and outputs != len(given.classes):
-            raise QuicknetsError(f"the network has {outputs} outputs, but the data has "
-                                 f"{len(given.classes)} classes")
+            raise QuicknetsError(
+                f"the network has {outputs} outputs, but the data has {len(given.classes)} classes"
+            )
         return given
     if tuple(own.shape) != tuple(given.shape):
-        raise QuicknetsError(f"the model takes images of shape {own.shape}, the data's are "
-                             f"{given.shape}")
+        raise QuicknetsError(
+            f"the model takes images of shape {own.shape}, the data's are {given.shape}"
+        )
     if own.classes and tuple(own.classes) != tuple(given.classes):
-        raise QuicknetsError(f"the model was trained on the classes of {own.dataset or 'other data'} "
-                             f"({', '.join(own.classes[:3])}, ...), not on these "
-                             f"({', '.join(given.classes[:3])}, ...)")
+        raise QuicknetsError(
+            f"the model was trained on the classes of {own.dataset or 'other data'} "
+            f"({', '.join(own.classes[:3])}, ...), not on these "
+            f"({', '.join(given.classes[:3])}, ...)"
+        )
     return own

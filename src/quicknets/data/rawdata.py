@@ -7,6 +7,7 @@ class names from raw labels.
     tensors = as_tensors({"train_images": x, ...}, image_size=0, channels=0)
     classes, (y_train, y_test) = label_classes(train, test, row_of, row_of, path)
 """
+
 import hashlib
 import zlib
 from pathlib import Path
@@ -20,6 +21,7 @@ MAX_CLASSES = 10000  # class numbers 0..9999: a larger label is an ID, not a cla
 
 def read_bytes(path: Path) -> bytes:
     import gzip
+
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
@@ -43,6 +45,7 @@ def as_tensors(arrays: dict, image_size: int, channels: int) -> dict:
     """numpy images (N, C, H, W) brought to `channels` and `image_size` (0: as they are), as
     torch tensors; 1-channel images as (N, H, W)."""
     import torch
+
     out = {}
     for key, value in arrays.items():
         if key.endswith("images"):
@@ -67,9 +70,9 @@ def conform(images: np.ndarray, image_size: int, channels: int) -> np.ndarray:
             images = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)[:, None]
     if image_size and images.shape[2:] != (image_size, image_size):
         from quicknets.data.images import resize
+
         size = (image_size, image_size)
-        images = np.stack([resize(x.transpose(1, 2, 0), size).transpose(2, 0, 1)
-                           for x in images])
+        images = np.stack([resize(x.transpose(1, 2, 0), size).transpose(2, 0, 1) for x in images])
     return np.ascontiguousarray(images)
 
 
@@ -78,17 +81,22 @@ def label_classes(train, test, train_row, test_row, path) -> tuple:
     numbers are class numbers (classes 0..the largest), otherwise names (sorted). A test label
     outside the training set's classes is an error naming its row (`*_row(i)`)."""
     import torch
+
     numbers = isinstance(train, np.ndarray)
     if numbers:
         if (train < 0).any():
             i = int(np.flatnonzero(train < 0)[0])
-            raise QuicknetsError(f"{train_row(i)}: label {train[i]} is negative; labels are "
-                                 "class numbers 0, 1, ... or class names")
+            raise QuicknetsError(
+                f"{train_row(i)}: label {train[i]} is negative; labels are "
+                "class numbers 0, 1, ... or class names"
+            )
         if train.max() >= MAX_CLASSES:
             i = int(train.argmax())
-            raise QuicknetsError(f"{train_row(i)}: label {train[i]} is too large; class numbers "
-                                 f"run from 0 (the classes are 0..the largest, at most "
-                                 f"{MAX_CLASSES})")
+            raise QuicknetsError(
+                f"{train_row(i)}: label {train[i]} is too large; class numbers "
+                f"run from 0 (the classes are 0..the largest, at most "
+                f"{MAX_CLASSES})"
+            )
         classes = [str(c) for c in range(int(train.max()) + 1)]
         y_train = train
     else:
@@ -97,8 +105,10 @@ def label_classes(train, test, train_row, test_row, path) -> tuple:
         index = {c: i for i, c in enumerate(classes)}
         y_train = np.array([index[x] for x in train], np.int64)
     if len(np.unique(y_train)) < 2:
-        raise QuicknetsError(f"{path} holds a single class ({classes[int(y_train[0])]}); a "
-                             "classifier needs at least two")
+        raise QuicknetsError(
+            f"{path} holds a single class ({classes[int(y_train[0])]}); a "
+            "classifier needs at least two"
+        )
     y_test = None
     if test is not None:
         if numbers and isinstance(test, np.ndarray):
@@ -112,7 +122,9 @@ def label_classes(train, test, train_row, test_row, path) -> tuple:
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
             shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
-            raise QuicknetsError(f"{test_row(i)}: label {test[i]} is not one of the "
-                                 f"{len(classes)} classes of {path} ({shown})")
+            raise QuicknetsError(
+                f"{test_row(i)}: label {test[i]} is not one of the "
+                f"{len(classes)} classes of {path} ({shown})"
+            )
         y_test = torch.from_numpy(np.ascontiguousarray(y_test, np.int64))
     return classes, (torch.from_numpy(np.ascontiguousarray(y_train, np.int64)), y_test)

@@ -21,6 +21,7 @@ per row, which softmax ignores). The fit runs torch's L-BFGS (strong-Wolfe line 
 log T, as Guo et al.'s reference code runs L-BFGS on T: log T keeps T positive, and the NLL is
 convex in 1/T, so the one minimum is found from T = 1.
 """
+
 import math
 
 import torch
@@ -39,16 +40,22 @@ def _check(values: torch.Tensor, labels: torch.Tensor, what: str) -> tuple:
     values = torch.as_tensor(values)
     labels = torch.as_tensor(labels)
     if values.dim() != 2 or values.shape[1] < 2 or not values.is_floating_point():
-        raise QuicknetsError(f"{what} must be floats of shape (N, classes), with at least two "
-                             f"classes, not {values.dtype} {tuple(values.shape)}")
+        raise QuicknetsError(
+            f"{what} must be floats of shape (N, classes), with at least two "
+            f"classes, not {values.dtype} {tuple(values.shape)}"
+        )
     if labels.dim() != 1 or len(labels) != len(values) or labels.is_floating_point():
-        raise QuicknetsError(f"labels must be whole numbers of shape ({len(values)},), not "
-                             f"{labels.dtype} {tuple(labels.shape)}")
+        raise QuicknetsError(
+            f"labels must be whole numbers of shape ({len(values)},), not "
+            f"{labels.dtype} {tuple(labels.shape)}"
+        )
     if len(labels) == 0:
         raise QuicknetsError("no predictions to measure")
     if labels.min() < 0 or labels.max() >= values.shape[1]:
-        raise QuicknetsError(f"labels must be class indices 0..{values.shape[1] - 1}, found "
-                             f"{int(labels.min())}..{int(labels.max())}")
+        raise QuicknetsError(
+            f"labels must be class indices 0..{values.shape[1] - 1}, found "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
     return values.detach().cpu().double(), labels.detach().cpu().long()
 
 
@@ -68,20 +75,27 @@ def reliability(probs: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> 
     hits = torch.bincount(index, weights=correct, minlength=bins)
     sure = torch.bincount(index, weights=confidence, minlength=bins)
     nan = torch.full_like(count, float("nan"))
-    return {"edges": edges.tolist(), "count": count.long().tolist(),
-            "accuracy": torch.where(count > 0, hits / count, nan).tolist(),
-            "confidence": torch.where(count > 0, sure / count, nan).tolist()}
+    return {
+        "edges": edges.tolist(),
+        "count": count.long().tolist(),
+        "accuracy": torch.where(count > 0, hits / count, nan).tolist(),
+        "confidence": torch.where(count > 0, sure / count, nan).tolist(),
+    }
 
 
 def bin_gaps(diagram: dict) -> list:
     """(share of images, |accuracy - confidence|) of each non-empty bin."""
     n = sum(diagram["count"])
-    return [(c / n, abs(a - s)) for c, a, s in
-            zip(diagram["count"], diagram["accuracy"], diagram["confidence"]) if c > 0]
+    return [
+        (c / n, abs(a - s))
+        for c, a, s in zip(diagram["count"], diagram["accuracy"], diagram["confidence"])
+        if c > 0
+    ]
 
 
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor,
-                               bins: int = BINS) -> float:
+def expected_calibration_error(
+    probs: torch.Tensor, labels: torch.Tensor, bins: int = BINS
+) -> float:
     """ECE (Guo et al. eq. 3): sum over bins of (images in bin / N) * |accuracy - confidence|,
     in [0, 1], for probabilities (N, C) and labels (N,)."""
     return sum(w * gap for w, gap in bin_gaps(reliability(probs, labels, bins)))
@@ -112,17 +126,25 @@ def calibration(log_probs: torch.Tensor, labels: torch.Tensor, bins: int = BINS)
     probs = log_probs.exp()
     diagram = reliability(probs, labels, bins)
     gaps = bin_gaps(diagram)
-    return {"ece": sum(w * gap for w, gap in gaps), "mce": max(gap for _, gap in gaps),
-            "nll": negative_log_likelihood(log_probs, labels),
-            "brier": brier_score(probs, labels),
-            "accuracy": (probs.argmax(1) == labels).double().mean().item(), "n": len(labels)}
+    return {
+        "ece": sum(w * gap for w, gap in gaps),
+        "mce": max(gap for _, gap in gaps),
+        "nll": negative_log_likelihood(log_probs, labels),
+        "brier": brier_score(probs, labels),
+        "accuracy": (probs.argmax(1) == labels).double().mean().item(),
+        "n": len(labels),
+    }
 
 
 def temperature_scale(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """log_softmax(log_probs / T): the log-probabilities after temperature scaling, (N, C),
     in log_probs' dtype. T = 1 returns them as they are (bit for bit)."""
-    if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) \
-            or not math.isfinite(temperature) or temperature <= 0:
+    if (
+        not isinstance(temperature, (int, float))
+        or isinstance(temperature, bool)
+        or not math.isfinite(temperature)
+        or temperature <= 0
+    ):
         raise QuicknetsError(f"a temperature is a positive number, not {temperature!r}")
     if temperature == 1:
         return log_probs
@@ -137,8 +159,14 @@ def fit_temperature(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
     log_probs, labels = _check(log_probs, labels, "log-probabilities")
     low, high = (math.log(t) for t in TEMPERATURE_RANGE)
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=100, tolerance_grad=1e-12,
-                            tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [log_t],
+        lr=1.0,
+        max_iter=100,
+        tolerance_grad=1e-12,
+        tolerance_change=1e-15,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()
@@ -157,11 +185,16 @@ def calibrate(model: nn.Module, data, bins: int = BINS) -> dict:
     calibration). The images get the model's own preprocessing. Raises QuicknetsError when
     the data has no validation split (load it with val_split > 0)."""
     if data.val_images is None or len(data.val_images) == 0:
-        raise QuicknetsError("temperature scaling is fitted on a validation split, and this "
-                             "data has none (load it with val_split, e.g. 0.1)")
+        raise QuicknetsError(
+            "temperature scaling is fitted on a validation split, and this "
+            "data has none (load it with val_split, e.g. 0.1)"
+        )
     pre = preprocessing_of(model, data)
     val = log_probabilities(model, pre.normalize(data.val_images)).cpu()
     test = log_probabilities(model, pre.normalize(data.test_images)).cpu()
     t = fit_temperature(val, data.val_labels)
-    return {"temperature": t, "before": calibration(test, data.test_labels, bins),
-            "after": calibration(temperature_scale(test, t), data.test_labels, bins)}
+    return {
+        "temperature": t,
+        "before": calibration(test, data.test_labels, bins),
+        "after": calibration(temperature_scale(test, t), data.test_labels, bins),
+    }

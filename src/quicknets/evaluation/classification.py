@@ -24,6 +24,7 @@ means unit, above 1.05 pixels. Where that is unsure (no black pixel at all) it w
 cannot tell (values just beyond 0..1, as resampling leaves unit images; a model normalised with
 mean 0) it is an error. Values that fit no reading are an error, never a guess.
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +48,17 @@ def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
         if data is None:
             raise QuicknetsError("classifying by index needs the dataset (pass data=...)")
         if not 0 <= image < len(data.test_images):
-            raise QuicknetsError(f"index {image} is outside the test set "
-                                 f"(0..{len(data.test_images) - 1})")
+            raise QuicknetsError(
+                f"index {image} is outside the test set (0..{len(data.test_images) - 1})"
+            )
         image = data.test_images[image]
     elif isinstance(image, (str, Path)):
         image = load_image(image, pre.shape, pre.layout)
     elif isinstance(image, (list, tuple)):
-        raise QuicknetsError(f"classify takes one image, not a {type(image).__name__}: for "
-                             "several, predict(model, images)")
+        raise QuicknetsError(
+            f"classify takes one image, not a {type(image).__name__}: for "
+            "several, predict(model, images)"
+        )
     return to_chw(_tensor(image, "classify"), pre.shape)[None]  # any layout -> (1, C, H, W)
 
 
@@ -74,8 +78,9 @@ def probabilities(model: nn.Module, image, data=None, scale: str = "auto") -> to
     return log_probs[0].float().exp().cpu()
 
 
-def classify(model: nn.Module, image, data=None, top: int = 3, classes=None,
-             scale: str = "auto") -> list:
+def classify(
+    model: nn.Module, image, data=None, top: int = 3, classes=None, scale: str = "auto"
+) -> list:
     """The `top` most likely classes for `image` (a test-set index of `data`, an image file,
     or a tensor or array; see as_input), with probabilities: [{"class", "index",
     "probability"}], most likely first. `scale`: what the image's values are, "auto",
@@ -86,13 +91,18 @@ def classify(model: nn.Module, image, data=None, top: int = 3, classes=None,
         raise QuicknetsError(f"top must be at least 1, not {top}")
     probs = probabilities(model, image, data, scale)
     own = getattr(model, "preprocessing", None)
-    names = list(classes or (own.classes if own is not None and own.classes else ()) or
-                 (data.classes if data is not None else [str(i) for i in range(len(probs))]))
+    names = list(
+        classes
+        or (own.classes if own is not None and own.classes else ())
+        or (data.classes if data is not None else [str(i) for i in range(len(probs))])
+    )
     if len(names) != len(probs):
         raise QuicknetsError(f"{len(names)} class names for a model with {len(probs)} outputs")
     values, indices = probs.topk(min(top, len(probs)))
-    return [{"class": names[i], "index": int(i), "probability": float(p)}
-            for p, i in zip(values.tolist(), indices.tolist())]
+    return [
+        {"class": names[i], "index": int(i), "probability": float(p)}
+        for p, i in zip(values.tolist(), indices.tolist())
+    ]
 
 
 def as_batch(images, pre: Preprocessing) -> torch.Tensor:
@@ -108,8 +118,9 @@ def as_batch(images, pre: Preprocessing) -> torch.Tensor:
             return torch.empty(0, c, h, w, dtype=torch.uint8)
         items = [as_input(i, pre) for i in images]
         if len({x.is_floating_point() for x in items}) > 1:
-            raise QuicknetsError("a batch mixes pixels (uint8, or image files) and floats: give "
-                                 "one or the other")
+            raise QuicknetsError(
+                "a batch mixes pixels (uint8, or image files) and floats: give one or the other"
+            )
         return torch.cat([x.float() if x.is_floating_point() else x for x in items])
     return to_nchw(_tensor(images, "predict"), pre.shape)  # any layout -> (N, C, H, W)
 
@@ -117,9 +128,10 @@ def as_batch(images, pre: Preprocessing) -> torch.Tensor:
 def _tensor(image, verb: str) -> torch.Tensor:
     """A tensor of uint8 pixels or floats from a tensor or NumPy array (images.as_tensor)."""
     if not isinstance(image, (np.ndarray, torch.Tensor)):
-        raise QuicknetsError(f"cannot {verb} a {type(image).__name__}: give a tensor, a numpy "
-                             "array or an image file" + (", or a test-set index"
-                                                          if verb == "classify" else ""))
+        raise QuicknetsError(
+            f"cannot {verb} a {type(image).__name__}: give a tensor, a numpy "
+            "array or an image file" + (", or a test-set index" if verb == "classify" else "")
+        )
     return as_tensor(image).detach()
 
 
@@ -129,8 +141,9 @@ def _device(model: nn.Module) -> torch.device:
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, images, batch_size: int = BATCH_SIZE,
-                  scale: str = "auto") -> torch.Tensor:
+def predict_proba(
+    model: nn.Module, images, batch_size: int = BATCH_SIZE, scale: str = "auto"
+) -> torch.Tensor:
     """Class probabilities (N, classes), float32 on the CPU, for a batch of images (see
     as_batch; `scale`: what their values are, read once for the whole batch, see the module
     docstring), with the model's own preprocessing. An empty batch gives (0, classes). Runs
@@ -151,15 +164,16 @@ def predict_proba(model: nn.Module, images, batch_size: int = BATCH_SIZE,
             return torch.empty(0, k)
         out = []
         for i in range(0, len(x), batch_size):
-            batch = pre.prepare(x[i:i + batch_size].to(device, non_blocking=True), scale)
+            batch = pre.prepare(x[i : i + batch_size].to(device, non_blocking=True), scale)
             out.append(model(batch).float().exp().cpu())  # log-probabilities -> probabilities
     finally:
         model.train(was_training)
     return torch.cat(out)
 
 
-def predict(model: nn.Module, images, batch_size: int = BATCH_SIZE, names: bool = False,
-            scale: str = "auto"):
+def predict(
+    model: nn.Module, images, batch_size: int = BATCH_SIZE, names: bool = False, scale: str = "auto"
+):
     """The most likely class of each image in a batch (see as_batch; `scale` as for
     predict_proba): class indices (N,) as a LongTensor, as scikit-learn's predict; with
     names=True, their class names (a list: the model's own classes, or "0", "1", ... for a
@@ -169,8 +183,11 @@ def predict(model: nn.Module, images, batch_size: int = BATCH_SIZE, names: bool 
     if not names:
         return indices
     pre = getattr(model, "preprocessing", None)
-    classes = list(pre.classes) if pre is not None and pre.classes else \
-        [str(i) for i in range(probs.shape[1])]
+    classes = (
+        list(pre.classes)
+        if pre is not None and pre.classes
+        else [str(i) for i in range(probs.shape[1])]
+    )
     return [classes[i] for i in indices.tolist()]
 
 

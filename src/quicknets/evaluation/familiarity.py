@@ -42,6 +42,7 @@ float16 (unit vectors; scores are computed in float32), 5,000 x 448 (2.24 millio
 score that `pass_rate` (95%) of held-out images of the run's own reach: the validation split's
 when the data has one, else the test set's (recorded in Familiarity.threshold_split).
 """
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +60,20 @@ PASS_RATE = 0.95  # the share of held-out images of the run's own that pass the 
 BANK_SIZE = 5000  # knn: training features kept (seeded subsample); 4.3 MiB at D = 448
 K = 1  # knn: the neighbour whose distance is the score
 BATCH_SIZE = 2000  # images per forward pass
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
-                  ".ppm", ".pbm", ".pnm")
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+    ".pnm",
+)
 DATA_SUFFIXES = (".npz", "-ubyte", "-ubyte.gz", ".idx", ".idx.gz")
 
 
@@ -70,6 +83,7 @@ class Familiarity:
     the module docstring), the threshold (images scoring at least this pass), the share of
     held-out images that passed it, the split that set it, the features' layers (None: every
     dense hidden layer), and k for "knn"."""
+
     method: str
     statistics: dict = field(default_factory=dict)
     threshold: float = float("-inf")
@@ -86,8 +100,10 @@ class Familiarity:
 def _layers(model: nn.Module, kind: type, what: str) -> list:
     found = [m for m in model.modules() if isinstance(m, kind)]
     if not found:
-        raise QuicknetsError(f"familiarity needs a network ending in {what} (as every "
-                             f"quicknets network does); this one has no {kind.__name__}")
+        raise QuicknetsError(
+            f"familiarity needs a network ending in {what} (as every "
+            f"quicknets network does); this one has no {kind.__name__}"
+        )
     return found
 
 
@@ -96,14 +112,17 @@ def _as_images(images, pre: Preprocessing) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(np.ascontiguousarray(images))
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
-        raise QuicknetsError("familiarity scores uint8 images (N, H, W) or (N, C, H, W), not "
-                             f"{getattr(images, 'dtype', type(images).__name__)}")
+        raise QuicknetsError(
+            "familiarity scores uint8 images (N, H, W) or (N, C, H, W), not "
+            f"{getattr(images, 'dtype', type(images).__name__)}"
+        )
     c, h, w = pre.shape
     if images.dim() == 3 and c == 1:
         images = images[:, None]
     if images.dim() != 4 or tuple(images.shape[1:]) != (c, h, w):
-        raise QuicknetsError(f"the model takes images of shape ({c}, {h}, {w}), these are "
-                             f"{tuple(images.shape[1:])}")
+        raise QuicknetsError(
+            f"the model takes images of shape ({c}, {h}, {w}), these are {tuple(images.shape[1:])}"
+        )
     return images
 
 
@@ -112,16 +131,21 @@ def _chosen(linears: list, layers) -> list:
     if layers is None:
         return linears[1:] or linears
     layers = tuple(layers)
-    if not layers or any(isinstance(i, bool) or not isinstance(i, int)
-                         or not -len(linears) <= i < len(linears) for i in layers):
-        raise QuicknetsError(f"layers are indices of the network's {len(linears)} Linear "
-                             f"layers (0..{len(linears) - 1}, or -1 for the last), not {layers}")
+    if not layers or any(
+        isinstance(i, bool) or not isinstance(i, int) or not -len(linears) <= i < len(linears)
+        for i in layers
+    ):
+        raise QuicknetsError(
+            f"layers are indices of the network's {len(linears)} Linear "
+            f"layers (0..{len(linears) - 1}, or -1 for the last), not {layers}"
+        )
     return [linears[i] for i in layers]
 
 
 @torch.no_grad()
-def logits_and_features(model: nn.Module, images, layers=None,
-                        batch_size: int = BATCH_SIZE) -> tuple:
+def logits_and_features(
+    model: nn.Module, images, layers=None, batch_size: int = BATCH_SIZE
+) -> tuple:
     """(logits (N, classes), features (N, D)), float32 on the CPU, of uint8 images with the
     model's own preprocessing, in eval mode (restored after). The features are the inputs of
     the network's nn.Linear layers `layers` (None: every one but the first), each
@@ -131,11 +155,15 @@ def logits_and_features(model: nn.Module, images, layers=None,
     x = _as_images(images, pre)
     caught = {}
     chosen = _chosen(_layers(model, nn.Linear, "a Linear layer"), layers)
-    hooks = [linear.register_forward_hook(
-                 lambda m, args, out, i=i: caught.__setitem__(i, args[0]))
-             for i, linear in enumerate(chosen)]
-    hooks.append(_layers(model, nn.LogSoftmax, "LogSoftmax")[-1].register_forward_hook(
-                 lambda m, args, out: caught.__setitem__("logits", args[0])))
+    hooks = [
+        linear.register_forward_hook(lambda m, args, out, i=i: caught.__setitem__(i, args[0]))
+        for i, linear in enumerate(chosen)
+    ]
+    hooks.append(
+        _layers(model, nn.LogSoftmax, "LogSoftmax")[-1].register_forward_hook(
+            lambda m, args, out: caught.__setitem__("logits", args[0])
+        )
+    )
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
@@ -143,7 +171,7 @@ def logits_and_features(model: nn.Module, images, layers=None,
     logits, features = [], []
     try:
         for i in range(0, len(x), batch_size):
-            batch = pre.normalize(x[i:i + batch_size].to(device))
+            batch = pre.normalize(x[i : i + batch_size].to(device))
             model(batch)
             values = []
             for name in ["logits", *range(len(chosen))]:
@@ -167,18 +195,27 @@ def _normalised(features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features.float(), dim=1)
 
 
-def fit_statistics(method: str, features: torch.Tensor, labels: torch.Tensor, classes: int,
-                   bank_size: int = BANK_SIZE, seed: int = 0) -> dict:
+def fit_statistics(
+    method: str,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    classes: int,
+    bank_size: int = BANK_SIZE,
+    seed: int = 0,
+) -> dict:
     """The statistics `method` keeps, from training features (N, D) and labels (N,)."""
     if method not in METHODS:
-        raise QuicknetsError(f"unknown familiarity method {method!r}; choose from "
-                             f"{', '.join(METHODS)}")
+        raise QuicknetsError(
+            f"unknown familiarity method {method!r}; choose from {', '.join(METHODS)}"
+        )
     if method == "mahalanobis":
         f = features.double()
         counts = torch.bincount(labels, minlength=classes)
         if (counts == 0).any():
-            raise QuicknetsError(f"class {int((counts == 0).nonzero()[0])} has no training "
-                                 "images: its mean cannot be fitted")
+            raise QuicknetsError(
+                f"class {int((counts == 0).nonzero()[0])} has no training "
+                "images: its mean cannot be fitted"
+            )
         means = torch.zeros(classes, f.shape[1], dtype=torch.float64).index_add_(0, labels, f)
         means /= counts[:, None]
         centred = f - means[labels]  # (N, D): each image less its class mean
@@ -202,35 +239,43 @@ def score(fitted: Familiarity, logits: torch.Tensor, features: torch.Tensor) -> 
     if method == "energy":
         return torch.logsumexp(logits.double(), 1)
     if method == "mahalanobis":
-        f, means, precision = features.double(), stats["means"].double(), \
-            stats["precision"].double()
+        f, means, precision = (
+            features.double(),
+            stats["means"].double(),
+            stats["precision"].double(),
+        )
         if f.shape[1] != means.shape[1]:
-            raise QuicknetsError(f"these statistics are of {means.shape[1]} features, the "
-                                 f"network gives {f.shape[1]}")
+            raise QuicknetsError(
+                f"these statistics are of {means.shape[1]} features, the network gives {f.shape[1]}"
+            )
         # (f - m)' P (f - m) = f'Pf - 2 f'Pm + m'Pm, for every image and class at once
         fp = f @ precision  # (N, D)
-        distance = (fp * f).sum(1, keepdim=True) - 2 * fp @ means.T \
-            + ((means @ precision) * means).sum(1)[None]  # (N, C)
+        distance = (
+            (fp * f).sum(1, keepdim=True)
+            - 2 * fp @ means.T
+            + ((means @ precision) * means).sum(1)[None]
+        )  # (N, C)
         return -distance.min(1).values
     if method == "knn":
         bank, k = stats["bank"].float(), fitted.k
         if not 1 <= k <= len(bank):
-            raise QuicknetsError(f"k must be between 1 and the bank's {len(bank)} features, "
-                                 f"not {k}")
+            raise QuicknetsError(
+                f"k must be between 1 and the bank's {len(bank)} features, not {k}"
+            )
         z = _normalised(features)
         squared = (bank * bank).sum(1)  # 1 up to float16 rounding
         out = []
         for i in range(0, len(z), BATCH_SIZE):  # (B, bank) distances at a time
-            d2 = squared[None] - 2 * z[i:i + BATCH_SIZE] @ bank.T  # |z - b|^2 - |z|^2
+            d2 = squared[None] - 2 * z[i : i + BATCH_SIZE] @ bank.T  # |z - b|^2 - |z|^2
             kth = d2.topk(k, dim=1, largest=False).values[:, -1].double()
             out.append(-(kth + 1).clamp(min=0).sqrt())  # |z| = 1
         return torch.cat(out)
-    raise QuicknetsError(f"unknown familiarity method {method!r}; choose from "
-                         f"{', '.join(METHODS)}")
+    raise QuicknetsError(f"unknown familiarity method {method!r}; choose from {', '.join(METHODS)}")
 
 
-def familiarity_scores(model: nn.Module, images, fitted: Familiarity,
-                       batch_size: int = BATCH_SIZE) -> torch.Tensor:
+def familiarity_scores(
+    model: nn.Module, images, fitted: Familiarity, batch_size: int = BATCH_SIZE
+) -> torch.Tensor:
     """Familiarity scores (N,) float64 of uint8 images (N, H, W) or (N, C, H, W) of the
     model's shape; higher = more like the training images. Raises QuicknetsError for images
     of another shape or dtype."""
@@ -250,17 +295,25 @@ def threshold_at(scores: torch.Tensor, pass_rate: float = PASS_RATE) -> float:
     return ordered[len(ordered) - passing].item()
 
 
-def fit_familiarity(model: nn.Module, data, method: str = DEFAULT_METHOD,
-                    pass_rate: float = PASS_RATE, layers=None,
-                    bank_size: int = BANK_SIZE, k: int = K, seed: int = 0) -> Familiarity:
+def fit_familiarity(
+    model: nn.Module,
+    data,
+    method: str = DEFAULT_METHOD,
+    pass_rate: float = PASS_RATE,
+    layers=None,
+    bank_size: int = BANK_SIZE,
+    k: int = K,
+    seed: int = 0,
+) -> Familiarity:
     """Fit `method` (see METHODS) on the training images of `data` (features at the inputs of
     the nn.Linear `layers`; knn: a bank of `bank_size` of them drawn by `seed`, scored by the k-th
     neighbour) and set its threshold so that `pass_rate` of the held-out images pass: the
     validation split's when there is one, else the test set's. Raises QuicknetsError for an
     unknown method, or data whose shape or classes are not the model's."""
     if method not in METHODS:
-        raise QuicknetsError(f"unknown familiarity method {method!r}; choose from "
-                             f"{', '.join(METHODS)}")
+        raise QuicknetsError(
+            f"unknown familiarity method {method!r}; choose from {', '.join(METHODS)}"
+        )
     preprocessing_of(model, data)  # the data are the model's: shape and classes
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise QuicknetsError(f"k must be a whole number of at least 1, not {k!r}")
@@ -268,8 +321,9 @@ def fit_familiarity(model: nn.Module, data, method: str = DEFAULT_METHOD,
     fitted = Familiarity(method, pass_rate=pass_rate, layers=layers, k=k)
     if method in ("mahalanobis", "knn"):
         _, features = logits_and_features(model, data.train_images, layers)
-        fitted.statistics = fit_statistics(method, features, data.train_labels,
-                                           len(data.classes), bank_size, seed)
+        fitted.statistics = fit_statistics(
+            method, features, data.train_labels, len(data.classes), bank_size, seed
+        )
     split = "val" if data.val_images is not None and len(data.val_images) else "test"
     held_out = familiarity_scores(model, getattr(data, f"{split}_images"), fitted)
     fitted.threshold, fitted.threshold_split = threshold_at(held_out, pass_rate), split
@@ -282,18 +336,23 @@ def ood_metrics(in_scores: torch.Tensor, out_scores: torch.Tensor) -> dict:
     where 95% of the inside ones do, "n_in", "n_out"}. AUROC 1 separates perfectly, 0.5 not
     at all. scikit-learn's roc_auc_score and roc_curve."""
     from sklearn.metrics import roc_auc_score, roc_curve
+
     a, b = np.asarray(in_scores, dtype=np.float64), np.asarray(out_scores, dtype=np.float64)
     if len(a) == 0 or len(b) == 0:
         raise QuicknetsError("AUROC needs scores of both inside and outside images")
     y = np.r_[np.ones(len(a)), np.zeros(len(b))]
     s = np.r_[a, b]
     fpr, tpr, _ = roc_curve(y, s)
-    return {"auroc": float(roc_auc_score(y, s)),
-            "fpr95": float(fpr[np.searchsorted(tpr, 0.95, side="left")]),
-            "n_in": len(a), "n_out": len(b)}
+    return {
+        "auroc": float(roc_auc_score(y, s)),
+        "fpr95": float(fpr[np.searchsorted(tpr, 0.95, side="left")]),
+        "n_in": len(a),
+        "n_out": len(b),
+    }
 
 
 # -- outside images ----------------------------------------------------------------------------
+
 
 def load_outside(source, pre: Preprocessing, data_dir=None) -> torch.Tensor:
     """Outside images as uint8 (N, C, H, W) of `pre`'s shape, from
@@ -305,32 +364,46 @@ def load_outside(source, pre: Preprocessing, data_dir=None) -> torch.Tensor:
     Raises QuicknetsError for a missing path, an unreadable file (the folder's first named: no
     image is skipped), or images of another size or number of channels."""
     from quicknets.data.datasets import DATASETS
-    if isinstance(source, str) and source.lower().replace("_", "-") in DATASETS \
-            and not Path(source).exists():
+
+    if (
+        isinstance(source, str)
+        and source.lower().replace("_", "-") in DATASETS
+        and not Path(source).exists()
+    ):
         from quicknets.data.loading import load_dataset
+
         return _shaped(load_dataset(source, data_dir).test_images, pre, source)
     path = Path(source).expanduser()
     if not path.exists():
-        raise QuicknetsError(f"no file or folder {path} (outside images come from a built-in "
-                             f"dataset: {', '.join(DATASETS)}, a folder of images, or an .npz "
-                             "or IDX file)")
+        raise QuicknetsError(
+            f"no file or folder {path} (outside images come from a built-in "
+            f"dataset: {', '.join(DATASETS)}, a folder of images, or an .npz "
+            "or IDX file)"
+        )
     if path.is_dir():
         return _folder(path, pre)
     name = path.name.lower()
     if name.endswith(".npz"):
         return _shaped(_npz_images(path), pre, path)
     from quicknets.data.idx import read_idx
+
     if name.endswith(DATA_SUFFIXES):
         array, _ = read_idx(path)
         return _shaped(torch.from_numpy(_pixels(array, path)), pre, path)
-    raise QuicknetsError(f"{path} is not a folder of images, an .npz file or an IDX file "
-                         "(...-ubyte, .idx, optionally .gz)")
+    raise QuicknetsError(
+        f"{path} is not a folder of images, an .npz file or an IDX file "
+        "(...-ubyte, .idx, optionally .gz)"
+    )
 
 
 def _folder(path: Path, pre: Preprocessing) -> torch.Tensor:
     from quicknets.data.images import load_image
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(
-        part.startswith(".") for part in p.relative_to(path).parts))
+
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
         raise QuicknetsError(f"{path} holds no image files")
     images = []
@@ -341,14 +414,18 @@ def _folder(path: Path, pre: Preprocessing) -> torch.Tensor:
 
 def _npz_images(path: Path) -> torch.Tensor:
     import zlib
+
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = list(npz.files)
-            key = next((k for k in ("x_test", "x_train") if k in keys),
-                       keys[0] if len(keys) == 1 else None)
+            key = next(
+                (k for k in ("x_test", "x_train") if k in keys), keys[0] if len(keys) == 1 else None
+            )
             if key is None:
-                raise QuicknetsError(f"{path} holds {', '.join(keys) or 'nothing'}: give "
-                                     "x_test, x_train or a single array of images")
+                raise QuicknetsError(
+                    f"{path} holds {', '.join(keys) or 'nothing'}: give "
+                    "x_test, x_train or a single array of images"
+                )
             x = npz[key]
     except (ValueError, OSError, zlib.error, EOFError) as e:
         raise QuicknetsError(f"cannot read {path} as an .npz file ({e})") from None
@@ -359,10 +436,14 @@ def _npz_images(path: Path) -> torch.Tensor:
 
 def _pixels(x: np.ndarray, path) -> np.ndarray:
     if x.dtype != np.uint8:
-        if x.dtype.kind not in "iuf" or x.size and (
-                x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x))):
-            raise QuicknetsError(f"{path} holds {x.dtype} values that are not pixels (whole "
-                                 "numbers 0..255)")
+        if (
+            x.dtype.kind not in "iuf"
+            or x.size
+            and (x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x)))
+        ):
+            raise QuicknetsError(
+                f"{path} holds {x.dtype} values that are not pixels (whole numbers 0..255)"
+            )
         x = x.astype(np.uint8)
     return x
 
@@ -372,8 +453,10 @@ def _shaped(images: torch.Tensor, pre: Preprocessing, where) -> torch.Tensor:
     if images.dim() == 3:
         images = images[:, None]
     if images.dim() != 4 or tuple(images.shape[1:]) != (c, h, w):
-        raise QuicknetsError(f"{where} holds images of shape {tuple(images.shape[1:])}; the "
-                             f"model takes ({c}, {h}, {w})")
+        raise QuicknetsError(
+            f"{where} holds images of shape {tuple(images.shape[1:])}; the "
+            f"model takes ({c}, {h}, {w})"
+        )
     if len(images) == 0:
         raise QuicknetsError(f"{where} holds no images")
     return images
@@ -381,8 +464,8 @@ def _shaped(images: torch.Tensor, pre: Preprocessing, where) -> torch.Tensor:
 
 # -- reference outside sets --------------------------------------------------------------------
 
-def reference_sets(shape=(1, 28, 28), crops: int = 100, noise: int = 1000,
-                   seed: int = 0) -> dict:
+
+def reference_sets(shape=(1, 28, 28), crops: int = 100, noise: int = 1000, seed: int = 0) -> dict:
     """The reference outside sets, uint8 (N, C, H, W) of `shape`:
     "digits": scikit-learn's 1,797 8x8 handwritten digits in MNIST's layout (light on black,
         fitted into 20/28 of the field and centred by mass: images.digits_layout);
@@ -392,7 +475,9 @@ def reference_sets(shape=(1, 28, 28), crops: int = 100, noise: int = 1000,
     Digits and grey crops get 3 equal channels for a 3-channel shape."""
     from PIL import Image
     from sklearn.datasets import load_digits, load_sample_images
+
     from quicknets.data.images import digits_layout, resize
+
     c, h, w = shape
     digits = np.rint(load_digits().images * (255 / 16)).astype(np.uint8)  # 0..16 -> 0..255
     digits = np.stack([digits_layout(d, (h, w)) for d in digits])[:, None]  # (N, 1, H, W)
@@ -401,15 +486,16 @@ def reference_sets(shape=(1, 28, 28), crops: int = 100, noise: int = 1000,
     for i, photo in enumerate(load_sample_images().images):  # (427, 640, 3) each
         for _ in range(crops // 2 + (i < crops % 2)):
             top, left = rng.integers(0, photo.shape[0] - 99), rng.integers(0, photo.shape[1] - 99)
-            crop = photo[top:top + 100, left:left + 100]
+            crop = photo[top : top + 100, left : left + 100]
             if c == 1:
                 crop = np.asarray(Image.fromarray(crop).convert("L"))[..., None]
             photos.append(resize(np.ascontiguousarray(crop), (h, w)).transpose(2, 0, 1))
     generator = torch.Generator().manual_seed(seed)
-    sets = {"digits": torch.from_numpy(digits),
-            "photos": torch.from_numpy(np.stack(photos)),
-            "noise": torch.randint(0, 256, (noise, c, h, w), dtype=torch.uint8,
-                                   generator=generator)}
+    sets = {
+        "digits": torch.from_numpy(digits),
+        "photos": torch.from_numpy(np.stack(photos)),
+        "noise": torch.randint(0, 256, (noise, c, h, w), dtype=torch.uint8, generator=generator),
+    }
     if c == 3:
         sets["digits"] = sets["digits"].repeat(1, 3, 1, 1)
     return sets

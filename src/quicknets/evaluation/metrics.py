@@ -12,6 +12,7 @@ The loss is the mean over every image (summed per batch, divided once), not a me
 means. The pure functions below take labels and predictions, so they are checked against a
 brute-force reference in the tests.
 """
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -23,11 +24,21 @@ from quicknets.data.preprocessing import preprocessing_of
 
 # Every metric a run reports: name -> the direction that is better. A split's results hold
 # "loss" and "accuracy"; the history, the index, sweeps and comparisons prefix the split.
-METRICS = {"test_accuracy": "max", "test_loss": "min", "val_accuracy": "max", "val_loss": "min",
-           "train_accuracy": "max", "train_loss": "min", "train_loss_sum": "min",
-           "seconds": "min"}
-OLD_NAMES = {"test_acc": "test_accuracy", "val_acc": "val_accuracy",
-             "train_acc": "train_accuracy"}  # written by earlier versions; still read
+METRICS = {
+    "test_accuracy": "max",
+    "test_loss": "min",
+    "val_accuracy": "max",
+    "val_loss": "min",
+    "train_accuracy": "max",
+    "train_loss": "min",
+    "train_loss_sum": "min",
+    "seconds": "min",
+}
+OLD_NAMES = {
+    "test_acc": "test_accuracy",
+    "val_acc": "val_accuracy",
+    "train_acc": "train_accuracy",
+}  # written by earlier versions; still read
 
 
 def metric_name(name: str) -> str:
@@ -45,8 +56,10 @@ def higher_is_better(name: str) -> bool:
 def upgrade_history(history: list) -> list:
     """A recorded history with the current metric names (records before format 2 said
     train_acc and val_acc)."""
-    return [{OLD_NAMES.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row
-            for row in history]
+    return [
+        {OLD_NAMES.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row
+        for row in history
+    ]
 
 
 @torch.no_grad()
@@ -58,7 +71,9 @@ def log_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 2000)
     model.eval()
     device = next(model.parameters()).device
     try:
-        out = [model(x[i:i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)]
+        out = [
+            model(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
@@ -78,8 +93,12 @@ def per_class_accuracy(cm: torch.Tensor) -> list:
 
 def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
     """The off-diagonal cells with the most images: [{true, predicted, count}], largest first."""
-    pairs = [(cm[i, j].item(), i, j) for i in range(len(cm)) for j in range(len(cm))
-             if i != j and cm[i, j] > 0]
+    pairs = [
+        (cm[i, j].item(), i, j)
+        for i in range(len(cm))
+        for j in range(len(cm))
+        if i != j and cm[i, j] > 0
+    ]
     pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
     return [{"true": classes[i], "predicted": classes[j], "count": n} for n, i, j in pairs[:top]]
 
@@ -93,8 +112,9 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
     if not isinstance(model, nn.Module):
         raise QuicknetsError(f"evaluate needs a network, not {type(model).__name__}")
     if not isinstance(data, Dataset):
-        raise QuicknetsError(f"evaluate needs a dataset (quicknets.load_dataset(...)), "
-                             f"not {type(data).__name__}")
+        raise QuicknetsError(
+            f"evaluate needs a dataset (quicknets.load_dataset(...)), not {type(data).__name__}"
+        )
     if split not in ("test", "val", "train"):
         raise QuicknetsError(f"split must be test, val or train, not {split!r}")
     images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
@@ -113,8 +133,10 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
         "n": len(labels),
         "loss": F.nll_loss(log_probs, labels, reduction="sum").item() / len(labels),
         "accuracy": (preds == labels).sum().item() / len(labels),
-        "per_class": [{"class": c, "accuracy": a, "n": int(cm[i].sum())}
-                      for i, (c, a) in enumerate(zip(data.classes, per_class))],
+        "per_class": [
+            {"class": c, "accuracy": a, "n": int(cm[i].sum())}
+            for i, (c, a) in enumerate(zip(data.classes, per_class))
+        ],
         "confusion": cm.tolist(),
         "most_confused": most_confused(cm, data.classes),
         "classes": list(data.classes),
@@ -124,14 +146,22 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
 def format_results(results: dict) -> str:
     """Test accuracy and loss, then a per-class table ("-" for the undefined accuracy of a class
     with no images) and the most-confused pairs."""
-    lines = [f"{results['split']} accuracy: {results['accuracy']:.4f}  "
-             f"{results['split']} loss: {results['loss']:.4f}  images: {results['n']}",
-             f"{'class':<14} {'accuracy':>8} {'images':>7}"]
-    lines += [f"{row['class']:<14} {_share(row['accuracy']):>8} {row['n']:>7}"
-              for row in results["per_class"]]
+    lines = [
+        f"{results['split']} accuracy: {results['accuracy']:.4f}  "
+        f"{results['split']} loss: {results['loss']:.4f}  images: {results['n']}",
+        f"{'class':<14} {'accuracy':>8} {'images':>7}",
+    ]
+    lines += [
+        f"{row['class']:<14} {_share(row['accuracy']):>8} {row['n']:>7}"
+        for row in results["per_class"]
+    ]
     if results["most_confused"]:
-        lines.append("most confused (true -> predicted: count): " + ", ".join(
-            f"{p['true']} -> {p['predicted']}: {p['count']}" for p in results["most_confused"]))
+        lines.append(
+            "most confused (true -> predicted: count): "
+            + ", ".join(
+                f"{p['true']} -> {p['predicted']}: {p['count']}" for p in results["most_confused"]
+            )
+        )
     return "\n".join(lines)
 
 

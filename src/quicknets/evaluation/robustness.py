@@ -26,6 +26,7 @@ Geometric ones sample bilinearly with a black fill (the datasets' background). E
 drawn from one torch.Generator seeded by (seed, corruption, severity): the same call gives the
 same bytes. Results are rounded to the nearest whole pixel value and clipped to 0..255.
 """
+
 import math
 
 import torch
@@ -37,29 +38,44 @@ from quicknets.data.preprocessing import preprocessing_of
 from quicknets.evaluation.metrics import log_probabilities
 
 SEVERITIES = (1, 2, 3, 4, 5)
-CORRUPTIONS = ("translate", "rotate", "scale", "shear", "gaussian_noise", "impulse_noise",
-               "gaussian_blur", "contrast", "brightness", "stripe")
+CORRUPTIONS = (
+    "translate",
+    "rotate",
+    "scale",
+    "shear",
+    "gaussian_noise",
+    "impulse_noise",
+    "gaussian_blur",
+    "contrast",
+    "brightness",
+    "stripe",
+)
 PARAMETERS = {  # severity 1..5, for 28-pixel-wide images (MNIST-C / ImageNet-C)
-    "translate": (1, 2, 3, 4, 5),                   # pixels in x and in y
-    "rotate": (0.2, 0.4, 0.6, 0.8, 1.0),            # radians
-    "scale": (0.9, 0.8, 0.7, 0.6, 0.5),             # size after
-    "shear": (0.2, 0.4, 0.6, 0.8, 1.0),             # MNIST-C's shear angle, radians
+    "translate": (1, 2, 3, 4, 5),  # pixels in x and in y
+    "rotate": (0.2, 0.4, 0.6, 0.8, 1.0),  # radians
+    "scale": (0.9, 0.8, 0.7, 0.6, 0.5),  # size after
+    "shear": (0.2, 0.4, 0.6, 0.8, 1.0),  # MNIST-C's shear angle, radians
     "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),  # std, pixels in [0, 1]
-    "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),   # share of values hit
-    "gaussian_blur": (1, 2, 3, 4, 6),               # std, pixels
-    "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),         # contrast kept
-    "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),        # added to HSV's value in [0, 1]
-    "stripe": (1, 2, 3, 5, 7),                      # columns inverted on each side
+    "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),  # share of values hit
+    "gaussian_blur": (1, 2, 3, 4, 6),  # std, pixels
+    "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),  # contrast kept
+    "brightness": (0.1, 0.2, 0.3, 0.4, 0.5),  # added to HSV's value in [0, 1]
+    "stripe": (1, 2, 3, 5, 7),  # columns inverted on each side
 }
 
 
 def _batch(images) -> tuple:
     """uint8 (N, H, W) or (N, C, H, W) -> (float (N, C, H, W) in 0..255, grey?)."""
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 \
-            or images.dim() not in (3, 4):
-        raise QuicknetsError("corruptions take uint8 images (N, H, W) or (N, C, H, W), not "
-                             f"{getattr(images, 'dtype', type(images).__name__)} "
-                             f"{tuple(getattr(images, 'shape', ()))}")
+    if (
+        not isinstance(images, torch.Tensor)
+        or images.dtype != torch.uint8
+        or images.dim() not in (3, 4)
+    ):
+        raise QuicknetsError(
+            "corruptions take uint8 images (N, H, W) or (N, C, H, W), not "
+            f"{getattr(images, 'dtype', type(images).__name__)} "
+            f"{tuple(getattr(images, 'shape', ()))}"
+        )
     grey = images.dim() == 3
     return (images[:, None] if grey else images).float(), grey
 
@@ -73,8 +89,9 @@ def _warp(x: torch.Tensor, linear: torch.Tensor, shift: torch.Tensor) -> torch.T
     linear @ p + shift: linear (N, 2, 2), shift (N, 2). Bilinear, black outside."""
     n, _, h, w = x.shape
     scale = torch.tensor([w / 2, h / 2])  # normalised -> centred pixels (align_corners=False)
-    theta = torch.cat([linear * scale[None, None, :] / scale[None, :, None],
-                       (shift / scale)[:, :, None]], 2)  # (N, 2, 3)
+    theta = torch.cat(
+        [linear * scale[None, None, :] / scale[None, :, None], (shift / scale)[:, :, None]], 2
+    )  # (N, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -82,7 +99,7 @@ def _warp(x: torch.Tensor, linear: torch.Tensor, shift: torch.Tensor) -> torch.T
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(4 * sigma))  # skimage's truncate=4
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    kernel = torch.exp(-(t**2) / (2 * sigma**2))
     kernel /= kernel.sum()
     n, c, h, w = x.shape
     y = x.reshape(n * c, 1, h, w)
@@ -96,15 +113,17 @@ def corrupt(images: torch.Tensor, corruption: str, severity: int, seed: int = 0)
     `severity` 0..5, as a new uint8 tensor of the same shape; severity 0 returns a copy.
     The random draws depend only on (seed, corruption, severity) and N."""
     if corruption not in CORRUPTIONS:
-        raise QuicknetsError(f"unknown corruption {corruption!r}; choose from "
-                             f"{', '.join(CORRUPTIONS)}")
+        raise QuicknetsError(
+            f"unknown corruption {corruption!r}; choose from {', '.join(CORRUPTIONS)}"
+        )
     if isinstance(severity, bool) or severity not in (0, *SEVERITIES):
         raise QuicknetsError(f"severity is a whole number 0..{SEVERITIES[-1]}, not {severity!r}")
     x, grey = _batch(images)
     if severity == 0 or len(x) == 0:
         return images.clone()
-    g = torch.Generator().manual_seed(seed * 1_000_003 + CORRUPTIONS.index(corruption) * 10
-                                      + severity)
+    g = torch.Generator().manual_seed(
+        seed * 1_000_003 + CORRUPTIONS.index(corruption) * 10 + severity
+    )
     c = PARAMETERS[corruption][severity - 1]
     n, channels, h, w = x.shape
     per_pixel = w / 28  # lengths are given for 28-pixel-wide images
@@ -118,8 +137,9 @@ def corrupt(images: torch.Tensor, corruption: str, severity: int, seed: int = 0)
         if corruption == "rotate":  # the inverse map: rotate back by the angle
             linear = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)
         else:  # MNIST-C's skimage AffineTransform(shear=c) as the inverse map
-            linear = torch.stack([torch.stack([torch.ones(n), -sin], 1),
-                                  torch.stack([torch.zeros(n), cos], 1)], 1)
+            linear = torch.stack(
+                [torch.stack([torch.ones(n), -sin], 1), torch.stack([torch.zeros(n), cos], 1)], 1
+            )
         x = _warp(x, linear, zero)
     elif corruption == "scale":
         x = _warp(x, eye / c, zero)
@@ -141,13 +161,19 @@ def corrupt(images: torch.Tensor, corruption: str, severity: int, seed: int = 0)
         band = max(1, round(c * per_pixel))
         x = x.clone()
         x[..., :band] = 255 - x[..., :band]
-        x[..., w - band:] = 255 - x[..., w - band:]
+        x[..., w - band :] = 255 - x[..., w - band :]
     out = x.round().clamp(0, 255).to(torch.uint8)
     return out[:, 0] if grey else out
 
 
-def robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-               corruptions=CORRUPTIONS, severities=SEVERITIES, seed: int = 0) -> dict:
+def robustness(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    corruptions=CORRUPTIONS,
+    severities=SEVERITIES,
+    seed: int = 0,
+) -> dict:
     """Accuracy of `model` on uint8 `images` (N, H, W) or (N, C, H, W) of its shape with
     `labels` (N,), under each corruption at severity 0 (clean) and each of `severities`:
     {"clean_accuracy", "accuracy": {corruption: [clean, severity 1, ...]}, "severities":
@@ -156,12 +182,15 @@ def robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     pre = preprocessing_of(model)
     labels = torch.as_tensor(labels)
     if labels.dim() != 1 or len(labels) != len(images) or len(labels) == 0:
-        raise QuicknetsError(f"labels must have shape ({len(images)},) for {len(images)} "
-                             f"images, not {tuple(labels.shape)}")
+        raise QuicknetsError(
+            f"labels must have shape ({len(images)},) for {len(images)} "
+            f"images, not {tuple(labels.shape)}"
+        )
     shape = tuple(images.shape[1:]) if images.dim() == 4 else (1, *images.shape[1:])
     if shape != tuple(pre.shape):
-        raise QuicknetsError(f"the model takes images of shape {tuple(pre.shape)}, these are "
-                             f"{shape}")
+        raise QuicknetsError(
+            f"the model takes images of shape {tuple(pre.shape)}, these are {shape}"
+        )
     for s in severities:
         if isinstance(s, bool) or s not in SEVERITIES:
             raise QuicknetsError(f"severities are whole numbers 1..{SEVERITIES[-1]}, not {s!r}")
@@ -171,18 +200,27 @@ def robustness(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         return (predicted == labels).double().mean().item()
 
     clean = accuracy(images)
-    table = {name: [clean] + [accuracy(corrupt(images, name, s, seed)) for s in severities]
-             for name in corruptions}
+    table = {
+        name: [clean] + [accuracy(corrupt(images, name, s, seed)) for s in severities]
+        for name in corruptions
+    }
     corrupted = [a for row in table.values() for a in row[1:]]
-    return {"clean_accuracy": clean, "accuracy": table, "severities": [0, *severities],
-            "mean_corruption_accuracy": sum(corrupted) / len(corrupted) if corrupted else clean,
-            "n": len(labels)}
+    return {
+        "clean_accuracy": clean,
+        "accuracy": table,
+        "severities": [0, *severities],
+        "mean_corruption_accuracy": sum(corrupted) / len(corrupted) if corrupted else clean,
+        "n": len(labels),
+    }
 
 
 def format_robustness(result: dict) -> str:
     """One row per corruption: its accuracy at each severity; then the mean."""
     head = f"{'corruption':<15}" + "".join(f"{f's{s}':>8}" for s in result["severities"])
-    rows = [f"{name:<15}" + "".join(f"{a:>8.4f}" for a in accs)
-            for name, accs in result["accuracy"].items()]
-    return "\n".join([head, *rows, f"mean corruption accuracy: "
-                                   f"{result['mean_corruption_accuracy']:.4f}"])
+    rows = [
+        f"{name:<15}" + "".join(f"{a:>8.4f}" for a in accs)
+        for name, accs in result["accuracy"].items()
+    ]
+    return "\n".join(
+        [head, *rows, f"mean corruption accuracy: {result['mean_corruption_accuracy']:.4f}"]
+    )

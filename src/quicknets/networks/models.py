@@ -15,6 +15,7 @@ global generator. `model.config` holds the keyword arguments that rebuild it, an
 `model.preprocessing` (quicknets.data.preprocessing) what its images need, once it has been trained.
 A network too large for this machine's memory is refused before any of it is allocated.
 """
+
 import math
 import re
 from collections import OrderedDict
@@ -24,15 +25,22 @@ from torch import nn
 
 from quicknets.base.errors import QuicknetsError
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-               "elu": nn.ELU, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+}
 
 # name -> spec. Names are plain specs, so every command that takes a spec takes a name.
 NETWORKS = {
-    "mlp": "784-256-128-64-10",          # the notebook's network
-    "cnn": "conv32-conv64-fc128",        # two conv/pool blocks: ~0.91-0.92 in a few epochs
+    "mlp": "784-256-128-64-10",  # the notebook's network
+    "cnn": "conv32-conv64-fc128",  # two conv/pool blocks: ~0.91-0.92 in a few epochs
     "cnn-wide": "conv64-conv128-conv256-fc256",
-    "resnet": "res64-res128-res256",     # the `best` preset's network (airbench-style blocks)
+    "resnet": "res64-res128-res256",  # the `best` preset's network (airbench-style blocks)
 }
 """Networks by name: name -> spec. `network("cnn")` is `network("conv32-conv64-fc128")`."""
 
@@ -64,30 +72,43 @@ def parse_sizes(spec) -> list | None:
         parts = spec.split("-")
     else:
         return None
+
     def whole(p):
         if isinstance(p, bool) or not isinstance(p, (int, str)):
             raise ValueError
         return int(p)
+
     try:
         return [whole(p) for p in parts]
     except (TypeError, ValueError):
         raise QuicknetsError(f"layer sizes must be whole numbers, got {spec!r}") from None
 
 
-def mlp(sizes: list, activation="relu", dropout=0.0, batchnorm=False,
-        input_shape=(1, 28, 28), num_classes=10) -> list:
+def mlp(
+    sizes: list,
+    activation="relu",
+    dropout=0.0,
+    batchnorm=False,
+    input_shape=(1, 28, 28),
+    num_classes=10,
+) -> list:
     """Flatten, then Linear(+BatchNorm)+activation(+Dropout) per hidden size, Linear, LogSoftmax."""
     if len(sizes) < 2:
-        raise QuicknetsError(f"a layer spec needs at least two sizes (input and output), got {sizes}")
+        raise QuicknetsError(
+            f"a layer spec needs at least two sizes (input and output), got {sizes}"
+        )
     if any(s <= 0 for s in sizes):
         raise QuicknetsError(f"layer sizes must be positive, got {sizes}")
     c, h, w = input_shape
     if sizes[0] != c * h * w:
-        raise QuicknetsError(f"the first size must be the input size {c * h * w} "
-                             f"({c}x{h}x{w} images), got {sizes[0]}")
+        raise QuicknetsError(
+            f"the first size must be the input size {c * h * w} "
+            f"({c}x{h}x{w} images), got {sizes[0]}"
+        )
     if sizes[-1] != num_classes:
-        raise QuicknetsError(f"the last size must be the number of classes {num_classes}, "
-                             f"got {sizes[-1]}")
+        raise QuicknetsError(
+            f"the last size must be the number of classes {num_classes}, got {sizes[-1]}"
+        )
     layers = [nn.Flatten()]  # (B, C, H, W) or (B, C*H*W) -> (B, C*H*W)
     for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
         layers.append(nn.Linear(n_in, n_out))
@@ -100,8 +121,14 @@ def mlp(sizes: list, activation="relu", dropout=0.0, batchnorm=False,
     return layers
 
 
-def resnet(tokens: list, activation="relu", dropout=0.0, batchnorm=True,
-           input_shape=(1, 28, 28), num_classes=10) -> list:
+def resnet(
+    tokens: list,
+    activation="relu",
+    dropout=0.0,
+    batchnorm=True,
+    input_shape=(1, 28, 28),
+    num_classes=10,
+) -> list:
     """resN: 3x3 conv to N channels + BatchNorm + activation + 2x2 max-pool, then a residual
     pair of the same (x + f(f(x))), as in the speed-run records' ResNet-style nets. BatchNorm is
     always on; `batchnorm` is accepted for a uniform call. Ends in a global max-pool, a dense
@@ -111,15 +138,21 @@ def resnet(tokens: list, activation="relu", dropout=0.0, batchnorm=True,
     for token in tokens:
         m = re.fullmatch(r"res(\d+)", token)
         if not m or int(m.group(1)) <= 0:
-            raise QuicknetsError(f"unknown layer {token!r} in a ResNet spec: use resN blocks, "
-                                 "e.g. res64-res128-res256")
+            raise QuicknetsError(
+                f"unknown layer {token!r} in a ResNet spec: use resN blocks, "
+                "e.g. res64-res128-res256"
+            )
         if min(height, width) < 2:
-            raise QuicknetsError(f"too many res blocks: the image is {height}x{width} before "
-                                 f"{token!r}, and each block halves it")
+            raise QuicknetsError(
+                f"too many res blocks: the image is {height}x{width} before "
+                f"{token!r}, and each block halves it"
+            )
         n = int(m.group(1))
-        layers += [*_conv_bn(channels, n, activation), nn.MaxPool2d(2),
-                   _Residual(nn.Sequential(*_conv_bn(n, n, activation),
-                                           *_conv_bn(n, n, activation)))]
+        layers += [
+            *_conv_bn(channels, n, activation),
+            nn.MaxPool2d(2),
+            _Residual(nn.Sequential(*_conv_bn(n, n, activation), *_conv_bn(n, n, activation))),
+        ]
         channels, height, width = n, height // 2, width // 2  # (B, n, H/2, W/2)
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]  # (B, C, h, w) -> (B, C)
     if dropout > 0:
@@ -129,8 +162,11 @@ def resnet(tokens: list, activation="relu", dropout=0.0, batchnorm=True,
 
 
 def _conv_bn(n_in: int, n_out: int, activation: str) -> list:
-    return [nn.Conv2d(n_in, n_out, 3, padding=1, bias=False), nn.BatchNorm2d(n_out),
-            _activation(activation)]
+    return [
+        nn.Conv2d(n_in, n_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(n_out),
+        _activation(activation),
+    ]
 
 
 class _Residual(nn.Module):
@@ -172,8 +208,14 @@ class _Scale(nn.Module):
         return self.inner(x) * self.scale
 
 
-def cnn(tokens: list, activation="relu", dropout=0.0, batchnorm=False,
-        input_shape=(1, 28, 28), num_classes=10) -> list:
+def cnn(
+    tokens: list,
+    activation="relu",
+    dropout=0.0,
+    batchnorm=False,
+    input_shape=(1, 28, 28),
+    num_classes=10,
+) -> list:
     """convN: 3x3 conv with N channels (+BatchNorm), activation, 2x2 max-pool; convpN: 3x3 conv,
     2x2 max-pool, (+BatchNorm), activation (airbench's order: the elementwise layers, most of a
     small net's CPU time, see a quarter of the values); fcN: dense layer."""
@@ -182,9 +224,11 @@ def cnn(tokens: list, activation="relu", dropout=0.0, batchnorm=False,
     for token in tokens:
         m = re.fullmatch(r"(conv|convp|fc)(\d+)", token)
         if not m:
-            raise QuicknetsError(f"unknown layer {token!r}: use convN (3x3 conv + pool), convpN "
-                                 "(the same, pooled first) or fcN (dense), e.g. "
-                                 "conv32-conv64-fc128")
+            raise QuicknetsError(
+                f"unknown layer {token!r}: use convN (3x3 conv + pool), convpN "
+                "(the same, pooled first) or fcN (dense), e.g. "
+                "conv32-conv64-fc128"
+            )
         kind, n = m.group(1), int(m.group(2))
         if n <= 0:
             raise QuicknetsError(f"layer {token!r} needs a positive size")
@@ -192,8 +236,10 @@ def cnn(tokens: list, activation="relu", dropout=0.0, batchnorm=False,
             if flat is not None:
                 raise QuicknetsError(f"{token!r} comes after a dense layer; put convs first")
             if min(height, width) < 2:
-                raise QuicknetsError(f"too many conv layers: the image is {height}x{width} before "
-                                     f"{token!r}, and each conv layer halves it")
+                raise QuicknetsError(
+                    f"too many conv layers: the image is {height}x{width} before "
+                    f"{token!r}, and each conv layer halves it"
+                )
             conv = nn.Conv2d(channels, n, 3, padding=1, bias=not batchnorm)
             norm_act = ([nn.BatchNorm2d(n)] if batchnorm else []) + [_activation(activation)]
             if kind == "conv":
@@ -227,8 +273,16 @@ class _Image(nn.Module):
         return x.reshape(x.shape[0], *self.shape)
 
 
-def network(spec="784-256-128-64-10", activation="relu", dropout=0.0, batchnorm=False,
-            input_shape=(1, 28, 28), num_classes=10, flip_tta=False, seed=0) -> Network:
+def network(
+    spec="784-256-128-64-10",
+    activation="relu",
+    dropout=0.0,
+    batchnorm=False,
+    input_shape=(1, 28, 28),
+    num_classes=10,
+    flip_tta=False,
+    seed=0,
+) -> Network:
     """Build a network from a spec string, a list of sizes, or a name (see NETWORKS).
 
     input_shape: (channels, height, width) of one image; num_classes: outputs.
@@ -240,22 +294,35 @@ def network(spec="784-256-128-64-10", activation="relu", dropout=0.0, batchnorm=
     this machine's memory (estimated before anything is allocated).
     """
     if not isinstance(spec, (str, list, tuple)):
-        raise QuicknetsError(f"a network spec is a string such as '784-256-10', a list of "
-                             f"sizes or a name ({', '.join(NETWORKS)}), not {spec!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
-            or not 0.0 <= dropout < 1.0:
+        raise QuicknetsError(
+            f"a network spec is a string such as '784-256-10', a list of "
+            f"sizes or a name ({', '.join(NETWORKS)}), not {spec!r}"
+        )
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, (int, float))
+        or not 0.0 <= dropout < 1.0
+    ):
         raise QuicknetsError(f"dropout must be a number in [0, 1), not {dropout!r}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise QuicknetsError(f"num_classes must be a whole number of at least 2, "
-                             f"not {num_classes!r}")
+        raise QuicknetsError(
+            f"num_classes must be a whole number of at least 2, not {num_classes!r}"
+        )
     shape = tuple(input_shape)
-    if len(shape) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1
-                              for n in shape):
+    if len(shape) != 3 or any(
+        isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape
+    ):
         raise QuicknetsError(f"input_shape is (channels, height, width), not {input_shape!r}")
     _activation(activation)  # fail on a bad name before anything else
-    config = {"network": spec if isinstance(spec, str) else "-".join(str(s) for s in spec),
-              "activation": activation, "dropout": dropout, "batchnorm": batchnorm,
-              "input_shape": list(shape), "num_classes": num_classes, "flip_tta": flip_tta}
+    config = {
+        "network": spec if isinstance(spec, str) else "-".join(str(s) for s in spec),
+        "activation": activation,
+        "dropout": dropout,
+        "batchnorm": batchnorm,
+        "input_shape": list(shape),
+        "num_classes": num_classes,
+        "flip_tta": flip_tta,
+    }
     check_memory(spec, activation, dropout, batchnorm, shape, num_classes)  # before allocating
     if seed is None:
         layers = _layers(spec, activation, dropout, batchnorm, shape, num_classes)
@@ -265,8 +332,10 @@ def network(spec="784-256-128-64-10", activation="relu", dropout=0.0, batchnorm=
             layers = _layers(spec, activation, dropout, batchnorm, shape, num_classes)
     if flip_tta:
         if not isinstance(layers[0], _Image):
-            raise QuicknetsError("flip_tta needs a conv network (convN or resN layers): an MLP "
-                                 "sees no image to mirror")
+            raise QuicknetsError(
+                "flip_tta needs a conv network (convN or resN layers): an MLP "
+                "sees no image to mirror"
+            )
         layers = [layers[0], _FlipPair(), *layers[1:], _MeanPair()]
     return Network(layers, config)
 
@@ -275,8 +344,13 @@ def _layers(spec, activation, dropout, batchnorm, input_shape, num_classes) -> l
     """The layers of a spec (see `network`)."""
     resolved = NETWORKS.get(spec, spec) if isinstance(spec, str) else spec
     sizes = parse_sizes(resolved)
-    kwargs = dict(activation=activation, dropout=dropout, batchnorm=batchnorm,
-                  input_shape=input_shape, num_classes=num_classes)
+    kwargs = dict(
+        activation=activation,
+        dropout=dropout,
+        batchnorm=batchnorm,
+        input_shape=input_shape,
+        num_classes=num_classes,
+    )
     if sizes is not None:
         return mlp(sizes, **kwargs)
     if not isinstance(resolved, str) or not resolved.strip():
@@ -285,9 +359,11 @@ def _layers(spec, activation, dropout, batchnorm, input_shape, num_classes) -> l
     if re.fullmatch(r"res\d+", tokens[0]):
         return resnet(tokens, **kwargs)
     if not tokens[0].startswith(("conv", "fc")):
-        raise QuicknetsError(f"unknown network {spec!r}: give sizes like 784-256-10, layers like "
-                             f"conv32-conv64-fc128 or res64-res128, or a name: "
-                             f"{', '.join(NETWORKS)}")
+        raise QuicknetsError(
+            f"unknown network {spec!r}: give sizes like 784-256-10, layers like "
+            f"conv32-conv64-fc128 or res64-res128, or a name: "
+            f"{', '.join(NETWORKS)}"
+        )
     return cnn(tokens, **kwargs)
 
 
@@ -313,7 +389,7 @@ def _output_shape(layer: nn.Module, shape: tuple) -> tuple:
     but its first use costs about 1.7 s a process.)"""
     if isinstance(layer, (nn.Sequential, _Residual)):
         outputs, inner = 0, shape
-        for child in (layer.body if isinstance(layer, _Residual) else layer):
+        for child in layer.body if isinstance(layer, _Residual) else layer:
             inner, n = _output_shape(child, inner)
             outputs += n
         return (shape if isinstance(layer, _Residual) else inner), outputs + math.prod(shape)
@@ -323,8 +399,11 @@ def _output_shape(layer: nn.Module, shape: tuple) -> tuple:
         shape = (layer.out_features,)
     elif isinstance(layer, nn.Conv2d):
         (kh, kw), (sh, sw), (ph, pw) = layer.kernel_size, layer.stride, layer.padding
-        shape = (layer.out_channels, (shape[1] + 2 * ph - kh) // sh + 1,
-                 (shape[2] + 2 * pw - kw) // sw + 1)
+        shape = (
+            layer.out_channels,
+            (shape[1] + 2 * ph - kh) // sh + 1,
+            (shape[2] + 2 * pw - kw) // sw + 1,
+        )
     elif isinstance(layer, nn.MaxPool2d):
         k = layer.kernel_size if isinstance(layer.kernel_size, int) else layer.kernel_size[0]
         shape = (shape[0], shape[1] // k, shape[2] // k)
@@ -337,11 +416,20 @@ def _output_shape(layer: nn.Module, shape: tuple) -> tuple:
     return shape, math.prod(shape)  # anything else keeps its input's shape
 
 
-def check_memory(spec, activation="relu", dropout=0.0, batchnorm=False, input_shape=(1, 28, 28),
-                 num_classes=10, batch_size: int = 1, extra: int = 0) -> None:
+def check_memory(
+    spec,
+    activation="relu",
+    dropout=0.0,
+    batchnorm=False,
+    input_shape=(1, 28, 28),
+    num_classes=10,
+    batch_size: int = 1,
+    extra: int = 0,
+) -> None:
     """Refuse a network whose training would not fit in the memory available now (`extra`
     bytes more are needed besides, e.g. the normalised training images)."""
     from quicknets.base.machine import available_memory
+
     with torch.device("meta"):  # shapes only: nothing is allocated
         layers = _layers(spec, activation, dropout, batchnorm, tuple(input_shape), num_classes)
         params, need = memory_needed(layers, input_shape, batch_size)
@@ -349,11 +437,13 @@ def check_memory(spec, activation="relu", dropout=0.0, batchnorm=False, input_sh
     have = available_memory()
     if have and need > have:
         batch = f" at batch size {batch_size}" if batch_size > 1 else ""
-        raise QuicknetsError(f"the network ({params:,} parameters) needs about "
-                             f"{need / 2 ** 30:.1f} GiB to train{batch} (weights, gradients "
-                             f"and optimizer state, each layer's outputs"
-                             f"{', the training images' if extra else ''}), and this machine "
-                             f"has {have / 2 ** 30:.1f} GiB available")
+        raise QuicknetsError(
+            f"the network ({params:,} parameters) needs about "
+            f"{need / 2**30:.1f} GiB to train{batch} (weights, gradients "
+            f"and optimizer state, each layer's outputs"
+            f"{', the training images' if extra else ''}), and this machine "
+            f"has {have / 2**30:.1f} GiB available"
+        )
 
 
 def from_config(config: dict, seed=None) -> Network:
@@ -375,6 +465,7 @@ def layer_table(model: nn.Module, input_shape=None) -> list:
     from torch.utils.flop_counter import FlopCounterMode
 
     from quicknets.base.machine import use_strict_math
+
     use_strict_math()  # a forward pass: MKL's mode is fixed by its first product (train's)
     if input_shape is None:
         input_shape = (1, *getattr(model, "config", {}).get("input_shape", (1, 28, 28)))
@@ -385,8 +476,15 @@ def layer_table(model: nn.Module, input_shape=None) -> list:
 
         def hook(mod, inp, out, name=name):
             n = sum(p.numel() for p in mod.parameters(recurse=False))
-            rows.append({"layer": name, "type": type(mod).__name__,
-                         "output shape": tuple(out.shape), "params": n})
+            rows.append(
+                {
+                    "layer": name,
+                    "type": type(mod).__name__,
+                    "output shape": tuple(out.shape),
+                    "params": n,
+                }
+            )
+
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()
@@ -415,18 +513,25 @@ def summary(model: nn.Module, input_shape=None) -> str:
     w = max([5] + [len(r["layer"]) for r in rows])  # ResNet blocks: "10.body.0"
     t = max([4] + [len(r["type"]) for r in rows])
     lines = [f"{'layer':<{w}} {'type':<{t}} {'output shape':<20} {'params':>10} {'FLOPs':>12}"]
-    lines += [f"{r['layer']:<{w}} {r['type']:<{t}} {str(r['output shape']):<20} "
-              f"{r['params']:>10,} {r['flops']:>12,}" for r in rows]
+    lines += [
+        f"{r['layer']:<{w}} {r['type']:<{t}} {str(r['output shape']):<20} "
+        f"{r['params']:>10,} {r['flops']:>12,}"
+        for r in rows
+    ]
     lines.append(f"total params: {total:,} (trainable {trainable:,})")
-    lines.append(f"total FLOPs: {flops:,} per forward pass of {images} image(s) "
-                 "(torch.utils.flop_counter: 2 per multiply-add)")
+    lines.append(
+        f"total FLOPs: {flops:,} per forward pass of {images} image(s) "
+        "(torch.utils.flop_counter: 2 per multiply-add)"
+    )
     return "\n".join(lines)
 
 
 def totals(model: nn.Module) -> tuple:
     """(parameters, forward FLOPs for one image): what `quicknets train` prints."""
-    return (sum(p.numel() for p in model.parameters()),
-            sum(row["flops"] for row in layer_table(model)))
+    return (
+        sum(p.numel() for p in model.parameters()),
+        sum(row["flops"] for row in layer_table(model)),
+    )
 
 
 MODEL_FORMAT = 2  # model.pt: 1 held state_dict and config; 2 adds the preprocessing
@@ -436,12 +541,18 @@ def save_model(model: Network, path) -> None:
     """Write the weights, the config that rebuilds the network and its preprocessing to `path`
     (a model.pt), atomically. Loading it runs no code (torch.load weights_only)."""
     from quicknets.base.storage import atomic_torch_save
+
     pre = getattr(model, "preprocessing", None)
-    atomic_torch_save({"format": MODEL_FORMAT,
-                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       "config": dict(model.config),
-                       "preprocessing": pre.to_dict() if pre is not None else None}, path,
-                      parents=False)  # into an existing folder: a removed run stays removed
+    atomic_torch_save(
+        {
+            "format": MODEL_FORMAT,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "config": dict(model.config),
+            "preprocessing": pre.to_dict() if pre is not None else None,
+        },
+        path,
+        parents=False,
+    )  # into an existing folder: a removed run stays removed
 
 
 def load_saved(path, preprocessing=None) -> Network:
@@ -452,6 +563,7 @@ def load_saved(path, preprocessing=None) -> Network:
     from pathlib import Path
 
     from quicknets.data.preprocessing import Preprocessing
+
     path = Path(path)
     if not path.is_file():
         raise QuicknetsError(f"no saved model at {path}")

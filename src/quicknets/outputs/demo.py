@@ -18,6 +18,7 @@ a 9459x9459 picture; read_image refuses more before decoding: no decompression b
 keeps the uploads in a temporary folder of its own (in the system's, $TMPDIR), removed when it
 stops, Ctrl-C included.
 """
+
 import errno
 import io
 import os
@@ -49,8 +50,9 @@ def gradio():
     try:
         import gradio
     except ImportError:
-        raise QuicknetsError("the demo needs Gradio, an optional extra: "
-                             "pip install 'quicknets[demo]'") from None
+        raise QuicknetsError(
+            "the demo needs Gradio, an optional extra: pip install 'quicknets[demo]'"
+        ) from None
     return gradio
 
 
@@ -127,29 +129,48 @@ def build_page(model, title: str = "", log=None):
 
     what = ", ".join(pre.classes[:4]) + (", ..." if len(pre.classes) > 4 else "")
     with gr.Blocks(title=f"quicknets {title}".strip(), analytics_enabled=False) as page:
-        gr.Markdown(f"## quicknets: {title or 'a trained network'}\n"
-                    f"{pre.dataset or 'images'} ({what}). Upload a photo or draw one: it is "
-                    f"brought to the network's {h}x{w} input as the dataset's images were "
-                    f"(files up to {MAX_UPLOAD_MB} MB; transparency is seen on white).")
+        gr.Markdown(
+            f"## quicknets: {title or 'a trained network'}\n"
+            f"{pre.dataset or 'images'} ({what}). Upload a photo or draw one: it is "
+            f"brought to the network's {h}x{w} input as the dataset's images were "
+            f"(files up to {MAX_UPLOAD_MB} MB; transparency is seen on white)."
+        )
         with gr.Row():
             with gr.Column():
                 with gr.Tab("Upload"):
-                    upload = gr.Image(type="filepath", label="a photo or picture",
-                                      sources=["upload", "clipboard"], elem_id="upload",
-                                      height=VIEW + 60)
+                    upload = gr.Image(
+                        type="filepath",
+                        label="a photo or picture",
+                        sources=["upload", "clipboard"],
+                        elem_id="upload",
+                        height=VIEW + 60,
+                    )
                 with gr.Tab("Draw"):
-                    gr.Markdown("Pick the brush on the left, then draw one "
-                                f"{'character' if pre.layout == 'digits' else 'item'}.")
-                    sketch = gr.Sketchpad(type="pil", label="draw here", elem_id="sketch",
-                                          canvas_size=(CANVAS, CANVAS),
-                                          brush=gr.Brush(default_size=CANVAS // 20,
-                                                         colors=["#000000"],
-                                                         color_mode="fixed"))
+                    gr.Markdown(
+                        "Pick the brush on the left, then draw one "
+                        f"{'character' if pre.layout == 'digits' else 'item'}."
+                    )
+                    sketch = gr.Sketchpad(
+                        type="pil",
+                        label="draw here",
+                        elem_id="sketch",
+                        canvas_size=(CANVAS, CANVAS),
+                        brush=gr.Brush(
+                            default_size=CANVAS // 20, colors=["#000000"], color_mode="fixed"
+                        ),
+                    )
             with gr.Column():
-                seen = gr.Image(label=f"as the network sees it ({c}x{h}x{w})",
-                                interactive=False, elem_id="seen", height=VIEW + 60)
-                label = gr.Label(num_top_classes=len(pre.classes) or None,
-                                 label="class probabilities", elem_id="probabilities")
+                seen = gr.Image(
+                    label=f"as the network sees it ({c}x{h}x{w})",
+                    interactive=False,
+                    elem_id="seen",
+                    height=VIEW + 60,
+                )
+                label = gr.Label(
+                    num_top_classes=len(pre.classes) or None,
+                    label="class probabilities",
+                    elem_id="probabilities",
+                )
                 top = gr.Markdown(elem_id="banner")
         # input: once per upload or paste (change fired twice for a file the browser cannot
         # show); preprocess=False: see classify_upload
@@ -169,8 +190,9 @@ def check_port(port: int) -> None:
             s.bind((HOST, port))
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise QuicknetsError(f"port {port} on {HOST} is in use: choose another with "
-                                     "--port") from None
+                raise QuicknetsError(
+                    f"port {port} on {HOST} is in use: choose another with --port"
+                ) from None
             raise QuicknetsError(f"cannot listen on {HOST}:{port}: {e.strerror}") from None
 
 
@@ -190,9 +212,17 @@ def serve(model, port: int = PORT, title: str = "", log=print) -> None:
         page = build_page(model, title)
         theme = gr.themes.Default(font=FONTS, font_mono=["ui-monospace", "monospace"])
         try:
-            page.launch(server_name=HOST, server_port=port, prevent_thread_lock=True,
-                        quiet=True, share=False, inbrowser=False, ssr_mode=False, theme=theme,
-                        max_file_size=MAX_UPLOAD_MB * 2**20)
+            page.launch(
+                server_name=HOST,
+                server_port=port,
+                prevent_thread_lock=True,
+                quiet=True,
+                share=False,
+                inbrowser=False,
+                ssr_mode=False,
+                theme=theme,
+                max_file_size=MAX_UPLOAD_MB * 2**20,
+            )
         except OSError as e:  # taken between check_port and now
             raise QuicknetsError(f"cannot serve on {HOST}:{port}: {e}") from None
         log(f"demo: http://{HOST}:{port}/  (Ctrl-C stops it)")

@@ -20,6 +20,7 @@ safetensors and the network's builder) and compared with the PyTorch model on te
 same top-1 class for every image and every probability within TOLERANCE. Only then is it
 written (atomically), so a failed check is an error and leaves no file.
 """
+
 import copy
 import importlib
 import io
@@ -37,8 +38,11 @@ from quicknets.data.preprocessing import Preprocessing
 from quicknets.evaluation.classification import predict_proba
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors"}
-NEEDS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "torchscript": (),
-         "safetensors": ("safetensors",)}  # to write and check; loading needs the last one
+NEEDS = {
+    "onnx": ("onnx", "onnxscript", "onnxruntime"),
+    "torchscript": (),
+    "safetensors": ("safetensors",),
+}  # to write and check; loading needs the last one
 EXTRA = "pip install 'quicknets[export]'"
 TOLERANCE = 1e-5  # the most a probability may differ from the PyTorch model's
 CHECK_IMAGES = 1000  # test images an export is checked on
@@ -67,28 +71,48 @@ def require(format: str, modules=None) -> None:
         try:
             importlib.import_module(module)
         except ImportError:
-            raise QuicknetsError(f"{format} needs the Python package {module}, an optional "
-                                 f"extra: {EXTRA}") from None
+            raise QuicknetsError(
+                f"{format} needs the Python package {module}, an optional extra: {EXTRA}"
+            ) from None
 
 
 def describe(model: nn.Module, format: str, run=None) -> dict:
     """The JSON stored with an export: what goes in and out, the preprocessing, the network's
     config, and (given the run record) the run, its data and its test accuracy."""
     pre = model.preprocessing or Preprocessing()
-    info = {"format": INFO_FORMAT, "export": format,
-            "input": {"name": INPUT, "shape": ["batch", *pre.shape], "dtype": "float32",
-                      "values": "(pixel / 255 - mean) / std, per channel"},
-            "output": {"name": OUTPUT, "shape": ["batch", len(pre.classes) or None],
-                       "values": "log-probabilities of the classes, in order"},
-            "preprocessing": pre.to_dict(), "network": dict(getattr(model, "config", {})),
-            "quicknets": __version__, "torch": torch.__version__}
+    info = {
+        "format": INFO_FORMAT,
+        "export": format,
+        "input": {
+            "name": INPUT,
+            "shape": ["batch", *pre.shape],
+            "dtype": "float32",
+            "values": "(pixel / 255 - mean) / std, per channel",
+        },
+        "output": {
+            "name": OUTPUT,
+            "shape": ["batch", len(pre.classes) or None],
+            "values": "log-probabilities of the classes, in order",
+        },
+        "preprocessing": pre.to_dict(),
+        "network": dict(getattr(model, "config", {})),
+        "quicknets": __version__,
+        "torch": torch.__version__,
+    }
     if run is not None:
         d = run.config.data
-        info.update(run=run.name, test_accuracy=run.results.get("accuracy"),
-                    data={"dataset": d.dataset, "data_dir": d.data_dir, "val_split": d.val_split,
-                          "seed": run.config.train.seed, "verify": d.verify,
-                          "val_stratified": bool((run.meta.get("data") or {})
-                                                 .get("val_stratified"))})
+        info.update(
+            run=run.name,
+            test_accuracy=run.results.get("accuracy"),
+            data={
+                "dataset": d.dataset,
+                "data_dir": d.data_dir,
+                "val_split": d.val_split,
+                "seed": run.config.train.seed,
+                "verify": d.verify,
+                "val_stratified": bool((run.meta.get("data") or {}).get("val_stratified")),
+            },
+        )
     return info
 
 
@@ -102,9 +126,16 @@ def to_bytes(model: nn.Module, format: str, info: dict) -> bytes:
             if format == "onnx":
                 # a batch of 2: torch.export would fix a batch of 1 as a constant
                 example = torch.zeros(2, *net.preprocessing.shape)
-                program = torch.onnx.export(net, (example,), None, dynamo=True, verbose=False,
-                                            input_names=[INPUT], output_names=[OUTPUT],
-                                            dynamic_shapes=({0: torch.export.Dim("batch")},))
+                program = torch.onnx.export(
+                    net,
+                    (example,),
+                    None,
+                    dynamo=True,
+                    verbose=False,
+                    input_names=[INPUT],
+                    output_names=[OUTPUT],
+                    dynamic_shapes=({0: torch.export.Dim("batch")},),
+                )
                 proto = program.model_proto
                 entry = proto.metadata_props.add()
                 entry.key, entry.value = INFO_KEY, text
@@ -117,6 +148,7 @@ def to_bytes(model: nn.Module, format: str, info: dict) -> bytes:
     except Exception as e:  # a network the exporter cannot express
         raise QuicknetsError(f"cannot export the network to {format}: {_first_line(e)}") from None
     from safetensors.torch import save
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     return save(tensors, metadata={INFO_KEY: text})
 
@@ -161,6 +193,7 @@ def from_bytes(data: bytes, format: str, threads=None) -> nn.Module:
     thread count, so it shares the cores as the rest of quicknets does)."""
     if format == "onnx":
         import onnxruntime
+
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -176,8 +209,9 @@ def from_bytes(data: bytes, format: str, threads=None) -> nn.Module:
     from safetensors.torch import load
 
     from quicknets.networks.models import from_config
+
     size = int.from_bytes(data[:8], "little")  # the format: header length, JSON header, tensors
-    info = _info(json.loads(data[8:8 + size]).get("__metadata__", {}).get(INFO_KEY))
+    info = _info(json.loads(data[8 : 8 + size]).get("__metadata__", {}).get(INFO_KEY))
     model = from_config(info["network"])
     model.load_state_dict(load(data))
     model.preprocessing, model.info = Preprocessing.from_dict(info["preprocessing"]), info
@@ -186,8 +220,9 @@ def from_bytes(data: bytes, format: str, threads=None) -> nn.Module:
 
 def _info(text) -> dict:
     if not text:
-        raise QuicknetsError("it holds no quicknets description (was it written by "
-                             "`quicknets export`?)")
+        raise QuicknetsError(
+            "it holds no quicknets description (was it written by `quicknets export`?)"
+        )
     return json.loads(text)
 
 
@@ -203,10 +238,12 @@ def check(model: nn.Module, exported: nn.Module, images, format: str) -> dict:
     tied = top2[:, 0] - top2[:, 1] <= TOLERANCE
     differs = int(((want.argmax(1) != got.argmax(1)) & ~tied).sum())
     if differs or not difference <= TOLERANCE:  # `not <=`: NaN fails too
-        raise QuicknetsError(f"the {format} export does not match the PyTorch model on "
-                             f"{len(want)} test images (top-1 differs on {differs}, probabilities "
-                             f"by up to {difference:.1e}, allowed {TOLERANCE:.0e}); nothing was "
-                             "written")
+        raise QuicknetsError(
+            f"the {format} export does not match the PyTorch model on "
+            f"{len(want)} test images (top-1 differs on {differs}, probabilities "
+            f"by up to {difference:.1e}, allowed {TOLERANCE:.0e}); nothing was "
+            "written"
+        )
     return {"images": len(want), "max_difference": difference}
 
 
@@ -218,19 +255,26 @@ def export(model: nn.Module, path, format=None, images=None, run=None) -> dict:
     format = format_of(format, path)
     require(format)
     if getattr(model, "preprocessing", None) is None:
-        raise QuicknetsError("the network has no preprocessing yet (train it, or load it with "
-                             "load_model): an export must say what its images need")
+        raise QuicknetsError(
+            "the network has no preprocessing yet (train it, or load it with "
+            "load_model): an export must say what its images need"
+        )
     if format == "safetensors" and not getattr(model, "config", None):
-        raise QuicknetsError("safetensors holds the weights only: the network must be one "
-                             "quicknets builds (network(...)), whose config rebuilds it")
+        raise QuicknetsError(
+            "safetensors holds the weights only: the network must be one "
+            "quicknets builds (network(...)), whose config rebuilds it"
+        )
     if images is None:
         # your own data ("resize" layout) is named after its file, which may be no built-in
         # name ("pets") or, worse, one ("fashion-mnist_train.csv" gives "fashion-mnist")
         if not model.preprocessing.dataset or model.preprocessing.layout == "resize":
-            raise QuicknetsError("give images= to check the export on, such as "
-                                 "data.test_images[:1000]: the model names no built-in "
-                                 "dataset to take them from")
+            raise QuicknetsError(
+                "give images= to check the export on, such as "
+                "data.test_images[:1000]: the model names no built-in "
+                "dataset to take them from"
+            )
         from quicknets.data.loading import load_dataset
+
         images = load_dataset(model.preprocessing.dataset).test_images[:CHECK_IMAGES]
     data = to_bytes(model, format, describe(model, format, run))
     result = check(model, from_bytes(data, format), images, format)
@@ -262,14 +306,17 @@ def load_exported(path, threads=None) -> nn.Module:
         raise QuicknetsError(f"cannot read {path}: {e.strerror}") from None
     format = sniff(data)
     if format is None:  # not "onnx needs onnxruntime" for a PNG given in place of a run
-        raise QuicknetsError(f"{path} is not a run, nor a file written by `quicknets export` "
-                             "(ONNX, TorchScript or safetensors)")
+        raise QuicknetsError(
+            f"{path} is not a run, nor a file written by `quicknets export` "
+            "(ONNX, TorchScript or safetensors)"
+        )
     require(format, NEEDS[format][-1:])
     try:
         return from_bytes(data, format, threads)
     except Exception as e:
-        raise QuicknetsError(f"cannot load {path} as a quicknets export ({format}): "
-                             f"{_first_line(e)}") from None
+        raise QuicknetsError(
+            f"cannot load {path} as a quicknets export ({format}): {_first_line(e)}"
+        ) from None
 
 
 def is_export(ref) -> bool:
@@ -281,12 +328,19 @@ def export_data(model: nn.Module, data_dir=None):
     """The dataset an exported model was trained on (its recorded split too): from `data_dir`,
     else the recorded folder if it is here, else where quicknets looks for that dataset."""
     from quicknets.data.loading import load_dataset
+
     d = model.info.get("data") or {}
-    folder = data_dir or (d.get("data_dir") if d.get("data_dir") and
-                          Path(d["data_dir"]).is_dir() else None)
+    folder = data_dir or (
+        d.get("data_dir") if d.get("data_dir") and Path(d["data_dir"]).is_dir() else None
+    )
     dataset = d.get("dataset") or model.preprocessing.dataset
     if not dataset:
         raise QuicknetsError("the export names no dataset to load")
-    return load_dataset(dataset, folder, val_split=d.get("val_split", 0.0),
-                        seed=d.get("seed", 0), verify=d.get("verify", True),
-                        stratify=bool(d.get("val_stratified")))  # older exports: random
+    return load_dataset(
+        dataset,
+        folder,
+        val_split=d.get("val_split", 0.0),
+        seed=d.get("seed", 0),
+        verify=d.get("verify", True),
+        stratify=bool(d.get("val_stratified")),
+    )  # older exports: random

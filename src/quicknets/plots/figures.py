@@ -12,6 +12,7 @@ loops. In Jupyter the returned Figure is shown inline (a PNG display is register
 IPython is running). No function changes its inputs: images are copied before they are reshaped
 or un-normalised, and models are put back in the mode they were in.
 """
+
 import io
 import math
 import sys
@@ -44,8 +45,9 @@ def figure_format(path) -> str:
     """The file format named by the suffix of `path` (png, svg, pdf, ...), checked."""
     fmt = Path(path).suffix.lstrip(".").lower()
     if fmt not in FigureCanvasAgg.get_supported_filetypes():
-        raise QuicknetsError(f"cannot save a figure as {path}: give a file name ending in "
-                             ".png, .svg or .pdf")
+        raise QuicknetsError(
+            f"cannot save a figure as {path}: give a file name ending in .png, .svg or .pdf"
+        )
     return fmt
 
 
@@ -127,19 +129,34 @@ def _draw_image(ax, pixels: np.ndarray, title=None, color="black", fontsize=9) -
 def _preprocessing(data=None, model=None, mean=None, std=None) -> Preprocessing:
     """The normalisation to undo: the model's own, else the data's, else the default; `mean`
     and `std` given explicitly replace its values."""
-    pre = preprocessing_of(model, data) if model is not None else \
-        data.preprocessing if data is not None else Preprocessing()
+    pre = (
+        preprocessing_of(model, data)
+        if model is not None
+        else data.preprocessing
+        if data is not None
+        else Preprocessing()
+    )
     if mean is None and std is None:
         return pre
+
     def values(given, own):  # one number, or one per channel
-        return own if given is None else tuple(given) if isinstance(given, (tuple, list)) \
-            else (given,)
-    return Preprocessing(pre.shape, values(mean, pre.mean), values(std, pre.std), pre.classes,
-                         pre.dataset, pre.layout)
+        return (
+            own if given is None else tuple(given) if isinstance(given, (tuple, list)) else (given,)
+        )
+
+    return Preprocessing(
+        pre.shape,
+        values(mean, pre.mean),
+        values(std, pre.std),
+        pre.classes,
+        pre.dataset,
+        pre.layout,
+    )
 
 
-def imshow(image, title=None, *, data=None, model=None, mean=None, std=None, ax=None,
-           scale: str = "auto") -> Figure:
+def imshow(
+    image, title=None, *, data=None, model=None, mean=None, std=None, ax=None, scale: str = "auto"
+) -> Figure:
     """Draw one image in gray (colour for 3 channels), its normalisation undone: the model's,
     else the data's, else mean/std, else the default 0.5/0.5. `scale`: what its values are
     (pixels, unit, normalized; auto reads them as classify does, see image_pixels). With `ax`,
@@ -156,11 +173,16 @@ def _class_names(class_names, data, k: int) -> list:
         key = class_names.lower().replace("_", "-")
         key = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist"}.get(key, key)
         if key not in DATASETS:
-            raise QuicknetsError(f"unknown dataset {class_names!r} for class names; choose from "
-                                 f"{', '.join(DATASETS)} or pass a list of names")
+            raise QuicknetsError(
+                f"unknown dataset {class_names!r} for class names; choose from "
+                f"{', '.join(DATASETS)} or pass a list of names"
+            )
         class_names = DATASETS[key].classes
-    names = list(class_names) if class_names is not None else (
-        list(data.classes) if data is not None else [str(i) for i in range(k)])
+    names = (
+        list(class_names)
+        if class_names is not None
+        else (list(data.classes) if data is not None else [str(i) for i in range(k)])
+    )
     if len(names) != k:
         raise QuicknetsError(f"{len(names)} class names for {k} probabilities")
     return names
@@ -171,17 +193,31 @@ def _as_probs(probs) -> np.ndarray:
     if p.dim() == 2 and p.shape[0] == 1:
         p = p[0]  # (1, classes), as the notebook's model(img) gives
     if p.dim() != 1 or len(p) < 2:
-        raise QuicknetsError(f"give the probabilities of one image, shape (classes,) or "
-                             f"(1, classes), not {tuple(p.shape)}")
+        raise QuicknetsError(
+            f"give the probabilities of one image, shape (classes,) or "
+            f"(1, classes), not {tuple(p.shape)}"
+        )
     p = p.detach().to("cpu", torch.float64, copy=True)
     if not torch.isfinite(p).all() or p.min() < -1e-6 or abs(p.sum().item() - 1.0) > 1e-2:
-        raise QuicknetsError(f"these are not probabilities (they sum to {p.sum().item():.3g}); "
-                             "for a model's log-probabilities pass torch.exp(log_probs)")
+        raise QuicknetsError(
+            f"these are not probabilities (they sum to {p.sum().item():.3g}); "
+            "for a model's log-probabilities pass torch.exp(log_probs)"
+        )
     return p.clamp(0.0, 1.0).numpy()
 
 
-def view_classify(image, probs, class_names=None, true_label=None, *, data=None,
-                  mean=None, std=None, version=None, scale: str = "auto") -> Figure:
+def view_classify(
+    image,
+    probs,
+    class_names=None,
+    true_label=None,
+    *,
+    data=None,
+    mean=None,
+    std=None,
+    version=None,
+    scale: str = "auto",
+) -> Figure:
     """The image beside horizontal bars of its class probabilities, the predicted class in colour
     (green if right, red if wrong, blue when the true class is not given) and the true one in green.
 
@@ -278,8 +314,13 @@ def show_batch(data, n: int = 16, split: str = "train", ncols=None) -> Figure:
     images, labels = _split(data, split)
     images, labels = images[:n], labels[:n].tolist()
     titles = [data.classes[y] for y in labels]
-    return _image_grid(images, titles, ["black"] * len(titles),
-                       f"{data.name}: the first {len(titles)} {split} images", ncols)
+    return _image_grid(
+        images,
+        titles,
+        ["black"] * len(titles),
+        f"{data.name}: the first {len(titles)} {split} images",
+        ncols,
+    )
 
 
 def show_predictions(model, data, n: int = 16, split: str = "test", ncols=None) -> Figure:
@@ -293,12 +334,18 @@ def show_predictions(model, data, n: int = 16, split: str = "test", ncols=None) 
     titles, colors = [], []
     for pred, true in zip(preds, labels.tolist()):
         right = pred == true
-        titles.append(data.classes[pred] if right else
-                      f"{data.classes[pred]}\n(true: {data.classes[true]})")
+        titles.append(
+            data.classes[pred] if right else f"{data.classes[pred]}\n(true: {data.classes[true]})"
+        )
         colors.append(RIGHT if right else WRONG)
     n_right = colors.count(RIGHT)
-    return _image_grid(images, titles, colors, f"predicted class, green if right, red if wrong: "
-                                               f"{n_right} of {len(titles)} right", ncols)
+    return _image_grid(
+        images,
+        titles,
+        colors,
+        f"predicted class, green if right, red if wrong: {n_right} of {len(titles)} right",
+        ncols,
+    )
 
 
 def top_losses(model, data, k: int = 9, split: str = "test") -> list:
@@ -312,9 +359,16 @@ def top_losses(model, data, k: int = 9, split: str = "test") -> list:
     preds = log_probs.argmax(1)
     wrong = (preds != labels).nonzero().squeeze(1)
     order = wrong[losses[wrong].argsort(descending=True, stable=True)][:k]
-    return [{"index": int(i), "predicted": int(preds[i]), "true": int(labels[i]),
-             "probability": float(log_probs[i, preds[i]].exp()), "loss": float(losses[i])}
-            for i in order]
+    return [
+        {
+            "index": int(i),
+            "predicted": int(preds[i]),
+            "true": int(labels[i]),
+            "probability": float(log_probs[i, preds[i]].exp()),
+            "loss": float(losses[i]),
+        }
+        for i in order
+    ]
 
 
 def plot_top_losses(model, data, k: int = 9, split: str = "test", ncols=None) -> Figure:
@@ -323,14 +377,22 @@ def plot_top_losses(model, data, k: int = 9, split: str = "test", ncols=None) ->
     images, _ = _split(data, split)
     if not rows:
         fig = new_figure(4, 1.5)
-        fig.text(0.5, 0.5, f"no mistakes on the {len(images)} {split} images",
-                 ha="center", va="center")
+        fig.text(
+            0.5, 0.5, f"no mistakes on the {len(images)} {split} images", ha="center", va="center"
+        )
         return fig
-    titles = [f"{data.classes[r['predicted']]} / {data.classes[r['true']]}\n"
-              f"{r['probability']:.2f} / {r['loss']:.2f}" for r in rows]
-    return _image_grid(images[[r["index"] for r in rows]], titles, [WRONG] * len(rows),
-                       "most confidently wrong: predicted / true\n"
-                       "probability of the prediction / loss", ncols)
+    titles = [
+        f"{data.classes[r['predicted']]} / {data.classes[r['true']]}\n"
+        f"{r['probability']:.2f} / {r['loss']:.2f}"
+        for r in rows
+    ]
+    return _image_grid(
+        images[[r["index"] for r in rows]],
+        titles,
+        [WRONG] * len(rows),
+        "most confidently wrong: predicted / true\nprobability of the prediction / loss",
+        ncols,
+    )
 
 
 def plot_history(history, results=None, title=None) -> Figure:
@@ -341,12 +403,21 @@ def plot_history(history, results=None, title=None) -> Figure:
     `results`: the test results (or {label: results}), drawn as a star at the last epoch.
     """
     from quicknets.evaluation.metrics import upgrade_history
+
     runs = history if isinstance(history, dict) else {"": history}
     tests = (results or {}) if isinstance(history, dict) else {"": results}
-    runs = {label: [h] if not h or isinstance(h[0], dict) else list(h)
-            for label, h in runs.items() if isinstance(h, (list, tuple))} if runs else {}
-    if not runs or any(not h or not all(isinstance(x, list) and x for x in h)
-                       for h in runs.values()):
+    runs = (
+        {
+            label: [h] if not h or isinstance(h[0], dict) else list(h)
+            for label, h in runs.items()
+            if isinstance(h, (list, tuple))
+        }
+        if runs
+        else {}
+    )
+    if not runs or any(
+        not h or not all(isinstance(x, list) and x for x in h) for h in runs.values()
+    ):
         raise QuicknetsError("the history is empty: nothing to plot")
     runs = {label: [upgrade_history(x) for x in h] for label, h in runs.items()}
     for h in runs.values():
@@ -355,6 +426,7 @@ def plot_history(history, results=None, title=None) -> Figure:
     fig = new_figure(10, 3.8)
     ax_loss, ax_acc = fig.subplots(1, 2)
     from matplotlib import colormaps
+
     palette = colormaps["tab10" if len(runs) <= 10 else "tab20"].colors
     for i, (label, seeds) in enumerate(runs.items()):
         color = palette[i % len(palette)]
@@ -362,11 +434,21 @@ def plot_history(history, results=None, title=None) -> Figure:
         for s, h in enumerate(seeds):  # the seeds of one variant: one colour, one legend entry
             epochs = [row.get("epoch", j + 1) for j, row in enumerate(h)]
             for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-                ax.plot(epochs, [row.get(f"train_{key}") for row in h], "o-", color=color,
-                        label=f"{name}train" if s == 0 else None)
+                ax.plot(
+                    epochs,
+                    [row.get(f"train_{key}") for row in h],
+                    "o-",
+                    color=color,
+                    label=f"{name}train" if s == 0 else None,
+                )
                 if all(f"val_{key}" in row for row in h):
-                    ax.plot(epochs, [row[f"val_{key}"] for row in h], "s--", color=color,
-                            label=f"{name}validation" if s == 0 else None)
+                    ax.plot(
+                        epochs,
+                        [row[f"val_{key}"] for row in h],
+                        "s--",
+                        color=color,
+                        label=f"{name}validation" if s == 0 else None,
+                    )
         test = tests.get(label)
         if test is not None:
             star = {"ms": 13, "color": color if label else "black", "label": f"{name}test"}
@@ -396,8 +478,11 @@ def plot_confusion_matrix(results: dict, normalize: bool = True, title=None) -> 
     if counts.shape != (k, k) or len(names) != k:
         raise QuicknetsError(f"a confusion matrix of shape {counts.shape} for {len(names)} classes")
     totals = counts.sum(1, keepdims=True)
-    cells = 100 * np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0) \
-        if normalize else counts  # percent of each true class's images, or counts
+    cells = (
+        100 * np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        if normalize
+        else counts
+    )  # percent of each true class's images, or counts
     fig = new_figure(0.55 * k + 2.8, 0.5 * k + 1.8)
     ax = fig.add_subplot()
     top = 100.0 if normalize else max(1.0, cells.max())
@@ -409,14 +494,28 @@ def plot_confusion_matrix(results: dict, normalize: bool = True, title=None) -> 
             text = f"{int(counts[i, j])}"
             if normalize:
                 text = f"{cells[i, j]:.0f}" if cells[i, j] >= 1 else "<1"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if cells[i, j] > 0.6 * top else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cells[i, j] > 0.6 * top else "black",
+            )
     ax.set_xticks(range(k), names, rotation=45, ha="right")
     ax.set_yticks(range(k), names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     split = results.get("split", "test")
-    ax.set_title(title or (f"confusion matrix, {split}: % of each true class" if normalize
-                           else f"confusion matrix, {split}: image counts"), fontsize=10)
+    ax.set_title(
+        title
+        or (
+            f"confusion matrix, {split}: % of each true class"
+            if normalize
+            else f"confusion matrix, {split}: image counts"
+        ),
+        fontsize=10,
+    )
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig

@@ -6,6 +6,7 @@
 
 Like plots/figures.py: matplotlib's object API on an Agg canvas, never pyplot.
 """
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -27,19 +28,34 @@ def plot_reliability(probs, labels, bins: int = BINS, title=None) -> Figure:
     share = np.asarray(diagram["count"]) / max(1, sum(diagram["count"]))
     fig = new_figure(4.5, 5.2)
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
-    top.bar(edges[:-1], accuracy, width, align="edge", color=NEUTRAL, edgecolor="white",
-            label="accuracy")
+    top.bar(
+        edges[:-1],
+        accuracy,
+        width,
+        align="edge",
+        color=NEUTRAL,
+        edgecolor="white",
+        label="accuracy",
+    )
     filled = ~np.isnan(confidence)
-    top.bar(edges[:-1][filled], (confidence - accuracy)[filled], width[filled], align="edge",
-            bottom=accuracy[filled], color=WRONG, alpha=0.3, edgecolor=WRONG, hatch="//",
-            label="gap to confidence")
+    top.bar(
+        edges[:-1][filled],
+        (confidence - accuracy)[filled],
+        width[filled],
+        align="edge",
+        bottom=accuracy[filled],
+        color=WRONG,
+        alpha=0.3,
+        edgecolor=WRONG,
+        hatch="//",
+        label="gap to confidence",
+    )
     top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
     top.legend(fontsize=8, loc="upper left")
     ece, mce = sum(w * g for w, g in gaps), max(g for _, g in gaps)
-    top.set_title(title or f"reliability: ECE {ece:.4f}, MCE {mce:.4f} ({bins} bins)",
-                  fontsize=10)
+    top.set_title(title or f"reliability: ECE {ece:.4f}, MCE {mce:.4f} ({bins} bins)", fontsize=10)
     bottom.bar(edges[:-1], share, width, align="edge", color=NEUTRAL, edgecolor="white")
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence (top probability)")
@@ -78,16 +94,20 @@ def plot_robustness(result: dict, title=None) -> Figure:
     fig = new_figure(7, 4.2)
     ax = fig.subplots()
     from matplotlib import colormaps
+
     palette = colormaps["tab10"].colors
     for i, (name, accs) in enumerate(result["accuracy"].items()):
-        ax.plot(result["severities"], accs, "o-" if i < 10 else "s--",
-                color=palette[i % 10], label=name)
+        ax.plot(
+            result["severities"], accs, "o-" if i < 10 else "s--", color=palette[i % 10], label=name
+        )
     ax.set_xlabel("severity (0: clean)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower left", ncols=2)
-    ax.set_title(title or f"robustness: mean corruption accuracy "
-                          f"{result['mean_corruption_accuracy']:.4f}", fontsize=10)
+    ax.set_title(
+        title or f"robustness: mean corruption accuracy {result['mean_corruption_accuracy']:.4f}",
+        fontsize=10,
+    )
     return fig

@@ -7,6 +7,7 @@
 Everything here reads run records (nothing trains). Runs whose settings differ only in the seed
 form one group, reported as mean ± std (sample std, n - 1) over its seeds: one run is an anecdote.
 """
+
 import math
 
 from quicknets.base.errors import QuicknetsError
@@ -38,6 +39,7 @@ def shown_keys(all_settings: list) -> list:
     """The settings that tell variants apart (differing); when they are all one variant (a
     sweep over seeds only), those set away from the defaults, not all thirty-odd of them."""
     from quicknets.config.configs import RunConfig
+
     keys = differing(all_settings)
     if keys or not all_settings:
         return keys
@@ -77,9 +79,15 @@ def run_identity(run) -> str:
 def run_row(run) -> dict:
     """A loaded Run as the row group_by_seed takes: name, settings, metrics, and what tells a
     copy of it (id: run_identity; original: its folder has the name it was created with)."""
-    return {"name": run.name, "settings": settings(run), "metrics": metrics(run), "run": run,
-            "id": run_identity(run), "where": str(run.path),
-            "original": (run.meta or {}).get("name") == run.name}
+    return {
+        "name": run.name,
+        "settings": settings(run),
+        "metrics": metrics(run),
+        "run": run,
+        "id": run_identity(run),
+        "where": str(run.path),
+        "original": (run.meta or {}).get("name") == run.name,
+    }
 
 
 def count_once(rows: list, seeds: bool = True) -> tuple:
@@ -95,14 +103,20 @@ def count_once(rows: list, seeds: bool = True) -> tuple:
         row = rows[i]
         where = row.get("where", row["name"])
         if row.get("id") is not None and row["id"] in by_id:
-            skipped.append((i, f"{where}: a copy of run {by_id[row['id']]} (the same run "
-                               "id); counted once"))
+            skipped.append(
+                (i, f"{where}: a copy of run {by_id[row['id']]} (the same run id); counted once")
+            )
             continue
         key = repr(sorted((k, repr(v)) for k, v in row["settings"].items()))
         if seeds and key in by_seed:
-            skipped.append((i, f"{where}: the same settings and seed "
-                               f"({row['settings'].get('seed')}) as run {by_seed[key]}, so no "
-                               "new seed; counted once"))
+            skipped.append(
+                (
+                    i,
+                    f"{where}: the same settings and seed "
+                    f"({row['settings'].get('seed')}) as run {by_seed[key]}, so no "
+                    "new seed; counted once",
+                )
+            )
             continue
         if row.get("id") is not None:
             by_id[row["id"]] = where
@@ -120,6 +134,7 @@ def group_by_seed(rows: list, skipped: list | None = None) -> list:
     for line in left_out:
         if skipped is None:
             import warnings
+
             warnings.warn(f"skipped run {line}", stacklevel=2)
         else:
             skipped.append(line)
@@ -129,9 +144,12 @@ def group_by_seed(rows: list, skipped: list | None = None) -> list:
         groups.setdefault(key, []).append(row)
     out = []
     for members in groups.values():
-        group = {"settings": {k: v for k, v in members[0]["settings"].items() if k != "seed"},
-                 "names": [m["name"] for m in members],
-                 "seeds": [m["settings"].get("seed") for m in members], "n": len(members)}
+        group = {
+            "settings": {k: v for k, v in members[0]["settings"].items() if k != "seed"},
+            "names": [m["name"] for m in members],
+            "seeds": [m["settings"].get("seed") for m in members],
+            "n": len(members),
+        }
         for metric in METRICS:
             group[metric] = mean_std([m["metrics"].get(metric) for m in members])
         out.append(group)
@@ -148,8 +166,12 @@ def rank(groups: list, metric: str) -> list:
     def tie(g):  # equal scores: the lower test loss first
         loss = g["test_loss"][0]
         return loss if loss is not None and not diverged(loss) else math.inf
-    return sorted(known, key=lambda g: (-g[metric][0] if higher else g[metric][0], tie(g))) \
-        + nan + unknown
+
+    return (
+        sorted(known, key=lambda g: (-g[metric][0] if higher else g[metric][0], tie(g)))
+        + nan
+        + unknown
+    )
 
 
 def compare_runs(runs: list, skipped=()) -> dict:
@@ -167,6 +189,7 @@ def compare(refs, runs_dir=None, skipped=()) -> dict:
     """Load runs by name, prefix or folder (or take Run records) and compare them. `skipped`:
     lines naming runs already left out (list_runs'), kept in the table's `skipped`."""
     from quicknets.records.runs import Run, load_run
+
     runs = {}  # by folder: a run named twice (by name and prefix, or also matched by --where)
     for ref in refs:  # is one run: not a copy, nothing to report
         run = ref if isinstance(ref, Run) else load_run(ref, runs_dir)
@@ -200,16 +223,21 @@ def fmt_mean_std(pair, digits=4, n=2) -> str:
 
 def label(settings_: dict, keys: list) -> str:
     """The differing settings of one run or group, `lr=0.003 optimizer=adam`."""
+
     def show(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
+
     return " ".join(f"{k}={show(settings_.get(k))}" for k in keys) or "(same settings)"
 
 
 def format_groups(groups: list, keys: list, metric: str = "test_accuracy") -> str:
     """A table of groups: rank, the settings that differ, n seeds, metrics as mean ± std."""
     keys = [k for k in keys if k != "seed"]
-    shown = [m for m in ("test_accuracy", "test_loss", "val_accuracy") if
-             any(g[m][0] is not None for g in groups)]
+    shown = [
+        m
+        for m in ("test_accuracy", "test_loss", "val_accuracy")
+        if any(g[m][0] is not None for g in groups)
+    ]
     head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
     lines = [head]
     for i, g in enumerate(groups, 1):
@@ -224,15 +252,21 @@ def format_compare(table: dict) -> str:
     """Differing settings, one line per run, then the seed groups with mean ± std."""
     keys = table["differing"]
     lines = ["differing settings: " + (", ".join(keys) or "none")]
-    lines.append(f"{'run':<48} {'settings':<36} {'epochs':>6} {'test_accuracy':>13} "
-                 f"{'test_loss':>9}")
+    lines.append(
+        f"{'run':<48} {'settings':<36} {'epochs':>6} {'test_accuracy':>13} {'test_loss':>9}"
+    )
     for row in table["runs"]:
         m = row["metrics"]
-        lines.append(f"{row['name']:<48} {label(row['settings'], keys):<36} {m['epochs']:>6} "
-                     f"{fmt(m['test_accuracy']):>13} {fmt(m['test_loss']):>9}")
+        lines.append(
+            f"{row['name']:<48} {label(row['settings'], keys):<36} {m['epochs']:>6} "
+            f"{fmt(m['test_accuracy']):>13} {fmt(m['test_loss']):>9}"
+        )
     if any(g["n"] > 1 for g in table["groups"]):
-        lines += ["", "over seeds (mean ± sample std), best test accuracy first:",
-                  format_groups(rank(table["groups"], "test_accuracy"), keys)]
+        lines += [
+            "",
+            "over seeds (mean ± sample std), best test accuracy first:",
+            format_groups(rank(table["groups"], "test_accuracy"), keys),
+        ]
     return "\n".join(lines + [f"skipped {line}" for line in table.get("skipped", ())])
 
 
@@ -240,6 +274,7 @@ def plot_curves(table: dict):
     """Per-epoch loss and accuracy of every compared run overlaid (plots.plot_history), the
     seeds of one variant in one colour: a matplotlib Figure (save it with plots.save_figure)."""
     from quicknets.plots.figures import plot_history
+
     keys = [k for k in table["differing"] if k != "seed"]
     curves = {}
     for group in table["groups"]:

@@ -12,6 +12,7 @@ memory. The file uses write-ahead logging and a long busy timeout, and every wri
 transaction, so parallel writers (sweep workers) wait for each other instead of losing rows.
 WAL needs a local file system: on NFS give each machine its own runs folder.
 """
+
 import json
 import os
 import sqlite3
@@ -23,22 +24,41 @@ from quicknets.base.errors import QuicknetsError
 from quicknets.records.runfolder import describe, run_state, stamp
 
 INDEX_FILE = "index.sqlite"
-COLUMNS = ("name", "status", "created", "sweep", "host", "pid", "epochs_done",
-           "test_accuracy", "test_loss", "val_accuracy", "val_loss", "settings", "problem",
-           "stamp")  # the metrics: runfolder.final_metrics, validation of the kept epoch
+COLUMNS = (
+    "name",
+    "status",
+    "created",
+    "sweep",
+    "host",
+    "pid",
+    "epochs_done",
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_loss",
+    "settings",
+    "problem",
+    "stamp",
+)  # the metrics: runfolder.final_metrics, validation of the kept epoch
 SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY, status TEXT NOT NULL, created TEXT, sweep TEXT, host TEXT,
     pid INTEGER, epochs_done INTEGER, test_accuracy REAL, test_loss REAL, val_accuracy REAL,
     val_loss REAL, settings TEXT, problem TEXT, stamp TEXT)"""
-ADDED = {"problem": "TEXT", "stamp": "TEXT", "val_accuracy": "REAL",
-         "val_loss": "REAL"}  # columns an index made by an older quicknets lacks
+ADDED = {
+    "problem": "TEXT",
+    "stamp": "TEXT",
+    "val_accuracy": "REAL",
+    "val_loss": "REAL",
+}  # columns an index made by an older quicknets lacks
 BUSY_MS = 120_000  # how long a writer waits for another one before giving up
 LIVE = ("running", "stopped", "interrupted", "pruned", "failed")  # may change without a write
 
 
 def _unusable(root: Path, e) -> QuicknetsError:
-    return QuicknetsError(f"the runs index {root / INDEX_FILE} is unusable ({e}); delete it and "
-                          "it is rebuilt from the run folders")
+    return QuicknetsError(
+        f"the runs index {root / INDEX_FILE} is unusable ({e}); delete it and "
+        "it is rebuilt from the run folders"
+    )
 
 
 def connect(root: Path) -> sqlite3.Connection:
@@ -90,8 +110,7 @@ def writable(root: Path) -> bool:
 
 def _write(conn, name: str, values: dict) -> None:
     if "settings" in values:
-        values = {**values, "settings": json.dumps(values["settings"], sort_keys=True,
-                                                   default=str)}
+        values = {**values, "settings": json.dumps(values["settings"], sort_keys=True, default=str)}
     conn.execute("INSERT OR IGNORE INTO runs (name, status) VALUES (?, 'running')", (name,))
     if values:
         sets = ", ".join(f"{k} = ?" for k in values)
@@ -113,8 +132,11 @@ def record(root: Path, name: str, **values) -> None:
 
 def run_folders(root: Path) -> list:
     try:
-        return sorted(p.name for p in root.iterdir()
-                      if not p.name.startswith(".") and (p / "config.json").is_file())
+        return sorted(
+            p.name
+            for p in root.iterdir()
+            if not p.name.startswith(".") and (p / "config.json").is_file()
+        )
     except OSError as e:
         raise QuicknetsError(f"cannot read the runs folder {root}: {e.strerror}") from None
 
@@ -125,8 +147,10 @@ def sync(root: Path, conn: sqlite3.Connection | None = None) -> None:
     own = conn is None
     conn = connect(root) if own else conn
     try:
-        cached = {r["name"]: (r["stamp"], r["status"], r["pid"])
-                  for r in conn.execute("SELECT name, stamp, status, pid FROM runs")}
+        cached = {
+            r["name"]: (r["stamp"], r["status"], r["pid"])
+            for r in conn.execute("SELECT name, stamp, status, pid FROM runs")
+        }
         with conn:  # one transaction, written only if something changed
             on_disk = run_folders(root)
             for name in on_disk:
@@ -148,8 +172,7 @@ def sync(root: Path, conn: sqlite3.Connection | None = None) -> None:
 
 
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")  # longest first, so "<=" is not read as "<"
-NUMERIC_COLUMNS = ("pid", "epochs_done", "test_accuracy", "test_loss", "val_accuracy",
-                   "val_loss")
+NUMERIC_COLUMNS = ("pid", "epochs_done", "test_accuracy", "test_loss", "val_accuracy", "val_loss")
 
 
 def parse_filter(text: str) -> tuple:
@@ -163,8 +186,9 @@ def parse_filter(text: str) -> tuple:
                 value = float(value) if value.lower() not in ("nan", "inf", "-inf") else value
             except ValueError:
                 if key in numeric_keys():  # "lr<abc" would compare a number with text
-                    raise QuicknetsError(f"bad filter {text!r}: {key} is a number, and "
-                                         f"{value!r} is not") from None
+                    raise QuicknetsError(
+                        f"bad filter {text!r}: {key} is a number, and {value!r} is not"
+                    ) from None
             if value in ("true", "false"):
                 value = 1 if value == "true" else 0  # JSON booleans come back as 1/0
             return key, op, value
@@ -173,13 +197,15 @@ def parse_filter(text: str) -> tuple:
 
 def _config_fields() -> list:
     from quicknets.config.configs import SECTIONS
+
     return [f for c in SECTIONS.values() for f in fields(c)]
 
 
 def numeric_keys() -> set:
     """The metrics and the settings that hold numbers (int or float, not bool)."""
-    return set(NUMERIC_COLUMNS) | {f.name for f in _config_fields()
-                                   if f.type in (int, float, "int", "float")}
+    return set(NUMERIC_COLUMNS) | {
+        f.name for f in _config_fields() if f.type in (int, float, "int", "float")
+    }
 
 
 def check_key(key: str) -> str:
@@ -187,6 +213,7 @@ def check_key(key: str) -> str:
     only index columns and config fields may be filtered or sorted on (and go into SQL)."""
     from quicknets.config.configs import ALIASES
     from quicknets.evaluation.metrics import OLD_NAMES
+
     key = ALIASES.get(key, OLD_NAMES.get(key, key))
     known = set(COLUMNS) - {"stamp"} | {f.name for f in _config_fields()}
     if key not in known:
@@ -199,8 +226,14 @@ def _column(key: str) -> str:
     return key if key in COLUMNS else f"json_extract(settings, '$.{key}')"
 
 
-def query(root: Path, where=(), sort: str | None = None, status: str | None = None,
-          sweep: str | None = None, unknown_matches: bool = False) -> list:
+def query(
+    root: Path,
+    where=(),
+    sort: str | None = None,
+    status: str | None = None,
+    sweep: str | None = None,
+    unknown_matches: bool = False,
+) -> list:
     """Rows (dicts, `settings` decoded) matching every filter, sorted by a column or setting
     (`-key` for descending; default: creation time). `status`: done, running, stopped,
     interrupted, pruned, failed, unreadable, or all (also None). `unknown_matches`: a value the
@@ -212,8 +245,11 @@ def query(root: Path, where=(), sort: str | None = None, status: str | None = No
         clauses.append(f"({_column(key)} {op} ?{unknown.format(_column(key))})")
         params.append(value)
     if sweep:
-        clauses.append("(sweep = ?" + (" OR sweep IS NULL AND problem LIKE '%meta.json%'"
-                                       if unknown_matches else "") + ")")
+        clauses.append(
+            "(sweep = ?"
+            + (" OR sweep IS NULL AND problem LIKE '%meta.json%'" if unknown_matches else "")
+            + ")"
+        )
         params.append(sweep)
     if status and status != "all":
         clauses.append("status = ?")

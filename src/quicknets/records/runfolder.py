@@ -13,6 +13,7 @@ Every command reads the state from here, so they agree after a kill at any momen
 only the files listed in FILES (plus quicknets' own temporary files): only such a folder is
 ever removed.
 """
+
 import fcntl
 import json
 import os
@@ -27,8 +28,17 @@ from quicknets.base.errors import QuicknetsError
 LOCK_FILE = ".lock"
 STATUS_FILE = "status.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-FILES = ("config.json", "meta.json", "history.json", "results.json", STATUS_FILE, "model.pt",
-         CHECKPOINT_FILE, "report.html", LOCK_FILE)
+FILES = (
+    "config.json",
+    "meta.json",
+    "history.json",
+    "results.json",
+    STATUS_FILE,
+    "model.pt",
+    CHECKPOINT_FILE,
+    "report.html",
+    LOCK_FILE,
+)
 FOLDERS = ("figures", "tensorboard")  # `quicknets show` and --log-to tensorboard write these
 TEMP = re.compile(r"\.(%s)\..+\.tmp" % "|".join(re.escape(f) for f in FILES))  # atomic_write's
 TRAINER_STATES = ("interrupted", "pruned", "failed")  # what status.json may say besides running
@@ -48,18 +58,25 @@ def read_json(path: Path, kind: type):
     except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
         raise QuicknetsError(f"{path} is corrupt ({e}); the run cannot be read") from None
     if not isinstance(value, kind):
-        raise QuicknetsError(f"{path} is corrupt (a JSON {type(value).__name__}, not the "
-                             f"{'object' if kind is dict else 'array'} it should hold); "
-                             "the run cannot be read")
+        raise QuicknetsError(
+            f"{path} is corrupt (a JSON {type(value).__name__}, not the "
+            f"{'object' if kind is dict else 'array'} it should hold); "
+            "the run cannot be read"
+        )
     return value
 
 
-RECORD_FILES = {"config.json": dict, "history.json": list, "results.json": dict,
-                "meta.json": dict}  # in Run's field order, with the JSON type each holds
+RECORD_FILES = {
+    "config.json": dict,
+    "history.json": list,
+    "results.json": dict,
+    "meta.json": dict,
+}  # in Run's field order, with the JSON type each holds
 
 
 def _checked_config(file: Path, config: dict):
     from quicknets.config.configs import RunConfig
+
     try:
         return RunConfig.from_dict(config)
     except QuicknetsError as e:
@@ -69,8 +86,10 @@ def _checked_config(file: Path, config: dict):
 def _checked_history(file: Path, history: list) -> list:
     for i, row in enumerate(history, 1):
         if not isinstance(row, dict):
-            raise QuicknetsError(f"{file} is corrupt (epoch row {i} is a JSON "
-                                 f"{type(row).__name__}, not an object); the run cannot be read")
+            raise QuicknetsError(
+                f"{file} is corrupt (epoch row {i} is a JSON "
+                f"{type(row).__name__}, not an object); the run cannot be read"
+            )
     return history
 
 
@@ -78,13 +97,17 @@ def _checked_results(file: Path, results: dict) -> dict:
     for key in ("accuracy", "loss"):  # NaN is a number: a diverged run shows as one
         value = results.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise QuicknetsError(f"{file} is corrupt ({key} is {value!r}, not a number); the "
-                                 "run cannot be read")
+            raise QuicknetsError(
+                f"{file} is corrupt ({key} is {value!r}, not a number); the run cannot be read"
+            )
     return results
 
 
-CHECKS = {"config.json": _checked_config, "history.json": _checked_history,
-          "results.json": _checked_results}
+CHECKS = {
+    "config.json": _checked_config,
+    "history.json": _checked_history,
+    "results.json": _checked_results,
+}
 
 
 def read_record(path) -> tuple:
@@ -98,8 +121,9 @@ def read_record(path) -> tuple:
     parts, problems = {}, []
     finished = (path / "results.json").exists()
     for file, kind in RECORD_FILES.items():
-        if not (path / file).exists() and (file == "results.json" or
-                                           file == "history.json" and not finished):
+        if not (path / file).exists() and (
+            file == "results.json" or file == "history.json" and not finished
+        ):
             continue  # written by the first epoch, and at the end
         try:
             value = read_json(path / file, kind)
@@ -119,8 +143,9 @@ def _holder(fd: int) -> dict:
 
 
 def describe_holder(holder: dict) -> str:
-    where = f" on {holder['host']}" if holder.get("host") not in (None, socket.gethostname()) \
-        else ""
+    where = (
+        f" on {holder['host']}" if holder.get("host") not in (None, socket.gethostname()) else ""
+    )
     return f"process {holder.get('pid', '?')}{where}"
 
 
@@ -135,8 +160,9 @@ def hold_run(path, doing: str = "trained"):
     except FileNotFoundError:
         raise QuicknetsError(f"run {path.name} no longer exists ({path} was removed)") from None
     except OSError as e:
-        raise QuicknetsError(f"cannot lock run {path.name} ({path / LOCK_FILE}): "
-                             f"{e.strerror}") from None
+        raise QuicknetsError(
+            f"cannot lock run {path.name} ({path / LOCK_FILE}): {e.strerror}"
+        ) from None
     try:
         deadline = time.monotonic() + PROBE_WAIT_S
         while True:
@@ -146,12 +172,17 @@ def hold_run(path, doing: str = "trained"):
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     holder = _holder(fd)
-                    raise RunInUse(f"run {path.name} is being {holder.get('doing', 'used')} "
-                                   f"by {describe_holder(holder)}") from None
+                    raise RunInUse(
+                        f"run {path.name} is being {holder.get('doing', 'used')} "
+                        f"by {describe_holder(holder)}"
+                    ) from None
                 time.sleep(0.02)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                  "doing": doing}).encode(), 0)
+        os.pwrite(
+            fd,
+            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "doing": doing}).encode(),
+            0,
+        )
     except BaseException:
         os.close(fd)
         raise
@@ -214,10 +245,15 @@ def describe(path) -> dict:
     history = parts.get("history.json", [])
     final = final_metrics(history, results)
     config = parts.get("config.json")
-    row = {"created": meta.get("created"), "sweep": meta.get("sweep"),
-           "epochs_done": len(history), "settings": config.flat() if config else {},
-           **{k: final[k] for k in INDEXED_METRICS},
-           "problem": problems[0] if problems else None, **run_state(path)}
+    row = {
+        "created": meta.get("created"),
+        "sweep": meta.get("sweep"),
+        "epochs_done": len(history),
+        "settings": config.flat() if config else {},
+        **{k: final[k] for k in INDEXED_METRICS},
+        "problem": problems[0] if problems else None,
+        **run_state(path),
+    }
     if problems:
         row["status"] = "unreadable"
     return row
@@ -245,12 +281,18 @@ def final_metrics(history: list, results: dict) -> dict:
     the total time in seconds, the epochs trained and the epoch kept."""
     row = kept_epoch(history)
     kept = {**{new: row[old] for new, old in EARLIER_NAMES.items() if old in row}, **row}
-    return {"test_accuracy": results.get("accuracy"), "test_loss": results.get("loss"),
-            "val_accuracy": kept.get("val_accuracy"), "val_loss": kept.get("val_loss"),
-            "train_accuracy": kept.get("train_accuracy"), "train_loss": kept.get("train_loss"),
-            "train_loss_sum": kept.get("train_loss_sum"),
-            "seconds": sum(row.get("seconds", 0.0) for row in history),
-            "epochs": len(history), "kept_epoch": kept.get("epoch")}
+    return {
+        "test_accuracy": results.get("accuracy"),
+        "test_loss": results.get("loss"),
+        "val_accuracy": kept.get("val_accuracy"),
+        "val_loss": kept.get("val_loss"),
+        "train_accuracy": kept.get("train_accuracy"),
+        "train_loss": kept.get("train_loss"),
+        "train_loss_sum": kept.get("train_loss_sum"),
+        "seconds": sum(row.get("seconds", 0.0) for row in history),
+        "epochs": len(history),
+        "kept_epoch": kept.get("epoch"),
+    }
 
 
 STAMPED = ("config.json", "meta.json", "history.json", "results.json", STATUS_FILE)
@@ -278,12 +320,23 @@ def check_record(path) -> None:
     except QuicknetsError:
         name = None
     if name != path.name:
-        raise QuicknetsError(f"{path} is not a run record (its meta.json does not name it); "
-                             "nothing was removed")
-    others = sorted(p.name for p in path.iterdir()
-                    if not (p.name in FILES and p.is_file() or p.name in FOLDERS and p.is_dir()
-                            or TEMP.fullmatch(p.name)))
+        raise QuicknetsError(
+            f"{path} is not a run record (its meta.json does not name it); nothing was removed"
+        )
+    others = sorted(
+        p.name
+        for p in path.iterdir()
+        if not (
+            p.name in FILES
+            and p.is_file()
+            or p.name in FOLDERS
+            and p.is_dir()
+            or TEMP.fullmatch(p.name)
+        )
+    )
     if others:
-        raise QuicknetsError(f"{path} holds files that are not part of the run record "
-                             f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); "
-                             "nothing was removed: move them out first")
+        raise QuicknetsError(
+            f"{path} holds files that are not part of the run record "
+            f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); "
+            "nothing was removed: move them out first"
+        )

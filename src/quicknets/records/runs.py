@@ -20,6 +20,7 @@ truth: its state (done, running, interrupted, ..., stopped) is read from its fil
 file is written atomically, and never into a folder that was removed. Runs live in --runs-dir,
 $QUICKNETS_RUNS, or ./runs.
 """
+
 import os
 import platform
 import re
@@ -33,13 +34,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.storage import atomic_write_json
 from quicknets.config.configs import RunConfig
 from quicknets.records import index
-from quicknets.records.runfolder import (CHECKPOINT_FILE, RECORD_FILES, STATUS_FILE, TEMP,
-                                         RunInUse, check_record, describe, describe_holder,
-                                         hold_run, last_told, lock_holder, read_record)
-from quicknets.records.runfolder import run_state  # noqa: F401  (offered here with hold_run)
-from quicknets.base.storage import atomic_write_json
+from quicknets.records.runfolder import (
+    CHECKPOINT_FILE,
+    RECORD_FILES,
+    STATUS_FILE,
+    TEMP,
+    RunInUse,
+    check_record,
+    describe,
+    describe_holder,
+    hold_run,
+    last_told,
+    lock_holder,
+    read_record,
+    run_state,  # noqa: F401  (offered here with hold_run)
+)
+
 MARKS = ("running", "interrupted", "pruned", "failed")
 
 
@@ -71,15 +84,22 @@ def code_version() -> str:
     """The git commit of the quicknets source (with -dirty), or the package version when the
     source is not a quicknets checkout (an install inside some other repository, say)."""
     from quicknets import __version__
+
     here = Path(__file__).resolve().parent
 
     def git(*args) -> str:
         # GIT_OPTIONAL_LOCKS=0 (git --no-optional-locks, which a git before 2.15 would refuse):
         # `git status` would otherwise refresh the index under .git/index.lock, and a user's
         # `git commit` at that moment would fail
-        p = subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True,
-                           timeout=5, env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
+        p = subprocess.run(
+            ["git", "-C", str(here), *args],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
         return p.stdout.strip() if p.returncode == 0 else ""
+
     try:
         top = git("rev-parse", "--show-toplevel")
         if top and (Path(top) / "src" / "quicknets").resolve() == here:
@@ -94,17 +114,29 @@ def environment() -> dict:
     """What made the run: versions, machine and math mode (machine.math_mode: with the thread
     count, what its last bits depend on)."""
     import torch
+
     from quicknets import __version__
     from quicknets.base.machine import math_mode
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "quicknets": __version__, "code_version": code_version(),
-            "platform": platform.platform(), "cuda": torch.version.cuda,
-            "math_mode": math_mode(),
-            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "quicknets": __version__,
+        "code_version": code_version(),
+        "platform": platform.platform(),
+        "cuda": torch.version.cuda,
+        "math_mode": math_mode(),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+    }
 
 
-def start_run(config, data_info: dict | None = None, runs_dir=None,
-              name: str | None = None, sweep: str | None = None) -> Path:
+def start_run(
+    config,
+    data_info: dict | None = None,
+    runs_dir=None,
+    name: str | None = None,
+    sweep: str | None = None,
+) -> Path:
     """Create the run folder (config.json, meta.json) before training, so it can hold
     checkpoints. It counts as finished only once finish_run wrote results.json; until then
     load_run refuses it and `quicknets train --resume` continues it. The caller trains it
@@ -116,8 +148,14 @@ def start_run(config, data_info: dict | None = None, runs_dir=None,
     if final.exists():
         raise QuicknetsError(f"run {final} already exists")
     tmp = root / f".{name}.partial"
-    meta = {"name": name, "run_id": secrets.token_hex(8),  # survives a copy or a rename
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seed": config.train.seed, "data": data_info or {}, **environment()}
+    meta = {
+        "name": name,
+        "run_id": secrets.token_hex(8),  # survives a copy or a rename
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seed": config.train.seed,
+        "data": data_info or {},
+        **environment(),
+    }
     if sweep:
         meta["sweep"] = sweep
     try:
@@ -137,6 +175,7 @@ def finish_run(path: Path, model, history: list, results: dict) -> Path:
     path = Path(path)
     atomic_write_json(path / "history.json", history, parents=False)
     from quicknets.networks.models import save_model
+
     save_model(model, path / "model.pt")
     atomic_write_json(path / "results.json", results, parents=False)
     for leftover in (CHECKPOINT_FILE, STATUS_FILE):  # the record is closed: no resume
@@ -156,13 +195,25 @@ def mark(path: Path, status: str, epochs_done: int | None = None) -> None:
         raise ValueError(f"status must be one of {MARKS}, got {status!r}")
     if status != "running" and not path.is_dir():
         return  # removed while training: nothing to mark, and the error that stopped it says so
-    told = {"status": status, "epochs_done": epochs_done, "pid": os.getpid(),
-            "host": socket.gethostname(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    told = {
+        "status": status,
+        "epochs_done": epochs_done,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     atomic_write_json(path / STATUS_FILE, told, parents=False)
 
 
-def save_run(model, config, history: list, results: dict, data_info: dict | None = None,
-             runs_dir=None, name: str | None = None) -> Path:
+def save_run(
+    model,
+    config,
+    history: list,
+    results: dict,
+    data_info: dict | None = None,
+    runs_dir=None,
+    name: str | None = None,
+) -> Path:
     """Write a complete run folder at once and return its path. `config` = {data, model, train}."""
     path = start_run(config, data_info, runs_dir, name)
     with hold_run(path):
@@ -178,21 +229,29 @@ def unfinished_message(path: Path) -> str:
     a checkpoint exists, training it again where none does. One line."""
     path = Path(path)
     row = describe(path)
-    if row["status"] == "running" and (row["pid"], row["host"]) == (os.getpid(),
-                                                                    socket.gethostname()):
+    if row["status"] == "running" and (row["pid"], row["host"]) == (
+        os.getpid(),
+        socket.gethostname(),
+    ):
         row.update(last_told(path))  # this process holds the lock: a trainer on its own stop
     status, name = row["status"], path.name
     if status == "running":
-        return (f"run {name} is still training ({describe_holder(row)}, "
-                f"{row['epochs_done']} epoch(s) done); wait for it to finish")
+        return (
+            f"run {name} is still training ({describe_holder(row)}, "
+            f"{row['epochs_done']} epoch(s) done); wait for it to finish"
+        )
     if status == "unreadable":
         return f"run {name} is not finished, and cannot be read: {row['problem']}"
     if (path / CHECKPOINT_FILE).is_file():
         planned = row["settings"].get("epochs", "?")
-        return (f"run {name} is not finished ({status} after epoch {row['epochs_done']} of "
-                f"{planned}): continue it with `quicknets train --resume {name}`")
-    return (f"run {name} is not finished ({status} before its first epoch ended, so there is "
-            f"no checkpoint to resume): train it again; `quicknets runs rm {name}` removes it")
+        return (
+            f"run {name} is not finished ({status} after epoch {row['epochs_done']} of "
+            f"{planned}): continue it with `quicknets train --resume {name}`"
+        )
+    return (
+        f"run {name} is not finished ({status} before its first epoch ended, so there is "
+        f"no checkpoint to resume): train it again; `quicknets runs rm {name}` removes it"
+    )
 
 
 def check_resumable(path: Path) -> None:
@@ -201,8 +260,10 @@ def check_resumable(path: Path) -> None:
     (which refuses a run another process trains), so nothing changes between check and training."""
     path = Path(path)
     if is_finished(path):
-        raise QuicknetsError(f"run {path.name} is finished; a finished record stays as it is "
-                             f"(train a new run to train longer)")
+        raise QuicknetsError(
+            f"run {path.name} is finished; a finished record stays as it is "
+            f"(train a new run to train longer)"
+        )
     if not (path / CHECKPOINT_FILE).is_file():
         raise QuicknetsError(unfinished_message(path))
 
@@ -211,6 +272,7 @@ def check_resumable(path: Path) -> None:
 class Run:
     """A finished run's record: its folder, RunConfig, history (one dict per epoch), test
     results and meta (seed, versions, command)."""
+
     path: Path
     config: RunConfig
     history: list
@@ -226,8 +288,13 @@ def _run_folders(root: Path, prefix: str) -> list:
     """Names of the run folders in `root` that start with `prefix`, taken literally (a name
     holding * or [ is no pattern)."""
     try:
-        return sorted(p.name for p in root.iterdir() if p.name.startswith(prefix)
-                      and not p.name.startswith(".") and (p / "config.json").is_file())
+        return sorted(
+            p.name
+            for p in root.iterdir()
+            if p.name.startswith(prefix)
+            and not p.name.startswith(".")
+            and (p / "config.json").is_file()
+        )
     except OSError as e:
         raise QuicknetsError(f"cannot read the runs folder {root}: {e.strerror}") from None
 
@@ -244,8 +311,9 @@ def find_run(ref, runs_dir=None) -> Path:
     if len(names) == 1:
         return root / names[0]
     if len(names) > 1:
-        raise QuicknetsError(f"{ref!r} matches {len(names)} runs in {root}: "
-                             + ", ".join(names[:5]))
+        raise QuicknetsError(
+            f"{ref!r} matches {len(names)} runs in {root}: " + ", ".join(names[:5])
+        )
     raise QuicknetsError(f"no run {ref!r}: not a run folder, and no run of that name in {root}")
 
 
@@ -255,6 +323,7 @@ def load_run(ref, runs_dir=None) -> Run:
     if not is_finished(path):
         raise QuicknetsError(unfinished_message(path))
     from quicknets.evaluation.metrics import upgrade_history
+
     parts, problems = read_record(path)  # as `quicknets runs` reads it
     if problems:
         raise QuicknetsError(problems[0])
@@ -270,6 +339,7 @@ def load_model(run, runs_dir=None):
     from quicknets.data.loading import dataset_info
     from quicknets.data.preprocessing import Preprocessing, dataset_layout
     from quicknets.networks.models import load_saved
+
     if not isinstance(run, Run):
         run = load_run(run, runs_dir)
     d, n = run.config.data, run.config.network
@@ -279,22 +349,36 @@ def load_model(run, runs_dir=None):
     classes = tuple(run.results.get("classes") or dataset_info(d.dataset).classes)
     recorded = None  # for files before format 2 (grey, one mean and std; no "auto" yet)
     if all(isinstance(v, (int, float)) for v in (d.mean, d.std)):
-        recorded = Preprocessing(mean=(d.mean,), std=(d.std,), classes=classes,
-                                 dataset=d.dataset, layout=dataset_layout(d.dataset))
+        recorded = Preprocessing(
+            mean=(d.mean,),
+            std=(d.std,),
+            classes=classes,
+            dataset=d.dataset,
+            layout=dataset_layout(d.dataset),
+        )
     model = load_saved(file, recorded)
-    built = {k: model.config.get(k) for k in ("network", "activation", "dropout", "batchnorm",
-                                             "flip_tta")}
+    built = {
+        k: model.config.get(k)
+        for k in ("network", "activation", "dropout", "batchnorm", "flip_tta")
+    }
     wanted = {k: getattr(n, k) for k in built}
     if built != wanted:
-        diff = ", ".join(f"{k} {built[k]!r} (config: {wanted[k]!r})" for k in built
-                         if built[k] != wanted[k])
-        raise QuicknetsError(f"{file} holds another network than run {run.name}'s config "
-                             f"describes: {diff}")
+        diff = ", ".join(
+            f"{k} {built[k]!r} (config: {wanted[k]!r})" for k in built if built[k] != wanted[k]
+        )
+        raise QuicknetsError(
+            f"{file} holds another network than run {run.name}'s config describes: {diff}"
+        )
     return model
 
 
-def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | None = None,
-              skipped: list | None = None) -> list:
+def list_runs(
+    runs_dir=None,
+    where=(),
+    sort: str | None = None,
+    sweep: str | None = None,
+    skipped: list | None = None,
+) -> list:
     """Finished runs in the runs folder (oldest first, or by `sort`), as Run records.
 
     `where` filters on settings and metrics through the index: ["optimizer=adam", "lr<0.01",
@@ -305,8 +389,10 @@ def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | Non
     """
     root = runs_root(runs_dir)
     rows = index.query(root, where, sort, status="done", sweep=sweep)
-    broken = [f"{r['name']}: {r['problem']}" for r in
-              index.query(root, where, status="unreadable", sweep=sweep, unknown_matches=True)]
+    broken = [
+        f"{r['name']}: {r['problem']}"
+        for r in index.query(root, where, status="unreadable", sweep=sweep, unknown_matches=True)
+    ]
     runs = []
     for row in rows:
         try:
@@ -316,6 +402,7 @@ def list_runs(runs_dir=None, where=(), sort: str | None = None, sweep: str | Non
     for line in broken:
         if skipped is None:
             import warnings
+
             warnings.warn(f"skipped run {line}", stacklevel=2)
         else:
             skipped.append(line)

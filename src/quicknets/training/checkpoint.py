@@ -16,6 +16,7 @@ one intact; a truncated or foreign file is reported, never loaded half-way. It a
 run config it was trained with, so a config.json edited since is refused on resume rather than
 recorded as settings the run was not trained with.
 """
+
 from pathlib import Path
 
 import torch
@@ -26,9 +27,17 @@ from quicknets.base.storage import atomic_torch_save
 FORMAT = 1  # bumped when the layout below changes
 
 
-def save_checkpoint(path, epoch: int, model, opt, generator: torch.Generator,
-                    history: list, best: dict | None = None, scaler=None,
-                    config: dict | None = None) -> None:
+def save_checkpoint(
+    path,
+    epoch: int,
+    model,
+    opt,
+    generator: torch.Generator,
+    history: list,
+    best: dict | None = None,
+    scaler=None,
+    config: dict | None = None,
+) -> None:
     """Everything needed to continue after `epoch` (1-based, completed). `best`: the best
     epoch's weights under early stopping; `scaler`: the fp16 GradScaler; `config`: the run
     config trained with (RunConfig.to_dict())."""
@@ -52,18 +61,23 @@ def save_checkpoint(path, epoch: int, model, opt, generator: torch.Generator,
 def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise QuicknetsError(f"no checkpoint at {path}: the run stopped before its first "
-                             f"epoch ended; train it again")
+        raise QuicknetsError(
+            f"no checkpoint at {path}: the run stopped before its first epoch ended; train it again"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holding code
-        raise QuicknetsError(f"checkpoint {path} is corrupt ({str(e).splitlines()[0]}); "
-                             f"it was not loaded") from None
-    missing = {"format", "epoch", "model", "optimizer", "generator", "torch_rng", "history"} \
-        - set(state if isinstance(state, dict) else ())
+        raise QuicknetsError(
+            f"checkpoint {path} is corrupt ({str(e).splitlines()[0]}); it was not loaded"
+        ) from None
+    missing = {"format", "epoch", "model", "optimizer", "generator", "torch_rng", "history"} - set(
+        state if isinstance(state, dict) else ()
+    )
     if missing or state["format"] != FORMAT:
-        raise QuicknetsError(f"checkpoint {path} is not a quicknets checkpoint of format "
-                             f"{FORMAT} (missing {', '.join(sorted(missing)) or 'nothing'})")
+        raise QuicknetsError(
+            f"checkpoint {path} is not a quicknets checkpoint of format "
+            f"{FORMAT} (missing {', '.join(sorted(missing)) or 'nothing'})"
+        )
     return state
 
 
@@ -78,16 +92,21 @@ def check_trained_with(state: dict, config, run: str = "the run") -> None:
     if not state.get("config"):
         return
     from quicknets.config.configs import RunConfig
+
     trained = RunConfig.from_dict(state["config"]).flat()
     now = config.flat()
-    changed = [k for k in dict.fromkeys([*trained, *now]) if k not in RESUME_MAY_CHANGE
-               and trained.get(k) != now.get(k)]
+    changed = [
+        k
+        for k in dict.fromkeys([*trained, *now])
+        if k not in RESUME_MAY_CHANGE and trained.get(k) != now.get(k)
+    ]
     if changed:
-        diff = ", ".join(f"{k} {now.get(k)!r} (trained with {trained.get(k)!r})"
-                         for k in changed)
-        raise QuicknetsError(f"{run}'s config.json was changed after training started: "
-                             f"{diff}; put it back to resume (a record must hold the settings "
-                             f"it was trained with), or train a new run")
+        diff = ", ".join(f"{k} {now.get(k)!r} (trained with {trained.get(k)!r})" for k in changed)
+        raise QuicknetsError(
+            f"{run}'s config.json was changed after training started: "
+            f"{diff}; put it back to resume (a record must hold the settings "
+            f"it was trained with), or train a new run"
+        )
 
 
 def restore(state: dict, model, opt, generator: torch.Generator, scaler=None) -> tuple:
@@ -99,8 +118,9 @@ def restore(state: dict, model, opt, generator: torch.Generator, scaler=None) ->
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise QuicknetsError(f"the checkpoint does not fit this network or optimizer: "
-                             f"{str(e).splitlines()[0]}") from None
+        raise QuicknetsError(
+            f"the checkpoint does not fit this network or optimizer: {str(e).splitlines()[0]}"
+        ) from None
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     if state.get("cuda_rng") and torch.cuda.is_available():

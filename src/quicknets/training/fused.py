@@ -12,6 +12,7 @@ autograd (tests/training/test_fused.py holds it to that); what goes is autograd'
 a fresh tensor for every intermediate, and the input gradient of the first layer that nobody
 needs (a quarter of the epoch's matrix work for 784-256-128-64-10). benchmarks/floor.py times it.
 """
+
 import torch
 from torch import nn
 
@@ -24,23 +25,38 @@ def fusable(model: nn.Module) -> list | None:
     """The Linear layers of `model` when it is a plain Linear+ReLU stack ending in LogSoftmax,
     with no hooks and every parameter a trainable float32 tensor on the CPU; else None."""
     layers = list(model.children()) if isinstance(model, nn.Sequential) else []
-    if layers and type(layers[0]) is nn.Flatten and (layers[0].start_dim, layers[0].end_dim) \
-            == (1, -1):
+    if (
+        layers
+        and type(layers[0]) is nn.Flatten
+        and (layers[0].start_dim, layers[0].end_dim) == (1, -1)
+    ):
         layers = layers[1:]
     if len(layers) < 2 or type(layers[-1]) is not nn.LogSoftmax or layers[-1].dim not in (1, -1):
         return None
     linears, body = layers[0:-1:2], layers[1:-1:2]
-    if len(body) != len(linears) - 1 or any(type(m) is not nn.ReLU for m in body) \
-            or any(type(m) is not nn.Linear or m.bias is None for m in linears):
+    if (
+        len(body) != len(linears) - 1
+        or any(type(m) is not nn.ReLU for m in body)
+        or any(type(m) is not nn.Linear or m.bias is None for m in linears)
+    ):
         return None
     from torch.nn.modules import module as everywhere  # hooks registered for every module
-    hooked = any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                 or m._backward_pre_hooks for m in model.modules()) or any(
-        (everywhere._global_forward_hooks, everywhere._global_forward_pre_hooks,
-         everywhere._global_backward_hooks, everywhere._global_backward_pre_hooks))
+
+    hooked = any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in model.modules()
+    ) or any(
+        (
+            everywhere._global_forward_hooks,
+            everywhere._global_forward_pre_hooks,
+            everywhere._global_backward_hooks,
+            everywhere._global_backward_pre_hooks,
+        )
+    )
     params = list(model.parameters())
-    if hooked or any(p.dtype != torch.float32 or not p.requires_grad or p.device.type != "cpu"
-                     for p in params):
+    if hooked or any(
+        p.dtype != torch.float32 or not p.requires_grad or p.device.type != "cpu" for p in params
+    ):
         return None
     return linears
 
@@ -49,8 +65,13 @@ def fused_step(model: nn.Module, config, device: torch.device):
     """A FusedStep for this model and run, or None where autograd must do it: another device
     (not measured there), mixed precision, torch.compile, label smoothing, or a network with
     anything but Linear and ReLU layers (BatchNorm, dropout, convolutions, other activations)."""
-    if device.type != "cpu" or config.bf16 or config.fp16 or config.compile \
-            or config.label_smoothing > 0:
+    if (
+        device.type != "cpu"
+        or config.bf16
+        or config.fp16
+        or config.compile
+        or config.label_smoothing > 0
+    ):
         return None
     linears = fusable(model)
     return FusedStep(linears, config.batch_size) if linears is not None else None
@@ -62,9 +83,14 @@ class FusedStep:
     def __init__(self, linears: list, batch_size: int):
         self.linears = linears
         weight = linears[0].weight
-        self.out = [weight.new_empty(batch_size, m.out_features) for m in linears]   # z, then h
-        self.grad = [None] + [weight.new_empty(batch_size, m.in_features)  # dL/dh
-                              for m in linears[1:]]
+        self.out = [weight.new_empty(batch_size, m.out_features) for m in linears]  # z, then h
+        self.grad = (
+            [None]
+            + [
+                weight.new_empty(batch_size, m.in_features)  # dL/dh
+                for m in linears[1:]
+            ]
+        )
         self.one = weight.new_ones(())  # d loss / d loss
         for m in linears:  # the optimizer reads these; each step overwrites them
             m.weight.grad = torch.empty_like(m.weight)

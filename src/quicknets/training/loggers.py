@@ -6,6 +6,7 @@
 Each integration is imported only when asked for, and a missing package is a clear error before
 training starts. The run record stays the source of truth; these are views of the same numbers.
 """
+
 from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
@@ -27,17 +28,22 @@ def require(kinds) -> None:
     open inside the run folder, which the command line must not create for nothing."""
     import importlib.util
     import sys
+
     for kind in kinds:
         module = sys.modules.get(kind, False)  # None: an import known to fail
         if module is None or (module is False and importlib.util.find_spec(kind) is None):
-            raise QuicknetsError(f"--log-to {kind} needs the {kind} package: "
-                                 f"pip install 'quicknets[{kind}]'")
+            raise QuicknetsError(
+                f"--log-to {kind} needs the {kind} package: pip install 'quicknets[{kind}]'"
+            )
 
 
 def numbers(row: dict) -> dict:
     """The numeric metrics of one history row, without the epoch counters."""
-    return {k: float(v) for k, v in row.items()
-            if k not in ("epoch", "epochs") and isinstance(v, (int, float))}
+    return {
+        k: float(v)
+        for k, v in row.items()
+        if k not in ("epoch", "epochs") and isinstance(v, (int, float))
+    }
 
 
 class TensorBoardLogger:
@@ -47,8 +53,10 @@ class TensorBoardLogger:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise QuicknetsError("--log-to tensorboard needs the tensorboard package: "
-                                 "pip install 'quicknets[tensorboard]'") from None
+            raise QuicknetsError(
+                "--log-to tensorboard needs the tensorboard package: "
+                "pip install 'quicknets[tensorboard]'"
+            ) from None
         self.writer = SummaryWriter(log_dir=str(path / "tensorboard"))
         self.writer.add_text("config", f"```\n{config}\n```")
 
@@ -68,12 +76,14 @@ class MlflowLogger:
         try:
             import mlflow
         except ImportError:
-            raise QuicknetsError("--log-to mlflow needs the mlflow package: "
-                                 "pip install 'quicknets[mlflow]'") from None
+            raise QuicknetsError(
+                "--log-to mlflow needs the mlflow package: pip install 'quicknets[mlflow]'"
+            ) from None
         self.mlflow = mlflow
         mlflow.start_run(run_name=path.name)
-        mlflow.log_params({f"{part}.{k}": v for part, values in config.items()
-                           for k, v in values.items()})
+        mlflow.log_params(
+            {f"{part}.{k}": v for part, values in config.items() for k, v in values.items()}
+        )
         mlflow.set_tag("quicknets.run", str(path))
 
     def log(self, row: dict, step: int) -> None:

@@ -18,6 +18,7 @@ row then says `best_epoch`, and the row it stopped at why (`stopped`). In Jupyte
 tqdm's notebook widget, and `live_plot=True` redraws the curves in one output of the cell after
 each epoch.
 """
+
 import dataclasses
 import math
 import sys
@@ -28,8 +29,14 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.machine import (TRAINING, CoreLease, resolve, thread_invariant, usable_cores,
-                               use_strict_math)
+from quicknets.base.machine import (
+    TRAINING,
+    CoreLease,
+    resolve,
+    thread_invariant,
+    usable_cores,
+    use_strict_math,
+)
 from quicknets.config.configs import TrainConfig, check, make
 from quicknets.data.loading import Dataset
 from quicknets.data.preprocessing import preprocessing_of
@@ -46,15 +53,18 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     config refuses a momentum given to another optimizer)."""
     params = list(model.parameters())
     if cfg.lr == "auto":
-        raise QuicknetsError("lr 'auto' is found before training (train() or experiment.setup "
-                             "run the LR finder); make_optimizer needs a number")
+        raise QuicknetsError(
+            "lr 'auto' is found before training (train() or experiment.setup "
+            "run the LR finder); make_optimizer needs a number"
+        )
     # One fused kernel per step instead of ~6 small ops per tensor: about 0.4 ms of a 1.6 ms
     # step of the notebook's MLP on this CPU (benchmarks/README.md). Only these three have one.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     lr, wd = cfg.lr, cfg.weight_decay
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum_used, weight_decay=wd,
-                               fused=fused)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=cfg.momentum_used, weight_decay=wd, fused=fused
+        )
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=fused)
     if cfg.optimizer == "rmsprop":
@@ -87,8 +97,10 @@ def note_early_stopping(history: list, row: dict, config: TrainConfig) -> bool:
     best_epoch, waited = early_stopping(history + [row], config.monitor, config.min_delta)
     row["best_epoch"] = best_epoch
     if waited >= config.patience and row["epoch"] < config.epochs:
-        row["stopped"] = (f"{config.monitor} did not improve by more than {config.min_delta:g} "
-                          f"for {waited} epochs; the best was epoch {best_epoch}")
+        row["stopped"] = (
+            f"{config.monitor} did not improve by more than {config.min_delta:g} "
+            f"for {waited} epochs; the best was epoch {best_epoch}"
+        )
     return best_epoch == row["epoch"]
 
 
@@ -105,9 +117,11 @@ def progress_bar(total: int, desc: str, notebook: bool):
     lines say it all."""
     if notebook:
         from tqdm.auto import tqdm  # the widget (ipywidgets); without it, the text bar
+
         return tqdm(total=total, desc=desc)
     if sys.stderr.isatty():
         from tqdm import tqdm
+
         return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
     return None
 
@@ -118,8 +132,10 @@ def start_live_plot():
     if not in_jupyter():
         return None
     from IPython.display import display
-    return display({"text/plain": "(the curves appear here after the first epoch)"},
-                   raw=True, display_id=True)
+
+    return display(
+        {"text/plain": "(the curves appear here after the first epoch)"}, raw=True, display_id=True
+    )
 
 
 def update_live_plot(handle, history: list) -> None:
@@ -127,6 +143,7 @@ def update_live_plot(handle, history: list) -> None:
     from IPython.display import Image
 
     from quicknets.plots.figures import plot_history, to_png
+
     handle.update(Image(to_png(plot_history(history))))
 
 
@@ -169,9 +186,23 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
-                config: TrainConfig | None = None, first_step=0, total_steps=0,
-                scaler=None, fused=None, lease=None) -> tuple:
+def train_epoch(
+    model,
+    opt,
+    loss_fn,
+    x,
+    y,
+    batch_size,
+    generator,
+    bar=None,
+    *,
+    config: TrainConfig | None = None,
+    first_step=0,
+    total_steps=0,
+    scaler=None,
+    fused=None,
+    lease=None,
+) -> tuple:
     """One pass over (x, y) in a shuffled order; returns (sum of batch losses, correct count).
 
     `config` switches on the tricks (augmentation, per-step schedule, bf16, fp16); `first_step`
@@ -185,8 +216,9 @@ def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
     correct = torch.zeros((), dtype=torch.long, device=x.device)
     moves = None
     if config is not None and (config.translate or config.flip):  # fresh moves each epoch
-        moves = [t.to(x.device) for t in draw_augment(len(y), config.translate, config.flip,
-                                                     generator)]
+        moves = [
+            t.to(x.device) for t in draw_augment(len(y), config.translate, config.flip, generator)
+        ]
     use_bf16 = config is not None and config.bf16
     use_fp16 = config is not None and config.fp16
     bounds = batch_bounds(len(y), batch_size, has_batchnorm(model))
@@ -202,9 +234,11 @@ def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
             loss, log_probs = fused(xb, yb)
             opt.step()
         else:
-            with torch.autocast(x.device.type,
-                                dtype=torch.float16 if use_fp16 else torch.bfloat16,
-                                enabled=use_bf16 or use_fp16):
+            with torch.autocast(
+                x.device.type,
+                dtype=torch.float16 if use_fp16 else torch.bfloat16,
+                enabled=use_bf16 or use_fp16,
+            ):
                 log_probs = model(xb)
             loss = loss_fn(log_probs.float(), yb)
             opt.zero_grad(set_to_none=True)
@@ -224,9 +258,18 @@ def train_epoch(model, opt, loss_fn, x, y, batch_size, generator, bar=None, *,
     return loss_sum.item(), correct.item()
 
 
-def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
-          quiet: bool = False, log=print, after_epoch=None, resume: dict | None = None,
-          live_plot: bool = False, **settings) -> list:
+def train(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    quiet: bool = False,
+    log=print,
+    after_epoch=None,
+    resume: dict | None = None,
+    live_plot: bool = False,
+    **settings,
+) -> list:
     """Train `model` on `data` in place; return the history, one dict per epoch
     (epoch, epochs, train_loss_sum, train_loss, train_accuracy, [val_loss, val_accuracy],
     seconds). The model keeps the data's preprocessing (model.preprocessing) and ends in eval
@@ -248,43 +291,76 @@ def train(model: nn.Module, data: Dataset, config: TrainConfig | None = None, *,
     else:
         config = check(dataclasses.replace(config, **settings) if settings else config)
     if config.lr == "auto":  # lr_finder imports this module: it is found by the run's setup
-        raise QuicknetsError("lr 'auto' is found when a run is set up (quicknets train --lr "
-                             "auto, experiment.setup); here find it first: found = "
-                             "lr_find(model, data, ...), then train(..., lr=found.lr)")
+        raise QuicknetsError(
+            "lr 'auto' is found when a run is set up (quicknets train --lr "
+            "auto, experiment.setup); here find it first: found = "
+            "lr_find(model, data, ...), then train(..., lr=found.lr)"
+        )
     config = resolve(config)
-    return fit(model, data, config, quiet=quiet, log=log, after_epoch=after_epoch,
-               resume=resume, live_plot=live_plot)
+    return fit(
+        model,
+        data,
+        config,
+        quiet=quiet,
+        log=log,
+        after_epoch=after_epoch,
+        resume=resume,
+        live_plot=live_plot,
+    )
 
 
 def check_inputs(model, data, config: TrainConfig) -> None:
     """The model and data are what training needs (one clear error, not an AttributeError)."""
     if not isinstance(model, nn.Module):
-        raise QuicknetsError(f"train needs a network (quicknets.network(...) or any "
-                             f"nn.Module), not {type(model).__name__}")
+        raise QuicknetsError(
+            f"train needs a network (quicknets.network(...) or any "
+            f"nn.Module), not {type(model).__name__}"
+        )
     if not isinstance(data, Dataset):
-        raise QuicknetsError(f"train needs a dataset (quicknets.load_dataset(...)), "
-                             f"not {type(data).__name__}")
+        raise QuicknetsError(
+            f"train needs a dataset (quicknets.load_dataset(...)), not {type(data).__name__}"
+        )
     if len(data.train_labels) == 0:
         raise QuicknetsError(f"{data.name} has no training images")
     if config.patience and data.val_images is None:
-        raise QuicknetsError(f"early stopping (patience {config.patience}) watches "
-                             f"{config.monitor} on a validation set, and {data.name} was loaded "
-                             "without one: load it with val_split (e.g. 0.1; --val-split)")
+        raise QuicknetsError(
+            f"early stopping (patience {config.patience}) watches "
+            f"{config.monitor} on a validation set, and {data.name} was loaded "
+            "without one: load it with val_split (e.g. 0.1; --val-split)"
+        )
     if has_batchnorm(model) and (config.batch_size < 2 or len(data.train_labels) < 2):
-        raise QuicknetsError("BatchNorm needs batches of at least 2 images (--batch-size 2 "
-                             "or more, and 2 or more training images)")
+        raise QuicknetsError(
+            "BatchNorm needs batches of at least 2 images (--batch-size 2 "
+            "or more, and 2 or more training images)"
+        )
     preprocessing_of(model, data)  # the network's outputs fit the data's classes
     if getattr(model, "config", None):  # a quicknets network: estimate a batch's memory first
         from quicknets.networks.models import check_memory
+
         c = model.config
-        check_memory(c["network"], c["activation"], c["dropout"], c["batchnorm"],
-                     c["input_shape"], c["num_classes"],
-                     min(config.batch_size, len(data.train_labels)),
-                     extra=data.train_images.numel() * 4)  # the normalised images, float32
+        check_memory(
+            c["network"],
+            c["activation"],
+            c["dropout"],
+            c["batchnorm"],
+            c["input_shape"],
+            c["num_classes"],
+            min(config.batch_size, len(data.train_labels)),
+            extra=data.train_images.numel() * 4,
+        )  # the normalised images, float32
 
 
-def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, quiet: bool = False, log=print,
-        after_epoch=None, resume: dict | None = None, live_plot: bool = False) -> list:
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    quiet: bool = False,
+    log=print,
+    after_epoch=None,
+    resume: dict | None = None,
+    live_plot: bool = False,
+) -> list:
     """The loop, for a checked and resolved config (see `train`). The model ends in eval mode
     (dropout off, BatchNorm on its running statistics), ready for `model(x)`, as after Keras'
     or skorch's fit; the caller's torch thread count and global generator are restored. In MKL's
@@ -297,28 +373,48 @@ def fit(model: nn.Module, data: Dataset, config: TrainConfig, *, quiet: bool = F
     with TRAINING:
         # Other quicknets trainings share the cores through the lease; a run whose numbers do
         # not depend on the thread count gives threads up to them (machine.CoreLease).
-        lease = CoreLease(config.threads, flexible=thread_free(model, config, device)) \
-            if device.type == "cpu" else None
+        lease = (
+            CoreLease(config.threads, flexible=thread_free(model, config, device))
+            if device.type == "cpu"
+            else None
+        )
         caller_threads = torch.get_num_threads()
         torch.set_num_threads(config.threads)
         try:  # the run's RNG: the caller's global generator is put back afterwards
-            with lease or nullcontext(), \
-                    torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                if lease is not None and lease.crowded > usable_cores() - config.threads \
-                        and not quiet:
-                    log(f"note: the cores are busy ({lease.crowded} other threads ready to "
+            with (
+                lease or nullcontext(),
+                torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+            ):
+                if (
+                    lease is not None
+                    and lease.crowded > usable_cores() - config.threads
+                    and not quiet
+                ):
+                    log(
+                        f"note: the cores are busy ({lease.crowded} other threads ready to "
                         f"run); this run keeps its {config.threads} threads, as its numbers "
                         f"depend on the thread count (BatchNorm, convolutions, bf16), and may "
-                        f"run many times slower than with --threads 1 while the cores stay busy")
-                return _loop(model, data, config, device, quiet, log, after_epoch, resume,
-                             live_plot, fused, lease)
+                        f"run many times slower than with --threads 1 while the cores stay busy"
+                    )
+                return _loop(
+                    model,
+                    data,
+                    config,
+                    device,
+                    quiet,
+                    log,
+                    after_epoch,
+                    resume,
+                    live_plot,
+                    fused,
+                    lease,
+                )
         finally:
             torch.set_num_threads(caller_threads)
             model.eval()
 
 
-def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot, fused,
-          lease) -> list:
+def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot, fused, lease) -> list:
     torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator().manual_seed(config.seed)  # shuffling, augmentation
     model.preprocessing = data.preprocessing  # the model keeps what its images need
@@ -339,26 +435,47 @@ def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot, fu
         history, first_epoch = restore(resume, model, opt, generator, scaler)
         best = resume.get("best")
     notebook = not quiet and in_jupyter()
-    run_bar = progress_bar((config.epochs - first_epoch + 1) * steps, "training", True) \
-        if notebook else None  # in Jupyter one widget for the run: no pile of finished bars
+    run_bar = (
+        progress_bar((config.epochs - first_epoch + 1) * steps, "training", True)
+        if notebook
+        else None
+    )  # in Jupyter one widget for the run: no pile of finished bars
     handle = start_live_plot() if plot else None
     for epoch in range(first_epoch, config.epochs + 1):
         if history and "stopped" in history[-1]:
             break  # resumed after early stopping had stopped: only restoring the best is left
         start = time.perf_counter()
         bar = run_bar or (None if quiet else progress_bar(steps, f"epoch {epoch}", False))
-        loss_sum, correct = train_epoch(step_model, opt, loss_fn, x, y, config.batch_size,
-                                        generator, bar, config=config,
-                                        first_step=(epoch - 1) * steps,
-                                        total_steps=config.epochs * steps, scaler=scaler,
-                                        fused=fused, lease=lease)
+        loss_sum, correct = train_epoch(
+            step_model,
+            opt,
+            loss_fn,
+            x,
+            y,
+            config.batch_size,
+            generator,
+            bar,
+            config=config,
+            first_step=(epoch - 1) * steps,
+            total_steps=config.epochs * steps,
+            scaler=scaler,
+            fused=fused,
+            lease=lease,
+        )
         if bar is not None and bar is not run_bar:
             bar.close()
         if not math.isfinite(loss_sum):
-            raise QuicknetsError(f"training diverged in epoch {epoch}: the loss became "
-                                 f"{loss_sum}; try a lower --lr (it was {config.lr})")
-        row = {"epoch": epoch, "epochs": config.epochs, "train_loss_sum": loss_sum,
-               "train_loss": loss_sum / steps, "train_accuracy": correct / len(y)}
+            raise QuicknetsError(
+                f"training diverged in epoch {epoch}: the loss became "
+                f"{loss_sum}; try a lower --lr (it was {config.lr})"
+            )
+        row = {
+            "epoch": epoch,
+            "epochs": config.epochs,
+            "train_loss_sum": loss_sum,
+            "train_loss": loss_sum / steps,
+            "train_accuracy": correct / len(y),
+        }
         if data.val_images is not None:
             scores = evaluate(model, data, "val")
             row["val_loss"], row["val_accuracy"] = scores["loss"], scores["accuracy"]
@@ -378,6 +495,8 @@ def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot, fu
         model.load_state_dict(best)
         best_epoch = history[-1]["best_epoch"]
         if not quiet and best_epoch != history[-1]["epoch"]:
-            log(f"restored: the weights of epoch {best_epoch} ({config.monitor} "
-                f"{history[best_epoch - 1][config.monitor]:.4f})")
+            log(
+                f"restored: the weights of epoch {best_epoch} ({config.monitor} "
+                f"{history[best_epoch - 1][config.monitor]:.4f})"
+            )
     return history

@@ -18,6 +18,7 @@ The sweep uses the run's optimizer, batch size, loss (label smoothing included) 
 fp32 without augmentation or schedule, on its own generators: the caller's random state, thread
 count and model are as they were.
 """
+
 import copy
 import dataclasses
 import math
@@ -39,12 +40,13 @@ SOURCE = "fastai's lr_find rule, on Smith's 2017 LR range test"
 @dataclass
 class LRFound:
     """A finished sweep: the rates tried, the raw and smoothed losses, and the suggestion."""
-    lr: float            # the suggested rate, to two significant digits
-    lrs: list            # the rate of each step
-    losses: list         # the smoothed loss after each step
-    raw: list            # each step's own batch loss
-    index: int           # the step whose rate is suggested
-    stopped: str         # why the sweep ended
+
+    lr: float  # the suggested rate, to two significant digits
+    lrs: list  # the rate of each step
+    losses: list  # the smoothed loss after each step
+    raw: list  # each step's own batch loss
+    index: int  # the step whose rate is suggested
+    stopped: str  # why the sweep ended
     seconds: float
     method: str = METHOD
 
@@ -54,8 +56,15 @@ class LRFound:
 
     def record(self) -> dict:
         """What a run's config.json keeps of it (RunConfig.lr_find)."""
-        return {"lr": self.lr, "method": self.method, "source": SOURCE, "steps": len(self.lrs),
-                "start_lr": self.lrs[0], "end_lr": self.lrs[-1], "stopped": self.stopped}
+        return {
+            "lr": self.lr,
+            "method": self.method,
+            "source": SOURCE,
+            "steps": len(self.lrs),
+            "start_lr": self.lrs[0],
+            "end_lr": self.lrs[-1],
+            "stopped": self.stopped,
+        }
 
 
 def valley(losses: list) -> int:
@@ -75,8 +84,16 @@ def valley(losses: list) -> int:
     return max(0, start + int(third) + int(third / 2))
 
 
-def lr_find(model: nn.Module, data, config: TrainConfig | None = None, *, start_lr: float = 1e-7,
-            end_lr: float = 10.0, steps: int = 200, **settings) -> LRFound:
+def lr_find(
+    model: nn.Module,
+    data,
+    config: TrainConfig | None = None,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int = 200,
+    **settings,
+) -> LRFound:
     """Sweep the learning rate exponentially from `start_lr` to `end_lr` over at most `steps`
     batches of `data`'s training set, training a copy of `model` with the run's optimizer
     (settings as for train: optimizer, batch_size, momentum, weight_decay, seed, ...); return
@@ -86,8 +103,9 @@ def lr_find(model: nn.Module, data, config: TrainConfig | None = None, *, start_
     else:
         config = check(dataclasses.replace(config, **settings) if settings else config)
     if not 0 < start_lr < end_lr:
-        raise QuicknetsError(f"the LR sweep needs 0 < start_lr < end_lr, got {start_lr} and "
-                             f"{end_lr}")
+        raise QuicknetsError(
+            f"the LR sweep needs 0 < start_lr < end_lr, got {start_lr} and {end_lr}"
+        )
     if steps < 20:
         raise QuicknetsError(f"the LR sweep needs at least 20 steps, got {steps}")
     config = dataclasses.replace(resolve(config), lr=start_lr, patience=0)
@@ -102,18 +120,28 @@ def lr_find(model: nn.Module, data, config: TrainConfig | None = None, *, start_
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(config.seed)  # dropout masks
                 net = copy.deepcopy(model).to(device).train()  # the caller's model: untouched
-                lrs, raw, smooth, stopped = _sweep(net, data, config, device, start_lr, end_lr,
-                                                   steps)
+                lrs, raw, smooth, stopped = _sweep(
+                    net, data, config, device, start_lr, end_lr, steps
+                )
         finally:
             torch.set_num_threads(caller_threads)
     # as fastai: the first tenth is the moving average warming up, the last five the blow-up
     first, last = steps // 10, len(smooth) - 5
     if last - first < 5:
-        raise QuicknetsError(f"the LR sweep diverged after {len(smooth)} steps, too soon to "
-                             f"suggest a rate: try a smaller start_lr than {start_lr:g}")
+        raise QuicknetsError(
+            f"the LR sweep diverged after {len(smooth)} steps, too soon to "
+            f"suggest a rate: try a smaller start_lr than {start_lr:g}"
+        )
     index = first + valley(smooth[first:last])
-    return LRFound(lr=float(f"{lrs[index]:.2g}"), lrs=lrs, losses=smooth, raw=raw, index=index,
-                   stopped=stopped, seconds=time.perf_counter() - begin)
+    return LRFound(
+        lr=float(f"{lrs[index]:.2g}"),
+        lrs=lrs,
+        losses=smooth,
+        raw=raw,
+        index=index,
+        stopped=stopped,
+        seconds=time.perf_counter() - begin,
+    )
 
 
 def _sweep(net, data, config, device, start_lr, end_lr, steps) -> tuple:
@@ -161,13 +189,18 @@ def plot_lr_find(found: LRFound, title: str | None = None):
     """Loss against learning rate (log scale): each step's loss faint, the smoothed loss bold,
     the suggestion marked. A matplotlib Figure (no pyplot)."""
     from matplotlib.figure import Figure
+
     fig = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(found.lrs, found.raw, color="#1f77b4", alpha=0.25, linewidth=0.8,
-            label="batch loss")
+    ax.plot(found.lrs, found.raw, color="#1f77b4", alpha=0.25, linewidth=0.8, label="batch loss")
     ax.plot(found.lrs, found.losses, color="#1f77b4", label="smoothed loss")
-    ax.plot([found.lrs[found.index]], [found.losses[found.index]], "o", color="#d62728",
-            label=f"suggested lr {found.lr:g} ({found.method})")
+    ax.plot(
+        [found.lrs[found.index]],
+        [found.losses[found.index]],
+        "o",
+        color="#d62728",
+        label=f"suggested lr {found.lr:g} ({found.method})",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss")

@@ -12,14 +12,16 @@ An EMA of the weights was tried and left out: it was not shown to pay (benchmark
 The random draws happen once per epoch on the CPU and move to the device in one copy, so a GPU
 epoch needs no host synchronisation for augmentation.
 """
+
 import torch
 from torch import nn
 
 SCHEDULES = ("constant", "onecycle", "linear")
 
 
-def lr_at(step: int, total_steps: int, peak_lr: float, schedule: str = "constant",
-          warmup: float = 0.2) -> float:
+def lr_at(
+    step: int, total_steps: int, peak_lr: float, schedule: str = "constant", warmup: float = 0.2
+) -> float:
     """The learning rate for optimizer step `step` (0-based) of `total_steps`.
 
     constant: peak_lr throughout (the notebook).
@@ -46,8 +48,9 @@ def draw_augment(n: int, translate: int, flip: bool, generator: torch.Generator)
     return shifts, flips
 
 
-def augment(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor,
-            translate: int) -> torch.Tensor:
+def augment(
+    x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, translate: int
+) -> torch.Tensor:
     """Move each image of x (B, C, H, W) by its (dy, dx) shift (at most `translate` pixels),
     repeating the edge pixels into the gap, and mirror it left-right where `flips` is set.
     Batched gathers: no per-image loop, no host synchronisation."""
