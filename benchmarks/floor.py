@@ -19,6 +19,7 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -94,7 +95,7 @@ def main() -> None:
     same = []  # the fused epoch's numbers are autograd's, bit for bit
     print(
         f"threads: {args.threads}  MKL_CBWR: {os.environ.get('MKL_CBWR', '(unset)')}  "
-        f"load at start: {open('/proc/loadavg').read().strip()}",
+        f"load at start: {Path('/proc/loadavg').read_text().strip()}",
         flush=True,
     )
     for r in range(args.rounds):
@@ -118,7 +119,7 @@ def main() -> None:
         )
     med = {k: statistics.median(v) for k, v in times.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-    print(f"load at end: {open('/proc/loadavg').read().strip()}")
+    print(f"load at end: {Path('/proc/loadavg').read_text().strip()}")
     print("median epoch: " + "  ".join(f"{k} {v:.3f} s" for k, v in med.items()))
     print(
         "median CPU time (the process's, all threads): "

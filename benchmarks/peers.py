@@ -164,7 +164,7 @@ def run_plain(seed, limit, ends):
     x, y, xt, yt = tensors(limit)
     model, criterion = mlp(), nn.NLLLoss()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    for epoch in range(EPOCHS):
+    for _epoch in range(EPOCHS):
         model.train()
         order, total, batches = torch.randperm(len(y)), 0.0, 0
         for start in range(0, len(y), BATCH):
@@ -188,7 +188,7 @@ def run_notebook(seed, limit, ends):
         subset = torch.utils.data.Subset(trainloader.dataset, range(limit * BATCH))
         trainloader = torch.utils.data.DataLoader(subset, batch_size=BATCH, shuffle=True)
     model, criterion, optimizer = notebook.model_and_optimizer()
-    for epoch in range(EPOCHS):
+    for _epoch in range(EPOCHS):
         model.train()
         loss_sum = notebook.train_epoch(model, criterion, optimizer, trainloader)
         ends.append(time.perf_counter())

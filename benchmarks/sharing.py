@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 
 def start(args: list, env: dict) -> subprocess.Popen:
@@ -71,7 +72,7 @@ def main() -> None:
     sweep = ["sweep", "--lr", lrs, "--epochs", str(args.epochs), "--quiet", "--runs-dir", runs]
     print(
         f"train: quicknets {' '.join(train)}\nsweep: quicknets {' '.join(sweep)}\n"
-        f"env: {' '.join(args.env) or '(none)'}  load: {open('/proc/loadavg').read().strip()}",
+        f"env: {' '.join(args.env) or '(none)'}  load: {Path('/proc/loadavg').read_text().strip()}",
         flush=True,
     )
     times = {"alone": [], "alone, no sharing": [], "pair": [], "beside sweep": []}
@@ -89,7 +90,7 @@ def main() -> None:
             + "  ".join(
                 f"{k}: {' '.join(f'{s:.2f}' for s in v[-1])}" for k, v in times.items() if v
             )
-            + f"  (load {open('/proc/loadavg').read().split()[0]})",
+            + f"  (load {Path('/proc/loadavg').read_text().split()[0]})",
             flush=True,
         )
     alone = [statistics.median(run[e] for run in times["alone"]) for e in range(args.epochs)]
@@ -108,7 +109,8 @@ def main() -> None:
             statistics.median(run[e] for run in times[name]) / alone[e] for e in range(args.epochs)
         ]
         print(
-            f"{name}: each epoch / alone, medians per epoch {' '.join(f'{x:.2f}' for x in per_epoch)}"
+            f"{name}: each epoch / alone, medians per epoch "
+            f"{' '.join(f'{x:.2f}' for x in per_epoch)}"
             f"; every epoch: median {statistics.median(ratios):.2f}, worst {max(ratios):.2f}"
         )
 

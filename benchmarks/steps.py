@@ -1,7 +1,7 @@
 """Seconds per training step of each network, to know what an epoch costs before training one.
 
     PYTHONPATH=src python benchmarks/steps.py --threads 1 res32-res64-res128 res64-res128-res256
-    PYTHONPATH=src python benchmarks/steps.py --rounds 4 --steps 5 --warmup 1 NET1 NET2  # interleaved
+    PYTHONPATH=src python benchmarks/steps.py --rounds 4 --steps 5 --warmup 1 NET1 NET2
 
 One step as the conv presets train: a batch of 256 random images (B, 1, 28, 28), BatchNorm, flip
 TTA layers (idle in training), channels-last, bf16 autocast, label smoothing 0.1, fused SGD

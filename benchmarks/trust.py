@@ -22,6 +22,7 @@ import argparse
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -56,7 +57,7 @@ VARIANTS = [
 
 def cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:

@@ -7,10 +7,14 @@ nor leave anything in ~/.cache, and runs go to per-test temporary folders.
 import importlib
 import os
 import select
+import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +162,75 @@ def start_together(procs: list) -> None:
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
+
+
+# --- a PostgreSQL server on loopback (tests/sweeps: test_optuna_search, test_study) ---
+
+
+def pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        pytest.fail(
+            "PostgreSQL is missing: apt-get install postgresql (scripts/setup.sh test does it)"
+        )
+    return found[-1].parent
+
+
+@pytest.fixture
+def postgres():
+    """A private PostgreSQL server on 127.0.0.1 (a free port), stopped and deleted after."""
+    bin_dir = pg_bin()
+    home = Path(tempfile.mkdtemp(prefix="quicknets-pg-"))
+    as_pg = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        shutil.chown(home, "postgres")
+        as_pg = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd):
+        return subprocess.run(
+            as_pg + [str(c) for c in cmd],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=HANG_S,
+        )
+
+    run(bin_dir / "initdb", "-D", home / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(
+        bin_dir / "pg_ctl",
+        "-D",
+        home / "data",
+        "-l",
+        home / "log",
+        "-w",
+        "-o",
+        f"-p {port} -k {home} -c listen_addresses=127.0.0.1",
+        "start",
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(bin_dir / "pg_ctl", "-D", home / "data", "-m", "fast", "-w", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# --- a huge PNG that costs nothing on disk (tests/data/test_images, tests/outputs/test_demo) ---
+
+
+def write_blank_png(path, width: int, height: int):
+    """A valid all-black 1-bit PNG written row by row: 20000x20000 is about 50 KB on disk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    row = bytes(1 + (width + 7) // 8)  # filter type 0, then the packed bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )

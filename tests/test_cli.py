@@ -132,7 +132,7 @@ def test_saved_run_reproduces_its_test_metrics(tiny_dir, tmp_path):
 
 
 def test_model_file_never_runs_code(tiny_dir, tmp_path):
-    """A model.pt holding a pickle that would run a command is refused, and the command never runs."""
+    """A model.pt holding a pickle that would run a command is refused; the command never runs."""
     import os
     import pickle
     from pathlib import Path

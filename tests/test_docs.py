@@ -4,8 +4,9 @@ runs, and every `quicknets COMMAND --flag` it shows names a real command and rea
 The snippets run as written, with small stated substitutions to stay quick (1 epoch instead of
 7, 1 seed and a smaller second network in the sweep, 1 thread for the LR finder), in one fresh
 interpreter per page: the whole file took 40-60 s of CPU time here (a load of 11 on 2 cores
-stretched that to 2.5-3.5 minutes of wall time). A snippet that cannot run is fenced as `python-norun` and
-listed in NOT_RUN with the reason; a Python snippet neither run nor listed fails the test.
+stretched that to 2.5-3.5 minutes of wall time). A snippet that cannot run is fenced as
+`python-norun` and listed in NOT_RUN with the reason; a Python snippet neither run nor listed
+fails the test.
 """
 
 import argparse
@@ -231,7 +232,7 @@ def test_every_name_quicknets_exports_is_in_the_api_reference():
         assert f"::: {module}\n" in pages, module
 
 
-# --- the shell commands ----------------------------------------------------------------------------
+# --- the shell commands ---------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -59,7 +59,8 @@ SWEEP_EPOCHS = 3
 SERVER = r"""
 import json, os, sys
 import torch  # noqa: F401  (once, here)
-import quicknets.cli, quicknets.records.experiment, quicknets.sweeps, quicknets.records.comparison, quicknets.networks.models
+import quicknets.cli, quicknets.records.experiment, quicknets.sweeps
+import quicknets.records.comparison, quicknets.networks.models
 quicknets.networks.models.check_memory("784-10")  # its meta-device forward imports for 2 s, once
 for line in sys.stdin:
     op, *args = json.loads(line)

@@ -59,6 +59,6 @@ def _sections(parser: argparse.ArgumentParser, level: int) -> list:
         "```",
         "",
     ]
-    for name, sub in subcommands(parser).items():
+    for sub in subcommands(parser).values():
         out += _sections(sub, level if parser.prog == "quicknets" else level + 1)
     return out

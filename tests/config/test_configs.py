@@ -295,9 +295,9 @@ def test_momentum_is_the_chosen_optimizers_own():
     )  # the preset's momentum left with its optimizer
     for optimizer in ("adam", "adamw", "nadam", "radam", "adagrad"):
         for build in (
-            lambda: RunConfig.build(optimizer=optimizer, momentum=0.9),
-            lambda: check(TrainConfig(optimizer=optimizer, momentum=0.9)),
-            lambda: sgd.replace(optimizer=optimizer, momentum=0.8),
+            lambda optimizer=optimizer: RunConfig.build(optimizer=optimizer, momentum=0.9),
+            lambda optimizer=optimizer: check(TrainConfig(optimizer=optimizer, momentum=0.9)),
+            lambda optimizer=optimizer: sgd.replace(optimizer=optimizer, momentum=0.8),
         ):
             with pytest.raises(
                 QuicknetsError,

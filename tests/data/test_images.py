@@ -5,13 +5,13 @@ and the same picture saved in the plainest form (8-bit grey or RGB on white)."""
 
 import struct
 import warnings
-import zlib
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from conftest import write_blank_png
 from quicknets.base.errors import QuicknetsError
 from quicknets.data import images
 from quicknets.data.images import (
@@ -547,22 +547,6 @@ def test_a_lopsided_digit_is_moved_only_as_far_as_it_stays_whole():
 
 
 # -- errors: one line each ------------------------------------------------------------------------
-
-
-def write_blank_png(path, width: int, height: int):
-    """A valid all-black 1-bit PNG written row by row: 20000x20000 is about 50 KB on disk."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + data))
-        return struct.pack(">I", len(data)) + kind + data + crc
-
-    row = bytes(1 + (width + 7) // 8)  # filter type 0, then the packed bits
-    z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-    )
 
 
 def error_line(path, **kw) -> str:

@@ -365,7 +365,8 @@ def _write(folder, name, array):
         (
             "t10k-images-idx3-ubyte",
             np.zeros((100, 32, 32)),
-            "t10k-images-idx3-ubyte holds uint8 images of 32x32 pixels; quicknets takes uint8 28x28",
+            "t10k-images-idx3-ubyte holds uint8 images of 32x32 pixels; "
+            "quicknets takes uint8 28x28",
         ),
         (
             "t10k-labels-idx1-ubyte",

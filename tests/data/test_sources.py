@@ -192,7 +192,7 @@ def test_png_folder_train_classify_show_report(fashion, tmp_path, capsys):
     name = train_show_report(capsys, root, runs, "--epochs", "4")
     assert name.startswith("fashion-png_mlp-256-128-64_")
     test_files, _ = imagefolders.list_images(root / "test")
-    for i, (path, _) in enumerate(test_files):  # a test image the model gets right ...
+    for i, _ in enumerate(test_files):  # a test image the model gets right ...
         out = cli(capsys, "classify", name, "--index", i, "--runs-dir", runs)
         if f"(true class: {predicted(out)})" in out:
             break

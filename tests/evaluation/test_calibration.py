@@ -99,9 +99,10 @@ def test_temperature_undoes_a_known_miscalibration(sharpen):
     t = fit_temperature(log_probs, labels)
     assert t == pytest.approx(sharpen, rel=0.05)  # scaling by T = sharpen restores z
     assert (t > 1) == (sharpen > 1)
-    nll = lambda ts: [
-        negative_log_likelihood(temperature_scale(log_probs, float(g)), labels) for g in ts
-    ]
+
+    def nll(ts):
+        return [negative_log_likelihood(temperature_scale(log_probs, float(g)), labels) for g in ts]
+
     coarse = np.linspace(math.log(0.1), math.log(10), 101)  # a brute-force search on log T
     step = coarse[1] - coarse[0]
     centre = coarse[int(np.argmin(nll(np.exp(coarse))))]

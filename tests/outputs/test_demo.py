@@ -15,9 +15,8 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from test_images import write_blank_png
 
-from conftest import need
+from conftest import need, write_blank_png
 from quicknets.base.errors import Interrupted
 from quicknets.cli import main
 from quicknets.config.configs import RunConfig

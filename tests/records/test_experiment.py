@@ -332,15 +332,15 @@ def test_resume_may_change_where_it_runs_and_a_copy_of_it_counts_once(tiny_dir, 
 
     from quicknets.records import experiment
 
-    with pytest.raises(Interrupted):  # resumed with 2 threads, stopped after epoch 2
-        with pytest.MonkeyPatch.context() as mp:
-            saver = experiment.epoch_saver
-            mp.setattr(
-                experiment,
-                "epoch_saver",
-                lambda p, loggers, on_epoch, config: saver(p, loggers, stop, config),
-            )
-            resume(path.name, runs_dir, threads=2, quiet=True)
+    # resumed with 2 threads, stopped after epoch 2
+    with pytest.raises(Interrupted), pytest.MonkeyPatch.context() as mp:
+        saver = experiment.epoch_saver
+        mp.setattr(
+            experiment,
+            "epoch_saver",
+            lambda p, loggers, on_epoch, config: saver(p, loggers, stop, config),
+        )
+        resume(path.name, runs_dir, threads=2, quiet=True)
     resume(path.name, runs_dir, data_dir=str(moved), quiet=True)
     resume(copy.name, runs_dir, quiet=True)
     table = compare([path.name, copy.name], runs_dir)

@@ -178,9 +178,11 @@ def test_a_live_lock_means_running_and_a_killed_holder_stopped(runs_dir):
             r"1 epoch\(s\) done\); wait",
         ):
             load_run(path.name, runs_dir)
-        with pytest.raises(QuicknetsError, match=f"is being trained by process {proc.pid}$"):
-            with hold_run(path):  # a second --resume
-                pass
+        with (
+            pytest.raises(QuicknetsError, match=f"is being trained by process {proc.pid}$"),
+            hold_run(path),  # a second --resume
+        ):
+            pass
         with pytest.raises(
             QuicknetsError,
             match=f"being trained by process {proc.pid}; stop it first, or pass --force",
@@ -199,9 +201,8 @@ def test_two_resumes_started_together_one_wins(runs_dir):
     path = start_run(config(), {}, runs_dir)
     code = (
         "from pathlib import Path\n"
-        "from quicknets.base.errors import QuicknetsError; from quicknets.records.runs import hold_run\n"
-        + READY_THEN_GO
-        + "try:\n"
+        "from quicknets.base.errors import QuicknetsError\n"
+        "from quicknets.records.runs import hold_run\n" + READY_THEN_GO + "try:\n"
         "    with hold_run(Path(sys.argv[1])):\n"
         "        print('won', flush=True); sys.stdin.readline()  # held till both tried\n"
         "except QuicknetsError as e:\n"

@@ -3,17 +3,13 @@ on a real PostgreSQL server."""
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from conftest import HANG_S, finish, wait_until
+from conftest import finish, wait_until
 from quicknets.cli import main
 from quicknets.records.index import query
 
@@ -280,53 +276,6 @@ def test_ctrl_c_stops_an_optuna_sweep_with_one_line(tiny_dir, runs_dir, workers)
 
 
 # --- a shared study on a real PostgreSQL server, started here on loopback ---
-
-
-def pg_bin() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    if not found:
-        pytest.fail(
-            "PostgreSQL is missing: apt-get install postgresql (scripts/setup.sh test does it)"
-        )
-    return found[-1].parent
-
-
-@pytest.fixture
-def postgres():
-    """A private PostgreSQL server on 127.0.0.1 (a free port), stopped and deleted after."""
-    bin_dir = pg_bin()
-    home = Path(tempfile.mkdtemp(prefix="quicknets-pg-"))
-    as_pg = []
-    if os.geteuid() == 0:  # postgres refuses to run as root
-        shutil.chown(home, "postgres")
-        as_pg = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    run = lambda *cmd: subprocess.run(
-        as_pg + [str(c) for c in cmd],
-        check=True,  # noqa: E731
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-    )
-    run(bin_dir / "initdb", "-D", home / "data", "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    run(
-        bin_dir / "pg_ctl",
-        "-D",
-        home / "data",
-        "-l",
-        home / "log",
-        "-w",
-        "-o",
-        f"-p {port} -k {home} -c listen_addresses=127.0.0.1",
-        "start",
-    )
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(bin_dir / "pg_ctl", "-D", home / "data", "-m", "fast", "-w", "stop")
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_two_machines_share_a_postgresql_study(tiny_dir, tmp_path, postgres):

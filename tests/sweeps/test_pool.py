@@ -191,7 +191,8 @@ def test_a_script_without_the_main_guard_gets_one_clear_error(tiny_dir, runs_dir
     assert p.returncode == 1 and "after the sweep" not in p.stdout
     assert p.stderr.count("QuicknetsError:") == 1 and p.stderr.count("Traceback") == 1
     assert p.stderr.strip().splitlines()[-1] == (
-        "quicknets.base.errors.QuicknetsError: sweep() ran again in a worker process: a script that "
+        "quicknets.base.errors.QuicknetsError: sweep() ran again in a worker process: "
+        "a script that "
         'runs a sweep must call it under `if __name__ == "__main__":` (each worker process '
         "imports the script again, and would start the sweep again)"
     )

@@ -20,7 +20,6 @@ from quicknets.cli import main
 from quicknets.records.runfolder import run_state
 
 optuna = pytest.importorskip("optuna")
-from test_sweeps_optuna_search import postgres  # noqa: E402,F401,F811  the loopback server
 
 GRID = {
     "network": ["784-8-10", "784-16-10"],
@@ -70,8 +69,11 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def test_three_machines_run_each_cell_seed_once_and_a_fourth_shows_them_all(
-    tiny_dir, tmp_path, postgres, capsys
-):  # noqa: F811
+    tiny_dir,
+    tmp_path,
+    postgres,
+    capsys,
+):
     runs = [tmp_path / f"machine-{i}" for i in range(3)]
     command = [
         "sweep",

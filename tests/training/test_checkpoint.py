@@ -320,6 +320,8 @@ def test_resume_refuses_other_settings_and_finished_runs(tiny_dir, tmp_path):
     training = start_run(json.loads((runs / name / "config.json").read_text()), {}, runs)
     from quicknets.records.runs import hold_run
 
-    with hold_run(training):  # as its trainer does
-        with pytest.raises(QuicknetsError, match="is being trained by process"):
-            resume(training.name, runs)
+    with (
+        hold_run(training),  # as its trainer does
+        pytest.raises(QuicknetsError, match="is being trained by process"),
+    ):
+        resume(training.name, runs)

@@ -72,7 +72,10 @@ def test_train_takes_the_fused_path_to_the_same_history(tiny, monkeypatch):
     monkeypatch.setattr(training, "fused_step", lambda *a: None)
     autograd_model = network("784-32-10", seed=1)
     history = train(autograd_model, tiny, epochs=2, threads=1, quiet=True)
-    drop = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]
+
+    def drop(h):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in h]
+
     assert drop(history) == drop(fused_history)
     assert all(
         torch.equal(a, b)

@@ -255,9 +255,10 @@ def _run(args) -> int:
                 vary[key] = values
             else:
                 base[key] = values[0]
-        pick = lambda key, default: (
-            spec.get(key, default) if getattr(args, key) is None else getattr(args, key)
-        )  # noqa: E731  (flag, else file, else default)
+
+        def pick(key, default):  # the flag, else the file, else the default
+            return spec.get(key, default) if getattr(args, key) is None else getattr(args, key)
+
         name = pick("name", None)
         name = new_name() if name is None else name  # an empty name is refused, not replaced
         groups = sweep(

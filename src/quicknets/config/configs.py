@@ -2,7 +2,7 @@
 command-line flag (`--batch-size` sets `TrainConfig.batch_size`) and is saved with every run.
 
     cfg = TrainConfig(lr=0.01, optimizer="sgd")
-    cfg = make(TrainConfig, {"lr": "0.01"})      # from strings or JSON: unknown keys, bad values fail
+    cfg = make(TrainConfig, {"lr": "0.01"})      # strings or JSON: unknown keys, bad values fail
     run = RunConfig.build(preset="fast", epochs=5)   # keywords, flat: every field name is unique
     run = RunConfig.from_dict(json.load(f))      # a record's config.json, old layouts included
     run.flat()                                   # {"dataset": ..., "network": ..., "lr": ...}
@@ -268,8 +268,8 @@ class TrainConfig:
     min_delta: float = opt(
         0.0, "early stopping: the least change of --monitor that counts as an improvement", low=0.0
     )
-    # The validation metrics of metrics.METRICS (a test keeps them in step; config/configs.py does not
-    # import torch, so it cannot ask there); their directions come from METRICS.
+    # The validation metrics of metrics.METRICS (a test keeps them in step; config/configs.py does
+    # not import torch, so it cannot ask there); their directions come from METRICS.
     monitor: str = opt(
         "val_loss", "early stopping: the validation metric watched", ["val_loss", "val_accuracy"]
     )
@@ -465,7 +465,7 @@ class RunConfig:
         parts = {section: {} for section in SECTIONS}
         for key, value in {**base, **settings}.items():
             parts[FIELDS[key]][key] = value
-        return cls(*(make(SECTIONS[s], parts[s]) for s in SECTIONS), preset=preset)
+        return cls(**{s: make(SECTIONS[s], parts[s]) for s in SECTIONS}, preset=preset)
 
     @classmethod
     def from_dict(cls, config: dict) -> "RunConfig":
@@ -476,7 +476,7 @@ class RunConfig:
             )
         config = upgrade(config)
         return cls(
-            *(make(SECTIONS[s], config.get(s) or {}) for s in SECTIONS),
+            **{s: make(SECTIONS[s], config.get(s) or {}) for s in SECTIONS},
             preset=config.get("preset"),
             lr_find=config.get("lr_find"),
         )
@@ -503,7 +503,7 @@ class RunConfig:
         for key, value in settings.items():
             parts[FIELDS[key]][key] = value
         return RunConfig(
-            *(make(SECTIONS[s], parts[s]) for s in SECTIONS),
+            **{s: make(SECTIONS[s], parts[s]) for s in SECTIONS},
             preset=self.preset,
             lr_find=self.lr_find,
         )

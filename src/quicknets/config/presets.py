@@ -14,6 +14,8 @@ behind each choice are in benchmarks/README.md; a trick is in a preset only wher
 showed it pays.
 """
 
+from typing import Any
+
 from quicknets.base.errors import QuicknetsError
 
 # name -> what it promises, and its settings (NetworkConfig and TrainConfig fields), with issue
@@ -27,7 +29,7 @@ from quicknets.base.errors import QuicknetsError
 # in 94 ± 2 s of training at 1 thread, against 0.9338 in 229 s for the 15-epoch conv32-conv64
 # recipe with shifts; shifts of 2 px cost 0.5 points in a run this short, 6 epochs gave 0.9337
 # ± 0.0022 (seed 2: 0.9316, too little margin).
-PRESETS = {
+PRESETS: dict[str, dict[str, Any]] = {
     "fast": {
         "target": "0.905 test accuracy in ~12 s, whole process, measured on a 2-core CPU"
         "; target: 5 s, out of reach with torch's ~3.3 s start-up",

@@ -1,7 +1,8 @@
 """CSV files of images, one per row: the label first, then the pixels (see sources.py).
 
     plan = csv_plan(Path("mnist_train.csv"), None, look=True)   # its test file: mnist_test.csv
-    pixels, (labels, first_line) = parse_csv(Path("mnist_train.csv").read_bytes(), "mnist_train.csv")
+    raw = Path("mnist_train.csv").read_bytes()
+    pixels, (labels, first_line) = parse_csv(raw, "mnist_train.csv")
 
 Rows of whole numbers (Kaggle's CSVs) go through numpy's C parser a chunk at a time: 60,000 rows
 of 785 in about 1.5 s. Decimals, quotes, spaces or class names take the csv module, a row at a

@@ -542,7 +542,7 @@ def load_dataset(
     auto_mean, auto_std = channel_stats(data.train_images) if "auto" in (mean, std) else (0, 0)
     data.mean = auto_mean if mean == "auto" else _plain(mean)
     data.std = auto_std if std == "auto" else _plain(std)
-    data.preprocessing  # checks mean and std against the channels: one value, or one each
+    _ = data.preprocessing  # checks mean and std against the channels: one value, or one each
     return data
 
 
@@ -673,8 +673,8 @@ def load_recorded(
             raise QuicknetsError(
                 f"the run's data {Path(dataset).name} is not in {folder}"
                 if folder
-                else f"the run's data {dataset} is not there any more: if it moved, give the folder "
-                f"now holding {Path(dataset).name} with --data-dir"
+                else f"the run's data {dataset} is not there any more: if it moved, give the "
+                f"folder now holding {Path(dataset).name} with --data-dir"
             )
         folder = None
     # a run recorded before the split was stratified keeps its own (random) validation split

@@ -251,16 +251,14 @@ def _npz_split(arrays: dict, split: str, path) -> tuple:
         raise QuicknetsError(
             f"{path}: y_{split} has shape {y.shape} for {len(x)} images; expected ({len(x)},)"
         )
-    if x.dtype != np.uint8:
-        if (
-            x.dtype.kind not in "iuf"
-            or x.size
-            and (x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x)))
-        ):
-            raise QuicknetsError(
-                f"{path}: x_{split} holds {x.dtype} values that are not "
-                "pixels (whole numbers 0..255)"
-            )
+    if x.dtype != np.uint8 and (
+        x.dtype.kind not in "iuf"
+        or x.size
+        and (x.min() < 0 or x.max() > 255 or not np.array_equal(x, np.round(x)))
+    ):
+        raise QuicknetsError(
+            f"{path}: x_{split} holds {x.dtype} values that are not pixels (whole numbers 0..255)"
+        )
     if y.dtype.kind == "f" and np.array_equal(y, np.round(y)):
         y = y.astype(np.int64)
     if y.dtype.kind in "iu":

@@ -2,7 +2,7 @@
 whole sweep.
 
     run = load_run("mlp-256-128-64_adam_lr0.003_s0-1a2b3c")
-    figures = run_figures(run, load_model(run), data)    # {name: Figure}, what `quicknets show` saves
+    figures = run_figures(run, load_model(run), data)    # {name: Figure}, as `quicknets show` saves
     path = write_report(run)                             # runs/<run>/report.html
     path = write_sweep_report(load_sweep("g12", storage=URL))   # runs/sweeps/g12.html
 

@@ -265,9 +265,9 @@ def view_classify(
         if value >= 0.0005:  # the rest would all read 0.000
             ax_bar.text(value + 0.01, row, f"{value:.3f}", va="center", fontsize=8)
     ax_bar.set_yticks(rows, names)
-    for row, label in enumerate(ax_bar.get_yticklabels()):
-        if colors[row] != OTHER:
-            label.set_color(colors[row])
+    for i, label in enumerate(ax_bar.get_yticklabels()):
+        if colors[i] != OTHER:
+            label.set_color(colors[i])
             label.set_fontweight("bold")
     ax_bar.invert_yaxis()  # class 0 at the top, in reading order
     ax_bar.set_xlim(0, 1.15)
@@ -426,8 +426,11 @@ def plot_history(history, results=None, title=None) -> Figure:
     fig = new_figure(10, 3.8)
     ax_loss, ax_acc = fig.subplots(1, 2)
     from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
 
-    palette = colormaps["tab10" if len(runs) <= 10 else "tab20"].colors
+    cmap = colormaps["tab10" if len(runs) <= 10 else "tab20"]
+    assert isinstance(cmap, ListedColormap)  # tab10 and tab20 are lists of colours
+    palette = list(cmap.colors)  # type: ignore[arg-type]  # a list of RGB tuples here
     for i, (label, seeds) in enumerate(runs.items()):
         color = palette[i % len(palette)]
         name = f"{label} " if label else ""

@@ -190,11 +190,11 @@ def compare(refs, runs_dir=None, skipped=()) -> dict:
     lines naming runs already left out (list_runs'), kept in the table's `skipped`."""
     from quicknets.records.runs import Run, load_run
 
-    runs = {}  # by folder: a run named twice (by name and prefix, or also matched by --where)
+    by_folder = {}  # a run named twice (by name and prefix, or also matched by --where)
     for ref in refs:  # is one run: not a copy, nothing to report
         run = ref if isinstance(ref, Run) else load_run(ref, runs_dir)
-        runs.setdefault(run.path.resolve(), run)
-    runs = list(runs.values())
+        by_folder.setdefault(run.path.resolve(), run)
+    runs = list(by_folder.values())
     if not runs:
         raise QuicknetsError("nothing to compare: give at least one run")
     return compare_runs(runs, skipped)

@@ -40,7 +40,7 @@ FILES = (
     LOCK_FILE,
 )
 FOLDERS = ("figures", "tensorboard")  # `quicknets show` and --log-to tensorboard write these
-TEMP = re.compile(r"\.(%s)\..+\.tmp" % "|".join(re.escape(f) for f in FILES))  # atomic_write's
+TEMP = re.compile(rf"\.({'|'.join(re.escape(f) for f in FILES)})\..+\.tmp")  # atomic_write's
 TRAINER_STATES = ("interrupted", "pruned", "failed")  # what status.json may say besides running
 PROBE_WAIT_S = 1.0  # a listing takes the lock for an instant to test it: retry that long
 

@@ -1,6 +1,7 @@
 """Run records: one self-describing folder per training run.
 
-    path = save_run(model, config, history, results, data_info)   # runs/mlp-256-128-64_adam_lr0.003_s0-1a2b3c
+    path = save_run(model, config, history, results, data_info)
+    # path: runs/mlp-256-128-64_adam_lr0.003_s0-1a2b3c
     run = load_run("mlp-256-128-64_adam_lr0.003_s0-1a2b3c")        # or a unique prefix, or a path
     model = load_model(run)
 

@@ -249,7 +249,7 @@ def worker_main(work, todo, conn, stop, threads: int) -> None:
             work(task, tell, stop)
         except BaseException:  # a bug, not a failed trial (those are Outcomes)
             conn.send(("crash", traceback.format_exc()))
-            raise SystemExit(1)
+            raise SystemExit(1) from None
 
 
 def execute(work, tasks: list, workers: int, threads: int, tell) -> bool:

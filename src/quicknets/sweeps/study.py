@@ -9,10 +9,10 @@ Every Optuna search has a study (runs/optuna.sqlite3 unless `--storage` names on
 a grid or random search given `--storage`: its trials, one per variant and seed, are queued in
 the study when it is created (Optuna's enqueue_trial), and each worker takes them one at a time
 (worker.py), so N workers on N machines run each once. An Optuna search queues `trials` empty
-trials, whose settings TPE proposes as each is taken (optuna_search.py). The study also holds the Search and the heartbeat
-every worker keeps, so a joining worker needs only the name and the storage. A journal file on
-a shared file system (Optuna's JournalStorage, with its file lock) serves where no database
-server does; SQLite does not (its locks are unreliable on NFS).
+trials, whose settings TPE proposes as each is taken (optuna_search.py). The study also holds
+the Search and the heartbeat every worker keeps, so a joining worker needs only the name and
+the storage. A journal file on a shared file system (Optuna's JournalStorage, with its file
+lock) serves where no database server does; SQLite does not (its locks are unreliable on NFS).
 """
 
 import time

@@ -10,8 +10,9 @@ next worker that looks, and a copy of it is queued (RetryHeartbeatStaleTrialCall
 MAX_RETRY times); so is the trial of a worker stopped by Ctrl-C. The first taker trains it again
 as a new run, or continues the stopped run from its checkpoint when that run is in its own runs
 folder (the worker was started again on that machine); a dead worker's run elsewhere stays in
-its runs folder, stopped, and is counted nowhere (only a finished trial's runs are). A worker leaves once nothing is queued and no trial runs
-elsewhere: while one still runs, it waits, since that trial may come back.
+its runs folder, stopped, and is counted nowhere (only a finished trial's runs are). A worker
+leaves once nothing is queued and no trial runs elsewhere: while one still runs, it waits, since
+that trial may come back.
 
 Each trial keeps, in its user attributes, what it trained: the worker (host:pid), its run
 folders' names (`runs`), and for each finished run its seed, per-epoch history and test metrics

@@ -8,9 +8,10 @@ It covers a network that is Flatten, Linear, ReLU, ..., Linear, LogSoftmax, trai
 the NLL loss on the CPU, with any optimizer, schedule or augmentation. Each product is the one
 autograd would run (`addmm` forward, `grad.t() @ input` and `grad @ weight` backward) and the
 loss gradient comes from autograd's own kernels, so the results are bit for bit those of
-autograd (tests/training/test_fused.py holds it to that); what goes is autograd's bookkeeping: the graph,
-a fresh tensor for every intermediate, and the input gradient of the first layer that nobody
-needs (a quarter of the epoch's matrix work for 784-256-128-64-10). benchmarks/floor.py times it.
+autograd (tests/training/test_fused.py holds it to that); what goes is autograd's bookkeeping:
+the graph, a fresh tensor for every intermediate, and the input gradient of the first layer that
+nobody needs (a quarter of the epoch's matrix work for 784-256-128-64-10). benchmarks/floor.py
+times it.
 """
 
 import torch

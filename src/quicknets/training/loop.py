@@ -225,7 +225,7 @@ def train_epoch(
     for step, (start, end) in enumerate(bounds, first_step):
         idx = order[start:end]
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # (B, C, H, W), (B,)
-        if moves is not None:
+        if moves is not None and config is not None:  # moves come only with a config
             xb = augment(xb, moves[0][idx], moves[1][idx], config.translate)
         if config is not None and config.schedule != "constant":
             for group in opt.param_groups:
