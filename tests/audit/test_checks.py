@@ -16,7 +16,7 @@ from quicknets.audit import checks as A
 from quicknets.base.errors import QuicknetsError
 from quicknets.cli import main
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "audit/checks.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "audit.py"
 
 
 def _bench():

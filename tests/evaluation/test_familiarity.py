@@ -288,7 +288,9 @@ def test_the_default_tells_noise_and_digits_from_fashion(trained):
     assert ood_metrics(inside, familiarity_scores(model, sets["noise"], fitted))["auroc"] > 0.95
     assert ood_metrics(inside, familiarity_scores(model, sets["digits"], fitted))["auroc"] > 0.9
     assert (
-        fit_familiarity(model, dataclasses.replace(data, val_images=None), "msp").threshold_split
+        fit_familiarity(
+            model, dataclasses.replace(data, val_images=None, val_labels=None), "msp"
+        ).threshold_split
         == "test"
     )
     with pytest.raises(QuicknetsError, match="unknown familiarity method"):
