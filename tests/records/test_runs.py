@@ -467,7 +467,7 @@ def test_code_version_takes_no_git_lock(tmp_path):
         return s.st_ino, s.st_mtime_ns
 
     def make_stale():
-        for file in (tmp_path / "src" / "quicknets").glob("*.py"):
+        for file in (tmp_path / "src" / "quicknets").rglob("*.py"):
             os.utime(file, ns=(file.stat().st_atime_ns, file.stat().st_mtime_ns + 10**9))
 
     shutil.copytree(
@@ -487,8 +487,8 @@ def test_code_version_takes_no_git_lock(tmp_path):
     git("status", "--porcelain")  # the control: plain git status rewrites a stale index
     assert index() != before
     make_stale()
-    (tmp_path / "src" / "quicknets" / "runs.py").write_text(
-        (tmp_path / "src" / "quicknets" / "runs.py").read_text() + "\n# changed\n"
+    (tmp_path / "src" / "quicknets" / "records" / "runs.py").write_text(
+        (tmp_path / "src" / "quicknets" / "records" / "runs.py").read_text() + "\n# changed\n"
     )
     before = index()
     assert version() == f"{head}-dirty" and index() == before

@@ -84,9 +84,10 @@ def run_name(config) -> str:
 def code_version() -> str:
     """The git commit of the quicknets source (with -dirty), or the package version when the
     source is not a quicknets checkout (an install inside some other repository, say)."""
+    import quicknets
     from quicknets import __version__
 
-    here = Path(__file__).resolve().parent
+    here = Path(quicknets.__file__).resolve().parent  # the package, not this module's group
 
     def git(*args) -> str:
         # GIT_OPTIONAL_LOCKS=0 (git --no-optional-locks, which a git before 2.15 would refuse):
