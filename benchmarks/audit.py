@@ -10,6 +10,7 @@ each copy at a random place). It then runs `quicknets audit planted_train.csv --
 user would, in a fresh process, and prints what it found against what was planted and the
 seconds of the whole command, with the CPU, threads and load average.
 """
+
 import argparse
 import json
 import os
@@ -22,8 +23,15 @@ from pathlib import Path
 import numpy as np
 
 
-def plant(images: np.ndarray, labels: np.ndarray, seed: int = 0, flips: int = 100,
-          duplicates: int = 20, overlaps: int = 10, test_share: float = 0.2) -> dict:
+def plant(
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int = 0,
+    flips: int = 100,
+    duplicates: int = 20,
+    overlaps: int = 10,
+    test_share: float = 0.2,
+) -> dict:
     """Train and test splits of uint8 `images` (N, 28, 28) with planted problems, and the truth:
     {"train": (images, labels), "test": (...), "flipped": [train index], "duplicates":
     [[first, copy]], "train_test": [[train index, test index]]}, indices as in the splits."""
@@ -53,13 +61,19 @@ def plant(images: np.ndarray, labels: np.ndarray, seed: int = 0, flips: int = 10
         rest = test_rows[-1 - src[~own]]
         imgs[~own], labs[~own] = images[rest], labels[rest]
         return imgs, labs
+
     n = len(train_rows)
-    return {"train": rows(train_src[train_perm]), "test": rows(test_src[test_perm]),
-            "flipped": sorted(where[flipped].tolist()),
-            "duplicates": sorted(sorted([int(where[r]), int(where[n + k])])
-                                 for k, r in enumerate(copied)),
-            "train_test": sorted([int(where[r]), int(test_where[len(test_rows) + k])]
-                                 for k, r in enumerate(leaked))}
+    return {
+        "train": rows(train_src[train_perm]),
+        "test": rows(test_src[test_perm]),
+        "flipped": sorted(where[flipped].tolist()),
+        "duplicates": sorted(
+            sorted([int(where[r]), int(where[n + k])]) for k, r in enumerate(copied)
+        ),
+        "train_test": sorted(
+            [int(where[r]), int(test_where[len(test_rows) + k])] for k, r in enumerate(leaked)
+        ),
+    }
 
 
 def write_csv(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
@@ -72,10 +86,10 @@ def write_csv(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 def write_planted(folder: Path, rows: int = 10000, seed: int = 0, **counts) -> tuple:
     """(train CSV path, truth) for the first `rows` Fashion-MNIST test images (plant())."""
-    from quicknets.data import load_dataset
+    from quicknets.data.loading import load_dataset
+
     data = load_dataset("fashion-mnist")
-    truth = plant(data.test_images[:rows].numpy(), data.test_labels[:rows].numpy(), seed,
-                  **counts)
+    truth = plant(data.test_images[:rows].numpy(), data.test_labels[:rows].numpy(), seed, **counts)
     write_csv(folder / "planted_train.csv", *truth["train"])
     write_csv(folder / "planted_test.csv", *truth["test"])
     return folder / "planted_train.csv", truth
@@ -85,14 +99,16 @@ def score(found: dict, truth: dict, top: int = 200) -> dict:
     """What the audit's JSON found of the planted truth."""
     suspects = {issue["index"] for issue in found["label_issues"][:top]}
     as_set = lambda pairs: {tuple(p[:2]) for p in pairs}  # noqa: E731
-    return {"flipped_in_top": len(suspects & set(truth["flipped"])),
-            "label_issues": len(found["label_issues"]),
-            "duplicates": len(found["duplicates"]["train"]),
-            "duplicates_right": as_set(found["duplicates"]["train"]) == as_set(truth["duplicates"]),
-            "test_duplicates": len(found["duplicates"]["test"]),
-            "train_test": len(found["duplicates"]["train_test"]),
-            "train_test_right": as_set(found["duplicates"]["train_test"])
-            == as_set(truth["train_test"])}
+    return {
+        "flipped_in_top": len(suspects & set(truth["flipped"])),
+        "label_issues": len(found["label_issues"]),
+        "duplicates": len(found["duplicates"]["train"]),
+        "duplicates_right": as_set(found["duplicates"]["train"]) == as_set(truth["duplicates"]),
+        "test_duplicates": len(found["duplicates"]["test"]),
+        "train_test": len(found["duplicates"]["train_test"]),
+        "train_test_right": as_set(found["duplicates"]["train_test"])
+        == as_set(truth["train_test"]),
+    }
 
 
 def main() -> None:
@@ -107,8 +123,17 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path, truth = write_planted(folder, args.rows, args.seed)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    command = [sys.executable, "-m", "quicknets", "audit", str(path), "--json", "--out",
-               str(folder / "audit.html"), *args.options]
+    command = [
+        sys.executable,
+        "-m",
+        "quicknets",
+        "audit",
+        str(path),
+        "--json",
+        "--out",
+        str(folder / "audit.html"),
+        *args.options,
+    ]
     load = os.getloadavg()[0]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -116,13 +141,23 @@ def main() -> None:
     if done.returncode:
         sys.exit(f"the audit failed:\n{done.stderr}")
     found = json.loads(done.stdout)
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), "?")
-    print(f"cpu: {cpu}; {args.threads} threads; load average before {load:.2f}, after "
-          f"{os.getloadavg()[0]:.2f}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    print(
+        f"cpu: {cpu}; {args.threads} threads; load average before {load:.2f}, after "
+        f"{os.getloadavg()[0]:.2f}"
+    )
     print(f"method: {json.dumps(found['method'])}")
-    print(f"planted: {len(truth['flipped'])} flipped labels, {len(truth['duplicates'])} "
-          f"duplicates in train, {len(truth['train_test'])} train rows in test")
+    print(
+        f"planted: {len(truth['flipped'])} flipped labels, {len(truth['duplicates'])} "
+        f"duplicates in train, {len(truth['train_test'])} train rows in test"
+    )
     print(f"found: {json.dumps(score(found, truth))}")
     print(f"steps: {json.dumps(found['seconds'])}")
     print(f"seconds: {seconds:.1f} (the whole `quicknets audit` process)")

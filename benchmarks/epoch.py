@@ -9,17 +9,18 @@ matrix FLOP/s now). Interleaving means load from other work hits all three alike
 and their ratios are printed. The floor is the epoch's matrix work (forward and backward of
 the four Linear layers) at the measured FLOP/s.
 """
+
 import argparse
 import statistics
 import time
 
+import notebook
 import torch
 
-import notebook
-from quicknets.data import load_dataset
-from quicknets.models import network
-from quicknets.machine import free_cores
-from quicknets.training import train
+from quicknets.base.machine import free_cores
+from quicknets.data.loading import load_dataset
+from quicknets.networks.models import network
+from quicknets.training.loop import train
 
 SIZES = (784, 256, 128, 64, 10)
 # forward multiply-adds per image, x2 FLOP each, x3 for forward + the two backward products
@@ -31,11 +32,11 @@ def floor_seconds(n: int = 2048) -> float:
     continuous block (as long as an epoch, so it meets the same load from other work)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm-up
-    reps = max(1, round(EPOCH_FLOP / (2 * n ** 3)))
+    reps = max(1, round(EPOCH_FLOP / (2 * n**3)))
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
-    return (time.perf_counter() - start) * EPOCH_FLOP / (reps * 2 * n ** 3)
+    return (time.perf_counter() - start) * EPOCH_FLOP / (reps * 2 * n**3)
 
 
 def main() -> None:
@@ -49,8 +50,15 @@ def main() -> None:
     trainloader, _ = notebook.loaders(notebook.make_root())
     times = {"quicknets": [], "notebook": [], "floor": []}
     for r in range(args.rounds):
-        history = train(network("784-256-128-64-10", seed=r), data, epochs=1, seed=r, threads=threads,
-                        device="cpu", quiet=True)
+        history = train(
+            network("784-256-128-64-10", seed=r),
+            data,
+            epochs=1,
+            seed=r,
+            threads=threads,
+            device="cpu",
+            quiet=True,
+        )
         times["quicknets"].append(history[0]["seconds"])
         torch.manual_seed(r)
         model, criterion, optimizer = notebook.model_and_optimizer()
@@ -58,18 +66,29 @@ def main() -> None:
         notebook.train_epoch(model, criterion, optimizer, trainloader)
         times["notebook"].append(time.perf_counter() - start)
         times["floor"].append(floor_seconds())
-        print(f"round {r + 1}/{args.rounds}: " + "  ".join(
-            f"{k}: {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+        print(
+            f"round {r + 1}/{args.rounds}: "
+            + "  ".join(f"{k}: {v[-1]:.2f} s" for k, v in times.items()),
+            flush=True,
+        )
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"threads: {threads}  epoch FLOP: {EPOCH_FLOP / 1e9:.1f} G  "
-          f"matrix FLOP/s: {EPOCH_FLOP / med['floor'] / 1e9:.0f} G")
-    print(f"median epoch: quicknets {med['quicknets']:.2f} s  notebook {med['notebook']:.2f} s  "
-          f"fp32 floor {med['floor']:.2f} s")
+    print(
+        f"threads: {threads}  epoch FLOP: {EPOCH_FLOP / 1e9:.1f} G  "
+        f"matrix FLOP/s: {EPOCH_FLOP / med['floor'] / 1e9:.0f} G"
+    )
+    print(
+        f"median epoch: quicknets {med['quicknets']:.2f} s  notebook {med['notebook']:.2f} s  "
+        f"fp32 floor {med['floor']:.2f} s"
+    )
     per_round = [q / f for q, f in zip(times["quicknets"], times["floor"])]
-    print(f"ratios of the medians: quicknets/floor {med['quicknets'] / med['floor']:.2f}  "
-          f"notebook/quicknets {med['notebook'] / med['quicknets']:.1f}")
-    print(f"quicknets/floor per round: {' '.join(f'{r:.2f}' for r in per_round)}  "
-          f"(median {statistics.median(per_round):.2f}, best {min(per_round):.2f})")
+    print(
+        f"ratios of the medians: quicknets/floor {med['quicknets'] / med['floor']:.2f}  "
+        f"notebook/quicknets {med['notebook'] / med['quicknets']:.1f}"
+    )
+    print(
+        f"quicknets/floor per round: {' '.join(f'{r:.2f}' for r in per_round)}  "
+        f"(median {statistics.median(per_round):.2f}, best {min(per_round):.2f})"
+    )
 
 
 if __name__ == "__main__":

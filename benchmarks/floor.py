@@ -14,20 +14,21 @@ CPU time is printed beside it, a steadier reading on a busy machine at 1 thread 
 adds up both threads, spinning included). The epoch is `train_epoch` as `train` runs it, timed
 alone (no test scoring, no start-up), as the floor is.
 """
+
 import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
-
 from torch import nn
 
-from quicknets.config import TrainConfig
-from quicknets.data import load_dataset
-from quicknets.fused import fused_step
-from quicknets.models import network
-from quicknets.training import make_optimizer, train_epoch
+from quicknets.config.configs import TrainConfig
+from quicknets.data.loading import load_dataset
+from quicknets.networks.models import network
+from quicknets.training.fused import fused_step
+from quicknets.training.loop import make_optimizer, train_epoch
 
 SIZES = (784, 256, 128, 64, 10)
 BATCHES = [64] * 937 + [32]  # 60,000 images in batches of 64
@@ -64,8 +65,7 @@ def quicknets_epoch(x, y, seed: int, autograd: bool, results: list) -> tuple:
     fused = None if autograd else fused_step(model, config, torch.device("cpu"))
     generator = torch.Generator().manual_seed(seed)
     wall, cpu = time.perf_counter(), time.process_time()
-    sums = train_epoch(model, opt, nn.NLLLoss(), x, y, 64, generator, config=config,
-                       fused=fused)
+    sums = train_epoch(model, opt, nn.NLLLoss(), x, y, 64, generator, config=config, fused=fused)
     seconds = time.perf_counter() - wall, time.process_time() - cpu
     results.append((sums, [t.clone() for t in model.state_dict().values()]))
     return seconds
@@ -93,35 +93,49 @@ def main() -> None:
         times["autograd"] = []
     cpu = {k: [] for k in times}
     same = []  # the fused epoch's numbers are autograd's, bit for bit
-    print(f"threads: {args.threads}  MKL_CBWR: {os.environ.get('MKL_CBWR', '(unset)')}  "
-          f"load at start: {open('/proc/loadavg').read().strip()}", flush=True)
+    print(
+        f"threads: {args.threads}  MKL_CBWR: {os.environ.get('MKL_CBWR', '(unset)')}  "
+        f"load at start: {Path('/proc/loadavg').read_text().strip()}",
+        flush=True,
+    )
     for r in range(args.rounds):
         results = []
-        for name, (wall, used) in [("floor-12", timed(shape_floor, False)),
-                                   ("floor-11", timed(shape_floor, True)),
-                                   ("quicknets", quicknets_epoch(x, y, r, False, results))] + (
-                [("autograd", quicknets_epoch(x, y, r, True, results))]
-                if "autograd" in times else []):
+        for name, (wall, used) in [
+            ("floor-12", timed(shape_floor, False)),
+            ("floor-11", timed(shape_floor, True)),
+            ("quicknets", quicknets_epoch(x, y, r, False, results)),
+        ] + (
+            [("autograd", quicknets_epoch(x, y, r, True, results))] if "autograd" in times else []
+        ):
             times[name].append(wall)
             cpu[name].append(used)
         if len(results) == 2:
             (a, wa), (b, wb) = results
             same.append(a == b and all(torch.equal(p, q) for p, q in zip(wa, wb)))
-        print(f"round {r + 1}/{args.rounds}: " + "  ".join(
-            f"{k}: {v[-1]:.3f} s" for k, v in times.items()), flush=True)
+        print(
+            f"round {r + 1}/{args.rounds}: "
+            + "  ".join(f"{k}: {v[-1]:.3f} s" for k, v in times.items()),
+            flush=True,
+        )
     med = {k: statistics.median(v) for k, v in times.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-    print(f"load at end: {open('/proc/loadavg').read().strip()}")
+    print(f"load at end: {Path('/proc/loadavg').read_text().strip()}")
     print("median epoch: " + "  ".join(f"{k} {v:.3f} s" for k, v in med.items()))
-    print("median CPU time (the process's, all threads): " + "  ".join(
-        f"{k} {v:.3f} s" for k, v in med_cpu.items()))
+    print(
+        "median CPU time (the process's, all threads): "
+        + "  ".join(f"{k} {v:.3f} s" for k, v in med_cpu.items())
+    )
     per_round = [q / f for q, f in zip(times["quicknets"], times["floor-12"])]
-    line = (f"quicknets / floor-12: {med['quicknets'] / med['floor-12']:.2f} (medians), per "
-            f"round {' '.join(f'{x:.2f}' for x in per_round)}; quicknets / floor-11: "
-            f"{med['quicknets'] / med['floor-11']:.2f}")
+    line = (
+        f"quicknets / floor-12: {med['quicknets'] / med['floor-12']:.2f} (medians), per "
+        f"round {' '.join(f'{x:.2f}' for x in per_round)}; quicknets / floor-11: "
+        f"{med['quicknets'] / med['floor-11']:.2f}"
+    )
     if "autograd" in med:
-        line += (f"; autograd / quicknets: {med['autograd'] / med['quicknets']:.2f}; the same "
-                 f"loss, accuracy and weights as autograd in {sum(same)} of {len(same)} rounds")
+        line += (
+            f"; autograd / quicknets: {med['autograd'] / med['quicknets']:.2f}; the same "
+            f"loss, accuracy and weights as autograd in {sum(same)} of {len(same)} rounds"
+        )
     print(line)
 
 

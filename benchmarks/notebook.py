@@ -7,6 +7,7 @@ shuffle=True), the 784-256-128-64-10 ReLU/LogSoftmax MLP, NLLLoss, Adam at lr 0.
 the notebook did it. torchvision wants the raw files under ROOT/FashionMNIST/raw/; `make_root`
 decompresses the Debian package's .gz files there once (torchvision's own step on download).
 """
+
 import gzip
 import os
 import shutil
@@ -16,8 +17,12 @@ import time
 from pathlib import Path
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def make_root(root=None) -> Path:
@@ -37,19 +42,31 @@ def loaders(root):
     """The notebook's trainloader and testloader."""
     import torch
     from torchvision import datasets, transforms
+
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
     train = datasets.FashionMNIST(root, train=True, download=False, transform=transform)
     test = datasets.FashionMNIST(root, train=False, download=False, transform=transform)
-    return (torch.utils.data.DataLoader(train, batch_size=64, shuffle=True),
-            torch.utils.data.DataLoader(test, batch_size=64, shuffle=True))
+    return (
+        torch.utils.data.DataLoader(train, batch_size=64, shuffle=True),
+        torch.utils.data.DataLoader(test, batch_size=64, shuffle=True),
+    )
 
 
 def model_and_optimizer():
     """The notebook's network (written out as it did), NLLLoss and Adam(lr=0.003)."""
     import torch
     from torch import nn
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                          nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10), nn.LogSoftmax(dim=1))
+
+    model = nn.Sequential(
+        nn.Linear(784, 256),
+        nn.ReLU(),
+        nn.Linear(256, 128),
+        nn.ReLU(),
+        nn.Linear(128, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+        nn.LogSoftmax(dim=1),
+    )
     return model, nn.NLLLoss(), torch.optim.Adam(model.parameters(), lr=0.003)
 
 
@@ -68,6 +85,7 @@ def train_epoch(model, criterion, optimizer, trainloader) -> float:
 
 def test_accuracy(model, testloader) -> float:
     import torch
+
     correct = total = 0
     with torch.no_grad():
         for images, labels in testloader:
@@ -80,6 +98,7 @@ def test_accuracy(model, testloader) -> float:
 def main(epochs: int = 7) -> None:
     start = time.perf_counter()
     import torch
+
     threads = int(os.environ.get("BENCH_THREADS", "0"))
     if threads:
         torch.set_num_threads(threads)
@@ -89,8 +108,10 @@ def main(epochs: int = 7) -> None:
     for epoch in range(epochs):
         loss = train_epoch(model, criterion, optimizer, trainloader)
         print(f"epoch {epoch + 1}/{epochs}  training loss: {loss:.1f}", flush=True)
-    print(f"test accuracy: {test_accuracy(model, testloader):.4f}  "
-          f"seconds: {time.perf_counter() - start:.1f}")
+    print(
+        f"test accuracy: {test_accuracy(model, testloader):.4f}  "
+        f"seconds: {time.perf_counter() - start:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ contender on the first N batches' images only: for a quick check that everything
 numbers. Installed with torch 2.14.1 unchanged: skorch 1.4.0, fastai 2.8.12, pytorch-lightning
 2.6.6, keras 3.15.1.
 """
+
 import argparse
 import importlib.util
 import json
@@ -70,8 +71,12 @@ import sys
 import time
 
 CONTENDERS = ("quicknets", "plain", "notebook", "skorch", "fastai", "lightning", "keras")
-NEEDS = {"skorch": "skorch", "fastai": "fastai", "lightning": "pytorch_lightning",
-         "keras": "keras"}  # contender -> the module it imports (the rest need torch only)
+NEEDS = {
+    "skorch": "skorch",
+    "fastai": "fastai",
+    "lightning": "pytorch_lightning",
+    "keras": "keras",
+}  # contender -> the module it imports (the rest need torch only)
 EPOCHS = 2  # the first is the warm-up; the second is timed
 BATCH = 64
 LR = 0.003  # Adam's learning rate, the notebook's
@@ -79,18 +84,28 @@ LR = 0.003  # Adam's learning rate, the notebook's
 
 # ---- the children: one contender, one seed, one process ----
 
+
 def mlp(last=None):
     """The notebook's network; `last` replaces its LogSoftmax (skorch wants probabilities)."""
     from torch import nn
-    return nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                         nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10),
-                         last or nn.LogSoftmax(dim=1))
+
+    return nn.Sequential(
+        nn.Linear(784, 256),
+        nn.ReLU(),
+        nn.Linear(256, 128),
+        nn.ReLU(),
+        nn.Linear(128, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+        last or nn.LogSoftmax(dim=1),
+    )
 
 
 def tensors(limit: int) -> tuple:
     """(x, y, x_test, y_test): normalised float images (N, 784) and int64 labels, as quicknets
     loads and normalises them; the training set cut to `limit` batches (0: all)."""
-    from quicknets.data import load_dataset
+    from quicknets.data.loading import load_dataset
+
     data = load_dataset("fashion-mnist")
     n = limit * BATCH if limit else len(data.train_labels)
     x = data.preprocessing.normalize(data.train_images[:n]).reshape(-1, 784)  # (N, 784)
@@ -100,42 +115,60 @@ def tensors(limit: int) -> tuple:
 
 def module_accuracy(model, xt, yt) -> float:
     import torch
+
     model.eval()
     with torch.no_grad():
         return (model(xt).argmax(1) == yt).float().mean().item()
 
 
 def run_quicknets(seed, limit, ends):
-    import quicknets
     import torch
-    from quicknets.data import load_dataset
-    from quicknets.metrics import evaluate
+
+    import quicknets
+    from quicknets.data.loading import load_dataset
+    from quicknets.evaluation.metrics import evaluate
+
     data = load_dataset("fashion-mnist")
     if limit:
-        data.train_images, data.train_labels = (data.train_images[:limit * BATCH],
-                                                data.train_labels[:limit * BATCH])
+        data.train_images, data.train_labels = (
+            data.train_images[: limit * BATCH],
+            data.train_labels[: limit * BATCH],
+        )
     model = quicknets.network("784-256-128-64-10", seed=seed)
     threads = []
-    history = quicknets.train(model, data, epochs=EPOCHS, seed=seed, device="cpu", quiet=True,
-                              threads=torch.get_num_threads(), after_epoch=lambda *a: (
-                                  ends.append(time.perf_counter()),
-                                  threads.append(torch.get_num_threads())))
-    return (history[-1]["train_loss"], evaluate(model, data, "test")["accuracy"],
-            {"quicknets": f"{quicknets.__version__} ({os.path.dirname(quicknets.__file__)})"},
-            threads[-1])
+    history = quicknets.train(
+        model,
+        data,
+        epochs=EPOCHS,
+        seed=seed,
+        device="cpu",
+        quiet=True,
+        threads=torch.get_num_threads(),
+        after_epoch=lambda *a: (
+            ends.append(time.perf_counter()),
+            threads.append(torch.get_num_threads()),
+        ),
+    )
+    return (
+        history[-1]["train_loss"],
+        evaluate(model, data, "test")["accuracy"],
+        {"quicknets": f"{quicknets.__version__} ({os.path.dirname(quicknets.__file__)})"},
+        threads[-1],
+    )
 
 
 def run_plain(seed, limit, ends):
     import torch
     from torch import nn
+
     x, y, xt, yt = tensors(limit)
     model, criterion = mlp(), nn.NLLLoss()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    for epoch in range(EPOCHS):
+    for _epoch in range(EPOCHS):
         model.train()
         order, total, batches = torch.randperm(len(y)), 0.0, 0
         for start in range(0, len(y), BATCH):
-            idx = order[start:start + BATCH]
+            idx = order[start : start + BATCH]
             opt.zero_grad()
             loss = criterion(model(x[idx]), y[idx])
             loss.backward()
@@ -146,20 +179,25 @@ def run_plain(seed, limit, ends):
 
 
 def run_notebook(seed, limit, ends):
+    import notebook  # benchmarks/notebook.py: the notebook's own pieces
     import torch
     import torchvision
-    import notebook  # benchmarks/notebook.py: the notebook's own pieces
+
     trainloader, testloader = notebook.loaders(notebook.make_root())
     if limit:
         subset = torch.utils.data.Subset(trainloader.dataset, range(limit * BATCH))
         trainloader = torch.utils.data.DataLoader(subset, batch_size=BATCH, shuffle=True)
     model, criterion, optimizer = notebook.model_and_optimizer()
-    for epoch in range(EPOCHS):
+    for _epoch in range(EPOCHS):
         model.train()
         loss_sum = notebook.train_epoch(model, criterion, optimizer, trainloader)
         ends.append(time.perf_counter())
-    return (loss_sum / len(trainloader), notebook.test_accuracy(model, testloader),
-            {"torchvision": torchvision.__version__}, torch.get_num_threads())
+    return (
+        loss_sum / len(trainloader),
+        notebook.test_accuracy(model, testloader),
+        {"torchvision": torchvision.__version__},
+        torch.get_num_threads(),
+    )
 
 
 def run_skorch(seed, limit, ends):
@@ -174,13 +212,26 @@ def run_skorch(seed, limit, ends):
 
     x, y, xt, yt = tensors(limit)
     net = skorch.NeuralNetClassifier(
-        mlp(nn.Softmax(dim=1)), criterion=nn.NLLLoss, optimizer=torch.optim.Adam, lr=LR,
-        batch_size=BATCH, max_epochs=EPOCHS, train_split=None, iterator_train__shuffle=True,
-        callbacks=[Clock()], device="cpu", verbose=0)
+        mlp(nn.Softmax(dim=1)),
+        criterion=nn.NLLLoss,
+        optimizer=torch.optim.Adam,
+        lr=LR,
+        batch_size=BATCH,
+        max_epochs=EPOCHS,
+        train_split=None,
+        iterator_train__shuffle=True,
+        callbacks=[Clock()],
+        device="cpu",
+        verbose=0,
+    )
     net.fit(x.numpy(), y.numpy())
     accuracy = float((net.predict(xt.numpy()) == yt.numpy()).mean())
-    return (net.history[-1]["train_loss"], accuracy, {"skorch": skorch.__version__},
-            torch.get_num_threads())
+    return (
+        net.history[-1]["train_loss"],
+        accuracy,
+        {"skorch": skorch.__version__},
+        torch.get_num_threads(),
+    )
 
 
 def run_fastai(seed, limit, ends):
@@ -205,15 +256,25 @@ def run_fastai(seed, limit, ends):
             self.mean_loss = self.total / self.batches
 
     x, y, xt, yt = tensors(limit)
-    dls = DataLoaders.from_dsets(TensorDataset(x, y), TensorDataset(x[:0], y[:0]), bs=BATCH,
-                                 drop_last=False, device="cpu")  # empty: no validation set
+    dls = DataLoaders.from_dsets(
+        TensorDataset(x, y), TensorDataset(x[:0], y[:0]), bs=BATCH, drop_last=False, device="cpu"
+    )  # empty: no validation set
     clock = Clock()
-    learn = Learner(dls, mlp(), loss_func=nn.NLLLoss(), cbs=[clock],
-                    opt_func=partial(Adam, sqr_mom=0.999, eps=1e-8, wd=0.0))
+    learn = Learner(
+        dls,
+        mlp(),
+        loss_func=nn.NLLLoss(),
+        cbs=[clock],
+        opt_func=partial(Adam, sqr_mom=0.999, eps=1e-8, wd=0.0),
+    )
     with learn.no_logging():  # no per-epoch table; fastai.basics loads no progress bar
         learn.fit(EPOCHS, lr=LR)
-    return (clock.mean_loss, module_accuracy(learn.model, xt, yt), {"fastai": fastai.__version__},
-            torch.get_num_threads())
+    return (
+        clock.mean_loss,
+        module_accuracy(learn.model, xt, yt),
+        {"fastai": fastai.__version__},
+        torch.get_num_threads(),
+    )
 
 
 def run_lightning(seed, limit, ends):
@@ -242,20 +303,34 @@ def run_lightning(seed, limit, ends):
 
     x, y, xt, yt = tensors(limit)
     model = Classifier()
-    trainer = pl.Trainer(max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[Clock()])
+    trainer = pl.Trainer(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Clock()],
+    )
     trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True))
-    return (trainer.callback_metrics["train_loss"].item(), module_accuracy(model.net, xt, yt),
-            {"pytorch-lightning": pl.__version__}, torch.get_num_threads())
+    return (
+        trainer.callback_metrics["train_loss"].item(),
+        module_accuracy(model.net, xt, yt),
+        {"pytorch-lightning": pl.__version__},
+        torch.get_num_threads(),
+    )
 
 
 def run_keras(seed, limit, ends):
     import keras
     import torch
+
     if keras.backend.backend() != "torch":
-        raise RuntimeError(f"Keras runs on {keras.backend.backend()}, not torch "
-                           "(KERAS_BACKEND=torch; Keras 3 needed)")
+        raise RuntimeError(
+            f"Keras runs on {keras.backend.backend()}, not torch "
+            "(KERAS_BACKEND=torch; Keras 3 needed)"
+        )
     keras.utils.set_random_seed(seed)
     x, y, xt, yt = (t.numpy() for t in tensors(limit))
     losses = []
@@ -265,12 +340,19 @@ def run_keras(seed, limit, ends):
             ends.append(time.perf_counter())
             losses.append(logs["loss"])
 
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, activation="relu"),
-                              keras.layers.Dense(128, activation="relu"),
-                              keras.layers.Dense(64, activation="relu"),
-                              keras.layers.Dense(10, activation="softmax")])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=LR, epsilon=1e-8),
-                  loss="sparse_categorical_crossentropy")
+    model = keras.Sequential(
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=LR, epsilon=1e-8),
+        loss="sparse_categorical_crossentropy",
+    )
     model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=True, verbose=0, callbacks=[Clock()])
     accuracy = float((model.predict(xt, batch_size=1000, verbose=0).argmax(1) == yt).mean())
     return losses[-1], accuracy, {"keras": keras.__version__}, torch.get_num_threads()
@@ -282,6 +364,7 @@ def child(name: str, seed: int, threads: int, limit: int) -> None:
 
     import numpy as np
     import torch
+
     torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
@@ -290,24 +373,48 @@ def child(name: str, seed: int, threads: int, limit: int) -> None:
     loss, accuracy, versions, threads_seen = globals()[f"run_{name}"](seed, limit, ends)
     if len(ends) != EPOCHS:
         raise RuntimeError(f"saw {len(ends)} epoch ends, not {EPOCHS}")
-    print("result: " + json.dumps({
-        "seconds": ends[1] - ends[0], "loss": float(loss), "accuracy": float(accuracy),
-        "threads": threads_seen, "versions": {"torch": torch.__version__, **versions}}))
+    print(
+        "result: "
+        + json.dumps(
+            {
+                "seconds": ends[1] - ends[0],
+                "loss": float(loss),
+                "accuracy": float(accuracy),
+                "threads": threads_seen,
+                "versions": {"torch": torch.__version__, **versions},
+            }
+        )
+    )
 
 
 # ---- the parent: rounds of children, then medians ----
+
 
 def run_child(name: str, seed: int, threads: int, limit: int) -> dict:
     """One child's result, or {"error": its last line of stderr}."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if name == "keras":
         env["KERAS_BACKEND"] = "torch"
-    done = subprocess.run([sys.executable, __file__, "--child", name, "--seed", str(seed),
-                           "--threads", str(threads), "--limit", str(limit)],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            name,
+            "--seed",
+            str(seed),
+            "--threads",
+            str(threads),
+            "--limit",
+            str(limit),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     for line in reversed(done.stdout.splitlines()):
         if done.returncode == 0 and line.startswith("result: "):
-            return json.loads(line[len("result: "):])
+            return json.loads(line[len("result: ") :])
     last = [line for line in done.stderr.splitlines() if line.strip()]
     return {"error": last[-1] if last else f"exit status {done.returncode}, no output"}
 
@@ -322,10 +429,19 @@ def parse_args():
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every child")
-    parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), metavar="NAME",
-                        help=f"a subset of: {' '.join(CONTENDERS)}")
-    parser.add_argument("--limit", type=int, default=0,
-                        help="train on the first N batches only (a quick check; 0: all)")
+    parser.add_argument(
+        "--contenders",
+        nargs="+",
+        default=list(CONTENDERS),
+        metavar="NAME",
+        help=f"a subset of: {' '.join(CONTENDERS)}",
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="train on the first N batches only (a quick check; 0: all)",
+    )
     parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -333,8 +449,9 @@ def parse_args():
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
     if not 1 <= args.threads <= cores:
-        parser.error(f"--threads must be 1 to {cores} (the cores this process may use), "
-                     f"not {args.threads}")
+        parser.error(
+            f"--threads must be 1 to {cores} (the cores this process may use), not {args.threads}"
+        )
     if args.limit < 0:
         parser.error(f"--limit must be 0 (all) or more, not {args.limit}")
     unknown = [c for c in args.contenders if c not in CONTENDERS]
@@ -355,32 +472,39 @@ def main() -> None:
     names = []
     for name in args.contenders:
         if name in NEEDS and importlib.util.find_spec(NEEDS[name]) is None:
-            print(f"{name}: skipped, {NEEDS[name]} is not installed in {sys.executable} "
-                  "(pip install -e \".[peers]\")")
+            print(
+                f"{name}: skipped, {NEEDS[name]} is not installed in {sys.executable} "
+                '(pip install -e ".[peers]")'
+            )
         else:
             names.append(name)
     if not names:
         print("error: no contender left to run", file=sys.stderr)
         sys.exit(1)
-    print(f"threads: {args.threads} in every child  rounds: {args.rounds}  timed: epoch 2 of "
-          f"{EPOCHS}  images: {args.limit * BATCH if args.limit else 60000}  MKL_CBWR: quicknets "
-          f"AUTO,STRICT, the others {os.environ.get('MKL_CBWR', '(unset)')}  "
-          f"load at start: {load()}", flush=True)
+    print(
+        f"threads: {args.threads} in every child  rounds: {args.rounds}  timed: epoch 2 of "
+        f"{EPOCHS}  images: {args.limit * BATCH if args.limit else 60000}  MKL_CBWR: quicknets "
+        f"AUTO,STRICT, the others {os.environ.get('MKL_CBWR', '(unset)')}  "
+        f"load at start: {load()}",
+        flush=True,
+    )
     results = {name: [] for name in names}
     versions = {}
     for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]  # each starts a round in turn
+        order = names[r % len(names) :] + names[: r % len(names)]  # each starts a round in turn
         for name in order:
             res = run_child(name, r, args.threads, args.limit)
             if "error" in res:
-                print(f"round {r + 1}/{args.rounds}  {name:<10} failed: {res['error']}",
-                      flush=True)
+                print(f"round {r + 1}/{args.rounds}  {name:<10} failed: {res['error']}", flush=True)
                 continue
             results[name].append(res)
             versions.update(res["versions"])
-            print(f"round {r + 1}/{args.rounds}  {name:<10} {res['seconds']:7.3f} s  loss "
-                  f"{res['loss']:.4f}  accuracy {res['accuracy']:.4f}  threads {res['threads']}"
-                  f"  (load {os.getloadavg()[0]:.2f})", flush=True)
+            print(
+                f"round {r + 1}/{args.rounds}  {name:<10} {res['seconds']:7.3f} s  loss "
+                f"{res['loss']:.4f}  accuracy {res['accuracy']:.4f}  threads {res['threads']}"
+                f"  (load {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
     print(f"load at end: {load()}")
     med = {n: statistics.median(x["seconds"] for x in v) for n, v in results.items() if v}
     base = med.get("quicknets")
@@ -391,19 +515,25 @@ def main() -> None:
             continue
         runs = results[name]
         ratio = f"{med[name] / base:5.2f}x" if base else "    -"
-        print(f"  {name:<10} {med[name]:7.3f} s  {ratio}  loss "
-              f"{statistics.median(x['loss'] for x in runs):.4f}  accuracy "
-              f"{statistics.median(x['accuracy'] for x in runs):.4f}  ({len(runs)} of "
-              f"{args.rounds} rounds; {min(x['seconds'] for x in runs):.3f}-"
-              f"{max(x['seconds'] for x in runs):.3f} s)")
+        print(
+            f"  {name:<10} {med[name]:7.3f} s  {ratio}  loss "
+            f"{statistics.median(x['loss'] for x in runs):.4f}  accuracy "
+            f"{statistics.median(x['accuracy'] for x in runs):.4f}  ({len(runs)} of "
+            f"{args.rounds} rounds; {min(x['seconds'] for x in runs):.3f}-"
+            f"{max(x['seconds'] for x in runs):.3f} s)"
+        )
     for name, runs in results.items():
         fewer = [x["threads"] for x in runs if x["threads"] != args.threads]
         why = " (its lease yields to other work on the cores)" if name == "quicknets" else ""
         if fewer:
-            print(f"note: {name} had {min(fewer)} threads, not {args.threads}, at the end of "
-                  f"its timed epoch in {len(fewer)} of {len(runs)} rounds{why}")
-    print(f"versions: python {sys.version.split()[0]}  " + "  ".join(
-        f"{k} {v}" for k, v in versions.items()))
+            print(
+                f"note: {name} had {min(fewer)} threads, not {args.threads}, at the end of "
+                f"its timed epoch in {len(fewer)} of {len(runs)} rounds{why}"
+            )
+    print(
+        f"versions: python {sys.version.split()[0]}  "
+        + "  ".join(f"{k} {v}" for k, v in versions.items())
+    )
 
 
 if __name__ == "__main__":

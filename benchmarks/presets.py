@@ -13,6 +13,7 @@ usable core) unless --threads is given. Then per preset: mean ± std of accuracy
 and training seconds, and whether the mean meets the target (TARGETS, issue 13's table), with
 the 1-minute load average at the start and end of the measurement.
 """
+
 import argparse
 import json
 import os
@@ -25,19 +26,36 @@ import tempfile
 import time
 from pathlib import Path
 
-from quicknets.presets import PRESETS
+from quicknets.config.presets import PRESETS
 
 # Issue 13's targets on a 2-core CPU: (least mean test accuracy over the seeds, most mean
 # seconds of the whole process; None: no time target, `best` is only measured here).
-TARGETS = {"fast": (0.90, 5.0), "balanced": (0.92, 30.0), "accurate": (0.93, 90.0),
-           "thorough": (0.94, 600.0), "best": (0.95, None)}
+TARGETS = {
+    "fast": (0.90, 5.0),
+    "balanced": (0.92, 30.0),
+    "accurate": (0.93, 90.0),
+    "thorough": (0.94, 600.0),
+    "best": (0.95, None),
+}
 
 
 def train_once(name: str, seed: int, runs: str, threads: int, extra: list) -> dict:
     """One whole `quicknets train` process; its wall seconds, test accuracy, training seconds."""
     runs_dir = Path(runs) / f"{name}-s{seed}"  # one run per folder: the run is the only one
-    cmd = [sys.executable, "-m", "quicknets", "train", "--preset", name, "--seed", str(seed),
-           "--quiet", "--runs-dir", str(runs_dir), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "quicknets",
+        "train",
+        "--preset",
+        name,
+        "--seed",
+        str(seed),
+        "--quiet",
+        "--runs-dir",
+        str(runs_dir),
+        *extra,
+    ]
     if threads:
         cmd += ["--threads", str(threads)]
     start = time.perf_counter()
@@ -50,14 +68,19 @@ def train_once(name: str, seed: int, runs: str, threads: int, extra: list) -> di
     results = json.loads((run / "results.json").read_text())
     history = json.loads((run / "history.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    return {"seconds": seconds, "accuracy": results["accuracy"],
-            "training": sum(row["seconds"] for row in history),
-            "threads": config["train"]["threads"]}
+    return {
+        "seconds": seconds,
+        "accuracy": results["accuracy"],
+        "training": sum(row["seconds"] for row in history),
+        "threads": config["train"]["threads"],
+    }
 
 
 def mean_std(values: list, digits: int) -> str:
     """`0.9240 ± 0.0007`, as the comparisons print it: one value has no std (the mean alone)."""
-    from quicknets.comparison import fmt_mean_std, mean_std as mean_and_std
+    from quicknets.records.comparison import fmt_mean_std
+    from quicknets.records.comparison import mean_std as mean_and_std
+
     return fmt_mean_std(mean_and_std(values), digits, len(values)).strip()
 
 
@@ -74,14 +97,24 @@ def verdict(name: str, accuracy: float, seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=[n for n in TARGETS if n != "best"],
-                        choices=list(PRESETS))
+    parser.add_argument(
+        "--presets", nargs="+", default=[n for n in TARGETS if n != "best"], choices=list(PRESETS)
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=0,
-                        help="--threads for each run (0: left to quicknets, every usable core)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="flags over the presets' settings for every run, e.g. epochs=1 "
-                             "(a smoke test; the targets then mean nothing)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="--threads for each run (0: left to quicknets, every usable core)",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="flags over the presets' settings for every run, e.g. epochs=1 "
+        "(a smoke test; the targets then mean nothing)",
+    )
     args = parser.parse_args()
     extra = []
     for item in args.set:
@@ -99,22 +132,32 @@ def main() -> None:
             for name in args.presets:
                 row = train_once(name, seed, runs, args.threads, extra)
                 rows[name].append(row)
-                print(f"seed {seed}  {name}: accuracy {row['accuracy']:.4f}  whole process "
-                      f"{row['seconds']:.1f} s  training {row['training']:.1f} s  threads "
-                      f"{row['threads']}  (load {os.getloadavg()[0]:.2f})", flush=True)
+                print(
+                    f"seed {seed}  {name}: accuracy {row['accuracy']:.4f}  whole process "
+                    f"{row['seconds']:.1f} s  training {row['training']:.1f} s  threads "
+                    f"{row['threads']}  (load {os.getloadavg()[0]:.2f})",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(runs, ignore_errors=True)
     load_end = os.getloadavg()[0]
-    print(f"seeds: {args.seeds}  threads: {args.threads or 'quicknets default'}  set: "
-          f"{args.set}  load (1-minute average) at start {load_start:.2f}, at end {load_end:.2f}")
+    print(
+        f"seeds: {args.seeds}  threads: {args.threads or 'quicknets default'}  set: "
+        f"{args.set}  load (1-minute average) at start {load_start:.2f}, at end {load_end:.2f}"
+    )
     for name, runs_ in rows.items():
         accs = [r["accuracy"] for r in runs_]
         secs = [r["seconds"] for r in runs_]
-        print(f"{name:<9} accuracy {mean_std(accs, 4)} (each {' '.join(f'{a:.4f}' for a in accs)})"
-              f"  whole process {mean_std(secs, 1)} s  training "
-              f"{mean_std([r['training'] for r in runs_], 1)} s  "
-              + ("(--set: no target)" if args.set else
-                 verdict(name, statistics.mean(accs), statistics.mean(secs))))
+        print(
+            f"{name:<9} accuracy {mean_std(accs, 4)} (each {' '.join(f'{a:.4f}' for a in accs)})"
+            f"  whole process {mean_std(secs, 1)} s  training "
+            f"{mean_std([r['training'] for r in runs_], 1)} s  "
+            + (
+                "(--set: no target)"
+                if args.set
+                else verdict(name, statistics.mean(accs), statistics.mean(secs))
+            )
+        )
 
 
 if __name__ == "__main__":

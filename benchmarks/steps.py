@@ -1,7 +1,7 @@
 """Seconds per training step of each network, to know what an epoch costs before training one.
 
     PYTHONPATH=src python benchmarks/steps.py --threads 1 res32-res64-res128 res64-res128-res256
-    PYTHONPATH=src python benchmarks/steps.py --rounds 4 --steps 5 --warmup 1 NET1 NET2  # interleaved
+    PYTHONPATH=src python benchmarks/steps.py --rounds 4 --steps 5 --warmup 1 NET1 NET2
 
 One step as the conv presets train: a batch of 256 random images (B, 1, 28, 28), BatchNorm, flip
 TTA layers (idle in training), channels-last, bf16 autocast, label smoothing 0.1, fused SGD
@@ -10,14 +10,15 @@ TTA layers (idle in training), channels-last, bf16 autocast, label smoothing 0.1
 Prints the median step and it x 235 (the steps of an epoch of 60,000 images at batch 256).
 Data drawing and augmentation (~1-2% of a conv epoch) are left out.
 """
+
 import argparse
 import time
 
 import torch
 from torch import nn
 
-from quicknets.errors import QuicknetsError
-from quicknets.models import network
+from quicknets.base.errors import QuicknetsError
+from quicknets.networks.models import network
 
 STEPS_PER_EPOCH = 235  # 60,000 images / 256, rounded up
 
@@ -41,12 +42,16 @@ def main() -> None:
     y = torch.randint(0, 10, (256,), generator=g)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     try:
-        models = {n: network(n, batchnorm=True, flip_tta=True).to(
-            memory_format=torch.channels_last) for n in args.networks}
+        models = {
+            n: network(n, batchnorm=True, flip_tta=True).to(memory_format=torch.channels_last)
+            for n in args.networks
+        }
     except QuicknetsError as e:
         parser.error(str(e))
-    opts = {n: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
-                               fused=True) for n, m in models.items()}
+    opts = {
+        n: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, fused=True)
+        for n, m in models.items()
+    }
     times = {n: [] for n in models}
     for _ in range(args.rounds):
         for name, model in models.items():
@@ -65,8 +70,11 @@ def main() -> None:
     for name, t in times.items():
         step = sorted(t)[len(t) // 2]
         first = first or step
-        print(f"{name:32s} median step {step * 1000:7.1f} ms ({len(t)} steps)  epoch "
-              f"~{step * STEPS_PER_EPOCH:6.1f} s  x{step / first:.2f} the first", flush=True)
+        print(
+            f"{name:32s} median step {step * 1000:7.1f} ms ({len(t)} steps)  epoch "
+            f"~{step * STEPS_PER_EPOCH:6.1f} s  x{step / first:.2f} the first",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ oversubscribed Cx C plan (C = usable cores), each into a fresh temporary runs fo
 the seconds per plan. The oversubscribed plan bypasses plan_workers on purpose: it is what the
 sweep refuses to do. On a shared machine, note the load average printed with the numbers.
 """
+
 import argparse
 import os
 import tempfile
@@ -24,8 +25,10 @@ def main() -> None:
     base = {"network": "784-256-10", "epochs": args.epochs}
     trials = [{"lr": 0.001 * (i + 1), "seed": 0} for i in range(args.trials)]
     plans = [(1, 1), (1, cores), (cores, 1), (cores, cores)]
-    print(f"{args.trials} trials x {args.epochs} epoch(s) on {cores} cores; "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{args.trials} trials x {args.epochs} epoch(s) on {cores} cores; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     for workers, threads in plans:
         with tempfile.TemporaryDirectory() as runs:
             start = time.perf_counter()

@@ -17,19 +17,25 @@ split, the test set before and after) and robustness (all corruptions x 5 severi
 10,000 test images), each timed. The issue's targets: AUROC >= 0.95 against digits and photos,
 >= 0.99 against noise.
 """
+
 import argparse
 import os
 import platform
 import time
+from pathlib import Path
 
 import torch
 
 from quicknets import load_dataset, network, train
-from quicknets.calibration import calibrate
-from quicknets.familiarity import (fit_familiarity, familiarity_scores, ood_metrics,
-                                   reference_sets)
-from quicknets.presets import PRESETS
-from quicknets.robustness import format_robustness, robustness
+from quicknets.config.presets import PRESETS
+from quicknets.evaluation.calibration import calibrate
+from quicknets.evaluation.familiarity import (
+    familiarity_scores,
+    fit_familiarity,
+    ood_metrics,
+    reference_sets,
+)
+from quicknets.evaluation.robustness import format_robustness, robustness
 
 TARGETS = {"digits": 0.95, "photos": 0.95, "noise": 0.99}  # least AUROC (issue 20)
 # (label, fit_familiarity keywords): the papers' variants on the penultimate features (layers
@@ -51,7 +57,7 @@ VARIANTS = [
 
 def cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
@@ -64,9 +70,11 @@ def load() -> str:
 
 
 def familiarity_table(model, data, sets: dict) -> None:
-    print(f"{'method':<22} {'digits AUROC/FPR95':>19} {'photos AUROC/FPR95':>19} "
-          f"{'noise AUROC/FPR95':>18} {'test pass':>9} {'fit s':>6} {'score s':>7} "
-          f"{'numbers':>9}  targets")
+    print(
+        f"{'method':<22} {'digits AUROC/FPR95':>19} {'photos AUROC/FPR95':>19} "
+        f"{'noise AUROC/FPR95':>18} {'test pass':>9} {'fit s':>6} {'score s':>7} "
+        f"{'numbers':>9}  targets"
+    )
     for label, settings in VARIANTS:
         start = time.perf_counter()
         fitted = fit_familiarity(model, data, **settings)
@@ -80,9 +88,12 @@ def familiarity_table(model, data, sets: dict) -> None:
             cells.append(f"{m['auroc']:.4f}/{m['fpr95']:.3f}")
             met &= m["auroc"] >= TARGETS[name]
         passing = (inside >= fitted.threshold).double().mean().item()
-        print(f"{label:<22} {cells[0]:>19} {cells[1]:>19} {cells[2]:>18} {passing:>9.4f} "
-              f"{fit_seconds:>6.2f} {score_seconds:>7.2f} {fitted.size():>9}  "
-              f"{'met' if met else 'not met'}", flush=True)
+        print(
+            f"{label:<22} {cells[0]:>19} {cells[1]:>19} {cells[2]:>18} {passing:>9.4f} "
+            f"{fit_seconds:>6.2f} {score_seconds:>7.2f} {fitted.size():>9}  "
+            f"{'met' if met else 'not met'}",
+            flush=True,
+        )
 
 
 def measure(model, data, label: str, with_robustness: bool) -> None:
@@ -93,17 +104,22 @@ def measure(model, data, label: str, with_robustness: bool) -> None:
     result = calibrate(model, data)
     seconds = time.perf_counter() - start
     before, after = result["before"], result["after"]
-    print(f"\n== {label}: calibration (test set; T fitted on validation, {seconds:.2f} s "
-          f"with both forward passes)\nT = {result['temperature']:.4f}  "
-          f"ece {before['ece']:.4f} -> {after['ece']:.4f}  mce {before['mce']:.4f} -> "
-          f"{after['mce']:.4f}  nll {before['nll']:.4f} -> {after['nll']:.4f}  brier "
-          f"{before['brier']:.4f} -> {after['brier']:.4f}  accuracy {before['accuracy']:.4f}")
+    print(
+        f"\n== {label}: calibration (test set; T fitted on validation, {seconds:.2f} s "
+        f"with both forward passes)\nT = {result['temperature']:.4f}  "
+        f"ece {before['ece']:.4f} -> {after['ece']:.4f}  mce {before['mce']:.4f} -> "
+        f"{after['mce']:.4f}  nll {before['nll']:.4f} -> {after['nll']:.4f}  brier "
+        f"{before['brier']:.4f} -> {after['brier']:.4f}  accuracy {before['accuracy']:.4f}"
+    )
     if with_robustness:
         start = time.perf_counter()
         result = robustness(model, data.test_images, data.test_labels)
         seconds = time.perf_counter() - start
-        print(f"\n== {label}: robustness ({len(data.test_labels)} test images, "
-              f"{seconds:.1f} s, load {load()})\n{format_robustness(result)}", flush=True)
+        print(
+            f"\n== {label}: robustness ({len(data.test_labels)} test images, "
+            f"{seconds:.1f} s, load {load()})\n{format_robustness(result)}",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -115,21 +131,38 @@ def main() -> None:
     parser.add_argument("--no-robustness", action="store_true", help="skip robustness")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s); load average at start {load()}")
+    print(
+        f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s); load average at start {load()}"
+    )
     data = load_dataset("fashion-mnist", val_split=0.1, seed=0)
     model = network("784-256-128-64-10", seed=args.seed)
     start = time.perf_counter()
-    train(model, data, optimizer="adam", lr=0.003, batch_size=64, epochs=args.epochs,
-          seed=args.seed, threads=args.threads, quiet=True)
-    print(f"default network, seed {args.seed}: {args.epochs} epochs in "
-          f"{time.perf_counter() - start:.1f} s")
+    train(
+        model,
+        data,
+        optimizer="adam",
+        lr=0.003,
+        batch_size=64,
+        epochs=args.epochs,
+        seed=args.seed,
+        threads=args.threads,
+        quiet=True,
+    )
+    print(
+        f"default network, seed {args.seed}: {args.epochs} epochs in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
     measure(model, data, "784-256-128-64-10", not args.no_robustness)
     if args.cnn:
         settings = dict(PRESETS["balanced"]["settings"])
         spec = settings.pop("network")
-        cnn = network(spec, batchnorm=settings.pop("batchnorm"),
-                      flip_tta=settings.pop("flip_tta", False), seed=args.seed)
+        cnn = network(
+            spec,
+            batchnorm=settings.pop("batchnorm"),
+            flip_tta=settings.pop("flip_tta", False),
+            seed=args.seed,
+        )
         start = time.perf_counter()
         train(cnn, data, threads=args.threads, quiet=True, seed=args.seed, **settings)
         print(f"\nbalanced ({spec}): trained in {time.perf_counter() - start:.1f} s")

@@ -1,18 +1,24 @@
 """Every CLI command end to end in a temporary folder, errors included."""
+
 import subprocess
 import sys
 
 import pytest
-from conftest import HANG_S, wait_until
 
+from conftest import HANG_S, wait_until
 from quicknets.cli import build_parser, main
-from quicknets.presets import PRESETS
+from quicknets.config.presets import PRESETS
 
 
 def run_cli(*args, cwd=None):
     """`python -m quicknets ARGS` in a subprocess: (exit code, stdout, stderr)."""
-    p = subprocess.run([sys.executable, "-m", "quicknets", *map(str, args)], cwd=cwd,
-                       capture_output=True, text=True, timeout=HANG_S)
+    p = subprocess.run(
+        [sys.executable, "-m", "quicknets", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=HANG_S,
+    )
     return p.returncode, p.stdout, p.stderr
 
 
@@ -24,16 +30,34 @@ def test_help_lists_commands():
 
 
 def test_help_does_not_import_torch():
-    code = subprocess.run([sys.executable, "-c", "import sys\nfrom quicknets.cli import "
-                           "build_parser\nbuild_parser()\nassert 'torch' not in sys.modules"],
-                          capture_output=True, text=True).returncode
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom quicknets.cli import "
+            "build_parser\nbuild_parser()\nassert 'torch' not in sys.modules",
+        ],
+        capture_output=True,
+        text=True,
+    ).returncode
     assert code == 0
 
 
 def test_train_evaluate_classify_end_to_end(tiny_dir, tmp_path):
     runs = tmp_path / "runs"
-    code, out, err = run_cli("train", "--dataset", "mnist", "--data-dir", tiny_dir,
-                             "--no-verify", "--epochs", "2", "--runs-dir", runs, "--quiet")
+    code, out, err = run_cli(
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        tiny_dir,
+        "--no-verify",
+        "--epochs",
+        "2",
+        "--runs-dir",
+        runs,
+        "--quiet",
+    )
     assert code == 0, err
     saved = [line for line in out.splitlines() if line.startswith("saved: ")]
     assert len(saved) == 1
@@ -47,18 +71,24 @@ def test_train_evaluate_classify_end_to_end(tiny_dir, tmp_path):
     assert out.count("#" * 40) == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--lr", "-1"], "--lr must be at least"),
-    (["train", "--epochs", "abc"], "--epochs must be int"),
-    (["train", "--optimizer", "lbfgs"], "--optimizer must be one of"),
-    (["train", "--layers", "100-10"], "first size must be the input size 784"),
-    (["train", "--layers", "784-0-10"], "must be positive"),
-    (["train", "--layers", "784"], "at least two sizes"),
-    (["train", "--layers", "784-64-10", "--activation", "swish"], "--activation must be one of"),
-    (["train", "--model", "conv32-pool"], "unknown layer 'pool'"),
-    (["evaluate", "no-such-run"], "no run 'no-such-run'"),
-    (["classify", "no-such-run", "--index", "0"], "no run 'no-such-run'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--lr", "-1"], "--lr must be at least"),
+        (["train", "--epochs", "abc"], "--epochs must be int"),
+        (["train", "--optimizer", "lbfgs"], "--optimizer must be one of"),
+        (["train", "--layers", "100-10"], "first size must be the input size 784"),
+        (["train", "--layers", "784-0-10"], "must be positive"),
+        (["train", "--layers", "784"], "at least two sizes"),
+        (
+            ["train", "--layers", "784-64-10", "--activation", "swish"],
+            "--activation must be one of",
+        ),
+        (["train", "--model", "conv32-pool"], "unknown layer 'pool'"),
+        (["evaluate", "no-such-run"], "no run 'no-such-run'"),
+        (["classify", "no-such-run", "--index", "0"], "no run 'no-such-run'"),
+    ],
+)
 def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
     code = main([*args, "--runs-dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
@@ -68,8 +98,20 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
 
 
 def _train_tiny(tiny_dir, runs):
-    code, out, err = run_cli("train", "--dataset", "mnist", "--data-dir", tiny_dir, "--no-verify",
-                             "--epochs", "1", "--layers", "784-16-10", "--runs-dir", runs)
+    code, out, err = run_cli(
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        tiny_dir,
+        "--no-verify",
+        "--epochs",
+        "1",
+        "--layers",
+        "784-16-10",
+        "--runs-dir",
+        runs,
+    )
     assert code == 0, err
     return [line for line in out.splitlines() if line.startswith("saved: ")][0][7:]
 
@@ -77,27 +119,31 @@ def _train_tiny(tiny_dir, runs):
 def test_saved_run_reproduces_its_test_metrics(tiny_dir, tmp_path):
     import json
     from pathlib import Path
+
     run_dir = Path(_train_tiny(tiny_dir, tmp_path / "runs"))
     config = json.loads((run_dir / "config.json").read_text())
     assert config["train"]["threads"] >= 1 and config["train"]["device"] in ("cpu", "cuda")
     saved = json.loads((run_dir / "results.json").read_text())
-    code, out, _ = run_cli("evaluate", run_dir.name, "--runs-dir", tmp_path / "runs",
-                           "--data-dir", tiny_dir)
+    code, out, _ = run_cli(
+        "evaluate", run_dir.name, "--runs-dir", tmp_path / "runs", "--data-dir", tiny_dir
+    )
     assert code == 0
     assert f"test accuracy: {saved['accuracy']:.4f}" in out
 
 
 def test_model_file_never_runs_code(tiny_dir, tmp_path):
-    """A model.pt holding a pickle that would run a command is refused, and the command never runs."""
+    """A model.pt holding a pickle that would run a command is refused; the command never runs."""
     import os
     import pickle
     from pathlib import Path
+
     run_dir = Path(_train_tiny(tiny_dir, tmp_path / "runs"))
     marker = tmp_path / "pwned"
 
     class Exploit:
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
+
     (run_dir / "model.pt").write_bytes(pickle.dumps(Exploit()))
     code, out, err = run_cli("classify", run_dir, "--index", "0", "--data-dir", tiny_dir)
     assert code == 1 and err.startswith("error: cannot load") and "Traceback" not in err
@@ -106,6 +152,7 @@ def test_model_file_never_runs_code(tiny_dir, tmp_path):
 
 def test_run_without_model_file(tiny_dir, tmp_path):
     from pathlib import Path
+
     run_dir = Path(_train_tiny(tiny_dir, tmp_path / "runs"))
     (run_dir / "model.pt").unlink()
     code, _, err = run_cli("evaluate", run_dir, "--data-dir", tiny_dir)
@@ -114,6 +161,7 @@ def test_run_without_model_file(tiny_dir, tmp_path):
 
 def test_classify_image_file_and_unreadable_one(tiny_dir, tmp_path):
     from PIL import Image
+
     run_dir = _train_tiny(tiny_dir, tmp_path / "runs")
     Image.new("RGB", (64, 40), (255, 255, 255)).save(tmp_path / "white.png")
     code, out, err = run_cli("classify", run_dir, tmp_path / "white.png", "--top", "2")
@@ -126,9 +174,25 @@ def test_classify_image_file_and_unreadable_one(tiny_dir, tmp_path):
 
 def _tiny_run(tiny_dir, runs_dir, capsys) -> str:
     """Train a small run in-process on the generated data; return its folder."""
-    code = main(["train", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify",
-                 "--layers", "784-32-10", "--epochs", "2", "--threads", "1",
-                 "--runs-dir", str(runs_dir), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tiny_dir),
+            "--no-verify",
+            "--layers",
+            "784-32-10",
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            "--runs-dir",
+            str(runs_dir),
+            "--quiet",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     return next(line for line in out.splitlines() if line.startswith("saved: "))[7:]
@@ -138,13 +202,27 @@ def test_files_and_runs_may_follow_an_option(tiny_dir, tmp_path, capsys):
     """argparse fills a list of positionals from their first run only: `classify RUN --top 2
     shoe.png` said "unrecognized arguments: shoe.png"."""
     from PIL import Image
+
     run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
     Image.new("L", (28, 28), 0).save(tmp_path / "a.png")
     assert main(["classify", run_dir, "--top", "2", str(tmp_path / "a.png")]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{tmp_path / 'a.png'}\n") and out.count("#" * 40) == 2
-    assert main(["classify", run_dir, str(tmp_path / "a.png"), "--index", "1",
-                 str(tmp_path / "a.png"), "--data-dir", str(tiny_dir)]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                run_dir,
+                str(tmp_path / "a.png"),
+                "--index",
+                "1",
+                str(tmp_path / "a.png"),
+                "--data-dir",
+                str(tiny_dir),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count("#" * 40) == 2 * 3
     assert main(["compare", run_dir, "--runs-dir", str(tmp_path / "runs"), run_dir]) == 0
     assert "(same settings)" in capsys.readouterr().out
@@ -152,7 +230,8 @@ def test_files_and_runs_may_follow_an_option(tiny_dir, tmp_path, capsys):
         main(["classify", run_dir, "--top", "2", str(tmp_path / "a.png"), "--bogus"])
     assert e.value.code == 2
     assert "error: unrecognized arguments: a.png --bogus" in capsys.readouterr().err.replace(
-        str(tmp_path / "a.png"), "a.png")
+        str(tmp_path / "a.png"), "a.png"
+    )
     with pytest.raises(SystemExit) as e:  # and a stray word where no list is taken
         main(["evaluate", run_dir, "extra"])
     assert e.value.code == 2 and "error: unrecognized arguments: extra" in capsys.readouterr().err
@@ -163,13 +242,15 @@ def test_evaluate_val_of_a_run_without_one(tiny_dir, tmp_path, capsys):
     assert main(["evaluate", run_dir, "--split", "val", "--data-dir", str(tiny_dir)]) == 1
     assert capsys.readouterr().err == (  # was "set val_split to make one": not for a record
         f"error: {run_dir} was trained without a validation set (--val-split), so it has no "
-        "val split; --split test or train\n")
+        "val split; --split test or train\n"
+    )
     assert main(["evaluate", run_dir, "--split", "train", "--data-dir", str(tiny_dir)]) == 0
     assert "train accuracy: " in capsys.readouterr().out
 
 
 def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
     from pathlib import Path
+
     run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
     assert main(["show", str(run_dir)]) == 0
     out = capsys.readouterr().out
@@ -206,6 +287,7 @@ def test_preset_help_offers_todays_names_and_reads_the_old_one(command, capsys):
 def test_help_names_things_as_the_readme_does():
     def words(*args):  # the help text, its line breaks as spaces
         return " ".join(run_cli(*args, "--help")[1].split())
+
     assert "Fashion-MNIST, the MNIST family or your own images" in words()
     runs = words("runs")
     assert "(lr, optimizer, network, seed, ...)" in runs and "model" not in runs
@@ -214,6 +296,7 @@ def test_help_names_things_as_the_readme_does():
 
 def test_classify_plot_writes_the_view_classify_figure(tiny_dir, tmp_path, capsys):
     from PIL import Image
+
     run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
     shoe = tmp_path / "shoe.png"
     Image.new("L", (60, 40), 255).save(shoe)  # a light photo: inverted, cropped, scaled
@@ -221,21 +304,39 @@ def test_classify_plot_writes_the_view_classify_figure(tiny_dir, tmp_path, capsy
     assert f"wrote: {tmp_path / 'out.png'}" in capsys.readouterr().out
     with Image.open(tmp_path / "out.png") as img:
         assert img.format == "PNG" and img.width > img.height
-    assert main(["classify", run_dir, "--index", "0", "--index", "1", "--plot",
-                 str(tmp_path / "idx.svg")]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                run_dir,
+                "--index",
+                "0",
+                "--index",
+                "1",
+                "--plot",
+                str(tmp_path / "idx.svg"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "idx-0.svg").is_file() and (tmp_path / "idx-1.svg").is_file()
 
 
 def test_see_it_bad_input_is_one_clear_line(tiny_dir, tmp_path, capsys):
     from pathlib import Path
+
     run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"not an image at all")
     cases = [
-        (["classify", str(run_dir), str(garbage), "--plot", str(tmp_path / "a.png")],
-         f"cannot read {garbage} as an image"),
-        (["classify", str(run_dir), "--index", "0", "--plot", str(tmp_path / "a.txt")],
-         "give a file name ending in .png"),
+        (
+            ["classify", str(run_dir), str(garbage), "--plot", str(tmp_path / "a.png")],
+            f"cannot read {garbage} as an image",
+        ),
+        (
+            ["classify", str(run_dir), "--index", "0", "--plot", str(tmp_path / "a.txt")],
+            "give a file name ending in .png",
+        ),
     ]
     cases += [([command, str(run_dir)], "has no saved model") for command in ("show", "report")]
     for args, message in cases:
@@ -250,27 +351,39 @@ def test_see_it_bad_input_is_one_clear_line(tiny_dir, tmp_path, capsys):
 
 def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):
     """`quicknets runs | head -1`: the reader leaves early; no BrokenPipeError traceback."""
-    p = subprocess.Popen([sys.executable, "-m", "quicknets", "runs", "--runs-dir", tmp_path],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "quicknets", "runs", "--runs-dir", tmp_path],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     p.stdout.close()  # before the command prints anything
     err = p.stderr.read().decode()
     assert p.wait(timeout=HANG_S) != 0 and "Traceback" not in err and "Exception ignored" not in err
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "--resume", ""],  # was read as no --resume: a new 7-epoch run started
-    ["train", "--config", "", "--print-config"],  # was read as no --config
-    ["lr-find", "--config", ""], ["lr-find", "--plot", ""],
-    ["sweep", "--name", ""],  # was replaced by sweep-DATE-ID
-    ["sweep", "--config", ""], ["sweep", "--resume-sweep", " "], ["sweep", "--storage", ""],
-    ["classify", "RUN", "--index", "0", "--plot", ""],  # was read as no --plot
-    ["compare", "RUN", "--plot", ""], ["compare", "--sweep", ""],
-    ["show", "RUN", "--out", ""], ["report", "RUN", "--out", ""],
-    ["export", "RUN", "--out", ""],
-    ["runs", "--sweep", ""],  # was read as no --sweep: every run listed
-    ["runs", "--sort", ""], ["runs", "rm", "RUN", "--runs-dir", ""],
-    ["evaluate", "RUN", "--runs-dir", ""],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--resume", ""],  # was read as no --resume: a new 7-epoch run started
+        ["train", "--config", "", "--print-config"],  # was read as no --config
+        ["lr-find", "--config", ""],
+        ["lr-find", "--plot", ""],
+        ["sweep", "--name", ""],  # was replaced by sweep-DATE-ID
+        ["sweep", "--config", ""],
+        ["sweep", "--resume-sweep", " "],
+        ["sweep", "--storage", ""],
+        ["classify", "RUN", "--index", "0", "--plot", ""],  # was read as no --plot
+        ["compare", "RUN", "--plot", ""],
+        ["compare", "--sweep", ""],
+        ["show", "RUN", "--out", ""],
+        ["report", "RUN", "--out", ""],
+        ["export", "RUN", "--out", ""],
+        ["runs", "--sweep", ""],  # was read as no --sweep: every run listed
+        ["runs", "--sort", ""],
+        ["runs", "rm", "RUN", "--runs-dir", ""],
+        ["evaluate", "RUN", "--runs-dir", ""],
+    ],
+)
 def test_an_empty_name_or_path_is_a_usage_error(args, tmp_path, capsys, monkeypatch):
     """`--resume "$RUN"` with RUN unset must not quietly mean "no --resume"."""
     monkeypatch.chdir(tmp_path)
@@ -282,8 +395,19 @@ def test_an_empty_name_or_path_is_a_usage_error(args, tmp_path, capsys, monkeypa
 
 
 def test_compare_refuses_a_bad_plot_suffix_before_printing(tmp_path, capsys):
-    assert main(["compare", "no-such-run", "--plot", str(tmp_path / "c.txt"),
-                 "--runs-dir", str(tmp_path)]) == 1
+    assert (
+        main(
+            [
+                "compare",
+                "no-such-run",
+                "--plot",
+                str(tmp_path / "c.txt"),
+                "--runs-dir",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error: cannot save a figure as")
 
@@ -291,18 +415,43 @@ def test_compare_refuses_a_bad_plot_suffix_before_printing(tmp_path, capsys):
 def test_training_into_a_closed_pipe_stops_resumable_and_says_so(tiny_dir, tmp_path):
     """`quicknets train | head`: the run stopped without a word and was listed as failed."""
     runs = tmp_path / "runs"
-    p = subprocess.Popen([sys.executable, "-m", "quicknets", "train", "--dataset", "mnist",
-                          "--data-dir", tiny_dir, "--no-verify", "--layers", "784-16-10",
-                          "--epochs", "500", "--threads", "1", "--runs-dir", runs],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "quicknets",
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            tiny_dir,
+            "--no-verify",
+            "--layers",
+            "784-16-10",
+            "--epochs",
+            "500",
+            "--threads",
+            "1",
+            "--runs-dir",
+            runs,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not p.stdout.readline().startswith("epoch: "):
         pass
     p.stdout.close()  # the reader leaves while it trains, after a checkpoint
     err = p.stderr.read()
     assert p.wait(timeout=HANG_S) == 1 and "Traceback" not in err and "Exception ignored" not in err
     name = next(runs.glob("*mlp-16_*")).name
-    assert err.startswith(f"error: the output was closed, so training stopped; run {name} is "
-                          f"not finished (interrupted after epoch ") and err.count("\n") == 1
+    assert (
+        err.startswith(
+            f"error: the output was closed, so training stopped; run {name} is "
+            f"not finished (interrupted after epoch "
+        )
+        and err.count("\n") == 1
+    )
     assert err.endswith(f"continue it with `quicknets train --resume {name}`\n")
     code, out, err = run_cli("runs", "--status", "interrupted", "--runs-dir", runs)
     assert code == 0 and name in out
@@ -310,13 +459,17 @@ def test_training_into_a_closed_pipe_stops_resumable_and_says_so(tiny_dir, tmp_p
 
 # --- option names are never abbreviated ---
 
-@pytest.mark.parametrize("args, flag", [
-    (["sweep", "--seed", "3", "--epochs", "0"], "--seed 3"),  # was read as --seeds 3
-    (["train", "--l", "0.1"], "--l 0.1"),  # --lr, --layers, --log-to ...
-    (["train", "--epoch", "0"], "--epoch 0"),  # was read as --epochs 0
-    (["runs", "--stat=all"], "--stat=all"),
-    (["runs", "rm", "no-such-run", "--for"], "--for"),  # was read as --force
-])
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["sweep", "--seed", "3", "--epochs", "0"], "--seed 3"),  # was read as --seeds 3
+        (["train", "--l", "0.1"], "--l 0.1"),  # --lr, --layers, --log-to ...
+        (["train", "--epoch", "0"], "--epoch 0"),  # was read as --epochs 0
+        (["runs", "--stat=all"], "--stat=all"),
+        (["runs", "rm", "no-such-run", "--for"], "--for"),  # was read as --force
+    ],
+)
 def test_option_names_are_never_abbreviated(args, flag, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([*args, "--runs-dir", str(tmp_path / "runs")])
@@ -335,7 +488,9 @@ def test_every_parser_refuses_abbreviations():
             if isinstance(action, argparse._SubParsersAction):
                 for sub in action.choices.values():
                     yield from parsers(sub)
+
     from quicknets.commands import COMMANDS
+
     found = list(parsers(build_parser()))
     assert len(found) == 1 + len(COMMANDS) + 1  # quicknets, its commands, and `runs rm`
     assert [p.prog for p in found if p.allow_abbrev] == []
@@ -343,11 +498,17 @@ def test_every_parser_refuses_abbreviations():
 
 # --- output a stream cannot encode, and output redirected to a file ---
 
+
 def _ascii_cli(*args):
     import os
+
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
-    p = subprocess.run([sys.executable, "-m", "quicknets", *map(str, args)], env=env,
-                       capture_output=True, timeout=HANG_S)
+    p = subprocess.run(
+        [sys.executable, "-m", "quicknets", *map(str, args)],
+        env=env,
+        capture_output=True,
+        timeout=HANG_S,
+    )
     return p.returncode, p.stdout.decode("ascii"), p.stderr.decode("ascii")
 
 
@@ -370,18 +531,40 @@ def test_the_run_line_reaches_a_redirected_file_before_a_kill(tmp_path):
     from pathlib import Path
 
     from conftest import make_idx_dataset
+
     data = make_idx_dataset(tmp_path / "data", n_train=10000, n_test=10)  # epochs of ~0.2 s
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     log = tmp_path / "log.txt"
     with open(log, "w") as f:
-        p = subprocess.Popen([sys.executable, "-m", "quicknets", "train", "--dataset", "mnist",
-                              "--data-dir", data, "--no-verify", "--layers", "784-8-10",
-                              "--epochs", "100000", "--threads", "1", "--runs-dir",
-                              tmp_path / "runs"], stdout=f, stderr=subprocess.DEVNULL, env=env)
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "quicknets",
+                "train",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                data,
+                "--no-verify",
+                "--layers",
+                "784-8-10",
+                "--epochs",
+                "100000",
+                "--threads",
+                "1",
+                "--runs-dir",
+                tmp_path / "runs",
+            ],
+            stdout=f,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
     seen = []  # the file as it was when the run line came
     try:
-        wait_until(lambda: seen.append(log.read_text()) or "run: " in seen[-1], p,
-                   "run line in the file")
+        wait_until(
+            lambda: seen.append(log.read_text()) or "run: " in seen[-1], p, "run line in the file"
+        )
     finally:
         p.kill()  # SIGKILL: no flush at exit
         p.wait()
@@ -396,11 +579,25 @@ def test_the_run_line_reaches_a_redirected_file_before_a_kill(tmp_path):
 
 # --- data errors through the command line: one line each ---
 
+
 def test_data_dir_holding_no_images_is_one_line(tmp_path, capsys):
     from conftest import make_idx_dataset
+
     data = make_idx_dataset(tmp_path / "data", n_train=0)
-    code = main(["train", "--dataset", "mnist", "--data-dir", str(data), "--no-verify",
-                 "--epochs", "1", "--runs-dir", str(tmp_path / "runs")])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(data),
+            "--no-verify",
+            "--epochs",
+            "1",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err == f"error: {data / 'train-images-idx3-ubyte'} holds no images\n"
 
@@ -408,8 +605,17 @@ def test_data_dir_holding_no_images_is_one_line(tmp_path, capsys):
 def test_existing_data_dir_without_the_files_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("QUICKNETS_MIRROR", f"file://{tmp_path}/no-mirror")
     (tmp_path / "empty").mkdir()
-    code = main(["train", "--data-dir", str(tmp_path / "empty"), "--epochs", "1",
-                 "--runs-dir", str(tmp_path / "runs")])
+    code = main(
+        [
+            "train",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--epochs",
+            "1",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1
     assert err.startswith(f"error: {tmp_path / 'empty'} does not hold the fashion-mnist files")
@@ -420,6 +626,7 @@ def test_runs_table_json_and_csv_agree(tiny_dir, tmp_path, capsys):
     import io
     import json
     from pathlib import Path
+
     runs = str(tmp_path / "runs")
     run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
     results = json.loads((run_dir / "results.json").read_text())

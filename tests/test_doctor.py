@@ -3,10 +3,10 @@
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from quicknets import doctor
 from quicknets.doctor import FAIL, NOTE, OK, WARN

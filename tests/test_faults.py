@@ -16,6 +16,7 @@ finishes the run with the numbers of an uninterrupted one (history and test metr
 bit), or says why not (finished; no checkpoint: train again, `runs rm` removes it); every
 record file, checkpoint and the index read whole.
 """
+
 import json
 import os
 import shutil
@@ -30,17 +31,26 @@ import pytest
 
 import quicknets
 from conftest import HANG_S, make_idx_dataset
-from quicknets.checkpoint import load_checkpoint
-from quicknets.config import RunConfig
-from quicknets.models import network
-from quicknets.runfolder import TEMP, lock_holder
-from quicknets.runs import finish_run, hold_run, start_run
+from quicknets.config.configs import RunConfig
+from quicknets.networks.models import network
+from quicknets.records.runfolder import TEMP, lock_holder
+from quicknets.records.runs import finish_run, hold_run, start_run
+from quicknets.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="fork, /proc, process groups")
 
 EPOCHS = 5  # of the train (and so of the run the resume continues)
-NET = ["--dataset", "mnist", "--no-verify", "--layers", "784-64-10", "--batch-size", "16",
-       "--dropout", "0.2"]  # dropout: a resume must restore the RNG too; ~25 ms an epoch
+NET = [
+    "--dataset",
+    "mnist",
+    "--no-verify",
+    "--layers",
+    "784-64-10",
+    "--batch-size",
+    "16",
+    "--dropout",
+    "0.2",
+]  # dropout: a resume must restore the RNG too; ~25 ms an epoch
 SWEEP_LRS = ("0.001", "0.003", "0.01")
 SWEEP_EPOCHS = 3
 
@@ -49,8 +59,9 @@ SWEEP_EPOCHS = 3
 SERVER = r"""
 import json, os, sys
 import torch  # noqa: F401  (once, here)
-import quicknets.cli, quicknets.experiment, quicknets.sweeps, quicknets.comparison, quicknets.models
-quicknets.models.check_memory("784-10")  # its meta-device forward imports for 2 s, once
+import quicknets.cli, quicknets.records.experiment, quicknets.sweeps
+import quicknets.records.comparison, quicknets.networks.models
+quicknets.networks.models.check_memory("784-10")  # its meta-device forward imports for 2 s, once
 for line in sys.stdin:
     op, *args = json.loads(line)
     if op == "start":
@@ -90,10 +101,19 @@ class Launcher:
 
     def __init__(self, folder: Path):
         src = str(Path(quicknets.__file__).resolve().parents[1])
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.folder, self.count = folder, 0
 
     def ask(self, *message) -> int:
@@ -108,8 +128,12 @@ class Launcher:
         out, err = (self.folder / f"{self.count}.{kind}" for kind in ("out", "err"))
         argv = [str(a) for a in argv]
         out.touch(), err.touch()  # there even when the child is killed before it opens them
-        return {"pid": self.ask("start", argv, str(out), str(err)), "out": out, "err": err,
-                "argv": argv}
+        return {
+            "pid": self.ask("start", argv, str(out), str(err)),
+            "out": out,
+            "err": err,
+            "argv": argv,
+        }
 
     def wait(self, child) -> tuple:
         """(exit code, stdout, stderr) of a started command, once it ended."""
@@ -149,8 +173,11 @@ def run_folders(runs: Path) -> list:
     """The run folders, oldest first (not runs/sweeps/, where sweeps keep their plans)."""
     if not runs.is_dir():
         return []
-    found = [p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")
-             and (p / "config.json").is_file()]
+    found = [
+        p
+        for p in runs.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "config.json").is_file()
+    ]
     return sorted(found, key=lambda p: (p / "config.json").stat().st_mtime_ns)
 
 
@@ -166,8 +193,9 @@ def stage(folder: Path) -> int:
     status = json_or(folder / "status.json", {}).get("epochs_done") or 0
     value = 2 if not history else 10 * history + (3 if status >= history else 2)
     try:
-        newer = (folder / "checkpoint.pt").stat().st_mtime_ns > \
-            (folder / "history.json").stat().st_mtime_ns
+        newer = (folder / "checkpoint.pt").stat().st_mtime_ns > (
+            folder / "history.json"
+        ).stat().st_mtime_ns
     except FileNotFoundError:
         newer = (folder / "checkpoint.pt").exists() and not history
     return 10 * (history + 1) + 1 if newer else value
@@ -199,9 +227,12 @@ def describe_moment(runs: Path, group: int) -> str:
             parts.append(f"checkpoint {load_checkpoint(folder / 'checkpoint.pt')['epoch']}")
         parts.append(f"history {len(json_or(folder / 'history.json', []))}")
         told = json_or(folder / "status.json", None)
-        parts.append("no status" if told is None else
-                     f"status {told.get('status')} {told.get('epochs_done')}"
-                     + ("" if in_group(told.get("pid"), group) else " (by an earlier process)"))
+        parts.append(
+            "no status"
+            if told is None
+            else f"status {told.get('status')} {told.get('epochs_done')}"
+            + ("" if in_group(told.get("pid"), group) else " (by an earlier process)")
+        )
         parts += [name for name in ("model.pt", "results.json") if (folder / name).exists()]
         parts += [f"temp {p.name}" for p in folder.iterdir() if p.name.endswith(".tmp")]
         words.append(f"run {i}: " + ", ".join(parts))
@@ -222,12 +253,16 @@ def kill_at(launcher, child, runs: Path, reached, delay: float = 0.0) -> str:
     time.sleep(delay)
     os.killpg(child["pid"], signal.SIGSTOP)  # frozen: the folders stay as the kill finds them
     hit = describe_moment(runs, child["pid"])
-    holders = {f.name for f in run_folders(runs)
-               if lock_holder(f) is not None and not (f / "results.json").exists()}
+    holders = {
+        f.name
+        for f in run_folders(runs)
+        if lock_holder(f) is not None and not (f / "results.json").exists()
+    }
     if holders:  # listed running while frozen; the index caches it, and must drop it below
         code, out, err = launcher.run("runs", "--status", "all", "--runs-dir", runs)
-        assert code == 0 and {n for n, (s, _) in listed(out).items() if s == "running"} == \
-            holders, out
+        assert (
+            code == 0 and {n for n, (s, _) in listed(out).items() if s == "running"} == holders
+        ), out
     os.killpg(child["pid"], signal.SIGKILL)
     code, out, err = launcher.wait(child)
     assert code in (0, -signal.SIGKILL), err
@@ -252,6 +287,7 @@ def now(runs) -> bool:
 
 # --- the agreement check, after every kill ------------------------------------------------------
 
+
 def listed(output: str) -> dict:
     """`quicknets runs` table → {name: (status, epochs done)}."""
     rows = {}
@@ -271,8 +307,10 @@ def compared(output: str) -> set:
 
 def records(folder: Path) -> tuple:
     """(history without timings, test results): what an exact resume must reproduce."""
-    history = [{k: v for k, v in row.items() if k != "seconds"}
-               for row in json.loads((folder / "history.json").read_text())]
+    history = [
+        {k: v for k, v in row.items() if k != "seconds"}
+        for row in json.loads((folder / "history.json").read_text())
+    ]
     return history, json.loads((folder / "results.json").read_text())
 
 
@@ -286,6 +324,7 @@ def check_files(runs: Path) -> None:
             load_checkpoint(folder / "checkpoint.pt")
         if (folder / "model.pt").exists():
             import torch
+
             torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     if (runs / "index.sqlite").exists():
         conn = sqlite3.connect(runs / "index.sqlite")
@@ -327,8 +366,11 @@ def check_agreement(q, runs: Path, reference, select=("--where", "epochs>=1")) -
             assert code == 1 and "is finished" in err, (name, err)
             continue
         if not offered:
-            assert code == 1 and "no checkpoint to resume" in err and "train it again" in err, \
-                (name, status, err)
+            assert code == 1 and "no checkpoint to resume" in err and "train it again" in err, (
+                name,
+                status,
+                err,
+            )
             assert f"`quicknets runs rm {name}` removes it" in err
             code, out, err = q.run("runs", "rm", name, *where)  # as offered
             assert code == 0 and not folder.exists(), err
@@ -360,6 +402,7 @@ def check_agreement(q, runs: Path, reference, select=("--where", "epochs>=1")) -
 
 # --- the three things ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def q(tmp_path_factory):
     launcher = Launcher(tmp_path_factory.mktemp("outputs"))
@@ -373,14 +416,41 @@ def data(tmp_path_factory) -> Path:
 
 
 def train_argv(data, runs):
-    return ["train", *NET, "--data-dir", data, "--epochs", EPOCHS, "--threads", 1,
-            "--runs-dir", runs, "--quiet"]
+    return [
+        "train",
+        *NET,
+        "--data-dir",
+        data,
+        "--epochs",
+        EPOCHS,
+        "--threads",
+        1,
+        "--runs-dir",
+        runs,
+        "--quiet",
+    ]
 
 
 def sweep_argv(data, runs, workers=1):
-    return ["sweep", *NET, "--data-dir", data, "--lr", ",".join(SWEEP_LRS), "--epochs",
-            SWEEP_EPOCHS, "--workers", workers, "--threads", 1, "--runs-dir", runs,
-            "--name", "faults", "--quiet"]
+    return [
+        "sweep",
+        *NET,
+        "--data-dir",
+        data,
+        "--lr",
+        ",".join(SWEEP_LRS),
+        "--epochs",
+        SWEEP_EPOCHS,
+        "--workers",
+        workers,
+        "--threads",
+        1,
+        "--runs-dir",
+        runs,
+        "--name",
+        "faults",
+        "--quiet",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -392,8 +462,9 @@ def train_reference(q, data, tmp_path_factory):
     return records(folder)
 
 
-def fault_run(q, thing: str, moments: list, start, reference, folder: Path,
-              select=("--where", "epochs>=1")) -> None:
+def fault_run(
+    q, thing: str, moments: list, start, reference, folder: Path, select=("--where", "epochs>=1")
+) -> None:
     """For each (what, reached, delay) of `moments`: `start(runs)` the thing in a new runs
     folder, kill it there (kill_at), print the moment it hit, and check the agreement."""
     print(f"\n{thing}: the moments the kills hit")
@@ -419,8 +490,14 @@ TRAIN_MOMENTS = [
 
 
 def test_a_train_killed_at_ten_moments(q, data, tmp_path, train_reference):
-    fault_run(q, "train", TRAIN_MOMENTS, lambda runs: q.start(*train_argv(data, runs)),
-              lambda folder: train_reference, tmp_path)
+    fault_run(
+        q,
+        "train",
+        TRAIN_MOMENTS,
+        lambda runs: q.start(*train_argv(data, runs)),
+        lambda folder: train_reference,
+        tmp_path,
+    )
 
 
 SWEEP_MOMENTS = [
@@ -446,13 +523,21 @@ def sweep_reference(q, data, tmp_path_factory):
 
     def lr(folder):
         return json.loads((folder / "config.json").read_text())["train"]["lr"]
+
     trials = {lr(f): records(f) for f in run_folders(runs)}
     return lambda folder: trials[lr(folder)]
 
 
 def test_a_sweep_killed_at_ten_moments(q, data, tmp_path, sweep_reference):
-    fault_run(q, "sweep, 1 worker", SWEEP_MOMENTS, lambda runs: q.start(*sweep_argv(data, runs)),
-              sweep_reference, tmp_path, ("--sweep", "faults"))
+    fault_run(
+        q,
+        "sweep, 1 worker",
+        SWEEP_MOMENTS,
+        lambda runs: q.start(*sweep_argv(data, runs)),
+        sweep_reference,
+        tmp_path,
+        ("--sweep", "faults"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -486,10 +571,18 @@ RESUME_MOMENTS = [
 def test_a_resume_killed_at_ten_moments(q, tmp_path, stopped_run, train_reference):
     def start(runs):
         shutil.copytree(stopped_run, runs / stopped_run.name)
-        return q.start("train", "--resume", stopped_run.name, "--threads", 1, "--runs-dir",
-                       runs, "--quiet")
-    fault_run(q, "resume of a run killed after epoch 2", RESUME_MOMENTS, start,
-              lambda folder: train_reference, tmp_path)
+        return q.start(
+            "train", "--resume", stopped_run.name, "--threads", 1, "--runs-dir", runs, "--quiet"
+        )
+
+    fault_run(
+        q,
+        "resume of a run killed after epoch 2",
+        RESUME_MOMENTS,
+        start,
+        lambda folder: train_reference,
+        tmp_path,
+    )
 
 
 def closed_at_least(n: int):
@@ -506,9 +599,15 @@ TWO_WORKER_MOMENTS = [  # three: each start costs the two workers' imports (~4 s
 def test_a_sweep_with_two_workers_killed_with_its_workers(q, data, tmp_path, sweep_reference):
     """The whole process group is killed, as `kill -9 -PGID` does; the trials, trained in two
     worker processes, end with the numbers the one-worker sweep gave (same thread count)."""
-    fault_run(q, "sweep, 2 workers", TWO_WORKER_MOMENTS,
-              lambda runs: q.start(*sweep_argv(data, runs, workers=2)), sweep_reference,
-              tmp_path, ("--sweep", "faults"))
+    fault_run(
+        q,
+        "sweep, 2 workers",
+        TWO_WORKER_MOMENTS,
+        lambda runs: q.start(*sweep_argv(data, runs, workers=2)),
+        sweep_reference,
+        tmp_path,
+        ("--sweep", "faults"),
+    )
 
 
 def test_a_finished_record_keeps_no_half_written_file(tmp_path):
@@ -519,5 +618,11 @@ def test_a_finished_record_keeps_no_half_written_file(tmp_path):
     (path / ".checkpoint.pt.k1ll3d.tmp").write_bytes(b"PK")
     with hold_run(path):
         finish_run(path, network("784-10"), [{"epoch": 1}], {"accuracy": 0.5, "loss": 1.0})
-    assert sorted(p.name for p in path.iterdir()) == \
-        [".lock", "config.json", "history.json", "meta.json", "model.pt", "results.json"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        ".lock",
+        "config.json",
+        "history.json",
+        "meta.json",
+        "model.pt",
+        "results.json",
+    ]

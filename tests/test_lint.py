@@ -7,10 +7,10 @@ types, from the repository root, and its own output is the failure message.
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,17 +5,18 @@ The notebook's `EPOCHS = 7` cell is tagged "parameters"; as papermill does, the 
 after it that sets 2 epochs (twice 7 epochs of the full MLP would take half a minute of this
 suite), and everything else runs as a learner would run it, in a temporary folder.
 """
+
 import os
 import re
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import HANG_S
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 import quicknets
+from conftest import HANG_S
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quick_pass.ipynb"
 
@@ -30,7 +31,8 @@ def test_notebook_is_stored_without_outputs():
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(not c.outputs and c.execution_count is None for c in code)
     assert [c.source for c in code if "parameters" in c.metadata.get("tags", [])] == [
-        "EPOCHS = 7  # passes over the 60,000 training images, as in the original notebook"]
+        "EPOCHS = 7  # passes over the 60,000 training images, as in the original notebook"
+    ]
 
 
 def test_quick_pass_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
@@ -40,10 +42,12 @@ def test_quick_pass_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     nb.cells.append(nbformat.v4.new_code_cell("import quicknets\nprint(quicknets.__file__)"))
     # the kernel imports the quicknets these tests import, whatever is installed
     src = str(Path(quicknets.__file__).resolve().parents[1])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (src, os.environ.get("PYTHONPATH")) if p))
-    client = NotebookClient(nb, kernel_name="python3", timeout=HANG_S,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    )
+    client = NotebookClient(
+        nb, kernel_name="python3", timeout=HANG_S, resources={"metadata": {"path": str(tmp_path)}}
+    )
     try:
         client.execute()
     except CellExecutionError as e:
@@ -59,16 +63,21 @@ def test_quick_pass_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     # run, and the live plot as one picture redrawn in place, above the epoch lines
     (training,) = [c for c in nb.cells if c.cell_type == "code" and "live_plot=True" in c.source]
     # On a busy machine a "note: the cores are busy" line may come first: only the load's doing
-    shown = [o for o in training.outputs
-             if not (o.output_type == "stream" and o.text.startswith("note:"))]
-    kinds = [o.output_type if o.output_type == "stream" else next(iter(sorted(o.data)))
-             for o in shown]
+    shown = [
+        o
+        for o in training.outputs
+        if not (o.output_type == "stream" and o.text.startswith("note:"))
+    ]
+    kinds = [
+        o.output_type if o.output_type == "stream" else next(iter(sorted(o.data))) for o in shown
+    ]
     assert kinds[:2] == ["application/vnd.jupyter.widget-view+json", "image/png"]
     assert set(kinds[2:]) == {"stream"}  # the epoch lines; nothing more was drawn
     assert shown[0].data["text/plain"].startswith("training:")
     assert "epoch: 2/2" in outputs_of(training)
-    pictures = [o for c in nb.cells for o in c.get("outputs", [])
-                if "image/png" in o.get("data", {})]
+    pictures = [
+        o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
     # show_batch, imshow, curves, confusion, 3 x view_classify, predictions, top losses, compare
     assert len(pictures) == 10
     reports = list(tmp_path.glob("runs/*/report.html"))

@@ -8,6 +8,7 @@
 
 Names are imported on first use, so `import quicknets` (and `quicknets --help`) stays fast.
 """
+
 import importlib
 
 __version__ = "0.1.0"
@@ -15,24 +16,38 @@ __version__ = "0.1.0"
 # public name -> module that defines it. No module may share a name with an export: importing
 # quicknets.X binds the module as attribute X of the package, hiding a lazy export named X.
 _EXPORTS = {
-    "load_dataset": "quicknets.data", "Dataset": "quicknets.data",
-    "network": "quicknets.models", "summary": "quicknets.models", "NETWORKS": "quicknets.models",
-    "PRESETS": "quicknets.presets",
-    "train": "quicknets.training",
-    "evaluate": "quicknets.metrics",
-    "classify": "quicknets.classification", "banner": "quicknets.classification",
-    "predict": "quicknets.classification", "predict_proba": "quicknets.classification",
-    "export": "quicknets.exporting", "load_exported": "quicknets.exporting",
-    "save_run": "quicknets.runs", "load_run": "quicknets.runs", "load_model": "quicknets.runs",
-    "list_runs": "quicknets.runs",
-    "compare": "quicknets.comparison", "sweep": "quicknets.sweeps",
-    "imshow": "quicknets.plots", "view_classify": "quicknets.plots",
-    "show_batch": "quicknets.plots", "show_predictions": "quicknets.plots",
-    "plot_top_losses": "quicknets.plots", "plot_history": "quicknets.plots",
-    "plot_confusion_matrix": "quicknets.plots",
-    "RunConfig": "quicknets.config", "DataConfig": "quicknets.config",
-    "NetworkConfig": "quicknets.config", "TrainConfig": "quicknets.config",
-    "QuicknetsError": "quicknets.errors",
+    "load_dataset": "quicknets.data.loading",
+    "Dataset": "quicknets.data.loading",
+    "network": "quicknets.networks.models",
+    "summary": "quicknets.networks.models",
+    "NETWORKS": "quicknets.networks.models",
+    "PRESETS": "quicknets.config.presets",
+    "train": "quicknets.training.loop",
+    "evaluate": "quicknets.evaluation.metrics",
+    "classify": "quicknets.evaluation.classification",
+    "banner": "quicknets.evaluation.classification",
+    "predict": "quicknets.evaluation.classification",
+    "predict_proba": "quicknets.evaluation.classification",
+    "export": "quicknets.outputs.exporting",
+    "load_exported": "quicknets.outputs.exporting",
+    "save_run": "quicknets.records.runs",
+    "load_run": "quicknets.records.runs",
+    "load_model": "quicknets.records.runs",
+    "list_runs": "quicknets.records.runs",
+    "compare": "quicknets.records.comparison",
+    "sweep": "quicknets.sweeps",
+    "imshow": "quicknets.plots.figures",
+    "view_classify": "quicknets.plots.figures",
+    "show_batch": "quicknets.plots.figures",
+    "show_predictions": "quicknets.plots.figures",
+    "plot_top_losses": "quicknets.plots.figures",
+    "plot_history": "quicknets.plots.figures",
+    "plot_confusion_matrix": "quicknets.plots.figures",
+    "RunConfig": "quicknets.config.configs",
+    "DataConfig": "quicknets.config.configs",
+    "NetworkConfig": "quicknets.config.configs",
+    "TrainConfig": "quicknets.config.configs",
+    "QuicknetsError": "quicknets.base.errors",
 }
 
 __all__ = sorted(_EXPORTS)

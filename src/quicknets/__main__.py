@@ -1,4 +1,5 @@
 """python -m quicknets: the same as the `quicknets` command."""
+
 import sys
 
 from quicknets.cli import main

@@ -9,6 +9,7 @@ does). Option names are never abbreviated (`sweep --seed 3` is an error, not `--
 reaches a redirected file line by line, and what the stream cannot encode is written in ASCII
 ("±" as "+/-"). Nothing heavy is imported until a command runs, so `quicknets --help` is instant.
 """
+
 import argparse
 import codecs
 import importlib
@@ -17,17 +18,18 @@ import sys
 import unicodedata
 
 from quicknets import __version__
+from quicknets.base.errors import Interrupted, QuicknetsError
+from quicknets.base.machine import use_strict_math
 from quicknets.commands import COMMANDS
-from quicknets.errors import Interrupted, QuicknetsError
-from quicknets.machine import use_strict_math
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="quicknets",
         description="Build, train, test and compare small networks on Fashion-MNIST, the "
-                    "MNIST family or your own images. Run `quicknets train` for the notebook's "
-                    "quick pass.")
+        "MNIST family or your own images. Run `quicknets train` for the notebook's "
+        "quick pass.",
+    )
     parser.add_argument("--version", action="version", version=f"quicknets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -47,8 +49,20 @@ def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
                 _no_abbreviations(subparser)
 
 
-_ASCII = {"±": "+/-", "→": "->", "←": "<-", "×": "x", "…": "...", "–": "-", "—": "--",
-          "≤": "<=", "≥": ">=", "≈": "~", "µ": "u", "·": "."}
+_ASCII = {
+    "±": "+/-",
+    "→": "->",
+    "←": "<-",
+    "×": "x",
+    "…": "...",
+    "–": "-",
+    "—": "--",
+    "≤": "<=",
+    "≥": ">=",
+    "≈": "~",
+    "µ": "u",
+    "·": ".",
+}
 
 
 def _readable(error: UnicodeError) -> tuple[str, int]:
@@ -57,7 +71,7 @@ def _readable(error: UnicodeError) -> tuple[str, int]:
     if not isinstance(error, UnicodeEncodeError):
         raise error
     out = []
-    for c in error.object[error.start:error.end]:
+    for c in error.object[error.start : error.end]:
         plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
         out.append(_ASCII.get(c) or plain or c.encode("ascii", "backslashreplace").decode())
     return "".join(out), error.end

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported inside the checks: its absence is one of them
     from torch import nn
 
-    from quicknets.config import RunConfig
+    from quicknets.config.configs import RunConfig
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "fail"
 INSTALL = "pip install -e . (in a checkout; scripts/setup.sh does it)"
@@ -72,9 +72,14 @@ EXTRAS = {
     "tensorboard": ("quicknets train --log-to tensorboard", ("tensorboard",)),
     "mlflow": ("quicknets train --log-to mlflow", ("mlflow",)),
     "notebook": ("tqdm's progress widget in Jupyter", ("ipywidgets",)),
-    "audit": ("quicknets audit's label issues (cleanlab)", ("cleanlab",)),
-    "trust": ("familiarity scores (AUROC, the reference sets)", ("sklearn",)),
+    "audit": ("quicknets audit's label check (Confident Learning)", ("cleanlab",)),
+    "trust": ("familiarity scores: ROC curves, the reference sets", ("scikit-learn",)),
+    "docs": ("the documentation site: mkdocs build", ("mkdocs", "mkdocs-material", "mkdocstrings")),
 }
+
+
+# the module a package of EXTRAS is imported as, where the names differ
+MODULE_OF = {"scikit-learn": "sklearn", "mkdocs-material": "material"}
 
 
 def installed(module: str) -> str | None:
@@ -174,7 +179,7 @@ def check_other_packages(specs: dict | None = None) -> Check:
 def check_quicknets() -> Check:
     """quicknets' version, code version (git commit) and where it is imported from."""
     from quicknets import __version__
-    from quicknets.runs import code_version
+    from quicknets.records.runs import code_version
 
     here = Path(__file__).resolve().parent
     return Check(OK, f"quicknets {__version__}, code {code_version()}, from {here}")
@@ -182,7 +187,7 @@ def check_quicknets() -> Check:
 
 def check_data_search(data_dir=None) -> Check:
     """Where the built-in datasets are looked for, in order (data.search_dirs)."""
-    from quicknets.data import dataset_info, search_dirs
+    from quicknets.data.loading import dataset_info, search_dirs
 
     dirs = ", ".join(str(d) for d in search_dirs(dataset_info("fashion-mnist"), data_dir))
     if data_dir:
@@ -201,9 +206,9 @@ def check_data_search(data_dir=None) -> Check:
 def dataset_state(name: str, data_dir=None) -> tuple[str, str]:
     """Where built-in dataset `name` would be found (data.locate, downloading nothing):
     (status, where or what to do)."""
-    from quicknets.data import dataset_info, find_files, locate, search_dirs
-    from quicknets.errors import QuicknetsError
-    from quicknets.storage import cache_dir
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.base.storage import cache_dir
+    from quicknets.data.loading import dataset_info, find_files, locate, search_dirs
 
     info = dataset_info(name)
     status = WARN if name == "fashion-mnist" else NOTE  # missing: the default dataset warns
@@ -227,7 +232,7 @@ def dataset_state(name: str, data_dir=None) -> tuple[str, str]:
 def check_datasets(data_dir=None) -> list:
     """One Check per built-in dataset; datasets in the same state share a line (the EMNIST
     splits)."""
-    from quicknets.datasets import DATASETS
+    from quicknets.data.datasets import DATASETS
 
     states: dict = {}
     for name in DATASETS:
@@ -241,7 +246,7 @@ def check_threads() -> Check:
     """The cores torch will use, and how busy they are now."""
     import torch
 
-    from quicknets.machine import default_threads, runnable_now, usable_cores
+    from quicknets.base.machine import default_threads, runnable_now, usable_cores
 
     env = [
         f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
@@ -260,7 +265,7 @@ def check_cpu() -> Check:
     """The CPU's kernels and native low-precision arithmetic."""
     import torch
 
-    from quicknets.machine import native_bf16, native_fp16
+    from quicknets.base.machine import native_bf16, native_fp16
 
     kernels = torch.backends.cpu.get_cpu_capability()
     bf16 = "native bf16 (--bf16 pays)" if native_bf16("cpu") else "no native bf16"
@@ -269,23 +274,27 @@ def check_cpu() -> Check:
 
 
 def check_mkl() -> Check:
-    """MKL, and the one math mode quicknets runs in (machine.use_strict_math): its strict mode,
-    the same bits for any thread count and in Python as on the command line."""
+    """MKL, and its strict mode: the same bits for any thread count (machine.thread_invariant)."""
     import torch
 
-    from quicknets.machine import STRICT_MATH, thread_invariant, use_strict_math
+    from quicknets.base.machine import STRICT_MATH, math_mode, thread_invariant
 
     if not torch.backends.mkl.is_available():
         return Check(OK, "mkl: not in this torch build; numbers depend on the thread count")
-    mode = use_strict_math()
     if thread_invariant():
         return Check(
-            OK, f"mkl: {mode} (matrix products give the same bits for any thread count)"
+            OK, "mkl: strict mode on (matrix products give the same bits for any thread count)"
         )
+    setting = f"MKL_CBWR={STRICT_MATH}"
+    told = (
+        f" (MKL_CBWR={os.environ['MKL_CBWR']} in the environment)"
+        if "MKL_CBWR" in os.environ
+        else ""
+    )
     return Check(
         WARN,
-        f"mkl: {mode}, not the strict mode: numbers change with the thread count and differ "
-        f"from quicknets train's; unset MKL_CBWR or set MKL_CBWR={STRICT_MATH}",
+        f"mkl: strict mode off ({math_mode()}){told}: numbers change with the thread count; "
+        f"set {setting} before Python starts (the quicknets command and train() do)",
     )
 
 
@@ -293,7 +302,7 @@ def check_device() -> Check:
     """The device `--device auto` picks, with its mixed-precision support."""
     import torch
 
-    from quicknets.machine import native_bf16, pick_device
+    from quicknets.base.machine import native_bf16, pick_device
 
     device = pick_device("auto")
     if device.type == "cuda":
@@ -325,7 +334,7 @@ def generated_data(n_train: int = 600, n_test: int = 200, seed: int = 0):
     band c, on noise."""
     import torch
 
-    from quicknets.data import Dataset
+    from quicknets.data.loading import Dataset
 
     g = torch.Generator().manual_seed(seed)
 
@@ -358,11 +367,11 @@ def tiny_run(epochs: int = 1) -> TinyRun:
     untrained), and its test results."""
     import dataclasses
 
-    from quicknets.config import RunConfig
-    from quicknets.machine import resolve
-    from quicknets.metrics import evaluate
-    from quicknets.models import network
-    from quicknets.training import train
+    from quicknets.base.machine import resolve
+    from quicknets.config.configs import RunConfig
+    from quicknets.evaluation.metrics import evaluate
+    from quicknets.networks.models import network
+    from quicknets.training.loop import train
 
     data = generated_data()
     config = RunConfig.build(
@@ -397,7 +406,7 @@ def check_training() -> tuple[Check, TinyRun | None]:
         return Check(
             FAIL,
             f"{line}, below {FLOOR} (chance {CHANCE}): training does not "
-            "learn here; run scripts/test.sh tests/test_training.py",
+            "learn here; run scripts/test.sh tests/training/test_loop.py",
         ), run
     return Check(OK, f"{line} (chance {CHANCE})"), run
 
@@ -410,7 +419,7 @@ def check_record(runs_dir=None, run: TinyRun | None = None) -> Check:
 
     import torch
 
-    from quicknets.runs import list_runs, load_model, load_run, runs_root, save_run
+    from quicknets.records.runs import list_runs, load_model, load_run, runs_root, save_run
 
     root = runs_root(runs_dir)
     made_root = not root.exists()
@@ -451,7 +460,7 @@ def check_record(runs_dir=None, run: TinyRun | None = None) -> Check:
             return Check(
                 FAIL,
                 f"run record in {root}: read back differs in "
-                f"{', '.join(problems)}; run tests/test_runs.py",
+                f"{', '.join(problems)}; run tests/records/test_runs.py",
             )
         return Check(
             OK,
@@ -473,9 +482,17 @@ def check_program(command: str, purpose: str, install: str) -> Check:
 
 
 def check_extra(extra: str) -> Check:
-    """An optional extra of pyproject.toml: each of its modules importable."""
-    purpose, modules = EXTRAS[extra]
-    found = {m: installed(m) for m in modules}
+    """An optional extra of pyproject.toml: each of its packages importable."""
+    purpose, packages = EXTRAS[extra]
+    found = {}
+    for package in packages:
+        version = installed(MODULE_OF.get(package, package))
+        if version == "" and package in MODULE_OF:  # the module's name is not the package's
+            try:
+                version = importlib.metadata.version(package)
+            except importlib.metadata.PackageNotFoundError:
+                version = ""
+        found[package] = version
     missing = [m for m, v in found.items() if v is None]
     if missing:
         return Check(

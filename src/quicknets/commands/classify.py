@@ -1,33 +1,54 @@
 """quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities. RUN
 may also be a file written by `quicknets export`."""
+
 from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("classify", help="classify test images or image files with a saved run",
-                       description="Print the predicted class in a banner, then the top "
-                                   "classes with their probabilities.")
-    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder; or a file "
-                                              "written by `quicknets export`")
-    p.add_argument("images", metavar="IMAGE", nargs="*",
-                   help="image files (PNG, JPEG or any other format PIL reads)")
-    p.add_argument("--index", type=int, action="append", default=[],
-                   help="a test-set image by index (repeatable)")
+    p = sub.add_parser(
+        "classify",
+        help="classify test images or image files with a saved run",
+        description="Print the predicted class in a banner, then the top "
+        "classes with their probabilities.",
+    )
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        help="run name, unique prefix, or folder; or a file written by `quicknets export`",
+    )
+    p.add_argument(
+        "images",
+        metavar="IMAGE",
+        nargs="*",
+        help="image files (PNG, JPEG or any other format PIL reads)",
+    )
+    p.add_argument(
+        "--index",
+        type=int,
+        action="append",
+        default=[],
+        help="a test-set image by index (repeatable)",
+    )
     p.add_argument("--top", type=int, default=3, help="how many classes to list (default: 3)")
-    p.add_argument("--plot", metavar="PATH", default=None, type=given,
-                   help="also draw the image beside its class probabilities into PATH (.png, "
-                        ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...")
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        default=None,
+        type=given,
+        help="also draw the image beside its class probabilities into PATH (.png, "
+        ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...",
+    )
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run, trailing="images")  # `RUN --top 5 shoe.png` too
 
 
 def run(args) -> int:
-    from quicknets.classification import banner, classify
+    from quicknets.base.errors import QuicknetsError
     from quicknets.commands.common import load_run_data
-    from quicknets.errors import QuicknetsError
-    from quicknets.exporting import export_data, is_export, load_exported
-    from quicknets.runs import load_model, load_run
+    from quicknets.evaluation.classification import banner, classify
+    from quicknets.outputs.exporting import export_data, is_export, load_exported
+    from quicknets.records.runs import load_model, load_run
 
     if not args.images and not args.index:
         raise QuicknetsError("give an image file or --index N")
@@ -43,7 +64,8 @@ def run(args) -> int:
     items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
     plots = []  # (path, image): drawn once every image has been classified
     if args.plot:
-        from quicknets.plots import plot_paths, save_figure, view_classify
+        from quicknets.plots.figures import plot_paths, save_figure, view_classify
+
         plots = list(zip(plot_paths(args.plot, len(items)), (image for _, image in items)))
     for label, image in items:
         top = classify(model, image, data, top=args.top)

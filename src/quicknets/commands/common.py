@@ -1,4 +1,5 @@
 """Flags and steps shared by several commands."""
+
 import argparse
 
 
@@ -13,23 +14,31 @@ def given(text: str) -> str:
 def preset_name(text: str) -> str:
     """The argparse type of --preset: an earlier name (`cnn`) read as today's (`accurate`), so
     help and errors offer only today's names."""
-    from quicknets.presets import OLD_NAMES
+    from quicknets.config.presets import OLD_NAMES
+
     return OLD_NAMES.get(text, text)
 
 
 def add_runs_dir(parser) -> None:
-    parser.add_argument("--runs-dir", default=None, type=given,
-                        help="folder of run records (default: $QUICKNETS_RUNS or ./runs)")
+    parser.add_argument(
+        "--runs-dir",
+        default=None,
+        type=given,
+        help="folder of run records (default: $QUICKNETS_RUNS or ./runs)",
+    )
 
 
 def add_data_dir(parser) -> None:
-    parser.add_argument("--data-dir", default=None,
-                        help="folder holding the dataset's files (default: where the run found "
-                             "them)")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the dataset's files (default: where the run found them)",
+    )
 
 
 def load_run_data(run, data_dir=None):
     """The dataset a run was trained on, with the same normalisation and split (a warning if
     data from a path changed since)."""
-    from quicknets.data import load_recorded
+    from quicknets.data.loading import load_recorded
+
     return load_recorded(run.config, data_dir, recorded=run.meta.get("data"))

@@ -5,36 +5,61 @@ and the per-epoch curves overlaid in a PNG.
     quicknets compare --sweep NAME                  # the sweep's finished runs in this runs folder
     quicknets compare --sweep NAME --storage URL    # every trial of its study, from any machine
 """
+
 from quicknets.commands.common import add_runs_dir, given
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("compare", help="compare runs: differing settings, metrics, curves",
-                       description="Print the settings in which the runs differ and their "
-                                   "metrics; runs that differ only in seed are also shown as "
-                                   "mean ± std. Reads the records; nothing is retrained.")
-    p.add_argument("names", metavar="RUN", nargs="*",
-                   help="run names, unique prefixes or folders (none: use --sweep or --where)")
-    p.add_argument("--sweep", default=None, type=given,
-                   help="compare every finished trial of this sweep")
-    p.add_argument("--storage", default=None, metavar="URL", type=given,
-                   help="with --sweep: read the sweep from its study (as `sweep --show`), so "
-                        "every machine's trials are compared")
-    p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
-                   help="compare the finished runs matching these filters (as in `runs`)")
-    p.add_argument("--plot", default=None, metavar="FILE.png", type=given,
-                   help="write the overlaid per-epoch curves to this file (.png, .svg, .pdf)")
+    p = sub.add_parser(
+        "compare",
+        help="compare runs: differing settings, metrics, curves",
+        description="Print the settings in which the runs differ and their "
+        "metrics; runs that differ only in seed are also shown as "
+        "mean ± std. Reads the records; nothing is retrained.",
+    )
+    p.add_argument(
+        "names",
+        metavar="RUN",
+        nargs="*",
+        help="run names, unique prefixes or folders (none: use --sweep or --where)",
+    )
+    p.add_argument(
+        "--sweep", default=None, type=given, help="compare every finished trial of this sweep"
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        type=given,
+        help="with --sweep: read the sweep from its study (as `sweep --show`), so "
+        "every machine's trials are compared",
+    )
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY<OP>VALUE",
+        help="compare the finished runs matching these filters (as in `runs`)",
+    )
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        type=given,
+        help="write the overlaid per-epoch curves to this file (.png, .svg, .pdf)",
+    )
     add_runs_dir(p)
     p.set_defaults(handler=run, trailing="names")  # `RUN --plot c.png RUN` too
 
 
 def run(args) -> int:
-    from quicknets.comparison import compare, format_compare, plot_curves
-    from quicknets.errors import QuicknetsError
-    from quicknets.runs import list_runs
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.records.comparison import compare, format_compare, plot_curves
+    from quicknets.records.runs import list_runs
 
     if args.plot is not None:
-        from quicknets.plots import figure_format
+        from quicknets.plots.figures import figure_format
+
         figure_format(args.plot)  # a bad suffix is an error before the table, not after it
     if args.storage is not None:
         return compare_study(args)
@@ -42,32 +67,37 @@ def run(args) -> int:
     if args.sweep or args.where:
         found = list_runs(args.runs_dir, args.where, sweep=args.sweep, skipped=skipped)
         if not found:
-            what = " ".join([f"--sweep {args.sweep}"] * bool(args.sweep)
-                            + [f"--where {w}" for w in args.where])
+            what = " ".join(
+                [f"--sweep {args.sweep}"] * bool(args.sweep) + [f"--where {w}" for w in args.where]
+            )
             unreadable = f"; skipped {'; '.join(skipped)}" if skipped else ""
-            raise QuicknetsError(f"no finished run matches {what} (see `quicknets runs "
-                                 f"--status all`){unreadable}")
+            raise QuicknetsError(
+                f"no finished run matches {what} (see `quicknets runs --status all`){unreadable}"
+            )
         refs += found
     if not refs:
         raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
     table = compare(refs, args.runs_dir, skipped)
     print(format_compare(table))
     if args.plot is not None:
-        from quicknets.plots import save_figure
+        from quicknets.plots.figures import save_figure
+
         print(f"wrote: {save_figure(plot_curves(table), args.plot)}")
     return 0
 
 
 def compare_study(args) -> int:
     """--sweep NAME --storage URL: the whole sweep ranked from its study, curves from it too."""
-    from quicknets.errors import QuicknetsError
+    from quicknets.base.errors import QuicknetsError
     from quicknets.sweeps import format_sweep, load_sweep
     from quicknets.sweeps.view import plot_sweep_curves
+
     if not args.sweep or args.names or args.where:
         raise QuicknetsError("--storage compares a whole sweep: give --sweep NAME alone")
     view = load_sweep(args.sweep, args.runs_dir, args.storage)
     print(format_sweep(view))
     if args.plot is not None:
-        from quicknets.plots import save_figure
+        from quicknets.plots.figures import save_figure
+
         print(f"wrote: {save_figure(plot_sweep_curves(view), args.plot)}")
     return 0

@@ -1,16 +1,23 @@
 """quicknets demo RUN [--port N]: a local web page that classifies an uploaded photo or a
 drawing, showing the image as the network sees it and every class's probability."""
+
 from quicknets.commands.common import add_runs_dir
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="a local web page that classifies photos and drawings",
-                       description="Serve a page on 127.0.0.1 (Gradio, the optional extra "
-                                   "quicknets[demo]): upload a photo or draw, and see the image "
-                                   "as the network sees it, the class probabilities and the top "
-                                   "class. Ctrl-C stops it.")
-    p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder; or a file "
-                                              "written by `quicknets export`")
+    p = sub.add_parser(
+        "demo",
+        help="a local web page that classifies photos and drawings",
+        description="Serve a page on 127.0.0.1 (Gradio, the optional extra "
+        "quicknets[demo]): upload a photo or draw, and see the image "
+        "as the network sees it, the class probabilities and the top "
+        "class. Ctrl-C stops it.",
+    )
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        help="run name, unique prefix, or folder; or a file written by `quicknets export`",
+    )
     p.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (default: 7860)")
     add_runs_dir(p)
     p.set_defaults(handler=run)
@@ -19,9 +26,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from quicknets.demo import gradio, serve
-    from quicknets.exporting import is_export, load_exported
-    from quicknets.runs import load_model, load_run
+    from quicknets.outputs.demo import gradio, serve
+    from quicknets.outputs.exporting import is_export, load_exported
+    from quicknets.records.runs import load_model, load_run
 
     gradio()  # a missing extra is said before the model is loaded
     if is_export(args.run):

@@ -1,22 +1,34 @@
 """quicknets export RUN --format onnx|torchscript|safetensors [--out PATH]: a run's network in a
 file other tools load, checked against the PyTorch model before it is written."""
+
 from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("export", help="write a run's network as ONNX, TorchScript or safetensors",
-                       description="Write a finished run's network to a file, with its "
-                                   "preprocessing and class names inside, after checking it "
-                                   "against the PyTorch model on 1,000 test images (same "
-                                   "top-1, probabilities within 1e-5). classify, evaluate and "
-                                   "demo take the file in place of RUN.")
+    p = sub.add_parser(
+        "export",
+        help="write a run's network as ONNX, TorchScript or safetensors",
+        description="Write a finished run's network to a file, with its "
+        "preprocessing and class names inside, after checking it "
+        "against the PyTorch model on 1,000 test images (same "
+        "top-1, probabilities within 1e-5). classify, evaluate and "
+        "demo take the file in place of RUN.",
+    )
     p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
-    p.add_argument("--format", default=None, metavar="FORMAT",
-                   help="onnx, torchscript or safetensors (default: from the suffix of --out, "
-                        "else onnx)")
-    p.add_argument("--out", metavar="PATH", default=None, type=given,
-                   help="the file to write (default: RUN's name with .onnx, .torchscript or "
-                        ".safetensors, in the current folder)")
+    p.add_argument(
+        "--format",
+        default=None,
+        metavar="FORMAT",
+        help="onnx, torchscript or safetensors (default: from the suffix of --out, else onnx)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        default=None,
+        type=given,
+        help="the file to write (default: RUN's name with .onnx, .torchscript or "
+        ".safetensors, in the current folder)",
+    )
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)
@@ -25,10 +37,23 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from quicknets.base.errors import QuicknetsError
     from quicknets.commands.common import load_run_data
-    from quicknets.errors import QuicknetsError
-    from quicknets.exporting import CHECK_IMAGES, FORMATS, TOLERANCE, export, format_of, require
-    from quicknets.runs import find_run, is_finished, load_model, load_run, unfinished_message
+    from quicknets.outputs.exporting import (
+        CHECK_IMAGES,
+        FORMATS,
+        TOLERANCE,
+        export,
+        format_of,
+        require,
+    )
+    from quicknets.records.runs import (
+        find_run,
+        is_finished,
+        load_model,
+        load_run,
+        unfinished_message,
+    )
 
     format = format_of(args.format, args.out)  # an unknown format or a missing package: at once
     require(format)
@@ -41,8 +66,10 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(record.name + FORMATS[format])
     done = export(model, out, format, images=data.test_images[:CHECK_IMAGES], run=record)
     difference = done["max_difference"]
-    within = (f"within {difference:.1e} (allowed {TOLERANCE:.0e})" if difference else "identical")
-    print(f"checked: {format} against PyTorch on {done['images']} test images: the same top-1 "
-          f"class for each, probabilities {within}")
+    within = f"within {difference:.1e} (allowed {TOLERANCE:.0e})" if difference else "identical"
+    print(
+        f"checked: {format} against PyTorch on {done['images']} test images: the same top-1 "
+        f"class for each, probabilities {within}"
+    )
     print(f"wrote: {out} ({done['bytes'] / 1e6:.2f} MB)")
     return 0

@@ -1,45 +1,67 @@
 """quicknets report RUN: one self-contained HTML page with the run's settings, results and figures.
 
-    quicknets report RUN                               # RUN/report.html
-    quicknets report --sweep NAME [--storage URL]      # runs/sweeps/NAME.html: the whole sweep
+quicknets report RUN                               # RUN/report.html
+quicknets report --sweep NAME [--storage URL]      # runs/sweeps/NAME.html: the whole sweep
 """
+
 from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="write a run's (or a sweep's) HTML report",
-                       description="Write one HTML page (figures embedded, nothing fetched from "
-                                   "the network) with the run's settings, per-epoch table, test "
-                                   "metrics, per-class table and figures; with --sweep, the "
-                                   "sweep's ranked table, curves, settings against the metric "
-                                   "and trials.")
-    p.add_argument("run", metavar="RUN", nargs="?", default=None,
-                   help="run name, unique prefix, or folder")
-    p.add_argument("--sweep", default=None, type=given, metavar="NAME",
-                   help="the page of sweep NAME instead (default: runs/sweeps/NAME.html)")
-    p.add_argument("--storage", default=None, type=given, metavar="URL",
-                   help="with --sweep: read the sweep from its study, every machine's trials")
-    p.add_argument("--out", default=None, type=given,
-                   help="the HTML file (default: <run>/report.html, runs/sweeps/NAME.html)")
+    p = sub.add_parser(
+        "report",
+        help="write a run's (or a sweep's) HTML report",
+        description="Write one HTML page (figures embedded, nothing fetched from "
+        "the network) with the run's settings, per-epoch table, test "
+        "metrics, per-class table and figures; with --sweep, the "
+        "sweep's ranked table, curves, settings against the metric "
+        "and trials.",
+    )
+    p.add_argument(
+        "run", metavar="RUN", nargs="?", default=None, help="run name, unique prefix, or folder"
+    )
+    p.add_argument(
+        "--sweep",
+        default=None,
+        type=given,
+        metavar="NAME",
+        help="the page of sweep NAME instead (default: runs/sweeps/NAME.html)",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        type=given,
+        metavar="URL",
+        help="with --sweep: read the sweep from its study, every machine's trials",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        type=given,
+        help="the HTML file (default: <run>/report.html, runs/sweeps/NAME.html)",
+    )
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from quicknets.errors import QuicknetsError
+    from quicknets.base.errors import QuicknetsError
+
     if (args.run is None) == (args.sweep is None):
         raise QuicknetsError("give a RUN, or --sweep NAME (not both)")
     if args.sweep is not None:
-        from quicknets.report import write_sweep_report
+        from quicknets.outputs.report import write_sweep_report
         from quicknets.sweeps import load_sweep
+
         view = load_sweep(args.sweep, args.runs_dir, args.storage)
         path = write_sweep_report(view, args.out, args.runs_dir)
     else:
         if args.storage:
             raise QuicknetsError("--storage goes with --sweep NAME")
-        from quicknets.report import write_report
-        from quicknets.runs import load_run
+        from quicknets.outputs.report import write_report
+        from quicknets.records.runs import load_run
+
         record = load_run(args.run, args.runs_dir)
         path = write_report(record, path=args.out, data_dir=args.data_dir)
     print(f"wrote: {path}")

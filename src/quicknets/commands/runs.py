@@ -8,34 +8,65 @@
 Runs whose files cannot be read are named under the table (with the reason) whatever the filters,
 so no run is hidden; `rm` removes only run records quicknets made, never other folders or files.
 """
+
 import argparse
 
 from quicknets.commands.common import add_runs_dir, given
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("runs", help="list run records (filter, sort); `runs rm RUN` deletes",
-                       description="List the runs in the runs folder (their folders are read; "
-                                   "runs/index.sqlite caches them). Keys are "
-                                   "any setting (lr, optimizer, network, seed, ...) or metric "
-                                   "(test_accuracy, test_loss, val_accuracy, val_loss: of the epoch whose "
-                                   "weights the run kept; epochs_done, status, created).")
-    p.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
-                   help="filter, repeatable: optimizer=adam, lr<0.01, test_accuracy>=0.85")
-    p.add_argument("--sort", default=None, metavar="KEY", type=given,
-                   help="sort by a key; a leading minus sorts descending (--sort=-test_accuracy)")
-    p.add_argument("--status", default="done",
-                   choices=["done", "running", "stopped", "interrupted", "pruned", "failed",
-                            "unreadable", "all"], help="which runs (default: finished ones)")
+    p = sub.add_parser(
+        "runs",
+        help="list run records (filter, sort); `runs rm RUN` deletes",
+        description="List the runs in the runs folder (their folders are read; "
+        "runs/index.sqlite caches them). Keys are "
+        "any setting (lr, optimizer, network, seed, ...) or metric "
+        "(test_accuracy, test_loss, val_accuracy, val_loss: of the epoch whose "
+        "weights the run kept; epochs_done, status, created).",
+    )
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY<OP>VALUE",
+        help="filter, repeatable: optimizer=adam, lr<0.01, test_accuracy>=0.85",
+    )
+    p.add_argument(
+        "--sort",
+        default=None,
+        metavar="KEY",
+        type=given,
+        help="sort by a key; a leading minus sorts descending (--sort=-test_accuracy)",
+    )
+    p.add_argument(
+        "--status",
+        default="done",
+        choices=[
+            "done",
+            "running",
+            "stopped",
+            "interrupted",
+            "pruned",
+            "failed",
+            "unreadable",
+            "all",
+        ],
+        help="which runs (default: finished ones)",
+    )
     p.add_argument("--sweep", default=None, type=given, help="only the trials of this sweep")
     p.add_argument("--limit", type=int, default=0, help="show at most this many (0: all)")
-    p.add_argument("--format", default="table", choices=["table", "json", "csv"],
-                   help="table (default), json (a list of runs, settings included) or csv (one "
-                        "row per run, a column per setting)")
+    p.add_argument(
+        "--format",
+        default="table",
+        choices=["table", "json", "csv"],
+        help="table (default), json (a list of runs, settings included) or csv (one "
+        "row per run, a column per setting)",
+    )
     add_runs_dir(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    rm = actions.add_parser("rm", help="delete run records (folders quicknets made, holding "
-                                       "only the record's files)")
+    rm = actions.add_parser(
+        "rm", help="delete run records (folders quicknets made, holding only the record's files)"
+    )
     rm.add_argument("names", metavar="RUN", nargs="+", help="run names, unique prefixes or folders")
     rm.add_argument("--runs-dir", default=argparse.SUPPRESS, type=given, help="as for `runs`")
     rm.add_argument("--force", action="store_true", help="delete even a run still training")
@@ -44,9 +75,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from quicknets.errors import QuicknetsError
-    from quicknets.index import query
-    from quicknets.runs import remove_run, runs_root
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.records.index import query
+    from quicknets.records.runs import remove_run, runs_root
 
     if args.action == "rm":
         for name in args.names:
@@ -59,28 +90,42 @@ def run(args) -> int:
     every = query(runs_root(args.runs_dir), args.where, args.sort, "all", args.sweep)
     rows = [r for r in every if args.status in ("all", r["status"])]
     if args.limit > 0:
-        rows = rows[:args.limit]
+        rows = rows[: args.limit]
     if args.format != "table":
         write_rows(rows, args.format)
         return 0
-    print(f"{'run':<52} {'status':<11} {'epochs':>6} {'test_accuracy':>13} {'test_loss':>9}  "
-          f"created")
+    print(
+        f"{'run':<52} {'status':<11} {'epochs':>6} {'test_accuracy':>13} {'test_loss':>9}  created"
+    )
     for r in rows:
         epochs = f"{r['epochs_done'] or 0}/{r['settings'].get('epochs', '?')}"
         acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
         loss = "-" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
-        print(f"{r['name']:<52} {r['status']:<11} {epochs:>6} {acc:>13} {loss:>9}  "
-              f"{r['created'] or '-'}")
+        print(
+            f"{r['name']:<52} {r['status']:<11} {epochs:>6} {acc:>13} {loss:>9}  "
+            f"{r['created'] or '-'}"
+        )
     others = len(every) - len(rows)
-    print(f"{len(rows)} run(s) in {runs_root(args.runs_dir)}"
-          + (f" ({others} more not {args.status}: --status all)" if others else ""))
+    print(
+        f"{len(rows)} run(s) in {runs_root(args.runs_dir)}"
+        + (f" ({others} more not {args.status}: --status all)" if others else "")
+    )
     for r in query(runs_root(args.runs_dir), status="unreadable"):
         print(f"unreadable: {r['name']}: {r['problem']}")
     return 0
 
 
-COLUMNS = ("name", "status", "created", "sweep", "epochs_done", "test_accuracy", "test_loss",
-           "val_accuracy", "val_loss")  # validation: of the epoch whose weights were kept
+COLUMNS = (
+    "name",
+    "status",
+    "created",
+    "sweep",
+    "epochs_done",
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_loss",
+)  # validation: of the epoch whose weights were kept
 
 
 def write_rows(rows: list, fmt: str) -> None:
@@ -89,9 +134,16 @@ def write_rows(rows: list, fmt: str) -> None:
     import csv
     import sys
 
-    from quicknets.storage import json_text
-    records = [{**{k: r.get(k) for k in COLUMNS}, "settings": r.get("settings") or {},
-                "problem": r.get("problem")} for r in rows]
+    from quicknets.base.storage import json_text
+
+    records = [
+        {
+            **{k: r.get(k) for k in COLUMNS},
+            "settings": r.get("settings") or {},
+            "problem": r.get("problem"),
+        }
+        for r in rows
+    ]
     if fmt == "json":
         print(json_text(records, indent=1))  # strict: a NaN metric is null
         return
@@ -99,6 +151,10 @@ def write_rows(rows: list, fmt: str) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow([*COLUMNS, *settings, "problem"])
     for r in records:
-        writer.writerow([*("" if r[k] is None else r[k] for k in COLUMNS),
-                         *("" if r["settings"].get(k) is None else r["settings"][k]
-                           for k in settings), r["problem"] or ""])
+        writer.writerow(
+            [
+                *("" if r[k] is None else r[k] for k in COLUMNS),
+                *("" if r["settings"].get(k) is None else r["settings"][k] for k in settings),
+                r["problem"] or "",
+            ]
+        )

@@ -1,35 +1,60 @@
 """quicknets train: load the data, build the network, train, test, save the run."""
+
 from quicknets.commands.common import add_runs_dir, given, preset_name
-from quicknets.config import DataConfig, NetworkConfig, TrainConfig, add_flags
-from quicknets.presets import PRESETS
+from quicknets.config.configs import DataConfig, NetworkConfig, TrainConfig, add_flags
+from quicknets.config.presets import PRESETS
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a network and save the run (no flags: the notebook's quick pass)",
+        "train",
+        help="train a network and save the run (no flags: the notebook's quick pass)",
         description="Train a network and save the run. With no flags: Fashion-MNIST, "
-                    "784-256-128-64-10 with ReLU and LogSoftmax, Adam at lr 0.003, batch 64, "
-                    "7 epochs, as in the notebook.")
+        "784-256-128-64-10 with ReLU and LogSoftmax, Adam at lr 0.003, batch 64, "
+        "7 epochs, as in the notebook.",
+    )
     for cls in (DataConfig, NetworkConfig, TrainConfig):
         add_flags(p, cls)
-    p.add_argument("--preset", default=None, choices=list(PRESETS), type=preset_name,
-                   help="a training recipe for time-to-accuracy (fast: 0.90, an MLP; balanced: "
-                        "0.92, a small CNN; accurate: 0.935, a CNN; thorough: 0.94, a small "
-                        "ResNet; best: aims at 0.95, GPU recommended; times in the README); it "
-                        "fills in the network and train settings, and flags given explicitly "
-                        "still win")
-    p.add_argument("--config", default=None, metavar="FILE.toml", type=given,
-                   help="settings from a TOML file (the flags' names, top level or in [data], "
-                        "[network], [train] tables; `preset = NAME` too); flags override it")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved settings as a TOML file for --config, and stop")
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=list(PRESETS),
+        type=preset_name,
+        help="a training recipe for time-to-accuracy (fast: 0.90, an MLP; balanced: "
+        "0.92, a small CNN; accurate: 0.935, a CNN; thorough: 0.94, a small "
+        "ResNet; best: aims at 0.95, GPU recommended; times in the README); it "
+        "fills in the network and train settings, and flags given explicitly "
+        "still win",
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.toml",
+        type=given,
+        help="settings from a TOML file (the flags' names, top level or in [data], "
+        "[network], [train] tables; `preset = NAME` too); flags override it",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved settings as a TOML file for --config, and stop",
+    )
     add_runs_dir(p)
     p.add_argument("--quiet", action="store_true", help="print only the final results")
-    p.add_argument("--resume", metavar="RUN", default=None, type=given,
-                   help="continue a stopped run from its last checkpoint, with its own settings "
-                        "(only --threads, --device and --data-dir may be given)")
-    p.add_argument("--log-to", default="", metavar="NAMES",
-                   help="also log each epoch to tensorboard and/or mlflow (comma list)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        default=None,
+        type=given,
+        help="continue a stopped run from its last checkpoint, with its own settings "
+        "(only --threads, --device and --data-dir may be given)",
+    )
+    p.add_argument(
+        "--log-to",
+        default="",
+        metavar="NAMES",
+        help="also log each epoch to tensorboard and/or mlflow (comma list)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -37,24 +62,31 @@ RESUME_FLAGS = ("threads", "device", "data_dir")  # where and how fast, never wh
 
 
 def resume(args) -> int:
-    from quicknets import experiment
-    from quicknets.config import given_flags
-    from quicknets.errors import QuicknetsError
-    from quicknets.loggers import parse_log_to, require
-    from quicknets.metrics import format_results
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.config.configs import given_flags
+    from quicknets.evaluation.metrics import format_results
+    from quicknets.records import experiment
+    from quicknets.training.loggers import parse_log_to, require
 
     given = [k for k in given_flags(args) if k not in RESUME_FLAGS]
     if given or args.preset or args.config:
         given += ["preset"] * bool(args.preset) + ["config"] * bool(args.config)
-        raise QuicknetsError(f"--resume continues a run with its saved settings; drop "
-                             + ", ".join("--" + g.replace("_", "-") for g in given))
+        raise QuicknetsError(
+            "--resume continues a run with its saved settings; drop "
+            + ", ".join("--" + g.replace("_", "-") for g in given)
+        )
     threads = given_flags(args).get("threads")
     log_to = parse_log_to(args.log_to)
     require(log_to)  # a missing package: an error before the run is touched
-    path, results = experiment.resume(args.resume, args.runs_dir,
-                                      threads=int(threads) if threads is not None else None,
-                                      device=args.device, data_dir=args.data_dir,
-                                      quiet=args.quiet, log_to=log_to)
+    path, results = experiment.resume(
+        args.resume,
+        args.runs_dir,
+        threads=int(threads) if threads is not None else None,
+        device=args.device,
+        data_dir=args.data_dir,
+        quiet=args.quiet,
+        log_to=log_to,
+    )
     print(format_results(results))
     print(f"saved: {path}")
     return 0
@@ -62,7 +94,8 @@ def resume(args) -> int:
 
 def run_config(args):
     """The RunConfig the flags describe: a --config file, then --preset, then the flags."""
-    from quicknets.config import RunConfig, given_flags, read_toml
+    from quicknets.config.configs import RunConfig, given_flags, read_toml
+
     settings = {**(read_toml(args.config) if args.config else {}), **given_flags(args)}
     preset = args.preset or settings.pop("preset", None)
     return RunConfig.build(preset=preset, **settings)
@@ -73,11 +106,13 @@ def print_config(args) -> int:
     TOML; `train --config` with that file trains the same run."""
     import dataclasses
 
-    from quicknets.config import to_toml
-    from quicknets.machine import resolve
+    from quicknets.base.machine import resolve
+    from quicknets.config.configs import to_toml
+
     if args.resume:
-        from quicknets.experiment import load_config
-        from quicknets.runs import find_run
+        from quicknets.records.experiment import load_config
+        from quicknets.records.runs import find_run
+
         config = load_config(find_run(args.resume, args.runs_dir))
     else:
         config = run_config(args)
@@ -91,10 +126,10 @@ def run(args) -> int:
         return print_config(args)
     if args.resume:
         return resume(args)
-    from quicknets import experiment
-    from quicknets.loggers import parse_log_to, require
-    from quicknets.metrics import format_results
-    from quicknets.models import totals
+    from quicknets.evaluation.metrics import format_results
+    from quicknets.networks.models import totals
+    from quicknets.records import experiment
+    from quicknets.training.loggers import parse_log_to, require
 
     log_to = parse_log_to(args.log_to)
     require(log_to)  # a missing package: an error before the run folder is made
@@ -104,21 +139,34 @@ def run(args) -> int:
         say(f"preset: {config.preset} ({PRESETS[config.preset]['target']})")
     if config.lr_find:
         found = config.lr_find
-        say(f"lr: auto -> {found['lr']:g} ({found['method']}, {found['source']}; "
-            f"{found['steps']} steps, {found['stopped']})")
+        say(
+            f"lr: auto -> {found['lr']:g} ({found['method']}, {found['source']}; "
+            f"{found['steps']} steps, {found['stopped']})"
+        )
     say("config: " + "  ".join(f"{k}={v}" for k, v in config.flat().items()))
     if not args.quiet:
         params, flops = totals(model)
-        counted = ("forward pass of the image and its mirror: flip TTA" if config.network.flip_tta
-                   else "forward pass")
+        counted = (
+            "forward pass of the image and its mirror: flip TTA"
+            if config.network.flip_tta
+            else "forward pass"
+        )
         say(f"network: {params:,} parameters, {flops:,} FLOPs per image ({counted})")
-    say(f"data: {data.name} from {data.source}: {len(data.train_labels)} train, "
+    say(
+        f"data: {data.name} from {data.source}: {len(data.train_labels)} train, "
         f"{0 if data.val_labels is None else len(data.val_labels)} validation, "
-        f"{len(data.test_labels)} test images")
+        f"{len(data.test_labels)} test images"
+    )
     # checkpoints each epoch into the run folder; Ctrl-C or a kill leaves it resumable
-    path, results = experiment.train_recorded(config, model, data, args.runs_dir,
-                                              quiet=args.quiet, log_to=log_to,
-                                              on_start=lambda p: say(f"run: {p}"))
+    path, results = experiment.train_recorded(
+        config,
+        model,
+        data,
+        args.runs_dir,
+        quiet=args.quiet,
+        log_to=log_to,
+        on_start=lambda p: say(f"run: {p}"),
+    )
     print(format_results(results))
     print(f"saved: {path}")
     return 0

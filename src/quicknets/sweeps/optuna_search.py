@@ -9,6 +9,7 @@ per seed, and the first seed's per-epoch score feeds the median pruner, which st
 trials from their second epoch on (their runs stay, marked pruned and resumable). The study
 itself, shared by every worker, and the loop that takes trials from it are in study.py.
 """
+
 from quicknets.sweeps.space import PER_EPOCH, Range
 
 FIRST_PRUNABLE_EPOCH = 2  # a trial's first epoch is never judged (the README says so)
@@ -18,6 +19,7 @@ def make_pruner():
     """Median pruning after 3 finished trials, never in a trial's first epoch: epochs are
     reported as steps 1, 2, ..., and Optuna prunes from step n_warmup_steps on."""
     import optuna
+
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=FIRST_PRUNABLE_EPOCH)
 
 
@@ -42,12 +44,19 @@ def pruning_check(trial, metric: str):
     never looked at during training)."""
     import optuna
 
-    from quicknets.metrics import higher_is_better
-    key = metric if metric in PER_EPOCH else \
-        "train_accuracy" if higher_is_better(metric) else "train_loss"
+    from quicknets.evaluation.metrics import higher_is_better
+
+    key = (
+        metric
+        if metric in PER_EPOCH
+        else "train_accuracy"
+        if higher_is_better(metric)
+        else "train_loss"
+    )
 
     def check(epoch, row):
         trial.report(row[key], epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch}: {key} {row[key]:.4f}")
+
     return check

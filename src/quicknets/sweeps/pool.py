@@ -15,6 +15,7 @@ marked interrupted) and ignores it otherwise; the sweep then sets `stop`, so no 
 another trial, and a training still running stops after its epoch. A second Ctrl-C ends the
 workers at once (their runs then show as stopped, resumable).
 """
+
 import multiprocessing
 import os
 import signal
@@ -26,67 +27,78 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
 
 WORKER_NAME = "quicknets-sweep-worker"  # a spawned worker knows itself by it from its start
 REIMPORT_EXIT = 86  # a worker's exit status when re-importing the main script ran a sweep
-GUARD = ('a script that runs a sweep must call it under `if __name__ == "__main__":` (each '
-         'worker process imports the script again, and would start the sweep again)')
+GUARD = (
+    'a script that runs a sweep must call it under `if __name__ == "__main__":` (each '
+    "worker process imports the script again, and would start the sweep again)"
+)
 
 
 @dataclass(frozen=True)
 class Job:
     """One training of a sweep, all that a worker process needs (it is pickled to it)."""
-    base: dict             # the sweep's fixed settings
-    overrides: dict        # this trial's settings, its seed included
-    sweep: str             # the sweep's name, recorded with the run
-    metric: str            # the metric reported back (metrics.METRICS)
-    threads: int = 1       # PyTorch threads in the worker
+
+    base: dict  # the sweep's fixed settings
+    overrides: dict  # this trial's settings, its seed included
+    sweep: str  # the sweep's name, recorded with the run
+    metric: str  # the metric reported back (metrics.METRICS)
+    threads: int = 1  # PyTorch threads in the worker
     runs_dir: str | None = None
-    log_to: tuple = ()     # tensorboard, mlflow
+    log_to: tuple = ()  # tensorboard, mlflow
     resume: str | None = None  # a stopped run of this trial, continued instead of a new one
 
     def config(self):
-        from quicknets.config import RunConfig
+        from quicknets.config.configs import RunConfig
+
         return RunConfig.build(**{**self.base, **self.overrides, "threads": self.threads})
 
 
 @dataclass
 class Outcome:
     """A finished trial, as it is told to the sweep's process."""
-    settings: dict         # the trial's settings (with its seed for a single run)
-    status: str            # done, failed, pruned or interrupted
+
+    settings: dict  # the trial's settings (with its seed for a single run)
+    status: str  # done, failed, pruned or interrupted
     seconds: float
     runs: list = field(default_factory=list)  # the run folders it made
     value: float | None = None  # the metric (an Optuna trial: the mean over its seeds)
-    message: str = ""      # why it failed, was pruned or was interrupted
+    message: str = ""  # why it failed, was pruned or was interrupted
     number: int | None = None  # a trial's number in its study
     retry_of: int | None = None  # the study's trial this one trains again (its worker died)
     values: list = field(default_factory=list)  # a study trial's metric, per seed
     history: list = field(default_factory=list)  # a finished run's per-epoch history
-    test: dict = field(default_factory=dict)     # a finished run's test accuracy, loss, images
+    test: dict = field(default_factory=dict)  # a finished run's test accuracy, loss, images
 
 
-def plan_workers(n_trials: int, workers: int = 0, threads: int = 0, cores: int = 0,
-                 free: int = 0) -> tuple:
+def plan_workers(
+    n_trials: int, workers: int = 0, threads: int = 0, cores: int = 0, free: int = 0
+) -> tuple:
     """(workers, threads per worker) with workers x threads <= cores. By default one
     single-threaded worker per free core (cores not busy with other work; small nets gain
     little from a second thread); more workers than cores is refused."""
-    from quicknets.machine import free_cores, usable_cores
+    from quicknets.base.machine import free_cores, usable_cores
+
     for key, value in (("workers", workers), ("threads", threads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise QuicknetsError(f"{key} must be a whole number of at least 1 (0: choose for "
-                                 f"me), got {value!r}")
+            raise QuicknetsError(
+                f"{key} must be a whole number of at least 1 (0: choose for me), got {value!r}"
+            )
     cores = cores or usable_cores()
     if workers > cores:
-        raise QuicknetsError(f"{workers} workers on {cores} cores would oversubscribe them; "
-                             f"use --workers {cores} or fewer")
+        raise QuicknetsError(
+            f"{workers} workers on {cores} cores would oversubscribe them; "
+            f"use --workers {cores} or fewer"
+        )
     free = free or free_cores()
     workers = workers or max(1, min(n_trials, free // max(1, threads or 1)))
     threads = threads or max(1, min(free, cores) // workers)
     if workers * threads > cores:
-        raise QuicknetsError(f"{workers} workers x {threads} threads > {cores} cores: "
-                             f"that oversubscribes them")
+        raise QuicknetsError(
+            f"{workers} workers x {threads} threads > {cores} cores: that oversubscribes them"
+        )
     return workers, threads
 
 
@@ -115,7 +127,8 @@ def on_ctrl_c(handler):
 
 def score(history: list, results: dict, metric: str):
     """A run's value of `metric`, computed as the ranking table computes it."""
-    from quicknets.comparison import metrics
+    from quicknets.records.comparison import metrics
+
     return metrics(SimpleNamespace(history=history, results=results))[metric]
 
 
@@ -124,8 +137,9 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     is stopping. `on_epoch` (an Optuna pruning check) and `on_start(path)` as experiment.run's."""
     import json
 
-    from quicknets.experiment import resume, run
-    from quicknets.metrics import upgrade_history
+    from quicknets.evaluation.metrics import upgrade_history
+    from quicknets.records.experiment import resume, run
+
     if stop.is_set():
         return None
     start, runs = time.perf_counter(), []
@@ -147,24 +161,36 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     def ctrl_c(signum, frame):  # as signal.default_int_handler, remembered
         pressed.append(signum)
         raise KeyboardInterrupt
+
     pressed = []
     try:
         with on_ctrl_c(ctrl_c):  # a training stops, marked interrupted
             if job.resume:
                 runs.append(job.resume)
-                path, results = resume(job.resume, job.runs_dir, threads=job.threads,
-                                       quiet=True, log_to=job.log_to)
+                path, results = resume(
+                    job.resume, job.runs_dir, threads=job.threads, quiet=True, log_to=job.log_to
+                )
             else:
-                path, results = run(job.config(), job.runs_dir, quiet=True, sweep=job.sweep,
-                                    log_to=job.log_to, on_start=started, on_epoch=after_epoch)
+                path, results = run(
+                    job.config(),
+                    job.runs_dir,
+                    quiet=True,
+                    sweep=job.sweep,
+                    log_to=job.log_to,
+                    on_start=started,
+                    on_epoch=after_epoch,
+                )
     except KeyboardInterrupt:  # the sweep's own message says how to continue
         stop.set()
-        return outcome("interrupted", message="it keeps its last finished epoch" if runs
-                       else "stopped before it trained")
+        return outcome(
+            "interrupted",
+            message="it keeps its last finished epoch" if runs else "stopped before it trained",
+        )
     except Exception as e:  # one trial's failure is reported, the others go on
         if pressed:  # Ctrl-C inside torch.save comes out as a RuntimeError; the checkpoint
             # of the epoch before is intact (written atomically): the run is resumable
-            from quicknets.runs import mark, runs_root
+            from quicknets.records.runs import mark, runs_root
+
             if runs:
                 mark(runs_root(job.runs_dir) / runs[-1], "interrupted")
             stop.set()
@@ -193,6 +219,7 @@ def run_jobs(jobs: list, workers: int, threads: int, tell=lambda outcome: None) 
     def collect(outcome):
         outcomes.append(outcome)
         tell(outcome)
+
     stopped = execute(job_worker, jobs, workers, threads, collect)
     return outcomes, stopped
 
@@ -204,6 +231,7 @@ def init_worker(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     import torch
+
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
 
@@ -221,7 +249,7 @@ def worker_main(work, todo, conn, stop, threads: int) -> None:
             work(task, tell, stop)
         except BaseException:  # a bug, not a failed trial (those are Outcomes)
             conn.send(("crash", traceback.format_exc()))
-            raise SystemExit(1)
+            raise SystemExit(1) from None
 
 
 def execute(work, tasks: list, workers: int, threads: int, tell) -> bool:
@@ -240,6 +268,7 @@ def execute(work, tasks: list, workers: int, threads: int, tell) -> bool:
 
 def _execute_spawned(work, tasks, workers, threads, tell) -> bool:
     from multiprocessing.connection import wait
+
     # A worker ended after Ctrl-C (terminate, below) can leave a semaphore that multiprocessing's
     # resource tracker then removes at exit, with a warning in the user's terminal; it starts
     # with this process's -W options, so its cleanup stays quiet.
@@ -255,8 +284,11 @@ def _execute_spawned(work, tasks, workers, threads, tell) -> bool:
     with on_ctrl_c(signal.SIG_IGN):
         for i in range(workers):
             reader, writer = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=worker_main, name=f"{WORKER_NAME}-{i}",
-                            args=(work, todo, writer, stop, threads))
+            p = ctx.Process(
+                target=worker_main,
+                name=f"{WORKER_NAME}-{i}",
+                args=(work, todo, writer, stop, threads),
+            )
             p.start()
             writer.close()  # the worker's copy is the only one: end of file once it is gone
             running[reader] = [p, None]
@@ -268,8 +300,15 @@ def _execute_spawned(work, tasks, workers, threads, tell) -> bool:
         if p.exitcode != 0:
             how = f"signal {-p.exitcode}" if p.exitcode < 0 else f"exit status {p.exitcode}"
             task = tasks[index] if index is not None else None
-            tell(Outcome(getattr(task, "overrides", {}), "failed", 0.0,
-                         message=f"its worker process stopped ({how}; out of memory?)"))
+            tell(
+                Outcome(
+                    getattr(task, "overrides", {}),
+                    "failed",
+                    0.0,
+                    message=f"its worker process stopped ({how}; out of memory?)",
+                )
+            )
+
     try:
         # Ctrl-C here only sets `stop`: no worker starts another trial, and the trainings
         # (stopped by the same Ctrl-C, or after their epoch) report back before we return.

@@ -10,13 +10,14 @@ it. Every value is checked by its config field as the search is built, so a wron
 value is one error line naming the setting before anything trains. A Search is saved as JSON
 with the sweep (to_dict / from_dict), which is how `--resume-sweep` knows what is left to do.
 """
+
 import itertools
 import math
 import random
 from dataclasses import asdict, dataclass, fields
 
-from quicknets.config import SECTIONS, convert_setting, setting
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
+from quicknets.config.configs import SECTIONS, convert_setting, setting
 
 SETTINGS = {f.name: f for cls in SECTIONS.values() for f in fields(cls)}  # name -> field
 KINDS = ("grid", "random", "optuna")
@@ -26,6 +27,7 @@ PER_EPOCH = ("train_loss_sum", "train_loss", "train_accuracy", "val_loss", "val_
 @dataclass
 class Range:
     """A numeric interval for random and Optuna search (log: sampled uniformly in log space)."""
+
     low: float
     high: float
     log: bool = False
@@ -41,8 +43,9 @@ def check_range(key: str, low, high, log, text) -> Range:
     if not isinstance(log, bool):
         raise QuicknetsError(f"{key}: a range's log must be true or false, got {log!r}")
     if not low < high or (log and low <= 0):
-        raise QuicknetsError(f"--{key.replace('_', '-')} range {text}: need LOW < HIGH "
-                             f"(and LOW > 0 on a log scale)")
+        raise QuicknetsError(
+            f"--{key.replace('_', '-')} range {text}: need LOW < HIGH (and LOW > 0 on a log scale)"
+        )
     return Range(low, high, log)
 
 
@@ -54,8 +57,9 @@ def parse_values(key: str, text: str):
         log = parts[0] == "log"
         parts = parts[1:] if log else parts
         if len(parts) != 2:
-            raise QuicknetsError(f"--{key.replace('_', '-')} range must be LOW:HIGH or "
-                                 f"log:LOW:HIGH, got {text!r}")
+            raise QuicknetsError(
+                f"--{key.replace('_', '-')} range must be LOW:HIGH or log:LOW:HIGH, got {text!r}"
+            )
         return check_range(key, parts[0], parts[1], log, repr(text))
     return [convert(key, v.strip()) for v in text.split(",") if v.strip()]
 
@@ -64,8 +68,9 @@ def check_space(space) -> dict:
     """Keys as setting names, values as checked lists or Ranges. A value is a list, a Range, a
     {low, high, log} table (TOML) or a string as on the command line."""
     if not isinstance(space, dict):
-        raise QuicknetsError(f"the settings to vary ([vary]) must be a table of setting = "
-                             f"values, got {space!r}")
+        raise QuicknetsError(
+            f"the settings to vary ([vary]) must be a table of setting = values, got {space!r}"
+        )
     out = {}
     for key, values in space.items():
         key = setting(key)
@@ -75,20 +80,26 @@ def check_space(space) -> dict:
             out[key] = check_range(key, values.low, values.high, values.log, str(values))
         elif isinstance(values, dict):  # TOML: lr = {low = 1e-4, high = 1e-2, log = true}
             if not {"low", "high"} <= set(values) or set(values) - {"low", "high", "log"}:
-                raise QuicknetsError(f"{key}: a range is {{low = ..., high = ..., log = "
-                                     f"true|false}} (log optional), got {values}")
-            out[key] = check_range(key, values["low"], values["high"],
-                                   values.get("log", False), str(values))
+                raise QuicknetsError(
+                    f"{key}: a range is {{low = ..., high = ..., log = "
+                    f"true|false}} (log optional), got {values}"
+                )
+            out[key] = check_range(
+                key, values["low"], values["high"], values.get("log", False), str(values)
+            )
         elif isinstance(values, str):
             out[key] = parse_values(key, values)
         elif isinstance(values, (list, tuple)):
             if any(isinstance(v, (dict, list, tuple)) for v in values):
-                raise QuicknetsError(f"{key}: a list of values holds plain values, got "
-                                     f"{list(values)}")
+                raise QuicknetsError(
+                    f"{key}: a list of values holds plain values, got {list(values)}"
+                )
             out[key] = [convert(key, v) for v in values]
         else:  # one value varies nothing: it is a fixed setting
-            raise QuicknetsError(f"{key}: give a list of values to try (or a {{low, high}} "
-                                 f"range), got {values!r}; a fixed setting belongs in [base]")
+            raise QuicknetsError(
+                f"{key}: give a list of values to try (or a {{low, high}} "
+                f"range), got {values!r}; a fixed setting belongs in [base]"
+            )
         if isinstance(out[key], list):
             if not out[key]:
                 raise QuicknetsError(f"no values given for {key}")
@@ -99,8 +110,9 @@ def check_space(space) -> dict:
 def check_base(base) -> dict:
     """The fixed settings by field name, each value checked."""
     if not isinstance(base, dict):
-        raise QuicknetsError(f"the fixed settings ([base]) must be a table of setting = value, "
-                             f"got {base!r}")
+        raise QuicknetsError(
+            f"the fixed settings ([base]) must be a table of setting = value, got {base!r}"
+        )
     out = {setting(k): v for k, v in base.items()}
     if "seed" in out:
         raise QuicknetsError("set the seeds with seeds=N (--seeds N), not as a setting")
@@ -140,8 +152,9 @@ def seed_list(seeds) -> list:
 def whole_number(key: str, value, low: int, meaning: str = "") -> int:
     """A count such as trials or workers: an int (not a bool) of at least `low`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise QuicknetsError(f"{key} must be a whole number of at least {low}{meaning}, "
-                             f"got {value!r}")
+        raise QuicknetsError(
+            f"{key} must be a whole number of at least {low}{meaning}, got {value!r}"
+        )
     return value
 
 
@@ -149,11 +162,16 @@ def grid_trials(space: dict, seeds: list) -> list:
     """Every combination of the listed values, each with every seed (seeds vary fastest)."""
     ranges = [k for k, v in space.items() if isinstance(v, Range)]
     if ranges:
-        raise QuicknetsError(f"a grid needs lists of values; {', '.join(ranges)} is a range "
-                             f"(use --search random or optuna)")
+        raise QuicknetsError(
+            f"a grid needs lists of values; {', '.join(ranges)} is a range "
+            f"(use --search random or optuna)"
+        )
     keys = list(space)
-    return [{**dict(zip(keys, combo)), "seed": seed}
-            for combo in itertools.product(*(space[k] for k in keys)) for seed in seeds]
+    return [
+        {**dict(zip(keys, combo)), "seed": seed}
+        for combo in itertools.product(*(space[k] for k in keys))
+        for seed in seeds
+    ]
 
 
 def draw(value, rng: random.Random):
@@ -178,18 +196,23 @@ def random_trials(space: dict, n: int, seeds: list, draw_seed: int = 0) -> list:
 def choose_metric(metric, base: dict, space: dict) -> str:
     """auto: the validation accuracy when every trial has a validation split, else the test
     accuracy. A validation metric without a validation split is refused."""
-    from quicknets.metrics import METRICS, metric_name  # here: metrics imports torch
+    from quicknets.evaluation.metrics import METRICS, metric_name  # here: metrics imports torch
+
     val_splits = space.get("val_split", [base.get("val_split", 0.0)])
-    has_val = min(val_splits.low, val_splits.high) > 0 if isinstance(val_splits, Range) \
+    has_val = (
+        min(val_splits.low, val_splits.high) > 0
+        if isinstance(val_splits, Range)
         else min(val_splits) > 0
+    )
     if metric == "auto":
         return "val_accuracy" if has_val else "test_accuracy"
     if not isinstance(metric, str):
         raise QuicknetsError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     metric = metric_name(metric)
     if metric.startswith("val_") and not has_val:
-        raise QuicknetsError(f"metric {metric} needs a validation split in every trial "
-                             f"(--val-split 0.1)")
+        raise QuicknetsError(
+            f"metric {metric} needs a validation split in every trial (--val-split 0.1)"
+        )
     return metric
 
 
@@ -197,30 +220,48 @@ def choose_metric(metric, base: dict, space: dict) -> str:
 class Search:
     """A checked description of a sweep; `plan()` lists the grid's or random search's trials
     (Optuna proposes its own, optuna_search.py)."""
-    base: dict          # fixed settings, by field name
-    space: dict         # setting -> list of values or Range
-    seeds: list         # every variant trains once per seed
+
+    base: dict  # fixed settings, by field name
+    space: dict  # setting -> list of values or Range
+    seeds: list  # every variant trains once per seed
     kind: str = "grid"  # grid, random or optuna
-    trials: int = 10    # random variants, or Optuna trials
+    trials: int = 10  # random variants, or Optuna trials
     draw_seed: int = 0  # seeds the random draws (not the training)
     metric: str = "test_accuracy"  # what ranks the variants (metrics.METRICS)
     prune: bool = True  # Optuna: stop hopeless trials early
 
     @classmethod
-    def build(cls, base=None, space=None, seeds=1, kind="grid", trials=10, draw_seed=0,
-              metric="auto", prune=True) -> "Search":
+    def build(
+        cls,
+        base=None,
+        space=None,
+        seeds=1,
+        kind="grid",
+        trials=10,
+        draw_seed=0,
+        metric="auto",
+        prune=True,
+    ) -> "Search":
         if kind not in KINDS:
             raise QuicknetsError(f"search must be grid, random or optuna, got {kind!r}")
         base, space = check_base(base or {}), check_space(space or {})
         if not isinstance(prune, bool):
             raise QuicknetsError(f"prune must be true or false, got {prune!r}")
-        search = cls(base, space, seed_list(seeds), kind, whole_number("trials", trials, 1),
-                     whole_number("draw_seed", draw_seed, 0), choose_metric(metric, base, space),
-                     prune)
+        search = cls(
+            base,
+            space,
+            seed_list(seeds),
+            kind,
+            whole_number("trials", trials, 1),
+            whole_number("draw_seed", draw_seed, 0),
+            choose_metric(metric, base, space),
+            prune,
+        )
         if kind == "grid":
             grid_trials(space, [0])  # ranges are refused here, before anything runs
         if kind != "optuna":  # settings that must fit together (momentum with sgd), too
-            from quicknets.config import RunConfig
+            from quicknets.config.configs import RunConfig
+
             for trial in search.plan():
                 RunConfig.build(**{**search.base, **trial})
         return search
@@ -237,5 +278,13 @@ class Search:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Search":
-        return cls.build(d["base"], d["space"], d["seeds"], d["kind"], d["trials"],
-                         d["draw_seed"], d["metric"], d["prune"])
+        return cls.build(
+            d["base"],
+            d["space"],
+            d["seeds"],
+            d["kind"],
+            d["trials"],
+            d["draw_seed"],
+            d["metric"],
+            d["prune"],
+        )

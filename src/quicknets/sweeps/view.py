@@ -12,10 +12,11 @@ search without a study is read from this runs folder's records. Finished runs ar
 that failed, were pruned or stopped follow, with why. A trial whose worker died, trained again by
 another worker, counts once: as that retry.
 """
+
 import math
 from dataclasses import dataclass, field
 
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
 
 TOP_CURVES = 8  # variants overlaid in the curves figure, best first: more is a tangle
 
@@ -23,23 +24,24 @@ TOP_CURVES = 8  # variants overlaid in the curves figure, best first: more is a 
 @dataclass
 class SweepView:
     name: str
-    metric: str                # what ranks the variants (metrics.METRICS)
-    where: str                 # the study's place, or the runs folder
-    search: object = None      # its Search (None for a sweep saved before plans were kept)
-    rows: list = field(default_factory=list)    # finished runs: name, settings, metrics,
+    metric: str  # what ranks the variants (metrics.METRICS)
+    where: str  # the study's place, or the runs folder
+    search: object = None  # its Search (None for a sweep saved before plans were kept)
+    rows: list = field(default_factory=list)  # finished runs: name, settings, metrics,
     #                                             history, results, worker, local (a folder here)
     groups: list = field(default_factory=list)  # variants ranked, then the unfinished ones
     trials: list = field(default_factory=list)  # a study's trials: number, state, worker, ...
-    notes: list = field(default_factory=list)   # lines: retried trials, runs still training
+    notes: list = field(default_factory=list)  # lines: retried trials, runs still training
 
 
 def load_sweep(name: str, runs_dir=None, storage: str | None = None) -> SweepView:
     """The sweep from its study (`storage`, or this runs folder's study file for an Optuna
     search), else from this runs folder's run records."""
-    from quicknets.runs import runs_root
+    from quicknets.records.runs import runs_root
     from quicknets.sweeps.record import check_name, load_record
     from quicknets.sweeps.space import Search
     from quicknets.sweeps.study import storage_url, study_exists
+
     name = check_name(name)
     if storage:
         return from_study(storage_url(storage), name, runs_dir)
@@ -48,11 +50,11 @@ def load_sweep(name: str, runs_dir=None, storage: str | None = None) -> SweepVie
         local = root / "optuna.sqlite3"
         if local.is_file() and study_exists(storage_url(None, runs_dir), name):
             return from_study(storage_url(None, runs_dir), name, runs_dir)
-        raise QuicknetsError(f"no sweep named {name!r} in {root} (a sweep run elsewhere: give "
-                             f"its --storage URL)")
+        raise QuicknetsError(
+            f"no sweep named {name!r} in {root} (a sweep run elsewhere: give its --storage URL)"
+        )
     if record["storage"]:
-        raise QuicknetsError(f"sweep {name}'s trials are in a shared study: give its --storage "
-                             f"URL")
+        raise QuicknetsError(f"sweep {name}'s trials are in a shared study: give its --storage URL")
     if record["search"]["kind"] == "optuna":
         return from_study(storage_url(None, runs_dir), name, runs_dir)
     return from_runs(name, runs_dir, Search.from_dict(record["search"]))
@@ -61,13 +63,23 @@ def load_sweep(name: str, runs_dir=None, storage: str | None = None) -> SweepVie
 def unfinished_groups(items: list) -> list:
     """(settings with seed, status, message, run names) of runs or trials that did not finish
     → one group per variant and status, as the ranking lists them (after the finished)."""
-    from quicknets.comparison import METRICS
+    from quicknets.records.comparison import METRICS
+
     groups = {}
     for settings, status, message, runs in items:
         variant = {k: v for k, v in settings.items() if k != "seed"}
-        group = groups.setdefault(repr((status, sorted(variant.items()))), {
-            **{m: (None, None) for m in METRICS}, "settings": variant, "names": [],
-            "seeds": [], "n": 0, "state": status.upper(), "message": message})
+        group = groups.setdefault(
+            repr((status, sorted(variant.items()))),
+            {
+                **{m: (None, None) for m in METRICS},
+                "settings": variant,
+                "names": [],
+                "seeds": [],
+                "n": 0,
+                "state": status.upper(),
+                "message": message,
+            },
+        )
         group["names"] += runs
         group["seeds"].append(settings.get("seed"))
         group["n"] += 1
@@ -80,17 +92,27 @@ STATES = {"COMPLETE": "done", "PRUNED": "pruned", "RUNNING": "running", "WAITING
 def from_study(url: str, name: str, runs_dir=None) -> SweepView:
     import optuna
 
-    from quicknets.comparison import group_by_seed, rank
-    from quicknets.runfolder import final_metrics
-    from quicknets.runs import runs_root
+    from quicknets.records.comparison import group_by_seed, rank
+    from quicknets.records.runfolder import final_metrics
+    from quicknets.records.runs import runs_root
     from quicknets.sweeps.study import load_search, using_storage, where
+
     search, _ = load_search(url, name)
-    trials = using_storage("read", url, name, lambda storage: optuna.load_study(
-        study_name=name, storage=storage).get_trials(deepcopy=False))
+    trials = using_storage(
+        "read",
+        url,
+        name,
+        lambda storage: optuna.load_study(study_name=name, storage=storage).get_trials(
+            deepcopy=False
+        ),
+    )
     root = runs_root(runs_dir)
     # trials are numbered from 1 here, as the sweep's lines print them (Optuna counts from 0)
-    retried_as = {t.system_attrs["retry_history"][-1]: t.number + 1 for t in trials
-                  if t.system_attrs.get("retry_history")}
+    retried_as = {
+        t.system_attrs["retry_history"][-1]: t.number + 1
+        for t in trials
+        if t.system_attrs.get("retry_history")
+    }
     view = SweepView(name, search.metric, f"study at {where(url)}", search)
     unfinished = []
     for t in trials:
@@ -101,44 +123,73 @@ def from_study(url: str, name: str, runs_dir=None) -> SweepView:
         overrides = {k: v for k, v in t.params.items() if k != "seed"}
         if t.state.name == "COMPLETE":
             for r in attrs.get("results", []):
-                view.rows.append({
-                    "name": r["run"], "history": r["history"], "results": r["test"],
-                    "settings": trial_settings(search.base, {**overrides, "seed": r["seed"]}),
-                    "metrics": final_metrics(r["history"], r["test"]), "worker": worker,
-                    "trial": t.number + 1, "local": (root / r["run"]).is_dir()})
+                view.rows.append(
+                    {
+                        "name": r["run"],
+                        "history": r["history"],
+                        "results": r["test"],
+                        "settings": trial_settings(search.base, {**overrides, "seed": r["seed"]}),
+                        "metrics": final_metrics(r["history"], r["test"]),
+                        "worker": worker,
+                        "trial": t.number + 1,
+                        "local": (root / r["run"]).is_dir(),
+                    }
+                )
         elif t.number in retried_as:
             why = "was stopped" if state == "interrupted" else "lost its worker (no heartbeat)"
-            view.notes.append(f"trial {t.number + 1} ({worker or 'no worker'}) {why}: trained "
-                              f"again as trial {retried_as[t.number]}")
+            view.notes.append(
+                f"trial {t.number + 1} ({worker or 'no worker'}) {why}: trained "
+                f"again as trial {retried_as[t.number]}"
+            )
         elif state in ("failed", "pruned", "interrupted", "stopped"):
             message = attrs.get("message") or "its worker stopped (killed?), and no retry is left"
             settings = trial_settings(search.base, dict(t.params))
             unfinished.append((settings, state, message, attrs.get("runs", [])))
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() \
-            if t.datetime_complete and t.datetime_start else None
-        view.trials.append({"number": t.number + 1, "state": state, "worker": worker,
-                            "params": dict(t.params), "runs": attrs.get("runs", []),
-                            "seconds": seconds, "retried_as": retried_as.get(t.number),
-                            "started": t.datetime_start})
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        view.trials.append(
+            {
+                "number": t.number + 1,
+                "state": state,
+                "worker": worker,
+                "params": dict(t.params),
+                "runs": attrs.get("runs", []),
+                "seconds": seconds,
+                "retried_as": retried_as.get(t.number),
+                "started": t.datetime_start,
+            }
+        )
     skipped = []
-    view.groups = rank(group_by_seed(view.rows, skipped) + unfinished_groups(unfinished),
-                       search.metric)
+    view.groups = rank(
+        group_by_seed(view.rows, skipped) + unfinished_groups(unfinished), search.metric
+    )
     view.notes += [f"skipped {line}" for line in skipped]
     return view
 
 
 def from_runs(name: str, runs_dir, search) -> SweepView:
-    from quicknets import index
-    from quicknets.comparison import IGNORED, compare_runs, rank
-    from quicknets.runs import list_runs, runs_root
+    from quicknets.records import index
+    from quicknets.records.comparison import IGNORED, compare_runs, rank
+    from quicknets.records.runs import list_runs, runs_root
+
     root = runs_root(runs_dir)
     view = SweepView(name, search.metric, f"runs folder {root}", search)
     skipped = []
     table = compare_runs(list_runs(runs_dir, sweep=name, skipped=skipped), skipped)
     for row in table["runs"]:
         run = row["run"]
-        view.rows.append({**row, "history": run.history, "results": run.results,
-                          "worker": run.meta.get("host", ""), "local": True})
+        view.rows.append(
+            {
+                **row,
+                "history": run.history,
+                "results": run.results,
+                "worker": run.meta.get("host", ""),
+                "local": True,
+            }
+        )
     unfinished, running = [], 0
     for row in index.query(root, status="all", sweep=name):
         if row["status"] == "running":
@@ -149,8 +200,9 @@ def from_runs(name: str, runs_dir, search) -> SweepView:
     if running:
         view.notes.append(f"{running} run(s) still training")
     listed = {name for *_, names in unfinished for name in names}  # ranked with the reason
-    view.notes += [f"skipped {line}" for line in table["skipped"]
-                   if line.split(":")[0] not in listed]
+    view.notes += [
+        f"skipped {line}" for line in table["skipped"] if line.split(":")[0] not in listed
+    ]
     view.groups = rank(table["groups"] + unfinished_groups(unfinished), search.metric)
     return view
 
@@ -171,18 +223,23 @@ def format_sweep(view: SweepView) -> str:
     worker, the ranked table, and the trials trained again."""
     from collections import Counter
 
-    from quicknets.metrics import higher_is_better
+    from quicknets.evaluation.metrics import higher_is_better
+
     better = "higher" if higher_is_better(view.metric) else "lower"
-    lines = [f"sweep {view.name}: {describe_search(view)}; {view.metric}, {better} is better; "
-             f"{view.where}"]
+    lines = [
+        f"sweep {view.name}: {describe_search(view)}; {view.metric}, {better} is better; "
+        f"{view.where}"
+    ]
     if view.trials:
         states = Counter(t["state"] for t in view.trials if t["retried_as"] is None)
         retried = sum(t["retried_as"] is not None for t in view.trials)
         workers = Counter(t["worker"] for t in view.trials if t["worker"])
-        lines.append(f"trials: {', '.join(f'{n} {s}' for s, n in states.items())}"
-                     + (f", {retried} trained again" if retried else "")
-                     + f"; {len(workers)} worker(s): "
-                     + ", ".join(f"{w} ({n})" for w, n in workers.items()))
+        lines.append(
+            f"trials: {', '.join(f'{n} {s}' for s, n in states.items())}"
+            + (f", {retried} trained again" if retried else "")
+            + f"; {len(workers)} worker(s): "
+            + ", ".join(f"{w} ({n})" for w, n in workers.items())
+        )
     else:
         lines.append(f"runs: {len(view.rows)} finished")
     lines.append(f"ranked by {view.metric} (mean ± sample std over seeds; n = seeds):")
@@ -197,15 +254,20 @@ def finished(view: SweepView) -> list:
 def plot_sweep_curves(view: SweepView, top: int = TOP_CURVES):
     """The per-epoch curves of the best `top` variants overlaid, each variant's seeds in one
     colour (plots.plot_history)."""
-    from quicknets.comparison import label, shown_keys
-    from quicknets.plots import plot_history
+    from quicknets.plots.figures import plot_history
+    from quicknets.records.comparison import label, shown_keys
+
     done = finished(view)
     if not done:
         raise QuicknetsError(f"sweep {view.name} has no finished run to plot")
     keys = [k for k in shown_keys([g["settings"] for g in done]) if k != "seed"]
     histories = {row["name"]: row["history"] for row in view.rows}
-    return plot_history({f"#{i} {label(g['settings'], keys)}": [histories[n] for n in g["names"]]
-                         for i, g in enumerate(done[:top], 1)})
+    return plot_history(
+        {
+            f"#{i} {label(g['settings'], keys)}": [histories[n] for n in g["names"]]
+            for i, g in enumerate(done[:top], 1)
+        }
+    )
 
 
 def plot_settings(view: SweepView):
@@ -214,9 +276,10 @@ def plot_settings(view: SweepView):
     (logarithmic for a log range, or values spread over 20x and more), other values in order."""
     import numpy as np
 
-    from quicknets.comparison import differing
-    from quicknets.plots import NEUTRAL, new_figure
+    from quicknets.plots.figures import NEUTRAL, new_figure
+    from quicknets.records.comparison import differing
     from quicknets.sweeps.space import Range
+
     rows = [r for r in view.rows if r["metrics"].get(view.metric) is not None]
     if not rows:
         raise QuicknetsError(f"sweep {view.name} has no finished run to plot")
@@ -240,18 +303,21 @@ def plot_settings(view: SweepView):
         else:
             values = list(dict.fromkeys(str(x) for x in xs_raw))  # first-seen order
             xs = np.array([values.index(str(x)) for x in xs_raw], dtype=float)
-            ax.set_xticks(range(len(values)), [v if len(v) <= 16 else v[:15] + "…"
-                                               for v in values], rotation=20, fontsize=8)
+            ax.set_xticks(
+                range(len(values)),
+                [v if len(v) <= 16 else v[:15] + "…" for v in values],
+                rotation=20,
+                fontsize=8,
+            )
             jitter = (np.arange(len(xs)) % 5 - 2) * 0.04  # dots of one value side by side
         ax.plot(xs + jitter, ys, "o", color=NEUTRAL, alpha=0.6, ms=4, label="a run")
         at = sorted(set(xs.tolist()))
-        ax.plot(at, [ys[xs == x].mean() for x in at], "D-", color="black", ms=5, lw=1,
-                label="mean")
+        ax.plot(at, [ys[xs == x].mean() for x in at], "D-", color="black", ms=5, lw=1, label="mean")
         ax.set_xlabel(key)
         ax.set_ylabel(view.metric)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    for ax in axes[len(keys):]:
+    for ax in axes[len(keys) :]:
         ax.set_visible(False)
     fig.suptitle(f"sweep {view.name}: {view.metric} by setting")
     return fig
@@ -271,8 +337,9 @@ def sweep_figures(view: SweepView) -> dict:
 
 def trial_settings(base: dict, overrides: dict) -> dict:
     """A trial's settings as the ranking compares runs (comparison.settings)."""
-    from quicknets.comparison import IGNORED
-    from quicknets.config import RunConfig
+    from quicknets.config.configs import RunConfig
+    from quicknets.records.comparison import IGNORED
+
     flat = RunConfig.build(**{**base, **overrides}).flat()
     return {k: v for k, v in flat.items() if k not in IGNORED}
 
@@ -280,9 +347,13 @@ def trial_settings(base: dict, overrides: dict) -> dict:
 def format_ranking(groups: list, metric: str) -> str:
     """The ranked table (mean ± std over seeds), then why each trial that did not finish
     stopped: `  4  failed: training diverged in epoch 1 ...`."""
-    from quicknets.comparison import format_groups, shown_keys
+    from quicknets.records.comparison import format_groups, shown_keys
+
     keys = shown_keys([g["settings"] for g in groups])
     lines = [format_groups(groups, keys, metric)]
-    lines += [f"{i:>3}  {g['state'].lower()}: {g['message']}" for i, g in enumerate(groups, 1)
-              if g.get("state", "COMPLETE") != "COMPLETE" and g.get("message")]
+    lines += [
+        f"{i:>3}  {g['state'].lower()}: {g['message']}"
+        for i, g in enumerate(groups, 1)
+        if g.get("state", "COMPLETE") != "COMPLETE" and g.get("message")
+    ]
     return "\n".join(lines)

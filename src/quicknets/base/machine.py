@@ -1,0 +1,400 @@
+"""Facts about this machine that a run depends on: cores, the device, native bf16, the default
+thread count, and the lease that shares the cores between quicknets trainings. Every other
+module asks here.
+
+    threads = default_threads()          # every usable core: the same on every start
+    device = pick_device("auto")         # cuda when a GPU is present, else mps (Apple), else cpu
+    native_bf16("cpu")                   # AVX-512 bf16 or AMX: bf16 autocast pays
+    native_fp16("cuda")                  # fp16 tensor cores: --fp16 where bf16 is missing
+    train_cfg = resolve(train_cfg)       # threads=0 and device="auto" made concrete, bf16 kept
+    with CoreLease(threads, flexible=True) as lease:   # in training: each step, lease.step()
+    use_strict_math()                    # MKL's strict mode, the CLI's and train()'s: same bits
+
+A run records the resolved values and its math mode (float sums depend on both), so the same
+record reproduces its numbers on the same machine (another CPU may run other kernels, which
+change the last bits). A run whose numbers do not depend on the thread count (the fused
+Linear+ReLU pass with MKL's strict reproducible mode, `use_strict_math`) is `flexible`: it
+gives cores up to other quicknets trainings while they run and takes them back after; any other
+run keeps its thread count and the flexible ones make room for it. torch is imported inside the
+functions that need it: the CLI's help and the sweep planner stay light.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+from quicknets.base.errors import QuicknetsError
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, else the machine's count)."""
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ) or 1
+
+
+def runnable_now(samples: int = 5, interval: float = 0.02) -> int:
+    """Processes running or ready to run right now, this one included: the median of a few
+    readings of /proc/loadavg's run queue (the 1-minute load average lags by minutes)."""
+    counts = []
+    for i in range(samples):
+        try:
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))  # "R/T": R runnable
+        except (OSError, ValueError, IndexError):
+            return 1 + int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 1
+        if i + 1 < samples:
+            time.sleep(interval)
+    return sorted(counts)[len(counts) // 2]
+
+
+def free_cores() -> int:
+    """Cores this process may use, less those busy with other processes' work right now."""
+    usable = usable_cores()
+    busy = max(0, runnable_now() - 1)  # the reading counts this process itself
+    return max(1, min(usable, usable - busy))
+
+
+def default_threads() -> int:
+    """The thread count of `--threads 0` (auto): every core this process may use. It does not
+    depend on the load, so the same command gives the same numbers; sharing the cores with
+    other quicknets trainings is the lease's work (CoreLease)."""
+    return usable_cores()
+
+
+def pick_device(name: str = "auto"):
+    """A torch.device from auto, cpu, cuda, cuda:N or mps; one that is not here is an error.
+    auto: a CUDA GPU, else Apple's GPU (MPS), else the CPU."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES:
+        raise QuicknetsError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise QuicknetsError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise QuicknetsError(
+                f"device {name!r}: this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise QuicknetsError(f"device {name!r} asked for, but PyTorch sees no Apple GPU here")
+    return device
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether bf16 runs natively here: a CUDA GPU with bf16, or a CPU with AVX-512 bf16 or AMX
+    (elsewhere autocast emulates it, slower than fp32)."""
+    if device_type == "cuda":
+        import torch
+
+        return torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    try:  # Linux names the instruction sets in the CPU flags
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def native_fp16(device_type: str) -> bool:
+    """Whether fp16 arithmetic is native here, so `--fp16` (float16 autocast with a gradient
+    scaler) pays: a CUDA GPU with tensor cores (compute capability 7.0, Volta, or later), Apple's
+    GPU, or a CPU with AMX-FP16. On a CUDA GPU without bf16 (before Ampere) it is the mixed
+    precision to use; elsewhere prefer --bf16 where native_bf16 says so."""
+    if device_type == "cuda":
+        import torch
+
+        return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (7, 0)
+    if device_type == "mps":
+        return True
+    if device_type != "cpu":
+        return False
+    try:
+        return "amx_fp16" in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+
+
+def resolve(train_cfg):
+    """A TrainConfig with its `auto` choices made: threads=0 -> default_threads(),
+    device=auto -> cuda, mps or cpu (lr=auto is left to experiment.setup: it needs the data).
+    More threads than usable cores is an error (it oversubscribes them). Already-resolved
+    configs come back unchanged."""
+    cores = usable_cores()
+    if train_cfg.threads > cores:
+        raise QuicknetsError(
+            f"--threads {train_cfg.threads} is more than the {cores} cores "
+            "this process may use: that oversubscribes them and slows "
+            "training down many times"
+        )
+    return dataclasses.replace(
+        train_cfg,
+        threads=train_cfg.threads or default_threads(),
+        device=str(pick_device(train_cfg.device)),
+    )
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations now (Linux's MemAvailable), 0 if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+# MKL's conditional numerical reproducibility (CBWR, mkl_service.h): a code path ("branch")
+# and whether results may depend on the thread count. STRICT|AUTO: MKL's ?gemm gives the same
+# bits for any thread count (Intel's "Reproducibility Conditions"), on the branch MKL picks for
+# this CPU. BRANCH_OFF is what MKL runs without a mode set.
+STRICT_MATH = "AUTO,STRICT"  # as the MKL_CBWR environment variable spells it
+MKL_CBWR_STRICT, MKL_CBWR_AUTO = 0x10000, 2
+MKL_BRANCHES = {
+    0: "OFF",
+    1: "BRANCH_OFF",
+    2: "AUTO",
+    3: "COMPATIBLE",
+    4: "SSE2",
+    6: "SSSE3",
+    7: "SSE4_1",
+    8: "SSE4_2",
+    9: "AVX",
+    10: "AVX2",
+    11: "AVX512_MIC",
+    12: "AVX512",
+    13: "AVX512_MIC_E1",
+    14: "AVX512_E1",
+}
+_mkl_lock = threading.Lock()
+# Held while quicknets uses process-wide state: by a training (training.fit, lr_finder.lr_find)
+# for torch's thread count, torch's global generator (dropout draws from it; torch has no
+# per-thread or per-module one) and this pid's place in the core lease; by models.network
+# while it draws seeded weights from that generator. Two threads that build and train at once
+# in one process then take turns, each with the numbers it has alone.
+TRAINING = threading.RLock()
+_told_math = False  # the note that this process's numbers differ from the CLI's: said once
+
+
+def _mkl():
+    """MKL's service functions as linked into PyTorch (libtorch_cpu), or None without MKL."""
+    import ctypes
+
+    try:
+        import torch
+    except ImportError:  # not installed (quicknets doctor says so): no MKL to ask
+        return None
+    if not torch.backends.mkl.is_available():
+        return None
+    try:
+        lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        get_mode, set_mode = lib.mkl_serv_cbwr_get, lib.mkl_serv_cbwr_set
+    except (OSError, AttributeError):
+        return None
+    for f in (get_mode, set_mode):
+        f.restype, f.argtypes = ctypes.c_int, [ctypes.c_int]
+    return lib
+
+
+def math_mode() -> str:
+    """How this process's matrix products round, as a run records it: "MKL_CBWR=AUTO,STRICT"
+    (the strict mode, the CLI's), "MKL_CBWR=BRANCH_OFF" (MKL's usual mode), another MKL_CBWR
+    value a user set, or "no MKL" (PyTorch built without it: other kernels, other bits)."""
+    lib = _mkl()
+    if lib is None:
+        return "no MKL"
+    mode = lib.mkl_serv_cbwr_get(-1)  # -1: MKL_CBWR_ALL, the whole mode
+    name = MKL_BRANCHES.get(mode & 0xFFFF, str(mode & 0xFFFF))
+    return f"MKL_CBWR={name}{',STRICT' if mode & MKL_CBWR_STRICT else ''}"
+
+
+def use_strict_math(environ=os.environ) -> str:
+    """Put this process in the one math mode that quicknets runs in, MKL's strict mode
+    (STRICT_MATH), where nothing chose a mode yet; return the mode it runs in (math_mode).
+
+    Every path that trains or records numbers goes through here: the CLI at its entry, and
+    train, fit, lr_find and experiment.setup in Python, so a Python call gives the CLI's bits.
+    Before torch is imported it sets MKL_CBWR in `environ` (MKL reads it when it starts, child
+    processes inherit it, and `quicknets --help` stays light); after, it asks MKL itself
+    (mkl_cbwr_set), which works until MKL's first call. It keeps a mode that was chosen: an
+    MKL_CBWR the environment sets, or the usual mode of a process where MKL already ran, which
+    MKL cannot leave; then it says once (a RuntimeWarning) that the numbers may differ in
+    their last digits from `quicknets train`'s, and how to avoid it.
+
+    Why a library may set this when STYLE rule 17 says it restores what it changes: the mode
+    cannot be restored, or changed at all, once MKL has run, and it is what lets a number in
+    Python equal the CLI's (rule 21). It changes no thread count, generator or result type;
+    on some CPUs it changes last bits (Intel: 0.8327 against 0.8324 after one epoch of
+    784-32-10), which is the point: the caller's numbers become the command line's.
+    """
+    global _told_math
+    started = sys.modules.get("torch") is not None  # None: hidden, never to be imported
+    if "MKL_CBWR" in environ:  # chosen: by the user, or here at the CLI's entry
+        return math_mode() if started else f"MKL_CBWR={environ['MKL_CBWR']}"
+    if not started:
+        environ["MKL_CBWR"] = STRICT_MATH
+        return f"MKL_CBWR={STRICT_MATH}"
+    lib = _mkl()
+    if lib is None:
+        return "no MKL"
+    with _mkl_lock:
+        changed = lib.mkl_serv_cbwr_set(MKL_CBWR_STRICT | MKL_CBWR_AUTO) == 0  # -8: MKL ran
+        if not changed and not _told_math:
+            _told_math = True
+            warnings.warn(
+                f"MKL already ran in this process in another math mode ({math_mode()}), so "
+                f"its numbers may differ in the last digits from `quicknets train` with the "
+                f"same settings; call quicknets.base.machine.use_strict_math() before anything "
+                f"else runs, or set MKL_CBWR={STRICT_MATH} before starting Python",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return math_mode()
+
+
+def thread_invariant() -> bool:
+    """Whether this process's matrix products give the same bits for any thread count: PyTorch
+    on MKL with the strict mode on (asked of MKL itself)."""
+    lib = _mkl()
+    return lib is not None and bool(lib.mkl_serv_cbwr_get(-1) & MKL_CBWR_STRICT)
+
+
+def shares(holders: dict, cores: int) -> dict:
+    """Threads for each holder of the lease, {pid: (threads wanted, flexible)} -> {pid: threads}.
+    A fixed holder keeps what it asked for; the flexible ones split the cores left, those wanting
+    fewest served first, each at least 1 and at most what it wants. Pure, so every process of
+    the lease computes the same division."""
+    out = {pid: wanted for pid, (wanted, flexible) in holders.items() if not flexible}
+    left = max(0, cores - sum(out.values()))
+    flexible = sorted((wanted, pid) for pid, (wanted, f) in holders.items() if f)
+    for k, (wanted, pid) in enumerate(flexible):
+        out[pid] = max(1, min(wanted, left // (len(flexible) - k)))
+        left = max(0, left - out[pid])
+    return out
+
+
+def _started(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, Linux), so that a reused pid is not
+    taken for a lease holder; None if it is not running."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def lease_path() -> Path:
+    """The lease file: in memory (/dev/shm) where there is one, one per user."""
+    folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return folder / f"quicknets-cores-{os.getuid() if hasattr(os, 'getuid') else 0}.json"
+
+
+class CoreLease:
+    """This process's share of the cores among the quicknets trainings on this machine: a small
+    JSON file {pid: [threads wanted, flexible, start]} under flock. Entering sets torch's threads
+    to the share; `step()`, after each optimizer step, looks again every `interval` seconds and
+    changes them if the share changed; leaving gives the cores back. Only a flexible holder's
+    share changes, and it also yields to other work that the run queue shows (`load`): its
+    numbers do not depend on its threads, so it may follow the load. Holders that died without
+    leaving are dropped by the next reader. Without /proc or flock (not Linux) it only sets the
+    threads once."""
+
+    def __init__(
+        self, threads: int, flexible: bool, path=None, interval: float = 0.2, load: bool = True
+    ):
+        self.wanted, self.flexible, self.interval, self.load = threads, flexible, interval, load
+        self.readings = []  # other threads in the run queue at the last looks
+        # A fixed holder of several threads: how many other processes were runnable when it
+        # started (it cannot make room for them; training tells the user so).
+        self.crowded = 0
+        self.path = Path(path) if path is not None else lease_path()
+        self.threads, self.next_look = threads, 0.0
+        self.active = Path("/proc").is_dir()  # holders are told apart by /proc/PID/stat
+
+    def _update(self, joining: bool | None) -> dict:
+        """Under the lock: drop dead holders, add (True) or remove (False) this process, or
+        leave it (None); the holders as {pid: (wanted, flexible)}."""
+        import fcntl
+
+        with open(self.path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            try:
+                table = json.loads(f.read() or "{}")
+                live = {pid: e for pid, e in table.items() if _started(int(pid)) == e[2]}
+            except (ValueError, TypeError, LookupError, AttributeError):  # torn or foreign
+                table, live = None, {}
+            me = str(os.getpid())
+            if joining:
+                live[me] = [self.wanted, self.flexible, _started(os.getpid())]
+            elif joining is False:
+                live.pop(me, None)
+            if live != table:
+                f.seek(0)
+                f.truncate()
+                f.write(json.dumps(live))
+        return {int(pid): (e[0], e[1]) for pid, e in live.items()}
+
+    def share(self, joining: bool | None = None) -> int:
+        """This process's threads now: its share of the lease; for a flexible holder also no
+        more than the cores that the run queue shows free of other work (quicknets or not)."""
+        try:
+            holders = self._update(joining)
+        except (OSError, ImportError):  # no flock here, or no place for the file
+            return self.wanted
+        cores = usable_cores()
+        n = shares(holders, cores).get(os.getpid(), self.wanted)
+        if self.flexible and self.load:  # others runnable: the median of the last few looks
+            others = runnable_now(samples=1) - self.threads  # the queue counts our threads
+            self.readings = (self.readings + [max(0, others)])[-5:]
+            n = max(1, min(n, cores - sorted(self.readings)[len(self.readings) // 2]))
+        return n
+
+    def _use(self, threads: int) -> None:
+        import torch
+
+        if threads != self.threads or torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+            self.threads = threads
+
+    def __enter__(self):
+        self._use(self.share(joining=True) if self.active else self.wanted)
+        self.next_look = time.monotonic() + self.interval
+        if not self.flexible and self.wanted > 1 and self.load:  # see `crowded`
+            self.crowded = max(0, runnable_now(samples=3, interval=0.01) - 1)
+        return self
+
+    def step(self) -> None:
+        """Called after each optimizer step: a look at the lease every `interval` seconds."""
+        if self.flexible and self.active and time.monotonic() >= self.next_look:
+            self._use(self.share())
+            self.next_look = time.monotonic() + self.interval
+
+    def __exit__(self, *exc):
+        if self.active:
+            try:
+                self._update(False)
+            except (OSError, ImportError):
+                pass
+        return False

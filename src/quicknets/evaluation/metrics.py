@@ -1,0 +1,171 @@
+"""Test a network: exact loss and accuracy over a whole split, per class, and what it confuses;
+and the one vocabulary of metric names, each with its direction.
+
+    results = evaluate(model, data)            # the test set; split="val" for the validation set
+    results["accuracy"], results["per_class"], results["confusion"], results["most_confused"]
+    METRICS["val_accuracy"]                    # "max": higher is better
+
+The images get the model's own preprocessing (model.preprocessing, set by training and saved with
+it), so a model evaluated on data loaded with other settings still sees what it was trained on.
+
+The loss is the mean over every image (summed per batch, divided once), not a mean of batch
+means. The pure functions below take labels and predictions, so they are checked against a
+brute-force reference in the tests.
+"""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from quicknets.base.errors import QuicknetsError
+from quicknets.base.machine import use_strict_math
+from quicknets.data.loading import Dataset
+from quicknets.data.preprocessing import preprocessing_of
+
+# Every metric a run reports: name -> the direction that is better. A split's results hold
+# "loss" and "accuracy"; the history, the index, sweeps and comparisons prefix the split.
+METRICS = {
+    "test_accuracy": "max",
+    "test_loss": "min",
+    "val_accuracy": "max",
+    "val_loss": "min",
+    "train_accuracy": "max",
+    "train_loss": "min",
+    "train_loss_sum": "min",
+    "seconds": "min",
+}
+OLD_NAMES = {
+    "test_acc": "test_accuracy",
+    "val_acc": "val_accuracy",
+    "train_acc": "train_accuracy",
+}  # written by earlier versions; still read
+
+
+def metric_name(name: str) -> str:
+    """The metric's name in METRICS (old names accepted); unknown names are an error."""
+    name = OLD_NAMES.get(name, name)
+    if name not in METRICS:
+        raise QuicknetsError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
+    return name
+
+
+def higher_is_better(name: str) -> bool:
+    return METRICS[metric_name(name)] == "max"
+
+
+def upgrade_history(history: list) -> list:
+    """A recorded history with the current metric names (records before format 2 said
+    train_acc and val_acc)."""
+    return [
+        {OLD_NAMES.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row
+        for row in history
+    ]
+
+
+@torch.no_grad()
+def log_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Log-probabilities (N, classes) for normalised images x (N, C, H, W), in eval mode, in
+    the CLI's math mode where the process has not chosen another (machine.use_strict_math)."""
+    use_strict_math()
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        out = [
+            model(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:
+    """(k, k) counts: row = true class, column = predicted class."""
+    return torch.bincount(y_true.long() * k + y_pred.long(), minlength=k * k).reshape(k, k)
+
+
+def per_class_accuracy(cm: torch.Tensor) -> list:
+    """Recall per class: the diagonal over the row sums; None (undefined, null in JSON) for a
+    class with no images."""
+    totals = cm.sum(1).tolist()
+    return [cm[i, i].item() / totals[i] if totals[i] else None for i in range(len(cm))]
+
+
+def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
+    """The off-diagonal cells with the most images: [{true, predicted, count}], largest first."""
+    pairs = [
+        (cm[i, j].item(), i, j)
+        for i in range(len(cm))
+        for j in range(len(cm))
+        if i != j and cm[i, j] > 0
+    ]
+    pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
+    return [{"true": classes[i], "predicted": classes[j], "count": n} for n, i, j in pairs[:top]]
+
+
+def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
+    """Loss (mean NLL per image), accuracy, per-class accuracy, confusion matrix (k, k) and the
+    most-confused pairs of `model` on a split ("test", "val" or "train") of `data`, its images
+    normalised by the model's own preprocessing. A class with no images in the split has
+    accuracy None (undefined). Raises QuicknetsError for a split the data lacks or that holds
+    no images, or data whose shape or classes are not the model's."""
+    if not isinstance(model, nn.Module):
+        raise QuicknetsError(f"evaluate needs a network, not {type(model).__name__}")
+    if not isinstance(data, Dataset):
+        raise QuicknetsError(
+            f"evaluate needs a dataset (quicknets.load_dataset(...)), not {type(data).__name__}"
+        )
+    if split not in ("test", "val", "train"):
+        raise QuicknetsError(f"split must be test, val or train, not {split!r}")
+    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+    if images is None:
+        raise QuicknetsError(f"this dataset has no {split} split (set val_split to make one)")
+    if len(labels) == 0:  # an accuracy of no images is undefined, not 0
+        raise QuicknetsError(f"the {split} split of {data.name} holds no images")
+    pre = preprocessing_of(model, data)
+    log_probs = log_probabilities(model, pre.normalize(images)).cpu()
+    preds = log_probs.argmax(1)
+    k = len(data.classes)
+    cm = confusion_matrix(labels, preds, k)
+    per_class = per_class_accuracy(cm)
+    return {
+        "split": split,
+        "n": len(labels),
+        "loss": F.nll_loss(log_probs, labels, reduction="sum").item() / len(labels),
+        "accuracy": (preds == labels).sum().item() / len(labels),
+        "per_class": [
+            {"class": c, "accuracy": a, "n": int(cm[i].sum())}
+            for i, (c, a) in enumerate(zip(data.classes, per_class))
+        ],
+        "confusion": cm.tolist(),
+        "most_confused": most_confused(cm, data.classes),
+        "classes": list(data.classes),
+    }
+
+
+def format_results(results: dict) -> str:
+    """Test accuracy and loss, then a per-class table ("-" for the undefined accuracy of a class
+    with no images) and the most-confused pairs."""
+    lines = [
+        f"{results['split']} accuracy: {results['accuracy']:.4f}  "
+        f"{results['split']} loss: {results['loss']:.4f}  images: {results['n']}",
+        f"{'class':<14} {'accuracy':>8} {'images':>7}",
+    ]
+    lines += [
+        f"{row['class']:<14} {_share(row['accuracy']):>8} {row['n']:>7}"
+        for row in results["per_class"]
+    ]
+    if results["most_confused"]:
+        lines.append(
+            "most confused (true -> predicted: count): "
+            + ", ".join(
+                f"{p['true']} -> {p['predicted']}: {p['count']}" for p in results["most_confused"]
+            )
+        )
+    return "\n".join(lines)
+
+
+def _share(value) -> str:
+    """An accuracy to 4 places; "-" where it is undefined (None; NaN in records written before
+    JSON was strict)."""
+    return "-" if value is None or value != value else f"{value:.4f}"

@@ -1,0 +1,284 @@
+"""Compare finished runs: the settings that differ, their metrics, mean ± std over seeds.
+
+    table = compare(["mlp-256-128-64_adam_lr0.003_s0-1a2b3c", "mlp-512-256_sgd_lr0.01_s0-4d5e6f"])
+    print(format_compare(table))
+    save_figure(plot_curves(table), "curves.png")   # per-epoch curves, one colour per variant
+
+Everything here reads run records (nothing trains). Runs whose settings differ only in the seed
+form one group, reported as mean ± std (sample std, n - 1) over its seeds: one run is an anecdote.
+"""
+
+import math
+
+from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.metrics import METRICS, higher_is_better
+from quicknets.records.runfolder import final_metrics
+
+# Where and how fast a run trained, not what it trained: never a reason to tell runs apart.
+IGNORED = ("data_dir", "device", "threads", "verify")
+
+
+def settings(run) -> dict:
+    """The run's settings, flat ({lr: 0.003, network: '784-256-10', ...}), minus IGNORED."""
+    return {k: v for k, v in run.config.flat().items() if k not in IGNORED}
+
+
+def metrics(run) -> dict:
+    """The final numbers of one run (runfolder.final_metrics: validation and training of the
+    epoch whose weights it kept, test, total time)."""
+    return final_metrics(run.history, run.results)
+
+
+def differing(all_settings: list) -> list:
+    """Keys whose value is not the same in every dict (missing counts as a value), sorted."""
+    keys = sorted({k for s in all_settings for k in s})
+    return [k for k in keys if len({repr(s.get(k)) for s in all_settings}) > 1]
+
+
+def shown_keys(all_settings: list) -> list:
+    """The settings that tell variants apart (differing); when they are all one variant (a
+    sweep over seeds only), those set away from the defaults, not all thirty-odd of them."""
+    from quicknets.config.configs import RunConfig
+
+    keys = differing(all_settings)
+    if keys or not all_settings:
+        return keys
+    defaults = RunConfig().flat()
+    return [k for k, v in all_settings[0].items() if k not in defaults or v != defaults[k]]
+
+
+def mean_std(values: list) -> tuple:
+    """(mean, sample std) of the numbers given, ignoring None. One value has no std (None, not
+    0); a NaN or infinite value (a diverged run) makes the mean NaN or infinite and the std None;
+    no value at all is (None, None)."""
+    xs = [float(v) for v in values if v is not None]
+    if not xs:
+        return None, None
+    mean = sum(xs) / len(xs)
+    if len(xs) < 2 or not math.isfinite(mean):
+        return mean, None
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def diverged(value) -> bool:
+    """Whether a metric is NaN or infinite (a run that diverged, or a record that says so)."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def run_identity(run) -> str:
+    """What stays the same when a run folder is copied or renamed: the run id written into its
+    meta.json at start; for a record made before run ids, its first name and creation time."""
+    meta = run.meta or {}
+    if meta.get("run_id"):
+        return meta["run_id"]
+    if meta.get("name") and meta.get("created"):
+        return f"{meta['name']} {meta['created']}"
+    return str(run.path.resolve())
+
+
+def run_row(run) -> dict:
+    """A loaded Run as the row group_by_seed takes: name, settings, metrics, and what tells a
+    copy of it (id: run_identity; original: its folder has the name it was created with)."""
+    return {
+        "name": run.name,
+        "settings": settings(run),
+        "metrics": metrics(run),
+        "run": run,
+        "id": run_identity(run),
+        "where": str(run.path),
+        "original": (run.meta or {}).get("name") == run.name,
+    }
+
+
+def count_once(rows: list, seeds: bool = True) -> tuple:
+    """(rows, skipped): each run once and (with `seeds`) each seed of a variant once, in the
+    given order. Left out, with one line each saying why: a copy of a run already counted (the
+    same `id`: a `cp -r` backup, a renamed folder, the same run in two runs folders; the folder
+    holding the run's first name is the one kept), and a second run with the same settings and
+    seed (no new seed, on one machine the same numbers: counting it would fake a seed and
+    shrink the std)."""
+    order = sorted(range(len(rows)), key=lambda i: not rows[i].get("original", True))
+    by_id, by_seed, kept, skipped = {}, {}, set(), []
+    for i in order:
+        row = rows[i]
+        where = row.get("where", row["name"])
+        if row.get("id") is not None and row["id"] in by_id:
+            skipped.append(
+                (i, f"{where}: a copy of run {by_id[row['id']]} (the same run id); counted once")
+            )
+            continue
+        key = repr(sorted((k, repr(v)) for k, v in row["settings"].items()))
+        if seeds and key in by_seed:
+            skipped.append(
+                (
+                    i,
+                    f"{where}: the same settings and seed "
+                    f"({row['settings'].get('seed')}) as run {by_seed[key]}, so no "
+                    "new seed; counted once",
+                )
+            )
+            continue
+        if row.get("id") is not None:
+            by_id[row["id"]] = where
+        by_seed[key] = where
+        kept.add(i)
+    return [row for i, row in enumerate(rows) if i in kept], [line for _, line in sorted(skipped)]
+
+
+def group_by_seed(rows: list, skipped: list | None = None) -> list:
+    """Rows {name, settings, metrics} → groups of runs equal in everything but the seed:
+    [{settings (without seed), names, seeds, n, <metric>: (mean, std), ...}] in first-seen order.
+    Each run and seed counts once (count_once); what was left out is appended to `skipped`
+    (one line each), or without that list given as a warning."""
+    rows, left_out = count_once(rows)
+    for line in left_out:
+        if skipped is None:
+            import warnings
+
+            warnings.warn(f"skipped run {line}", stacklevel=2)
+        else:
+            skipped.append(line)
+    groups = {}
+    for row in rows:
+        key = repr(sorted((k, repr(v)) for k, v in row["settings"].items() if k != "seed"))
+        groups.setdefault(key, []).append(row)
+    out = []
+    for members in groups.values():
+        group = {
+            "settings": {k: v for k, v in members[0]["settings"].items() if k != "seed"},
+            "names": [m["name"] for m in members],
+            "seeds": [m["settings"].get("seed") for m in members],
+            "n": len(members),
+        }
+        for metric in METRICS:
+            group[metric] = mean_std([m["metrics"].get(metric) for m in members])
+        out.append(group)
+    return out
+
+
+def rank(groups: list, metric: str) -> list:
+    """Groups best first by the mean of `metric`, in its declared direction (metrics.METRICS)."""
+    higher = higher_is_better(metric)
+    known = [g for g in groups if g[metric][0] is not None and not diverged(g[metric][0])]
+    nan = [g for g in groups if diverged(g[metric][0])]  # after every number, never first
+    unknown = [g for g in groups if g[metric][0] is None]
+
+    def tie(g):  # equal scores: the lower test loss first
+        loss = g["test_loss"][0]
+        return loss if loss is not None and not diverged(loss) else math.inf
+
+    return (
+        sorted(known, key=lambda g: (-g[metric][0] if higher else g[metric][0], tie(g)))
+        + nan
+        + unknown
+    )
+
+
+def compare_runs(runs: list, skipped=()) -> dict:
+    """The comparison of loaded Run records (pure: reads only the records): {differing, runs
+    (a row per run, copies left out), groups (each seed counted once), skipped (a line per run
+    left out of either, after those given: runs a reader could not load)}."""
+    skipped = list(skipped)
+    rows, copies = count_once([run_row(r) for r in runs], seeds=False)  # every run, once
+    keys = differing([r["settings"] for r in rows])
+    groups = group_by_seed(rows, skipped)  # and every seed once
+    return {"differing": keys, "runs": rows, "groups": groups, "skipped": skipped + copies}
+
+
+def compare(refs, runs_dir=None, skipped=()) -> dict:
+    """Load runs by name, prefix or folder (or take Run records) and compare them. `skipped`:
+    lines naming runs already left out (list_runs'), kept in the table's `skipped`."""
+    from quicknets.records.runs import Run, load_run
+
+    by_folder = {}  # a run named twice (by name and prefix, or also matched by --where)
+    for ref in refs:  # is one run: not a copy, nothing to report
+        run = ref if isinstance(ref, Run) else load_run(ref, runs_dir)
+        by_folder.setdefault(run.path.resolve(), run)
+    runs = list(by_folder.values())
+    if not runs:
+        raise QuicknetsError("nothing to compare: give at least one run")
+    return compare_runs(runs, skipped)
+
+
+def fmt(value, digits=4) -> str:
+    if value is None:
+        return "-"
+    if diverged(value):
+        return f"{value} (diverged)"  # `nan (diverged)`, never a number that looks like one
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def fmt_mean_std(pair, digits=4, n=2) -> str:
+    """`0.8424 ± 0.0017`; for one run (n < 2, or no std) the mean alone, padded (a std of one
+    value is unknown, never 0); `nan (diverged)` when a run's value is NaN or infinite."""
+    mean, std = pair
+    if mean is None:
+        return "-"
+    if diverged(mean):
+        return fmt(mean)
+    if n < 2 or std is None:
+        return f"{mean:.{digits}f}   {'':{digits + 2}}"  # padded so the means line up
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def label(settings_: dict, keys: list) -> str:
+    """The differing settings of one run or group, `lr=0.003 optimizer=adam`."""
+
+    def show(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return " ".join(f"{k}={show(settings_.get(k))}" for k in keys) or "(same settings)"
+
+
+def format_groups(groups: list, keys: list, metric: str = "test_accuracy") -> str:
+    """A table of groups: rank, the settings that differ, n seeds, metrics as mean ± std."""
+    keys = [k for k in keys if k != "seed"]
+    shown = [
+        m
+        for m in ("test_accuracy", "test_loss", "val_accuracy")
+        if any(g[m][0] is not None for g in groups)
+    ]
+    head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
+    lines = [head]
+    for i, g in enumerate(groups, 1):
+        cells = "  ".join(f"{fmt_mean_std(g[m], n=g['n']):>17}" for m in shown)
+        if g.get("state", "COMPLETE") != "COMPLETE":  # an Optuna trial pruned or failed
+            cells = f"{g['state'].lower():>17}"
+        lines.append(f"{i:>3}  {label(g['settings'], keys):<44} {g['n']:>2}  {cells}")
+    return "\n".join(lines)
+
+
+def format_compare(table: dict) -> str:
+    """Differing settings, one line per run, then the seed groups with mean ± std."""
+    keys = table["differing"]
+    lines = ["differing settings: " + (", ".join(keys) or "none")]
+    lines.append(
+        f"{'run':<48} {'settings':<36} {'epochs':>6} {'test_accuracy':>13} {'test_loss':>9}"
+    )
+    for row in table["runs"]:
+        m = row["metrics"]
+        lines.append(
+            f"{row['name']:<48} {label(row['settings'], keys):<36} {m['epochs']:>6} "
+            f"{fmt(m['test_accuracy']):>13} {fmt(m['test_loss']):>9}"
+        )
+    if any(g["n"] > 1 for g in table["groups"]):
+        lines += [
+            "",
+            "over seeds (mean ± sample std), best test accuracy first:",
+            format_groups(rank(table["groups"], "test_accuracy"), keys),
+        ]
+    return "\n".join(lines + [f"skipped {line}" for line in table.get("skipped", ())])
+
+
+def plot_curves(table: dict):
+    """Per-epoch loss and accuracy of every compared run overlaid (plots.plot_history), the
+    seeds of one variant in one colour: a matplotlib Figure (save it with plots.save_figure)."""
+    from quicknets.plots.figures import plot_history
+
+    keys = [k for k in table["differing"] if k != "seed"]
+    curves = {}
+    for group in table["groups"]:
+        runs = [row for row in table["runs"] if row["name"] in group["names"]]
+        name = label(group["settings"], keys) if len(table["runs"]) > 1 else runs[0]["name"]
+        curves[name] = [row["run"].history for row in runs]
+    return plot_history(curves)

@@ -1,0 +1,249 @@
+"""One recorded run, start to finish: what `quicknets train`, every sweep trial and `--resume` do.
+
+    config = RunConfig.build(network="784-256-10", lr=0.01)
+    path, results = run(config, runs_dir="runs")             # setup + train_recorded
+    config, model, data = setup(config)                      # the one place a run is set up
+    path, results = resume("mlp-256-10_adam_lr0.01_s0-1a2b3c")   # after a kill or Ctrl-C
+
+`setup` resolves the config once (threads, device: machine.resolve; a dataset path made
+absolute), loads the data it names and builds the network seeded by the run's seed, shaped by
+the data (fit_network: the default MLP takes the data's input size and classes); with
+`lr = "auto"` it runs the LR finder on a copy of that network and records its suggestion as the
+run's lr (and how it was found as config.lr_find). The optimizer is made by the training loop,
+after the network is on its device. The run folder is created before the
+first epoch; after each epoch the checkpoint, the history and the index row are updated, so a
+run killed at any moment resumes from its last finished epoch and ends with the numbers it would
+have had. Ctrl-C keeps that checkpoint, marks the run interrupted and raises Interrupted, whose
+message says how to resume it.
+"""
+
+import dataclasses
+import json
+
+from quicknets.base.errors import Interrupted, QuicknetsError
+from quicknets.base.machine import resolve, use_strict_math
+from quicknets.base.storage import atomic_write_json
+from quicknets.config.configs import RunConfig
+from quicknets.records.runfolder import read_json
+from quicknets.records.runs import (
+    CHECKPOINT_FILE,
+    check_resumable,
+    find_run,
+    finish_run,
+    hold_run,
+    mark,
+    start_run,
+    unfinished_message,
+)
+
+
+def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
+    """(resolved config, seeded initial network, dataset) for a run config. `data` is used
+    instead of loading the data the config names (a caller that has it loaded already).
+    An `auto` lr becomes the LR finder's suggestion: the run then trains exactly as one given
+    that lr (the finder works on a copy, with generators of its own). `recorded`: the run's
+    recorded data (resume), which data from a path must still match."""
+    from quicknets.data.loading import load_recorded, resolve_paths
+    from quicknets.networks.models import network
+
+    use_strict_math()  # before anything multiplies (the LR finder): the record's math mode
+    config = dataclasses.replace(
+        config,
+        train=resolve(config.train),  # recorded as resolved
+        data=resolve_paths(config.data),
+    )
+    if data is None:
+        data = load_recorded(config, recorded=recorded, changed="error")
+    pre = data.preprocessing
+    n = dataclasses.replace(config.network, network=fit_network(config.network.network, pre))
+    config = dataclasses.replace(config, network=n)
+    model = network(
+        n.network,
+        n.activation,
+        n.dropout,
+        n.batchnorm,
+        input_shape=pre.shape,
+        num_classes=len(pre.classes),
+        flip_tta=n.flip_tta,
+        seed=config.train.seed,
+    )
+    if config.train.lr == "auto":
+        from quicknets.training.lr_finder import lr_find
+
+        found = lr_find(model, data, config.train)
+        config = dataclasses.replace(
+            config, lr_find=found.record(), train=dataclasses.replace(config.train, lr=found.lr)
+        )
+    return config, model, data
+
+
+ADAPTING = ("784-256-128-64-10", "mlp")  # the default network, by its spec and its name
+
+
+def fit_network(spec: str, pre) -> str:
+    """The network spec for images `pre` (a Preprocessing): the default MLP (its spec or the
+    name mlp) gets the data's input size and class count at its ends (3072-256-128-64-3 for
+    32x32 RGB in 3 classes); layer sizes written out must fit the data, else an error names
+    the spec that does; conv and ResNet specs adapt by themselves."""
+    from quicknets.networks.models import NETWORKS, parse_sizes
+
+    sizes = parse_sizes(NETWORKS.get(spec, spec)) if isinstance(spec, str) else None
+    if not sizes or len(sizes) < 2:
+        return spec
+    c, h, w = pre.shape
+    fitted = [pre.features, *sizes[1:-1], len(pre.classes)]
+    if sizes == fitted:
+        return spec
+    if spec.strip() in ADAPTING:
+        return "-".join(map(str, fitted))
+    raise QuicknetsError(
+        f"the first size must be the input size {pre.features} ({c}x{h}x{w} "
+        f"images) and the last the number of classes {len(pre.classes)}, got "
+        f"{spec}: give --network {'-'.join(map(str, fitted))}"
+    )
+
+
+def epoch_saver(path, loggers=(), on_epoch=None, config: RunConfig | None = None):
+    """The after_epoch step of a recorded run: checkpoint (with the `config` trained with),
+    history, status, loggers, and `on_epoch(epoch, row)` (an Optuna trial's pruning check; may
+    raise TrialPruned)."""
+    from quicknets.training.checkpoint import save_checkpoint
+
+    trained_with = config.to_dict() if config is not None else None
+
+    def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None):
+        save_checkpoint(
+            path / CHECKPOINT_FILE,
+            epoch,
+            model,
+            opt,
+            generator,
+            history,
+            best,
+            scaler,
+            trained_with,
+        )
+        # progress, readable while training; never recreates a run removed meanwhile
+        atomic_write_json(path / "history.json", history, parents=False)
+        mark(path, "running", epoch)
+        for logger in loggers:
+            logger.log(history[-1], epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, history[-1])
+
+    return after_epoch
+
+
+def train_recorded(
+    config: RunConfig,
+    model,
+    data,
+    runs_dir=None,
+    *,
+    path=None,
+    resume=None,
+    quiet=False,
+    log=print,
+    log_to=(),
+    sweep=None,
+    on_epoch=None,
+    on_start=None,
+) -> tuple:
+    """Train a set-up run with a checkpoint each epoch, test it and finish its record:
+    (path, results). A new run folder is made unless `path` (with `resume`, a checkpoint) names
+    the one to continue (inside its `hold_run`). `on_start(path)` is told the folder before
+    training begins."""
+    from contextlib import nullcontext
+
+    from quicknets.data.loading import describe
+    from quicknets.evaluation.metrics import evaluate
+    from quicknets.training.loggers import open_loggers
+    from quicknets.training.loop import fit
+
+    lock = nullcontext()  # a resume holds its run's lock already
+    if path is None:
+        path = start_run(config, describe(data), runs_dir, sweep=sweep)
+        lock = hold_run(path)  # held while training: `runs` shows it running, `runs rm` refuses
+    with lock:
+        if on_start is not None:
+            on_start(path)
+        loggers = open_loggers(log_to, path, config.to_dict())
+        try:
+            history = fit(
+                model,
+                data,
+                config.train,
+                quiet=quiet,
+                log=log,
+                resume=resume,
+                after_epoch=epoch_saver(path, loggers, on_epoch, config),
+            )
+        except KeyboardInterrupt:
+            mark(path, "interrupted")
+            raise Interrupted(unfinished_message(path)) from None
+        except BrokenPipeError:  # `quicknets train | head`: the reader left; resumable, not failed
+            mark(path, "interrupted")
+            raise QuicknetsError(
+                f"the output was closed, so training stopped; {unfinished_message(path)}"
+            ) from None
+        except BaseException as e:
+            # pruned by Optuna (resumable like any stopped run), diverged, or failed
+            mark(path, "pruned" if type(e).__name__ == "TrialPruned" else "failed")
+            raise
+        finally:
+            for logger in loggers:
+                logger.close()
+        results = evaluate(model, data)
+        finish_run(path, model, history, results)
+    return path, results
+
+
+def run(config: RunConfig, runs_dir=None, *, data=None, **options) -> tuple:
+    """Set up, train, test and record one run: (path, results). Options as train_recorded."""
+    config, model, data = setup(config, data)
+    return train_recorded(config, model, data, runs_dir, **options)
+
+
+def load_config(path) -> RunConfig:
+    try:
+        return RunConfig.from_dict(json.loads((path / "config.json").read_text()))
+    except (OSError, ValueError) as e:
+        raise QuicknetsError(f"{path / 'config.json'} is unreadable ({e})") from None
+
+
+def resume(
+    ref,
+    runs_dir=None,
+    *,
+    threads=None,
+    device=None,
+    data_dir=None,
+    quiet=False,
+    log=print,
+    log_to=(),
+) -> tuple:
+    """Continue a stopped run from its checkpoint, in the same folder: (path, results). Only
+    where and how fast it runs may change: threads, device, data_dir."""
+    from quicknets.training.checkpoint import check_trained_with, load_checkpoint
+
+    path = find_run(ref, runs_dir)
+    with hold_run(path):  # one trainer per run: a second --resume is refused, not run
+        check_resumable(path)
+        state = load_checkpoint(path / CHECKPOINT_FILE)
+        config = load_config(path)
+        check_trained_with(state, config, f"run {path.name}")  # config.json edited by hand
+        # The same thread count as before unless asked: float sums, hence the numbers, depend
+        # on it.
+        config = config.replace(
+            threads=threads or config.train.threads or state.get("threads", 0),
+            device=device or config.train.device,
+            data_dir=data_dir or config.data.data_dir,
+        )
+        recorded = read_json(path / "meta.json", dict).get("data")
+        config, model, data = setup(config, recorded=recorded)  # changed data: an error
+        if not quiet:
+            log(f"resuming {path.name} after epoch {state['epoch']} of {config.train.epochs}")
+        mark(path, "running", state["epoch"])
+        return train_recorded(
+            config, model, data, path=path, resume=state, quiet=quiet, log=log, log_to=log_to
+        )

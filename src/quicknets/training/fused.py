@@ -1,0 +1,123 @@
+"""The forward and backward pass of a Linear+ReLU network written out by hand: the notebook's
+MLP trains without autograd, to the same numbers, in preallocated buffers.
+
+    step = fused_step(model, config, device)   # None where it does not apply: autograd then
+    loss, log_probs = step(xb, yb)             # fills each parameter's .grad; then opt.step()
+
+It covers a network that is Flatten, Linear, ReLU, ..., Linear, LogSoftmax, trained in fp32 with
+the NLL loss on the CPU, with any optimizer, schedule or augmentation. Each product is the one
+autograd would run (`addmm` forward, `grad.t() @ input` and `grad @ weight` backward) and the
+loss gradient comes from autograd's own kernels, so the results are bit for bit those of
+autograd (tests/training/test_fused.py holds it to that); what goes is autograd's bookkeeping:
+the graph, a fresh tensor for every intermediate, and the input gradient of the first layer that
+nobody needs (a quarter of the epoch's matrix work for 784-256-128-64-10). benchmarks/floor.py
+times it.
+"""
+
+import torch
+from torch import nn
+
+aten = torch.ops.aten
+MEAN = 1  # reduction code of the NLL loss kernels (0 none, 1 mean, 2 sum)
+NO_IGNORE = -100  # nn.NLLLoss's default ignore_index
+
+
+def fusable(model: nn.Module) -> list | None:
+    """The Linear layers of `model` when it is a plain Linear+ReLU stack ending in LogSoftmax,
+    with no hooks and every parameter a trainable float32 tensor on the CPU; else None."""
+    layers = list(model.children()) if isinstance(model, nn.Sequential) else []
+    if (
+        layers
+        and type(layers[0]) is nn.Flatten
+        and (layers[0].start_dim, layers[0].end_dim) == (1, -1)
+    ):
+        layers = layers[1:]
+    if len(layers) < 2 or type(layers[-1]) is not nn.LogSoftmax or layers[-1].dim not in (1, -1):
+        return None
+    linears, body = layers[0:-1:2], layers[1:-1:2]
+    if (
+        len(body) != len(linears) - 1
+        or any(type(m) is not nn.ReLU for m in body)
+        or any(type(m) is not nn.Linear or m.bias is None for m in linears)
+    ):
+        return None
+    from torch.nn.modules import module as everywhere  # hooks registered for every module
+
+    hooked = any(
+        m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+        for m in model.modules()
+    ) or any(
+        (
+            everywhere._global_forward_hooks,
+            everywhere._global_forward_pre_hooks,
+            everywhere._global_backward_hooks,
+            everywhere._global_backward_pre_hooks,
+        )
+    )
+    params = list(model.parameters())
+    if hooked or any(
+        p.dtype != torch.float32 or not p.requires_grad or p.device.type != "cpu" for p in params
+    ):
+        return None
+    return linears
+
+
+def fused_step(model: nn.Module, config, device: torch.device):
+    """A FusedStep for this model and run, or None where autograd must do it: another device
+    (not measured there), mixed precision, torch.compile, label smoothing, or a network with
+    anything but Linear and ReLU layers (BatchNorm, dropout, convolutions, other activations)."""
+    if (
+        device.type != "cpu"
+        or config.bf16
+        or config.fp16
+        or config.compile
+        or config.label_smoothing > 0
+    ):
+        return None
+    linears = fusable(model)
+    return FusedStep(linears, config.batch_size) if linears is not None else None
+
+
+class FusedStep:
+    """Forward and backward of one batch; the buffers are made once, for `batch_size` rows."""
+
+    def __init__(self, linears: list, batch_size: int):
+        self.linears = linears
+        weight = linears[0].weight
+        self.out = [weight.new_empty(batch_size, m.out_features) for m in linears]  # z, then h
+        self.grad = (
+            [None]
+            + [
+                weight.new_empty(batch_size, m.in_features)  # dL/dh
+                for m in linears[1:]
+            ]
+        )
+        self.one = weight.new_ones(())  # d loss / d loss
+        for m in linears:  # the optimizer reads these; each step overwrites them
+            m.weight.grad = torch.empty_like(m.weight)
+            m.bias.grad = torch.empty_like(m.bias)
+
+    @torch.no_grad()
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
+        """(mean NLL loss, log-probabilities) of the batch xb (B, C, H, W) with labels yb (B,),
+        leaving the gradients in the parameters' .grad."""
+        n = len(yb)
+        h = xb.reshape(n, -1)  # (B, C*H*W): a view of a gathered batch
+        inputs = []  # each layer's input, kept for its weight gradient
+        for i, m in enumerate(self.linears):
+            inputs.append(h)
+            h = torch.addmm(m.bias, h, m.weight.t(), out=self.out[i][:n])  # (B, out)
+            if i + 1 < len(self.linears):
+                h.relu_()
+        log_probs = torch.log_softmax(h, 1)
+        loss, total = aten.nll_loss_forward(log_probs, yb, None, MEAN, NO_IGNORE)
+        g = aten.nll_loss_backward(self.one, log_probs, yb, None, MEAN, NO_IGNORE, total)
+        g = aten._log_softmax_backward_data(g, log_probs, 1, torch.float32)  # dL/dz (B, K)
+        for i in range(len(self.linears) - 1, -1, -1):
+            m = self.linears[i]
+            torch.mm(g.t(), inputs[i], out=m.weight.grad)  # (out, in)
+            torch.sum(g, 0, out=m.bias.grad)
+            if i > 0:  # the first layer's input needs no gradient
+                g = torch.mm(g, m.weight, out=self.grad[i][:n])  # dL/dh (B, in)
+                aten.threshold_backward.grad_input(g, inputs[i], 0, grad_input=g)  # ReLU'
+        return loss, log_probs

@@ -1,0 +1,309 @@
+"""Machine facts: cores, the run queue, the device, bf16, resolving `auto` settings, the lease."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import read_line
+from quicknets.base import machine
+from quicknets.base.errors import QuicknetsError
+from quicknets.base.machine import (
+    CoreLease,
+    available_memory,
+    default_threads,
+    free_cores,
+    native_bf16,
+    native_fp16,
+    pick_device,
+    resolve,
+    shares,
+    usable_cores,
+)
+from quicknets.config.configs import TrainConfig
+
+
+def start_spinner() -> subprocess.Popen:
+    """A process that keeps a core busy, returned once it spins (it says so), not after a time."""
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert read_line(spinner, "spinning line") == "spinning\n"
+    return spinner
+
+
+def test_free_cores_counts_a_busy_neighbour_at_once():
+    """A process spinning beside us takes a core away now, not once the load average catches up."""
+    usable = usable_cores()
+    spinner = start_spinner()
+    try:
+        assert 1 <= free_cores() <= max(1, usable - 1)
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_default_threads_do_not_depend_on_the_load():
+    """The same command trains to the same numbers: a busy neighbour does not change the count."""
+    spinner = start_spinner()
+    try:
+        assert default_threads() == usable_cores()
+        assert resolve(TrainConfig()).threads == usable_cores()
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_usable_cores_is_the_affinity():
+    assert usable_cores() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("name", ["meta", "tpu", "cuda:x", "", "cpu:0:1", "lazy"])
+def test_unknown_devices_are_refused(name):
+    with pytest.raises(QuicknetsError, match="unknown device|no CUDA GPU"):
+        pick_device(name)
+
+
+def test_devices_that_are_not_here():
+    if not torch.cuda.is_available():
+        with pytest.raises(QuicknetsError, match="no CUDA GPU"):
+            pick_device("cuda:0")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(QuicknetsError, match="no Apple GPU"):
+            pick_device("mps")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_resolve_makes_auto_concrete_and_is_idempotent():
+    cfg = resolve(TrainConfig(threads=0, device="auto"))
+    assert 1 <= cfg.threads <= usable_cores() and cfg.device in ("cpu", "cuda")
+    assert resolve(cfg) == cfg
+    with pytest.raises(QuicknetsError, match="oversubscribes"):
+        resolve(TrainConfig(threads=usable_cores() + 1))
+
+
+def test_facts_have_the_right_types():
+    assert isinstance(native_bf16("cpu"), bool) and native_bf16("mps") is False
+    assert available_memory() > 2**20  # Linux reports MemAvailable
+
+
+def test_auto_picks_cuda_then_apples_mps_then_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda")
+
+
+def test_fp16_facts():
+    assert native_fp16("mps") is True and native_fp16("xla") is False
+    assert isinstance(native_fp16("cpu"), bool)
+    assert native_fp16("cuda") is torch.cuda.is_available() and (
+        not torch.cuda.is_available()
+        or native_fp16("cuda") == (torch.cuda.get_device_capability() >= (7, 0))
+    )
+
+
+@pytest.mark.parametrize(
+    "holders, cores, expected",
+    [
+        ({1: (2, True)}, 2, {1: 2}),  # alone: every core
+        ({1: (2, True), 2: (2, True)}, 2, {1: 1, 2: 1}),  # two trainings: one each
+        ({1: (2, True), 2: (1, False), 3: (1, False)}, 2, {1: 1, 2: 1, 3: 1}),  # beside a sweep
+        ({1: (2, True), 2: (2, False)}, 2, {1: 1, 2: 2}),  # a fixed one keeps its count
+        ({1: (4, True), 2: (1, True)}, 4, {1: 3, 2: 1}),  # what one leaves, one takes
+        ({1: (3, True), 2: (3, True), 3: (3, True)}, 8, {1: 2, 2: 3, 3: 3}),
+    ],
+)
+def test_shares(holders, cores, expected):
+    assert shares(holders, cores) == expected
+
+
+def test_the_lease_shares_the_cores_and_forgets_the_dead(tmp_path):
+    """A live holder takes its core; a dead one (or a reused pid) is dropped; leaving gives back."""
+    path, cores, before = tmp_path / "lease.json", usable_cores(), torch.get_num_threads()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )  # alive until killed, however slow the test
+    try:
+        path.write_text(
+            json.dumps(
+                {
+                    str(holder.pid): [1, False, machine._started(holder.pid)],
+                    "999999999": [4, False, "12"],  # gone
+                    str(os.getpid()): [4, False, "12"],
+                }
+            )
+        )  # a reused pid
+        with CoreLease(cores, flexible=True, path=path, load=False) as lease:
+            table = json.loads(path.read_text())
+            assert set(table) == {str(holder.pid), str(os.getpid())}
+            assert table[str(os.getpid())][:2] == [cores, True]
+            assert torch.get_num_threads() == max(1, cores - 1)
+            holder.kill()
+            holder.wait()
+            lease.next_look = 0  # look now, not in 0.2 s
+            lease.step()
+            assert torch.get_num_threads() == cores
+        assert json.loads(path.read_text()) == {}
+    finally:
+        holder.kill()
+        holder.wait()
+        torch.set_num_threads(before)
+
+
+def test_a_fixed_holder_keeps_its_threads(tmp_path):
+    path, before = tmp_path / "lease.json", torch.get_num_threads()
+    try:
+        with CoreLease(1, flexible=False, path=path) as lease:
+            path.write_text(
+                json.dumps({**json.loads(path.read_text()), "1": [8, False, machine._started(1)]})
+            )
+            lease.next_look = 0
+            lease.step()
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_flexible_holder_also_yields_to_other_work(tmp_path, monkeypatch):
+    """Other processes in the run queue (not quicknets, so not in the lease) take cores from a
+    flexible holder, the median of its last looks; never below one thread."""
+    before, cores = torch.get_num_threads(), usable_cores()
+    queue = iter([1] + [2 * cores] * 6 + [1] * 6)  # ours alone, then others busy on all cores
+    monkeypatch.setattr(machine, "runnable_now", lambda samples=1: next(queue))
+    seen = []
+    try:
+        with CoreLease(cores, flexible=True, path=tmp_path / "lease.json") as lease:
+            for _ in range(12):
+                lease.next_look = 0
+                lease.step()
+                seen.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(before)
+    assert min(seen) == 1 and seen[-1] == cores
+
+
+STRICT_SCRIPT = """
+import json, sys, warnings
+from quicknets.base.machine import math_mode, thread_invariant, use_strict_math
+case = sys.argv[1]
+if case == "at the entry":  # the CLI's way: before torch is imported
+    use_strict_math()
+import torch
+if case == "after MKL ran":
+    torch.ones(8, 8) @ torch.ones(8, 8)
+with warnings.catch_warnings(record=True) as told:
+    warnings.simplefilter("always")
+    modes = [use_strict_math(), use_strict_math()] if case != "never" else [math_mode()]
+print(json.dumps([thread_invariant(), modes, [str(w.message) for w in told]]))
+"""
+
+
+@pytest.mark.parametrize(
+    "case, env, invariant, mode, notes",
+    [
+        ("at the entry", None, True, "MKL_CBWR=AUTO,STRICT", 0),
+        ("in Python, before MKL ran", None, True, "MKL_CBWR=AUTO,STRICT", 0),
+        ("after MKL ran", None, False, "MKL_CBWR=BRANCH_OFF", 1),  # kept, and said once
+        ("never", None, False, "MKL_CBWR=BRANCH_OFF", 0),
+        ("in Python, before MKL ran", "COMPATIBLE", False, "MKL_CBWR=COMPATIBLE", 0),  # the user's
+        ("after MKL ran", "AUTO,STRICT", True, "MKL_CBWR=AUTO,STRICT", 0),
+    ],
+)
+def test_one_math_mode_for_the_cli_and_python(case, env, invariant, mode, notes):
+    """use_strict_math, which the CLI's entry and train() both call: MKL's strict mode wherever
+    nothing chose a mode yet; a mode chosen (by MKL_CBWR, or by MKL having run) stays, and a
+    process whose numbers then differ from the CLI's is told so once."""
+    if not torch.backends.mkl.is_available():
+        pytest.skip("the strict reproducible mode is MKL's")
+    environ = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    if env:
+        environ["MKL_CBWR"] = env
+    out = subprocess.run(
+        [sys.executable, "-c", STRICT_SCRIPT, case],
+        env=environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    got_invariant, modes, told = json.loads(out)
+    assert got_invariant == invariant and set(modes) == {mode}
+    assert len(told) == notes
+    if notes:
+        assert told[0].startswith(
+            f"MKL already ran in this process in another math mode "
+            f"({mode}), so its numbers may differ"
+        )
+    environ = {"MKL_CBWR": "COMPATIBLE"}
+    machine.use_strict_math(environ)
+    assert environ == {"MKL_CBWR": "COMPATIBLE"}  # a mode set by the user stays
+
+
+FLIP_SCRIPT = """
+import hashlib, sys
+import torch
+from torch import nn
+from quicknets.config.configs import TrainConfig
+from quicknets.data.loading import load_dataset
+from quicknets.networks.models import network
+from quicknets.training.fused import fused_step
+from quicknets.training.loop import make_optimizer, train_epoch
+
+class Flip:  # a lease gone mad: another thread count after every step
+    def step(self):
+        torch.set_num_threads(3 - torch.get_num_threads())
+
+data = load_dataset("mnist", sys.argv[1], verify=False, download=False)
+x, y = data.preprocessing.normalize(data.train_images), data.train_labels
+fused = sys.argv[2] == "fused"
+for lease in (None, Flip()):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)  # dropout
+    config = TrainConfig(batch_size=32, threads=1, label_smoothing=0 if fused else 0.1)
+    model = network("784-300-100-10", seed=0, **({} if fused else
+                                                 dict(dropout=0.2, activation="gelu")))
+    opt = make_optimizer(model, config)
+    loss_fn = nn.NLLLoss() if fused else nn.CrossEntropyLoss(label_smoothing=0.1)
+    step = fused_step(model, config, torch.device("cpu"))
+    assert (step is not None) == fused
+    sums = train_epoch(model, opt, loss_fn, x, y, 32, torch.Generator().manual_seed(0),
+                       config=config, fused=step, lease=lease)
+    print(sums, hashlib.sha1(b"".join(t.numpy().tobytes()
+                                      for t in model.state_dict().values())).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("case", ["fused", "autograd with dropout, gelu, smoothing"])
+def test_thread_free_runs_give_the_same_numbers_whatever_the_threads(tiny_dir, case):
+    """What lets the lease change a flexible run's threads between steps: every step at another
+    thread count, the same bits as one thread throughout (MKL's strict mode, as the CLI sets)."""
+    if not torch.backends.mkl.is_available():
+        pytest.skip("the strict reproducible mode is MKL's")
+    env = {**os.environ, "MKL_CBWR": "AUTO,STRICT"}
+    out = subprocess.run(
+        [sys.executable, "-c", FLIP_SCRIPT, str(tiny_dir), case],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    assert len(out) == 2 and out[0] == out[1]
+
+
+def test_a_garbled_lease_file_is_started_afresh(tmp_path):
+    path, before = tmp_path / "lease.json", torch.get_num_threads()
+    for junk in ('{"12": 3}', "[1, 2]", '{"x": [1, true, "1"]}', '{"1": ['):
+        path.write_text(junk)
+        try:
+            with CoreLease(1, flexible=False, path=path):
+                assert list(json.loads(path.read_text())) == [str(os.getpid())]
+        finally:
+            torch.set_num_threads(before)

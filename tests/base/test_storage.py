@@ -1,0 +1,162 @@
+"""Atomic writes: all or nothing, readable by others like any saved file; a full disk or a
+removed folder is one clear error that leaves the earlier file intact."""
+
+import errno
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+import torch
+
+from quicknets.base.errors import QuicknetsError
+from quicknets.base.storage import (
+    WriteError,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    json_text,
+)
+
+
+def test_write_replaces_whole_file_with_normal_permissions(tmp_path):
+    target = tmp_path / "sub" / "a.json"
+    atomic_write_json(target, {"x": 1})
+    assert target.read_text().strip() == '{\n  "x": 1\n}'
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "a.bin"
+    target.write_bytes(b"old")
+
+    def explode(f):
+        f.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, explode)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_a_missing_folder_is_created_only_when_asked(tmp_path):
+    run = tmp_path / "run"  # a run folder removed while its trainer writes
+    for write in (
+        lambda: atomic_write_json(run / "history.json", [], parents=False),
+        lambda: atomic_torch_save({"x": torch.ones(2)}, run / "ckpt.pt", parents=False),
+    ):
+        with pytest.raises(
+            QuicknetsError,
+            match=f"cannot write {run}/.*: its folder {run} no "
+            r"longer exists \(removed\?\)$",
+        ):
+            write()
+        assert not run.exists()
+    atomic_write_json(run / "cache.json", [])  # a cache: its folders are made
+    assert (run / "cache.json").read_text() == "[]\n"
+
+
+class FullDisk:
+    """A file on a disk that fills up after `room` bytes."""
+
+    def __init__(self, f, room, code=errno.ENOSPC):
+        self.f, self.room, self.code = f, room, code
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(self.code, os.strerror(self.code))
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@pytest.mark.parametrize(
+    "code, reason",
+    [(errno.ENOSPC, "no space left on the device"), (errno.EDQUOT, "disk quota exceeded")],
+)
+def test_a_full_disk_is_one_line_and_the_old_file_stays(tmp_path, monkeypatch, code, reason):
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode), 1000, code))
+    for name, write in [
+        ("a.json", lambda p: atomic_write_json(p, list(range(1000)))),
+        ("a.pt", lambda p: atomic_torch_save({"w": torch.zeros(1000)}, p)),
+        ("a.bin", lambda p: atomic_write_bytes(p, b"x" * 5000, parents=False)),
+    ]:
+        target = tmp_path / name
+        target.write_bytes(b"earlier")
+        with pytest.raises(WriteError) as e:
+            write(target)  # torch.save alone would say "unexpected pos 64 vs 0"
+        assert (
+            str(e.value) == f"cannot write {target}: {reason} (the file on disk, if any, "
+            "is unchanged)"
+        )
+        assert isinstance(e.value, QuicknetsError) and isinstance(e.value, OSError)
+        assert e.value.errno == code  # callers that tolerate a failed write (caches) still can
+        assert target.read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "a.json", "a.pt"]
+
+
+def test_a_real_full_disk(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True
+    ).returncode:
+        pytest.skip("mounting a tmpfs needs root (test_a_full_disk_is_one_line simulates it)")
+    try:
+        atomic_torch_save({"w": torch.ones(100)}, disk / "checkpoint.pt", parents=False)
+        before = (disk / "checkpoint.pt").read_bytes()
+        with pytest.raises(
+            QuicknetsError, match=f"cannot write {disk}/checkpoint.pt: no space left on the device"
+        ):
+            atomic_torch_save({"w": torch.ones(100_000)}, disk / "checkpoint.pt", parents=False)
+        with pytest.raises(QuicknetsError, match="no space left on the device"):
+            atomic_write_json(disk / "history.json", list(range(100_000)), parents=False)
+        assert (disk / "checkpoint.pt").read_bytes() == before
+        assert torch.load(disk / "checkpoint.pt")["w"].sum() == 100
+        assert [p.name for p in disk.iterdir()] == ["checkpoint.pt"]  # no temp file left
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _strict(text: str):
+    """json.loads as a strict reader: NaN, Infinity and -Infinity are refused."""
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_is_strict_and_non_finite_numbers_are_null(tmp_path):
+    target = tmp_path / "r.json"
+    obj = {
+        "a": float("nan"),
+        "b": [1.5, float("inf"), (float("-inf"), 2)],
+        "c": {"d": None},
+        "e": "nan",
+        "f": 3,
+    }
+    atomic_write_json(target, obj)
+    assert _strict(target.read_text()) == {
+        "a": None,
+        "b": [1.5, None, [None, 2]],
+        "c": {"d": None},
+        "e": "nan",
+        "f": 3,
+    }
+    assert obj["a"] != obj["a"]  # the caller's object is left as it was
+    assert _strict(json_text([float("nan")], indent=None)) == [None]

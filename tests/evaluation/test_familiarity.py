@@ -1,0 +1,297 @@
+"""Familiarity: each score against a brute-force reference, the threshold, AUROC and FPR95
+against their definitions, outside images from every source, and a small real fit."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from quicknets.base.errors import QuicknetsError
+from quicknets.data.idx import write_idx
+from quicknets.data.images import load_image
+from quicknets.data.preprocessing import Preprocessing
+from quicknets.evaluation.familiarity import (
+    METHODS,
+    Familiarity,
+    familiarity_scores,
+    fit_familiarity,
+    fit_statistics,
+    load_outside,
+    logits_and_features,
+    ood_metrics,
+    reference_sets,
+    score,
+    threshold_at,
+)
+from quicknets.networks.models import network
+
+
+def features(n=300, d=6, classes=3, seed=0) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    f = torch.randn(n, d, generator=g) + labels[:, None].float() * 2
+    return f, labels
+
+
+def test_msp_and_energy_are_their_formulas():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
+    fitted = Familiarity("msp")
+    expected = np.exp(2) / (np.exp(2) + 1 + np.exp(-1))
+    assert score(fitted, logits, None).tolist() == pytest.approx([expected, 1 / 3], abs=1e-12)
+    energy = score(Familiarity("energy"), logits, None)
+    assert energy.tolist() == pytest.approx(
+        [np.log(np.exp(2) + 1 + np.exp(-1)), 0.5 + np.log(3)], abs=1e-6
+    )
+
+
+def test_mahalanobis_against_a_loop_over_classes():
+    f, labels = features()
+    stats = fit_statistics("mahalanobis", f, labels, 3)
+    x = f.double().numpy()
+    means = np.stack([x[labels.numpy() == c].mean(0) for c in range(3)])
+    centred = x - means[labels.numpy()]
+    covariance = centred.T @ centred / len(x)
+    assert stats["means"].numpy() == pytest.approx(means, abs=1e-5)
+    assert stats["precision"].numpy() == pytest.approx(
+        np.linalg.inv(covariance), rel=1e-4, abs=1e-4
+    )
+    queries, _ = features(20, seed=1)
+    q = queries.double().numpy()
+    precision = np.linalg.inv(covariance)
+    expected = [-min((v - m) @ precision @ (v - m) for m in means) for v in q]
+    got = score(Familiarity("mahalanobis", stats), None, queries)
+    assert got.tolist() == pytest.approx(expected, rel=1e-4)
+
+
+def test_mahalanobis_copes_with_dead_features():
+    f, labels = features()
+    f[:, 2] = 0  # a ReLU unit that never fires: a singular covariance
+    stats = fit_statistics("mahalanobis", f, labels, 3)
+    assert torch.isfinite(score(Familiarity("mahalanobis", stats), None, f)).all()
+    with pytest.raises(QuicknetsError, match="class 3 has no training images"):
+        fit_statistics("mahalanobis", f, labels, 4)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_knn_against_sorted_distances(k):
+    f, labels = features(200, d=5)
+    stats = fit_statistics("knn", f, labels, 3, bank_size=50, seed=3)
+    bank = stats["bank"]
+    assert bank.shape == (50, 5)
+    assert bank.dtype == torch.float16  # unit vectors: half the bytes
+    assert torch.allclose(bank.float().norm(dim=1), torch.ones(50), atol=2e-3)
+    queries, _ = features(30, d=5, seed=2)
+    z = queries / queries.norm(dim=1, keepdim=True)
+    expected = [-sorted(torch.dist(q, b).item() for b in bank.float())[k - 1] for q in z]
+    got = score(Familiarity("knn", stats, k=k), None, queries)
+    assert got.tolist() == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(QuicknetsError, match="k must be"):
+        score(Familiarity("knn", stats, k=51), None, queries)
+
+
+def test_threshold_lets_the_share_pass():
+    scores = torch.arange(1, 101, dtype=torch.float64)
+    assert threshold_at(scores, 0.95) == 6.0  # 6..100: exactly 95 pass
+    assert threshold_at(scores, 1.0) == 1.0
+    assert threshold_at(scores.flip(0), 0.9) == 11.0
+    ties = torch.tensor([1.0, 2.0, 2.0, 2.0, 3.0])
+    assert threshold_at(ties, 0.8) == 2.0  # 4 of 5 pass
+    g = torch.Generator().manual_seed(0)
+    for n in (7, 100, 1001):
+        s = torch.randn(n, generator=g, dtype=torch.float64)
+        for rate in (0.5, 0.9, 0.95, 0.99):
+            t = threshold_at(s, rate)
+            assert (s >= t).double().mean() >= rate - 1e-12
+            assert (s > t).double().mean() < rate  # the largest such threshold
+    with pytest.raises(QuicknetsError, match="pass_rate"):
+        threshold_at(scores, 0.0)
+
+
+def test_auroc_and_fpr95_against_their_definitions():
+    g = torch.Generator().manual_seed(0)
+    inside = torch.randn(400, generator=g, dtype=torch.float64).round(decimals=1) + 1.5
+    outside = torch.randn(300, generator=g, dtype=torch.float64).round(decimals=1)
+    result = ood_metrics(inside, outside)
+    wins = (inside[:, None] > outside[None]).double() + 0.5 * (inside[:, None] == outside[None])
+    assert result["auroc"] == pytest.approx(wins.mean().item(), abs=1e-12)  # Mann-Whitney
+    t = threshold_at(inside, 0.95)
+    assert result["fpr95"] == pytest.approx((outside >= t).double().mean().item(), abs=1e-12)
+    assert ood_metrics(inside + 100, outside)["auroc"] == pytest.approx(1.0, abs=1e-12)
+    assert (result["n_in"], result["n_out"]) == (400, 300)
+    with pytest.raises(QuicknetsError, match="both"):
+        ood_metrics(inside, outside[:0])
+
+
+def test_flip_tta_features_are_the_mean_of_the_pair():
+    plain = network("conv4-fc8", seed=0)
+    tta = network("conv4-fc8", seed=0, flip_tta=True)
+    x = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    logits, f = logits_and_features(tta, x, layers=(-1,))
+    mirrored = x.flip(-1)
+    expected = (
+        logits_and_features(plain, x, layers=(-1,))[1]
+        + logits_and_features(plain, mirrored, layers=(-1,))[1]
+    ) / 2
+    assert f.shape == (5, 8) and logits.shape == (5, 10)
+    assert torch.allclose(f, expected, atol=1e-6)
+    assert tta.training  # put back in the mode it was in
+
+
+def test_layers_are_the_inputs_of_linear_layers():
+    model = network("784-32-16-10", seed=0)
+    x = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    assert logits_and_features(model, x, layers=(0,))[1].shape == (4, 784)
+    one = logits_and_features(model, x, layers=(1,))[1]
+    last = logits_and_features(model, x, layers=(-1,))[1]
+    assert one.shape == (4, 32) and last.shape == (4, 16)
+    both = logits_and_features(model, x)[1]  # every dense hidden layer, each normalised
+    assert torch.allclose(
+        both,
+        torch.cat(
+            [torch.nn.functional.normalize(one, dim=1), torch.nn.functional.normalize(last, dim=1)],
+            1,
+        ),
+    )
+    assert torch.equal(logits_and_features(model, x, layers=(1, 2))[1], both)
+    cnn = network("conv4-fc8", seed=0)  # its one hidden dense layer: the penultimate features
+    assert logits_and_features(cnn, x)[1].shape == (4, 8)
+    for bad in [(3,), (), (-4,), (1.0,), (True,)]:
+        with pytest.raises(QuicknetsError, match="layers are indices"):
+            logits_and_features(model, x, layers=bad)
+    with pytest.raises(QuicknetsError, match="shape"):
+        logits_and_features(model, torch.zeros(4, 32, 32, dtype=torch.uint8))
+    with pytest.raises(QuicknetsError, match="uint8"):
+        logits_and_features(model, torch.zeros(4, 28, 28))
+    with pytest.raises(QuicknetsError, match="LogSoftmax"):
+        logits_and_features(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2)), x)
+
+
+def test_outside_images_from_a_folder_an_npz_and_idx(tmp_path):
+    pre = Preprocessing()
+    g = np.random.default_rng(0)
+    pictures = g.integers(0, 256, (3, 40, 30), dtype=np.uint8)
+    (tmp_path / "photos" / "more").mkdir(parents=True)
+    for i, p in enumerate(pictures):
+        Image.fromarray(p).save(tmp_path / "photos" / ("more" if i == 2 else "") / f"{i}.png")
+    (tmp_path / "photos" / ".hidden.png").write_bytes(b"not an image")
+    images = load_outside(tmp_path / "photos", pre)
+    assert images.shape == (3, 1, 28, 28) and images.dtype == torch.uint8
+    assert torch.equal(images[0], load_image(tmp_path / "photos" / "0.png"))  # as classify
+
+    x = g.integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "keras.npz", x_train=x[:2], x_test=x)
+    assert torch.equal(load_outside(tmp_path / "keras.npz", pre)[:, 0], torch.from_numpy(x))
+    np.savez(tmp_path / "one.npz", images=x[..., None].astype(np.float32))  # (N, H, W, 1)
+    assert torch.equal(load_outside(tmp_path / "one.npz", pre)[:, 0], torch.from_numpy(x))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", x)
+    assert torch.equal(
+        load_outside(tmp_path / "t10k-images-idx3-ubyte", pre)[:, 0], torch.from_numpy(x)
+    )
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda d: d / "missing", "no file or folder"),
+        (lambda d: d, "holds no image files"),
+        (lambda d: (d / "bad.png").write_bytes(b"junk") and d, "cannot read .*bad.png"),
+        (
+            lambda d: np.savez(d / "a.npz", x_test=np.zeros((2, 32, 32), np.uint8)) or d / "a.npz",
+            r"shape \(1, 32, 32\)",
+        ),
+        (
+            lambda d: (
+                np.savez(d / "a.npz", x_test=np.zeros((2, 28, 28, 3), np.uint8)) or d / "a.npz"
+            ),
+            r"shape \(3, 28, 28\)",
+        ),
+        (
+            lambda d: np.savez(d / "a.npz", x_test=np.full((2, 28, 28), 0.5)) or d / "a.npz",
+            "not pixels",
+        ),
+        (
+            lambda d: np.savez(d / "a.npz", a=np.zeros(2), b=np.zeros(2)) or d / "a.npz",
+            "single array",
+        ),
+        (lambda d: (d / "a.npz").write_bytes(b"junk") and d / "a.npz", "cannot read"),
+        (lambda d: (d / "a.txt").write_text("x") and d / "a.txt", "not a folder of images"),
+    ],
+)
+def test_bad_outside_data_is_one_clear_error(tmp_path, make, match):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(QuicknetsError, match=match):
+        load_outside(make(folder), Preprocessing())
+
+
+def test_outside_images_from_a_builtin_dataset(fashion):
+    images = load_outside("fashion-mnist", Preprocessing())
+    assert torch.equal(images[:, 0], fashion.test_images)  # its test set
+    with pytest.raises(QuicknetsError, match="shape"):
+        load_outside("fashion-mnist", Preprocessing((3, 32, 32), (0.5,), (0.5,)))
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_reference_sets(shape):
+    sets = reference_sets(shape, crops=10, noise=20)
+    assert {k: tuple(v.shape) for k, v in sets.items()} == {
+        "digits": (1797, *shape),
+        "photos": (10, *shape),
+        "noise": (20, *shape),
+    }
+    assert all(v.dtype == torch.uint8 for v in sets.values())
+    digits = sets["digits"].double()
+    assert digits[..., 0, :].mean() < 1 and digits[..., 0].mean() < 1  # black border
+    assert digits.amax((1, 2, 3)).min() > 200  # a light digit
+    again = reference_sets(shape, crops=10, noise=20)
+    assert all(torch.equal(sets[k], again[k]) for k in sets)  # seeded
+
+
+@pytest.fixture(scope="module")
+def trained(fashion):
+    """The default network, 1 epoch on 10,000 Fashion-MNIST images, 2,000 held out."""
+    from quicknets.training.loop import train
+
+    data = dataclasses.replace(
+        fashion,
+        train_images=fashion.train_images[:10000],
+        train_labels=fashion.train_labels[:10000],
+        val_images=fashion.train_images[-2000:],
+        val_labels=fashion.train_labels[-2000:],
+    )
+    model = network("784-256-128-64-10")
+    train(model, data, epochs=1, quiet=True, threads=1)
+    return model, data
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_fits_and_passes_its_share(trained, method):
+    model, data = trained
+    fitted = fit_familiarity(model, data, method=method, bank_size=1000)
+    assert fitted.threshold_split == "val"
+    val = familiarity_scores(model, data.val_images, fitted)
+    assert (val >= fitted.threshold).double().mean() >= 0.95
+    test = familiarity_scores(model, data.test_images[:2000], fitted)
+    assert 0.85 < (test >= fitted.threshold).double().mean() < 1.0  # unseen, like val
+    d = 256 + 128 + 64  # the outputs of every dense hidden layer
+    sizes = {"msp": 0, "energy": 0, "mahalanobis": 10 * d + d * d, "knn": 1000 * d}
+    assert fitted.size() == sizes[method]
+
+
+def test_the_default_tells_noise_and_digits_from_fashion(trained):
+    model, data = trained
+    fitted = fit_familiarity(model, data)
+    sets = reference_sets(crops=20, noise=200)
+    inside = familiarity_scores(model, data.test_images[:2000], fitted)
+    assert ood_metrics(inside, familiarity_scores(model, sets["noise"], fitted))["auroc"] > 0.95
+    assert ood_metrics(inside, familiarity_scores(model, sets["digits"], fitted))["auroc"] > 0.9
+    assert (
+        fit_familiarity(
+            model, dataclasses.replace(data, val_images=None, val_labels=None), "msp"
+        ).threshold_split
+        == "test"
+    )
+    with pytest.raises(QuicknetsError, match="unknown familiarity method"):
+        fit_familiarity(model, data, method="odin")

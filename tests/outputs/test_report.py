@@ -1,0 +1,198 @@
+"""The HTML run report: its content, its escaping, and a real headless browser rendering it."""
+
+import base64
+import dataclasses
+import io
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import HANG_S
+from quicknets.evaluation.metrics import evaluate
+from quicknets.networks.models import network
+from quicknets.outputs.report import FIGURES, render_report, run_figures, save_figures, write_report
+from quicknets.records.runs import load_run, save_run
+from quicknets.training.loop import train
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+
+
+@pytest.fixture
+def tiny_run(tiny, tiny_dir, runs_dir):
+    """A saved run of a small network on the generated data (2 epochs, with validation)."""
+    torch.manual_seed(0)
+    model = network("784-32-10")
+    history = train(model, tiny, epochs=2, quiet=True, threads=1)
+    config = {
+        "data": {
+            "dataset": "mnist",
+            "data_dir": str(tiny_dir),
+            "val_split": 0.0,
+            "mean": 0.5,
+            "std": 0.5,
+            "verify": False,
+        },
+        "model": {"spec": "784-32-10"},
+        "train": {"optimizer": "adam", "lr": 0.003, "epochs": 2, "batch_size": 64, "seed": 0},
+    }
+    path = save_run(model, config, history, evaluate(model, tiny), runs_dir=runs_dir)
+    return load_run(path), model
+
+
+def embedded_images(html: str) -> list:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
+
+
+def rendered(html: str, tmp_path):
+    """The page as headless Chromium built it, with a probe that writes, once the page has
+    loaded, how many of its images decoded (`data-images="ok/all"` on the body)."""
+    probe = (
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+        " const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;"
+        " document.body.setAttribute('data-images', ok + '/' + imgs.length); });</script>"
+    )
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</body>", probe + "</body>"))
+    dom = chromium("--virtual-time-budget=5000", "--dump-dom", probed.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    return dom
+
+
+def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
+    run, model = tiny_run
+    path = write_report(run, model, tiny)
+    assert path == run.path / "report.html"
+    html = path.read_text()
+    for heading in ("Test results", "Figures", "Epochs", "Network", "Settings"):
+        assert f"<h2>{heading}</h2>" in html
+    assert f"test accuracy <b>{run.results['accuracy']:.4f}</b>" in html
+    assert all(f"<td>{name}</td>" in html for name in tiny.classes)  # the per-class table
+    assert html.count('<tr><td class="num">') == len(run.history)  # one row per epoch
+    assert "784-32-10" in html and "adam" in html and run.meta["torch"] in html
+    # the network's table: parameters and FLOPs per layer, and the totals (784*32+32, 32*10+10)
+    assert "<th>FLOPs</th>" in html and "<td>Linear</td><td>(1, 32)</td>" in html
+    assert (
+        f'<td>total</td><td></td><td></td><td class="num">{25_450:,}</td>'
+        f'<td class="num">{2 * (784 * 32 + 32 * 10):,}</td>' in html
+    )
+    images = embedded_images(html)
+    assert len(images) == len(FIGURES)
+    for png in images:
+        with Image.open(io.BytesIO(png)) as img:
+            assert img.format == "PNG" and img.width > 300
+    # nothing from the network: every src and href is inline data
+    assert re.findall(r'(?:src|href)\s*=\s*"(?!data:)', html) == []
+    assert "http:" not in html and "https:" not in html
+    assert not list(run.path.glob(".*.tmp"))
+
+
+def test_report_escapes_text_from_the_record(tiny_run, tiny):
+    run, model = tiny_run
+    run.results["per_class"][0]["class"] = "<script>alert(1)</script>"
+    train = dataclasses.replace(run.config.train, optimizer="a&b", lr=1e-05)
+    run.config = dataclasses.replace(run.config, train=train)
+    pngs = {"curves": b"\x89PNG fake"}
+    html = render_report(run, pngs, "layer <0>")
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "a&amp;b" in html and "layer &lt;0&gt;" in html
+    assert "<td>lr</td><td>1e-05</td>" in html  # settings as recorded, not rounded away
+
+
+def test_show_figures_are_written_next_to_the_record(tiny_run, tiny):
+    run, model = tiny_run
+    paths = save_figures(run_figures(run, model, tiny), run.path / "figures")
+    assert sorted(p.name for p in paths) == sorted(f"{n}.png" for n in FIGURES)
+    for p in paths:
+        with Image.open(p) as img:
+            assert np.asarray(img.convert("L")).std() > 10
+
+
+def chromium(*args, timeout=HANG_S) -> subprocess.CompletedProcess:
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.fail("chromium is missing: apt-get install chromium (scripts/setup.sh test does it)")
+    with tempfile.TemporaryDirectory(prefix="quicknets-chromium-") as profile:
+        return subprocess.run(
+            [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+def test_report_renders_in_a_headless_browser(tiny_run, tiny, tmp_path):
+    """Chromium opens the page offline: its screenshot is not blank and every image loads."""
+    run, model = tiny_run
+    html = write_report(run, model, tiny).read_text()
+    # a copy with a probe that writes, once the page has loaded, how many images decoded
+    dom = rendered(html, tmp_path)
+    n = len(FIGURES)
+    assert f'data-images="{n}/{n}"' in dom.stdout, dom.stdout[:500]
+    assert "quicknets run" in dom.stdout
+
+    shot = tmp_path / "report.png"
+    result = chromium(
+        f"--screenshot={shot}", "--window-size=1200,2400", (run.path / "report.html").as_uri()
+    )
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
+    with Image.open(shot) as img:
+        rgb = np.asarray(img.convert("RGB")).astype(int)
+    assert rgb.shape[:2] == (2400, 1200)
+    assert rgb.std() > 20, "the screenshot is blank"
+    ink = (rgb.min(2) < 128).mean()  # dark pixels: text, axes, the images' black backgrounds
+    assert ink > 0.02, f"only {ink:.3%} of the screenshot is drawn"
+    # the blue (#1f77b4) of the per-class bars and the curves is on screen
+    blue = (abs(rgb - np.array([0x1F, 0x77, 0xB4])).sum(2) < 30).sum()
+    assert blue > 500
+
+
+def test_sweep_page_renders_in_a_headless_browser(tiny_dir, runs_dir, tmp_path):
+    """The sweep page: the ranked table, both figures loaded in Chromium, a link to the one run
+    that has its own page, and nothing fetched."""
+    from quicknets.outputs.report import SWEEP_FIGURES, write_sweep_report
+    from quicknets.sweeps import load_sweep, sweep
+
+    sweep(
+        {"dataset": "mnist", "data_dir": str(tiny_dir), "verify": False, "epochs": 2},
+        grid={"lr": [0.001, 0.01], "network": ["784-8-10", "784-16-10"]},
+        seeds=2,
+        workers=1,
+        threads=1,
+        runs_dir=runs_dir,
+        name="page",
+        log=lambda *a: None,
+    )
+    view = load_sweep("page", runs_dir)
+    best = view.groups[0]["names"][0]
+    write_report(load_run(best, runs_dir))  # this run has its own page: the sweep links it
+    path = write_sweep_report(view, runs_dir=runs_dir)
+    assert path == runs_dir / "sweeps" / "page.html"
+    html = path.read_text()
+    assert "<h2>Ranking</h2>" in html and html.count("± ") >= 4 * 2  # 4 variants, 2 seeds
+    assert len(embedded_images(html)) == len(SWEEP_FIGURES)
+    links = re.findall(r'href="([^"]+)"', html)
+    assert links == [f"../{best}/report.html"] and (path.parent / links[0]).is_file()
+    assert re.findall(r'src\s*=\s*"(?!data:)', html) == []  # every image inline
+    assert "http:" not in html and "https:" not in html
+
+    dom = rendered(html, tmp_path)
+    n = len(SWEEP_FIGURES)
+    assert f'data-images="{n}/{n}"' in dom.stdout, dom.stdout[:500]
+    assert "quicknets sweep page" in dom.stdout

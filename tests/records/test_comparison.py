@@ -1,0 +1,264 @@
+"""Comparison: pure aggregation against references, and `quicknets compare` end to end."""
+
+import os
+import statistics
+
+import pytest
+
+from quicknets.base.errors import QuicknetsError
+from quicknets.cli import main
+from quicknets.networks.models import network
+from quicknets.plots.figures import save_figure
+from quicknets.records.comparison import (
+    compare,
+    differing,
+    fmt_mean_std,
+    format_compare,
+    format_groups,
+    group_by_seed,
+    mean_std,
+    plot_curves,
+    rank,
+    shown_keys,
+)
+from quicknets.records.runs import save_run, start_run
+
+
+def test_mean_std_matches_statistics():
+    xs = [0.81, 0.86, 0.84, 0.9]
+    mean, std = mean_std(xs)
+    assert mean == pytest.approx(statistics.mean(xs)) and std == pytest.approx(statistics.stdev(xs))
+    assert mean_std([None, None]) == (None, None)
+    assert mean_std([1, None, 3]) == (2.0, pytest.approx(2**0.5))
+
+
+def test_one_seed_has_no_std_and_a_nan_is_said_and_ranked_last():
+    """compare() gave a std of 0.0 for one seed; a NaN printed as `nan ± nan` and ranked first."""
+    import math
+
+    assert mean_std([0.5]) == (0.5, None) and mean_std([None, 0.5]) == (0.5, None)
+    mean, std = mean_std([0.8, float("nan"), 0.9])
+    assert math.isnan(mean) and std is None
+    assert mean_std([0.4, float("inf")]) == (float("inf"), None)
+    assert fmt_mean_std((0.5, None), n=1).strip() == "0.5000"
+    assert fmt_mean_std((0.5, None), n=2).strip() == "0.5000"  # no std: never `± 0`
+    assert fmt_mean_std((float("nan"), None), n=3) == "nan (diverged)"
+    assert fmt_mean_std((float("inf"), None), n=1) == "inf (diverged)"
+    rows = [
+        row("nan", 0, 0.1, float("nan")),
+        row("good", 0, 0.01, 0.80),
+        row("better", 0, 0.001, 0.85),
+        row("inf-loss", 0, 1.0, 0.2),
+    ]
+    rows[3]["metrics"]["test_loss"] = float("inf")
+    groups = group_by_seed(rows)
+    for metric in ("test_accuracy", "test_loss"):  # both directions: numbers first
+        ranked = [g["names"][0] for g in rank(groups, metric)]
+        assert ranked[:2] == ["better", "good"], metric
+        assert (
+            set(ranked[2:]) == {"nan", "inf-loss"}
+            if metric == "test_loss"
+            else ranked[2:] == ["inf-loss", "nan"]
+        )
+    text = format_groups(rank(groups, "test_accuracy"), ["lr"])
+    assert "nan (diverged)" in text and "± nan" not in text and "nan ±" not in text
+
+
+def test_differing_settings():
+    rows = [
+        {"lr": 0.1, "opt": "adam", "seed": 0},
+        {"lr": 0.1, "opt": "sgd", "seed": 1},
+        {"lr": 0.1, "opt": "adam"},
+    ]
+    assert differing(rows) == ["opt", "seed"]
+    assert differing([{"a": 1}]) == []
+
+
+def test_shown_keys_of_one_variant_are_those_set_away_from_the_defaults():
+    """A sweep over seeds only ranked one row labelled with all thirty-odd settings."""
+    from quicknets.config.configs import RunConfig
+
+    one = {**RunConfig().flat(), "network": "784-16-10", "epochs": 1}
+    one.pop("seed"), one.pop("threads"), one.pop("device")
+    assert shown_keys([one, dict(one)]) == ["network", "epochs"]
+    assert shown_keys([one, {**one, "lr": 0.01}]) == ["lr"]  # variants: what tells them apart
+    assert shown_keys([RunConfig().flat()]) == [] and shown_keys([]) == []
+    group = {
+        "settings": one,
+        "n": 2,
+        "test_accuracy": (0.8, 0.01),
+        "test_loss": (0.5, 0.02),
+        "val_accuracy": (None, None),
+    }
+    from quicknets.sweeps import format_ranking
+
+    assert format_ranking([group], "test_accuracy").splitlines()[1].split()[:3] == [
+        "1",
+        "network=784-16-10",
+        "epochs=1",
+    ]
+
+
+def row(name, seed, lr, acc):
+    return {
+        "name": name,
+        "settings": {"lr": lr, "seed": seed},
+        "metrics": {"test_accuracy": acc, "test_loss": 1 - acc},
+    }
+
+
+def test_groups_over_seeds_and_ranking():
+    rows = [
+        row("a0", 0, 0.1, 0.80),
+        row("b0", 0, 0.01, 0.90),
+        row("a1", 1, 0.1, 0.84),
+        row("b1", 1, 0.01, 0.86),
+    ]
+    groups = group_by_seed(rows)
+    assert [g["names"] for g in groups] == [["a0", "a1"], ["b0", "b1"]]
+    assert groups[0]["settings"] == {"lr": 0.1} and groups[0]["seeds"] == [0, 1]
+    assert groups[0]["test_accuracy"][0] == pytest.approx(0.82)
+    assert groups[0]["test_accuracy"][1] == pytest.approx(statistics.stdev([0.80, 0.84]))
+    assert [g["settings"]["lr"] for g in rank(groups, "test_accuracy")] == [0.01, 0.1]
+    assert [g["settings"]["lr"] for g in rank(groups, "test_loss")] == [0.01, 0.1]
+
+
+def save(runs_dir, lr, seed, acc, epochs=3):
+    cfg = {
+        "data": {"dataset": "mnist", "data_dir": f"/somewhere/{seed}"},
+        "model": {"model": "784-10", "spec": "784-10"},
+        "train": {"optimizer": "adam", "lr": lr, "seed": seed, "threads": seed + 1},
+    }
+    hist = [
+        {
+            "epoch": e,
+            "epochs": epochs,
+            "train_loss": 1 / e,
+            "train_accuracy": acc * e / epochs,
+            "seconds": 0.5,
+        }
+        for e in range(1, epochs + 1)
+    ]
+    return save_run(network("784-10"), cfg, hist, {"accuracy": acc, "loss": 1 - acc}, {}, runs_dir)
+
+
+def test_compare_records(runs_dir, tmp_path):
+    paths = [save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.1, 1, 0.9), save(runs_dir, 0.01, 0, 0.7)]
+    table = compare([p.name for p in paths], runs_dir)
+    # data_dir and threads differ too, but say nothing about what was trained
+    assert table["differing"] == ["lr", "seed"]
+    assert [g["n"] for g in table["groups"]] == [2, 1]
+    assert table["groups"][0]["test_accuracy"][0] == pytest.approx(0.85)
+    assert table["runs"][0]["metrics"]["seconds"] == pytest.approx(1.5)
+    text = format_compare(table)
+    assert "differing settings: lr, seed" in text and "0.8500 ± 0.0707" in text
+    assert "0.7000 ± 0.0000" not in text and "0.7000" in text  # one run: no std to show
+    fig = plot_curves(table)
+    ax_loss, ax_acc = fig.axes
+    assert len(ax_loss.lines) == 3  # one line per run
+    colours = [line.get_color() for line in ax_loss.lines]
+    assert colours[0] == colours[1] != colours[2]  # the two seeds of lr=0.1 share a colour
+    labels = [t.get_text() for t in ax_loss.get_legend().get_texts()]
+    assert labels == ["lr=0.1 train", "lr=0.01 train"]  # one legend entry per variant
+    png = save_figure(fig, tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    with pytest.raises(QuicknetsError, match="cannot save a figure"):
+        save_figure(fig, tmp_path / "curves.txt")
+
+
+def test_a_run_named_twice_counts_once(runs_dir):
+    """`compare RUN RUN` (or a run by name and by folder) was 2 seeds with a std of 0."""
+    a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.1, 1, 0.9)
+    table = compare([a.name, str(a), a.name[:-2], b.name], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [a.name, b.name]
+    assert table["groups"][0]["n"] == 2 and table["groups"][0]["seeds"] == [0, 1]
+    assert compare([a.name, a.name], runs_dir)["groups"][0]["n"] == 1
+
+
+def test_compare_command(runs_dir, tmp_path, capsys):
+    a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.01, 0, 0.9)
+    png = tmp_path / "c.png"
+    assert main(["compare", a.name, b.name, "--runs-dir", str(runs_dir), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "differing settings: lr" in out and a.name in out and f"wrote: {png}" in out
+    assert png.is_file()
+    assert main(["compare", "--where", "lr<0.05", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert b.name in out and a.name not in out
+    unfinished = start_run(
+        {
+            "data": {"dataset": "mnist"},
+            "model": {"model": "784-10", "spec": "784-10"},
+            "train": {"optimizer": "adam", "lr": 1.0, "seed": 0},
+        },
+        {},
+        runs_dir,
+    )
+    assert main(["compare", a.name, unfinished.name, "--runs-dir", str(runs_dir)]) == 1
+    assert "not finished" in capsys.readouterr().err
+    assert main(["compare", "--runs-dir", str(runs_dir)]) == 1
+    assert "nothing to compare" in capsys.readouterr().err
+    assert main(["compare", "--sweep", "no-such-sweep", "--runs-dir", str(runs_dir)]) == 1
+    assert "no finished run matches --sweep no-such-sweep" in capsys.readouterr().err
+
+
+def test_a_copy_of_a_run_is_not_another_seed(runs_dir, tmp_path, capsys):
+    """A `cp -r` backup inside the runs folder gave n=2 with ± 0.0000. Other members: a renamed
+    folder, the same run in two runs folders given together, a record from before run ids."""
+    import json
+    import shutil
+
+    a, b = save(runs_dir, 0.1, 0, 0.80), save(runs_dir, 0.1, 1, 0.90)
+    backup = shutil.copytree(a, runs_dir / (a.name + "-backup"))
+    moved = tmp_path / "elsewhere" / b.name
+    shutil.copytree(b, moved)
+    table = compare([backup.name, a.name, b.name, str(moved)], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [a.name, b.name]  # the originals are kept
+    (group,) = table["groups"]
+    assert group["n"] == 2 and group["seeds"] == [0, 1]
+    assert group["test_accuracy"][1] == pytest.approx(statistics.stdev([0.8, 0.9]))
+    assert table["skipped"] == [
+        f"{backup}: a copy of run {a} (the same run id); counted once",
+        f"{moved}: a copy of run {runs_dir / b.name} (the same run id); counted once",
+    ]
+    assert main(["compare", "--where", "lr=0.1", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "0.8500 ± 0.0707" in out and f"skipped {backup}: a copy of run {a}" in out
+    os.rename(a, runs_dir / "renamed")  # renamed, and only the copy and the renamed left
+    assert compare(["renamed", backup.name], runs_dir)["groups"][0]["n"] == 1
+    old = save(runs_dir, 0.1, 2, 0.7)  # made before run ids: its name and time tell
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["run_id"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    old_copy = shutil.copytree(old, runs_dir / "old-copy")
+    table = compare([old.name, old_copy.name], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [old.name] and len(table["skipped"]) == 1
+
+
+def test_a_seed_counts_once(runs_dir, capsys):
+    """Two runs of the same settings and seed (the same command twice) are no second seed: on
+    one machine they give the same numbers, and n=2 ± 0 would claim a spread that was never
+    measured. Every run is still listed."""
+    a, again, other = (
+        save(runs_dir, 0.1, 0, 0.8),
+        save(runs_dir, 0.1, 0, 0.8),
+        save(runs_dir, 0.1, 1, 0.9),
+    )
+    table = compare([a.name, again.name, other.name], runs_dir)
+    assert [r["name"] for r in table["runs"]] == [a.name, again.name, other.name]
+    (group,) = table["groups"]
+    assert group["n"] == 2 and group["names"] == [a.name, other.name]
+    assert table["skipped"] == [
+        f"{again}: the same settings and seed (0) as run {a}, so no new seed; counted once"
+    ]
+    one = compare([a.name, again.name], runs_dir)["groups"][0]
+    assert one["n"] == 1 and one["test_accuracy"] == (0.8, None)
+
+
+def test_compare_of_one_seed_has_no_std(runs_dir, capsys):
+    """Python compare() gave a std of 0.0 for a single seed; the CLI showed the mean alone."""
+    a = save(runs_dir, 0.1, 0, 0.8)
+    (group,) = compare([a.name], runs_dir)["groups"]
+    assert group["n"] == 1 and group["test_accuracy"] == (0.8, None)
+    assert group["test_loss"] == (pytest.approx(0.2), None)
+    assert group["val_accuracy"] == (None, None)  # no validation split: nothing to show

@@ -1,0 +1,214 @@
+"""sweeps/pool.py: the thread plan, jobs, the one worker pool, crashes, Ctrl-C, the script guard."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from conftest import HANG_S, finish, wait_until
+from quicknets.base.errors import QuicknetsError
+from quicknets.records.index import query
+from quicknets.sweeps.pool import Job, Outcome, execute, plan_workers, train_job
+
+CORES = len(os.sched_getaffinity(0))
+
+
+def test_worker_plan_never_oversubscribes():
+    assert plan_workers(24, cores=2, free=2) == (2, 1)
+    assert plan_workers(24, cores=2, free=1) == (1, 1)  # the other core is busy
+    assert plan_workers(1, cores=8, free=8) == (1, 8)  # one trial: all the threads
+    assert plan_workers(24, threads=2, cores=8, free=8) == (4, 2)
+    assert plan_workers(24, workers=2, cores=2, free=1) == (2, 1)
+    for workers, threads in [(3, 0), (2, 2)]:
+        with pytest.raises(QuicknetsError, match="oversubscribe"):
+            plan_workers(24, workers, threads, cores=2, free=2)
+    for workers, threads in [(-1, 0), (0, -2), (1.5, 0), ("2", 0), (True, 0)]:
+        with pytest.raises(QuicknetsError, match="must be a whole number of at least 1"):
+            plan_workers(24, workers, threads, cores=2, free=2)
+
+
+def test_a_job_is_its_trial_config():
+    job = Job(
+        {"epochs": 2, "dataset": "mnist"},
+        {"network": "784-32-10", "lr": 0.01, "seed": 1},
+        "s",
+        "test_accuracy",
+        threads=1,
+    )
+    config = job.config()
+    assert config.network.network == "784-32-10" and config.data.dataset == "mnist"
+    assert config.train.lr == 0.01 and config.train.threads == 1 and config.train.seed == 1
+    assert config.train.momentum is None and config.train.weight_decay == 0.0  # the defaults
+
+
+def base(tiny_dir):
+    return {
+        "dataset": "mnist",
+        "data_dir": str(tiny_dir),
+        "verify": False,
+        "epochs": 1,
+        "batch_size": 32,
+    }
+
+
+def test_a_failing_trial_is_an_outcome(tiny_dir, runs_dir):
+    stop = threading.Event()
+    done = train_job(
+        Job(
+            base(tiny_dir), {"network": "784-16-10", "seed": 0}, "f", "test_loss", runs_dir=runs_dir
+        ),
+        stop,
+    )
+    assert done.status == "done" and len(done.runs) == 1 and done.value > 0  # a loss
+    unfit = train_job(
+        Job(
+            base(tiny_dir),
+            {"network": "784-16-11", "seed": 0},
+            "f",
+            "test_accuracy",
+            runs_dir=runs_dir,
+        ),
+        stop,
+    )
+    assert unfit.status == "failed" and unfit.runs == []  # refused before a record was made
+    assert "number of classes 10" in unfit.message
+    diverged = train_job(
+        Job(
+            base(tiny_dir),
+            {
+                "network": "784-64-64-64-64-64-64-10",
+                "seed": 0,
+                "optimizer": "sgd",
+                "lr": 100.0,
+                "momentum": 0.99,
+            },
+            "f",
+            "test_accuracy",
+            runs_dir=runs_dir,
+        ),
+        stop,
+    )
+    assert diverged.status == "failed" and "diverged" in diverged.message
+    assert {r["status"] for r in query(runs_dir, [f"name={diverged.runs[0]}"], status="all")} == {
+        "failed"
+    }  # its record says so
+    stop.set()
+    assert train_job(Job(base(tiny_dir), {"seed": 0}, "f", "test_accuracy"), stop) is None
+
+
+def echo(task, tell, stop):
+    """A work function for the pool (module level: a spawned worker imports it by name)."""
+    if task == "die":
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer would
+    tell(Outcome({"task": task}, "done", 0.0, message=str(os.getpid())))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_pool_tells_every_trial_here(workers):
+    told = []
+    assert execute(echo, ["a", "b", "c"], workers, 1, told.append) is False
+    assert sorted(o.settings["task"] for o in told) == ["a", "b", "c"]
+    pids = {o.message for o in told}
+    assert (pids == {str(os.getpid())}) == (workers == 1)  # in this process only for one
+
+
+def test_a_worker_that_dies_fails_its_trial_only():
+    told = []
+    execute(echo, ["a", "die", "b", "c"], 2, 1, told.append)
+    assert sorted(o.settings.get("task", "") for o in told if o.status == "done") == ["a", "b", "c"]
+    (dead,) = [o for o in told if o.status == "failed"]
+    assert dead.settings == {} and "signal 9" in dead.message
+
+
+def test_ctrl_c_stops_a_parallel_sweep_cleanly(tiny_dir, runs_dir):
+    workers = min(2, CORES)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "quicknets",
+            "sweep",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tiny_dir),
+            "--no-verify",
+            "--epochs",
+            "100000",
+            "--layers",
+            "784-16-10,784-32-10,784-64-10",
+            "--workers",
+            str(workers),
+            "--threads",
+            "1",
+            "--runs-dir",
+            str(runs_dir),
+            "--name",
+            "c",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_until(
+        lambda: len(list(runs_dir.glob("*/checkpoint.pt"))) >= workers,
+        proc,
+        "checkpoint of every worker",
+    )  # every worker is training
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, err = finish(proc)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.splitlines() == [
+        f"interrupted: sweep c: {workers} run(s) interrupted, "
+        f"{3 - workers} not started; continue it with `quicknets "
+        f"sweep --resume-sweep c --runs-dir {runs_dir}`"
+    ]
+    assert out.count("interrupted: it keeps its last finished epoch") == workers
+    rows = query(runs_dir, status="all")
+    assert len(rows) == workers and {r["status"] for r in rows} == {"interrupted"}
+
+
+@pytest.mark.skipif(CORES < 2, reason="needs two cores for two workers")
+def test_a_script_without_the_main_guard_gets_one_clear_error(tiny_dir, runs_dir, tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        from quicknets import sweep
+        print("script body")
+        sweep({base(tiny_dir)!r}, grid={{"lr": [0.001, 0.003]}}, workers=2, threads=1,
+              runs_dir={str(runs_dir)!r}, name="g")
+        print("after the sweep")
+        """)
+    )
+    p = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=HANG_S
+    )
+    assert p.returncode == 1 and "after the sweep" not in p.stdout
+    assert p.stderr.count("QuicknetsError:") == 1 and p.stderr.count("Traceback") == 1
+    assert p.stderr.strip().splitlines()[-1] == (
+        "quicknets.base.errors.QuicknetsError: sweep() ran again in a worker process: "
+        "a script that "
+        'runs a sweep must call it under `if __name__ == "__main__":` (each worker process '
+        "imports the script again, and would start the sweep again)"
+    )
+    assert query(runs_dir, status="all") == []  # nothing trained, not even once
+    assert not (runs_dir / "sweeps" / "g.json").exists()  # the name is still free
+    guarded = (
+        script.read_text()
+        .replace("from quicknets import sweep\n", "")
+        .replace(
+            "\nsweep(", '\nfrom quicknets import sweep\nif __name__ == "__main__":\n    sweep('
+        )
+    )
+    script.write_text(guarded.replace("\n      runs_dir", "\n          runs_dir"))
+    p = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=HANG_S
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("script body") == 3  # the parent and each worker import it
+    assert len(query(runs_dir)) == 2  # trained once

@@ -1,0 +1,398 @@
+"""sweeps/__init__.py and `quicknets sweep`: grid and random sweeps end to end, the ranked table
+with failed trials, names used once, --resume-sweep, and every wrong TOML value as one line."""
+
+import os
+import sys
+
+import pytest
+
+from quicknets import sweep as exported_sweep
+from quicknets.base.errors import QuicknetsError
+from quicknets.cli import main
+from quicknets.records.index import query
+from quicknets.records.runs import list_runs
+from quicknets.sweeps import format_ranking, resume_sweep, sweep
+
+CORES = len(os.sched_getaffinity(0))
+
+
+def base(tiny_dir):
+    return {
+        "dataset": "mnist",
+        "data_dir": str(tiny_dir),
+        "verify": False,
+        "epochs": 2,
+        "batch_size": 32,
+    }
+
+
+def test_grid_sweep_in_python(tiny_dir, runs_dir):
+    assert exported_sweep is sweep
+    lines = []
+    groups = sweep(
+        base(tiny_dir),
+        grid={"layers": ["784-16-10", "784-64-10"], "lr": [0.001, 0.01]},
+        seeds=2,
+        workers=1,
+        threads=1,
+        runs_dir=runs_dir,
+        name="s1",
+        log=lines.append,
+    )
+    assert len(groups) == 4 and all(g["n"] == 2 and g["seeds"] == [0, 1] for g in groups)
+    means = [g["test_accuracy"][0] for g in groups]
+    assert means == sorted(means, reverse=True)  # ranked
+    runs = list_runs(runs_dir, sweep="s1")
+    assert len(runs) == 8 and all(r.meta["sweep"] == "s1" for r in runs)
+    assert {(r.config.network.network, r.config.train.lr, r.config.train.seed) for r in runs} == {
+        (m, lr, s) for m in ("784-16-10", "784-64-10") for lr in (0.001, 0.01) for s in (0, 1)
+    }
+    assert lines[0] == "sweep s1: 4 variants x 2 seed(s) = 8 runs; 1 worker(s) x 1 thread(s)"
+    trials = [line for line in lines if line.startswith("trial ")]
+    assert len(trials) == 8 and trials[0].startswith("trial 1/8 (")
+    assert "  network=784-16-10 lr=0.001 seed=0  test_accuracy 0." in trials[0]
+    with pytest.raises(QuicknetsError, match="not as a setting"):
+        sweep(base(tiny_dir), grid={"seed": [1, 2]}, runs_dir=runs_dir)
+
+
+def test_a_name_is_used_once(tiny_dir, runs_dir):
+    sweep(
+        base(tiny_dir),
+        grid={"lr": [0.001]},
+        workers=1,
+        runs_dir=runs_dir,
+        name="once",
+        log=lambda *a: None,
+    )
+    with pytest.raises(QuicknetsError) as e:  # its runs would count as extra seeds
+        sweep(
+            base(tiny_dir),
+            grid={"lr": [0.001]},
+            workers=1,
+            runs_dir=runs_dir,
+            name="once",
+            log=lambda *a: None,
+        )
+    assert str(e.value) == (
+        f"the sweep name 'once' is already used in {runs_dir} (1 run(s)); "
+        f"choose another --name, look at it with `quicknets compare "
+        f"--sweep once`, or continue it with `quicknets sweep "
+        f"--resume-sweep once`"
+    )
+    assert len(list_runs(runs_dir, sweep="once")) == 1
+    for name in ("a/b", "", ".hidden", 3):
+        with pytest.raises(QuicknetsError, match="a sweep name is"):
+            sweep(base(tiny_dir), grid={"lr": [0.001]}, runs_dir=runs_dir, name=name)
+    with pytest.raises(QuicknetsError, match="oversubscribe"):  # fails before any run ...
+        sweep(
+            base(tiny_dir),
+            grid={"lr": [0.001]},
+            workers=999,
+            runs_dir=runs_dir,
+            name="free",
+            log=lambda *a: None,
+        )
+    assert not (runs_dir / "sweeps" / "free.json").exists()  # ... so the name stays free
+
+
+def test_one_failing_variant_does_not_stop_the_sweep(tiny_dir, runs_dir):
+    deep = "784-64-64-64-64-64-64-10"
+    lines = []
+    groups = sweep(
+        {**base(tiny_dir), "epochs": 1, "optimizer": "sgd", "momentum": 0.99},
+        grid={"network": [deep, "784-16-11"], "lr": [0.001, 100.0]},
+        workers=1,
+        runs_dir=runs_dir,
+        name="f",
+        log=lines.append,
+    )
+    assert [g.get("state", "COMPLETE") for g in groups] == ["COMPLETE"] + ["FAILED"] * 3
+    assert groups[0]["settings"]["lr"] == 0.001 and groups[0]["settings"]["network"] == deep
+    why = {(g["settings"]["network"], g["settings"]["lr"]): g["message"] for g in groups[1:]}
+    assert why[(deep, 100.0)].startswith("training diverged in epoch 1")
+    assert why[("784-16-11", 0.001)].endswith("got 784-16-11: give --network 784-16-10")
+    assert sum("  failed: " in line for line in lines) == 3
+    assert lines[-1].endswith(", 3 failed")
+    statuses = sorted(r["status"] for r in query(runs_dir, status="all"))
+    assert statuses == ["done", "failed"]  # the diverged run's record is marked failed
+    table = format_ranking(groups, "test_accuracy").splitlines()
+    assert len(table) == 1 + 4 + 3 and table[2].endswith("failed")
+    assert any(line.strip().startswith("2  failed: training diverged") for line in table[5:])
+
+
+def test_resume_sweep_trains_only_what_is_not_finished(tiny_dir, runs_dir):
+    from quicknets.config.configs import RunConfig
+    from quicknets.records.experiment import run
+    from quicknets.records.runs import remove_run
+
+    quiet = lambda *a: None  # noqa: E731
+    sweep(
+        base(tiny_dir),
+        grid={"lr": [0.001, 0.01, 0.03]},
+        workers=1,
+        runs_dir=runs_dir,
+        name="r",
+        log=quiet,
+    )
+    by_lr = {r.config.train.lr: r.name for r in list_runs(runs_dir, sweep="r")}
+    remove_run(by_lr[0.01], runs_dir)  # never trained, as far as the sweep can tell
+    remove_run(by_lr[0.03], runs_dir)  # stopped after its first epoch, as Ctrl-C leaves it
+
+    def ctrl_c(epoch, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(
+            RunConfig.build(**base(tiny_dir), lr=0.03, seed=0, threads=1),
+            runs_dir,
+            quiet=True,
+            sweep="r",
+            on_epoch=ctrl_c,
+        )
+    lines = []
+    groups = resume_sweep("r", workers=1, threads=1, runs_dir=runs_dir, log=lines.append)
+    assert lines[0] == (
+        "sweep r: 1 of 3 runs finished; continuing 2 (1 from their "
+        "checkpoints); 1 worker(s) x 1 thread(s)"
+    )
+    assert len(groups) == 3 and all(g["n"] == 1 for g in groups)  # no run counted twice
+    rows = query(runs_dir, status="all")
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"done"}
+    assert all(r["epochs_done"] == 2 for r in rows)
+    assert resume_sweep("r", workers=1, threads=1, runs_dir=runs_dir, log=lines.append) == groups
+    assert lines[-2].startswith("sweep r: 3 of 3 runs finished; continuing 0")
+    with pytest.raises(QuicknetsError, match="no sweep named 'nothing'"):
+        resume_sweep("nothing", runs_dir=runs_dir)
+    assert not (runs_dir / "optuna.sqlite3").exists()  # looking did not make a study file
+
+
+def test_sweep_command_with_toml_and_workers(tiny_dir, runs_dir, tmp_path, capsys):
+    workers = min(2, CORES)
+    toml = tmp_path / "sweep.toml"
+    toml.write_text(
+        f'seeds = 2\nworkers = {workers}\nthreads = 1\nname = "t1"\n'
+        f'[base]\ndataset = "mnist"\ndata_dir = "{tiny_dir}"\nverify = false\n'
+        f'epochs = 1\n[vary]\nlayers = ["784-16-10", "784-32-10"]\n'
+        f"lr = [0.1, 0.2]\n"
+    )
+    assert (
+        main(["sweep", "--config", str(toml), "--lr", "0.003,0.03", "--runs-dir", str(runs_dir)])
+        == 0
+    )  # the flag replaces the file's lr
+    out = capsys.readouterr().out
+    assert f"4 variants x 2 seed(s) = 8 runs; {workers} worker(s) x 1 thread(s)" in out
+    assert out.count("\ntrial ") == 8  # a line per trial, from the worker processes
+    assert "ranked by test_accuracy" in out and out.count(" ± ") >= 8
+    assert "best: " in out and "quicknets compare --sweep t1" in out
+    assert len(list_runs(runs_dir, sweep="t1")) == 8
+    assert main(["compare", "--sweep", "t1", "--runs-dir", str(runs_dir)]) == 0
+    assert "differing settings: lr, network, seed" in capsys.readouterr().out
+    assert main(["sweep", "--resume-sweep", "t1", "--lr", "0.1", "--runs-dir", str(runs_dir)]) == 1
+    assert "it takes only --workers" in capsys.readouterr().err
+    toml.write_text("seeds = [\n")
+    assert main(["sweep", "--config", str(toml)]) == 1
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("seeds = 2.5", "seeds must be a number of seeds"),
+        ("base = 5", "base must be a table of settings"),
+        ("vary = [1]", "vary must be a table of settings"),
+        ('trials = "ten"', "trials must be a whole number of at least 1, got 'ten'"),
+        ("workers = -1", "workers must be a whole number of at least 1 (0: choose for me), got -1"),
+        ("threads = 1.5", "threads must be a whole number"),
+        ("search = 3", "search must be a string"),
+        ('prune = "no"', "prune must be true or false"),
+        ('name = "a b"', "a sweep name is"),
+        ('metric = "val_accuracy"', "needs a validation split"),
+        ("colour = 1", "unknown key(s) colour"),
+        ("[vary]\nlr = {low = 0.001}", "lr: a range is {low = ..., high = ..., log = true|false}"),
+        ("[vary]\nbatchnorm = true", "batchnorm: give a list of values to try"),
+        ("[vary]\nlr = {low = 0.001, high = 0.1, log = {x = 1}}", "log must be true or false"),
+        ("[vary]\nlr = {low = 0.001, high = 0.1, step = {x = 1}}", "lr: a range is"),
+        ("[vary]\ncolour = [1]", "unknown setting 'colour'"),
+        ('[base]\nepochs = "two"', "--epochs must be int"),
+        ("[base]\nmomentum = 0.9", "--momentum 0.9 is for sgd and rmsprop; adam has no momentum"),
+        (
+            '[base]\nmomentum = 0.5\n[vary]\noptimizer = ["sgd", "nadam"]',
+            "--momentum 0.5 is for sgd and rmsprop; nadam has no momentum",
+        ),
+    ],
+)
+def test_a_wrong_toml_value_is_one_error_line(tmp_path, runs_dir, capsys, toml, message):
+    path = tmp_path / "sweep.toml"
+    path.write_text(
+        toml
+        + ("\n[vary]\nlr = [0.1, 0.2]\n" if "[vary]" not in toml and "vary =" not in toml else "\n")
+    )
+    assert main(["sweep", "--config", str(path), "--runs-dir", str(runs_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+    assert not list(runs_dir.glob("*/config.json"))  # nothing trained
+
+
+@pytest.mark.parametrize("seeds", [",", "", "1,,2", "-1", "0", "2.5", "x"])
+def test_bad_seeds_flag_is_one_error_line(runs_dir, capsys, seeds):
+    assert main(["sweep", "--lr", "0.1,0.2", "--seeds", seeds, "--runs-dir", str(runs_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "seed" in err, err
+
+
+def test_random_sweep_in_python(tiny_dir, runs_dir):
+    groups = sweep(
+        base(tiny_dir),
+        grid={"lr": "log:0.001:0.03", "batch_size": [16, 64]},
+        search="random",
+        trials=3,
+        workers=1,
+        runs_dir=runs_dir,
+        name="r1",
+        log=lambda *a: None,
+    )
+    runs = list_runs(runs_dir, sweep="r1")
+    assert len(groups) == len(runs) == 3
+    assert all(0.001 <= r.config.train.lr <= 0.03 for r in runs)
+    assert {g["settings"]["lr"] for g in groups} == {r.config.train.lr for r in runs}
+
+
+def test_metric_names_in_help():
+    from quicknets.cli import build_parser
+
+    sub = [a for a in build_parser()._actions if a.dest == "command"][0].choices["sweep"]
+    text = sub.format_help()
+    assert "val_accuracy" in text and "val_acc," not in text
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--batchnorm"], "true"),
+        (["--no-batchnorm"], "false"),
+        (["--batchnorm", "true,false"], "true,false"),
+    ],
+)
+def test_booleans_are_spelled_as_in_train(flags, expected):
+    from quicknets.cli import build_parser
+
+    args = build_parser().parse_args(["sweep", *flags, "--lr", "0.1"])
+    assert args.set_batchnorm == expected and args.set_lr == "0.1"
+
+
+def test_an_optuna_sweep_without_optuna_is_one_error_line(tiny_dir, runs_dir, capsys, monkeypatch):
+    """Optuna is an optional extra (quicknets[sweep]); without it, no ModuleNotFoundError."""
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails as if absent
+    assert (
+        main(
+            [
+                "sweep",
+                "--search",
+                "optuna",
+                "--trials",
+                "2",
+                "--lr",
+                "log:1e-3:1e-2",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tiny_dir),
+                "--no-verify",
+                "--epochs",
+                "1",
+                "--name",
+                "o1",
+                "--runs-dir",
+                str(runs_dir),
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert err == (
+        "error: an Optuna sweep needs Optuna, an optional extra: pip install 'quicknets[sweep]'\n"
+    )
+    assert not (runs_dir / "sweeps" / "o1.json").exists()
+
+
+def test_early_stopped_runs_are_ranked_by_the_epoch_they_kept(tiny_dir, runs_dir, capsys):
+    """The ranking, `sweep --show`, compare(), the index and `runs --sort` read the last,
+    discarded epoch's validation numbers, not those of the best epoch that was restored and
+    tested. min_delta 10 makes epoch 1 the best for sure; patience 1 stops after epoch 2."""
+    from quicknets.records.comparison import compare, fmt_mean_std, metrics
+    from quicknets.sweeps import load_sweep
+    from quicknets.sweeps.pool import score
+
+    assert (
+        main(
+            [
+                "sweep",
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(tiny_dir),
+                "--no-verify",
+                "--layers",
+                "784-16-10",
+                "--lr",
+                "0.003,0.03",
+                "--epochs",
+                "4",
+                "--val-split",
+                "0.2",
+                "--patience",
+                "1",
+                "--min-delta",
+                "10",
+                "--metric",
+                "val_loss",
+                "--workers",
+                "1",
+                "--threads",
+                "1",
+                "--name",
+                "es",
+                "--runs-dir",
+                str(runs_dir),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    runs = list_runs(runs_dir, sweep="es")
+    assert len(runs) == 2
+    kept = {r.name: r.history[0] for r in runs}  # the epoch whose weights were tested
+    for r in runs:
+        assert [row["epoch"] for row in r.history] == [1, 2]
+        assert r.history[-1]["best_epoch"] == 1
+        assert r.history[-1]["val_loss"] != kept[r.name]["val_loss"]  # the test can fail
+        m = metrics(r)
+        assert (m["val_loss"], m["val_accuracy"], m["kept_epoch"], m["epochs"]) == (
+            kept[r.name]["val_loss"],
+            kept[r.name]["val_accuracy"],
+            1,
+            2,
+        )
+        assert score(r.history, r.results, "val_loss") == kept[r.name]["val_loss"]  # Optuna's
+    best_first = sorted(runs, key=lambda r: kept[r.name]["val_loss"])
+    view = load_sweep("es", runs_dir)
+    assert [g["names"] for g in view.groups] == [[r.name] for r in best_first]
+    assert [g["val_loss"][0] for g in view.groups] == [kept[r.name]["val_loss"] for r in best_first]
+    table = compare([r.name for r in runs], runs_dir)
+    assert [g["val_accuracy"] for g in table["groups"]] == [
+        (kept[r.name]["val_accuracy"], None) for r in runs
+    ]
+    for r in best_first:  # the printed table, after the run and with --show
+        assert fmt_mean_std((kept[r.name]["val_accuracy"], None), n=1).strip() in out
+    assert main(["sweep", "--show", "es", "--runs-dir", str(runs_dir)]) == 0
+    shown = capsys.readouterr().out
+    lines = [line for line in shown.splitlines() if line.lstrip()[:1] in ("1", "2")]
+    for line, r in zip(lines, best_first):
+        assert f"{kept[r.name]['val_accuracy']:.4f}" in line
+    rows = query(runs_dir, ["val_loss>0"], sort="val_loss")  # the index holds them too
+    assert [(row["name"], row["val_loss"]) for row in rows] == [
+        (r.name, kept[r.name]["val_loss"]) for r in best_first
+    ]
+    assert main(["runs", "--sort=-val_loss", "--runs-dir", str(runs_dir)]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:3]]
+    assert listed == [r.name for r in reversed(best_first)]

@@ -1,0 +1,132 @@
+"""The hand-written Linear+ReLU pass: bit for bit autograd's numbers, and only where it applies."""
+
+import pytest
+import torch
+from torch import nn
+
+from quicknets.config.configs import TrainConfig
+from quicknets.networks.models import network
+from quicknets.training.fused import fusable, fused_step
+from quicknets.training.loop import make_optimizer, train, train_epoch
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "spec, batch, settings",
+    [
+        ("784-256-128-64-10", 64, {}),
+        ("784-10", 7, {}),
+        (
+            "784-32-16-10",
+            100,
+            dict(optimizer="sgd", lr=0.05, schedule="onecycle", translate=2, flip=True),
+        ),
+    ],
+)
+def test_fused_epoch_equals_autograd_bit_for_bit(tiny, spec, batch, settings):
+    """Two epochs, a last batch smaller than the rest, weight decay, another optimizer, a
+    schedule, augmentation: the same losses and the same weights."""
+    x = tiny.preprocessing.normalize(tiny.train_images)
+    results = []
+    for use_fused in (False, True):
+        model = network(spec, seed=0)
+        config = TrainConfig(batch_size=batch, weight_decay=1e-4, threads=1, **settings)
+        opt = make_optimizer(model, config)
+        fused = fused_step(model, config, torch.device("cpu")) if use_fused else None
+        assert (fused is not None) == use_fused
+        g = torch.Generator().manual_seed(0)
+        steps = 2 * -(-len(x) // batch)
+        sums = [
+            train_epoch(
+                model,
+                opt,
+                nn.NLLLoss(),
+                x,
+                tiny.train_labels,
+                batch,
+                g,
+                config=config,
+                fused=fused,
+                first_step=e * steps // 2,
+                total_steps=steps,
+            )
+            for e in range(2)
+        ]
+        results.append((sums, state(model)))
+    (sums_a, weights_a), (sums_f, weights_f) = results
+    assert sums_a == sums_f
+    assert all(torch.equal(weights_a[k], weights_f[k]) for k in weights_a)
+
+
+def test_train_takes_the_fused_path_to_the_same_history(tiny, monkeypatch):
+    import quicknets.training.loop as training
+
+    used = []
+    monkeypatch.setattr(training, "fused_step", lambda *a: used.append(fused_step(*a)) or used[-1])
+    fused_model = network("784-32-10", seed=1)
+    fused_history = train(fused_model, tiny, epochs=2, threads=1, quiet=True)
+    assert used[-1] is not None
+    monkeypatch.setattr(training, "fused_step", lambda *a: None)
+    autograd_model = network("784-32-10", seed=1)
+    history = train(autograd_model, tiny, epochs=2, threads=1, quiet=True)
+
+    def drop(h):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in h]
+
+    assert drop(history) == drop(fused_history)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(state(fused_model).values(), state(autograd_model).values())
+    )
+
+
+def test_what_the_fused_pass_covers():
+    cpu = torch.device("cpu")
+    assert fusable(network("784-32-16-10")) is not None
+    assert fusable(network("conv8-fc16")) is None
+    for kwargs in (dict(dropout=0.2), dict(batchnorm=True), dict(activation="gelu")):
+        assert fusable(network("784-32-10", **kwargs)) is None, kwargs
+    hooked = network("784-32-10")
+    handle = hooked[1].register_forward_hook(lambda *a: None)
+    assert fusable(hooked) is None
+    handle.remove()
+    assert fusable(hooked) is not None
+    handle = nn.modules.module.register_module_forward_hook(lambda *a: None)
+    try:
+        assert fusable(hooked) is None  # a hook on every module sees every layer
+    finally:
+        handle.remove()
+    model = network("784-32-10")
+    for settings in (
+        dict(bf16=True),
+        dict(fp16=True),
+        dict(compile=True),
+        dict(label_smoothing=0.1),
+    ):
+        assert fused_step(model, TrainConfig(**settings), cpu) is None, settings
+    assert fused_step(model, TrainConfig(), torch.device("meta")) is None
+
+
+def test_which_runs_may_change_threads(monkeypatch):
+    """Networks of matrix products and elementwise layers, in fp32 on the CPU, are thread-free
+    (their numbers do not depend on the thread count); BatchNorm, convolutions, bf16 are not."""
+    import quicknets.training.loop as training
+    from quicknets.training.loop import thread_free
+
+    monkeypatch.setattr(training, "thread_invariant", lambda: True)  # MKL's strict mode
+    cpu, config = torch.device("cpu"), TrainConfig()
+    assert thread_free(network("784-32-10"), config, cpu)
+    assert thread_free(
+        network("784-32-10", dropout=0.2, activation="gelu"),
+        TrainConfig(label_smoothing=0.1, translate=2),
+        cpu,
+    )
+    assert not thread_free(network("784-32-10", batchnorm=True), config, cpu)
+    assert not thread_free(network("conv8-fc16"), config, cpu)
+    assert not thread_free(network("784-32-10"), TrainConfig(bf16=True), cpu)
+    assert not thread_free(network("784-32-10"), config, torch.device("meta"))
+    monkeypatch.setattr(training, "thread_invariant", lambda: False)  # MKL in its usual mode
+    assert not thread_free(network("784-32-10"), config, cpu)
