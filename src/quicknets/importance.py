@@ -152,7 +152,7 @@ def _fanova(trials: list, kinds: dict, seed: int, optuna) -> list:
         )
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         shares = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    return sorted(shares.items(), key=lambda kv: -kv[1])
+    return sorted(((k, float(v)) for k, v in shares.items()), key=lambda kv: -kv[1])
 
 
 def format_importance(result: Importance, digits: int = 2) -> str:
