@@ -42,6 +42,7 @@ def test_lr_matters_most_in_a_simulated_grid():
     assert [k for k, _ in result.shares] == ["lr", "dropout"]  # seed, network: one value
     assert result.shares[0][1] > 0.9
     assert sum(s for _, s in result.shares) == pytest.approx(1.0)
+    assert all(type(s) is float for _, s in result.shares)  # JSON-ready
     line = format_importance(result)
     assert line.startswith("importance: lr ") and line.endswith("(fANOVA over 6 trials)")
     assert shares_of(line) == [(k, pytest.approx(s, abs=0.005)) for k, s in result.shares]

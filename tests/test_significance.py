@@ -54,6 +54,9 @@ def test_predictions_and_labels_give_the_same_test():
     from_preds = mcnemar(pred_a, pred_b, labels=labels)
     assert from_preds == mcnemar(pred_a == labels, pred_b == labels)
     assert from_preds == mcnemar(list(pred_a), list(pred_b), labels=(labels, labels.copy()))
+    import torch
+
+    assert from_preds == mcnemar(torch.tensor(pred_a == labels), torch.tensor(pred_b == labels))
 
 
 def test_a_clearly_worse_classifier_is_significant_on_10000_images():
@@ -123,6 +126,7 @@ def test_correct_predictions_score_as_evaluate_does(tiny):
 def test_summary_interval_against_the_t_table():
     s = summarize([1.0, 2.0, 3.0])
     assert (s.n, s.mean, s.std) == (3, 2.0, 1.0)
+    assert all(type(x) is float for x in (s.mean, s.std, s.low, s.high))  # JSON-ready
     half = 4.303 / math.sqrt(3)  # t(0.975, 2 df) = 4.303, printed t tables
     assert s.low == pytest.approx(2 - half, abs=1e-3) and s.high == pytest.approx(
         2 + half, abs=1e-3

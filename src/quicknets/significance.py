@@ -161,7 +161,7 @@ def summarize(values, confidence: float = CONFIDENCE) -> Summary:
     if n < 2:
         return Summary(n, mean, None, None, None, ONE_SEED)
     std = float(np.std(xs, ddof=1))
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half)
 
 
