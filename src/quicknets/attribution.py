@@ -23,9 +23,24 @@ pixels speak for the class, negative ones against it. The methods (METHODS):
   ReLU applied as in the paper, upsampled bilinearly to (H, W); never negative. Convolutional
   networks only; with flip_tta the mirrored half's map is mirrored back and the two averaged.
 
-Methods offered by default (METHODS[...].default) pass Adebayo et al.'s model-randomisation
-check ("Sanity Checks for Saliency Maps", NeurIPS 2018) in tests/test_attribution.py. The
-model is left as found: its train/eval mode restored, no gradient in its parameters' .grad.
+Methods offered by default (methods_for(model, default_only=True): what the CLI, the report
+and the demo show) pass Adebayo et al.'s model-randomisation check ("Sanity Checks for Saliency
+Maps", NeurIPS 2018; tests/test_attribution.py): over 100 Fashion-MNIST test images, the maps
+of a trained network and of the same network with its weights drawn afresh have a median
+Spearman rank correlation below 0.5, both asked about the trained network's predicted class.
+Measured after one epoch on 20,000 images (default MLP; conv8-fc32), medians: Integrated
+Gradients 0.02; 0.01, Occlusion 0.02; -0.02, Saliency -0.00; 0.04, Grad-CAM 0.15 (the same
+to 0.03 with AVX2 kernels). As absolute values, though, Integrated Gradients' and Occlusion's
+maps correlate 0.91 and 0.75 (0.90; 0.73 on the CNN): black pixels are 0 in every map, image minus
+baseline being 0 there, so the garment's outline shows whatever the weights; their colours
+(the signs) are what the training put there.
+
+Cost per image (a batch of 100 through explain_batch, 1 thread on a busy 2-core Xeon, load
+about 4): default MLP IG 1.8 ms, Occlusion 3.7 ms, Saliency 0.04 ms; conv8-fc32 10, 13, 0.35,
+Grad-CAM 0.21 ms; the cnn preset (conv32-conv64-fc128) 44, 135, 2.1, 1.0 ms.
+
+The model is left as found: each module's train/eval mode restored, no gradient in its
+parameters' .grad.
 """
 
 import math
@@ -48,7 +63,8 @@ ROWS = 512  # images per forward pass inside a method (IG's path points, occlude
 @dataclass(frozen=True)
 class Method:
     """title: the method's name in figures; networks: "any" or "conv" (needs a Conv2d);
-    default: offered when no method is named (it passes the model-randomisation check)."""
+    default: offered by methods_for(model, default_only=True), as it passes the
+    model-randomisation check (the module docstring)."""
 
     title: str
     networks: str
@@ -137,7 +153,7 @@ def _attribute(model: nn.Module, pre: Preprocessing, x: torch.Tensor, method, ta
 
 
 def _check_method(model: nn.Module, method) -> None:
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise QuicknetsError(
             f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}"
         )
@@ -151,11 +167,11 @@ def _check_method(model: nn.Module, method) -> None:
 
 def _targets(model: nn.Module, pre: Preprocessing, x: torch.Tensor, targets) -> torch.Tensor:
     """The class index (N,) each map is for: `targets` checked, or the predicted classes."""
-    with torch.no_grad():
-        log_probs = model(x[:1]) if targets is not None else model(x)
+    with torch.no_grad():  # the predicted classes, ROWS images at a time
+        log_probs = torch.cat([model(x[i : i + ROWS]) for i in range(0, len(x), ROWS)])
     k = log_probs.shape[1]
     if targets is None:
-        return log_probs.argmax(1)
+        return log_probs.argmax(1)  # (N,)
     if isinstance(targets, torch.Tensor):
         targets = targets.tolist()
     if isinstance(targets, (str, int)) or not hasattr(targets, "__len__"):
