@@ -38,7 +38,7 @@ def untrained(spec: str, pre: Preprocessing = GRAY, **kwargs) -> nn.Module:
 
 
 def images(pre: Preprocessing, n: int, seed: int = 0) -> torch.Tensor:
-    """uint8 (n, C, H, W): noise with a black border, so black pixels are there to check."""
+    """uint8 (n, C, H, W): noise under three black rows, so black pixels are there to check."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, *pre.shape), generator=g, dtype=torch.uint8)
     x[..., :3, :] = 0

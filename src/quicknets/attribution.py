@@ -36,8 +36,9 @@ baseline being 0 there, so the garment's outline shows whatever the weights; the
 (the signs) are what the training put there.
 
 Cost per image (a batch of 100 through explain_batch, 1 thread on a busy 2-core Xeon, load
-about 4): default MLP IG 1.8 ms, Occlusion 3.7 ms, Saliency 0.04 ms; conv8-fc32 10, 13, 0.35,
-Grad-CAM 0.21 ms; the cnn preset (conv32-conv64-fc128) 44, 135, 2.1, 1.0 ms.
+3 to 4; repeated runs differ by up to half): default MLP IG 1.8 ms, Occlusion 4 ms, Saliency
+0.05 ms; conv8-fc32 10-16, 13, 0.3, Grad-CAM 0.2-0.3 ms; the cnn preset (conv32-conv64-fc128)
+44-47, 107-135, 1.4-2.1, 1.0-1.3 ms.
 
 The model is left as found: each module's train/eval mode restored, no gradient in its
 parameters' .grad.

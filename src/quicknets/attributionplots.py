@@ -54,7 +54,8 @@ def draw_explanation(
         )
     fig = new_figure(3, 3.2) if ax is None else ax.figure
     ax = ax if ax is not None else fig.add_subplot()
-    ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0.0, vmax=1.0)
+    gray = "gray" if pixels.ndim == 2 else None
+    ax.imshow(pixels, cmap=gray, vmin=0.0, vmax=1.0, interpolation="nearest")
     scaled = normalized_map(heat)
     ax.imshow(
         scaled,
