@@ -3,6 +3,7 @@ model left as found, and Adebayo et al.'s model-randomisation check on trained n
 
 import copy
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -231,6 +232,15 @@ def test_a_method_the_network_lacks_is_one_error_naming_those_it_has(fashion):
     with pytest.raises(QuicknetsError, match="needs the dataset"):
         explain(mlp, 0)
     assert explain_batch(mlp, torch.zeros(0, 28, 28, dtype=torch.uint8)).shape == (0, 28, 28)
+
+
+def test_without_captum_it_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "captum.attr", None)  # import captum.attr fails
+    model = untrained("784-16-10")
+    model.train()
+    with pytest.raises(QuicknetsError, match=r"pip install 'quicknets\[explain\]'"):
+        explain(model, images(GRAY, 1)[0])
+    assert model.training
 
 
 @pytest.mark.parametrize("method", list(METHODS))

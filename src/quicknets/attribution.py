@@ -131,6 +131,7 @@ def explain_batch(
 def _attribute(model: nn.Module, pre: Preprocessing, x: torch.Tensor, method, targets):
     """Maps (N, H, W) of normalised images x (N, C, H, W) (see explain_batch)."""
     _check_method(model, method)
+    _captum()  # installed, before the model is touched
     device = next(model.parameters(), torch.empty(0)).device
     modes = {m: m.training for m in model.modules()}  # restored one by one: a mixed model too
     model.eval()  # dropout off, BatchNorm on its running statistics, as classify predicts
@@ -185,8 +186,12 @@ def _targets(model: nn.Module, pre: Preprocessing, x: torch.Tensor, targets) -> 
 def _class_index(target, pre: Preprocessing, k: int) -> int:
     if isinstance(target, str):
         if target not in pre.classes:
-            known = ", ".join(pre.classes) if pre.classes else "the model has no class names"
-            raise QuicknetsError(f"unknown class {target!r}; the classes: {known}")
+            known = (
+                f"the classes: {', '.join(pre.classes)}"
+                if pre.classes
+                else ("the model has no class names: give a class index")
+            )
+            raise QuicknetsError(f"unknown class {target!r}; {known}")
         return list(pre.classes).index(target)
     try:
         index = operator.index(target)  # int, NumPy or 0-d tensor integers; not 1.0
@@ -215,19 +220,18 @@ def _occlusion_positions(side: int) -> int:
 
 def _maps(model: nn.Module, pre: Preprocessing, method: str, x: torch.Tensor, targets):
     """Maps (n, H, W) of normalised images x (n, C, H, W) for class indices targets (n,)."""
-    from captum.attr import IntegratedGradients, LayerGradCam, Occlusion, Saliency
-
+    captum_attr = _captum()
     if method == "grad_cam":
-        return _grad_cam(model, LayerGradCam(model, _last_conv(model)), x, targets)
+        return _grad_cam(model, captum_attr.LayerGradCam(model, _last_conv(model)), x, targets)
     black = _black(pre, x)  # (1, C, 1, 1): pixel 0, normalised, broadcast over the image
     if method == "integrated_gradients":
-        attr = IntegratedGradients(model).attribute(
+        attr = captum_attr.IntegratedGradients(model).attribute(
             x, baselines=black, target=targets, n_steps=IG_STEPS
         )
     elif method == "occlusion":
         c = x.shape[1]
         n_windows = _rows_per_image(method, x)
-        attr = Occlusion(model).attribute(
+        attr = captum_attr.Occlusion(model).attribute(
             x,
             sliding_window_shapes=(c, OCCLUSION_WINDOW, OCCLUSION_WINDOW),
             strides=(c, OCCLUSION_STRIDE, OCCLUSION_STRIDE),
@@ -236,8 +240,19 @@ def _maps(model: nn.Module, pre: Preprocessing, method: str, x: torch.Tensor, ta
             perturbations_per_eval=max(1, min(n_windows, ROWS // len(x))),
         )
     else:  # the input needs its gradient (Captum warns when it sets requires_grad itself)
-        attr = Saliency(model).attribute(x.requires_grad_(), target=targets, abs=True)
+        attr = captum_attr.Saliency(model).attribute(x.requires_grad_(), target=targets, abs=True)
     return attr.detach().sum(1)  # (n, C, H, W) -> (n, H, W), channels with their signs
+
+
+def _captum():
+    """captum.attr, imported only here, or the one error line that says how to install it."""
+    try:
+        import captum.attr
+    except ImportError:
+        raise QuicknetsError(
+            "attribution maps need Captum, an optional extra: pip install 'quicknets[explain]'"
+        ) from None
+    return captum.attr
 
 
 def _black(pre: Preprocessing, x: torch.Tensor) -> torch.Tensor:
@@ -250,12 +265,10 @@ def _black(pre: Preprocessing, x: torch.Tensor) -> torch.Tensor:
 
 def _grad_cam(model: nn.Module, cam, x: torch.Tensor, targets: torch.Tensor):
     """Grad-CAM (n, H, W): the last conv layer's map, ReLU'd, upsampled to the image."""
-    from captum.attr import LayerAttribution
-
     maps = cam.attribute(x, target=targets, relu_attributions=True).detach()  # (n, 1, h, w)
     if len(maps) == 2 * len(x):  # flip_tta: the images, then their mirror images
         maps = (maps[: len(x)] + maps[len(x) :].flip(-1)) / 2
-    return LayerAttribution.interpolate(maps, tuple(x.shape[2:]), "bilinear")[:, 0]
+    return _captum().LayerAttribution.interpolate(maps, tuple(x.shape[2:]), "bilinear")[:, 0]
 
 
 def _last_conv(model: nn.Module):
