@@ -1,6 +1,7 @@
 """Plots: the figures, each returning its matplotlib Figure. figures.py: imshow, view_classify,
 batches, predictions, top losses, curves, the confusion matrix, and saving them; trust.py: figures
-of calibration, familiarity and robustness. Every name is public here:
+of calibration, familiarity and robustness; attribution.py: an attribution map over its image.
+Every name is public here:
 
     from quicknets.plots import imshow, plot_history, plot_reliability
 
@@ -8,6 +9,7 @@ May import: base, data, config, networks, evaluation. Training, records, sweeps 
 draw with these.
 """
 
+from quicknets.plots.attribution import draw_explanation
 from quicknets.plots.figures import (
     NEUTRAL,
     OTHER,
@@ -31,6 +33,7 @@ from quicknets.plots.figures import (
 from quicknets.plots.trust import plot_familiarity, plot_reliability, plot_robustness
 
 __all__ = [
+    "draw_explanation",
     "NEUTRAL",
     "OTHER",
     "RIGHT",

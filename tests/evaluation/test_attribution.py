@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import need
-from quicknets.attribution import (
+from quicknets.base.errors import QuicknetsError
+from quicknets.data.preprocessing import Preprocessing
+from quicknets.evaluation.attribution import (
     METHODS,
     OCCLUSION_STRIDE,
     OCCLUSION_WINDOW,
@@ -20,10 +22,8 @@ from quicknets.attribution import (
     explain_batch,
     methods_for,
 )
-from quicknets.attributionplots import draw_explanation, normalized_map
-from quicknets.errors import QuicknetsError
-from quicknets.models import network
-from quicknets.preprocessing import Preprocessing
+from quicknets.networks.models import network
+from quicknets.plots.attribution import draw_explanation, normalized_map
 
 CLASSES = tuple(f"class {i}" for i in range(10))
 GRAY = Preprocessing(classes=CLASSES)
@@ -62,7 +62,7 @@ def trained(kind: str, fashion) -> nn.Module:
     """The default MLP or the smallest CNN, one epoch on 20,000 Fashion-MNIST training images
     (each test file trains them once)."""
     if kind not in _TRAINED:
-        from quicknets.training import train
+        from quicknets.training.loop import train
 
         small = dataclasses.replace(
             fashion,

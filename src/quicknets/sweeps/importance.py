@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
 
 LOG_SPREAD = 20  # a positive range whose max / min is at least this is drawn on a log scale,
 #                  as the sweep page's settings figure does (lr 1e-4..3e-2, not dropout 0..0.5)
@@ -222,7 +222,7 @@ def plot_parallel_coordinates(
 
 
 def _direction(metric: str) -> str:
-    from quicknets.metrics import METRICS, OLD_NAMES
+    from quicknets.evaluation.metrics import METRICS, OLD_NAMES
 
     return METRICS.get(OLD_NAMES.get(metric, metric), "max")
 

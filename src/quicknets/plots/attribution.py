@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from quicknets.errors import QuicknetsError
-from quicknets.plots import image_pixels, new_figure
-from quicknets.preprocessing import Preprocessing, preprocessing_of
+from quicknets.base.errors import QuicknetsError
+from quicknets.data.preprocessing import Preprocessing, preprocessing_of
+from quicknets.plots.figures import image_pixels, new_figure
 
 OUTLIER_PERCENT = 2  # the top 2% of |map| saturate the colours, as Captum's default
 CMAP = "bwr"  # diverging: blue (against), white (0), red (for)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from quicknets.errors import QuicknetsError
+from quicknets.base.errors import QuicknetsError
 
 ALPHA = 0.05  # significance level: a difference is claimed when p < ALPHA
 CONFIDENCE = 0.95  # of the interval around a mean over seeds
@@ -114,8 +114,8 @@ def correct_predictions(model, data, split: str = "test") -> np.ndarray:
     """Per-image correctness (n,) bool of `model` on a split of `data` ("test", "val" or
     "train"), its images normalised by the model's own preprocessing, as metrics.evaluate
     scores them. Raises QuicknetsError as evaluate does for a split the data lacks."""
-    from quicknets.metrics import evaluate, log_probabilities
-    from quicknets.preprocessing import preprocessing_of
+    from quicknets.data.preprocessing import preprocessing_of
+    from quicknets.evaluation.metrics import evaluate, log_probabilities
 
     evaluate(model, data, split)  # its checks: a network, a dataset, the split, shapes, classes
     images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
@@ -287,7 +287,7 @@ def not_worse_than_best(
     QuicknetsError for an unknown direction, no variants, or a variant with no values.
     """
     if direction is None:
-        from quicknets.metrics import METRICS, metric_name
+        from quicknets.evaluation.metrics import METRICS, metric_name
 
         direction = METRICS[metric_name(metric)]
     if direction not in ("max", "min"):

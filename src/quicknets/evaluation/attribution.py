@@ -51,9 +51,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from quicknets.classification import as_batch, as_input
-from quicknets.errors import QuicknetsError
-from quicknets.preprocessing import Preprocessing, preprocessing_of
+from quicknets.base.errors import QuicknetsError
+from quicknets.data.preprocessing import Preprocessing, preprocessing_of
+from quicknets.evaluation.classification import as_batch, as_input
 
 IG_STEPS = 50  # points along the path from black to the image: Captum's default
 OCCLUSION_WINDOW = 4  # pixels per side of the black square; 1/7 of a 28x28 image's side

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from quicknets.errors import QuicknetsError
-from quicknets.significance import (
+from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.significance import (
     ONE_SEED,
     compare_seeds,
     correct_predictions,
@@ -112,8 +112,8 @@ def test_bad_inputs_get_one_clear_error(a, b, labels, message):
 
 
 def test_correct_predictions_score_as_evaluate_does(tiny):
-    from quicknets.metrics import evaluate
-    from quicknets.models import network
+    from quicknets.evaluation.metrics import evaluate
+    from quicknets.networks.models import network
 
     model = network("784-32-10")
     correct = correct_predictions(model, tiny)
