@@ -1,6 +1,5 @@
 """The trust figures: each a Figure made without pyplot, drawing the numbers it is given."""
 
-
 import numpy as np
 import pytest
 import torch
