@@ -75,6 +75,7 @@ EXTRAS = {
     "audit": ("quicknets audit's label check (Confident Learning)", ("cleanlab",)),
     "trust": ("familiarity scores: ROC curves, the reference sets", ("scikit-learn",)),
     "docs": ("the documentation site: mkdocs build", ("mkdocs", "mkdocs-material", "mkdocstrings")),
+    "explain": ("attribution maps (Integrated Gradients, Occlusion, Grad-CAM)", ("captum",)),
 }
 
 
