@@ -166,9 +166,6 @@ def test_a_package_outside_its_tested_range_warns():
     assert "quicknets is tested with numpy<1.0" in check.line
 
 
-MODULE_OF = {"scikit-learn": "sklearn"}
-
-
 def test_extras_agree_with_pyproject():
     """EXTRAS names every extra a user installs, with the modules pyproject.toml gives it."""
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
@@ -176,8 +173,7 @@ def test_extras_agree_with_pyproject():
     ]
     for name in set(extras) - {"test", "lint", "peers"}:  # for developers, not for users
         packages = {r.split("[")[0].split(">")[0].split("=")[0].strip() for r in extras[name]}
-        modules = {MODULE_OF.get(p, p) for p in packages}  # the name it is imported by
-        assert set(doctor.EXTRAS[name][1]) == modules, name
+        assert set(doctor.EXTRAS[name][1]) == packages, name
     assert set(doctor.EXTRAS) == set(extras) - {"test", "lint", "peers"}
 
 
