@@ -1,5 +1,9 @@
 """classify: tensors, test-set indices and image files of any size or colour."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from PIL import Image
@@ -285,3 +289,31 @@ def test_empty_batches_and_other_edges(fashion_mlp, fashion):
     assert torch.equal(predict(fashion_mlp, keras), want)
     assert classify(fashion_mlp, keras[0])[0]["index"] == want[0]
     assert classify(fashion_mlp, fashion.test_images[:1])[0]["index"] == want[0]  # (1, 28, 28)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "predict_proba(m, torch.zeros(2, 28, 28, dtype=torch.uint8))",
+        "classify(m, torch.zeros(28, 28, dtype=torch.uint8))",
+        "summary(m)",
+    ],
+)
+def test_classifying_first_puts_the_process_in_the_cli_math_mode(first):
+    """Whatever quicknets call multiplies first fixes MKL's mode for the process: each puts it
+    in the command line's strict mode, so a train() after it gives the CLI's numbers, with no
+    warning (-W error would turn one into a failure)."""
+    code = (
+        "import torch\n"
+        "from quicknets import classify, network, predict_proba, summary\n"
+        "from quicknets.base.machine import math_mode\n"
+        "m = network('784-8-10')\n"
+        f"{first}\n"
+        "print(math_mode())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MKL_CBWR"}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "MKL_CBWR=AUTO,STRICT"

@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.machine import use_strict_math
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
 from quicknets.evaluation.classification import as_batch, as_input
 
@@ -107,6 +108,7 @@ def explain(
     default the predicted class. method: one of METHODS (the module docstring says what each
     map means). Raises QuicknetsError for an unknown method, one the network does not support
     (Grad-CAM without a conv layer), an unknown target, or an image classify refuses."""
+    use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
     pre = preprocessing_of(model, data)
     x = as_input(image, pre, data)  # (1, C, H, W) of its own values
     return _attribute(model, pre, pre.prepare(x, pre.scale_of(x, scale)), method, target)[0]
@@ -123,6 +125,7 @@ def explain_batch(
     predict takes (classification.as_batch), one per image, for `targets`: a class index or
     name for all, one per image (a sequence or tensor of N), or None for each image's
     predicted class. Errors as explain."""
+    use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
     pre = preprocessing_of(model)
     x = as_batch(images, pre)  # (N, C, H, W) of their own values
     return _attribute(model, pre, pre.prepare(x, pre.scale_of(x, scale)), method, targets)

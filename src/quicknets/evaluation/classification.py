@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.machine import use_strict_math
 from quicknets.data.images import as_tensor, load_image, to_chw, to_nchw
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
 
@@ -66,6 +67,7 @@ def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
 def probabilities(model: nn.Module, image, data=None, scale: str = "auto") -> torch.Tensor:
     """Class probabilities (classes,) of one image (see as_input; `scale`: what its values
     are, see the module docstring), with the model's own preprocessing."""
+    use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
     pre = preprocessing_of(model, data)
     x = as_input(image, pre, data)
     x = pre.prepare(x, pre.scale_of(x, scale))
@@ -152,6 +154,7 @@ def predict_proba(
     whose values fit no scale."""
     if batch_size < 1:
         raise QuicknetsError(f"batch_size must be at least 1, not {batch_size}")
+    use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
     pre = preprocessing_of(model)
     x = as_batch(images, pre)
     scale = pre.scale_of(x, scale)

@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.machine import use_strict_math
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
 
 METHODS = ("msp", "energy", "mahalanobis", "knn")
@@ -151,6 +152,7 @@ def logits_and_features(
     the network's nn.Linear layers `layers` (None: every one but the first), each
     L2-normalised when there are several, concatenated (see the module docstring). With flip
     test-time augmentation (a batch seen twice), each image's two rows are averaged."""
+    use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
     pre = preprocessing_of(model)
     x = _as_images(images, pre)
     caught = {}
