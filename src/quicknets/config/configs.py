@@ -577,6 +577,35 @@ class RunConfig:
         )
 
 
+# Where and how fast a run trains, not what it trains: the settings that may differ between a
+# run's record and the settings it was trained with (a resume elsewhere, data moved).
+MAY_CHANGE = ("threads", "device", "data_dir")
+
+
+def trained_settings(config: RunConfig) -> dict:
+    """What a run is trained with, as kept beside its record (meta.json's `trained_with`, the
+    checkpoint's config) to tell a config.json edited later: the config's dict less MAY_CHANGE."""
+    saved = config.to_dict()
+    for section in SECTIONS:
+        saved[section] = {k: v for k, v in saved[section].items() if k not in MAY_CHANGE}
+    return saved
+
+
+def changed_since(trained: dict, config: RunConfig, run: str = "the run") -> str | None:
+    """One line naming each setting (MAY_CHANGE aside) in which `config` (a record's) differs
+    from `trained` (a config dict it was trained with, any recorded layout), or None when none
+    does: `run X's config.json was changed after training started: lr 0.01 (trained with 0.003)`.
+    The caller adds what to do about it."""
+    was, now = RunConfig.from_dict(trained).flat(), config.flat()
+    changed = [
+        k for k in dict.fromkeys([*was, *now]) if k not in MAY_CHANGE and was.get(k) != now.get(k)
+    ]
+    if not changed:
+        return None
+    diff = ", ".join(f"{k} {now.get(k)!r} (trained with {was.get(k)!r})" for k in changed)
+    return f"{run}'s config.json was changed after training started: {diff}"
+
+
 def _is_true(value) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
 
