@@ -306,7 +306,8 @@ class TrainConfig:
         optimizer brings its own momentum. Not checked (config.check does that)."""
         old = dataclasses.asdict(self)
         kept = give_way(old, settings)
-        return dataclasses.replace(self, **{k: None for k in old if k not in kept}, **settings)
+        changes: dict[str, typing.Any] = {k: None for k in old if k not in kept}
+        return dataclasses.replace(self, **{**changes, **settings})
 
 
 # Settings that one recipe alone uses: {field: (its default where used, else None; what it
@@ -631,7 +632,7 @@ def upgrade(config: dict) -> dict:
     saved = config.pop("format", 1)
     if isinstance(config.get("train"), dict):
         train = config["train"]
-        unused = ("warmup", "min_delta", "monitor") if saved < 4 else ()
+        unused: tuple[str, ...] = ("warmup", "min_delta", "monitor") if saved < 4 else ()
         unused += ("momentum",) if saved < 3 else ()  # format 2 saved 0.9 for every optimizer
         recipe = types.SimpleNamespace(
             **{**{f.name: f.default for f in fields(TrainConfig)}, **train}

@@ -91,7 +91,9 @@ def early_stopping(history: list, monitor: str, min_delta: float = 0.0) -> tuple
 def note_early_stopping(history: list, row: dict, config: TrainConfig) -> bool:
     """Write the best epoch so far into this epoch's `row`, and why training stops when it has
     waited `config.patience` epochs (before the last one); True when this epoch is the best."""
-    best_epoch, waited = early_stopping(history + [row], config.monitor, config.min_delta)
+    # monitor and min_delta are filled in wherever patience is on (configs.RECIPE_SETTINGS)
+    monitor, min_delta = config.monitor or "val_loss", config.min_delta or 0.0
+    best_epoch, waited = early_stopping(history + [row], monitor, min_delta)
     row["best_epoch"] = best_epoch
     if waited >= config.patience and row["epoch"] < config.epochs:
         row["stopped"] = (
@@ -247,7 +249,8 @@ def train_epoch(
             xb = augment(xb, moves[0][idx], moves[1][idx], config.translate)
         if config is not None and config.schedule != "constant":
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total_steps, config.lr, config.schedule, config.warmup)
+                warmup = config.warmup or 0.0  # None: a schedule without one
+                group["lr"] = lr_at(step, total_steps, config.lr, config.schedule, warmup)
         if fused is not None:  # a Linear+ReLU network: the pass written out, same numbers
             loss, log_probs = fused(xb, yb)
             opt.step()
