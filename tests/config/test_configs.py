@@ -275,19 +275,23 @@ def test_print_config_then_config_is_the_same_run(tiny_dir, tmp_path, capsys):
 
 def test_momentum_is_the_chosen_optimizers_own():
     """RMSprop took SGD's 0.9 and trained to chance level: unset, each optimizer has its own
-    (MOMENTUM), and one without momentum refuses it."""
+    (MOMENTUM), written into the config as the number it uses, and one without momentum
+    refuses it."""
     from quicknets.config.configs import MOMENTUM
 
     assert MOMENTUM == {"sgd": 0.9, "rmsprop": 0.0}
     for optimizer, used in (("sgd", 0.9), ("rmsprop", 0.0), ("adam", None), ("adagrad", None)):
         config = RunConfig.build(optimizer=optimizer)
-        assert config.train.momentum is None and config.train.momentum_used == used
-    assert RunConfig.build(optimizer="rmsprop", momentum=0.5).train.momentum_used == 0.5
-    assert RunConfig.build(optimizer="sgd", momentum="0").train.momentum_used == 0.0
+        assert config.train.momentum == used and config.flat()["momentum"] == used
+        assert TrainConfig(optimizer=optimizer).momentum == used
+    assert RunConfig.build(optimizer="rmsprop", momentum=0.5).train.momentum == 0.5
+    assert RunConfig.build(optimizer="sgd", momentum="0").train.momentum == 0.0
     sgd = RunConfig.build(optimizer="sgd", momentum=0.8)
-    assert sgd.replace(optimizer="rmsprop").train.momentum_used == 0.0  # not SGD's 0.8
+    assert sgd.replace(optimizer="rmsprop").train.momentum == 0.0  # not SGD's 0.8
     assert sgd.replace(optimizer="adam").train.momentum is None
     assert sgd.replace(lr=0.1).train.momentum == 0.8
+    assert sgd.replace(optimizer="sgd").train.momentum == 0.8  # the same optimizer: kept
+    assert sgd.train.replace(optimizer="rmsprop").momentum == 0.0  # as train(cfg, optimizer=)
     best = RunConfig.build(preset="best", device_type="cpu")  # the preset's SGD 0.9
     assert best.train.momentum == 0.9
     assert (
@@ -306,9 +310,65 @@ def test_momentum_is_the_chosen_optimizers_own():
                 build()
 
 
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"warmup": 0.3}, "--warmup 0.3 is for --schedule onecycle; --schedule constant has none"),
+        (
+            {"schedule": "linear", "warmup": "0.1"},
+            "--warmup 0.1 is for --schedule onecycle; --schedule linear has none",
+        ),
+        ({"monitor": "val_accuracy"}, "--monitor val_accuracy is for early stopping, which is off"),
+        ({"min_delta": 0.01, "val_split": 0.1}, "--min-delta 0.01 is for early stopping"),
+        ({"min_delta": 0, "patience": 0}, "--min-delta 0.0 is for early stopping"),
+        ({"optimizer": "nadam", "momentum": 0.5}, "--momentum 0.5 is for sgd and rmsprop"),
+    ],
+)
+def test_a_setting_the_recipe_does_not_use_is_refused(tmp_path, capsys, settings, message):
+    """Each setting that one recipe alone uses (RECIPE_SETTINGS), given to another, is one error
+    line, from keywords, a TOML file, flags and train(); nothing is made."""
+    from quicknets.cli import main
+    from quicknets.config.configs import to_toml
+    from quicknets.training.loop import train
+
+    with pytest.raises(QuicknetsError, match=message):
+        RunConfig.build(**settings)
+    toml = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in settings.items())
+    (tmp_path / "bad.toml").write_text(toml + "\n")
+    flags = [x for k, v in settings.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    for args in (flags, ["--config", str(tmp_path / "bad.toml")], [*flags, "--print-config"]):
+        assert main(["train", *args, "--runs-dir", str(tmp_path / "runs")]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "runs").exists()  # refused before anything was made
+    train_only = {k: v for k, v in settings.items() if k != "val_split"}
+    with pytest.raises(QuicknetsError, match=message):
+        train(None, None, **train_only)  # before the model and data are looked at
+    assert "warmup" not in to_toml(RunConfig.build())  # not used: not written (TOML has no null)
+
+
+def test_settings_are_filled_in_where_the_recipe_uses_them():
+    """Not given, a recipe's own setting takes its default where used and stays None where
+    not; a change of recipe gives the old value way only where its default changes."""
+    onecycle = RunConfig.build(schedule="onecycle")
+    assert onecycle.train.warmup == 0.2 and RunConfig.build().train.warmup is None
+    assert onecycle.replace(schedule="constant").train.warmup is None
+    assert RunConfig.build(schedule="onecycle", warmup=0.3).replace(lr=0.1).train.warmup == 0.3
+    assert RunConfig.build(preset="fast", schedule="constant").train.warmup is None
+    early = RunConfig.build(patience=3, val_split=0.1, monitor="val_accuracy", min_delta=0.01)
+    assert (early.train.monitor, early.train.min_delta) == ("val_accuracy", 0.01)
+    assert early.replace(patience="5").train.monitor == "val_accuracy"  # still early stopping
+    off = early.replace(patience=0).train
+    assert (off.monitor, off.min_delta) == (None, None)
+    default = RunConfig.build(patience=2, val_split=0.1).train
+    assert (default.monitor, default.min_delta) == ("val_loss", 0.0)
+
+
 def test_records_made_before_keep_their_momentum():
     """Format 2 saved momentum 0.9 with every optimizer: sgd and rmsprop trained with it and
-    keep it; the others never used it, and it is dropped rather than refused."""
+    keep it; the others never used it, and it is dropped rather than refused. Format 3 saved
+    null for sgd's and rmsprop's own (now their number), and warmup, min_delta and monitor
+    with every recipe (dropped where unused)."""
     for optimizer, kept in (("sgd", 0.9), ("rmsprop", 0.9), ("adam", None), ("nadam", None)):
         old = {
             "format": 2,
@@ -318,25 +378,41 @@ def test_records_made_before_keep_their_momentum():
         }
         config = RunConfig.from_dict(old)
         assert config.train.momentum == kept
-        assert config.train.momentum_used == (0.9 if kept else None)
     v1 = {"data": {}, "model": {"model": "784-10"}, "train": {"optimizer": "adam", "momentum": 0.9}}
     assert RunConfig.from_dict(v1).train.momentum is None
+    three = {"warmup": 0.2, "min_delta": 0.0, "monitor": "val_loss", "schedule": "constant"}
+    for optimizer, used in (("sgd", 0.9), ("rmsprop", 0.0), ("adam", None)):
+        old = {"format": 3, "train": {"optimizer": optimizer, "momentum": None, **three}}
+        train = RunConfig.from_dict(old).train
+        assert (train.momentum, train.warmup, train.monitor, train.min_delta) == (
+            used,
+            None,
+            None,
+            None,
+        )
+    cycle = {**three, "schedule": "onecycle", "warmup": 0.3, "patience": 2, "min_delta": 0.1}
+    old = {"format": 3, "data": {"val_split": 0.1}, "train": cycle}
+    train = RunConfig.from_dict(old).train
+    assert (train.warmup, train.monitor, train.min_delta) == (0.3, "val_loss", 0.1)
     new = RunConfig.build(optimizer="adam").to_dict()
-    assert new["format"] == 3 and new["train"]["momentum"] is None
+    assert new["format"] == 4 and new["train"]["momentum"] is None
     assert RunConfig.from_dict(new) == RunConfig.build(optimizer="adam")
-    with pytest.raises(QuicknetsError, match="adam has no momentum"):  # format 3: as written
+    with pytest.raises(QuicknetsError, match="adam has no momentum"):  # format 3 on: as written
         RunConfig.from_dict({**new, "train": {**new["train"], "momentum": 0.9}})
+    with pytest.raises(QuicknetsError, match="--warmup 0.2 is for --schedule onecycle"):
+        RunConfig.from_dict({**new, "train": {**new["train"], "warmup": 0.2}})
 
 
 def test_momentum_in_a_toml_file_and_on_the_command_line(tmp_path, capsys):
     from quicknets.cli import main
     from quicknets.config.configs import to_toml
 
-    config = RunConfig.build(optimizer="rmsprop")
-    assert "momentum" not in to_toml(config)  # not given: TOML has no null
-    (tmp_path / "r.toml").write_text(to_toml(config))
-    settings = read_toml(tmp_path / "r.toml")
-    assert RunConfig.build(preset=settings.pop("preset", None), **settings) == config
+    for optimizer in ("rmsprop", "sgd", "adam"):
+        config = RunConfig.build(optimizer=optimizer)
+        assert ("momentum" in to_toml(config)) == (optimizer != "adam")  # the number it uses
+        (tmp_path / "r.toml").write_text(to_toml(config))
+        settings = read_toml(tmp_path / "r.toml")
+        assert RunConfig.build(preset=settings.pop("preset", None), **settings) == config
     (tmp_path / "bad.toml").write_text('[train]\noptimizer = "adam"\nmomentum = 0.9\n')
     for args in (
         ["--optimizer", "adam", "--momentum", "0.9"],

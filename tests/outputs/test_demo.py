@@ -5,7 +5,6 @@ is one error line."""
 
 import io
 import os
-import select
 import shutil
 import signal
 import socket
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import need, write_blank_png
+from conftest import HANG_S, finish, need, read_line, write_blank_png
 from quicknets.base.errors import Interrupted
 from quicknets.cli import main
 from quicknets.config.configs import RunConfig
@@ -26,6 +25,7 @@ from quicknets.outputs.demo import as_network_sees, blank, classify_file, classi
 from quicknets.records.experiment import run
 from quicknets.records.runs import load_model
 
+WAIT_MS = HANG_S * 1000  # Playwright waits on events (an element, a function): only a hang ends
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -51,12 +51,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def read_line(stream, timeout: float) -> str:
-    """The next line of a child's output, or "" if none came within `timeout` seconds."""
-    ready, _, _ = select.select([stream], [], [], timeout)
-    return stream.readline() if ready else ""
 
 
 def test_a_file_and_a_drawing_take_the_same_way_to_the_network(trained, fashion):
@@ -201,7 +195,7 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
         env=env,
     )
     try:
-        line = read_line(child.stdout, 120)
+        line = read_line(child, "the demo's address")
         url = f"http://127.0.0.1:{port}/"
         assert line == f"demo: {url}  (Ctrl-C stops it)\n", (
             line,
@@ -214,7 +208,7 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
                 page.goto(url)
                 page.locator("#upload input[type=file]").set_input_files(str(image))
                 shown = page.locator("#probabilities [data-testid=label-output-value]")
-                shown.wait_for(timeout=60_000)
+                shown.wait_for(timeout=WAIT_MS)
                 assert shown.inner_text() == truth
                 bars = page.locator("#probabilities").inner_text()
                 assert all(name in bars for name in fashion.classes)  # a bar per class
@@ -234,26 +228,27 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
                     "before => { const img = document.querySelector('#seen img');"
                     " return img && img.src !== before; }",
                     arg=before,
-                    timeout=60_000,
+                    timeout=WAIT_MS,
                 )
                 assert shown.inner_text() in fashion.classes
 
                 page.get_by_role("tab", name="Upload").click()  # a text file named .png
                 page.locator("#upload input[type=file]").set_input_files(tmp_path / "notes.png")
-                page.locator("#banner", has_text="error: ").wait_for(timeout=60_000)
+                page.locator("#banner", has_text="error: ").wait_for(timeout=WAIT_MS)
                 assert page.locator("#banner").inner_text().strip() == NOTES_ERROR
                 assert page.locator("#seen img").count() == 0  # the drawing's result is gone
                 page.locator("#upload input[type=file]").set_input_files(tmp_path / ODD_NAME)
-                page.locator("#banner", has_text=ODD_NAME).wait_for(timeout=60_000)
+                page.locator("#banner", has_text=ODD_NAME).wait_for(timeout=WAIT_MS)
                 page.locator("#upload input[type=file]").set_input_files(tmp_path / "large.png")
                 toast = page.locator(".toast-body", has_text="exceed the maximum allowed size")
-                toast.wait_for(timeout=60_000)  # Gradio refuses it in the browser
+                toast.wait_for(timeout=WAIT_MS)  # Gradio refuses it in the browser
                 assert "20.0 Mb" in toast.inner_text()
-                page.wait_for_timeout(1000)  # the page's last requests answered before the
-            finally:  # browser goes (a busy machine is slow)
+                # the page's last requests answered before the browser goes
+                page.wait_for_load_state("networkidle", timeout=WAIT_MS)
+            finally:
                 browser.close()
         child.send_signal(signal.SIGINT)  # Ctrl-C
-        out, err = child.communicate(timeout=60)
+        out, err = finish(child)
     finally:
         if child.poll() is None:
             child.kill()

@@ -4,6 +4,7 @@ check leaves no file, classify/evaluate take an exported file, and each error is
 
 import dataclasses
 import json
+import re
 import sys
 import warnings
 
@@ -277,11 +278,18 @@ def cli(capsys, *args):
     return code, out, err
 
 
+def scores(line: str) -> tuple:
+    """(accuracy, loss, images) of evaluate's `test accuracy: A  test loss: L  images: N`."""
+    match = re.fullmatch(r"test accuracy: (\S+)  test loss: (\S+)  images: (\d+)", line)
+    assert match, line
+    return float(match[1]), float(match[2]), int(match[3])
+
+
 def test_export_then_classify_and_evaluate_the_file(mlp_run, capsys, tmp_path, monkeypatch):
     path, _ = mlp_run
     code, out, err = cli(capsys, "evaluate", path)
     assert code == 0, err
-    recorded = out.splitlines()[1]  # test accuracy: ...  test loss: ...  images: 10000
+    recorded = scores(out.splitlines()[1])
     monkeypatch.chdir(tmp_path)
     for format, suffix in (
         ("onnx", ".onnx"),
@@ -301,7 +309,13 @@ def test_export_then_classify_and_evaluate_the_file(mlp_run, capsys, tmp_path, m
         code, out, err = cli(capsys, "evaluate", file)
         assert code == 0, err
         assert out.splitlines()[0] == f"model: {file} ({format} export of run {path.name})"
-        assert out.splitlines()[1] == recorded
+        # Another engine (onnxruntime; TorchScript's own kernels) sums in another order: the
+        # same images, top-1 the same but for a near tie or two (the export check's 1,000
+        # agree), and a mean loss within 2e-4 (the printed 4 places' rounding on each side,
+        # plus probabilities within the export check's 1e-5)
+        accuracy, loss, n = scores(out.splitlines()[1])
+        assert n == recorded[2] and abs(accuracy - recorded[0]) <= 2 / n, (format, out)
+        assert abs(loss - recorded[1]) <= 2e-4, (format, out)
         code, out, err = cli(capsys, "classify", file, "--index", "0")
         assert code == 0, err
         assert out.splitlines()[0] == "test image 0 (true class: Ankle Boot)"

@@ -382,3 +382,21 @@ def test_a_corrupt_index_is_a_clear_error(runs_dir):
         (runs_dir / f"index.sqlite{suffix}").unlink(missing_ok=True)
     with pytest.raises(QuicknetsError, match="index.*unusable.*delete it"):
         index.query(runs_dir)
+
+
+def test_rows_read_under_another_config_format_are_read_again(runs_dir):
+    """A row's settings are the config as this version reads it (configs.upgrade: format 3's
+    unused warmup is dropped): an index filled by an earlier reader is read again, not trusted."""
+    from quicknets.config.configs import FORMAT
+
+    finished(runs_dir)
+    assert index.query(runs_dir, ["warmup=0.2"]) == []
+    conn = sqlite3.connect(runs_dir / "index.sqlite")
+    with conn:  # as an earlier version left it: format 3 kept warmup 0.2 with every schedule
+        conn.execute("""UPDATE runs SET settings = json_set(settings, '$.warmup', 0.2)""")
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    assert index.query(runs_dir, ["warmup=0.2"]) == []  # read from the folder again
+    conn = sqlite3.connect(runs_dir / "index.sqlite")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT
+    conn.close()

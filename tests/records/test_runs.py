@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -492,3 +493,81 @@ def test_code_version_takes_no_git_lock(tmp_path):
     )
     before = index()
     assert version() == f"{head}-dirty" and index() == before
+
+
+@pytest.fixture
+def trained_run(runs_dir, tiny_dir, capsys):
+    """A finished CLI run (sgd, its momentum not given) on the tiny data: (path, printed)."""
+    args = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--runs-dir"]
+    args += [str(runs_dir), "--network", "784-16-10", "--optimizer", "sgd", "--lr", "0.01"]
+    assert main(["train", *args, "--epochs", "1", "--threads", "1"]) == 0
+    (path,) = [p for p in runs_dir.iterdir() if p.is_dir()]
+    return path, capsys.readouterr().out
+
+
+def test_the_record_says_the_momentum_the_run_used(trained_run):
+    path, out = trained_run
+    assert "  momentum=0.9  " in out and "  warmup=None  " in out  # the config: line
+    train = json.loads((path / "config.json").read_text())["train"]
+    assert (train["momentum"], train["warmup"]) == (0.9, None)
+    assert load_run(path).config.train.momentum == 0.9
+
+
+@pytest.mark.parametrize(
+    "section, key, value, shown",
+    [
+        ("train", "lr", 0.1, "lr 0.1 (trained with 0.01)"),
+        ("network", "network", "784-32-10", "network '784-32-10' (trained with '784-16-10')"),
+        ("train", "seed", 7, "seed 7 (trained with 0)"),
+    ],
+)
+def test_a_config_edited_after_training_is_refused_by_every_command(
+    trained_run, runs_dir, tmp_path, capsys, section, key, value, shown
+):
+    """meta.json keeps the settings the run was trained with: a config.json edited by hand
+    afterwards no longer passes for the record, in every command that reads the run."""
+    path, _ = trained_run
+    config = json.loads((path / "config.json").read_text())
+    config[section][key] = value
+    (path / "config.json").write_text(json.dumps(config))
+    line = f"run {path.name}'s config.json was changed after training started: {shown}"
+    with pytest.raises(QuicknetsError, match=re.escape(line)):
+        load_run(path)
+    where = ["--runs-dir", str(runs_dir)]
+    for args in (
+        ["evaluate", path.name],
+        ["compare", path.name],
+        ["show", path.name, "--out", str(tmp_path / "figures")],
+        ["report", path.name, "--out", str(tmp_path / "report.html")],
+        ["export", path.name, "--format", "torchscript", "--out", str(tmp_path / "m.pt")],
+    ):
+        assert main([*args, *where]) == 1, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and line in err and err.count("\n") == 1, (args, err)
+    assert main(["runs", *where]) == 0
+    out = capsys.readouterr().out
+    assert "unreadable" in out and "config.json was changed after training started" in out
+    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "report.html").exists()
+
+
+def test_where_a_run_trained_may_change_and_old_records_are_not_checked(
+    trained_run, runs_dir, tiny_dir, tmp_path, capsys
+):
+    """data_dir (the data moved), threads and device are not what the run trained; a record
+    from before meta.json kept the settings loads as it is."""
+    path, _ = trained_run
+    moved = shutil.copytree(tiny_dir, tmp_path / "moved")
+    config = json.loads((path / "config.json").read_text())
+    config["data"]["data_dir"] = str(moved)
+    config["train"].update(threads=2, device="cpu")
+    (path / "config.json").write_text(json.dumps(config))
+    assert load_run(path).config.data.data_dir == str(moved)
+    assert main(["evaluate", path.name, "--runs-dir", str(runs_dir)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["trained_with"]["train"]["lr"] == 0.01 and "threads" not in meta["trained_with"]
+    del meta["trained_with"]  # as made before
+    config["train"]["lr"] = 0.5
+    (path / "meta.json").write_text(json.dumps(meta))
+    (path / "config.json").write_text(json.dumps(config))
+    assert load_run(path).config.train.lr == 0.5  # nothing to tell it by

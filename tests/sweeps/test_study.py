@@ -20,6 +20,13 @@ from quicknets.cli import main
 from quicknets.records.runfolder import run_state
 
 optuna = pytest.importorskip("optuna")
+sqlalchemy = pytest.importorskip("sqlalchemy")  # optuna's RDB storage needs it too
+
+from quicknets.sweeps.worker import BEAT_ATTR  # noqa: E402
+
+# A heartbeat a live worker cannot miss, however busy the machine (3 missed beats: 3 minutes).
+# A killed worker's trial is made stale by ageing its last beat, so no test waits it out.
+LONG_BEAT = 60
 
 GRID = {
     "network": ["784-8-10", "784-16-10"],
@@ -209,7 +216,7 @@ def test_a_killed_worker_s_trial_is_trained_again_by_another(tiny_dir, tmp_path,
         "--storage",
         postgres,
         "--heartbeat",
-        "1",
+        str(LONG_BEAT),
         "--workers",
         "1",
         "--threads",
@@ -233,6 +240,23 @@ def test_a_killed_worker_s_trial_is_trained_again_by_another(tiny_dir, tmp_path,
         for p in runs["A"].glob("*/config.json")
         if not (p.parent / "results.json").exists()
     ]
+    # A's last beat made a day old: B finds the trial stale at its next look, an event, not
+    # a grace period on the clock that a busy machine could also make a live worker miss
+    (dead_id,) = [
+        t._trial_id
+        for t in optuna.load_study(study_name="k8", storage=url).trials
+        if t.state.name == "RUNNING" and t.user_attrs.get("runs") == [victim.name]
+    ]
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sqlalchemy.text(
+                "UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 day' "
+                "WHERE trial_id = :id"
+            ),
+            {"id": dead_id},
+        )
+    engine.dispose()
     out = finish(b)
     assert run_state(victim)["status"] == "stopped"  # the dead worker's partial run stays
 
@@ -368,7 +392,7 @@ def test_a_worker_started_again_after_a_kill_continues_its_run(tiny_dir, tmp_pat
         "--storage",
         journal,
         "--heartbeat",
-        "1",
+        str(LONG_BEAT),
         "--workers",
         "1",
         "--threads",
@@ -381,6 +405,13 @@ def test_a_worker_started_again_after_a_kill_continues_its_run(tiny_dir, tmp_pat
     first.kill()
     first.wait()
     (stopped,) = [p.parent.name for p in runs.glob("*/checkpoint.pt")]
+    # its last beat made a day old: the worker started again finds it stale at once
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
+    study_id = storage.get_study_id_from_name("again")
+    for t in storage.get_all_trials(study_id, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_system_attr(t._trial_id, BEAT_ATTR, time.time() - 86400)
     out = finish(
         quicknets(
             "sweep",

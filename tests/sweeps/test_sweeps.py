@@ -219,6 +219,19 @@ def test_sweep_command_with_toml_and_workers(tiny_dir, runs_dir, tmp_path, capsy
             '[base]\nmomentum = 0.5\n[vary]\noptimizer = ["sgd", "nadam"]',
             "--momentum 0.5 is for sgd and rmsprop; nadam has no momentum",
         ),
+        (
+            '[base]\nwarmup = 0.3\n[vary]\nschedule = ["onecycle", "linear"]',
+            "--warmup 0.3 is for --schedule onecycle; --schedule linear has none",
+        ),
+        (
+            '[base]\nmonitor = "val_accuracy"\nval_split = 0.1\n[vary]\nlr = [0.1]',
+            "--monitor val_accuracy is for early stopping, which is off",
+        ),
+        (
+            'search = "optuna"\n[base]\nmin_delta = 0.01\nval_split = 0.1\n'
+            "[vary]\npatience = {low = 0, high = 3}",
+            "--min-delta 0.01 is for early stopping, which is off",
+        ),
     ],
 )
 def test_a_wrong_toml_value_is_one_error_line(tmp_path, runs_dir, capsys, toml, message):

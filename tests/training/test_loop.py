@@ -383,6 +383,46 @@ def test_each_optimizer_runs_with_its_own_momentum(tiny):
         QuicknetsError, match="--momentum 0.9 is for sgd and rmsprop; adam has no momentum setting"
     ):
         train(network("784-16-10"), tiny, optimizer="adam", momentum=0.9, quiet=True)
+    sgd = TrainConfig(optimizer="sgd", lr=0.01, epochs=1, threads=1)
+    assert sgd.momentum == 0.9  # the number it uses, as the config line and the record say
+    model = network("784-16-10", seed=0)
+    train(model, tiny, sgd, optimizer="rmsprop", quiet=True)  # another optimizer: its own
+    assert TrainConfig(optimizer="sgd").replace(optimizer="rmsprop").momentum == 0.0
+
+
+def test_a_setting_that_does_nothing_here_is_said_once(tiny, monkeypatch):
+    """bf16 on a CPU that emulates it and channels-last for a network without convolutions
+    train as told, with one note line each; a conv network's channels-last and a native bf16
+    say nothing, and quiet says nothing."""
+    from quicknets.base import machine
+
+    def notes(spec, native, **settings):
+        monkeypatch.setattr(machine, "native_bf16", lambda device_type: native)
+        lines = []
+        train(
+            network(spec), tiny, epochs=1, threads=1, batch_size=256, log=lines.append, **settings
+        )
+        return [line for line in lines if line.startswith("note: --")]
+
+    emulated = notes("784-16-10", False, bf16=True)
+    assert len(emulated) == 1 and "--bf16 on this CPU" in emulated[0] and "emulated" in emulated[0]
+    assert notes("784-16-10", True, bf16=True) == []
+    flat = notes("784-16-10", True, channels_last=True)
+    assert len(flat) == 1 and "--channels-last" in flat[0] and "changes nothing" in flat[0]
+    assert notes("conv4-fc16", True, channels_last=True) == []
+    both = notes("784-16-10", False, bf16=True, channels_last=True)
+    assert [line.split()[1] for line in both] == ["--bf16", "--channels-last"]
+    lines = []
+    train(
+        network("784-16-10"),
+        tiny,
+        epochs=1,
+        threads=1,
+        channels_last=True,
+        quiet=True,
+        log=lines.append,
+    )
+    assert lines == []
 
 
 def weights(model) -> list:

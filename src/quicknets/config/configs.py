@@ -17,6 +17,7 @@ A boolean is spelled the same everywhere: `--batchnorm`, `--no-batchnorm`, `--ba
 import argparse
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import dataclass, field, fields
 
@@ -191,7 +192,7 @@ class TrainConfig:
         high=100.0,
         auto=True,
     )
-    # None: the optimizer's own (MOMENTUM); the others have none, and refuse one given
+    # None (not given): the optimizer's own (MOMENTUM), filled in as the config is built
     momentum: float | None = opt(
         None,
         "momentum of sgd and rmsprop (default: the optimizer's "
@@ -224,8 +225,12 @@ class TrainConfig:
         "from lr/10 over --warmup, then linear to 0) or linear (lr to 0)",
         ["constant", "onecycle", "linear"],
     )
-    warmup: float = opt(
-        0.2, "fraction of the steps spent rising, for --schedule onecycle", low=0.0, high=1.0
+    warmup: float | None = opt(
+        None,
+        "fraction of the steps spent rising, for --schedule onecycle (default: 0.2; "
+        "the other schedules refuse it)",
+        low=0.0,
+        high=1.0,
     )
     label_smoothing: float = opt(
         0.0,
@@ -265,33 +270,97 @@ class TrainConfig:
         low=0,
         high=100000,
     )
-    min_delta: float = opt(
-        0.0, "early stopping: the least change of --monitor that counts as an improvement", low=0.0
+    min_delta: float | None = opt(
+        None,
+        "early stopping: the least change of --monitor that counts as an improvement "
+        "(default: 0; needs --patience)",
+        low=0.0,
     )
     # The validation metrics of metrics.METRICS (a test keeps them in step; config/configs.py does
     # not import torch, so it cannot ask there); their directions come from METRICS.
-    monitor: str = opt(
-        "val_loss", "early stopping: the validation metric watched", ["val_loss", "val_accuracy"]
+    monitor: str | None = opt(
+        None,
+        "early stopping: the validation metric watched (default: val_loss; needs --patience)",
+        ["val_loss", "val_accuracy"],
     )
 
     def __post_init__(self):
         if self.bf16 is True and self.fp16 is True:
             raise QuicknetsError("--bf16 and --fp16 exclude each other: choose one")
-        self.check_optimizer()
+        self.fill_recipe_settings()
 
-    def check_optimizer(self) -> None:
-        """The optimizer's settings fit it: a momentum only for sgd and rmsprop."""
-        if self.momentum is not None and self.optimizer not in MOMENTUM:
-            raise QuicknetsError(
-                f"--momentum {self.momentum} is for {' and '.join(MOMENTUM)}; "
-                f"{self.optimizer} has no momentum setting (leave it out)"
-            )
+    def fill_recipe_settings(self) -> None:
+        """Each setting of RECIPE_SETTINGS takes its default where the recipe uses it and stays
+        None where it does not; given where it is not used, it is an error naming what it
+        needs. The config then says the number the run uses."""
+        for name, (default, needs) in RECIPE_SETTINGS.items():
+            used = default(self)
+            value = getattr(self, name)
+            if used is None and value is not None:
+                raise QuicknetsError(f"--{name.replace('_', '-')} {value} is for {needs(self)}")
+            if value is None:
+                setattr(self, name, used)
 
-    @property
-    def momentum_used(self) -> float | None:
-        """The momentum the optimizer runs with: the one given, else the optimizer's own
-        (MOMENTUM); None for an optimizer without one."""
-        return self.momentum if self.momentum is not None else MOMENTUM.get(self.optimizer)
+    def replace(self, **settings) -> "TrainConfig":
+        """A copy with some settings changed (field names), as give_way says: another
+        optimizer brings its own momentum. Not checked (config.check does that)."""
+        old = dataclasses.asdict(self)
+        kept = give_way(old, settings)
+        changes: dict[str, typing.Any] = {k: None for k in old if k not in kept}
+        return dataclasses.replace(self, **{**changes, **settings})
+
+
+# Settings that one recipe alone uses: {field: (its default where used, else None; what it
+# needs, as the error says it)}. TrainConfig fills them in or refuses them (fill_recipe_settings).
+RECIPE_SETTINGS = {
+    "momentum": (
+        lambda t: MOMENTUM.get(t.optimizer),
+        lambda t: f"{' and '.join(MOMENTUM)}; {t.optimizer} has no momentum setting (leave it out)",
+    ),
+    "warmup": (
+        lambda t: 0.2 if t.schedule == "onecycle" else None,
+        lambda t: f"--schedule onecycle; --schedule {t.schedule} has none (leave it out)",
+    ),
+    "min_delta": (
+        lambda t: 0.0 if t.patience else None,
+        lambda t: (
+            "early stopping, which is off: give --patience N (with --val-split), or leave it out"
+        ),
+    ),
+    "monitor": (
+        lambda t: "val_loss" if t.patience else None,
+        lambda t: (
+            "early stopping, which is off: give --patience N (with --val-split), or leave it out"
+        ),
+    ),
+}
+
+
+def give_way(old: dict, settings: dict) -> dict:
+    """`old` (flat settings: a preset's, a config's) less each RECIPE_SETTINGS value that
+    `settings` do not give and whose default they change: another optimizer brings its own
+    momentum (rmsprop's 0, not sgd's 0.9), another schedule its own warmup, and patience 0
+    no min_delta or monitor. Where the default stays, the value stays (patience 3 -> 5)."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    typed = {k: _typed(k, v) for k, v in settings.items() if k in defaults}
+    before = types.SimpleNamespace(**{**defaults, **old})
+    after = types.SimpleNamespace(**{**defaults, **old, **typed})
+    return {
+        k: v
+        for k, v in old.items()
+        if k not in RECIPE_SETTINGS
+        or k in settings
+        or RECIPE_SETTINGS[k][0](before) == RECIPE_SETTINGS[k][0](after)
+    }
+
+
+def _typed(key: str, value):
+    """A setting's value typed as its field says ("0" -> 0), or as it is where it cannot be
+    (out of range for a caller that does not check it, or an error that make() will give)."""
+    try:
+        return convert_setting(key, value)
+    except QuicknetsError:
+        return value
 
 
 def _convert(cls, f, value):
@@ -411,8 +480,10 @@ FIELDS = {f.name: section for section, cls in SECTIONS.items() for f in fields(c
 # Names earlier versions used, still read from records, flags, sweep files and filters.
 ALIASES = {"model": "network", "layers": "network"}
 # config.json layout: 1 had a "model" section with a "model" field (and "spec"); 2 saved
-# momentum 0.9 for every optimizer (used by sgd and rmsprop alone); 3: null where not given
-FORMAT = 3
+# momentum 0.9 for every optimizer (used by sgd and rmsprop alone); 3: null where not given;
+# 4: RECIPE_SETTINGS as used (warmup only with onecycle, monitor and min_delta only with
+# patience; 3 saved their defaults with every recipe, and null for sgd's and rmsprop's momentum)
+FORMAT = 4
 
 
 def setting(key: str) -> str:
@@ -460,8 +531,7 @@ class RunConfig:
             preset, base = preset_settings(preset, device_type or _device_type(settings))
         if _is_true(settings.get("fp16")) and "bf16" not in settings:
             base.pop("bf16", None)  # --fp16 given: the preset's bf16 gives way
-        if "optimizer" in settings and "momentum" not in settings:
-            base.pop("momentum", None)  # the preset's momentum was for the preset's optimizer
+        base = give_way(base, settings)  # the preset's momentum was for its optimizer
         parts = {section: {} for section in SECTIONS}
         for key, value in {**base, **settings}.items():
             parts[FIELDS[key]][key] = value
@@ -498,8 +568,7 @@ class RunConfig:
         """A copy with some settings changed (flat names), checked."""
         parts = {s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}
         settings = {setting(k): v for k, v in settings.items()}
-        if "optimizer" in settings and "momentum" not in settings:
-            parts["train"]["momentum"] = None  # another optimizer: its own momentum
+        parts["train"] = give_way(parts["train"], settings)  # another optimizer: its momentum
         for key, value in settings.items():
             parts[FIELDS[key]][key] = value
         return RunConfig(
@@ -507,6 +576,35 @@ class RunConfig:
             preset=self.preset,
             lr_find=self.lr_find,
         )
+
+
+# Where and how fast a run trains, not what it trains: the settings that may differ between a
+# run's record and the settings it was trained with (a resume elsewhere, data moved).
+MAY_CHANGE = ("threads", "device", "data_dir")
+
+
+def trained_settings(config: RunConfig) -> dict:
+    """What a run is trained with, as kept beside its record (meta.json's `trained_with`, the
+    checkpoint's config) to tell a config.json edited later: the config's dict less MAY_CHANGE."""
+    saved = config.to_dict()
+    for section in SECTIONS:
+        saved[section] = {k: v for k, v in saved[section].items() if k not in MAY_CHANGE}
+    return saved
+
+
+def changed_since(trained: dict, config: RunConfig, run: str = "the run") -> str | None:
+    """One line naming each setting (MAY_CHANGE aside) in which `config` (a record's) differs
+    from `trained` (a config dict it was trained with, any recorded layout), or None when none
+    does: `run X's config.json was changed after training started: lr 0.01 (trained with 0.003)`.
+    The caller adds what to do about it."""
+    was, now = RunConfig.from_dict(trained).flat(), config.flat()
+    changed = [
+        k for k in dict.fromkeys([*was, *now]) if k not in MAY_CHANGE and was.get(k) != now.get(k)
+    ]
+    if not changed:
+        return None
+    diff = ", ".join(f"{k} {now.get(k)!r} (trained with {was.get(k)!r})" for k in changed)
+    return f"{run}'s config.json was changed after training started: {diff}"
 
 
 def _is_true(value) -> bool:
@@ -522,18 +620,26 @@ def _device_type(settings: dict) -> str:
 def upgrade(config: dict) -> dict:
     """A config dict in the current layout: format 1's "model" section (with "model" and
     "spec" fields) becomes the "network" section with a "network" field; before format 3 the
-    momentum saved with an optimizer that has none (0.9, unused) is dropped. sgd and rmsprop
-    keep theirs: the one they trained with."""
+    momentum saved with an optimizer that has none (0.9, unused) is dropped, before format 4
+    the warmup, min_delta and monitor saved with a recipe that does not use them. sgd and
+    rmsprop keep their momentum: the one they trained with (null: their own, filled in)."""
     config = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
     if "network" not in config and isinstance(config.get("model"), dict):
         old = config.pop("model")
         old["network"] = old.pop("model", None) or old.get("spec")
         old.pop("spec", None)
         config["network"] = {k: v for k, v in old.items() if v is not None}
-    if config.pop("format", 1) < 3 and isinstance(config.get("train"), dict):
-        train = config["train"]  # format 2 and before saved momentum 0.9 for every optimizer
-        if train.get("optimizer", "adam") not in MOMENTUM:
-            train.pop("momentum", None)  # ignored by the others: not a setting they had
+    saved = config.pop("format", 1)
+    if isinstance(config.get("train"), dict):
+        train = config["train"]
+        unused: tuple[str, ...] = ("warmup", "min_delta", "monitor") if saved < 4 else ()
+        unused += ("momentum",) if saved < 3 else ()  # format 2 saved 0.9 for every optimizer
+        recipe = types.SimpleNamespace(
+            **{**{f.name: f.default for f in fields(TrainConfig)}, **train}
+        )
+        for key in unused:
+            if RECIPE_SETTINGS[key][0](recipe) is None:
+                train.pop(key, None)  # not a setting that recipe had
     return config
 
 

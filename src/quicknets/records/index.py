@@ -21,6 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.config.configs import FORMAT
 from quicknets.records.runfolder import describe, run_state, stamp
 
 INDEX_FILE = "index.sqlite"
@@ -78,8 +79,12 @@ def connect(root: Path) -> sqlite3.Connection:
                 for column, kind in ADDED.items():
                     if column not in have:
                         conn.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
-                if not have >= set(ADDED):
+                # a row's settings are read as configs.FORMAT reads them (upgrade): another
+                # format, or a column added, and every folder is read again
+                read_as = conn.execute("PRAGMA user_version").fetchone()[0]
+                if not have >= set(ADDED) or read_as != FORMAT:
                     conn.execute("UPDATE runs SET stamp = NULL")  # read every folder again
+                    conn.execute(f"PRAGMA user_version = {FORMAT}")
             break
         except sqlite3.OperationalError as e:
             if conn is not None:

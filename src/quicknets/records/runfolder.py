@@ -115,8 +115,11 @@ def read_record(path) -> tuple:
     it (config.json as a RunConfig, history.json a list of epoch objects, results.json an object
     whose accuracy and loss are numbers, meta.json an object), and one line per file that cannot
     be. history.json may be missing only before results.json exists (a run before its first
-    epoch ended). runs.load_run and describe both read through here, so `quicknets runs` calls
-    broken exactly the runs that the other commands refuse."""
+    epoch ended). A config.json that differs from the settings meta.json says the run was
+    trained with (configs.changed_since; threads, device and data_dir may differ) is a problem
+    too; records from before meta.json kept them are not checked. runs.load_run and describe
+    both read through here, so `quicknets runs` calls broken exactly the runs that the other
+    commands refuse."""
     path = Path(path)
     parts, problems = {}, []
     finished = (path / "results.json").exists()
@@ -130,7 +133,23 @@ def read_record(path) -> tuple:
             parts[file] = CHECKS[file](path / file, value) if file in CHECKS else value
         except QuicknetsError as e:
             problems.append(str(e))
+    trained = parts.get("meta.json", {}).get("trained_with")
+    if "config.json" in parts and isinstance(trained, dict):  # none before records kept it
+        changed = _changed_since(trained, parts["config.json"], f"run {path.name}")
+        if changed:
+            problems.append(
+                f"{changed}; put it back (a record must hold the settings it was trained with)"
+            )
     return parts, problems
+
+
+def _changed_since(trained: dict, config, run: str) -> str | None:
+    from quicknets.config.configs import changed_since
+
+    try:
+        return changed_since(trained, config, run)
+    except QuicknetsError as e:  # meta.json's own copy edited into nonsense
+        return f"{run}'s meta.json is corrupt (trained_with: {e})"
 
 
 def _holder(fd: int) -> dict:

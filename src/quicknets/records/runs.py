@@ -12,7 +12,8 @@
 
 A run folder holds config.json (data, model and train settings), history.json (one dict per
 epoch), results.json (test metrics), model.pt (weights and the network's config) and meta.json
-(seed, versions of Python, torch and quicknets, the code version, when and how it was made).
+(seed, versions of Python, torch and quicknets, the code version, when and how it was made, and
+the settings it is trained with, so that a config.json edited later is refused, not believed).
 `quicknets train` creates the folder (config.json, meta.json) before the first epoch and keeps
 checkpoint.pt in it while training; results.json is written last and marks the run finished, so
 a killed run is visible as unfinished, resumable, and never read as a result. The folder is the
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.storage import atomic_write_json
-from quicknets.config.configs import RunConfig
+from quicknets.config.configs import RunConfig, trained_settings
 from quicknets.records import index
 from quicknets.records.runfolder import (
     CHECKPOINT_FILE,
@@ -155,6 +156,7 @@ def start_run(
         "run_id": secrets.token_hex(8),  # survives a copy or a rename
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": config.train.seed,
+        "trained_with": trained_settings(config),  # tells a config.json edited later
         "data": data_info or {},
         **environment(),
     }

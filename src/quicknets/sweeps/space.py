@@ -259,11 +259,14 @@ class Search:
         )
         if kind == "grid":
             grid_trials(space, [0])  # ranges are refused here, before anything runs
-        if kind != "optuna":  # settings that must fit together (momentum with sgd), too
-            from quicknets.config.configs import RunConfig
+        # settings that must fit together (momentum with sgd, warmup with onecycle), before
+        # anything trains: every planned trial, or for Optuna every listed value with each end
+        # of every range (what a setting needs turns on at a threshold: patience 0 or more)
+        from quicknets.config.configs import RunConfig
 
-            for trial in search.plan():
-                RunConfig.build(**{**search.base, **trial})
+        ends = {k: [v.low, v.high] if isinstance(v, Range) else v for k, v in space.items()}
+        for trial in search.plan() if kind != "optuna" else grid_trials(ends, [0]):
+            RunConfig.build(**{**search.base, **trial})
         return search
 
     def plan(self) -> list:

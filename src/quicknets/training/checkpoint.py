@@ -81,31 +81,20 @@ def load_checkpoint(path) -> dict:
     return state
 
 
-RESUME_MAY_CHANGE = ("threads", "device", "data_dir")  # where and how fast, not what it trains
-
-
 def check_trained_with(state: dict, config, run: str = "the run") -> None:
     """Raise a QuicknetsError naming every setting in which `config` (the record's RunConfig)
-    differs from the one the checkpoint was trained with, except RESUME_MAY_CHANGE: a
-    config.json edited after the run started. A checkpoint from before configs were kept in it
-    is not checked."""
+    differs from the one the checkpoint was trained with, except configs.MAY_CHANGE: a
+    config.json edited after the run started (configs.changed_since). A checkpoint from before
+    configs were kept in it is not checked."""
     if not state.get("config"):
         return
-    from quicknets.config.configs import RunConfig
+    from quicknets.config.configs import changed_since
 
-    trained = RunConfig.from_dict(state["config"]).flat()
-    now = config.flat()
-    changed = [
-        k
-        for k in dict.fromkeys([*trained, *now])
-        if k not in RESUME_MAY_CHANGE and trained.get(k) != now.get(k)
-    ]
+    changed = changed_since(state["config"], config, run)
     if changed:
-        diff = ", ".join(f"{k} {now.get(k)!r} (trained with {trained.get(k)!r})" for k in changed)
         raise QuicknetsError(
-            f"{run}'s config.json was changed after training started: "
-            f"{diff}; put it back to resume (a record must hold the settings "
-            f"it was trained with), or train a new run"
+            f"{changed}; put it back to resume (a record must hold the settings it was trained "
+            "with), or train a new run"
         )
 
 

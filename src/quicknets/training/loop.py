@@ -19,7 +19,6 @@ tqdm's notebook widget, and `live_plot=True` redraws the curves in one output of
 each epoch.
 """
 
-import dataclasses
 import math
 import sys
 import time
@@ -62,13 +61,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     lr, wd = cfg.lr, cfg.weight_decay
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=lr, momentum=cfg.momentum_used, weight_decay=wd, fused=fused
-        )
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd, fused=fused)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=fused)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum_used, weight_decay=wd)
+        return torch.optim.RMSprop(params, lr=lr, momentum=cfg.momentum, weight_decay=wd)
     if cfg.optimizer == "nadam":
         return torch.optim.NAdam(params, lr=lr, weight_decay=wd)
     if cfg.optimizer == "radam":
@@ -94,7 +91,9 @@ def early_stopping(history: list, monitor: str, min_delta: float = 0.0) -> tuple
 def note_early_stopping(history: list, row: dict, config: TrainConfig) -> bool:
     """Write the best epoch so far into this epoch's `row`, and why training stops when it has
     waited `config.patience` epochs (before the last one); True when this epoch is the best."""
-    best_epoch, waited = early_stopping(history + [row], config.monitor, config.min_delta)
+    # monitor and min_delta are filled in wherever patience is on (configs.RECIPE_SETTINGS)
+    monitor, min_delta = config.monitor or "val_loss", config.min_delta or 0.0
+    best_epoch, waited = early_stopping(history + [row], monitor, min_delta)
     row["best_epoch"] = best_epoch
     if waited >= config.patience and row["epoch"] < config.epochs:
         row["stopped"] = (
@@ -182,6 +181,27 @@ def thread_free(model: nn.Module, config: TrainConfig, device: torch.device) -> 
     return all(type(m) in THREAD_FREE_LAYERS for m in leaves) and thread_invariant()
 
 
+def recipe_notes(model: nn.Module, config: TrainConfig, device: torch.device) -> list:
+    """One line for each setting this run takes but that does nothing useful here: bf16 on a
+    CPU that emulates it (slower than float32: machine.native_bf16), channels-last for a
+    network without convolutions (no image tensors to lay out). Said, not refused: the run
+    trains to the same numbers with them."""
+    from quicknets.base.machine import native_bf16
+
+    notes = []
+    if config.bf16 and device.type == "cpu" and not native_bf16("cpu"):
+        notes.append(
+            "note: --bf16 on this CPU (no AVX-512 bf16 or AMX) is emulated: slower than "
+            "float32, with bf16's rounding"
+        )
+    if config.channels_last and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        notes.append(
+            "note: --channels-last lays out convolutions' inputs; this network has none, so "
+            "it changes nothing"
+        )
+    return notes
+
+
 def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -229,7 +249,8 @@ def train_epoch(
             xb = augment(xb, moves[0][idx], moves[1][idx], config.translate)
         if config is not None and config.schedule != "constant":
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, total_steps, config.lr, config.schedule, config.warmup)
+                warmup = config.warmup or 0.0  # None: a schedule without one
+                group["lr"] = lr_at(step, total_steps, config.lr, config.schedule, warmup)
         if fused is not None:  # a Linear+ReLU network: the pass written out, same numbers
             loss, log_probs = fused(xb, yb)
             opt.step()
@@ -289,7 +310,7 @@ def train(
     if config is None:
         config = make(TrainConfig, settings)
     else:
-        config = check(dataclasses.replace(config, **settings) if settings else config)
+        config = check(config.replace(**settings) if settings else config)
     if config.lr == "auto":  # lr_finder imports this module: it is found by the run's setup
         raise QuicknetsError(
             "lr 'auto' is found when a run is set up (quicknets train --lr "
@@ -367,6 +388,8 @@ def fit(
     strict mode (machine.use_strict_math), as the CLI. Trainings in several threads of one
     process run one at a time (machine.TRAINING), each to the numbers it has alone."""
     check_inputs(model, data, config)
+    for note in [] if quiet else recipe_notes(model, config, torch.device(config.device)):
+        log(note)
     use_strict_math()  # before the first matrix product: the CLI's numbers
     device = torch.device(config.device)
     fused = fused_step(model, config, device)  # None: autograd (see fused.py for what it covers)

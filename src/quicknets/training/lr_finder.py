@@ -20,7 +20,6 @@ count and model are as they were.
 """
 
 import copy
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -101,14 +100,14 @@ def lr_find(
     if config is None:
         config = make(TrainConfig, settings)
     else:
-        config = check(dataclasses.replace(config, **settings) if settings else config)
+        config = check(config.replace(**settings) if settings else config)
     if not 0 < start_lr < end_lr:
         raise QuicknetsError(
             f"the LR sweep needs 0 < start_lr < end_lr, got {start_lr} and {end_lr}"
         )
     if steps < 20:
         raise QuicknetsError(f"the LR sweep needs at least 20 steps, got {steps}")
-    config = dataclasses.replace(resolve(config), lr=start_lr, patience=0)
+    config = resolve(config).replace(lr=start_lr, patience=0)
     check_inputs(model, data, config)
     device = torch.device(config.device)
     use_strict_math()  # the CLI's math mode, as train()
