@@ -187,8 +187,8 @@ def check_quicknets() -> Check:
 
 
 def check_data_search(data_dir=None) -> Check:
-    """Where the built-in datasets are looked for, in order (data.search_dirs)."""
-    from quicknets.data.loading import dataset_info, search_dirs
+    """Where the built-in datasets are looked for, in order (builtin.search_dirs)."""
+    from quicknets.data.builtin import dataset_info, search_dirs
 
     dirs = ", ".join(str(d) for d in search_dirs(dataset_info("fashion-mnist"), data_dir))
     if data_dir:
@@ -205,11 +205,11 @@ def check_data_search(data_dir=None) -> Check:
 
 
 def dataset_state(name: str, data_dir=None) -> tuple[str, str]:
-    """Where built-in dataset `name` would be found (data.locate, downloading nothing):
+    """Where built-in dataset `name` would be found (builtin.locate, downloading nothing):
     (status, where or what to do)."""
     from quicknets.base.errors import QuicknetsError
     from quicknets.base.storage import cache_dir
-    from quicknets.data.loading import dataset_info, find_files, locate, search_dirs
+    from quicknets.data.builtin import dataset_info, find_files, locate, search_dirs
 
     info = dataset_info(name)
     status = WARN if name == "fashion-mnist" else NOTE  # missing: the default dataset warns

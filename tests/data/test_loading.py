@@ -12,7 +12,7 @@ import torch
 
 from conftest import FASHION_DIR, make_idx_dataset
 from quicknets.base.errors import QuicknetsError
-from quicknets.data import datasets, fetch
+from quicknets.data import builtin, datasets, fetch
 from quicknets.data import loading as data_module
 from quicknets.data.idx import read_idx
 from quicknets.data.loading import load_dataset, normalize
@@ -203,7 +203,7 @@ def test_real_data_under_the_dotted_names_verifies(tmp_path, fashion):
 def test_torchvision_raw_folder_with_both_copies_uses_the_unpacked_one(tmp_path):
     raw = make_idx_dataset(tmp_path / "FashionMNIST" / "raw")
     make_idx_dataset(tmp_path / "FashionMNIST" / "raw", compress=True)
-    files = data_module.locate("fashion-mnist", tmp_path, download=False)
+    files = builtin.locate("fashion-mnist", tmp_path, download=False)
     assert files["train_images"] == raw / "train-images-idx3-ubyte"
     assert sorted(p.name for p in files.values()) == sorted(datasets.FILES.values())
 
@@ -277,7 +277,7 @@ def test_data_dir_that_is_a_file(tmp_path):
 
 
 def _cache_files():
-    return sorted((data_module.cache_dir() / "decoded").glob("mnist-*.pt"))
+    return sorted((builtin.cache_dir() / "decoded").glob("mnist-*.pt"))
 
 
 def test_decoded_cache_is_used_for_the_same_content_wherever_it_lies(tmp_path, monkeypatch):
@@ -287,7 +287,7 @@ def test_decoded_cache_is_used_for_the_same_content_wherever_it_lies(tmp_path, m
     def no_decode(*args):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(data_module, "_decode", no_decode)
+    monkeypatch.setattr(builtin, "_decode", no_decode)
     moved = shutil.copytree(tmp_path / "a", tmp_path / "b")  # new path and mtimes, same bytes
     second = load_dataset("mnist", moved, verify=False)
     assert torch.equal(first.train_images, second.train_images)
@@ -318,9 +318,9 @@ def _flip_a_byte_in_the_middle(path):
 
 def _cache_file(folder):
     """The decoded cache file of the generated set in `folder` (loaded as mnist, unverified)."""
-    raw = {k: f.read_bytes() for k, f in data_module.find_files(folder).items()}
-    key = data_module._cache_key(raw)
-    return data_module.cache_dir() / "decoded" / f"mnist-{key[:16]}-nv.pt", key
+    raw = {k: f.read_bytes() for k, f in builtin.find_files(folder).items()}
+    key = builtin._cache_key(raw)
+    return builtin.cache_dir() / "decoded" / f"mnist-{key[:16]}-nv.pt", key
 
 
 @pytest.mark.parametrize(
@@ -337,11 +337,11 @@ def test_damaged_decoded_cache_is_rebuilt(tmp_path, damage):
     first = load_dataset("mnist", folder, verify=False)
     cached, key = _cache_file(folder)
     damage(cached)
-    assert data_module._read_cache(cached, key) is None
+    assert builtin._read_cache(cached, key) is None
     second = load_dataset("mnist", folder, verify=False)
     for name in ("train_images", "train_labels", "test_images", "test_labels"):
         assert torch.equal(getattr(first, name), getattr(second, name))
-    assert data_module._read_cache(cached, key) is not None  # replaced by a good one
+    assert builtin._read_cache(cached, key) is not None  # replaced by a good one
 
 
 # --- files that cannot be a split's data: one line each (with verification off) ---

@@ -108,8 +108,7 @@ def run(args) -> int:
     )
     from quicknets.audit.page import write_audit
     from quicknets.base.errors import QuicknetsError
-    from quicknets.data.loading import load_dataset
-    from quicknets.data.sources import is_path
+    from quicknets.data.loading import is_path, load_dataset
     from quicknets.records.runs import runs_root
 
     folds = FOLDS if args.folds is None else args.folds

@@ -54,30 +54,11 @@ class Source:
     origin: dict  # what a run records: format, path, test set, content digest
 
 
-def is_path(name, test: bool = False) -> bool:
-    """Whether --dataset (or, with test=True, --test) names a file or folder rather than a
-    built-in dataset (or a fraction): a path separator, a data suffix, or something there."""
-    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
-        return False
-    text = str(name)
-    if test and _fraction(text) is not None:
-        return False
-    if not test and text.lower().replace("_", "-") in DATASETS:
-        return False
-    return (
-        "/" in text
-        or os.sep in text
-        or text.startswith("~")
-        or text.lower().endswith(SUFFIXES)
-        or Path(text).exists()
-    )
-
-
 def resolve_path(name) -> str:
     return os.path.abspath(os.path.expanduser(str(name)))
 
 
-def _fraction(text) -> float | None:
+def as_fraction(text) -> float | None:
     try:
         value = float(text)
     except (TypeError, ValueError):
@@ -146,7 +127,7 @@ def _test_choice(test) -> tuple:
     """(fraction or None, test path or None) from the --test value."""
     if test is None or str(test).strip() == "":
         return None, None
-    fraction = _fraction(test) if not isinstance(test, os.PathLike) else None
+    fraction = as_fraction(test) if not isinstance(test, os.PathLike) else None
     if fraction is not None:
         if not 0.0 < fraction < 1.0:
             raise QuicknetsError(f"a test fraction must be between 0 and 1, not {test}")

@@ -340,7 +340,7 @@ def load_model(run, runs_dir=None):
     a run's name, a unique prefix of one, its folder, or a load_run result. The file is loaded
     weights-only (no code runs), and a network that is not the one the run's config describes is
     an error."""
-    from quicknets.data.loading import dataset_info
+    from quicknets.data.builtin import dataset_info
     from quicknets.data.preprocessing import Preprocessing, dataset_layout
     from quicknets.networks.models import load_saved
 
