@@ -56,7 +56,8 @@ def test_loggers_are_imported_only_when_asked():
     import subprocess
 
     code = (
-        "import sys\nfrom quicknets.records import experiment\nfrom quicknets.training import loggers\n"
+        "import sys\nfrom quicknets.records import experiment\n"
+        "from quicknets.training import loggers\n"
         "assert 'mlflow' not in sys.modules and 'tensorboard' not in sys.modules"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
