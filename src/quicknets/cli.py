@@ -14,7 +14,9 @@ import argparse
 import codecs
 import importlib
 import os
+import signal
 import sys
+import threading
 import unicodedata
 
 from quicknets import __version__
@@ -106,6 +108,15 @@ def _drop_stdout() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a polite kill: `kill`, systemd, a batch system's time limit), taken as Ctrl-C
+    is: a run stops at once, marked interrupted and resumable, and says so; exit 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv=None) -> int:
     _set_up_streams()
     use_strict_math()  # before torch starts: MKL's strict mode, as train() in Python
@@ -114,6 +125,8 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if threading.current_thread() is threading.main_thread():  # signals reach only that one
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = args.handler(args) or 0
         sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
@@ -128,10 +141,10 @@ def main(argv=None) -> int:
         return 1
     except Interrupted as e:  # a run stopped by Ctrl-C: what was kept, how to continue
         print(f"interrupted: {e}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
+        return 143 if isinstance(e.__context__, Terminated) else 130
+    except KeyboardInterrupt as e:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

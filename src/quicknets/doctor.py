@@ -59,7 +59,10 @@ PROGRAMS = (
 # pyproject.toml's extras: extra -> (what it adds, the modules it installs). test_doctor checks
 # that these agree with pyproject.toml.
 EXTRAS = {
-    "sweep": ("quicknets sweep --search optuna", ("optuna",)),
+    "sweep": (
+        "quicknets sweep --search optuna; sweep --show's parameter importance",
+        ("optuna", "scikit-learn"),
+    ),
     "postgres": (
         "sweep studies shared through --storage postgresql://",
         ("optuna", "psycopg", "sqlalchemy"),

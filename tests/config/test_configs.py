@@ -429,3 +429,19 @@ def test_momentum_in_a_toml_file_and_on_the_command_line(tmp_path, capsys):
     assert "0.9 for sgd as in the notebook, 0 for rmsprop" in " ".join(
         capsys.readouterr().out.split()
     )
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"data": {}, "network": {}, "train": {}, "lr": 0.01}, "unknown config key(s) lr: "),
+        ({"data": {}, "network": "784-128-10", "train": {}}, "config section(s) network must"),
+        ({"data": [], "network": {}, "train": {}}, "config section(s) data must be tables"),
+    ],
+)
+def test_a_hand_edited_config_with_a_stray_key_or_section_is_refused(config, message):
+    """A setting written beside the sections (it would be ignored) or a section that is not a
+    table (its letters would be read as settings) is one clear error, not a silent default."""
+    with pytest.raises(QuicknetsError) as e:
+        RunConfig.from_dict(config)
+    assert str(e.value).startswith(message)

@@ -181,6 +181,8 @@ def test_compare_command(runs_dir, tmp_path, capsys):
     assert main(["compare", a.name, b.name, "--runs-dir", str(runs_dir), "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert "differing settings: lr" in out and a.name in out and f"wrote: {png}" in out
+    assert f"A = {a.name}, B = {b.name}" in out  # their data is not here: no test, and why
+    assert "mcnemar: not given: /somewhere/0 does not exist" in out
     assert png.is_file()
     assert main(["compare", "--where", "lr<0.05", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
@@ -262,3 +264,81 @@ def test_compare_of_one_seed_has_no_std(runs_dir, capsys):
     assert group["n"] == 1 and group["test_accuracy"] == (0.8, None)
     assert group["test_loss"] == (pytest.approx(0.2), None)
     assert group["val_accuracy"] == (None, None)  # no validation split: nothing to show
+
+
+def tiny_run(data_dir, runs_dir, capsys, lr, epochs):
+    """Train a small network on generated data with the CLI; its run folder."""
+    argv = ["train", "--dataset", "mnist", "--data-dir", str(data_dir), "--no-verify"]
+    argv += ["--layers", "784-32-10", "--lr", str(lr), "--epochs", str(epochs)]
+    assert main([*argv, "--threads", "1", "--runs-dir", str(runs_dir), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    return next(line for line in out.splitlines() if line.startswith("saved: "))[7:]
+
+
+def mcnemar_counts(out: str) -> tuple:
+    """(only A right, only B right, p) parsed from compare's `mcnemar:` line."""
+    import re
+
+    (line,) = [line for line in out.splitlines() if line.startswith("mcnemar:")]
+    found = re.match(r"mcnemar: only A right (\d+), only B right (\d+), p=(\S+) ", line)
+    assert found, line
+    return int(found[1]), int(found[2]), float(found[3])
+
+
+def test_compare_of_two_runs_tests_them_on_their_test_set(tiny_dir, tiny, runs_dir, capsys):
+    """`compare A B` gives McNemar's exact test from the runs' saved models: the disagreement
+    counts are those of the two models' predictions, counted image by image here."""
+    from scipy import stats
+
+    from quicknets.evaluation.classification import predict
+    from quicknets.records.runs import load_model
+
+    slow = tiny_run(tiny_dir, runs_dir, capsys, 0.0001, 1)
+    fast = tiny_run(tiny_dir, runs_dir, capsys, 0.003, 2)
+    assert main(["compare", slow, fast, "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    only_a, only_b, p = mcnemar_counts(out)
+    pred_a, pred_b = (predict(load_model(run), tiny.test_images).tolist() for run in (slow, fast))
+    labels = tiny.test_labels.tolist()
+    brute_a = sum(a == y != b for a, b, y in zip(pred_a, pred_b, labels))
+    brute_b = sum(b == y != a for a, b, y in zip(pred_a, pred_b, labels))
+    assert (only_a, only_b) == (brute_a, brute_b) and only_a + only_b > 0
+    exact = stats.binomtest(min(brute_a, brute_b), brute_a + brute_b).pvalue
+    assert p == pytest.approx(exact, rel=1e-2)  # printed to 3 significant digits
+    assert out.index("A = ") < out.index("mcnemar:")
+    assert main(["compare", fast, slow, "--runs-dir", str(runs_dir)]) == 0  # B and A swapped
+    assert mcnemar_counts(capsys.readouterr().out)[:2] == (only_b, only_a)
+    third = tiny_run(tiny_dir, runs_dir, capsys, 0.001, 1)
+    assert main(["compare", slow, fast, third, "--runs-dir", str(runs_dir)]) == 0
+    assert "mcnemar" not in capsys.readouterr().out  # more than two runs: no pair to test
+
+
+def test_compare_of_runs_on_different_test_sets_is_one_error_line(
+    tiny_dir, runs_dir, tmp_path, capsys
+):
+    """McNemar's test needs one test set: fewer test images, other labels, or other images of
+    the same labels are each refused with one line, nothing printed before it."""
+    import shutil
+
+    from conftest import make_idx_dataset
+    from quicknets.data.idx import read_idx, write_idx
+
+    base = tiny_run(tiny_dir, runs_dir, capsys, 0.003, 1)
+    fewer = make_idx_dataset(tmp_path / "fewer", n_test=60)
+    relabelled = make_idx_dataset(tmp_path / "relabelled", seed=1)
+    repainted = shutil.copytree(tiny_dir, tmp_path / "repainted")
+    images = read_idx(repainted / "t10k-images-idx3-ubyte")[0].copy()
+    images[:7, 0, 0] ^= 1  # seven test images one grey level apart
+    write_idx(repainted / "t10k-images-idx3-ubyte", images)
+    cases = {
+        fewer: "100 images against 60",
+        relabelled: "their labels differ at",
+        repainted: "their test images differ at 7 of 100 images",
+    }
+    for folder, message in cases.items():
+        other = tiny_run(folder, runs_dir, capsys, 0.003, 1)
+        assert main(["compare", base, other, "--runs-dir", str(runs_dir)]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1, err
+        assert err.startswith("error: the runs were tested on different test sets: ")
+        assert message in err, err

@@ -267,12 +267,11 @@ def test_only_run_records_are_removed(runs_dir, tmp_path, monkeypatch, capsys):
     (project / "config.json").write_text("{}")
     (project / "thesis.tex").write_text("years of work")
     record = save_run(network("784-10"), config(), history(), results(0.7), {}, runs_dir)
-    shutil.copytree(record, runs_dir / "copy")  # a copy under another name: meta.json says not
+    shutil.copytree(record, runs_dir / "copy")  # a copy under another name: still a record
     (record / "notes.txt").write_text("mine")  # a record holding a user's file
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     for ref, why in [
         (str(project), "is not a run record"),
-        ("copy", "is not a run record"),
         (
             record.name,
             r"holds files that are not part of the run record "
@@ -284,8 +283,8 @@ def test_only_run_records_are_removed(runs_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(project)
     assert main(["runs", "rm", ".", "--runs-dir", str(runs_dir)]) == 1  # was a traceback
     assert (
-        capsys.readouterr().err == f"error: {project} is not a run record (its meta.json "
-        "does not name it); nothing was removed\n"
+        capsys.readouterr().err == f"error: {project} is not a run record (it has no meta.json "
+        "naming a run); nothing was removed\n"
     )
     monkeypatch.chdir(tmp_path)
     assert main(["runs", "rm", ".", "--runs-dir", str(runs_dir)]) == 1
@@ -298,6 +297,9 @@ def test_only_run_records_are_removed(runs_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(record)
     assert main(["runs", "rm", "."]) == 0  # from inside the run folder
     assert not record.exists() and (runs_dir / "copy").exists()
+    monkeypatch.chdir(tmp_path)
+    remove_run("copy", runs_dir)  # a cp -r copy (meta.json names the original) is a record too
+    assert not (runs_dir / "copy").exists() and project.exists()
 
 
 def test_removed_while_training_the_trainer_stops_and_the_folder_stays_gone(runs_dir):

@@ -409,3 +409,37 @@ def test_early_stopped_runs_are_ranked_by_the_epoch_they_kept(tiny_dir, runs_dir
     assert main(["runs", "--sort=-val_loss", "--runs-dir", str(runs_dir)]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:3]]
     assert listed == [r.name for r in reversed(best_first)]
+
+
+def test_show_says_which_settings_matter(tiny_dir, runs_dir, capsys, monkeypatch):
+    """`sweep --show` prints `importance:` (fANOVA over the finished variants, the seed left
+    out): on a grid over lr and dropout, lr first, with the shares param_importance gives for
+    the runs' own records; without scikit-learn, why there is none."""
+    import re
+
+    from quicknets.sweeps.importance import param_importance
+
+    argv = ["sweep", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify"]
+    argv += ["--layers", "784-32-10", "--lr", "0.0001,0.003,0.03", "--dropout", "0,0.05"]
+    argv += ["--epochs", "1", "--seeds", "1", "--workers", "1", "--threads", "1"]
+    assert main([*argv, "--name", "imp", "--runs-dir", str(runs_dir), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "--show", "imp", "--runs-dir", str(runs_dir)]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("importance:")]
+    shares = re.findall(r"(\w+) (\d\.\d\d)", line.split("(")[0])
+    assert [name for name, _ in shares] == ["lr", "dropout"], line
+    assert "(fANOVA over 6 trials)" in line
+    # the forest's fit depends on the order of the trials: the ranking's, best first
+    runs = sorted(
+        list_runs(runs_dir, sweep="imp"), key=lambda r: (-r.results["accuracy"], r.results["loss"])
+    )
+    trials = [
+        ({"lr": r.config.train.lr, "dropout": r.config.network.dropout}, r.results["accuracy"])
+        for r in runs
+    ]
+    reference = param_importance(trials).shares
+    assert [(k, f"{v:.2f}") for k, v in reference] == shares
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # an install without it
+    assert main(["sweep", "--show", "imp", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "importance: not given: parameter importance needs optuna and scikit-learn" in out

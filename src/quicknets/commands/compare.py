@@ -1,12 +1,12 @@
 """quicknets compare RUN ...: the settings that differ, the metrics, mean ± std over seeds,
-and the per-epoch curves overlaid in a PNG.
+the per-epoch curves overlaid in a PNG, and for two runs McNemar's test on their test set.
 
     quicknets compare RUN RUN --plot curves.png
     quicknets compare --sweep NAME                  # the sweep's finished runs in this runs folder
     quicknets compare --sweep NAME --storage URL    # every trial of its study, from any machine
 """
 
-from quicknets.commands.common import add_runs_dir, given
+from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
         help="compare runs: differing settings, metrics, curves",
         description="Print the settings in which the runs differ and their "
         "metrics; runs that differ only in seed are also shown as "
-        "mean ± std. Reads the records; nothing is retrained.",
+        "mean ± std. Two runs are also tested against each other on their "
+        "test set (McNemar's exact test, from their saved models). Reads the "
+        "records; nothing is retrained.",
     )
     p.add_argument(
         "names",
@@ -48,6 +50,7 @@ def add_parser(sub) -> None:
         type=given,
         help="write the overlaid per-epoch curves to this file (.png, .svg, .pdf)",
     )
+    add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run, trailing="names")  # `RUN --plot c.png RUN` too
 
@@ -78,12 +81,34 @@ def run(args) -> int:
     if not refs:
         raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
     table = compare(refs, args.runs_dir, skipped)
+    significance = two_runs(table, args.data_dir)  # different test sets: refused before printing
     print(format_compare(table))
+    print("\n".join(significance))
     if args.plot is not None:
         from quicknets.plots.figures import save_figure
 
         print(f"wrote: {save_figure(plot_curves(table), args.plot)}")
     return 0
+
+
+def two_runs(table: dict, data_dir=None) -> list:
+    """For exactly two runs: the lines naming them A and B and McNemar's exact test of them on
+    their test set (`mcnemar: only A right ...`); `mcnemar: not given: WHY` when a model or the
+    data cannot be loaded. Nothing for one run or more than two. Raises QuicknetsError for runs
+    tested on different test sets."""
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.evaluation.significance import format_mcnemar
+    from quicknets.records.comparison import mcnemar_runs, run_predictions
+
+    if len(table["runs"]) != 2:
+        return []
+    a, b = (row["run"] for row in table["runs"])
+    head = f"A = {a.name}, B = {b.name}"
+    try:
+        predictions = [run_predictions(r, data_dir) for r in (a, b)]
+    except QuicknetsError as e:
+        return [head, f"mcnemar: not given: {e}"]
+    return [head, format_mcnemar(mcnemar_runs(*predictions), "A", "B")]
 
 
 def compare_study(args) -> int:

@@ -305,6 +305,8 @@ def show(args) -> int:
     """--show NAME: the whole sweep from its study (or this runs folder), nothing trained."""
     from quicknets.base.errors import QuicknetsError
     from quicknets.sweeps import format_sweep, load_sweep
+    from quicknets.sweeps.importance import format_importance
+    from quicknets.sweeps.view import sweep_importance
 
     extra = [
         k
@@ -319,5 +321,6 @@ def show(args) -> int:
         )
     view = load_sweep(args.show, args.runs_dir, args.storage)
     print(format_sweep(view))
+    print(format_importance(sweep_importance(view)))
     best(view.groups)
     return 0

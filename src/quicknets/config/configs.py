@@ -545,6 +545,19 @@ class RunConfig:
                 "not a quicknets run config: it needs data, network and train sections"
             )
         config = upgrade(config)
+        unknown = sorted(set(config) - {*SECTIONS, "preset", "lr_find"})
+        if unknown:  # a setting written beside the sections would be silently ignored
+            raise QuicknetsError(
+                f"unknown config key(s) {', '.join(unknown)}: a run config holds the sections "
+                f"{', '.join(SECTIONS)} (each setting in its section: lr in train) and preset"
+            )
+        wrong = [s for s in SECTIONS if not isinstance(config.get(s, {}), (dict, type(None)))]
+        if wrong:
+            raise QuicknetsError(
+                f"config section(s) {', '.join(wrong)} must be tables of settings "
+                f"(e.g. network: {{network: '784-128-10'}}), not "
+                f"{', '.join(type(config[s]).__name__ for s in wrong)}"
+            )
         return cls(
             **{s: make(SECTIONS[s], config.get(s) or {}) for s in SECTIONS},
             preset=config.get("preset"),

@@ -110,18 +110,25 @@ def _same_length(x: np.ndarray, y: np.ndarray) -> None:
         )
 
 
-def correct_predictions(model, data, split: str = "test") -> np.ndarray:
-    """Per-image correctness (n,) bool of `model` on a split of `data` ("test", "val" or
-    "train"), its images normalised by the model's own preprocessing, as metrics.evaluate
-    scores them. Raises QuicknetsError as evaluate does for a split the data lacks."""
+def predicted_classes(model, data, split: str = "test") -> np.ndarray:
+    """The class `model` predicts for each image of a split of `data` ("test", "val" or
+    "train"): int64 (n,), its images normalised by the model's own preprocessing, as
+    metrics.evaluate scores them. Raises QuicknetsError as evaluate does for a split the data
+    lacks."""
     from quicknets.data.preprocessing import preprocessing_of
     from quicknets.evaluation.metrics import evaluate, log_probabilities
 
     evaluate(model, data, split)  # its checks: a network, a dataset, the split, shapes, classes
-    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+    images = getattr(data, f"{split}_images")
     pre = preprocessing_of(model, data)
-    preds = log_probabilities(model, pre.normalize(images)).argmax(1).cpu()
-    return (preds == labels).numpy()
+    return log_probabilities(model, pre.normalize(images)).argmax(1).cpu().numpy()
+
+
+def correct_predictions(model, data, split: str = "test") -> np.ndarray:
+    """Per-image correctness (n,) bool of `model` on a split of `data` (predicted_classes
+    against the split's labels). Raises QuicknetsError as predicted_classes does."""
+    predicted = predicted_classes(model, data, split)  # first: its checks name a bad split
+    return predicted == np.asarray(getattr(data, f"{split}_labels"))
 
 
 def format_mcnemar(test: McNemar, name_a: str = "A", name_b: str = "B") -> str:

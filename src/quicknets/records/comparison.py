@@ -200,6 +200,43 @@ def compare(refs, runs_dir=None, skipped=()) -> dict:
     return compare_runs(runs, skipped)
 
 
+def run_predictions(run, data_dir=None) -> dict:
+    """What McNemar's test needs of one finished run (a Run): {"predicted": int (n,), "labels":
+    int (n,), "images": its test images as loaded}, from its saved model and the data it
+    recorded (as `quicknets evaluate` loads them; `data_dir` for data that moved). Raises
+    QuicknetsError when the model or the data cannot be loaded."""
+    from quicknets.data.loading import load_recorded
+    from quicknets.evaluation.significance import predicted_classes
+    from quicknets.records.runs import load_model
+
+    model = load_model(run)
+    data = load_recorded(run.config, data_dir, recorded=(run.meta or {}).get("data"))
+    return {
+        "predicted": predicted_classes(model, data),
+        "labels": data.test_labels.numpy(),
+        "images": data.test_images,
+    }
+
+
+def mcnemar_runs(a: dict, b: dict):
+    """McNemar's exact test (significance.mcnemar) of two runs' run_predictions. Raises
+    QuicknetsError when they were tested on different test sets: a different number of images,
+    different labels, or different images of the same shape."""
+    import torch
+
+    from quicknets.evaluation.significance import mcnemar
+
+    test = mcnemar(a["predicted"], b["predicted"], labels=(a["labels"], b["labels"]))
+    same_shape = a["images"].shape == b["images"].shape
+    if same_shape and not torch.equal(a["images"], b["images"]):
+        differ = (a["images"] != b["images"]).flatten(1).any(1).sum()
+        raise QuicknetsError(
+            f"the runs were tested on different test sets: their test images differ at "
+            f"{int(differ)} of {len(a['labels'])} images"
+        )
+    return test
+
+
 def fmt(value, digits=4) -> str:
     if value is None:
         return "-"

@@ -331,16 +331,17 @@ def stamp(path) -> str:
 
 
 def check_record(path) -> None:
-    """Raise unless `path` is a run record quicknets made: its meta.json names the folder, and
-    it holds only the record's files, so removing it loses nothing else."""
+    """Raise unless `path` is a run record quicknets made: its meta.json names a run (this
+    folder's, or the run it is a copy of or was renamed from: still a record), and it holds
+    only the record's files, so removing it loses nothing else."""
     path = Path(path)
     try:
         name = read_json(path / "meta.json", dict).get("name")
     except QuicknetsError:
         name = None
-    if name != path.name:
+    if not isinstance(name, str) or not name:
         raise QuicknetsError(
-            f"{path} is not a run record (its meta.json does not name it); nothing was removed"
+            f"{path} is not a run record (it has no meta.json naming a run); nothing was removed"
         )
     others = sorted(
         p.name

@@ -3,6 +3,7 @@ what, and its figures.
 
     view = load_sweep("g12", storage="postgresql://user@host/db")   # or from this runs folder
     print(format_sweep(view))            # what `quicknets sweep --show g12 --storage ...` prints
+    print(format_importance(sweep_importance(view)))  # importance: lr 0.93, dropout 0.07 (...)
     figures = sweep_figures(view)        # {"curves": Figure, "settings": Figure}
 
 A sweep with a study (every Optuna search; a grid or random search given --storage) is read from
@@ -249,6 +250,24 @@ def format_sweep(view: SweepView) -> str:
 
 def finished(view: SweepView) -> list:
     return [g for g in view.groups if g.get("state", "COMPLETE") == "COMPLETE"]
+
+
+def sweep_importance(view: SweepView, seed: int = 0):
+    """Which settings matter (importance.param_importance, fANOVA): each finished variant is
+    one trial, its settings (the seed left out) and the mean of the ranking metric over its
+    seeds; settings the search draws on a log scale are weighed so. An Importance whose
+    `reason` says why there are no shares (fewer than 2 finished variants, optuna or
+    scikit-learn missing, ...)."""
+    from quicknets.sweeps.importance import param_importance
+    from quicknets.sweeps.space import Range
+
+    trials = [
+        ({k: v for k, v in g["settings"].items() if k != "seed"}, g[view.metric][0])
+        for g in finished(view)
+    ]
+    space = view.search.space if view.search is not None else {}
+    log = [k for k, v in space.items() if isinstance(v, Range) and v.log]
+    return param_importance(trials, log_settings=log, seed=seed)
 
 
 def plot_sweep_curves(view: SweepView, top: int = TOP_CURVES):
