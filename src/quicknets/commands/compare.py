@@ -83,7 +83,8 @@ def run(args) -> int:
     table = compare(refs, args.runs_dir, skipped)
     significance = two_runs(table, args.data_dir)  # different test sets: refused before printing
     print(format_compare(table))
-    print("\n".join(significance))
+    if significance:  # a paragraph of its own, after the table's
+        print("\n" + "\n".join(significance))
     if args.plot is not None:
         from quicknets.plots.figures import save_figure
 

@@ -102,7 +102,29 @@ def storage_of(url: str, heartbeat: int | None = None):
             "heartbeat_stale_trial_callback": retry_callback(),
         }
     )
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beats)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beats)
+    if url.startswith("sqlite"):
+        write_at_once(storage.engine)
+    return storage
+
+
+def write_at_once(engine) -> None:
+    """Every SQLite transaction takes the write lock when it begins (BEGIN IMMEDIATE), as
+    SQLAlchemy's pysqlite notes advise. Optuna's writes read first, and SQLite answers a read
+    lock's upgrade that would wait on another writer with "database is locked" at once,
+    whatever the busy timeout: two workers closing their trials together after Ctrl-C on a
+    busy machine hit it. Taken at the start, the lock is waited for (the 120 s timeout)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection, record):
+        dbapi_connection.isolation_level = None  # pysqlite's own BEGIN off: ours below
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners are not reused
 
 
 def using_storage(what: str, url: str, name: str, action):
