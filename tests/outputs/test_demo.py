@@ -284,3 +284,26 @@ def test_a_missing_gradio_names_the_extra(trained, capsys, monkeypatch):
     assert err == (
         "error: the demo needs Gradio, an optional extra: pip install 'quicknets[demo]'\n"
     )
+
+
+def test_a_browser_that_hangs_up_mid_upload_is_no_traceback():
+    """uvicorn logs a ClientDisconnect (the page refused a file over the limit mid-upload),
+    wrapped in anyio's exception group, as an error with a traceback: the demo's filter drops
+    it and keeps every other record."""
+    import logging
+
+    from quicknets.outputs.demo import _HungUp
+
+    class ClientDisconnect(Exception):  # starlette.requests' exception, by name
+        pass
+
+    def record(error):
+        info = (type(error), error, None) if error is not None else None
+        return logging.LogRecord("uvicorn.error", 40, "", 0, "Exception in ASGI app", None, info)
+
+    group = BaseExceptionGroup("task group", [ClientDisconnect()])
+    caused = RuntimeError("wrapped")
+    caused.__cause__ = group
+    keep = _HungUp()
+    assert not keep.filter(record(group)) and not keep.filter(record(caused))
+    assert keep.filter(record(ValueError("a real error"))) and keep.filter(record(None))

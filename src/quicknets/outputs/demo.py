@@ -21,6 +21,7 @@ stops, Ctrl-C included.
 
 import errno
 import io
+import logging
 import os
 import shutil
 import socket
@@ -196,6 +197,28 @@ def check_port(port: int) -> None:
             raise QuicknetsError(f"cannot listen on {HOST}:{port}: {e.strerror}") from None
 
 
+class _HungUp(logging.Filter):
+    """Drops uvicorn's traceback for a browser that hung up mid-upload (Starlette's
+    ClientDisconnect: the page refused a file over the limit, or was closed): nothing went
+    wrong on the server, and the terminal shows one line per bad upload, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _hung_up(record.exc_info[1] if record.exc_info else None)
+
+
+def _hung_up(error, depth: int = 0) -> bool:
+    """Whether `error`, its causes or the members of its exception groups (anyio's task groups
+    wrap it) are a ClientDisconnect."""
+    if error is None or depth > 20:
+        return False
+    if type(error).__name__ == "ClientDisconnect":
+        return True
+    members = getattr(error, "exceptions", None) if isinstance(error, BaseExceptionGroup) else ()
+    return any(_hung_up(e, depth + 1) for e in members or ()) or _hung_up(
+        error.__cause__ or error.__context__, depth + 1
+    )
+
+
 def serve(model, port: int = PORT, title: str = "", log=print) -> None:
     """Serve the demo page on HOST:port until Ctrl-C, which closes it and raises Interrupted.
     Uploads go to a temporary folder of its own, removed when it stops however it stops
@@ -207,7 +230,8 @@ def serve(model, port: int = PORT, title: str = "", log=print) -> None:
     uploads = tempfile.mkdtemp(prefix="quicknets-demo-")
     before = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = uploads  # read by Gradio at each upload, not only at start
-    page = None
+    page, hung_up = None, _HungUp()
+    logging.getLogger("uvicorn.error").addFilter(hung_up)
     try:
         page = build_page(model, title)
         theme = gr.themes.Default(font=FONTS, font_mono=["ui-monospace", "monospace"])
@@ -238,3 +262,4 @@ def serve(model, port: int = PORT, title: str = "", log=print) -> None:
         else:
             os.environ["GRADIO_TEMP_DIR"] = before
         shutil.rmtree(uploads, ignore_errors=True)
+        logging.getLogger("uvicorn.error").removeFilter(hung_up)
