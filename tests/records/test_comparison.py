@@ -342,3 +342,124 @@ def test_compare_of_runs_on_different_test_sets_is_one_error_line(
         assert out == "" and err.count("\n") == 1, err
         assert err.startswith("error: the runs were tested on different test sets: ")
         assert message in err, err
+
+
+def seeded_rows(lr_values: dict) -> list:
+    """Rows of variants over seeds: {lr: [test accuracy of seed 0, 1, ...]}."""
+    return [
+        row(f"lr{lr}_s{seed}", seed, lr, acc)
+        for lr, accs in lr_values.items()
+        for seed, acc in enumerate(accs)
+    ]
+
+
+def test_variants_over_seeds_get_an_interval_and_a_mark_against_the_best():
+    """The ranking's 95% CI and `vs best` cells are significance's, for the values of each
+    variant paired by seed; the lines under the table say which test and the correction."""
+    from quicknets.evaluation.significance import format_mark, not_worse_than_best, summarize
+
+    values = {0.003: [0.80, 0.83, 0.81], 0.0030001: [0.80, 0.832, 0.812], 0.0001: [0.6, 0.64, 0.6]}
+    groups = rank(group_by_seed(seeded_rows(values)), "test_accuracy")
+    assert [g["settings"]["lr"] for g in groups] == [0.0030001, 0.003, 0.0001]
+    marks = not_worse_than_best(
+        [values[g["settings"]["lr"]] for g in groups], "test_accuracy", seeds=[[0, 1, 2]] * 3
+    )
+    assert [m.test for m in marks] == [None, "paired", "paired"]
+    assert marks[1].not_worse and marks[2].not_worse is False  # the reference: ~best, worse
+    text = format_groups(groups, ["lr"], "test_accuracy")
+    lines = text.splitlines()
+    assert lines[0].split()[-4:] == ["95%", "CI", "vs", "best"]
+    for line, g, mark in zip(lines[1:4], groups, marks):
+        s = summarize(values[g["settings"]["lr"]])
+        assert f"lr={g['settings']['lr']} " in line  # 0.003 and 0.0030001 told apart
+        assert line.endswith(f"[{s.low:.4f}, {s.high:.4f}]  {format_mark(mark)}")
+    assert "paired t-test over the seeds they share" in text
+    assert "Holm-corrected over 2 comparisons" in text
+
+
+def test_welch_when_variants_ran_other_seeds_and_why_a_variant_has_no_mark():
+    rows = seeded_rows({0.003: [0.80, 0.83, 0.81], 0.1: [0.5]})  # one seed: no mark
+    rows += [row(f"x{s}", s, 0.01, acc) for s, acc in ((7, 0.7), (8, 0.72), (9, 0.69))]
+    text = format_groups(rank(group_by_seed(rows), "test_accuracy"), ["lr"])
+    assert "by a two-sided Welch's t-test against the best, Holm-corrected over 1 comparison\n" in (
+        text + "\n"
+    )
+    assert "? = no test: no interval can be given with one seed" in text
+    line = next(x for x in text.splitlines() if "lr=0.1 " in x)
+    assert line.endswith(" -  ?")  # no interval, no mark
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {0.003: [0.8], 0.0001: [0.6]},  # two single runs, far apart
+        {0.003: [0.8], 0.0030001: [0.8], 0.0001: [0.1]},  # and equal ones
+    ],
+)
+def test_one_run_per_variant_is_one_line_and_never_a_mark(values):
+    """Ranking single runs: no interval, no mark, whatever the gap; one line says why."""
+    groups = rank(group_by_seed(seeded_rows(values)), "test_accuracy")
+    text = format_groups(groups, ["lr"])
+    said = [x for x in text.splitlines() if "no interval can be given" in x]
+    assert said == [
+        "one run per variant: no interval can be given with one seed, so no variant is "
+        "marked better or worse (run each variant over seeds for that)"
+    ]
+    assert not any(word in text for word in ("~best", "worse (p=", "95% CI", "vs best"))
+
+
+def test_only_differing_settings_unless_all_are_asked_for(runs_dir, capsys):
+    """compare shows the settings that differ and says how many equal ones it hid;
+    --all-settings shows every one (the seed too) and hides none."""
+    from quicknets.records.comparison import settings_columns
+
+    a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.01, 1, 0.9)
+    table = compare([a.name, b.name], runs_dir)
+    every = sorted(table["runs"][0]["settings"])
+    assert settings_columns([r["settings"] for r in table["runs"]], seed=True) == (
+        ["lr", "seed"],
+        len(every) - 2,
+    )
+    assert main(["compare", a.name, b.name, "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(every) - 2} settings equal in every run not shown (--all-settings" in out
+    assert "optimizer=" not in out
+    assert main(["compare", a.name, b.name, "--all-settings", "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "equal in every run not shown" not in out
+    line = next(x for x in out.splitlines() if x.startswith(a.name))
+    assert all(f"{k}=" in line for k in every) and "optimizer=adam" in line
+
+
+def fashion_subset(folder, n_train: int):
+    """The first n_train Fashion-MNIST training images and the whole test set, as IDX files."""
+    from conftest import FASHION_DIR
+    from quicknets.data.idx import read_idx, write_idx
+
+    if not (FASHION_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.fail("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist")
+    folder.mkdir()
+    for split, n in (("train", n_train), ("t10k", None)):
+        for kind in ("images-idx3", "labels-idx1"):
+            array = read_idx(FASHION_DIR / f"{split}-{kind}-ubyte.gz")[0]
+            write_idx(folder / f"{split}-{kind}-ubyte", array[:n])
+    return folder
+
+
+def test_a_clearly_better_run_is_significant_on_fashion_mnist(runs_dir, tmp_path, capsys):
+    """The issue's check, on 6,000 Fashion-MNIST training images (a tenth, to keep the suite
+    fast) and the whole 10,000-image test set: 1 epoch at lr 0.0001 against 7 epochs at lr
+    0.003; compare's McNemar test calls the difference significant, p < 0.001."""
+    data = fashion_subset(tmp_path / "fashion-6000", 6000)
+    names = []
+    for lr, epochs in ((0.0001, 1), (0.003, 7)):
+        argv = ["train", "--dataset", "fashion-mnist", "--data-dir", str(data), "--no-verify"]
+        argv += ["--lr", str(lr), "--epochs", str(epochs), "--threads", "1"]
+        assert main([*argv, "--runs-dir", str(runs_dir), "--quiet"]) == 0
+        out = capsys.readouterr().out
+        names.append(next(x for x in out.splitlines() if x.startswith("saved: "))[7:])
+    assert main(["compare", *names, "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    only_a, only_b, p = mcnemar_counts(out)
+    assert only_b > only_a and p < 0.001, out
+    assert "B is better at the 5% level" in out

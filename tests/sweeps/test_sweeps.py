@@ -116,8 +116,9 @@ def test_one_failing_variant_does_not_stop_the_sweep(tiny_dir, runs_dir):
     statuses = sorted(r["status"] for r in query(runs_dir, status="all"))
     assert statuses == ["done", "failed"]  # the diverged run's record is marked failed
     table = format_ranking(groups, "test_accuracy").splitlines()
-    assert len(table) == 1 + 4 + 3 and table[2].endswith("failed")
-    assert any(line.strip().startswith("2  failed: training diverged") for line in table[5:])
+    assert len(table) == 1 + 4 + 3 + 1 and table[2].endswith("failed")
+    assert any(line.strip().startswith("2  failed: training diverged") for line in table[5:8])
+    assert table[8].endswith("settings equal in every run not shown (--all-settings shows them)")
 
 
 def test_resume_sweep_trains_only_what_is_not_finished(tiny_dir, runs_dir):
@@ -443,3 +444,48 @@ def test_show_says_which_settings_matter(tiny_dir, runs_dir, capsys, monkeypatch
     assert main(["sweep", "--show", "imp", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "importance: not given: parameter importance needs optuna and scikit-learn" in out
+
+
+def test_variants_that_differ_trivially_are_not_marked_different(tiny_dir, runs_dir, capsys):
+    """The issue's check: lr 0.003 and 0.0030001, each over 3 seeds, are not marked as
+    different (neither is `worse`), while lr 0.0001 is, in `sweep --show`, `compare --sweep`
+    and the sweep page alike; each says the test (paired: the variants share their seeds).
+    The tables show only lr, say how many equal settings they hid, and --all-settings shows
+    them all. Tiny generated data, 1 epoch per run."""
+    import re
+
+    argv = ["sweep", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify"]
+    argv += ["--layers", "784-32-10", "--lr", "0.003,0.0030001,0.0001", "--epochs", "1"]
+    argv += ["--seeds", "3", "--workers", "1", "--threads", "1", "--runs-dir", str(runs_dir)]
+    assert main([*argv, "--name", "same", "--quiet"]) == 0
+    capsys.readouterr()
+    show = ["sweep", "--show", "same", "--runs-dir", str(runs_dir)]
+    compare = ["compare", "--sweep", "same", "--runs-dir", str(runs_dir)]
+    for command in (show, compare):
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        ranked = {
+            found[1]: found[2].strip()
+            for found in re.finditer(r"^ +\d+  lr=(\S+) +3 .*\]  (.*)$", out, re.M)
+        }
+        assert set(ranked) == {"0.003", "0.0030001", "0.0001"}, out
+        assert ranked["0.0001"].startswith("worse (p="), out
+        trivial = sorted(ranked[lr].split(" ")[0] for lr in ("0.003", "0.0030001"))
+        assert trivial == ["best", "~best"], out
+        assert "by a two-sided paired t-test over the seeds they share" in out
+        assert re.search(r"^\d+ settings equal in every run not shown", out, re.M), out
+    assert main([*show, "--all-settings"]) == 0
+    out = capsys.readouterr().out
+    assert "not shown" not in out and "optimizer=adam" in out and "epochs=1" in out
+    assert main(["report", "--sweep", "same", "--runs-dir", str(runs_dir)]) == 0
+    page = (runs_dir / "sweeps" / "same.html").read_text()
+    marks = re.findall(r"<td>(best|~best \(p=[^<]*\)|worse \(p=[^<]*\))</td>", page)
+    assert [m.split(" ")[0] for m in marks][2] == "worse" and len(marks) == 3
+    assert "<th>95% CI of test_accuracy</th>" in page and "<th>optimizer</th>" not in page
+    assert "importance: lr 1.00 (fANOVA over 3 trials)" in page
+    assert 'alt="parallel"' in page
+    assert main(["report", "--sweep", "same", "--all-settings", "--runs-dir", str(runs_dir)]) == 0
+    assert "<th>optimizer</th>" in (runs_dir / "sweeps" / "same.html").read_text()
+    run = list_runs(runs_dir, sweep="same")[0].name
+    assert main(["report", run, "--all-settings", "--runs-dir", str(runs_dir)]) == 1
+    assert "error: --all-settings goes with --sweep NAME" in capsys.readouterr().err

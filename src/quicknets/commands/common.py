@@ -28,6 +28,14 @@ def add_runs_dir(parser) -> None:
     )
 
 
+def add_all_settings(parser) -> None:
+    parser.add_argument(
+        "--all-settings",
+        action="store_true",
+        help="show every setting in the tables, not only those that differ between the runs",
+    )
+
+
 def add_data_dir(parser) -> None:
     parser.add_argument(
         "--data-dir",

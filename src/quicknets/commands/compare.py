@@ -6,7 +6,7 @@ the per-epoch curves overlaid in a PNG, and for two runs McNemar's test on their
     quicknets compare --sweep NAME --storage URL    # every trial of its study, from any machine
 """
 
-from quicknets.commands.common import add_data_dir, add_runs_dir, given
+from quicknets.commands.common import add_all_settings, add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
         help="compare runs: differing settings, metrics, curves",
         description="Print the settings in which the runs differ and their "
         "metrics; runs that differ only in seed are also shown as "
-        "mean ± std. Two runs are also tested against each other on their "
+        "mean ± std with a 95% confidence interval, each variant marked "
+        "when not significantly worse than the best (t-tests over seeds, "
+        "Holm-corrected). Two runs are also tested against each other on their "
         "test set (McNemar's exact test, from their saved models). Reads the "
         "records; nothing is retrained.",
     )
@@ -50,6 +52,7 @@ def add_parser(sub) -> None:
         type=given,
         help="write the overlaid per-epoch curves to this file (.png, .svg, .pdf)",
     )
+    add_all_settings(p)
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run, trailing="names")  # `RUN --plot c.png RUN` too
@@ -82,7 +85,7 @@ def run(args) -> int:
         raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
     table = compare(refs, args.runs_dir, skipped)
     significance = two_runs(table, args.data_dir)  # different test sets: refused before printing
-    print(format_compare(table))
+    print(format_compare(table, args.all_settings))
     if significance:  # a paragraph of its own, after the table's
         print("\n" + "\n".join(significance))
     if args.plot is not None:
@@ -121,7 +124,7 @@ def compare_study(args) -> int:
     if not args.sweep or args.names or args.where:
         raise QuicknetsError("--storage compares a whole sweep: give --sweep NAME alone")
     view = load_sweep(args.sweep, args.runs_dir, args.storage)
-    print(format_sweep(view))
+    print(format_sweep(view, args.all_settings))
     if args.plot is not None:
         from quicknets.plots.figures import save_figure
 

@@ -4,7 +4,7 @@ quicknets report RUN                               # RUN/report.html
 quicknets report --sweep NAME [--storage URL]      # runs/sweeps/NAME.html: the whole sweep
 """
 
-from quicknets.commands.common import add_data_dir, add_runs_dir, given
+from quicknets.commands.common import add_all_settings, add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -40,6 +40,7 @@ def add_parser(sub) -> None:
         type=given,
         help="the HTML file (default: <run>/report.html, runs/sweeps/NAME.html)",
     )
+    add_all_settings(p)
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)
@@ -55,10 +56,11 @@ def run(args) -> int:
         from quicknets.sweeps import load_sweep
 
         view = load_sweep(args.sweep, args.runs_dir, args.storage)
-        path = write_sweep_report(view, args.out, args.runs_dir)
+        path = write_sweep_report(view, args.out, args.runs_dir, args.all_settings)
     else:
-        if args.storage:
-            raise QuicknetsError("--storage goes with --sweep NAME")
+        for flag, value in (("--storage", args.storage), ("--all-settings", args.all_settings)):
+            if value:
+                raise QuicknetsError(f"{flag} goes with --sweep NAME")
         from quicknets.outputs.report import write_report
         from quicknets.records.runs import load_run
 

@@ -21,7 +21,7 @@ workers, threads, metric, name, storage, prune, heartbeat; a [base] table of fix
 
 import argparse
 
-from quicknets.commands.common import add_runs_dir, given
+from quicknets.commands.common import add_all_settings, add_runs_dir, given
 from quicknets.sweeps.space import SETTINGS
 
 NOT_FLAGS = ("seed", "threads")  # --seeds and --threads below say them for a sweep
@@ -39,7 +39,7 @@ TOML_KEYS = (
     "base",
     "vary",
 )
-RESUME_TAKES = ("workers", "threads", "storage", "log_to", "quiet", "runs_dir")
+RESUME_TAKES = ("workers", "threads", "storage", "log_to", "quiet", "runs_dir", "all_settings")
 
 
 def add_parser(sub) -> None:
@@ -168,6 +168,7 @@ def add_parser(sub) -> None:
         help="also log every trial's epochs to tensorboard and/or mlflow",
     )
     p.add_argument("--quiet", action="store_true", help="print only the ranked table")
+    add_all_settings(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)
 
@@ -229,7 +230,7 @@ def _run(args) -> int:
             raise QuicknetsError(
                 f"--resume-sweep continues a sweep as it was planned; it "
                 f"takes only --workers, --threads, --storage, --log-to, "
-                f"--quiet and --runs-dir, not --"
+                f"--quiet, --all-settings and --runs-dir, not --"
                 f"{given[0].removeprefix('set_').replace('_', '-')}"
             )
         name = args.resume_sweep
@@ -280,7 +281,7 @@ def _run(args) -> int:
         )
     metric = load_record(name, args.runs_dir)["search"]["metric"]
     print(f"ranked by {metric} (mean ± sample std over seeds; n = seeds):")
-    print(format_ranking(groups, metric))
+    print(format_ranking(groups, metric, args.all_settings))
     if not best(groups):
         raise QuicknetsError(f"no trial of sweep {name} finished")
     shared = " --storage URL" if load_record(name, args.runs_dir)["storage"] else ""
@@ -312,15 +313,15 @@ def show(args) -> int:
         k
         for k, v in vars(args).items()
         if v not in (None, False, "")
-        and k not in ("show", "storage", "runs_dir", "handler", "command")
+        and k not in ("show", "storage", "runs_dir", "all_settings", "handler", "command")
     ]
     if extra:
         raise QuicknetsError(
-            f"--show prints a sweep; it takes only --storage and --runs-dir, "
+            f"--show prints a sweep; it takes only --storage, --all-settings and --runs-dir, "
             f"not --{extra[0].removeprefix('set_').replace('_', '-')}"
         )
     view = load_sweep(args.show, args.runs_dir, args.storage)
-    print(format_sweep(view))
+    print(format_sweep(view, args.all_settings))
     print(format_importance(sweep_importance(view)))
     best(view.groups)
     return 0

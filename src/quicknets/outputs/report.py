@@ -240,6 +240,8 @@ SWEEP_FIGURES = {  # figure name -> caption
     "variant's seeds in one colour)",
     "settings": "Each varied setting against the ranking metric: a dot per finished run, the "
     "line through the means",
+    "parallel": "Parallel coordinates: an axis per varied setting, then the ranking metric "
+    "(mean over seeds); a line per finished variant, coloured by the metric, the best on top",
 }
 
 
@@ -256,30 +258,58 @@ def _run_link(name: str, root: Path, page_dir: Path) -> str:
     return f"<code>{escape(name)}</code>{local}"
 
 
-def _ranking(view, root: Path, page_dir: Path) -> str:
-    """The ranked variants: the settings that differ, seeds, the metrics as mean ± std."""
-    from quicknets.records.comparison import fmt_mean_std, shown_keys
+def _ranking(view, root: Path, page_dir: Path, all_settings: bool = False) -> str:
+    """The ranked variants: the settings that differ (all with `all_settings`), seeds, the
+    metrics as mean ± std, the 95% interval of the ranking metric and each variant against the
+    best (as `sweep --show`: comparison.mark_variants), then what those mean and how many
+    equal settings are hidden."""
+    from quicknets.evaluation.significance import format_mark
+    from quicknets.records.comparison import (
+        fmt_mean_std,
+        hidden_line,
+        mark_variants,
+        settings_columns,
+        significance_lines,
+    )
 
-    keys = [k for k in shown_keys([g["settings"] for g in view.groups]) if k != "seed"]
+    keys, hidden = settings_columns([g["settings"] for g in view.groups], all_settings)
     metrics = list(dict.fromkeys([view.metric, "test_accuracy", "test_loss"]))
-    head = "".join(f"<th>{escape(h)}</th>" for h in ["#", *keys, "n", *metrics, "runs"])
+    marks = mark_variants(view.groups, view.metric)
+    judged = [m for m in marks if m is not None]
+    tested = len(judged) >= 2 and any(m.summary.n >= 2 for m in judged)
+    extra = [f"95% CI of {view.metric}", "vs best"] if tested else []
+    head = "".join(f"<th>{escape(h)}</th>" for h in ["#", *keys, "n", *metrics, *extra, "runs"])
     rows = []
-    for i, g in enumerate(view.groups, 1):
+    for i, (g, mark) in enumerate(zip(view.groups, marks), 1):
         cells = [f'<td class="num">{i}</td>']
-        cells += [_cell(g["settings"].get(k)) for k in keys]
+        cells += [_setting_cell(g["settings"].get(k)) for k in keys]
         cells.append(f'<td class="num">{g["n"]}</td>')
         if g.get("state", "COMPLETE") == "COMPLETE":
             for m in metrics:  # as `sweep --show` prints them: no std of one seed, NaN said
                 text = fmt_mean_std(g[m], n=g["n"]).strip()
                 cells.append(f'<td class="num">{escape(text)}</td>')
+            if tested:
+                s = mark.summary if mark is not None else None
+                ci = "-" if s is None or s.low is None else f"[{s.low:.4f}, {s.high:.4f}]"
+                cells.append(f'<td class="num">{ci}</td>')
+                cells.append(_cell(format_mark(mark) if mark is not None else "?"))
         else:
             cells.append(
-                f'<td colspan="{len(metrics)}">{escape(g["state"].lower())}: '
+                f'<td colspan="{len(metrics) + len(extra)}">{escape(g["state"].lower())}: '
                 f"{escape(g.get('message', ''))}</td>"
             )
         cells.append("<td>" + " ".join(_run_link(n, root, page_dir) for n in g["names"]) + "</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    notes = significance_lines(marks, view.metric) + hidden_line(hidden)
+    below = "".join(f'<p class="what">{escape(line.strip())}</p>' for line in notes)
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>{below}"
+
+
+def _setting_cell(value) -> str:
+    """A setting as the text tables show it (comparison.label): 0.003 and 0.0030001 apart."""
+    if isinstance(value, float):
+        return f'<td class="num">{value:.6g}</td>'
+    return _cell(value)
 
 
 def _trials(view, root: Path, page_dir: Path) -> str:
@@ -304,10 +334,15 @@ def _trials(view, root: Path, page_dir: Path) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def render_sweep_report(view, pngs: dict, root: Path, page_dir: Path) -> str:
+def render_sweep_report(
+    view, pngs: dict, root: Path, page_dir: Path, all_settings: bool = False
+) -> str:
     """The sweep page as a string; `pngs` maps figure names (SWEEP_FIGURES) to PNG bytes. Run
-    names link to their own pages where those are in `root` (relative to `page_dir`)."""
-    from quicknets.sweeps.view import format_sweep
+    names link to their own pages where those are in `root` (relative to `page_dir`). The
+    ranking shows the settings that differ (all with `all_settings`), then which settings
+    matter (sweep_importance)."""
+    from quicknets.sweeps.importance import format_importance
+    from quicknets.sweeps.view import format_sweep, sweep_importance
 
     summary = format_sweep(view).splitlines()[:2]  # what it is; trials by state and worker
     figures = (
@@ -323,7 +358,8 @@ def render_sweep_report(view, pngs: dict, root: Path, page_dir: Path) -> str:
     parts = [
         f"<h1>quicknets sweep {escape(view.name)}</h1>",
         "".join(f'<p class="what">{escape(line)}</p>' for line in summary),
-        f"<h2>Ranking</h2>{_ranking(view, root, page_dir)}",
+        f"<h2>Ranking</h2>{_ranking(view, root, page_dir, all_settings)}",
+        f'<p class="what">{escape(format_importance(sweep_importance(view)))}</p>',
         f"<ul>{notes}</ul>" if notes else "",
         "<p>Linked runs have their own page here; * marks a run in this runs folder "
         "without one yet (<code>quicknets report RUN</code> writes it).</p>",
@@ -345,16 +381,17 @@ def render_sweep_report(view, pngs: dict, root: Path, page_dir: Path) -> str:
 """
 
 
-def write_sweep_report(view, path=None, runs_dir=None) -> Path:
+def write_sweep_report(view, path=None, runs_dir=None, all_settings: bool = False) -> Path:
     """Write the sweep's page (default: runs/sweeps/NAME.html); return its path. It reads the
-    view alone (the study or the run records): no model or data is loaded."""
+    view alone (the study or the run records): no model or data is loaded. `all_settings`:
+    the ranking shows every setting, not only those that differ."""
     from quicknets.records.runs import runs_root
     from quicknets.sweeps.view import sweep_figures
 
     root = runs_root(runs_dir)
     path = Path(path) if path is not None else root / "sweeps" / f"{view.name}.html"
     pngs = {name: to_png(fig) for name, fig in sweep_figures(view).items()}
-    page = render_sweep_report(view, pngs, root, path.resolve().parent)
+    page = render_sweep_report(view, pngs, root, path.resolve().parent, all_settings)
     try:
         atomic_write_bytes(path, page.encode("utf-8"))
     except OSError as e:

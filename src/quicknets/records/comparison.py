@@ -35,6 +35,25 @@ def differing(all_settings: list) -> list:
     return [k for k in keys if len({repr(s.get(k)) for s in all_settings}) > 1]
 
 
+def settings_columns(all_settings: list, every: bool = False, seed: bool = False) -> tuple:
+    """(keys a table shows, how many it hides): the settings that tell runs apart (shown_keys),
+    or with `every` all of them, sorted; the hidden are those equal in every run. The seed is
+    shown only with `seed` (a table of single runs; a table of variants groups seeds)."""
+    keys = sorted({k for s in all_settings for k in s if seed or k != "seed"})
+    if every:
+        return keys, 0
+    shown = [k for k in shown_keys(all_settings) if seed or k != "seed"]
+    return shown, len(keys) - len(shown)
+
+
+def hidden_line(hidden: int) -> list:
+    """The line under a table that hides settings equal in every run, or none."""
+    if not hidden:
+        return []
+    equal = f"{hidden} setting{'s' * (hidden != 1)} equal in every run"
+    return [f"{equal} not shown (--all-settings shows them)"]
+
+
 def shown_keys(all_settings: list) -> list:
     """The settings that tell variants apart (differing); when they are all one variant (a
     sweep over seeds only), those set away from the defaults, not all thirty-odd of them."""
@@ -152,6 +171,8 @@ def group_by_seed(rows: list, skipped: list | None = None) -> list:
         }
         for metric in METRICS:
             group[metric] = mean_std([m["metrics"].get(metric) for m in members])
+        # per seed, for the interval and the tests (mark_variants): {metric: [value per seed]}
+        group["values"] = {m: [r["metrics"].get(m) for r in members] for m in METRICS}
         out.append(group)
     return out
 
@@ -261,34 +282,123 @@ def fmt_mean_std(pair, digits=4, n=2) -> str:
 def label(settings_: dict, keys: list) -> str:
     """The differing settings of one run or group, `lr=0.003 optimizer=adam`."""
 
-    def show(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    def show(v):  # 6 digits: 0.003 and 0.0030001 are two settings, and look it
+        return f"{v:.6g}" if isinstance(v, float) else str(v)
 
     return " ".join(f"{k}={show(settings_.get(k))}" for k in keys) or "(same settings)"
 
 
-def format_groups(groups: list, keys: list, metric: str = "test_accuracy") -> str:
-    """A table of groups: rank, the settings that differ, n seeds, metrics as mean ± std."""
+def finished_group(g: dict) -> bool:
+    """A variant whose runs finished (not a failed or pruned trial listed with the ranking)."""
+    return g.get("state", "COMPLETE") == "COMPLETE" and "values" in g
+
+
+def mark_variants(groups: list, metric: str) -> list:
+    """For each group (group_by_seed's, in any order): a significance.Mark of its per-seed
+    values of `metric` against the best variant's (not_worse_than_best: two-sided t-tests,
+    paired over shared seeds, else Welch's, Holm-corrected), or None for a group that did not
+    finish or has no value of the metric. A run without the metric is left out of its variant;
+    a NaN (diverged) value gives its variant no mark, with the reason."""
+    from quicknets.evaluation.significance import not_worse_than_best
+
+    at = []
+    for i, g in enumerate(groups):
+        if not finished_group(g):
+            continue
+        pairs = [(s, v) for s, v in zip(g["seeds"], g["values"][metric]) if v is not None]
+        if pairs:
+            at.append((i, [s for s, _ in pairs], [v for _, v in pairs]))
+    marks = [None] * len(groups)
+    if at:
+        found = not_worse_than_best(
+            [values for *_, values in at], metric, seeds=[seeds for _, seeds, _ in at]
+        )
+        for (i, *_), mark in zip(at, found):
+            marks[i] = mark
+    return marks
+
+
+def significance_lines(marks: list, metric: str) -> list:
+    """What the columns `95% CI` and `vs best` of a ranking mean, which test gave them, and why
+    a variant has no mark; with one run per variant, the one line saying that no interval can
+    be given (and the table shows no mark)."""
+    from quicknets.evaluation.significance import ALPHA, CONFIDENCE, ONE_SEED
+
+    marks = [m for m in marks if m is not None]
+    if len(marks) < 2:
+        return []
+    if all(m.summary.n < 2 for m in marks):
+        return [
+            f"one run per variant: {ONE_SEED}, so no variant is marked better or worse "
+            "(run each variant over seeds for that)"
+        ]
+    tests = {m.test for m in marks if m.test is not None}
+    compared = sum(m.p_value is not None and not m.best for m in marks)
+    how = {
+        frozenset({"paired"}): "paired t-test over the seeds they share",
+        frozenset({"welch"}): "Welch's t-test",
+        frozenset({"paired", "welch"}): "paired t-test where two variants ran the same "
+        "seeds, else Welch's t-test",
+    }.get(frozenset(tests))
+    lines = [
+        f"{CONFIDENCE:.0%} CI: the confidence interval of the mean {metric} over seeds (Student t)",
+        f"vs best: ~best = not significantly worse than the best, worse = significantly worse "
+        f"({ALPHA:.0%} level)",
+    ]
+    if how is not None:
+        lines.append(
+            f"  by a two-sided {how} against the best, Holm-corrected over {compared} "
+            f"comparison{'s' * (compared != 1)}"
+        )
+    reasons = dict.fromkeys(m.reason for m in marks if m.not_worse is None and m.reason)
+    lines += [f"  ? = no test: {reason}" for reason in reasons]
+    return lines
+
+
+def format_groups(groups: list, keys: list, metric: str = "test_accuracy", hidden: int = 0) -> str:
+    """A table of groups: rank, the settings that differ, n seeds, metrics as mean ± std, the
+    95% interval of `metric` and each variant's mark against the best (mark_variants); then
+    what those mean (significance_lines) and how many equal settings are hidden."""
+    from quicknets.evaluation.significance import format_mark
+
     keys = [k for k in keys if k != "seed"]
     shown = [
         m
         for m in ("test_accuracy", "test_loss", "val_accuracy")
         if any(g[m][0] is not None for g in groups)
     ]
+    marks = mark_variants(groups, metric)
+    judged = [m for m in marks if m is not None]
+    tested = len(judged) >= 2 and any(m.summary.n >= 2 for m in judged)
+    extra = f"  {'95% CI':>17}  {'vs best':<16}" if tested else ""
     head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
-    lines = [head]
-    for i, g in enumerate(groups, 1):
+    lines = [(head + extra).rstrip()]
+    for i, (g, mark) in enumerate(zip(groups, marks), 1):
         cells = "  ".join(f"{fmt_mean_std(g[m], n=g['n']):>17}" for m in shown)
         if g.get("state", "COMPLETE") != "COMPLETE":  # an Optuna trial pruned or failed
             cells = f"{g['state'].lower():>17}"
-        lines.append(f"{i:>3}  {label(g['settings'], keys):<44} {g['n']:>2}  {cells}")
-    return "\n".join(lines)
+        elif tested and mark is not None:
+            s = mark.summary
+            ci = "-" if s.low is None else f"[{s.low:.4f}, {s.high:.4f}]"
+            cells += f"  {ci:>17}  {format_mark(mark):<16}"
+        lines.append(f"{i:>3}  {label(g['settings'], keys):<44} {g['n']:>2}  {cells}".rstrip())
+    lines += [  # why each trial that did not finish stopped
+        f"{i:>3}  {g['state'].lower()}: {g['message']}"
+        for i, g in enumerate(groups, 1)
+        if g.get("state", "COMPLETE") != "COMPLETE" and g.get("message")
+    ]
+    return "\n".join(lines + significance_lines(marks, metric) + hidden_line(hidden))
 
 
-def format_compare(table: dict) -> str:
-    """Differing settings, one line per run, then the seed groups with mean ± std."""
-    keys = table["differing"]
-    lines = ["differing settings: " + (", ".join(keys) or "none")]
+def format_compare(table: dict, all_settings: bool = False) -> str:
+    """Differing settings (every setting with `all_settings`), one line per run, then the
+    variants over seeds with mean ± std, the 95% interval and a mark against the best."""
+    every = [r["settings"] for r in table["runs"]]
+    keys, hidden = settings_columns(every, all_settings, seed=True)
+    if not all_settings:
+        keys = table["differing"]  # only these, even when no setting differs
+        hidden = len(settings_columns(every, True, seed=True)[0]) - len(keys)
+    lines = ["differing settings: " + (", ".join(table["differing"]) or "none")]
     lines.append(
         f"{'run':<48} {'settings':<36} {'epochs':>6} {'test_accuracy':>13} {'test_loss':>9}"
     )
@@ -298,12 +408,17 @@ def format_compare(table: dict) -> str:
             f"{row['name']:<48} {label(row['settings'], keys):<36} {m['epochs']:>6} "
             f"{fmt(m['test_accuracy']):>13} {fmt(m['test_loss']):>9}"
         )
+    lines += hidden_line(hidden)
     if any(g["n"] > 1 for g in table["groups"]):
         lines += [
             "",
             "over seeds (mean ± sample std), best test accuracy first:",
             format_groups(rank(table["groups"], "test_accuracy"), keys),
         ]
+    elif len(table["groups"]) > 1:
+        lines += significance_lines(
+            mark_variants(table["groups"], "test_accuracy"), "test_accuracy"
+        )
     return "\n".join(lines + [f"skipped {line}" for line in table.get("skipped", ())])
 
 

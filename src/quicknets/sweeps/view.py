@@ -219,9 +219,10 @@ def describe_search(view: SweepView) -> str:
     return f"{s.kind} search, {variants} variants x {seeds}"
 
 
-def format_sweep(view: SweepView) -> str:
+def format_sweep(view: SweepView, all_settings: bool = False) -> str:
     """What `quicknets sweep --show` prints: what the sweep is, its trials by state and by
-    worker, the ranked table, and the trials trained again."""
+    worker, the ranked table (the settings that differ, or all with `all_settings`; the 95%
+    interval and the mark against the best, format_ranking), and the trials trained again."""
     from collections import Counter
 
     from quicknets.evaluation.metrics import higher_is_better
@@ -244,7 +245,9 @@ def format_sweep(view: SweepView) -> str:
     else:
         lines.append(f"runs: {len(view.rows)} finished")
     lines.append(f"ranked by {view.metric} (mean ± sample std over seeds; n = seeds):")
-    lines.append(format_ranking(view.groups, view.metric) if view.groups else "  (none yet)")
+    lines.append(
+        format_ranking(view.groups, view.metric, all_settings) if view.groups else "  (none yet)"
+    )
     return "\n".join(lines + view.notes)
 
 
@@ -259,15 +262,34 @@ def sweep_importance(view: SweepView, seed: int = 0):
     `reason` says why there are no shares (fewer than 2 finished variants, optuna or
     scikit-learn missing, ...)."""
     from quicknets.sweeps.importance import param_importance
-    from quicknets.sweeps.space import Range
 
-    trials = [
+    return param_importance(variant_trials(view), log_settings=log_settings(view), seed=seed)
+
+
+def variant_trials(view: SweepView) -> list:
+    """(settings without the seed, mean of the ranking metric over its seeds) of each finished
+    variant, best first: the trials importance and parallel coordinates read."""
+    return [
         ({k: v for k, v in g["settings"].items() if k != "seed"}, g[view.metric][0])
         for g in finished(view)
     ]
+
+
+def log_settings(view: SweepView) -> list:
+    """The settings the search draws on a log scale."""
+    from quicknets.sweeps.space import Range
+
     space = view.search.space if view.search is not None else {}
-    log = [k for k, v in space.items() if isinstance(v, Range) and v.log]
-    return param_importance(trials, log_settings=log, seed=seed)
+    return [k for k, v in space.items() if isinstance(v, Range) and v.log]
+
+
+def plot_sweep_parallel(view: SweepView):
+    """Parallel coordinates of the finished variants (importance.plot_parallel_coordinates):
+    an axis per varied setting, then the ranking metric's mean over seeds, a line per variant.
+    Raises QuicknetsError for fewer than 2 finished variants or no setting that varies."""
+    from quicknets.sweeps.importance import plot_parallel_coordinates
+
+    return plot_parallel_coordinates(variant_trials(view), view.metric, log_settings(view))
 
 
 def plot_sweep_curves(view: SweepView, top: int = TOP_CURVES):
@@ -343,10 +365,15 @@ def plot_settings(view: SweepView):
 
 
 def sweep_figures(view: SweepView) -> dict:
-    """{name: Figure} of the sweep page: the curves, and the settings against the metric (a
-    figure that has nothing to show is left out)."""
+    """{name: Figure} of the sweep page: the curves, the settings against the metric, and
+    parallel coordinates of the variants (a figure that has nothing to show is left out)."""
     figures = {}
-    for name, make in (("curves", plot_sweep_curves), ("settings", plot_settings)):
+    makers = (
+        ("curves", plot_sweep_curves),
+        ("settings", plot_settings),
+        ("parallel", plot_sweep_parallel),
+    )
+    for name, make in makers:
         try:
             figures[name] = make(view)
         except QuicknetsError:
@@ -363,16 +390,11 @@ def trial_settings(base: dict, overrides: dict) -> dict:
     return {k: v for k, v in flat.items() if k not in IGNORED}
 
 
-def format_ranking(groups: list, metric: str) -> str:
-    """The ranked table (mean ± std over seeds), then why each trial that did not finish
-    stopped: `  4  failed: training diverged in epoch 1 ...`."""
-    from quicknets.records.comparison import format_groups, shown_keys
+def format_ranking(groups: list, metric: str, all_settings: bool = False) -> str:
+    """The ranked table (comparison.format_groups: mean ± std over seeds, the 95% interval,
+    each variant against the best; the settings that differ, or all with `all_settings`), then
+    why each trial that did not finish stopped: `  4  failed: training diverged in epoch 1 ...`."""
+    from quicknets.records.comparison import format_groups, settings_columns
 
-    keys = shown_keys([g["settings"] for g in groups])
-    lines = [format_groups(groups, keys, metric)]
-    lines += [
-        f"{i:>3}  {g['state'].lower()}: {g['message']}"
-        for i, g in enumerate(groups, 1)
-        if g.get("state", "COMPLETE") != "COMPLETE" and g.get("message")
-    ]
-    return "\n".join(lines)
+    keys, hidden = settings_columns([g["settings"] for g in groups], all_settings)
+    return format_groups(groups, keys, metric, hidden)
