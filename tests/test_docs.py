@@ -78,7 +78,7 @@ LOAD_MODEL = ("quick-pass.md", "from quicknets import load_model")
 PLOTS = ("see-it.md", "import torch")
 OWN_DATA = ("data.md", "from quicknets.data import load_dataset")
 LR_FIND = ("training.md", "from quicknets import load_dataset, network")
-SWEEP = ("sweeps.md", "from quicknets import compare, list_runs, load_run, sweep")
+SWEEP = ("sweeps.md", "from quicknets import compare, list_runs, load_run, mark_variants, sweep")
 ELSEWHERE = ("use-it-elsewhere.md", "import json")
 RUN = {STORY, LOAD_MODEL, PLOTS, OWN_DATA, LR_FIND, SWEEP, ELSEWHERE}
 
