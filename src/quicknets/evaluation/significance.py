@@ -229,7 +229,7 @@ def _t_test(xa, xb, pairs, a: Summary, b: Summary) -> tuple:
         if s.reason is not None:
             return None, None, s.reason
     # t = difference / 0: scipy says p = 0 (or NaN for no difference), a claim no spread carries
-    spread = np.ptp(pairs[1] - pairs[0]) if pairs is not None else a.std + b.std
+    spread = np.ptp(pairs[1] - pairs[0]) if pairs is not None else (a.std or 0.0) + (b.std or 0.0)
     if spread <= 4 * np.finfo(float).eps * max(np.abs(xa).max(), np.abs(xb).max()):  # rounding
         return None, None, "the values do not vary over seeds, so no t-test can be given"
     if pairs is not None:

@@ -114,12 +114,18 @@ def param_importance(trials: list, log_settings=(), seed: int = 0) -> Importance
 
 
 def _fanova(trials: list, kinds: dict, seed: int, optuna) -> list:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.distributions import (
+        BaseDistribution,
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
 
     from quicknets.sweeps.study import quiet_optuna
 
     columns = _columns(trials)
-    coded, distributions = {}, {}
+    coded: dict[str, list] = {}
+    distributions: dict[str, BaseDistribution] = {}
     for key, kind in kinds.items():
         values = columns[key]
         if kind == "categorical":
@@ -135,8 +141,8 @@ def _fanova(trials: list, kinds: dict, seed: int, optuna) -> list:
             xs = [math.log10(v) for v in values]
             coded[key], distributions[key] = xs, FloatDistribution(min(xs), max(xs))
         elif kind == "int":
-            xs = [int(v) for v in values]
-            coded[key], distributions[key] = xs, IntDistribution(min(xs), max(xs))
+            ints = [int(v) for v in values]
+            coded[key], distributions[key] = ints, IntDistribution(min(ints), max(ints))
         else:
             xs = [float(v) for v in values]
             coded[key], distributions[key] = xs, FloatDistribution(min(xs), max(xs))
@@ -206,7 +212,7 @@ def plot_parallel_coordinates(
     )
     ax.add_collection(lines)
     for x, (_, ticks) in zip(xs, axes):
-        ax.axvline(x, color="black", lw=0.8)
+        ax.axvline(float(x), color="black", lw=0.8)
         for y, text in ticks:
             ax.text(x + 0.04, y, text, fontsize=7, va="center", bbox=LABEL_BOX)
     ax.set_xlim(-0.1, len(axes) - 0.4)
