@@ -415,7 +415,7 @@ def format_compare(table: dict, all_settings: bool = False) -> str:
             "over seeds (mean ± sample std), best test accuracy first:",
             format_groups(rank(table["groups"], "test_accuracy"), keys),
         ]
-    elif len(table["groups"]) > 1:
+    elif len(table["runs"]) > 2:  # two runs: McNemar's test on their test set judges them
         lines += significance_lines(
             mark_variants(table["groups"], "test_accuracy"), "test_accuracy"
         )
