@@ -463,3 +463,15 @@ def test_a_clearly_better_run_is_significant_on_fashion_mnist(runs_dir, tmp_path
     only_a, only_b, p = mcnemar_counts(out)
     assert only_b > only_a and p < 0.001, out
     assert "B is better at the 5% level" in out
+
+
+def test_one_variant_over_seeds_has_an_interval_and_no_mark():
+    from quicknets.evaluation.significance import summarize
+
+    groups = group_by_seed(seeded_rows({0.003: [0.80, 0.83, 0.81]}))
+    text = format_groups(groups, ["lr"])
+    s = summarize([0.80, 0.83, 0.81])
+    head, line, why = text.splitlines()
+    assert head.endswith("95% CI") and "vs best" not in text
+    assert line.endswith(f"[{s.low:.4f}, {s.high:.4f}]") and "best" not in line
+    assert why.startswith("95% CI: the confidence interval of the mean test_accuracy")

@@ -267,6 +267,7 @@ def _ranking(view, root: Path, page_dir: Path, all_settings: bool = False) -> st
     from quicknets.records.comparison import (
         fmt_mean_std,
         hidden_line,
+        judged_columns,
         mark_variants,
         settings_columns,
         significance_lines,
@@ -275,9 +276,8 @@ def _ranking(view, root: Path, page_dir: Path, all_settings: bool = False) -> st
     keys, hidden = settings_columns([g["settings"] for g in view.groups], all_settings)
     metrics = list(dict.fromkeys([view.metric, "test_accuracy", "test_loss"]))
     marks = mark_variants(view.groups, view.metric)
-    judged = [m for m in marks if m is not None]
-    tested = len(judged) >= 2 and any(m.summary.n >= 2 for m in judged)
-    extra = [f"95% CI of {view.metric}", "vs best"] if tested else []
+    interval, versus = judged_columns(marks)
+    extra = [f"95% CI of {view.metric}"] * interval + ["vs best"] * versus
     head = "".join(f"<th>{escape(h)}</th>" for h in ["#", *keys, "n", *metrics, *extra, "runs"])
     rows = []
     for i, (g, mark) in enumerate(zip(view.groups, marks), 1):
@@ -288,10 +288,11 @@ def _ranking(view, root: Path, page_dir: Path, all_settings: bool = False) -> st
             for m in metrics:  # as `sweep --show` prints them: no std of one seed, NaN said
                 text = fmt_mean_std(g[m], n=g["n"]).strip()
                 cells.append(f'<td class="num">{escape(text)}</td>')
-            if tested:
+            if interval:
                 s = mark.summary if mark is not None else None
                 ci = "-" if s is None or s.low is None else f"[{s.low:.4f}, {s.high:.4f}]"
                 cells.append(f'<td class="num">{ci}</td>')
+            if versus:
                 cells.append(_cell(format_mark(mark) if mark is not None else "?"))
         else:
             cells.append(

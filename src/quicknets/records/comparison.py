@@ -318,6 +318,14 @@ def mark_variants(groups: list, metric: str) -> list:
     return marks
 
 
+def judged_columns(marks: list) -> tuple:
+    """(show the 95% CI column, show the `vs best` column) of a ranking with these marks: an
+    interval once a variant has 2 seeds, a mark once another variant stands beside it."""
+    marks = [m for m in marks if m is not None]
+    interval = any(m.summary.n >= 2 for m in marks)
+    return interval, interval and len(marks) >= 2
+
+
 def significance_lines(marks: list, metric: str) -> list:
     """What the columns `95% CI` and `vs best` of a ranking mean, which test gave them, and why
     a variant has no mark; with one run per variant, the one line saying that no interval can
@@ -325,13 +333,15 @@ def significance_lines(marks: list, metric: str) -> list:
     from quicknets.evaluation.significance import ALPHA, CONFIDENCE, ONE_SEED
 
     marks = [m for m in marks if m is not None]
-    if len(marks) < 2:
-        return []
-    if all(m.summary.n < 2 for m in marks):
+    interval, versus = judged_columns(marks)
+    if not interval:
         return [
             f"one run per variant: {ONE_SEED}, so no variant is marked better or worse "
             "(run each variant over seeds for that)"
-        ]
+        ] * (len(marks) > 1)
+    ci = f"{CONFIDENCE:.0%} CI: the confidence interval of the mean {metric} over seeds (Student t)"
+    if not versus:
+        return [ci]
     tests = {m.test for m in marks if m.test is not None}
     compared = sum(m.p_value is not None and not m.best for m in marks)
     how = {
@@ -341,7 +351,7 @@ def significance_lines(marks: list, metric: str) -> list:
         "seeds, else Welch's t-test",
     }.get(frozenset(tests))
     lines = [
-        f"{CONFIDENCE:.0%} CI: the confidence interval of the mean {metric} over seeds (Student t)",
+        ci,
         f"vs best: ~best = not significantly worse than the best, worse = significantly worse "
         f"({ALPHA:.0%} level)",
     ]
@@ -368,19 +378,18 @@ def format_groups(groups: list, keys: list, metric: str = "test_accuracy", hidde
         if any(g[m][0] is not None for g in groups)
     ]
     marks = mark_variants(groups, metric)
-    judged = [m for m in marks if m is not None]
-    tested = len(judged) >= 2 and any(m.summary.n >= 2 for m in judged)
-    extra = f"  {'95% CI':>17}  {'vs best':<16}" if tested else ""
+    interval, versus = judged_columns(marks)
+    extra = f"  {'95% CI':>17}" * interval + f"  {'vs best':<16}" * versus
     head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
     lines = [(head + extra).rstrip()]
     for i, (g, mark) in enumerate(zip(groups, marks), 1):
         cells = "  ".join(f"{fmt_mean_std(g[m], n=g['n']):>17}" for m in shown)
         if g.get("state", "COMPLETE") != "COMPLETE":  # an Optuna trial pruned or failed
             cells = f"{g['state'].lower():>17}"
-        elif tested and mark is not None:
+        elif interval and mark is not None:
             s = mark.summary
             ci = "-" if s.low is None else f"[{s.low:.4f}, {s.high:.4f}]"
-            cells += f"  {ci:>17}  {format_mark(mark):<16}"
+            cells += f"  {ci:>17}" + f"  {format_mark(mark):<16}" * versus
         lines.append(f"{i:>3}  {label(g['settings'], keys):<44} {g['n']:>2}  {cells}".rstrip())
     lines += [  # why each trial that did not finish stopped
         f"{i:>3}  {g['state'].lower()}: {g['message']}"
