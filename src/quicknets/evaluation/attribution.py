@@ -81,6 +81,21 @@ METHODS = {
 }
 
 
+def method_name(method) -> str:
+    """The METHODS key that `method` spells, case, "-", "_" and spaces aside ("gradcam",
+    "Grad-CAM" and "grad_cam" are grad_cam); raises QuicknetsError naming METHODS for any other."""
+    if isinstance(method, str):
+        key = _spelling(method)
+        for name, m in METHODS.items():
+            if key in (_spelling(name), _spelling(m.title)):
+                return name
+    raise QuicknetsError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _spelling(text: str) -> str:
+    return "".join(c for c in text.lower() if c not in "-_ ")
+
+
 def methods_for(model: nn.Module, default_only: bool = False) -> list:
     """The names of the methods that work for `model` (Grad-CAM needs a Conv2d), in METHODS'
     order; default_only: only those offered by default."""
@@ -100,14 +115,24 @@ def explain(
     data=None,
     scale: str = "auto",
 ) -> torch.Tensor:
-    """The attribution map (H, W), float32 on the CPU, of one image for class `target`.
+    """The attribution map (H, W), float32 on the CPU, of one image for class `target`: how
+    much each pixel moved the network's log-probability of that class, summed over the
+    channels with their signs; positive speaks for the class, negative against it. Units:
+    nats of log-probability for Integrated Gradients and Occlusion (IG's map sums to the change
+    from a black image); Saliency and Grad-CAM are gradients, read by their ranking alone.
 
     image: any form classify takes (a test-set index of `data`, an image file, a tensor or
     array in any layout; classification.as_input); `scale`: what its values are ("auto",
     "pixels", "unit", "normalized"; Preprocessing.scale_of). target: a class index or name,
-    default the predicted class. method: one of METHODS (the module docstring says what each
-    map means). Raises QuicknetsError for an unknown method, one the network does not support
-    (Grad-CAM without a conv layer), an unknown target, or an image classify refuses."""
+    default the predicted class. method: one of METHODS, spelled as you like ("gradcam" is
+    grad_cam; method_name): integrated_gradients (Sundararajan et al., "Axiomatic Attribution
+    for Deep Networks", ICML 2017) and occlusion (Zeiler & Fergus, "Visualizing and
+    Understanding Convolutional Networks", ECCV 2014) for every network, saliency (Simonyan et
+    al. 2014), grad_cam (Selvaraju et al., "Grad-CAM", ICCV 2017) for convolutional ones; all
+    computed by Captum (Kokhlikyan et al. 2020, captum.ai). The module docstring says what each
+    map means and what it costs. Raises QuicknetsError for an unknown method, one the network
+    does not support (Grad-CAM without a conv layer: the error names those it supports), an
+    unknown target, an image classify refuses, or Captum missing."""
     use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
     pre = preprocessing_of(model, data)
     x = as_input(image, pre, data)  # (1, C, H, W) of its own values
@@ -133,8 +158,7 @@ def explain_batch(
 
 def _attribute(model: nn.Module, pre: Preprocessing, x: torch.Tensor, method, targets):
     """Maps (N, H, W) of normalised images x (N, C, H, W) (see explain_batch)."""
-    _check_method(model, method)
-    _captum()  # installed, before the model is touched
+    method = check_method(model, method)  # Captum installed, before the model is touched
     device = next(model.parameters(), torch.empty(0)).device
     modes = {m: m.training for m in model.modules()}  # restored one by one: a mixed model too
     model.eval()  # dropout off, BatchNorm on its running statistics, as classify predicts
@@ -157,17 +181,19 @@ def _attribute(model: nn.Module, pre: Preprocessing, x: torch.Tensor, method, ta
     return torch.cat(maps).float().cpu()
 
 
-def _check_method(model: nn.Module, method) -> None:
-    if not isinstance(method, str) or method not in METHODS:
-        raise QuicknetsError(
-            f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}"
-        )
+def check_method(model: nn.Module, method) -> str:
+    """The METHODS key `method` spells (method_name), if `model` supports it and Captum is
+    installed; else the QuicknetsError that names the methods it does support (Grad-CAM needs
+    a Conv2d), or says how to install Captum."""
+    method = method_name(method)
     if method not in methods_for(model):
         raise QuicknetsError(
             f"{METHODS[method].title} needs a convolutional network, and this "
             f"one has no conv layer; for it choose from "
             f"{', '.join(methods_for(model))}"
         )
+    _captum()
+    return method
 
 
 def _targets(model: nn.Module, pre: Preprocessing, x: torch.Tensor, targets) -> torch.Tensor:

@@ -217,6 +217,8 @@ def view_classify(
     std=None,
     version=None,
     scale: str = "auto",
+    explanation=None,
+    explanation_title=None,
 ) -> Figure:
     """The image beside horizontal bars of its class probabilities, the predicted class in colour
     (green if right, red if wrong, blue when the true class is not given) and the true one in green.
@@ -227,7 +229,8 @@ def view_classify(
     `class_names`: a list, a dataset name, or None for the model's or data's classes. A model
     brings its own preprocessing (normalisation, shape, how a file is laid out). A drop-in for
     the course helper's view_classify(img, ps, version="Fashion"); unlike it, `image` is left
-    as it was.
+    as it was. `explanation`: an attribution map (H, W) of the image (attribution.explain's),
+    drawn over it in a middle panel titled `explanation_title` (plots.attribution's colours).
     """
     model = probs if isinstance(probs, torch.nn.Module) else None
     pre = _preprocessing(data, model, mean, std)
@@ -253,12 +256,22 @@ def view_classify(
         true_label = int(true_label)
         colors[true_label] = RIGHT
         colors[pred] = RIGHT if pred == true_label else WRONG
-    fig = new_figure(7.5, max(3.2, 0.3 * len(p) + 0.6))
-    ax_img, ax_bar = fig.subplots(1, 2, width_ratios=[1, 1.4])
+    height = max(3.2, 0.3 * len(p) + 0.6)
+    if explanation is None:
+        fig = new_figure(7.5, height)
+        ax_img, ax_bar = fig.subplots(1, 2, width_ratios=[1, 1.4])
+    else:
+        from quicknets.plots.attribution import draw_explanation  # it imports this module
+
+        fig = new_figure(10.5, height)
+        ax_img, ax_map, ax_bar = fig.subplots(1, 3, width_ratios=[1, 1, 1.4])
+    pixels = image_pixels(image, pre, scale)  # (H, W) or (H, W, 3) in [0, 1]
+    if explanation is not None:
+        draw_explanation(pixels, explanation, ax=ax_map, title=explanation_title, scale="unit")
     title = f"predicted: {names[pred]} ({p[pred]:.0%})"
     if true_label is not None:
         title += f"\ntrue: {names[true_label]}"
-    _draw_image(ax_img, image_pixels(image, pre, scale), title, colors[pred], fontsize=11)
+    _draw_image(ax_img, pixels, title, colors[pred], fontsize=11)
     rows = np.arange(len(p))
     ax_bar.barh(rows, p, color=colors)
     for row, value in zip(rows, p):
