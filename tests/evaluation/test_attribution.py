@@ -23,7 +23,6 @@ from quicknets.evaluation.attribution import (
     methods_for,
 )
 from quicknets.networks.models import network
-from quicknets.plots.attribution import draw_explanation, normalized_map
 
 CLASSES = tuple(f"class {i}" for i in range(10))
 GRAY = Preprocessing(classes=CLASSES)
@@ -260,30 +259,6 @@ def test_the_model_is_left_as_found(method):
     with torch.inference_mode():  # a caller's no-grad context does not stop it
         torch.testing.assert_close(explain_batch(model, x, method), heat)
     assert all(p.grad is None for p in model.parameters())
-
-
-def test_draw_explanation_paints_the_map_over_the_image():
-    model = untrained("784-16-10")
-    x = images(GRAY, 1)[0]
-    heat = explain(model, x)
-    kept = heat.clone()
-    fig = draw_explanation(x, heat, model=model, title="IG")
-    ax = fig.axes[0]
-    assert len(ax.images) == 2 and ax.get_title() == "IG"
-    overlay = ax.images[1].get_array()
-    np.testing.assert_allclose(overlay, normalized_map(heat.numpy()))
-    assert overlay.min() >= -1 and overlay.max() <= 1 and np.abs(overlay).max() == 1
-    assert torch.equal(heat, kept)
-    from matplotlib.figure import Figure
-
-    mine = Figure()
-    axes = mine.subplots(1, 2)
-    assert draw_explanation(images(RGB, 1)[0], torch.zeros(32, 32), ax=axes[1]) is mine
-    assert (axes[1].images[1].get_array() == 0).all()
-    with pytest.raises(QuicknetsError, match=r"map is \(32, 32\), the image 28x28"):
-        draw_explanation(x, torch.zeros(32, 32))
-    with pytest.raises(QuicknetsError, match="NaN"):
-        draw_explanation(x, torch.full((28, 28), float("nan")))
 
 
 # --- Adebayo et al.'s model-randomisation check ----------------------------------------------

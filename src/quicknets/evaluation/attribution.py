@@ -145,13 +145,15 @@ def explain_batch(
     method: str = "integrated_gradients",
     targets=None,
     scale: str = "auto",
+    data=None,
 ) -> torch.Tensor:
     """Attribution maps (N, H, W), float32 on the CPU, of a batch of images in any form
     predict takes (classification.as_batch), one per image, for `targets`: a class index or
     name for all, one per image (a sequence or tensor of N), or None for each image's
-    predicted class. Errors as explain."""
+    predicted class. `data`: its preprocessing serves a model that has none of its own.
+    Errors as explain."""
     use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
-    pre = preprocessing_of(model)
+    pre = preprocessing_of(model, data)
     x = as_batch(images, pre)  # (N, C, H, W) of their own values
     return _attribute(model, pre, pre.prepare(x, pre.scale_of(x, scale)), method, targets)
 

@@ -8,8 +8,9 @@ Upload an image (any size or colour) or draw on the sketchpad: the page shows th
 network sees it (brought to its input size by images.load_image, like `quicknets classify RUN
 photo.jpg`), every class's probability as a bar (gr.Label, the likeliest as its heading), the
 top class in the notebook's banner and, with Captum installed, why: the Integrated Gradients
-map of the top class over the image (red: for it, blue: against; `classify --explain`). It listens on 127.0.0.1 only. Gradio is an optional
-extra (pip install 'quicknets[demo]'), imported only here.
+map of the top class over the image (red: for it, blue: against; `classify --explain`). It
+listens on 127.0.0.1 only. Gradio is an optional extra (pip install 'quicknets[demo]'),
+imported only here.
 
 A file that is not an image (a text file named .png, an empty or a truncated file) or is too
 large is refused with quicknets' own error line, shown on the page in place of the banner and

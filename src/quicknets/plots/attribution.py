@@ -85,7 +85,7 @@ def plot_top_losses_explained(
         fig.text(0.5, 0.5, f"no mistakes on the {len(images)} {split} images", ha="center")
         return fig
     chosen = images[[r["index"] for r in rows]]
-    maps = explain_batch(model, chosen, method, targets=[r["predicted"] for r in rows])
+    maps = explain_batch(model, chosen, method, [r["predicted"] for r in rows], data=data)
     pairs = min(3, len(rows))
     lines = -(-len(rows) // pairs)  # rows of pairs, rounded up
     fig = new_figure(3.2 * pairs, 1.9 * lines + 0.5)
