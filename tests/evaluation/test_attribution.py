@@ -3,6 +3,7 @@ model left as found, and Adebayo et al.'s model-randomisation check on trained n
 
 import copy
 import dataclasses
+import re
 import sys
 
 import numpy as np
@@ -20,6 +21,7 @@ from quicknets.evaluation.attribution import (
     OCCLUSION_WINDOW,
     explain,
     explain_batch,
+    method_name,
     methods_for,
 )
 from quicknets.networks.models import network
@@ -218,14 +220,27 @@ def test_the_target_is_the_predicted_class_unless_named():
 
 def test_a_method_the_network_lacks_is_one_error_naming_those_it_has(fashion):
     mlp = network("784-16-10")  # untrained: it takes the data's preprocessing
-    with pytest.raises(
-        QuicknetsError,
-        match="Grad-CAM needs a convolutional network.*integrated_gradients, occlusion, saliency$",
-    ):
-        explain(mlp, 0, "grad_cam", data=fashion)
-    for bad in ("gradcam", "lime", None):
-        with pytest.raises(QuicknetsError, match="unknown attribution method.*grad_cam"):
+    for spelling in ("grad_cam", "gradcam", "Grad-CAM", "GRAD CAM"):  # one method, any spelling
+        with pytest.raises(
+            QuicknetsError,
+            match="^Grad-CAM needs a convolutional network, and this one has no conv layer; "
+            "for it choose from integrated_gradients, occlusion, saliency$",
+        ):
+            explain(mlp, 0, spelling, data=fashion)
+    for bad in ("lime", "grad-cam++", "integrated", "", None, 3):
+        with pytest.raises(
+            QuicknetsError,
+            match=f"^unknown attribution method {re.escape(repr(bad))}; choose from "
+            "integrated_gradients, occlusion, saliency, grad_cam$",
+        ):
             explain(mlp, 0, bad, data=fashion)
+    assert [method_name(m) for m in ("Integrated-Gradients", "OCCLUSION", "Saliency")] == [
+        "integrated_gradients",
+        "occlusion",
+        "saliency",
+    ]
+    heat = explain(mlp, 0, "integrated gradients", data=fashion)
+    assert torch.equal(heat, explain(mlp, 0, data=fashion))
     with pytest.raises(QuicknetsError, match=r"laid out \(1, 28, 28\).*not \(3, 32, 32\)"):
         explain(mlp, torch.zeros(3, 32, 32, dtype=torch.uint8))
     with pytest.raises(QuicknetsError, match="needs the dataset"):
