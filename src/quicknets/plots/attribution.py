@@ -13,16 +13,20 @@ matter leaves the image as it is.
 """
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
-from quicknets.base.errors import QuicknetsError
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
-from quicknets.plots.figures import WRONG, image_pixels, new_figure, top_losses
-
-OUTLIER_PERCENT = 2  # the top 2% of |map| saturate the colours, as Captum's default
-CMAP = "bwr"  # diverging: blue (against), white (0), red (for)
-OPACITY = 0.8  # of the most important pixels; 0 at a pixel whose attribution is 0
+from quicknets.plots.figures import (
+    CMAP,
+    OPACITY,
+    WRONG,
+    checked_map,
+    image_pixels,
+    new_figure,
+    normalized_map,
+    paint_explanation,
+    top_losses,
+)
 
 
 def draw_explanation(
@@ -48,24 +52,9 @@ def draw_explanation(
         else Preprocessing()
     )
     pixels = image_pixels(image, pre, scale)  # (H, W) or (H, W, 3) in [0, 1]
-    heat = _as_map(attribution, pixels)
+    heat = checked_map(attribution, pixels)  # before a figure is made
     fig = new_figure(3, 3.2) if ax is None else ax.figure
-    ax = ax if ax is not None else fig.add_subplot()
-    gray = "gray" if pixels.ndim == 2 else None
-    ax.imshow(pixels, cmap=gray, vmin=0.0, vmax=1.0, interpolation="nearest")
-    scaled = normalized_map(heat)
-    ax.imshow(
-        scaled,
-        cmap=CMAP,
-        vmin=-1.0,
-        vmax=1.0,
-        alpha=OPACITY * np.abs(scaled),
-        interpolation="nearest",
-    )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title is not None:
-        ax.set_title(title, fontsize=11)
+    paint_explanation(ax if ax is not None else fig.add_subplot(), pixels, heat, title)
     return fig
 
 
@@ -86,7 +75,7 @@ def plot_top_losses_explained(
         return fig
     chosen = images[[r["index"] for r in rows]]
     maps = explain_batch(model, chosen, method, [r["predicted"] for r in rows], data=data)
-    pairs = min(3, len(rows))
+    pairs = min(3, len(rows))  # (image, map) pairs a line
     lines = -(-len(rows) // pairs)  # rows of pairs, rounded up
     fig = new_figure(3.2 * pairs, 1.9 * lines + 0.5)
     axes = fig.subplots(lines, 2 * pairs, squeeze=False).ravel()
@@ -124,7 +113,7 @@ def blend_explanation(image, attribution, *, model=None, scale: str = "auto") ->
     demo). Errors as draw_explanation."""
     pre = preprocessing_of(model) if model is not None else Preprocessing()
     pixels = image_pixels(image, pre, scale)  # (H, W) or (H, W, 3) in [0, 1]
-    heat = _as_map(attribution, pixels)
+    heat = checked_map(attribution, pixels)
     from matplotlib import colormaps
 
     rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=2)
@@ -132,34 +121,3 @@ def blend_explanation(image, attribution, *, model=None, scale: str = "auto") ->
     colour = colormaps[CMAP]((scaled + 1) / 2)[..., :3]  # -1..1 onto the colormap's 0..1
     alpha = (OPACITY * np.abs(scaled))[..., None]
     return np.round(255 * ((1 - alpha) * rgb + alpha * colour)).astype(np.uint8)
-
-
-def normalized_map(heat: np.ndarray) -> np.ndarray:
-    """The map divided by the (100 - OUTLIER_PERCENT)th percentile of its absolute values,
-    clipped to -1..1, as Captum's visualize_image_attr scales it; all zeros stay zeros."""
-    top = float(np.percentile(np.abs(heat), 100 - OUTLIER_PERCENT))
-    if top == 0:
-        top = float(np.abs(heat).max())
-    return np.clip(heat / top, -1.0, 1.0) if top > 0 else np.zeros_like(heat)
-
-
-def _as_map(attribution, pixels: np.ndarray) -> np.ndarray:
-    """The map as float32 (H, W), checked against the image's pixels (H, W[, 3])."""
-    if isinstance(attribution, torch.Tensor):
-        attribution = attribution.detach().to("cpu", torch.float32).numpy()
-    heat = np.array(attribution, dtype=np.float32)  # a copy: the caller's map is left alone
-    if heat.ndim == 3 and heat.shape[0] == 1:
-        heat = heat[0]  # (1, H, W), as explain_batch(...)[:1] gives
-    if heat.ndim != 2:
-        raise QuicknetsError(
-            f"an attribution map is (H, W), not {heat.shape}: one image's map, "
-            "as explain() returns it"
-        )
-    if not np.isfinite(heat).all():
-        raise QuicknetsError("the attribution map holds NaN or infinite values")
-    if heat.shape != pixels.shape[:2]:
-        raise QuicknetsError(
-            f"the attribution map is {tuple(heat.shape)}, the image "
-            f"{pixels.shape[0]}x{pixels.shape[1]}: give the map explain() made for it"
-        )
-    return heat
