@@ -248,6 +248,35 @@ def test_a_method_the_network_lacks_is_one_error_naming_those_it_has(fashion):
     assert explain_batch(mlp, torch.zeros(0, 28, 28, dtype=torch.uint8)).shape == (0, 28, 28)
 
 
+class LeavesTorch(nn.Module):
+    """A network run outside torch, as onnxruntime runs an ONNX export: no gradient."""
+
+    def __init__(self, spec: str, pre: Preprocessing):
+        super().__init__()
+        self.net, self.preprocessing = untrained(spec, pre), pre
+
+    def forward(self, x):
+        return torch.from_numpy(self.net(x).detach().numpy())
+
+
+@pytest.mark.parametrize("spec, pre", [("784-16-10", GRAY), ("conv4-fc16", RGB)])
+def test_a_network_without_gradients_offers_occlusion_alone(spec, pre):
+    model = LeavesTorch(spec, pre)
+    model.train()
+    assert methods_for(model) == ["occlusion"]
+    assert model.training and model.net.training  # the probe put each mode back
+    x = images(pre, 1)[0]
+    torch.testing.assert_close(explain(model, x, "occlusion"), explain(model.net, x, "occlusion"))
+    for method in ("integrated_gradients", "saliency"):
+        with pytest.raises(
+            QuicknetsError,
+            match=f"^{METHODS[method].title} needs the network's gradients, and this one gives "
+            r"none \(an ONNX export runs outside torch\); for it choose from occlusion$",
+        ):
+            explain(model, x, method)
+    assert methods_for(untrained(spec, pre)) != ["occlusion"]  # the same network in torch
+
+
 def test_without_captum_it_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "captum.attr", None)  # import captum.attr fails
     model = untrained("784-16-10")

@@ -44,6 +44,7 @@ The model is left as found: each module's train/eval mode restored, no gradient 
 parameters' .grad.
 """
 
+import contextlib
 import math
 import operator
 from dataclasses import dataclass
@@ -65,19 +66,22 @@ ROWS = 512  # images per forward pass inside a method (IG's path points, occlude
 @dataclass(frozen=True)
 class Method:
     """title: the method's name in figures; networks: "any" or "conv" (needs a Conv2d);
+    gradients: needs the output's gradient with respect to the image (Occlusion does not: an
+    ONNX export, run by onnxruntime, gives none);
     default: offered by methods_for(model, default_only=True), as it passes the
     model-randomisation check (the module docstring)."""
 
     title: str
     networks: str
+    gradients: bool
     default: bool
 
 
 METHODS = {
-    "integrated_gradients": Method("Integrated Gradients", "any", True),
-    "occlusion": Method("Occlusion", "any", True),
-    "saliency": Method("Saliency", "any", True),
-    "grad_cam": Method("Grad-CAM", "conv", True),
+    "integrated_gradients": Method("Integrated Gradients", "any", True, True),
+    "occlusion": Method("Occlusion", "any", False, True),
+    "saliency": Method("Saliency", "any", True, True),
+    "grad_cam": Method("Grad-CAM", "conv", True, True),
 }
 
 
@@ -97,14 +101,45 @@ def _spelling(text: str) -> str:
 
 
 def methods_for(model: nn.Module, default_only: bool = False) -> list:
-    """The names of the methods that work for `model` (Grad-CAM needs a Conv2d), in METHODS'
-    order; default_only: only those offered by default."""
+    """The names of the methods that work for `model` (Grad-CAM needs a Conv2d; all but
+    Occlusion need gradients, which an ONNX export does not give), in METHODS' order;
+    default_only: only those offered by default."""
     conv = _last_conv(model) is not None
+    gradients = _gives_gradients(model)
     return [
         name
         for name, m in METHODS.items()
-        if (m.networks == "any" or conv) and (m.default or not default_only)
+        if (m.networks == "any" or conv)
+        and (gradients or not m.gradients)
+        and (m.default or not default_only)
     ]
+
+
+def _gives_gradients(model: nn.Module) -> bool:
+    """Whether the output of one black image carries a gradient back to it (an ONNX export
+    run by onnxruntime, or any module that leaves torch, does not). An image the model
+    refuses is left to the real call to report."""
+    pre = preprocessing_of(model)
+    device = next(model.parameters(), torch.empty(0)).device
+    with _evaluating(model), torch.inference_mode(False), torch.enable_grad():
+        x = torch.zeros(1, *pre.shape, device=device, requires_grad=True)
+        try:
+            return bool(model(x).requires_grad)
+        except Exception:  # noqa: BLE001 -- the shape or anything else: not this question
+            return True
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module):
+    """The model in eval mode (dropout off, BatchNorm on its running statistics, as classify
+    predicts), each module's own mode restored after: a mixed model too."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 def explain(
@@ -162,24 +197,18 @@ def _attribute(model: nn.Module, pre: Preprocessing, x: torch.Tensor, method, ta
     """Maps (N, H, W) of normalised images x (N, C, H, W) (see explain_batch)."""
     method = check_method(model, method)  # Captum installed, before the model is touched
     device = next(model.parameters(), torch.empty(0)).device
-    modes = {m: m.training for m in model.modules()}  # restored one by one: a mixed model too
-    model.eval()  # dropout off, BatchNorm on its running statistics, as classify predicts
-    try:
-        # Captum differentiates with torch.autograd.grad: only the input's gradient is formed,
-        # so the parameters' .grad stays as it was. Works inside the caller's no_grad too.
-        with torch.inference_mode(False), torch.enable_grad():
-            x = x.to(device).clone()  # a normal tensor, even from an inference-mode caller
-            if len(x) == 0:
-                return torch.empty(0, *x.shape[2:])
-            targets = _targets(model, pre, x, targets)
-            step = max(1, ROWS // _rows_per_image(method, x))
-            maps = [
-                _maps(model, pre, method, x[i : i + step], targets[i : i + step])
-                for i in range(0, len(x), step)
-            ]
-    finally:
-        for m, training in modes.items():
-            m.training = training
+    # Captum differentiates with torch.autograd.grad: only the input's gradient is formed, so
+    # the parameters' .grad stays as it was. Works inside the caller's no_grad too.
+    with _evaluating(model), torch.inference_mode(False), torch.enable_grad():
+        x = x.to(device).clone()  # a normal tensor, even from an inference-mode caller
+        if len(x) == 0:
+            return torch.empty(0, *x.shape[2:])
+        targets = _targets(model, pre, x, targets)
+        step = max(1, ROWS // _rows_per_image(method, x))
+        maps = [
+            _maps(model, pre, method, x[i : i + step], targets[i : i + step])
+            for i in range(0, len(x), step)
+        ]
     return torch.cat(maps).float().cpu()
 
 
@@ -188,11 +217,16 @@ def check_method(model: nn.Module, method) -> str:
     installed; else the QuicknetsError that names the methods it does support (Grad-CAM needs
     a Conv2d), or says how to install Captum."""
     method = method_name(method)
-    if method not in methods_for(model):
+    usable = methods_for(model)
+    if method not in usable:
+        needs = (
+            "a convolutional network, and this one has no conv layer"
+            if METHODS[method].networks == "conv" and _last_conv(model) is None
+            else "the network's gradients, and this one gives none (an ONNX export runs "
+            "outside torch)"
+        )
         raise QuicknetsError(
-            f"{METHODS[method].title} needs a convolutional network, and this "
-            f"one has no conv layer; for it choose from "
-            f"{', '.join(methods_for(model))}"
+            f"{METHODS[method].title} needs {needs}; for it choose from {', '.join(usable)}"
         )
     _captum()
     return method

@@ -13,6 +13,7 @@ matter leaves the image as it is.
 """
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
@@ -96,7 +97,7 @@ def plot_top_losses_explained(
             color=WRONG,
             fontsize=9,
         )
-        draw_explanation(pixels, maps[i], ax=axes[2 * i + 1], scale="unit")
+        paint_explanation(axes[2 * i + 1], pixels, checked_map(maps[i], pixels))
         axes[2 * i + 1].set_title(f"for {data.classes[r['predicted']]}", fontsize=9)
     fig.suptitle(
         "most confidently wrong: predicted / true, probability of the prediction / loss;\n"
@@ -114,8 +115,6 @@ def blend_explanation(image, attribution, *, model=None, scale: str = "auto") ->
     pre = preprocessing_of(model) if model is not None else Preprocessing()
     pixels = image_pixels(image, pre, scale)  # (H, W) or (H, W, 3) in [0, 1]
     heat = checked_map(attribution, pixels)
-    from matplotlib import colormaps
-
     rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=2)
     scaled = normalized_map(heat)
     colour = colormaps[CMAP]((scaled + 1) / 2)[..., :3]  # -1..1 onto the colormap's 0..1
