@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from conftest import HANG_S, finish, need, read_line, write_blank_png
@@ -99,7 +100,9 @@ def test_the_page_shows_the_map_of_the_top_class_over_the_image(trained, fashion
     png = io.BytesIO()
     Image.fromarray(fashion.test_images[0].numpy()).save(png, format="PNG")
     png.seek(0)
-    picture, scores, _, why = classify_file(model, png, model.preprocessing, explain=True)
+    picture, scores, _, why = classify_file(
+        model, png, model.preprocessing, method="integrated_gradients"
+    )
     top = max(scores, key=scores.get)
     heat = explain(model, fashion.test_images[0], target=top)
     assert why.shape == (224, 224, 3) and why.dtype == np.uint8
@@ -114,8 +117,26 @@ def test_the_page_shows_the_map_of_the_top_class_over_the_image(trained, fashion
     photo = io.BytesIO()
     Image.new("RGB", (60, 40), (200, 30, 30)).save(photo, format="PNG")
     photo.seek(0)
-    picture, _, _, why = classify_file(rgb, photo, rgb.preprocessing, explain=True)
+    picture, _, _, why = classify_file(rgb, photo, rgb.preprocessing, method="integrated_gradients")
     assert picture.shape == why.shape == (224, 224, 3)
+
+
+def test_the_page_picks_a_method_the_network_offers(trained, monkeypatch):
+    """Integrated Gradients; Occlusion for a network run outside torch (an ONNX export gives
+    no gradients); no map without Captum."""
+    need("captum")
+    _, model = trained
+
+    class OutsideTorch(torch.nn.Module):
+        preprocessing = model.preprocessing
+
+        def forward(self, x):
+            return torch.from_numpy(model(x).detach().numpy())
+
+    assert demo.map_method(model) == "integrated_gradients"
+    assert demo.map_method(OutsideTorch()) == "occlusion"
+    monkeypatch.setitem(sys.modules, "captum", None)
+    assert demo.map_method(model) is None
 
 
 def bad_uploads(folder) -> dict:
@@ -148,7 +169,11 @@ def test_a_bad_upload_shows_its_error_line_on_the_page_and_once_in_the_terminal(
     for i, (name, start) in enumerate(bad_uploads(tmp_path).items()):
         path = tmp_path / str(i) / name
         seen, scores, banner, why = classify_upload(
-            model, {"path": str(path), "orig_name": name}, model.preprocessing, lines.append, True
+            model,
+            {"path": str(path), "orig_name": name},
+            model.preprocessing,
+            lines.append,
+            "occlusion",
         )
         assert seen is None and scores is None and why is None
         assert banner.startswith(f"```\nerror: {start}") and banner.endswith("\n```"), name

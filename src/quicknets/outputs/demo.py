@@ -39,6 +39,7 @@ import torch
 from quicknets.base.errors import Interrupted, QuicknetsError
 from quicknets.data.images import load_image
 from quicknets.data.preprocessing import Preprocessing
+from quicknets.evaluation.attribution import METHODS, explain, methods_for
 from quicknets.evaluation.classification import banner, predict_proba
 from quicknets.plots.attribution import blend_explanation
 
@@ -48,7 +49,7 @@ CANVAS = 420  # pixels a side of the sketchpad; its brush is 1/20 of that (MNIST
 VIEW = 224  # pixels a side of the enlarged "as the network sees it" image
 FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # local fonts: the page fetches nothing
 MAX_UPLOAD_MB = 20  # MiB a file: a 12-megapixel phone photo is 3-8 MB as JPEG, ~20 MB as PNG
-METHOD = "integrated_gradients"  # the map shown: works for every network (attribution.py)
+METHOD = "integrated_gradients"  # the map shown where the network gives gradients
 
 
 def gradio():
@@ -75,22 +76,30 @@ def enlarged(picture: np.ndarray) -> np.ndarray:
     return picture.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def classify_file(model, source, pre: Preprocessing, explain: bool = False) -> tuple:
+def classify_file(model, source, pre: Preprocessing, method=None) -> tuple:
     """(picture as the network sees it, {class: probability}, banner text, its attribution map
-    over it) for an image file or file object, laid out as pre.layout says. The map: METHOD's,
-    for the top class, as an enlarged uint8 (H, W, 3) picture; None unless `explain`."""
+    over it) for an image file or file object, laid out as pre.layout says. The map: `method`'s
+    (attribution.METHODS), for the top class, as an enlarged uint8 (H, W, 3) picture; None
+    without a method."""
     pixels = load_image(source, pre.shape, pre.layout)  # uint8 (C, H, W)
     probs = predict_proba(model, [pixels])[0].tolist()
     names = list(pre.classes) or [str(i) for i in range(len(probs))]
     scores = dict(zip(names, probs))
     top = max(scores, key=scores.get)
     why = None
-    if explain:
-        from quicknets.evaluation.attribution import explain as attribution
-
-        heat = attribution(model, pixels, METHOD, target=names.index(top))  # (H, W)
+    if method is not None:
+        heat = explain(model, pixels, method, target=names.index(top))  # (H, W)
         why = enlarged(blend_explanation(pixels, heat, model=model))
     return as_network_sees(pixels), scores, f"```\n{banner(top)}\n```", why
+
+
+def map_method(model):
+    """The attribution method the page shows: METHOD, or the first the network offers (an
+    ONNX export gives no gradients: Occlusion); None without Captum (the extra `explain`)."""
+    if importlib.util.find_spec("captum") is None:
+        return None
+    offered = methods_for(model, default_only=True)
+    return METHOD if METHOD in offered else offered[0]
 
 
 def blank(picture) -> bool:
@@ -105,7 +114,7 @@ def refusal(message: str) -> str:
     return f"```\nerror: {message}\n```"
 
 
-def classify_upload(model, file, pre: Preprocessing, log, explain: bool = False) -> tuple:
+def classify_upload(model, file, pre: Preprocessing, log, method=None) -> tuple:
     """What the page shows for an upload: classify_file's four outputs, or for a file that is
     not an image or too large nothing but the error line in the banner's place (also given to
     log, once). `file`: Gradio's FileData as a dict ({"path", "orig_name", ...}) or None. The
@@ -115,7 +124,7 @@ def classify_upload(model, file, pre: Preprocessing, log, explain: bool = False)
         return None, None, "", None
     path = file["path"]
     try:
-        return classify_file(model, path, pre, explain)
+        return classify_file(model, path, pre, method)
     except QuicknetsError as e:  # named as the user named it, not as Gradio's copy
         message = str(e).replace(str(path), file.get("orig_name") or Path(path).name)
         log(f"demo: {message}")
@@ -130,10 +139,10 @@ def build_page(model, title: str = "", log=None):
     c, h, w = pre.shape
     empty = (None, None, "", None)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    explain = importlib.util.find_spec("captum") is not None  # the map needs the extra
+    method = map_method(model)
 
     def from_upload(file):
-        return classify_upload(model, file, pre, log, explain)
+        return classify_upload(model, file, pre, log, method)
 
     def from_sketch(value):
         drawing = (value or {}).get("composite")
@@ -142,7 +151,7 @@ def build_page(model, title: str = "", log=None):
         file = io.BytesIO()  # through a PNG, so a drawing takes the path of an uploaded file
         drawing.save(file, format="PNG")
         file.seek(0)
-        return classify_file(model, file, pre, explain)
+        return classify_file(model, file, pre, method)
 
     what = ", ".join(pre.classes[:4]) + (", ..." if len(pre.classes) > 4 else "")
     with gr.Blocks(title=f"quicknets {title}".strip(), analytics_enabled=False) as page:
@@ -190,8 +199,9 @@ def build_page(model, title: str = "", log=None):
                 )
                 top = gr.Markdown(elem_id="banner")
                 why = gr.Image(
-                    label="why: Integrated Gradients for the top class (red: for it, blue: against)"
-                    if explain
+                    label=f"why: {METHODS[method].title} for the top class (red: for it, "
+                    "blue: against)"
+                    if method
                     else "why: pip install 'quicknets[explain]' for the attribution map",
                     interactive=False,
                     elem_id="why",
