@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import HANG_S, wait_until
+from conftest import HANG_S, need, wait_until
 from quicknets.cli import build_parser, main
 from quicknets.config.presets import PRESETS
 
@@ -320,6 +320,79 @@ def test_classify_plot_writes_the_view_classify_figure(tiny_dir, tmp_path, capsy
         == 0
     )
     assert (tmp_path / "idx-0.svg").is_file() and (tmp_path / "idx-1.svg").is_file()
+
+
+def test_classify_explain_names_the_method_and_draws_the_map(tiny_dir, tmp_path, capsys):
+    from PIL import Image
+
+    need("captum")
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    assert main(["classify", run_dir, "--index", "0", "--explain"]) == 0
+    out = capsys.readouterr().out
+    top = out.splitlines()[4].split("  ")[0].strip()  # the first class under the banner
+    assert out.endswith(
+        f"explanation: Integrated Gradients for {top} (--plot PATH draws it over the image)\n"
+    )
+    shoe = tmp_path / "shoe.png"
+    Image.new("L", (60, 40), 255).save(shoe)
+    for method, title in [
+        ("occlusion", "Occlusion"),
+        ("Integrated-Gradients", "Integrated Gradients"),
+    ]:
+        plot = tmp_path / f"{method}.png"
+        assert main(["classify", run_dir, str(shoe), "--explain", method, "--plot", str(plot)]) == 0
+        out = capsys.readouterr().out
+        assert f"explanation: {title} for " in out and out.endswith(f"wrote: {plot}\n")
+    assert main(["classify", run_dir, str(shoe), "--plot", str(tmp_path / "plain.png")]) == 0
+    with Image.open(tmp_path / "plain.png") as plain, Image.open(plot) as explained:
+        assert explained.width > 1.3 * plain.width  # a third panel: the map over the image
+    # an image file right after a bare --explain is an image, explained by the default method
+    assert main(["classify", run_dir, "--explain", str(shoe)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{shoe}\n") and "explanation: Integrated Gradients for " in out
+
+
+NO_CONV = (
+    "Grad-CAM needs a convolutional network, and this one has no conv layer; for it choose "
+    "from integrated_gradients, occlusion, saliency"
+)
+CHOICES = "choose from integrated_gradients, occlusion, saliency, grad_cam"
+
+
+def test_classify_explain_a_method_it_cannot_use_is_one_line(tiny_dir, tmp_path, capsys):
+    need("captum")
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)  # an MLP
+    plot = tmp_path / "a.png"
+    cases = [
+        ("gradcam", NO_CONV),
+        ("Grad-CAM", NO_CONV),
+        ("grad_cam", NO_CONV),
+        ("lime", f"unknown attribution method 'lime'; {CHOICES}"),
+        ("missing.png", f"unknown attribution method 'missing.png'; {CHOICES}"),
+        ("", f"unknown attribution method ''; {CHOICES}"),
+    ]
+    for method, message in cases:
+        args = ["classify", run_dir, "--index", "0", "--explain", method, "--plot", str(plot)]
+        assert main(args) == 1, method
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"error: {message}\n"  # nothing classified or drawn
+        assert not plot.exists()
+
+
+def test_classify_explain_without_captum_says_how_to_install_it(
+    tiny_dir, tmp_path, capsys, monkeypatch
+):
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    monkeypatch.setitem(sys.modules, "captum.attr", None)  # import captum.attr fails
+    assert (
+        main(["classify", run_dir, "--index", "0", "--explain", "--plot", str(tmp_path / "a.png")])
+        == 1
+    )
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        "error: attribution maps need Captum, an optional extra: pip install 'quicknets[explain]'\n"
+    )
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_see_it_bad_input_is_one_clear_line(tiny_dir, tmp_path, capsys):

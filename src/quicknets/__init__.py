@@ -1,10 +1,11 @@
 """quicknets: build, train, test and compare small networks on Fashion-MNIST and the MNIST family.
 
-    from quicknets import load_dataset, network, train, evaluate, classify
+    from quicknets import load_dataset, network, train, evaluate, classify, explain
     data = load_dataset("fashion-mnist")
     model = network("784-256-128-64-10")
     history = train(model, data, optimizer="adam", lr=0.003, epochs=7)
     results = evaluate(model, data)
+    heat = explain(model, 0, data=data)   # (28, 28): why test image 0 got its class
 
 Names are imported on first use, so `import quicknets` (and `quicknets --help`) stays fast.
 """
@@ -28,6 +29,7 @@ _EXPORTS = {
     "banner": "quicknets.evaluation.classification",
     "predict": "quicknets.evaluation.classification",
     "predict_proba": "quicknets.evaluation.classification",
+    "explain": "quicknets.evaluation.attribution",
     "export": "quicknets.outputs.exporting",
     "load_exported": "quicknets.outputs.exporting",
     "save_run": "quicknets.records.runs",

@@ -12,11 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import need
 from quicknets.base.errors import QuicknetsError
 from quicknets.cli import main
 from quicknets.config.configs import RunConfig
 from quicknets.data import csvdata, imagefolders, sources
 from quicknets.data.idx import write_idx
+from quicknets.data.images import load_image
 from quicknets.data.loading import describe, load_dataset, load_recorded
 from quicknets.data.preprocessing import Preprocessing
 from quicknets.records.experiment import fit_network, run
@@ -229,6 +231,40 @@ def test_rgb_folder_default_command_auto_mean_classify_show_report(rgb, tmp_path
     for folder in ("red", "green", "blue-ish"):
         file = rgb / folder / sorted(p.name for p in (rgb / folder).iterdir())[0]
         assert predicted(cli(capsys, "classify", name, file, "--runs-dir", runs)) == folder
+
+
+def test_rgb_folder_explain_from_the_command_line_and_python(rgb, tmp_path, capsys):
+    """Attribution on your own 32x32 RGB images: `classify --explain` draws the map over the
+    colour image, explain() gives (32, 32), and a method the network lacks is one line."""
+    need("captum")
+    from quicknets.evaluation.attribution import explain
+    from quicknets.plots.attribution import normalized_map
+    from quicknets.plots.figures import image_pixels, view_classify
+
+    runs = tmp_path / "runs"
+    for network in ("conv4-fc16", "mlp"):
+        cli(capsys, "train", "--dataset", rgb, "--network", network, "--epochs", "1",
+            "--threads", "1", "--runs-dir", runs, "--quiet")  # fmt: skip
+    cnn, mlp = (load_run(n, runs) for n in sorted(p.name for p in runs.iterdir() if p.is_dir()))
+    assert cnn.config.network.network == "conv4-fc16"
+    file = rgb / "red" / sorted(p.name for p in (rgb / "red").iterdir())[0]
+    plot = tmp_path / "why.png"
+    out = cli(capsys, "classify", cnn.path, file, "--explain", "gradcam", "--plot", plot)
+    assert f"explanation: Grad-CAM for {predicted(out)}\n" in out and plot.stat().st_size > 1000
+    model = load_model(cnn)
+    for method in ("integrated_gradients", "occlusion", "grad_cam"):
+        heat = explain(model, file, method)
+        assert heat.shape == (32, 32) and heat.abs().sum() > 0, method
+    fig = view_classify(file, model, explanation=heat)
+    under, over = fig.axes[1].images
+    pixels = load_image(file, model.preprocessing.shape, model.preprocessing.layout)
+    np.testing.assert_allclose(under.get_array(), image_pixels(pixels))  # (32, 32, 3): colour
+    np.testing.assert_allclose(over.get_array(), normalized_map(heat.numpy()))
+    assert main(["classify", str(mlp.path), str(file), "--explain", "grad_cam"]) == 1
+    assert capsys.readouterr().err == (
+        "error: Grad-CAM needs a convolutional network, and this one has no conv layer; for it "
+        "choose from integrated_gradients, occlusion, saliency\n"
+    )
 
 
 def test_the_held_out_test_set_is_fixed_and_stratified(rgb):

@@ -3,6 +3,7 @@ model left as found, and Adebayo et al.'s model-randomisation check on trained n
 
 import copy
 import dataclasses
+import re
 import sys
 
 import numpy as np
@@ -20,10 +21,10 @@ from quicknets.evaluation.attribution import (
     OCCLUSION_WINDOW,
     explain,
     explain_batch,
+    method_name,
     methods_for,
 )
 from quicknets.networks.models import network
-from quicknets.plots.attribution import draw_explanation, normalized_map
 
 CLASSES = tuple(f"class {i}" for i in range(10))
 GRAY = Preprocessing(classes=CLASSES)
@@ -219,19 +220,61 @@ def test_the_target_is_the_predicted_class_unless_named():
 
 def test_a_method_the_network_lacks_is_one_error_naming_those_it_has(fashion):
     mlp = network("784-16-10")  # untrained: it takes the data's preprocessing
-    with pytest.raises(
-        QuicknetsError,
-        match="Grad-CAM needs a convolutional network.*integrated_gradients, occlusion, saliency$",
-    ):
-        explain(mlp, 0, "grad_cam", data=fashion)
-    for bad in ("gradcam", "lime", None):
-        with pytest.raises(QuicknetsError, match="unknown attribution method.*grad_cam"):
+    for spelling in ("grad_cam", "gradcam", "Grad-CAM", "GRAD CAM"):  # one method, any spelling
+        with pytest.raises(
+            QuicknetsError,
+            match="^Grad-CAM needs a convolutional network, and this one has no conv layer; "
+            "for it choose from integrated_gradients, occlusion, saliency$",
+        ):
+            explain(mlp, 0, spelling, data=fashion)
+    for bad in ("lime", "grad-cam++", "integrated", "", None, 3):
+        with pytest.raises(
+            QuicknetsError,
+            match=f"^unknown attribution method {re.escape(repr(bad))}; choose from "
+            "integrated_gradients, occlusion, saliency, grad_cam$",
+        ):
             explain(mlp, 0, bad, data=fashion)
+    assert [method_name(m) for m in ("Integrated-Gradients", "OCCLUSION", "Saliency")] == [
+        "integrated_gradients",
+        "occlusion",
+        "saliency",
+    ]
+    heat = explain(mlp, 0, "integrated gradients", data=fashion)
+    assert torch.equal(heat, explain(mlp, 0, data=fashion))
     with pytest.raises(QuicknetsError, match=r"laid out \(1, 28, 28\).*not \(3, 32, 32\)"):
         explain(mlp, torch.zeros(3, 32, 32, dtype=torch.uint8))
     with pytest.raises(QuicknetsError, match="needs the dataset"):
         explain(mlp, 0)
     assert explain_batch(mlp, torch.zeros(0, 28, 28, dtype=torch.uint8)).shape == (0, 28, 28)
+
+
+class LeavesTorch(nn.Module):
+    """A network run outside torch, as onnxruntime runs an ONNX export: no gradient."""
+
+    def __init__(self, spec: str, pre: Preprocessing):
+        super().__init__()
+        self.net, self.preprocessing = untrained(spec, pre), pre
+
+    def forward(self, x):
+        return torch.from_numpy(self.net(x).detach().numpy())
+
+
+@pytest.mark.parametrize("spec, pre", [("784-16-10", GRAY), ("conv4-fc16", RGB)])
+def test_a_network_without_gradients_offers_occlusion_alone(spec, pre):
+    model = LeavesTorch(spec, pre)
+    model.train()
+    assert methods_for(model) == ["occlusion"]
+    assert model.training and model.net.training  # the probe put each mode back
+    x = images(pre, 1)[0]
+    torch.testing.assert_close(explain(model, x, "occlusion"), explain(model.net, x, "occlusion"))
+    for method in ("integrated_gradients", "saliency"):
+        with pytest.raises(
+            QuicknetsError,
+            match=f"^{METHODS[method].title} needs the network's gradients, and this one gives "
+            r"none \(an ONNX export runs outside torch\); for it choose from occlusion$",
+        ):
+            explain(model, x, method)
+    assert methods_for(untrained(spec, pre)) != ["occlusion"]  # the same network in torch
 
 
 def test_without_captum_it_says_how_to_install_it(monkeypatch):
@@ -260,30 +303,6 @@ def test_the_model_is_left_as_found(method):
     with torch.inference_mode():  # a caller's no-grad context does not stop it
         torch.testing.assert_close(explain_batch(model, x, method), heat)
     assert all(p.grad is None for p in model.parameters())
-
-
-def test_draw_explanation_paints_the_map_over_the_image():
-    model = untrained("784-16-10")
-    x = images(GRAY, 1)[0]
-    heat = explain(model, x)
-    kept = heat.clone()
-    fig = draw_explanation(x, heat, model=model, title="IG")
-    ax = fig.axes[0]
-    assert len(ax.images) == 2 and ax.get_title() == "IG"
-    overlay = ax.images[1].get_array()
-    np.testing.assert_allclose(overlay, normalized_map(heat.numpy()))
-    assert overlay.min() >= -1 and overlay.max() <= 1 and np.abs(overlay).max() == 1
-    assert torch.equal(heat, kept)
-    from matplotlib.figure import Figure
-
-    mine = Figure()
-    axes = mine.subplots(1, 2)
-    assert draw_explanation(images(RGB, 1)[0], torch.zeros(32, 32), ax=axes[1]) is mine
-    assert (axes[1].images[1].get_array() == 0).all()
-    with pytest.raises(QuicknetsError, match=r"map is \(32, 32\), the image 28x28"):
-        draw_explanation(x, torch.zeros(32, 32))
-    with pytest.raises(QuicknetsError, match="NaN"):
-        draw_explanation(x, torch.full((28, 28), float("nan")))
 
 
 # --- Adebayo et al.'s model-randomisation check ----------------------------------------------

@@ -3,6 +3,7 @@ is labelled with its right class, a drawing is classified, a bad upload shows it
 Ctrl-C stops it with one line and leaves no upload behind, and a busy port or a missing Gradio
 is one error line."""
 
+import importlib.util
 import io
 import os
 import shutil
@@ -13,12 +14,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from conftest import HANG_S, finish, need, read_line, write_blank_png
 from quicknets.base.errors import Interrupted
 from quicknets.cli import main
 from quicknets.config.configs import RunConfig
+from quicknets.data.preprocessing import Preprocessing
 from quicknets.evaluation.classification import predict_proba
 from quicknets.outputs import demo
 from quicknets.outputs.demo import as_network_sees, blank, classify_file, classify_upload
@@ -59,7 +62,8 @@ def test_a_file_and_a_drawing_take_the_same_way_to_the_network(trained, fashion)
     png = io.BytesIO()
     Image.fromarray(fashion.test_images[1].numpy()).save(png, format="PNG")
     png.seek(0)
-    picture, scores, banner = classify_file(model, png, pre)
+    picture, scores, banner, why = classify_file(model, png, pre)
+    assert why is None  # no map unless asked
     assert picture.shape == (224, 224)  # 28x28, each pixel an 8x8 square
     assert np.array_equal(picture[::8, ::8], fashion.test_images[1].numpy())
     want = predict_proba(model, fashion.test_images[1:2])[0].tolist()
@@ -74,7 +78,7 @@ def test_a_file_and_a_drawing_take_the_same_way_to_the_network(trained, fashion)
     file = io.BytesIO()
     drawing.save(file, format="PNG")
     file.seek(0)
-    picture, scores, _ = classify_file(model, file, pre)
+    picture, scores, _, _ = classify_file(model, file, pre)
     assert picture.max() == 255 and picture[:, :8].max() == 0  # a light object on black
     assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
     assert as_network_sees(fashion.test_images[:1]).shape == (224, 224)
@@ -82,6 +86,57 @@ def test_a_file_and_a_drawing_take_the_same_way_to_the_network(trained, fashion)
 
 NOTES_ERROR = "error: cannot read notes.png as an image (cannot identify image file 'notes.png')"
 ODD_NAME = "<img src=x onerror=alert(1)>*x*.png"  # HTML and Markdown in a file name
+
+
+def test_the_page_shows_the_map_of_the_top_class_over_the_image(trained, fashion):
+    """The fourth output: explain()'s Integrated Gradients map for the top class, blended over
+    the image as draw_explanation paints it, enlarged as the picture is; an RGB network too."""
+    need("captum")
+    from quicknets.evaluation.attribution import explain
+    from quicknets.networks.models import network
+    from quicknets.plots.attribution import blend_explanation
+
+    _, model = trained
+    png = io.BytesIO()
+    Image.fromarray(fashion.test_images[0].numpy()).save(png, format="PNG")
+    png.seek(0)
+    picture, scores, _, why = classify_file(
+        model, png, model.preprocessing, method="integrated_gradients"
+    )
+    top = max(scores, key=scores.get)
+    heat = explain(model, fashion.test_images[0], target=top)
+    assert why.shape == (224, 224, 3) and why.dtype == np.uint8
+    assert np.array_equal(why[::8, ::8], blend_explanation(fashion.test_images[0], heat))
+    assert not np.array_equal(why[..., 0], picture)  # coloured where the map is not 0
+    black = fashion.test_images[0].numpy() == 0  # IG is 0 there: the image shows as it is
+    assert (why[::8, ::8][black] == 0).all()
+    rgb = network("conv4-fc16", input_shape=(3, 32, 32))
+    rgb.preprocessing = Preprocessing(
+        (3, 32, 32), (0.5,) * 3, (0.25,) * 3, fashion.classes, "", "resize"
+    )
+    photo = io.BytesIO()
+    Image.new("RGB", (60, 40), (200, 30, 30)).save(photo, format="PNG")
+    photo.seek(0)
+    picture, _, _, why = classify_file(rgb, photo, rgb.preprocessing, method="integrated_gradients")
+    assert picture.shape == why.shape == (224, 224, 3)
+
+
+def test_the_page_picks_a_method_the_network_offers(trained, monkeypatch):
+    """Integrated Gradients; Occlusion for a network run outside torch (an ONNX export gives
+    no gradients); no map without Captum."""
+    need("captum")
+    _, model = trained
+
+    class OutsideTorch(torch.nn.Module):
+        preprocessing = model.preprocessing
+
+        def forward(self, x):
+            return torch.from_numpy(model(x).detach().numpy())
+
+    assert demo.map_method(model) == "integrated_gradients"
+    assert demo.map_method(OutsideTorch()) == "occlusion"
+    monkeypatch.setitem(sys.modules, "captum", None)
+    assert demo.map_method(model) is None
 
 
 def bad_uploads(folder) -> dict:
@@ -113,16 +168,25 @@ def test_a_bad_upload_shows_its_error_line_on_the_page_and_once_in_the_terminal(
     lines = []
     for i, (name, start) in enumerate(bad_uploads(tmp_path).items()):
         path = tmp_path / str(i) / name
-        seen, scores, banner = classify_upload(
-            model, {"path": str(path), "orig_name": name}, model.preprocessing, lines.append
+        seen, scores, banner, why = classify_upload(
+            model,
+            {"path": str(path), "orig_name": name},
+            model.preprocessing,
+            lines.append,
+            "occlusion",
         )
-        assert seen is None and scores is None
+        assert seen is None and scores is None and why is None
         assert banner.startswith(f"```\nerror: {start}") and banner.endswith("\n```"), name
         message = banner.removeprefix("```\nerror: ").removesuffix("\n```")
         assert lines[-1] == f"demo: {message}"
         assert str(tmp_path) not in lines[-1]
     assert len(lines) == 4
-    assert classify_upload(model, None, model.preprocessing, lines.append) == (None, None, "")
+    assert classify_upload(model, None, model.preprocessing, lines.append) == (
+        None,
+        None,
+        "",
+        None,
+    )
     odd = tmp_path / "4" / ODD_NAME  # shown as it is written, never as Markdown or HTML
     odd.parent.mkdir()
     odd.write_bytes(b"")
@@ -214,6 +278,8 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
                 assert all(name in bars for name in fashion.classes)  # a bar per class
                 assert truth in page.locator("#banner").inner_text()
                 assert page.locator("#seen img").count() == 1
+                if importlib.util.find_spec("captum") is not None:
+                    page.locator("#why img").wait_for(timeout=WAIT_MS)  # the map beside it
 
                 before = page.locator("#seen img").evaluate("img => img.src")
                 page.get_by_role("tab", name="Draw").click()
@@ -237,6 +303,7 @@ def test_demo_in_a_headless_browser(trained, fashion, tmp_path):
                 page.locator("#banner", has_text="error: ").wait_for(timeout=WAIT_MS)
                 assert page.locator("#banner").inner_text().strip() == NOTES_ERROR
                 assert page.locator("#seen img").count() == 0  # the drawing's result is gone
+                assert page.locator("#why img").count() == 0
                 page.locator("#upload input[type=file]").set_input_files(tmp_path / ODD_NAME)
                 page.locator("#banner", has_text=ODD_NAME).wait_for(timeout=WAIT_MS)
                 page.locator("#upload input[type=file]").set_input_files(tmp_path / "large.png")

@@ -6,6 +6,7 @@ import io
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import HANG_S
+from conftest import HANG_S, need
 from quicknets.evaluation.metrics import evaluate
 from quicknets.networks.models import network
 from quicknets.outputs.report import FIGURES, render_report, run_figures, save_figures, write_report
@@ -122,6 +123,31 @@ def test_show_figures_are_written_next_to_the_record(tiny_run, tiny):
     for p in paths:
         with Image.open(p) as img:
             assert np.asarray(img.convert("L")).std() > 10
+
+
+def test_each_top_loss_sits_beside_its_attribution_map(tiny_run, tiny, monkeypatch):
+    """With Captum: the report's top-losses figure pairs each image with its Integrated
+    Gradients map for the predicted class (as plot_top_losses_explained draws it); without
+    Captum, the images alone, and the report is still written."""
+    need("captum")
+    from quicknets.evaluation.attribution import explain_batch
+    from quicknets.plots.attribution import normalized_map
+    from quicknets.plots.figures import top_losses
+
+    run, model = tiny_run
+    rows = top_losses(model, tiny, k=9)
+    assert len(rows) == 9
+    figure = run_figures(run, model, tiny)["top_losses"]
+    assert len(figure.axes) == 18  # three lines of three (image, map) pairs
+    chosen = tiny.test_images[[r["index"] for r in rows]]
+    maps = explain_batch(model, chosen, targets=[r["predicted"] for r in rows])
+    for i in range(9):
+        shown = figure.axes[2 * i + 1].images[1].get_array()
+        np.testing.assert_allclose(shown, normalized_map(maps[i].numpy()))
+    assert "Integrated Gradients map" in FIGURES["top_losses"]
+    monkeypatch.setitem(sys.modules, "captum", None)  # as if the extra were not installed
+    assert len(run_figures(run, model, tiny)["top_losses"].axes) == 9
+    assert "Integrated Gradients map" in write_report(run, model, tiny).read_text()
 
 
 def chromium(*args, timeout=HANG_S) -> subprocess.CompletedProcess:

@@ -1,7 +1,10 @@
 """quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities. RUN
-may also be a file written by `quicknets export`."""
+may also be a file written by `quicknets export`. --explain [METHOD] names an attribution map of
+the predicted class, which --plot draws over the image (evaluation/attribution.py)."""
 
 from quicknets.commands.common import add_data_dir, add_runs_dir, given
+
+DEFAULT_METHOD = "integrated_gradients"  # works for every network; attribution.METHODS
 
 
 def add_parser(sub) -> None:
@@ -38,6 +41,16 @@ def add_parser(sub) -> None:
         help="also draw the image beside its class probabilities into PATH (.png, "
         ".svg, .pdf); several images go to PATH-0.png, PATH-1.png, ...",
     )
+    p.add_argument(
+        "--explain",
+        metavar="METHOD",
+        nargs="?",
+        const=DEFAULT_METHOD,
+        default=None,
+        help="also explain the predicted class with an attribution map, which --plot draws "
+        "over the image: METHOD is integrated_gradients (the default), occlusion, saliency, "
+        "or grad_cam (convolutional networks only)",
+    )
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run, trailing="images")  # `RUN --top 5 shoe.png` too
@@ -50,6 +63,7 @@ def run(args) -> int:
     from quicknets.outputs.exporting import export_data, is_export, load_exported
     from quicknets.records.runs import load_model, load_run
 
+    method = _explain_method(args)  # before the run is loaded: a misspelt name fails at once
     if not args.images and not args.index:
         raise QuicknetsError("give an image file or --index N")
     if args.top < 1:
@@ -62,11 +76,15 @@ def run(args) -> int:
         model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
         data = load_run_data(record, args.data_dir) if args.index else None
     items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
-    plots = []  # (path, image): drawn once every image has been classified
-    if args.plot:
-        from quicknets.plots.figures import plot_paths, save_figure, view_classify
+    if method is not None:
+        from quicknets.evaluation.attribution import METHODS, check_method
 
-        plots = list(zip(plot_paths(args.plot, len(items)), (image for _, image in items)))
+        method = check_method(model, method)  # grad_cam on an MLP: the methods it has
+    plots = []  # (image, its top row): drawn once every image has been classified
+    if args.plot:
+        from quicknets.plots.figures import plot_paths
+
+        paths = plot_paths(args.plot, len(items))  # a bad extension fails before any work
     for label, image in items:
         top = classify(model, image, data, top=args.top)
         truth = ""
@@ -76,9 +94,48 @@ def run(args) -> int:
         print(banner(top[0]["class"]))
         for row in top:
             print(f"{row['class']:<14} {row['probability']:.4f}")
-    for path, image in plots:
+        if method is not None:
+            drawn = "" if args.plot else " (--plot PATH draws it over the image)"
+            print(f"explanation: {METHODS[method].title} for {top[0]['class']}{drawn}")
+        plots.append((image, top[0]))
+    if args.plot:
+        _draw(paths, plots, model, data, method)
+    return 0
+
+
+def _explain_method(args):
+    """--explain's METHOD as attribution.METHODS names it, or None without --explain. An image
+    file written right after a bare --explain (argparse gives it to the option) is an image."""
+    if args.explain is None:
+        return None
+    from pathlib import Path
+
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.evaluation.attribution import method_name
+
+    try:
+        return method_name(args.explain)
+    except QuicknetsError:
+        if not Path(args.explain).is_file():
+            raise
+    args.images.append(args.explain)
+    return DEFAULT_METHOD
+
+
+def _draw(paths: list, plots: list, model, data, method) -> None:
+    """Each image beside its probabilities (and its attribution map) into its path."""
+    from quicknets.evaluation.attribution import METHODS, explain
+    from quicknets.plots.figures import save_figure, view_classify
+
+    for out, (image, top) in zip(paths, plots):
         truth = int(data.test_labels[image]) if isinstance(image, int) else None
         pixels = data.test_images[image] if isinstance(image, int) else image
-        save_figure(view_classify(pixels, model, true_label=truth, data=data), path)
-        print(f"wrote: {path}")
-    return 0
+        heat, title = None, None
+        if method is not None:
+            heat = explain(model, image, method, target=top["index"], data=data)
+            title = f"{METHODS[method].title}\nfor {top['class']}"
+        figure = view_classify(
+            pixels, model, true_label=truth, data=data, explanation=heat, explanation_title=title
+        )
+        save_figure(figure, out)
+        print(f"wrote: {out}")

@@ -44,6 +44,7 @@ The model is left as found: each module's train/eval mode restored, no gradient 
 parameters' .grad.
 """
 
+import contextlib
 import math
 import operator
 from dataclasses import dataclass
@@ -65,31 +66,80 @@ ROWS = 512  # images per forward pass inside a method (IG's path points, occlude
 @dataclass(frozen=True)
 class Method:
     """title: the method's name in figures; networks: "any" or "conv" (needs a Conv2d);
+    gradients: needs the output's gradient with respect to the image (Occlusion does not: an
+    ONNX export, run by onnxruntime, gives none);
     default: offered by methods_for(model, default_only=True), as it passes the
     model-randomisation check (the module docstring)."""
 
     title: str
     networks: str
+    gradients: bool
     default: bool
 
 
 METHODS = {
-    "integrated_gradients": Method("Integrated Gradients", "any", True),
-    "occlusion": Method("Occlusion", "any", True),
-    "saliency": Method("Saliency", "any", True),
-    "grad_cam": Method("Grad-CAM", "conv", True),
+    "integrated_gradients": Method("Integrated Gradients", "any", True, True),
+    "occlusion": Method("Occlusion", "any", False, True),
+    "saliency": Method("Saliency", "any", True, True),
+    "grad_cam": Method("Grad-CAM", "conv", True, True),
 }
 
 
+def method_name(method) -> str:
+    """The METHODS key that `method` spells, case, "-", "_" and spaces aside ("gradcam",
+    "Grad-CAM" and "grad_cam" are grad_cam); raises QuicknetsError naming METHODS for any other."""
+    if isinstance(method, str):
+        key = _spelling(method)
+        for name, m in METHODS.items():
+            if key in (_spelling(name), _spelling(m.title)):
+                return name
+    raise QuicknetsError(f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def _spelling(text: str) -> str:
+    return "".join(c for c in text.lower() if c not in "-_ ")
+
+
 def methods_for(model: nn.Module, default_only: bool = False) -> list:
-    """The names of the methods that work for `model` (Grad-CAM needs a Conv2d), in METHODS'
-    order; default_only: only those offered by default."""
+    """The names of the methods that work for `model` (Grad-CAM needs a Conv2d; all but
+    Occlusion need gradients, which an ONNX export does not give), in METHODS' order;
+    default_only: only those offered by default."""
     conv = _last_conv(model) is not None
+    gradients = _gives_gradients(model)
     return [
         name
         for name, m in METHODS.items()
-        if (m.networks == "any" or conv) and (m.default or not default_only)
+        if (m.networks == "any" or conv)
+        and (gradients or not m.gradients)
+        and (m.default or not default_only)
     ]
+
+
+def _gives_gradients(model: nn.Module) -> bool:
+    """Whether the output of one black image carries a gradient back to it (an ONNX export
+    run by onnxruntime, or any module that leaves torch, does not). An image the model
+    refuses is left to the real call to report."""
+    pre = preprocessing_of(model)
+    device = next(model.parameters(), torch.empty(0)).device
+    with _evaluating(model), torch.inference_mode(False), torch.enable_grad():
+        x = torch.zeros(1, *pre.shape, device=device, requires_grad=True)
+        try:
+            return bool(model(x).requires_grad)
+        except Exception:  # noqa: BLE001 -- the shape or anything else: not this question
+            return True
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module):
+    """The model in eval mode (dropout off, BatchNorm on its running statistics, as classify
+    predicts), each module's own mode restored after: a mixed model too."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 def explain(
@@ -100,14 +150,24 @@ def explain(
     data=None,
     scale: str = "auto",
 ) -> torch.Tensor:
-    """The attribution map (H, W), float32 on the CPU, of one image for class `target`.
+    """The attribution map (H, W), float32 on the CPU, of one image for class `target`: how
+    much each pixel moved the network's log-probability of that class, summed over the
+    channels with their signs; positive speaks for the class, negative against it. Units:
+    nats of log-probability for Integrated Gradients and Occlusion (IG's map sums to the change
+    from a black image); Saliency and Grad-CAM are gradients, read by their ranking alone.
 
     image: any form classify takes (a test-set index of `data`, an image file, a tensor or
     array in any layout; classification.as_input); `scale`: what its values are ("auto",
     "pixels", "unit", "normalized"; Preprocessing.scale_of). target: a class index or name,
-    default the predicted class. method: one of METHODS (the module docstring says what each
-    map means). Raises QuicknetsError for an unknown method, one the network does not support
-    (Grad-CAM without a conv layer), an unknown target, or an image classify refuses."""
+    default the predicted class. method: one of METHODS, spelled as you like ("gradcam" is
+    grad_cam; method_name): integrated_gradients (Sundararajan et al., "Axiomatic Attribution
+    for Deep Networks", ICML 2017) and occlusion (Zeiler & Fergus, "Visualizing and
+    Understanding Convolutional Networks", ECCV 2014) for every network, saliency (Simonyan et
+    al. 2014), grad_cam (Selvaraju et al., "Grad-CAM", ICCV 2017) for convolutional ones; all
+    computed by Captum (Kokhlikyan et al. 2020, captum.ai). The module docstring says what each
+    map means and what it costs. Raises QuicknetsError for an unknown method, one the network
+    does not support (Grad-CAM without a conv layer: the error names those it supports), an
+    unknown target, an image classify refuses, or Captum missing."""
     use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
     pre = preprocessing_of(model, data)
     x = as_input(image, pre, data)  # (1, C, H, W) of its own values
@@ -120,54 +180,56 @@ def explain_batch(
     method: str = "integrated_gradients",
     targets=None,
     scale: str = "auto",
+    data=None,
 ) -> torch.Tensor:
     """Attribution maps (N, H, W), float32 on the CPU, of a batch of images in any form
     predict takes (classification.as_batch), one per image, for `targets`: a class index or
     name for all, one per image (a sequence or tensor of N), or None for each image's
-    predicted class. Errors as explain."""
+    predicted class. `data`: its preprocessing serves a model that has none of its own.
+    Errors as explain."""
     use_strict_math()  # before anything multiplies: the CLI's math mode, as train()
-    pre = preprocessing_of(model)
+    pre = preprocessing_of(model, data)
     x = as_batch(images, pre)  # (N, C, H, W) of their own values
     return _attribute(model, pre, pre.prepare(x, pre.scale_of(x, scale)), method, targets)
 
 
 def _attribute(model: nn.Module, pre: Preprocessing, x: torch.Tensor, method, targets):
     """Maps (N, H, W) of normalised images x (N, C, H, W) (see explain_batch)."""
-    _check_method(model, method)
-    _captum()  # installed, before the model is touched
+    method = check_method(model, method)  # Captum installed, before the model is touched
     device = next(model.parameters(), torch.empty(0)).device
-    modes = {m: m.training for m in model.modules()}  # restored one by one: a mixed model too
-    model.eval()  # dropout off, BatchNorm on its running statistics, as classify predicts
-    try:
-        # Captum differentiates with torch.autograd.grad: only the input's gradient is formed,
-        # so the parameters' .grad stays as it was. Works inside the caller's no_grad too.
-        with torch.inference_mode(False), torch.enable_grad():
-            x = x.to(device).clone()  # a normal tensor, even from an inference-mode caller
-            if len(x) == 0:
-                return torch.empty(0, *x.shape[2:])
-            targets = _targets(model, pre, x, targets)
-            step = max(1, ROWS // _rows_per_image(method, x))
-            maps = [
-                _maps(model, pre, method, x[i : i + step], targets[i : i + step])
-                for i in range(0, len(x), step)
-            ]
-    finally:
-        for m, training in modes.items():
-            m.training = training
+    # Captum differentiates with torch.autograd.grad: only the input's gradient is formed, so
+    # the parameters' .grad stays as it was. Works inside the caller's no_grad too.
+    with _evaluating(model), torch.inference_mode(False), torch.enable_grad():
+        x = x.to(device).clone()  # a normal tensor, even from an inference-mode caller
+        if len(x) == 0:
+            return torch.empty(0, *x.shape[2:])
+        targets = _targets(model, pre, x, targets)
+        step = max(1, ROWS // _rows_per_image(method, x))
+        maps = [
+            _maps(model, pre, method, x[i : i + step], targets[i : i + step])
+            for i in range(0, len(x), step)
+        ]
     return torch.cat(maps).float().cpu()
 
 
-def _check_method(model: nn.Module, method) -> None:
-    if not isinstance(method, str) or method not in METHODS:
-        raise QuicknetsError(
-            f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}"
+def check_method(model: nn.Module, method) -> str:
+    """The METHODS key `method` spells (method_name), if `model` supports it and Captum is
+    installed; else the QuicknetsError that names the methods it does support (Grad-CAM needs
+    a Conv2d), or says how to install Captum."""
+    method = method_name(method)
+    usable = methods_for(model)
+    if method not in usable:
+        needs = (
+            "a convolutional network, and this one has no conv layer"
+            if METHODS[method].networks == "conv" and _last_conv(model) is None
+            else "the network's gradients, and this one gives none (an ONNX export runs "
+            "outside torch)"
         )
-    if method not in methods_for(model):
         raise QuicknetsError(
-            f"{METHODS[method].title} needs a convolutional network, and this "
-            f"one has no conv layer; for it choose from "
-            f"{', '.join(methods_for(model))}"
+            f"{METHODS[method].title} needs {needs}; for it choose from {', '.join(usable)}"
         )
+    _captum()
+    return method
 
 
 def _targets(model: nn.Module, pre: Preprocessing, x: torch.Tensor, targets) -> torch.Tensor:

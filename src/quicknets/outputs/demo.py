@@ -6,9 +6,11 @@
 
 Upload an image (any size or colour) or draw on the sketchpad: the page shows the image as the
 network sees it (brought to its input size by images.load_image, like `quicknets classify RUN
-photo.jpg`), every class's probability as a bar (gr.Label, the likeliest as its heading) and
-the top class in the notebook's banner. It listens on 127.0.0.1 only. Gradio is an optional
-extra (pip install 'quicknets[demo]'), imported only here.
+photo.jpg`), every class's probability as a bar (gr.Label, the likeliest as its heading), the
+top class in the notebook's banner and, with Captum installed, why: the Integrated Gradients
+map of the top class over the image (red: for it, blue: against; `classify --explain`). It
+listens on 127.0.0.1 only. Gradio is an optional extra (pip install 'quicknets[demo]'),
+imported only here.
 
 A file that is not an image (a text file named .png, an empty or a truncated file) or is too
 large is refused with quicknets' own error line, shown on the page in place of the banner and
@@ -20,6 +22,7 @@ stops, Ctrl-C included.
 """
 
 import errno
+import importlib.util
 import io
 import logging
 import os
@@ -36,7 +39,9 @@ import torch
 from quicknets.base.errors import Interrupted, QuicknetsError
 from quicknets.data.images import load_image
 from quicknets.data.preprocessing import Preprocessing
+from quicknets.evaluation.attribution import METHODS, explain, methods_for
 from quicknets.evaluation.classification import banner, predict_proba
+from quicknets.plots.attribution import blend_explanation
 
 HOST = "127.0.0.1"  # the page is for this machine only
 PORT = 7860  # Gradio's usual port
@@ -44,6 +49,7 @@ CANVAS = 420  # pixels a side of the sketchpad; its brush is 1/20 of that (MNIST
 VIEW = 224  # pixels a side of the enlarged "as the network sees it" image
 FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # local fonts: the page fetches nothing
 MAX_UPLOAD_MB = 20  # MiB a file: a 12-megapixel phone photo is 3-8 MB as JPEG, ~20 MB as PNG
+METHOD = "integrated_gradients"  # the map shown where the network gives gradients
 
 
 def gradio():
@@ -60,22 +66,40 @@ def gradio():
 def as_network_sees(pixels: torch.Tensor) -> np.ndarray:
     """uint8 (C, H, W) input -> an enlarged (VIEW-ish) grey or RGB picture, pixels kept square
     (nearest neighbour), to show what the network is given."""
-    c, h, w = pixels.shape
-    scale = max(1, VIEW // max(h, w))
-    picture = pixels.permute(1, 2, 0).numpy()  # (H, W, C)
-    picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
-    return picture[..., 0] if c == 1 else picture
+    picture = enlarged(pixels.permute(1, 2, 0).numpy())  # (H, W, C)
+    return picture[..., 0] if pixels.shape[0] == 1 else picture
 
 
-def classify_file(model, source, pre: Preprocessing) -> tuple:
-    """(picture as the network sees it, {class: probability}, banner text) for an image file
-    or file object, laid out as pre.layout says."""
+def enlarged(picture: np.ndarray) -> np.ndarray:
+    """(H, W, ...) -> about VIEW pixels a side, each pixel a square (nearest neighbour)."""
+    scale = max(1, VIEW // max(picture.shape[:2]))
+    return picture.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def classify_file(model, source, pre: Preprocessing, method=None) -> tuple:
+    """(picture as the network sees it, {class: probability}, banner text, its attribution map
+    over it) for an image file or file object, laid out as pre.layout says. The map: `method`'s
+    (attribution.METHODS), for the top class, as an enlarged uint8 (H, W, 3) picture; None
+    without a method."""
     pixels = load_image(source, pre.shape, pre.layout)  # uint8 (C, H, W)
     probs = predict_proba(model, [pixels])[0].tolist()
     names = list(pre.classes) or [str(i) for i in range(len(probs))]
     scores = dict(zip(names, probs))
     top = max(scores, key=scores.get)
-    return as_network_sees(pixels), scores, f"```\n{banner(top)}\n```"
+    why = None
+    if method is not None:
+        heat = explain(model, pixels, method, target=names.index(top))  # (H, W)
+        why = enlarged(blend_explanation(pixels, heat, model=model))
+    return as_network_sees(pixels), scores, f"```\n{banner(top)}\n```", why
+
+
+def map_method(model):
+    """The attribution method the page shows: METHOD, or the first the network offers (an
+    ONNX export gives no gradients: Occlusion); None without Captum (the extra `explain`)."""
+    if importlib.util.find_spec("captum") is None:
+        return None
+    offered = methods_for(model, default_only=True)
+    return METHOD if METHOD in offered else offered[0]
 
 
 def blank(picture) -> bool:
@@ -90,21 +114,21 @@ def refusal(message: str) -> str:
     return f"```\nerror: {message}\n```"
 
 
-def classify_upload(model, file, pre: Preprocessing, log) -> tuple:
-    """What the page shows for an upload: classify_file's three outputs, or for a file that is
+def classify_upload(model, file, pre: Preprocessing, log, method=None) -> tuple:
+    """What the page shows for an upload: classify_file's four outputs, or for a file that is
     not an image or too large nothing but the error line in the banner's place (also given to
     log, once). `file`: Gradio's FileData as a dict ({"path", "orig_name", ...}) or None. The
     page passes it unprocessed (preprocess=False): Gradio would open it with PIL itself, and
     a bad file would end in a traceback and a bare "Error"."""
     if file is None:
-        return None, None, ""
+        return None, None, "", None
     path = file["path"]
     try:
-        return classify_file(model, path, pre)
+        return classify_file(model, path, pre, method)
     except QuicknetsError as e:  # named as the user named it, not as Gradio's copy
         message = str(e).replace(str(path), file.get("orig_name") or Path(path).name)
         log(f"demo: {message}")
-        return None, None, refusal(message)
+        return None, None, refusal(message), None
 
 
 def build_page(model, title: str = "", log=None):
@@ -113,11 +137,12 @@ def build_page(model, title: str = "", log=None):
     gr = gradio()
     pre = model.preprocessing or Preprocessing()
     c, h, w = pre.shape
-    empty = (None, None, "")
+    empty = (None, None, "", None)
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    method = map_method(model)
 
     def from_upload(file):
-        return classify_upload(model, file, pre, log)
+        return classify_upload(model, file, pre, log, method)
 
     def from_sketch(value):
         drawing = (value or {}).get("composite")
@@ -126,7 +151,7 @@ def build_page(model, title: str = "", log=None):
         file = io.BytesIO()  # through a PNG, so a drawing takes the path of an uploaded file
         drawing.save(file, format="PNG")
         file.seek(0)
-        return classify_file(model, file, pre)
+        return classify_file(model, file, pre, method)
 
     what = ", ".join(pre.classes[:4]) + (", ..." if len(pre.classes) > 4 else "")
     with gr.Blocks(title=f"quicknets {title}".strip(), analytics_enabled=False) as page:
@@ -173,11 +198,21 @@ def build_page(model, title: str = "", log=None):
                     elem_id="probabilities",
                 )
                 top = gr.Markdown(elem_id="banner")
+                why = gr.Image(
+                    label=f"why: {METHODS[method].title} for the top class (red: for it, "
+                    "blue: against)"
+                    if method
+                    else "why: pip install 'quicknets[explain]' for the attribution map",
+                    interactive=False,
+                    elem_id="why",
+                    height=VIEW + 60,
+                )
+        outputs = [seen, label, top, why]
         # input: once per upload or paste (change fired twice for a file the browser cannot
         # show); preprocess=False: see classify_upload
-        upload.input(from_upload, upload, [seen, label, top], preprocess=False)
-        upload.clear(lambda: empty, None, [seen, label, top])
-        sketch.change(from_sketch, sketch, [seen, label, top])
+        upload.input(from_upload, upload, outputs, preprocess=False)
+        upload.clear(lambda: empty, None, outputs)
+        sketch.change(from_sketch, sketch, outputs)
     return page
 
 

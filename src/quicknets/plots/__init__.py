@@ -1,7 +1,7 @@
 """Plots: the figures, each returning its matplotlib Figure. figures.py: imshow, view_classify,
 batches, predictions, top losses, curves, the confusion matrix, and saving them; trust.py: figures
-of calibration, familiarity and robustness; attribution.py: an attribution map over its image.
-Every name is public here:
+of calibration, familiarity and robustness; attribution.py: an attribution map over its image,
+the top losses beside theirs. Every name is public here:
 
     from quicknets.plots import imshow, plot_history, plot_reliability
 
@@ -9,7 +9,11 @@ May import: base, data, config, networks, evaluation. Training, records, sweeps 
 draw with these.
 """
 
-from quicknets.plots.attribution import draw_explanation
+from quicknets.plots.attribution import (
+    blend_explanation,
+    draw_explanation,
+    plot_top_losses_explained,
+)
 from quicknets.plots.figures import (
     NEUTRAL,
     OTHER,
@@ -33,6 +37,7 @@ from quicknets.plots.figures import (
 from quicknets.plots.trust import plot_familiarity, plot_reliability, plot_robustness
 
 __all__ = [
+    "blend_explanation",
     "draw_explanation",
     "NEUTRAL",
     "OTHER",
@@ -49,6 +54,7 @@ __all__ = [
     "plot_reliability",
     "plot_robustness",
     "plot_top_losses",
+    "plot_top_losses_explained",
     "save_figure",
     "show_batch",
     "show_predictions",

@@ -2,6 +2,8 @@
 
     draw_explanation(data.test_images[0], explain(model, 0, data), model=model)
     draw_explanation(image, heat, ax=axes[1], title="Grad-CAM")   # into a figure of your own
+    plot_top_losses_explained(model, data, k=9)   # each top loss beside its map
+    blend_explanation(pixels, heat)               # uint8 (H, W, 3): the overlay as an array
 
 Like plots.py: matplotlib's object API on an Agg canvas, never pyplot. The colours follow
 Captum's visualize_image_attr: the map is divided by the 98th percentile of its absolute
@@ -11,16 +13,21 @@ matter leaves the image as it is.
 """
 
 import numpy as np
-import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from quicknets.base.errors import QuicknetsError
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
-from quicknets.plots.figures import image_pixels, new_figure
-
-OUTLIER_PERCENT = 2  # the top 2% of |map| saturate the colours, as Captum's default
-CMAP = "bwr"  # diverging: blue (against), white (0), red (for)
-OPACITY = 0.8  # of the most important pixels; 0 at a pixel whose attribution is 0
+from quicknets.plots.figures import (
+    CMAP,
+    OPACITY,
+    WRONG,
+    checked_map,
+    image_pixels,
+    new_figure,
+    normalized_map,
+    paint_explanation,
+    top_losses,
+)
 
 
 def draw_explanation(
@@ -46,52 +53,70 @@ def draw_explanation(
         else Preprocessing()
     )
     pixels = image_pixels(image, pre, scale)  # (H, W) or (H, W, 3) in [0, 1]
-    heat = _as_map(attribution)
-    if heat.shape != pixels.shape[:2]:
-        raise QuicknetsError(
-            f"the attribution map is {tuple(heat.shape)}, the image "
-            f"{pixels.shape[0]}x{pixels.shape[1]}: give the map explain() made for it"
-        )
+    heat = checked_map(attribution, pixels)  # before a figure is made
     fig = new_figure(3, 3.2) if ax is None else ax.figure
-    ax = ax if ax is not None else fig.add_subplot()
-    gray = "gray" if pixels.ndim == 2 else None
-    ax.imshow(pixels, cmap=gray, vmin=0.0, vmax=1.0, interpolation="nearest")
-    scaled = normalized_map(heat)
-    ax.imshow(
-        scaled,
-        cmap=CMAP,
-        vmin=-1.0,
-        vmax=1.0,
-        alpha=OPACITY * np.abs(scaled),
-        interpolation="nearest",
-    )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title is not None:
-        ax.set_title(title, fontsize=11)
+    paint_explanation(ax if ax is not None else fig.add_subplot(), pixels, heat, title)
     return fig
 
 
-def normalized_map(heat: np.ndarray) -> np.ndarray:
-    """The map divided by the (100 - OUTLIER_PERCENT)th percentile of its absolute values,
-    clipped to -1..1, as Captum's visualize_image_attr scales it; all zeros stay zeros."""
-    top = float(np.percentile(np.abs(heat), 100 - OUTLIER_PERCENT))
-    if top == 0:
-        top = float(np.abs(heat).max())
-    return np.clip(heat / top, -1.0, 1.0) if top > 0 else np.zeros_like(heat)
+def plot_top_losses_explained(
+    model, data, k: int = 9, method: str = "integrated_gradients", split: str = "test"
+) -> Figure:
+    """plot_top_losses' k most confidently wrong images, each beside its attribution map
+    (attribution.explain_batch's `method`) for the class the network wrongly chose: what it
+    saw of that class. Three pairs a row. Errors as top_losses and explain."""
+    from quicknets.evaluation.attribution import METHODS, check_method, explain_batch
 
-
-def _as_map(attribution) -> np.ndarray:
-    if isinstance(attribution, torch.Tensor):
-        attribution = attribution.detach().to("cpu", torch.float32).numpy()
-    heat = np.array(attribution, dtype=np.float32)  # a copy: the caller's map is left alone
-    if heat.ndim == 3 and heat.shape[0] == 1:
-        heat = heat[0]  # (1, H, W), as explain_batch(...)[:1] gives
-    if heat.ndim != 2:
-        raise QuicknetsError(
-            f"an attribution map is (H, W), not {heat.shape}: one image's map, "
-            "as explain() returns it"
+    method = check_method(model, method)  # before any work: a method the network lacks
+    rows = top_losses(model, data, k, split)
+    images = getattr(data, f"{split}_images")
+    if not rows:
+        fig = new_figure(4, 1.5)
+        fig.text(0.5, 0.5, f"no mistakes on the {len(images)} {split} images", ha="center")
+        return fig
+    chosen = images[[r["index"] for r in rows]]
+    maps = explain_batch(model, chosen, method, [r["predicted"] for r in rows], data=data)
+    pairs = min(3, len(rows))  # (image, map) pairs a line
+    lines = -(-len(rows) // pairs)  # rows of pairs, rounded up
+    fig = new_figure(3.2 * pairs, 1.9 * lines + 0.5)
+    axes = fig.subplots(lines, 2 * pairs, squeeze=False).ravel()
+    pre = preprocessing_of(model, data)
+    for i, ax in enumerate(axes[::2]):
+        if i >= len(rows):
+            ax.axis("off")
+            axes[2 * i + 1].axis("off")
+            continue
+        r = rows[i]
+        pixels = image_pixels(chosen[i], pre)
+        ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, vmin=0.0, vmax=1.0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(
+            f"{data.classes[r['predicted']]} / {data.classes[r['true']]}\n"
+            f"{r['probability']:.2f} / {r['loss']:.2f}",
+            color=WRONG,
+            fontsize=9,
         )
-    if not np.isfinite(heat).all():
-        raise QuicknetsError("the attribution map holds NaN or infinite values")
-    return heat
+        paint_explanation(axes[2 * i + 1], pixels, checked_map(maps[i], pixels))
+        axes[2 * i + 1].set_title(f"for {data.classes[r['predicted']]}", fontsize=9)
+    fig.suptitle(
+        "most confidently wrong: predicted / true, probability of the prediction / loss;\n"
+        f"beside each, {METHODS[method].title} for the predicted class (red: for it, blue: "
+        "against)",
+        fontsize=10,
+    )
+    return fig
+
+
+def blend_explanation(image, attribution, *, model=None, scale: str = "auto") -> np.ndarray:
+    """The overlay draw_explanation paints, as a uint8 (H, W, 3) RGB array: the image (gray or
+    colour) blended with the map's colour at its opacity. For pages that show an array (the
+    demo). Errors as draw_explanation."""
+    pre = preprocessing_of(model) if model is not None else Preprocessing()
+    pixels = image_pixels(image, pre, scale)  # (H, W) or (H, W, 3) in [0, 1]
+    heat = checked_map(attribution, pixels)
+    rgb = pixels if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=2)
+    scaled = normalized_map(heat)
+    colour = colormaps[CMAP]((scaled + 1) / 2)[..., :3]  # -1..1 onto the colormap's 0..1
+    alpha = (OPACITY * np.abs(scaled))[..., None]
+    return np.round(255 * ((1 - alpha) * rgb + alpha * colour)).astype(np.uint8)

@@ -32,6 +32,10 @@ from quicknets.evaluation.classification import load_image, probabilities
 from quicknets.evaluation.metrics import log_probabilities
 
 RIGHT, WRONG, NEUTRAL, OTHER = "#2ca02c", "#d62728", "#1f77b4", "#c7c7c7"  # green, red, blue, gray
+# An attribution map's colours (plots/attribution.py), as Captum's visualize_image_attr:
+OUTLIER_PERCENT = 2  # the top 2% of |map| saturate the colours, as Captum's default
+CMAP = "bwr"  # diverging: blue (against), white (0), red (for)
+OPACITY = 0.8  # of the most important pixels; 0 at a pixel whose attribution is 0
 
 
 def to_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -217,6 +221,8 @@ def view_classify(
     std=None,
     version=None,
     scale: str = "auto",
+    explanation=None,
+    explanation_title=None,
 ) -> Figure:
     """The image beside horizontal bars of its class probabilities, the predicted class in colour
     (green if right, red if wrong, blue when the true class is not given) and the true one in green.
@@ -227,7 +233,8 @@ def view_classify(
     `class_names`: a list, a dataset name, or None for the model's or data's classes. A model
     brings its own preprocessing (normalisation, shape, how a file is laid out). A drop-in for
     the course helper's view_classify(img, ps, version="Fashion"); unlike it, `image` is left
-    as it was.
+    as it was. `explanation`: an attribution map (H, W) of the image (attribution.explain's),
+    drawn over it in a middle panel titled `explanation_title` (plots.attribution's colours).
     """
     model = probs if isinstance(probs, torch.nn.Module) else None
     pre = _preprocessing(data, model, mean, std)
@@ -253,12 +260,20 @@ def view_classify(
         true_label = int(true_label)
         colors[true_label] = RIGHT
         colors[pred] = RIGHT if pred == true_label else WRONG
-    fig = new_figure(7.5, max(3.2, 0.3 * len(p) + 0.6))
-    ax_img, ax_bar = fig.subplots(1, 2, width_ratios=[1, 1.4])
+    pixels = image_pixels(image, pre, scale)  # (H, W) or (H, W, 3) in [0, 1]
+    height = max(3.2, 0.3 * len(p) + 0.6)
+    if explanation is None:
+        fig = new_figure(7.5, height)
+        ax_img, ax_bar = fig.subplots(1, 2, width_ratios=[1, 1.4])
+    else:
+        heat = checked_map(explanation, pixels)  # before a figure is made
+        fig = new_figure(10.5, height)
+        ax_img, ax_map, ax_bar = fig.subplots(1, 3, width_ratios=[1, 1, 1.4])
+        paint_explanation(ax_map, pixels, heat, explanation_title)
     title = f"predicted: {names[pred]} ({p[pred]:.0%})"
     if true_label is not None:
         title += f"\ntrue: {names[true_label]}"
-    _draw_image(ax_img, image_pixels(image, pre, scale), title, colors[pred], fontsize=11)
+    _draw_image(ax_img, pixels, title, colors[pred], fontsize=11)
     rows = np.arange(len(p))
     ax_bar.barh(rows, p, color=colors)
     for row, value in zip(rows, p):
@@ -273,6 +288,57 @@ def view_classify(
     ax_bar.set_xlim(0, 1.15)
     ax_bar.set_title("Class Probability")
     return fig
+
+
+def paint_explanation(ax, pixels: np.ndarray, heat: np.ndarray, title=None) -> None:
+    """Paint an (H, W) attribution map (checked_map's) over `pixels` (H, W[, 3]) in [0, 1] on
+    `ax`: plots/attribution.py's draw_explanation, and view_classify's middle panel."""
+    gray = "gray" if pixels.ndim == 2 else None
+    ax.imshow(pixels, cmap=gray, vmin=0.0, vmax=1.0, interpolation="nearest")
+    scaled = normalized_map(heat)
+    ax.imshow(
+        scaled,
+        cmap=CMAP,
+        vmin=-1.0,
+        vmax=1.0,
+        alpha=OPACITY * np.abs(scaled),
+        interpolation="nearest",
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=11)
+
+
+def normalized_map(heat: np.ndarray) -> np.ndarray:
+    """The map divided by the (100 - OUTLIER_PERCENT)th percentile of its absolute values,
+    clipped to -1..1, as Captum's visualize_image_attr scales it; all zeros stay zeros."""
+    top = float(np.percentile(np.abs(heat), 100 - OUTLIER_PERCENT))
+    if top == 0:
+        top = float(np.abs(heat).max())
+    return np.clip(heat / top, -1.0, 1.0) if top > 0 else np.zeros_like(heat)
+
+
+def checked_map(attribution, pixels: np.ndarray) -> np.ndarray:
+    """The map as float32 (H, W), checked against the image's pixels (H, W[, 3])."""
+    if isinstance(attribution, torch.Tensor):
+        attribution = attribution.detach().to("cpu", torch.float32).numpy()
+    heat = np.array(attribution, dtype=np.float32)  # a copy: the caller's map is left alone
+    if heat.ndim == 3 and heat.shape[0] == 1:
+        heat = heat[0]  # (1, H, W), as explain_batch(...)[:1] gives
+    if heat.ndim != 2:
+        raise QuicknetsError(
+            f"an attribution map is (H, W), not {heat.shape}: one image's map, "
+            "as explain() returns it"
+        )
+    if not np.isfinite(heat).all():
+        raise QuicknetsError("the attribution map holds NaN or infinite values")
+    if heat.shape != pixels.shape[:2]:
+        raise QuicknetsError(
+            f"the attribution map is {tuple(heat.shape)}, the image "
+            f"{pixels.shape[0]}x{pixels.shape[1]}: give the map explain() made for it"
+        )
+    return heat
 
 
 def _grid(n: int, ncols=None) -> tuple:
