@@ -35,11 +35,11 @@ import torch.nn.functional as F
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import available_memory
+from quicknets.evaluation.metrics import IMBALANCE_RATIO
 
 NEAR_RMS = 0.05  # measured on Fashion-MNIST: below it every pair looked at was one photo
 NEIGHBOURS = 10  # k of the kNN search: near-duplicate candidates and the outlier score
 OUTLIER_SHARE = 0.001  # the share of images listed as outliers (the farthest first)
-IMBALANCE_RATIO = 1.5  # largest class / smallest class from which the classes are imbalanced
 # The folds, network and epochs, measured on benchmarks/audit.py's planted CSV (8,020 train rows,
 # 100 flipped labels; flipped among the first 200 suspects): 784-256-10 with 3 folds x 4 epochs
 # 85, 4 x 4 82, 4 x 8 81, 3 x 8 80, 5 x 8 73; 784-128-10 4 x 4 80; convp8-convp16-fc64 4 x 3 78
@@ -549,13 +549,16 @@ def summary_lines(found: Audit) -> list:
             f"seed {m['seed']})"
         )
     counts = found.class_counts["train"]
+    large, small = imb["largest"], imb["smallest"]
     spread = (
         f"every class {max(counts.values())} images in train"
         if imb["ratio"] == 1
-        else f"largest/smallest {ratio} ({imb['largest']} / {imb['smallest']} in train)"
+        else f"in train the largest class, {large}, has {counts[large]} images and the "
+        f"smallest, {small}, {counts[small]}: a ratio of {ratio}"
     )
     lines += [
-        f"classes: {'imbalanced' if imb['imbalanced'] else 'balanced'}, {spread}",
+        f"classes: {'imbalanced' if imb['imbalanced'] else 'balanced'}, {spread}"
+        + ("; train with --class-weights auto to weigh them evenly" if imb["imbalanced"] else ""),
         f"outliers: {len(found.outliers)} farthest from their {m['neighbours']}th nearest "
         "neighbour",
     ]

@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
         "images",
         metavar="IMAGE",
         nargs="*",
+        default=[],  # without a default argparse calls a `*` positional required
         help="image files (PNG, JPEG or any other format PIL reads)",
     )
     p.add_argument(
@@ -51,7 +52,10 @@ def run(args) -> int:
     from quicknets.records.runs import load_model, load_run
 
     if not args.images and not args.index:
-        raise QuicknetsError("give an image file or --index N")
+        raise QuicknetsError(
+            "classify needs something to classify: IMAGE files after RUN, or --index N for "
+            "the test image at index N (repeatable)"
+        )
     if args.top < 1:
         raise QuicknetsError(f"--top must be at least 1, not {args.top}")
     if is_export(args.run):

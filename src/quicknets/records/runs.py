@@ -139,9 +139,10 @@ def start_run(
     runs_dir=None,
     name: str | None = None,
     sweep: str | None = None,
+    class_weights: dict | None = None,
 ) -> Path:
     """Create the run folder (config.json, meta.json) before training, so it can hold
-    checkpoints. It counts as finished only once finish_run wrote results.json; until then
+    checkpoints. `class_weights`: {class: weight} the loss uses (--class-weights resolved). It counts as finished only once finish_run wrote results.json; until then
     load_run refuses it and `quicknets train --resume` continues it. The caller trains it
     inside `with hold_run(path):`."""
     config = as_run_config(config)
@@ -162,6 +163,8 @@ def start_run(
     }
     if sweep:
         meta["sweep"] = sweep
+    if class_weights is not None:
+        meta["class_weights"] = class_weights
     try:
         tmp.mkdir(parents=True)
         atomic_write_json(tmp / "config.json", config.to_dict(), parents=False)
