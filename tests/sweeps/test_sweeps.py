@@ -443,3 +443,18 @@ def test_show_says_which_settings_matter(tiny_dir, runs_dir, capsys, monkeypatch
     assert main(["sweep", "--show", "imp", "--runs-dir", str(runs_dir)]) == 0
     out = capsys.readouterr().out
     assert "importance: not given: parameter importance needs optuna and scikit-learn" in out
+
+
+def test_class_weights_are_swept_and_fixed_from_the_command_line(tiny_dir, runs_dir, capsys):
+    """--class-weights in a sweep: ';' between variants (explicit weights hold commas), one
+    value fixes it; each trial records its setting and the numbers it gave."""
+    data = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--epochs", "1"]
+    common = [*data, "--workers", "1", "--threads", "1", "--runs-dir", str(runs_dir)]
+    assert main(["sweep", *common, "--class-weights", "none;2=3,7=0.5", "--name", "cw"]) == 0
+    runs = list_runs(runs_dir, sweep="cw")
+    assert sorted(r.config.train.class_weights for r in runs) == ["2=3,7=0.5", "none"]
+    weighted = next(r for r in runs if r.config.train.class_weights != "none")
+    assert weighted.meta["class_weights"]["2"] == 3.0 and weighted.meta["class_weights"]["0"] == 1
+    assert main(["sweep", *common, "--class-weights", "auto", "--lr", "0.001,0.003"]) == 0
+    fixed = [r for r in list_runs(runs_dir) if r.meta.get("sweep") not in ("cw", None)]
+    assert len(fixed) == 2 and {r.config.train.class_weights for r in fixed} == {"auto"}
