@@ -67,8 +67,11 @@ def test_names_are_the_datas_classes():
     assert resolve("none", CLASSES, [1, 1, 1]) is None
     assert resolve("Ankle boot=3,trouser=0.5", CLASSES, [1, 1, 1]) == [1.0, 0.5, 3.0]
     for value, message in (
-        ("Sandal=2", "names 'Sandal', which is not a class of the data; the classes are: "
-         "T-shirt/top, Trouser, Ankle boot"),
+        (
+            "Sandal=2",
+            "names 'Sandal', which is not a class of the data; the classes are: "
+            "T-shirt/top, Trouser, Ankle boot",
+        ),
         ("Trouser=2,TROUSER=3", "names class Trouser twice"),
     ):
         with pytest.raises(QuicknetsError, match=message):

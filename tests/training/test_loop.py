@@ -4,7 +4,6 @@ early stopping, fp16, the optimizers, lr auto, the notebook bar and live plot.""
 import dataclasses
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -495,10 +494,6 @@ def few_of_class_3(data):
     return dataclasses.replace(data, train_images=data.train_images[keep], train_labels=y[keep])
 
 
-def strip(history):
-    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
-
-
 @pytest.mark.parametrize("settings", [{}, {"label_smoothing": 0.1}])
 def test_class_weights_auto_are_sklearns_numbers_in_the_loss(tiny, settings):
     """auto trains exactly as the explicit weights of sklearn's compute_class_weight
@@ -531,8 +526,9 @@ def test_the_fused_pass_trains_a_weighted_run_to_autograds_history(tiny, monkeyp
         if not fused:
             monkeypatch.setattr(training, "fused_step", lambda *a: None)
         model = network("784-32-10", seed=1)
-        histories.append(strip(train(model, data, epochs=2, threads=1, quiet=True,
-                                     class_weights="auto")))
+        histories.append(
+            strip(train(model, data, epochs=2, threads=1, quiet=True, class_weights="auto"))
+        )
     assert histories[0] == histories[1]
 
 

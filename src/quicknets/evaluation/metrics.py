@@ -123,8 +123,9 @@ def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
 
 def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
     """Loss (mean NLL per image, unweighted), accuracy, balanced accuracy (the mean of the
-    per-class accuracies), per-class accuracy, confusion matrix (k, k) and the most-confused pairs of `model` on a split ("test", "val" or "train") of `data`, its images
-    normalised by the model's own preprocessing. A class with no images in the split has
+    per-class accuracies), per-class accuracy, confusion matrix (k, k) and the most-confused
+    pairs of `model` on a split ("test", "val" or "train") of `data`, its images normalised by
+    the model's own preprocessing. A class with no images in the split has
     accuracy None (undefined). Raises QuicknetsError for a split the data lacks or that holds
     no images, or data whose shape or classes are not the model's."""
     if not isinstance(model, nn.Module):
@@ -176,8 +177,10 @@ def format_results(results: dict) -> str:
         for row in results["per_class"]
     ]
     if imbalanced([row["n"] for row in results["per_class"]]) and "balanced_accuracy" in results:
-        lines.append(f"balanced accuracy: {results['balanced_accuracy']:.4f} (the mean of the "
-                     "per-class accuracies: the classes are imbalanced)")
+        lines.append(
+            f"balanced accuracy: {results['balanced_accuracy']:.4f} (the mean of the "
+            "per-class accuracies: the classes are imbalanced)"
+        )
     if results["most_confused"]:
         lines.append(
             "most confused (true -> predicted: count): "

@@ -142,9 +142,10 @@ def start_run(
     class_weights: dict | None = None,
 ) -> Path:
     """Create the run folder (config.json, meta.json) before training, so it can hold
-    checkpoints. `class_weights`: {class: weight} the loss uses (--class-weights resolved). It counts as finished only once finish_run wrote results.json; until then
+    checkpoints. It counts as finished only once finish_run wrote results.json; until then
     load_run refuses it and `quicknets train --resume` continues it. The caller trains it
-    inside `with hold_run(path):`."""
+    inside `with hold_run(path):`. `class_weights`: {class: weight} the loss uses
+    (--class-weights resolved), kept in meta.json."""
     config = as_run_config(config)
     root = runs_root(runs_dir)
     name = name or f"{run_name(config)}-{secrets.token_hex(3)}"

@@ -5,13 +5,13 @@ MLP trains without autograd, to the same numbers, in preallocated buffers.
     loss, log_probs = step(xb, yb)             # fills each parameter's .grad; then opt.step()
 
 It covers a network that is Flatten, Linear, ReLU, ..., Linear, LogSoftmax, trained in fp32 with
-the NLL loss (class weights or none) on the CPU, with any optimizer, schedule or augmentation. Each product is the one
-autograd would run (`addmm` forward, `grad.t() @ input` and `grad @ weight` backward) and the
-loss gradient comes from autograd's own kernels, so the results are bit for bit those of
-autograd (tests/training/test_fused.py holds it to that); what goes is autograd's bookkeeping:
-the graph, a fresh tensor for every intermediate, and the input gradient of the first layer that
-nobody needs (a quarter of the epoch's matrix work for 784-256-128-64-10). benchmarks/floor.py
-times it.
+the NLL loss (with class weights or without) on the CPU, with any optimizer, schedule or
+augmentation. Each product is the one autograd would run (`addmm` forward, `grad.t() @ input`
+and `grad @ weight` backward) and the loss gradient comes from autograd's own kernels, so the
+results are bit for bit those of autograd (tests/training/test_fused.py holds it to that); what
+goes is autograd's bookkeeping: the graph, a fresh tensor for every intermediate, and the input
+gradient of the first layer that nobody needs (a quarter of the epoch's matrix work for
+784-256-128-64-10). benchmarks/floor.py times it.
 """
 
 import torch
@@ -102,8 +102,8 @@ class FusedStep:
 
     @torch.no_grad()
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
-        """((weighted) mean NLL loss, log-probabilities) of the batch xb (B, C, H, W) with labels yb (B,),
-        leaving the gradients in the parameters' .grad."""
+        """((weighted) mean NLL loss, log-probabilities) of the batch xb (B, C, H, W) with
+        labels yb (B,), leaving the gradients in the parameters' .grad."""
         n = len(yb)
         h = xb.reshape(n, -1)  # (B, C*H*W): a view of a gathered batch
         inputs = []  # each layer's input, kept for its weight gradient
