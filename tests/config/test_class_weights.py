@@ -93,3 +93,15 @@ def test_the_setting_travels_through_toml_and_records():
     old = config.to_dict()
     del old["train"]["class_weights"]  # a record from before the setting: none
     assert RunConfig.from_dict(old).train.class_weights == "none"
+
+
+def test_a_config_file_takes_a_string_or_a_table(tmp_path):
+    from quicknets.config.configs import read_toml
+
+    for text in (
+        'class_weights = {Trouser = 2, "Ankle boot" = 0.5}\n',
+        '[train]\nclass_weights = "Trouser=2,Ankle boot=0.5"\n',
+    ):
+        (tmp_path / "run.toml").write_text(text)
+        config = RunConfig.build(**read_toml(tmp_path / "run.toml"))
+        assert config.train.class_weights == "Trouser=2,Ankle boot=0.5"
