@@ -27,6 +27,7 @@ from quicknets.data.preprocessing import preprocessing_of
 METRICS = {
     "test_accuracy": "max",
     "test_loss": "min",
+    "test_balanced_accuracy": "max",  # the mean of the per-class accuracies (class weights)
     "val_accuracy": "max",
     "val_loss": "min",
     "train_accuracy": "max",
