@@ -87,6 +87,9 @@ def test_train_evaluate_classify_end_to_end(tiny_dir, tmp_path):
         (["train", "--model", "conv32-pool"], "unknown layer 'pool'"),
         (["evaluate", "no-such-run"], "no run 'no-such-run'"),
         (["classify", "no-such-run", "--index", "0"], "no run 'no-such-run'"),
+        (["classify", "no-such-run"], "IMAGE files after RUN, or --index N"),
+        (["train", "--class-weights", "Shirt"], "--class-weights must be none, auto, or NAME="),
+        (["train", "--class-weights", "Boot=2", "--epochs", "1"], "the classes are: T-shirt"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
@@ -196,6 +199,22 @@ def _tiny_run(tiny_dir, runs_dir, capsys) -> str:
     out = capsys.readouterr().out
     assert code == 0
     return next(line for line in out.splitlines() if line.startswith("saved: "))[7:]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["classify"], "the following arguments are required: RUN\n"),
+        (["classify", "--index", "3"], "the following arguments are required: RUN\n"),
+        (["compare", "--where"], "argument --where: expected one argument\n"),
+    ],
+)
+def test_a_list_of_positionals_is_not_called_required(args, message, capsys):
+    """argparse calls a `nargs="*"` positional without a default required: `classify` alone
+    said "required: RUN, IMAGE", though --index replaces IMAGE."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    assert stop.value.code == 2 and capsys.readouterr().err.endswith(message)
 
 
 def test_files_and_runs_may_follow_an_option(tiny_dir, tmp_path, capsys):

@@ -154,6 +154,22 @@ def test_groups_join_copies_of_copies_and_share_a_fold():
     assert not torch.equal(fold, A.assign_folds(labels, groups, 4, seed=1))  # seeded
 
 
+def test_the_imbalance_line_names_the_classes_and_their_counts(tiny):
+    import dataclasses
+
+    y = tiny.train_labels
+    keep = (y != 3) | (torch.cumsum(y == 3, 0) <= 10)
+    few = dataclasses.replace(tiny, train_images=tiny.train_images[keep], train_labels=y[keep])
+    counts = torch.bincount(few.train_labels).tolist()
+    large = max(range(10), key=lambda c: (counts[c], -c))
+    (line,) = [x for x in A.summary_lines(A.audit(few, labels=False)) if x.startswith("classes")]
+    assert line == (
+        f"classes: imbalanced, in train the largest class, {large}, has {counts[large]} images "
+        f"and the smallest, 3, 10: a ratio of {counts[large] / 10:.2f}; train with "
+        "--class-weights auto to weigh them evenly"
+    )
+
+
 def test_class_counts_and_imbalance():
     labels = torch.tensor([0] * 30 + [1] * 10 + [2] * 20)
     counts = A.class_counts(labels, ["a", "b", "c"])
@@ -304,7 +320,7 @@ def test_too_large_for_memory_is_refused_before_reading(planted, capsys, monkeyp
 
     monkeypatch.setattr(quicknets.data.loading, "read_source", lambda *a, **k: pytest.fail("read"))
     message = _error(["audit", str(folder / "planted_train.csv")], capsys)
-    assert "GiB of memory" in message and "0.0 GiB are available" in message
+    assert "MiB of memory" in message and "and 50 MiB are available" in message
 
 
 def test_the_estimate_is_near_the_truth(planted):
@@ -312,6 +328,45 @@ def test_the_estimate_is_near_the_truth(planted):
     images, pixels, _ = A.estimate_images(folder / "planted_train.csv", folder / "planted_test.csv")
     assert pixels == 784
     assert abs(images - 2010) < 0.1 * 2010
+
+
+def _image_folder(root, counts, size=(40, 30), mode="RGB"):
+    from PIL import Image
+
+    for c, n in enumerate(counts):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(n):
+            Image.new(mode, size, (c * 40, i % 256, 0)).save(root / f"class{c}" / f"{i}.png")
+
+
+def test_the_estimate_of_a_folder_reads_one_header(tmp_path):
+    _image_folder(tmp_path / "pics" / "train", [7, 5])
+    _image_folder(tmp_path / "pics" / "test", [2, 2])
+    (tmp_path / "pics" / "train" / "class0" / ".DS_Store").write_bytes(b"x")  # hidden
+    assert A.estimate_images(tmp_path / "pics") == (16, 3600, 2 * 16 * 3600)  # 40x30x3
+    assert A.estimate_images(tmp_path / "pics", image_size=8, channels=1)[:2] == (16, 64)
+    (tmp_path / "empty").mkdir()
+    assert A.estimate_images(tmp_path / "empty") is None  # the loader says why
+
+
+def test_a_folder_too_large_for_memory_is_refused_before_decoding(tmp_path, capsys, monkeypatch):
+    """A folder of photos: its size is known from its listing and one header, so it is
+    refused before its images are decoded (which alone could exhaust the memory)."""
+    _image_folder(tmp_path / "pics", [30, 30], size=(256, 256))
+    monkeypatch.setattr(A, "available_memory", lambda: 100 * 2**20)  # 100 MiB
+    import quicknets.data.imagefolders as folders
+
+    monkeypatch.setattr(folders, "decode_images", lambda *a, **k: pytest.fail("decoded"))
+    message = _error(["audit", str(tmp_path / "pics")], capsys)
+    need = A.memory_needed(60, 256 * 256 * 3) + 2 * 60 * 256 * 256 * 3
+    assert message == (
+        f"error: auditing {tmp_path / 'pics'} needs about {need / 2**20:.0f} MiB of memory "
+        "(~60 images of 196608 values, read and held as float32 for the neighbour search and "
+        "the networks), and 100 MiB are available; audit a part of it"
+    )
+    # brought to 16x16 grey, the same folder fits
+    monkeypatch.setattr(A, "available_memory", lambda: 2**40)
+    assert A.estimate_images(tmp_path / "pics", None, 16, 1)[:2] == (60, 256)
 
 
 def test_the_estimate_reads_npz_headers(tmp_path):
@@ -327,7 +382,7 @@ def test_the_estimate_reads_npz_headers(tmp_path):
 
 def test_too_large_when_loaded_is_refused(tiny, monkeypatch):
     monkeypatch.setattr(A, "available_memory", lambda: 2**20)
-    with pytest.raises(QuicknetsError, match="GiB of memory"):
+    with pytest.raises(QuicknetsError, match="MiB of memory .* and 1 MiB are available"):
         A.audit(tiny, labels=False)
 
 

@@ -92,6 +92,27 @@ def test_facts_have_the_right_types():
     assert available_memory() > 2**20  # Linux reports MemAvailable
 
 
+def test_available_memory_is_a_containers_limit_less_its_use(tmp_path, monkeypatch):
+    """A cgroup's limit (a container, a batch job) bounds what MemAvailable (the host's)
+    says: the limit less the use, whose inactive page cache is reclaimable; "max" (no limit)
+    leaves MemAvailable."""
+    from quicknets.base import machine
+
+    host = available_memory()
+    limit, used, stat = (tmp_path / n for n in ("memory.max", "memory.current", "memory.stat"))
+    files = (str(limit), str(used), str(stat), "inactive_file")
+    monkeypatch.setattr(machine, "CGROUP_MEMORY", (files,))
+    limit.write_text(f"{2**30}\n")
+    used.write_text(f"{2**28}\n")
+    assert available_memory() == min(host, 2**30 - 2**28)  # no memory.stat: all of it used
+    stat.write_text(f"anon 1000\ninactive_file {2**27}\nactive_file 5\n")
+    assert available_memory() == min(host, 2**30 - 2**27)
+    used.write_text(f"{2**31}\n")  # over the limit: no room, and known (not 0, "unknown")
+    assert available_memory() == 1
+    limit.write_text("max\n")
+    assert abs(available_memory() - host) < 2**28  # MemAvailable moves a little meanwhile
+
+
 def test_auto_picks_cuda_then_apples_mps_then_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)

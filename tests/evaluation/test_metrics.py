@@ -1,5 +1,7 @@
 """Metrics against brute-force references."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,10 +10,12 @@ from torch.nn import functional as F
 from quicknets.base.errors import QuicknetsError
 from quicknets.evaluation.metrics import (
     METRICS,
+    balanced_accuracy,
     confusion_matrix,
     evaluate,
     format_results,
     higher_is_better,
+    imbalanced,
     metric_name,
     most_confused,
     per_class_accuracy,
@@ -47,6 +51,52 @@ def test_per_class_accuracy_and_most_confused():
         {"true": "a", "predicted": "b", "count": 2},
         {"true": "c", "predicted": "a", "count": 2},
     ]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_balanced_accuracy_is_sklearns(seed):
+    """The mean recall over the classes with images, as balanced_accuracy_score; class 6 has
+    no true images (predicted all the same: sklearn warns and leaves it out, as we do)."""
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
+    g = torch.Generator().manual_seed(seed)
+    y_true = torch.cat([torch.randint(0, 6, (300,), generator=g), torch.zeros(200, dtype=int)])
+    y_pred = torch.where(torch.rand(500, generator=g) < 0.7, y_true, torch.randint(0, 7, (500,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "y_pred contains classes not in y_true"
+        expected = balanced_accuracy_score(y_true.numpy(), y_pred.numpy())
+    assert balanced_accuracy(confusion_matrix(y_true, y_pred, 7)) == pytest.approx(
+        expected, rel=1e-12
+    )
+
+
+def test_imbalanced_means_counts_1_5_apart_or_an_empty_class():
+    assert not imbalanced([100, 100, 67])
+    assert imbalanced([100, 100, 66]) and imbalanced([150, 100]) and imbalanced([5, 0])
+    assert not imbalanced([149, 100])
+
+
+def test_the_table_adds_balanced_accuracy_where_the_classes_are_imbalanced(tiny):
+    model = network("784-32-10", seed=0)
+    results = evaluate(model, tiny)  # tiny's test set: 10 images of each class
+    y = tiny.test_labels
+    with torch.no_grad():
+        preds = model(tiny.normalize(tiny.test_images)).argmax(1)
+    recalls = [(preds[y == c] == c).double().mean().item() for c in range(10)]
+    assert results["balanced_accuracy"] == pytest.approx(sum(recalls) / 10, rel=1e-12)
+    assert "balanced accuracy" not in format_results(results)  # balanced: the accuracy says it
+    keep = (y != 3) | (torch.arange(len(y)) % 2 == 0)  # class 3 loses half its images
+    half = dataclasses.replace(tiny, test_images=tiny.test_images[keep], test_labels=y[keep])
+    results = evaluate(model, half)
+    line = [x for x in format_results(results).splitlines() if x.startswith("balanced")]
+    assert line == [
+        f"balanced accuracy: {results['balanced_accuracy']:.4f} (the mean of the per-class "
+        "accuracies: the classes are imbalanced)"
+    ]
+    old = {k: v for k, v in results.items() if k != "balanced_accuracy"}  # an earlier record
+    assert "balanced" not in format_results(old)
 
 
 def test_evaluate_is_exact_over_the_whole_split(tiny):

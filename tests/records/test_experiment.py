@@ -307,6 +307,7 @@ def edit_config(path: Path, **settings) -> None:
         {"seed": 7},
         {"optimizer": "sgd"},
         {"val_split": 0.2},
+        {"class_weights": "auto"},
     ],
 )
 def test_resume_refuses_a_config_edited_after_the_run_started(tiny_dir, runs_dir, capsys, edit):
@@ -357,3 +358,44 @@ def test_resume_may_change_where_it_runs_and_a_copy_of_it_counts_once(tiny_dir, 
     table = compare([path.name, copy.name], runs_dir)
     assert [r["name"] for r in table["runs"]] == [path.name]
     assert table["groups"][0]["n"] == 1 and table["skipped"][0].startswith(f"{copy}: a copy")
+
+
+def test_a_class_weighted_run_records_its_weights_and_resumes_to_the_same_numbers(
+    tiny_dir, runs_dir
+):
+    """--class-weights: config.json keeps the setting, meta.json the numbers it gave; a run
+    stopped after its first epoch and resumed ends with the bits of one never stopped."""
+    weights = "2=3,7=0.5"
+    path = interrupted_run(tiny_dir, runs_dir, class_weights=weights)
+    _, resumed = resume(path.name, runs_dir, quiet=True)
+    config = RunConfig.build(
+        dataset="mnist",
+        data_dir=str(tiny_dir),
+        verify=False,
+        network="784-16-10",
+        epochs=3,
+        threads=1,
+        batch_size=32,
+        class_weights=weights,
+    )
+    whole, results = run(config, runs_dir / "whole", quiet=True)
+    assert resumed == results
+    for record in (load_run(path), load_run(whole)):
+        assert record.config.train.class_weights == weights
+        assert record.meta["class_weights"] == {
+            str(c): {2: 3.0, 7: 0.5}.get(c, 1.0) for c in range(10)
+        }
+    plain, _ = run(config.replace(class_weights="none"), runs_dir / "plain", quiet=True)
+    assert "class_weights" not in load_run(plain).meta
+    assert load_run(plain).history[0]["train_loss"] != load_run(whole).history[0]["train_loss"]
+
+
+def test_a_class_the_data_lacks_is_refused_before_the_run_folder(tiny_dir, runs_dir, capsys):
+    args = ["train", "--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify"]
+    code = main([*args, "--class-weights", "Shirt=2", "--runs-dir", str(runs_dir)])
+    err = capsys.readouterr().err
+    assert code == 1 and err == (
+        "error: --class-weights names 'Shirt', which is not a class of the data; the "
+        "classes are: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9\n"
+    )
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())

@@ -25,6 +25,13 @@ def test_parse_values():
     assert parse_values("batch_size", "32:256") == Range(32, 256, False)
     assert parse_values("device", "cuda:0") == ["cuda:0"]  # not a range: not a number
     assert parse_values("batchnorm", "true,false") == [True, False]
+    assert parse_values("class_weights", "none,auto") == ["none", "auto"]
+    assert parse_values("class_weights", "Shirt=2,Coat = 3") == ["Shirt=2,Coat=3"]  # one value
+    assert parse_values("class_weights", "none;auto;Shirt=2,Coat=3;") == [
+        "none",
+        "auto",
+        "Shirt=2,Coat=3",
+    ]
     for key, text, message in [
         ("lr", "0.1,abc", "--lr must be float"),
         ("optimizer", "adam,lbfgs", "--optimizer must be one of"),
@@ -32,6 +39,8 @@ def test_parse_values():
         ("dropout", "log:0:0.5", "LOW > 0"),
         ("lr", "1:2:3", "range must be"),
         ("colour", "red", "unknown setting 'colour'"),
+        ("class_weights", "auto,Shirt=2", "must be none, auto, or NAME=WEIGHT"),
+        ("class_weights", "Shirt=0;auto", "the weight of Shirt must be a positive number"),
     ]:
         with pytest.raises(QuicknetsError, match=message):
             parse_values(key, text)

@@ -11,7 +11,7 @@ from quicknets.base.errors import QuicknetsError
 from quicknets.cli import main
 from quicknets.records.index import query
 from quicknets.records.runs import list_runs
-from quicknets.sweeps import format_ranking, resume_sweep, sweep
+from quicknets.sweeps import format_ranking, load_sweep, resume_sweep, sweep
 
 CORES = len(os.sched_getaffinity(0))
 
@@ -489,3 +489,32 @@ def test_variants_that_differ_trivially_are_not_marked_different(tiny_dir, runs_
     run = list_runs(runs_dir, sweep="same")[0].name
     assert main(["report", run, "--all-settings", "--runs-dir", str(runs_dir)]) == 1
     assert "error: --all-settings goes with --sweep NAME" in capsys.readouterr().err
+
+
+def test_class_weights_are_swept_and_fixed_from_the_command_line(
+    tiny_dir, runs_dir, tmp_path, capsys
+):
+    """--class-weights in a sweep: ';' between variants (explicit weights hold commas), one
+    value fixes it; each trial records its setting and the numbers it gave."""
+    data = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--epochs", "1"]
+    common = [*data, "--workers", "1", "--threads", "1", "--runs-dir", str(runs_dir)]
+    varied = ["--class-weights", "none;2=3,7=0.5", "--metric", "test_balanced_accuracy"]
+    assert main(["sweep", *common, *varied, "--name", "cw"]) == 0
+    assert "ranked by test_balanced_accuracy" in capsys.readouterr().out
+    runs = list_runs(runs_dir, sweep="cw")
+    assert sorted(r.config.train.class_weights for r in runs) == ["2=3,7=0.5", "none"]
+    weighted = next(r for r in runs if r.config.train.class_weights != "none")
+    assert weighted.meta["class_weights"]["2"] == 3.0 and weighted.meta["class_weights"]["0"] == 1
+    groups = load_sweep("cw", runs_dir).groups
+    assert sorted(g["test_balanced_accuracy"][0] for g in groups) == sorted(
+        r.results["balanced_accuracy"] for r in runs
+    )
+    journal = str(tmp_path / "cw.log")  # through a study: its trials carry the numbers too
+    fixed = ["--class-weights", "auto", "--lr", "0.001,0.003", "--storage", journal]
+    assert main(["sweep", *common, *fixed, "--name", "fixed"]) == 0
+    runs = list_runs(runs_dir, sweep="fixed")
+    assert len(runs) == 2 and {r.config.train.class_weights for r in runs} == {"auto"}
+    groups = load_sweep("fixed", runs_dir, journal).groups
+    assert sorted(g["test_balanced_accuracy"][0] for g in groups) == sorted(
+        r.results["balanced_accuracy"] for r in runs
+    )

@@ -14,28 +14,36 @@ def state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+WEIGHTS = [0.5, 3.0, 1.0, 1.0, 0.25, 1.0, 2.0, 1.0, 1.0, 7.5]  # one per class of `tiny`
+
+
 @pytest.mark.parametrize(
-    "spec, batch, settings",
+    "spec, batch, settings, weights",
     [
-        ("784-256-128-64-10", 64, {}),
-        ("784-10", 7, {}),
+        ("784-256-128-64-10", 64, {}, None),
+        ("784-10", 7, {}, None),
         (
             "784-32-16-10",
             100,
             dict(optimizer="sgd", lr=0.05, schedule="onecycle", translate=2, flip=True),
+            None,
         ),
+        ("784-32-16-10", 64, {}, WEIGHTS),
+        ("784-10", 7, dict(optimizer="sgd", lr=0.05), WEIGHTS),
     ],
 )
-def test_fused_epoch_equals_autograd_bit_for_bit(tiny, spec, batch, settings):
+def test_fused_epoch_equals_autograd_bit_for_bit(tiny, spec, batch, settings, weights):
     """Two epochs, a last batch smaller than the rest, weight decay, another optimizer, a
-    schedule, augmentation: the same losses and the same weights."""
+    schedule, augmentation, class weights (against nn.NLLLoss(weight)): the same losses and
+    the same weights."""
     x = tiny.preprocessing.normalize(tiny.train_images)
     results = []
     for use_fused in (False, True):
         model = network(spec, seed=0)
         config = TrainConfig(batch_size=batch, weight_decay=1e-4, threads=1, **settings)
         opt = make_optimizer(model, config)
-        fused = fused_step(model, config, torch.device("cpu")) if use_fused else None
+        fused = fused_step(model, config, torch.device("cpu"), weights) if use_fused else None
+        loss_fn = nn.NLLLoss(weight=None if weights is None else torch.tensor(WEIGHTS))
         assert (fused is not None) == use_fused
         g = torch.Generator().manual_seed(0)
         steps = 2 * -(-len(x) // batch)
@@ -43,7 +51,7 @@ def test_fused_epoch_equals_autograd_bit_for_bit(tiny, spec, batch, settings):
             train_epoch(
                 model,
                 opt,
-                nn.NLLLoss(),
+                loss_fn,
                 x,
                 tiny.train_labels,
                 batch,
@@ -59,6 +67,23 @@ def test_fused_epoch_equals_autograd_bit_for_bit(tiny, spec, batch, settings):
     (sums_a, weights_a), (sums_f, weights_f) = results
     assert sums_a == sums_f
     assert all(torch.equal(weights_a[k], weights_f[k]) for k in weights_a)
+
+
+def test_the_weighted_fused_loss_and_gradient_are_the_weighted_mean(tiny):
+    """One batch: the fused loss is sum(w_y * nll) / sum(w_y), and its gradients are those of
+    that formula written out in float64 (to float32's rounding, 1e-5 relative)."""
+    model = network("784-16-10", seed=3)
+    x, y = tiny.preprocessing.normalize(tiny.train_images[:50]), tiny.train_labels[:50]
+    loss, _ = fused_step(model, TrainConfig(batch_size=50), torch.device("cpu"), WEIGHTS)(x, y)
+    grads = [p.grad.clone() for p in model.parameters()]
+    reference = network("784-16-10", seed=3).double()
+    nll = -reference(x.double()).gather(1, y[:, None])[:, 0]
+    w = torch.tensor(WEIGHTS, dtype=torch.float64)[y]
+    expected = (w * nll).sum() / w.sum()
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    for got, p in zip(grads, reference.parameters()):
+        assert torch.allclose(got.double(), p.grad, rtol=1e-5, atol=1e-7)
 
 
 def test_train_takes_the_fused_path_to_the_same_history(tiny, monkeypatch):

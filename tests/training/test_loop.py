@@ -3,6 +3,7 @@ early stopping, fp16, the optimizers, lr auto, the notebook bar and live plot.""
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -484,3 +485,69 @@ def test_two_threads_training_at_once_get_their_numbers_alone(tiny):
     for (h, w), (h0, w0) in zip(together, alone):
         assert h == h0
         assert all(torch.equal(a, b) for a, b in zip(w, w0))
+
+
+def few_of_class_3(data):
+    """`data` with class 3 cut to a tenth of its training images: imbalanced."""
+    y = data.train_labels
+    keep = (y != 3) | (torch.cumsum(y == 3, 0) % 10 == 1)  # every tenth image of class 3
+    return dataclasses.replace(data, train_images=data.train_images[keep], train_labels=y[keep])
+
+
+@pytest.mark.parametrize("settings", [{}, {"label_smoothing": 0.1}])
+def test_class_weights_auto_are_sklearns_numbers_in_the_loss(tiny, settings):
+    """auto trains exactly as the explicit weights of sklearn's compute_class_weight
+    ("balanced") written out by class name: the weights reach the loss, with or without
+    label smoothing (the fused pass and autograd)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from quicknets.training.loop import class_weights
+
+    data = few_of_class_3(tiny)
+    y = data.train_labels.numpy()
+    expected = compute_class_weight("balanced", classes=np.arange(10), y=y)
+    assert class_weights(TrainConfig(class_weights="auto"), data) == pytest.approx(
+        expected.tolist(), rel=1e-15
+    )
+    explicit = ",".join(f"{c}={w!r}" for c, w in zip(data.classes, expected.tolist()))
+    _, auto = run_tiny(data, epochs=2, class_weights="auto", **settings)
+    _, written = run_tiny(data, epochs=2, class_weights=explicit, **settings)
+    _, plain = run_tiny(data, epochs=2, **settings)
+    assert strip(auto) == strip(written)
+    assert auto[0]["train_loss"] != plain[0]["train_loss"]
+
+
+def test_the_fused_pass_trains_a_weighted_run_to_autograds_history(tiny, monkeypatch):
+    import quicknets.training.loop as training
+
+    data = few_of_class_3(tiny)
+    histories = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(training, "fused_step", lambda *a: None)
+        model = network("784-32-10", seed=1)
+        histories.append(
+            strip(train(model, data, epochs=2, threads=1, quiet=True, class_weights="auto"))
+        )
+    assert histories[0] == histories[1]
+
+
+def test_class_weights_raise_the_recall_of_a_rare_class(tiny):
+    """The point of them: with class 3 at a tenth of its images, auto weights find more of
+    class 3 in the (balanced) test set, and the balanced accuracy does not fall."""
+    data = few_of_class_3(tiny)
+    scores = []
+    for weights in ("none", "auto"):
+        model, _ = run_tiny(data, epochs=3, class_weights=weights)
+        results = evaluate(model, data)
+        scores.append((results["per_class"][3]["accuracy"], results["balanced_accuracy"]))
+    (rare, balanced), (rare_w, balanced_w) = scores
+    assert rare_w > rare and balanced_w >= balanced, scores
+
+
+def test_an_unknown_class_is_refused_before_training(tiny):
+    model = network("784-32-10")
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(QuicknetsError, match="'Coat', which is not a class of the data"):
+        train(model, tiny, class_weights="Coat=2", quiet=True)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

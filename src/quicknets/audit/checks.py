@@ -35,11 +35,11 @@ import torch.nn.functional as F
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import available_memory
+from quicknets.evaluation.metrics import IMBALANCE_RATIO
 
 NEAR_RMS = 0.05  # measured on Fashion-MNIST: below it every pair looked at was one photo
 NEIGHBOURS = 10  # k of the kNN search: near-duplicate candidates and the outlier score
 OUTLIER_SHARE = 0.001  # the share of images listed as outliers (the farthest first)
-IMBALANCE_RATIO = 1.5  # largest class / smallest class from which the classes are imbalanced
 # The folds, network and epochs, measured on benchmarks/audit.py's planted CSV (8,020 train rows,
 # 100 flipped labels; flipped among the first 200 suspects): 784-256-10 with 3 folds x 4 epochs
 # 85, 4 x 4 82, 4 x 8 81, 3 x 8 80, 5 x 8 73; 784-128-10 4 x 4 80; convp8-convp16-fc64 4 x 3 78
@@ -376,20 +376,29 @@ def check_memory(n_images: int, pixels: int, what, loading: int = 0) -> None:
     need, have = memory_needed(n_images, pixels) + loading, available_memory()
     if have and need > have:
         raise QuicknetsError(
-            f"auditing {what} needs about {need / 2**30:.1f} GiB of memory "
+            f"auditing {what} needs about {_size(need)} of memory "
             f"(~{n_images} images of {pixels} values, read and held as float32 "
             f"for the neighbour search and the networks), and "
-            f"{have / 2**30:.1f} GiB are available; audit a part of it"
+            f"{_size(have)} are available; audit a part of it"
         )
 
 
-def estimate_images(path, test=None) -> tuple | None:
+def _size(n: int) -> str:
+    """Bytes as GiB to one place, or MiB below 1 GiB (0.0 GiB would say nothing)."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def estimate_images(path, test=None, image_size: int = 0, channels: int = 0) -> tuple | None:
     """(images, values per image, bytes to read them) of a CSV or .npz file (and its --test
-    file) from its size or headers, before reading it; None for other sources."""
+    file) from its size or headers, or of a folder of class folders from its files and its
+    first image's header (`image_size`, `channels`: what the images are brought to, 0: kept),
+    before reading it; None for other sources or where it cannot tell (the loader says why)."""
     import os
     import zipfile
     from pathlib import Path
 
+    if Path(path).is_dir():
+        return _folder_estimate(Path(path), test, image_size, channels)
     paths = [
         Path(p)
         for p in (path, test)
@@ -423,6 +432,33 @@ def estimate_images(path, test=None) -> tuple | None:
         pixels = max(pixels, values)
         loading += 2 * size + n * (values + 1) * 8  # the text, its lines, int64 values
     return images, pixels, loading
+
+
+def _folder_estimate(root, test, image_size: int, channels: int) -> tuple | None:
+    """estimate_images for a folder of class folders (and a --test folder): every file under
+    them counts as an image (hidden ones aside), each the size of the first one, decoded to
+    uint8 twice over (the decoded images, then the dataset's copy)."""
+    import os
+    from pathlib import Path
+
+    from PIL import Image, UnidentifiedImageError
+
+    first, n = None, 0
+    for top in [root] + ([Path(test)] if test and Path(test).is_dir() else []):
+        for folder, dirs, names in os.walk(top):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            files = sorted(f for f in names if not f.startswith("."))
+            n += len(files)
+            first = first or (os.path.join(folder, files[0]) if files else None)
+    if first is None:
+        return None
+    try:
+        with Image.open(first) as image:  # the header alone: nothing decoded
+            bands, (w, h) = len(image.getbands()), image.size
+    except (OSError, UnidentifiedImageError):
+        return None
+    pixels = (image_size**2 if image_size else w * h) * (channels or bands)
+    return n, pixels, 2 * n * pixels
 
 
 def _npz_shapes(path) -> list:
@@ -549,13 +585,16 @@ def summary_lines(found: Audit) -> list:
             f"seed {m['seed']})"
         )
     counts = found.class_counts["train"]
+    large, small = imb["largest"], imb["smallest"]
     spread = (
         f"every class {max(counts.values())} images in train"
         if imb["ratio"] == 1
-        else f"largest/smallest {ratio} ({imb['largest']} / {imb['smallest']} in train)"
+        else f"in train the largest class, {large}, has {counts[large]} images and the "
+        f"smallest, {small}, {counts[small]}: a ratio of {ratio}"
     )
     lines += [
-        f"classes: {'imbalanced' if imb['imbalanced'] else 'balanced'}, {spread}",
+        f"classes: {'imbalanced' if imb['imbalanced'] else 'balanced'}, {spread}"
+        + ("; train with --class-weights auto to weigh them evenly" if imb["imbalanced"] else ""),
         f"outliers: {len(found.outliers)} farthest from their {m['neighbours']}th nearest "
         "neighbour",
     ]

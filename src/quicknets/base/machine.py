@@ -154,16 +154,56 @@ def resolve(train_cfg):
     )
 
 
+# A container's memory limit, use and memory.stat (cgroup v2, then v1): MemAvailable is the
+# host's. The use counts the page cache; its inactive part is reclaimable (as `docker stats`).
+CGROUP_MEMORY = (
+    (
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory.current",
+        "/sys/fs/cgroup/memory.stat",
+        "inactive_file",
+    ),
+    (
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        "/sys/fs/cgroup/memory/memory.stat",
+        "total_inactive_file",
+    ),
+)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
 def available_memory() -> int:
-    """Bytes of memory available to new allocations now (Linux's MemAvailable), 0 if unknown."""
+    """Bytes of memory available to new allocations now, 0 if unknown: Linux's MemAvailable,
+    or less where this process's cgroup (a container, a batch job) has a limit: the limit
+    less what the cgroup uses beyond its reclaimable page cache (at least 1 where known)."""
+    have = 0
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024  # reported in kB
+        for line in _read("/proc/meminfo").splitlines():
+            if line.startswith("MemAvailable:"):
+                have = int(line.split()[1]) * 1024  # reported in kB
+                break
     except (OSError, ValueError, IndexError):
         pass
-    return 0
+    for limit_file, usage_file, stat_file, inactive in CGROUP_MEMORY:
+        try:
+            limit, used = _read(limit_file).strip(), int(_read(usage_file))
+        except (OSError, ValueError):
+            continue
+        try:
+            stat = dict(line.split() for line in _read(stat_file).splitlines())
+            used -= int(stat.get(inactive, 0))
+        except (OSError, ValueError):
+            pass  # no memory.stat: the page cache counts as used
+        if limit.isdigit() and int(limit) < 2**60:  # "max" (v2), or v1's huge "no limit"
+            room = max(int(limit) - used, 1)
+            have = min(have, room) if have else room
+        break
+    return have
 
 
 # MKL's conditional numerical reproducibility (CBWR, mkl_service.h): a code path ("branch")

@@ -118,7 +118,7 @@ def run(args) -> int:
             f"--folds must be 2 or more and --epochs 1 or more, not {folds} and {epochs}"
         )
     if is_path(args.dataset):  # a file's size says roughly how many images, before parsing
-        estimate = estimate_images(args.dataset, args.test)
+        estimate = estimate_images(args.dataset, args.test, args.image_size, args.channels)
         if estimate:
             check_memory(estimate[0], estimate[1], args.dataset, estimate[2])
     data = load_dataset(

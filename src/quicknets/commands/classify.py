@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
         "images",
         metavar="IMAGE",
         nargs="*",
+        default=[],  # without a default argparse calls a `*` positional required
         help="image files (PNG, JPEG or any other format PIL reads)",
     )
     p.add_argument(
@@ -65,7 +66,10 @@ def run(args) -> int:
 
     method = _explain_method(args)  # before the run is loaded: a misspelt name fails at once
     if not args.images and not args.index:
-        raise QuicknetsError("give an image file or --index N")
+        raise QuicknetsError(
+            "classify needs something to classify: IMAGE files after RUN, or --index N for "
+            "the test image at index N (repeatable)"
+        )
     if args.top < 1:
         raise QuicknetsError(f"--top must be at least 1, not {args.top}")
     if is_export(args.run):

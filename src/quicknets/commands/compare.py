@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
         "names",
         metavar="RUN",
         nargs="*",
+        default=[],  # without a default argparse calls a `*` positional required
         help="run names, unique prefixes or folders (none: use --sweep or --where)",
     )
     p.add_argument(

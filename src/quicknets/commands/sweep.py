@@ -111,8 +111,8 @@ def add_parser(sub) -> None:
         "--metric",
         default=None,
         help="rank by val_accuracy, val_loss, test_accuracy, test_loss, "
-        "train_accuracy or train_loss (default: auto, val_accuracy with a "
-        "validation split, else test_accuracy)",
+        "test_balanced_accuracy, train_accuracy or train_loss (default: auto, "
+        "val_accuracy with a validation split, else test_accuracy)",
     )
     p.add_argument(
         "--name",

@@ -130,6 +130,7 @@ def run(args) -> int:
     from quicknets.networks.models import totals
     from quicknets.records import experiment
     from quicknets.training.loggers import parse_log_to, require
+    from quicknets.training.loop import class_weights
 
     log_to = parse_log_to(args.log_to)
     require(log_to)  # a missing package: an error before the run folder is made
@@ -157,6 +158,12 @@ def run(args) -> int:
         f"{0 if data.val_labels is None else len(data.val_labels)} validation, "
         f"{len(data.test_labels)} test images"
     )
+    weights = class_weights(config.train, data)
+    if weights is not None:
+        say(
+            f"class weights ({config.train.class_weights}): "
+            + ", ".join(f"{c}={w:.4g}" for c, w in zip(data.classes, weights))
+        )
     # checkpoints each epoch into the run folder; Ctrl-C or a kill leaves it resumable
     path, results = experiment.train_recorded(
         config,

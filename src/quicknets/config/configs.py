@@ -22,6 +22,7 @@ import typing
 from dataclasses import dataclass, field, fields
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.config.class_weights import normalize as normalize_class_weights
 from quicknets.data.datasets import DATASETS
 from quicknets.data.preprocessing import DEFAULT_MEAN, DEFAULT_STD
 
@@ -74,6 +75,11 @@ def _stat(name: str, value, low: float | None):
     if low is not None and min(numbers) < low:
         raise QuicknetsError(f"{name} must be at least {low}, got {value!r}")
     return numbers[0] if len(numbers) == 1 else numbers
+
+
+class ClassWeights:
+    """The type of --class-weights: "none", "auto" or "NAME=W,NAME=W", kept as one normalised
+    string (class_weights.normalize); a dict {name: weight} is accepted and written so."""
 
 
 @dataclass
@@ -238,6 +244,14 @@ class TrainConfig:
         low=0.0,
         high=0.99,
     )
+    # Made numbers per class when the data is known (class_weights.resolve), recorded in meta.json
+    class_weights: ClassWeights = opt(
+        "none",
+        "weights of the classes in the training loss: auto (n_images / (n_classes x the "
+        "class's count), scikit-learn's 'balanced'), or NAME=W,NAME=W by class name "
+        "(classes not named weigh 1); the validation loss, early stopping and the test "
+        "metrics stay unweighted",
+    )
     translate: int = opt(
         0,
         "augmentation: shift each training image by up to this many pixels "
@@ -373,6 +387,8 @@ def _convert(cls, f, value):
         kind = next(t for t in typing.get_args(kind) if t is not type(None))
     if kind is Stat:
         return _stat(name, value, meta.get("low"))
+    if kind is ClassWeights:
+        return normalize_class_weights(value)
     if meta.get("auto") and isinstance(value, str) and value.lower() == "auto":
         return "auto"
     try:

@@ -27,6 +27,7 @@ from quicknets.data.preprocessing import preprocessing_of
 METRICS = {
     "test_accuracy": "max",
     "test_loss": "min",
+    "test_balanced_accuracy": "max",  # the mean of the per-class accuracies (class weights)
     "val_accuracy": "max",
     "val_loss": "min",
     "train_accuracy": "max",
@@ -91,6 +92,24 @@ def per_class_accuracy(cm: torch.Tensor) -> list:
     return [cm[i, i].item() / totals[i] if totals[i] else None for i in range(len(cm))]
 
 
+# largest class / smallest class (images in a split) from which the classes are imbalanced: the
+# per-class table then adds the balanced accuracy, and the audit calls the training set so
+IMBALANCE_RATIO = 1.5
+
+
+def balanced_accuracy(cm: torch.Tensor) -> float:
+    """The mean recall over the classes that have images (scikit-learn's
+    balanced_accuracy_score): each class counts the same, however many images it has."""
+    recalls = [a for a in per_class_accuracy(cm) if a is not None]
+    return sum(recalls) / len(recalls)
+
+
+def imbalanced(counts: list, ratio: float = IMBALANCE_RATIO) -> bool:
+    """Whether the largest of `counts` (images per class) is at least `ratio` times the
+    smallest; a class with none makes it so (an infinite ratio)."""
+    return max(counts) >= ratio * min(counts)
+
+
 def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
     """The off-diagonal cells with the most images: [{true, predicted, count}], largest first."""
     pairs = [
@@ -104,9 +123,10 @@ def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
 
 
 def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
-    """Loss (mean NLL per image), accuracy, per-class accuracy, confusion matrix (k, k) and the
-    most-confused pairs of `model` on a split ("test", "val" or "train") of `data`, its images
-    normalised by the model's own preprocessing. A class with no images in the split has
+    """Loss (mean NLL per image, unweighted), accuracy, balanced accuracy (the mean of the
+    per-class accuracies), per-class accuracy, confusion matrix (k, k) and the most-confused
+    pairs of `model` on a split ("test", "val" or "train") of `data`, its images normalised by
+    the model's own preprocessing. A class with no images in the split has
     accuracy None (undefined). Raises QuicknetsError for a split the data lacks or that holds
     no images, or data whose shape or classes are not the model's."""
     if not isinstance(model, nn.Module):
@@ -133,6 +153,7 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
         "n": len(labels),
         "loss": F.nll_loss(log_probs, labels, reduction="sum").item() / len(labels),
         "accuracy": (preds == labels).sum().item() / len(labels),
+        "balanced_accuracy": balanced_accuracy(cm),
         "per_class": [
             {"class": c, "accuracy": a, "n": int(cm[i].sum())}
             for i, (c, a) in enumerate(zip(data.classes, per_class))
@@ -145,7 +166,8 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
 
 def format_results(results: dict) -> str:
     """Test accuracy and loss, then a per-class table ("-" for the undefined accuracy of a class
-    with no images) and the most-confused pairs."""
+    with no images), the balanced accuracy where the split's classes are imbalanced (counts
+    IMBALANCE_RATIO apart or more) and the most-confused pairs."""
     lines = [
         f"{results['split']} accuracy: {results['accuracy']:.4f}  "
         f"{results['split']} loss: {results['loss']:.4f}  images: {results['n']}",
@@ -155,6 +177,11 @@ def format_results(results: dict) -> str:
         f"{row['class']:<14} {_share(row['accuracy']):>8} {row['n']:>7}"
         for row in results["per_class"]
     ]
+    if imbalanced([row["n"] for row in results["per_class"]]) and "balanced_accuracy" in results:
+        lines.append(
+            f"balanced accuracy: {results['balanced_accuracy']:.4f} (the mean of the "
+            "per-class accuracies: the classes are imbalanced)"
+        )
     if results["most_confused"]:
         lines.append(
             "most confused (true -> predicted: count): "

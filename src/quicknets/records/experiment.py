@@ -45,6 +45,7 @@ def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
     recorded data (resume), which data from a path must still match."""
     from quicknets.data.loading import load_recorded, resolve_paths
     from quicknets.networks.models import network
+    from quicknets.training.loop import class_weights
 
     use_strict_math()  # before anything multiplies (the LR finder): the record's math mode
     config = dataclasses.replace(
@@ -54,6 +55,7 @@ def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
     )
     if data is None:
         data = load_recorded(config, recorded=recorded, changed="error")
+    class_weights(config.train, data)  # names a class the data lacks: an error before training
     pre = data.preprocessing
     n = dataclasses.replace(config.network, network=fit_network(config.network.network, pre))
     config = dataclasses.replace(config, network=n)
@@ -158,11 +160,13 @@ def train_recorded(
     from quicknets.data.loading import describe
     from quicknets.evaluation.metrics import evaluate
     from quicknets.training.loggers import open_loggers
-    from quicknets.training.loop import fit
+    from quicknets.training.loop import class_weights, fit
 
     lock = nullcontext()  # a resume holds its run's lock already
     if path is None:
-        path = start_run(config, describe(data), runs_dir, sweep=sweep)
+        weights = class_weights(config.train, data)  # recorded as numbers: what "auto" gave
+        named = None if weights is None else dict(zip(map(str, data.classes), weights))
+        path = start_run(config, describe(data), runs_dir, sweep=sweep, class_weights=named)
         lock = hold_run(path)  # held while training: `runs` shows it running, `runs rm` refuses
     with lock:
         if on_start is not None:

@@ -303,6 +303,7 @@ def final_metrics(history: list, results: dict) -> dict:
     return {
         "test_accuracy": results.get("accuracy"),
         "test_loss": results.get("loss"),
+        "test_balanced_accuracy": results.get("balanced_accuracy"),  # None: an earlier record
         "val_accuracy": kept.get("val_accuracy"),
         "val_loss": kept.get("val_loss"),
         "train_accuracy": kept.get("train_accuracy"),

@@ -70,7 +70,7 @@ class Outcome:
     retry_of: int | None = None  # the study's trial this one trains again (its worker died)
     values: list = field(default_factory=list)  # a study trial's metric, per seed
     history: list = field(default_factory=list)  # a finished run's per-epoch history
-    test: dict = field(default_factory=dict)  # a finished run's test accuracy, loss, images
+    test: dict = field(default_factory=dict)  # test accuracy, loss, balanced accuracy, images
 
 
 def plan_workers(
@@ -201,7 +201,7 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
             message = f"{type(e).__name__}: {message}"
         return outcome("pruned" if pruned else "failed", message=message)
     history = upgrade_history(json.loads((path / "history.json").read_text()))
-    test = {k: results[k] for k in ("accuracy", "loss", "n") if k in results}
+    test = {k: results[k] for k in ("accuracy", "loss", "balanced_accuracy", "n") if k in results}
     return outcome("done", value=score(history, results, job.metric), history=history, test=test)
 
 

@@ -50,8 +50,15 @@ def check_range(key: str, low, high, log, text) -> Range:
 
 
 def parse_values(key: str, text: str):
-    """'0.001,0.003' → [0.001, 0.003]; for numbers also 'LOW:HIGH' or 'log:LOW:HIGH' → Range."""
+    """'0.001,0.003' → [0.001, 0.003]; for numbers also 'LOW:HIGH' or 'log:LOW:HIGH' → Range.
+    Class weights, whose one value holds commas ('Shirt=2,Coat=3'), are told apart by ';'
+    ('none;auto;Shirt=2,Coat=3'); without one, a value naming weights is one value."""
     key = setting(key)
+    if key == "class_weights" and (";" in text or "=" in text):
+        try:
+            return [convert(key, v.strip()) for v in text.split(";") if v.strip()]
+        except QuicknetsError as e:
+            raise QuicknetsError(f"{e} (a sweep tells class weights apart by ';')") from None
     if SETTINGS[key].type in (int, float) and ":" in text:
         parts = text.split(":")
         log = parts[0] == "log"

@@ -5,13 +5,13 @@ MLP trains without autograd, to the same numbers, in preallocated buffers.
     loss, log_probs = step(xb, yb)             # fills each parameter's .grad; then opt.step()
 
 It covers a network that is Flatten, Linear, ReLU, ..., Linear, LogSoftmax, trained in fp32 with
-the NLL loss on the CPU, with any optimizer, schedule or augmentation. Each product is the one
-autograd would run (`addmm` forward, `grad.t() @ input` and `grad @ weight` backward) and the
-loss gradient comes from autograd's own kernels, so the results are bit for bit those of
-autograd (tests/training/test_fused.py holds it to that); what goes is autograd's bookkeeping:
-the graph, a fresh tensor for every intermediate, and the input gradient of the first layer that
-nobody needs (a quarter of the epoch's matrix work for 784-256-128-64-10). benchmarks/floor.py
-times it.
+the NLL loss (with class weights or without) on the CPU, with any optimizer, schedule or
+augmentation. Each product is the one autograd would run (`addmm` forward, `grad.t() @ input`
+and `grad @ weight` backward) and the loss gradient comes from autograd's own kernels, so the
+results are bit for bit those of autograd (tests/training/test_fused.py holds it to that); what
+goes is autograd's bookkeeping: the graph, a fresh tensor for every intermediate, and the input
+gradient of the first layer that nobody needs (a quarter of the epoch's matrix work for
+784-256-128-64-10). benchmarks/floor.py times it.
 """
 
 import torch
@@ -62,10 +62,11 @@ def fusable(model: nn.Module) -> list | None:
     return linears
 
 
-def fused_step(model: nn.Module, config, device: torch.device):
+def fused_step(model: nn.Module, config, device: torch.device, weights: list | None = None):
     """A FusedStep for this model and run, or None where autograd must do it: another device
     (not measured there), mixed precision, torch.compile, label smoothing, or a network with
-    anything but Linear and ReLU layers (BatchNorm, dropout, convolutions, other activations)."""
+    anything but Linear and ReLU layers (BatchNorm, dropout, convolutions, other activations).
+    `weights`: each class's weight in the loss (loop.class_weights), None for none."""
     if (
         device.type != "cpu"
         or config.bf16
@@ -75,15 +76,17 @@ def fused_step(model: nn.Module, config, device: torch.device):
     ):
         return None
     linears = fusable(model)
-    return FusedStep(linears, config.batch_size) if linears is not None else None
+    return FusedStep(linears, config.batch_size, weights) if linears is not None else None
 
 
 class FusedStep:
-    """Forward and backward of one batch; the buffers are made once, for `batch_size` rows."""
+    """Forward and backward of one batch; the buffers are made once, for `batch_size` rows.
+    `weights`: the classes' weights in the NLL loss (a weighted mean, as nn.NLLLoss(weight))."""
 
-    def __init__(self, linears: list, batch_size: int):
+    def __init__(self, linears: list, batch_size: int, weights: list | None = None):
         self.linears = linears
         weight = linears[0].weight
+        self.class_weight = None if weights is None else torch.tensor(weights, dtype=weight.dtype)
         self.out = [weight.new_empty(batch_size, m.out_features) for m in linears]  # z, then h
         self.grad = (
             [None]
@@ -99,8 +102,8 @@ class FusedStep:
 
     @torch.no_grad()
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
-        """(mean NLL loss, log-probabilities) of the batch xb (B, C, H, W) with labels yb (B,),
-        leaving the gradients in the parameters' .grad."""
+        """((weighted) mean NLL loss, log-probabilities) of the batch xb (B, C, H, W) with
+        labels yb (B,), leaving the gradients in the parameters' .grad."""
         n = len(yb)
         h = xb.reshape(n, -1)  # (B, C*H*W): a view of a gathered batch
         inputs = []  # each layer's input, kept for its weight gradient
@@ -110,8 +113,9 @@ class FusedStep:
             if i + 1 < len(self.linears):
                 h.relu_()
         log_probs = torch.log_softmax(h, 1)
-        loss, total = aten.nll_loss_forward(log_probs, yb, None, MEAN, NO_IGNORE)
-        g = aten.nll_loss_backward(self.one, log_probs, yb, None, MEAN, NO_IGNORE, total)
+        w = self.class_weight  # the total weight `total` divides the sum: sum(w_y * nll) / total
+        loss, total = aten.nll_loss_forward(log_probs, yb, w, MEAN, NO_IGNORE)
+        g = aten.nll_loss_backward(self.one, log_probs, yb, w, MEAN, NO_IGNORE, total)
         g = aten._log_softmax_backward_data(g, log_probs, 1, torch.float32)  # dL/dz (B, K)
         for i in range(len(self.linears) - 1, -1, -1):
             m = self.linears[i]

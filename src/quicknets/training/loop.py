@@ -36,6 +36,7 @@ from quicknets.base.machine import (
     usable_cores,
     use_strict_math,
 )
+from quicknets.config.class_weights import resolve as resolve_class_weights
 from quicknets.config.configs import TrainConfig, check, make
 from quicknets.data.loading import Dataset
 from quicknets.data.preprocessing import preprocessing_of
@@ -73,6 +74,26 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
     return torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=fused)
+
+
+def class_weights(config: TrainConfig, data: Dataset) -> list | None:
+    """The weight of each class in the training loss (floats in class order), or None without
+    --class-weights: `auto` from the counts of the training split (after the validation split
+    is held out), as scikit-learn's "balanced" (config/class_weights.py). An unknown class name
+    is a QuicknetsError listing the data's classes."""
+    counts = torch.bincount(data.train_labels, minlength=len(data.classes)).tolist()
+    return resolve_class_weights(config.class_weights, list(data.classes), counts)
+
+
+def loss_function(config: TrainConfig, weights: list | None = None) -> nn.Module:
+    """The training loss on log-probabilities: NLL, as in the notebook (cross-entropy of
+    log-probabilities, which is NLL plus smoothing, with --label-smoothing), each image
+    weighted by its class's weight where `weights` are given (a batch's loss is then
+    sum(w_y * loss) / sum(w_y), torch's weighted mean). Move it to the data's device."""
+    weight = None if weights is None else torch.tensor(weights, dtype=torch.float32)
+    if config.label_smoothing > 0:
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    return nn.NLLLoss(weight=weight)
 
 
 def early_stopping(history: list, monitor: str, min_delta: float = 0.0) -> tuple:
@@ -355,6 +376,7 @@ def check_inputs(model, data, config: TrainConfig) -> None:
             "or more, and 2 or more training images)"
         )
     preprocessing_of(model, data)  # the network's outputs fit the data's classes
+    class_weights(config, data)  # the classes it names are the data's
     if getattr(model, "config", None):  # a quicknets network: estimate a batch's memory first
         from quicknets.networks.models import check_memory
 
@@ -392,7 +414,8 @@ def fit(
         log(note)
     use_strict_math()  # before the first matrix product: the CLI's numbers
     device = torch.device(config.device)
-    fused = fused_step(model, config, device)  # None: autograd (see fused.py for what it covers)
+    weights = class_weights(config, data)  # None: every image weighs the same
+    fused = fused_step(model, config, device, weights)  # None: autograd (see fused.py)
     with TRAINING:
         # Other quicknets trainings share the cores through the lease; a run whose numbers do
         # not depend on the thread count gives threads up to them (machine.CoreLease).
@@ -431,13 +454,16 @@ def fit(
                     live_plot,
                     fused,
                     lease,
+                    weights,
                 )
         finally:
             torch.set_num_threads(caller_threads)
             model.eval()
 
 
-def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot, fused, lease) -> list:
+def _loop(
+    model, data, config, device, quiet, log, after_epoch, resume, plot, fused, lease, weights
+) -> list:
     torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator().manual_seed(config.seed)  # shuffling, augmentation
     model.preprocessing = data.preprocessing  # the model keeps what its images need
@@ -449,9 +475,7 @@ def _loop(model, data, config, device, quiet, log, after_epoch, resume, plot, fu
     y = data.train_labels.to(device)
     opt = make_optimizer(model, config)
     scaler = torch.amp.GradScaler(device.type) if config.fp16 else None
-    loss_fn = nn.NLLLoss()  # on the LogSoftmax outputs, as in the notebook
-    if config.label_smoothing > 0:  # cross-entropy of log-probabilities = NLL, plus smoothing
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_fn = loss_function(config, weights).to(device)
     steps = len(batch_bounds(len(y), config.batch_size, has_batchnorm(model)))
     history, first_epoch, best = [], 1, None  # best: the best epoch's weights (early stopping)
     if resume is not None:  # weights, optimizer moments, RNG states and history as they were

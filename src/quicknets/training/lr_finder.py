@@ -30,7 +30,14 @@ from torch import nn
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import TRAINING, resolve, use_strict_math
 from quicknets.config.configs import TrainConfig, check, make
-from quicknets.training.loop import batch_bounds, check_inputs, has_batchnorm, make_optimizer
+from quicknets.training.loop import (
+    batch_bounds,
+    check_inputs,
+    class_weights,
+    has_batchnorm,
+    loss_function,
+    make_optimizer,
+)
 
 METHOD = "valley"
 SOURCE = "fastai's lr_find rule, on Smith's 2017 LR range test"
@@ -146,9 +153,7 @@ def lr_find(
 def _sweep(net, data, config, device, start_lr, end_lr, steps) -> tuple:
     """The sweep's loop: (rates, raw losses, smoothed losses, why it stopped)."""
     opt = make_optimizer(net, config)
-    loss_fn = nn.NLLLoss()
-    if config.label_smoothing > 0:  # the loss the run will train on
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    loss_fn = loss_function(config, class_weights(config, data)).to(device)  # the run's loss
     generator = torch.Generator().manual_seed(config.seed)
     n = len(data.train_labels)
     bounds = batch_bounds(n, min(config.batch_size, n), has_batchnorm(net))
