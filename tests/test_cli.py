@@ -260,7 +260,8 @@ def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
     assert main(["report", run_dir.name, "--runs-dir", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert f"wrote: {run_dir / 'report.html'}" in out
-    assert (run_dir / "report.html").read_text().count("data:image/png;base64,") == 4
+    # the run's 4 figures, and reliability, familiarity, attribution of "Can you trust it?"
+    assert (run_dir / "report.html").read_text().count("data:image/png;base64,") == 7
 
 
 def test_help_lists_show_and_report():

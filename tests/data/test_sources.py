@@ -111,7 +111,8 @@ def train_show_report(capsys, dataset, runs, *flags) -> str:
         assert (runs / name / "figures" / f"{figure}.png").stat().st_size > 1000
     cli(capsys, "report", name, "--runs-dir", runs)
     page = (runs / name / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4
+    # the run's 4 figures, and reliability, familiarity, attribution of "Can you trust it?"
+    assert page.count("data:image/png;base64,") == 7
     return name
 
 
