@@ -88,17 +88,24 @@ def test_familiarity_is_fitted_on_a_bounded_seeded_subsample(tiny, monkeypatch):
     real = familiarity.fit_familiarity
 
     def fit(model, data, *args, **kwargs):
-        fitted_on.append(data.train_images.clone())
+        fitted_on.append(data)
         return real(model, data, *args, **kwargs)
 
     monkeypatch.setattr(familiarity, "fit_familiarity", fit)
-    familiarity_figure(model, tiny, fit_images=50, noise=20)
-    familiarity_figure(model, tiny, fit_images=50, noise=20)
-    assert len(fitted_on[0]) == 50 and torch.equal(fitted_on[0], fitted_on[1])  # seeded
-    rows = {bytes(x.numpy()) for x in tiny.train_images}
-    assert all(bytes(x.numpy()) in rows for x in fitted_on[0])  # training images, not others
-    familiarity_figure(model, tiny, fit_images=10_000, noise=20)  # fewer than that: all
-    assert torch.equal(fitted_on[2], tiny.train_images)
+    familiarity_figure(model, tiny, fit_images=50, scored=30, noise=20)
+    familiarity_figure(model, tiny, fit_images=50, scored=30, noise=20)
+    first, second = fitted_on
+    for split, n in (("train", 50), ("test", 30)):
+        images, labels = getattr(first, f"{split}_images"), getattr(first, f"{split}_labels")
+        assert len(images) == n and torch.equal(images, getattr(second, f"{split}_images"))
+        whole = {
+            (bytes(x.numpy()), int(y))
+            for x, y in zip(getattr(tiny, f"{split}_images"), getattr(tiny, f"{split}_labels"))
+        }  # each image of the split, with its own label
+        assert all((bytes(x.numpy()), int(y)) in whole for x, y in zip(images, labels))
+    familiarity_figure(model, tiny, fit_images=10_000, scored=10_000, noise=20)  # fewer: all
+    assert torch.equal(fitted_on[2].train_images, tiny.train_images)
+    assert torch.equal(fitted_on[2].test_images, tiny.test_images)
 
 
 def test_missing_figures_say_what_adds_them():

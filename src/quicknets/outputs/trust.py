@@ -8,8 +8,10 @@ The figures read the saved model on the run's test set (nothing is retrained):
 - "reliability": Guo et al.'s reliability diagram of the test probabilities (plots/trust.py);
 - "familiarity": the familiarity scores (evaluation/familiarity.py, the default knn on every
   dense hidden layer) of the test images against NOISE images of uniform noise, with the
-  threshold that 95% of the held-out images pass, fitted on at most FIT_IMAGES training images
-  (a seeded subsample: it bounds the cost on a big training set), the AUROC in the title;
+  threshold that 95% of the held-out images pass, the AUROC in the title. To bound the cost, it
+  is fitted on at most FIT_IMAGES training images and SCORED held-out (validation, else test)
+  images, and shows at most SCORED test images, each a seeded sample; a run's own threshold
+  (fit_familiarity on all its images) may differ a little;
 - "attribution": Integrated Gradients maps (evaluation/attribution.py) of the first EXPLAINED
   test images for their predicted class; left out, with a line saying why, without Captum;
 - "robustness": accuracy against corruption severity, from the record's `robustness` entry
@@ -34,6 +36,7 @@ TRUST_FIGURES = {  # figure name -> caption
     "1-5; severity 0 is the clean accuracy",
 }
 FIT_IMAGES = 10_000  # training images the familiarity statistics are fitted on, at most
+SCORED = 2000  # held-out and test images scored, at most (knn: each against 5,000 features)
 NOISE = 1000  # images of uniform noise 0..255, as familiarity.reference_sets' "noise"
 EXPLAINED = 4  # test images with an attribution map
 SEED = 0  # the subsample of training images and the noise
@@ -60,9 +63,12 @@ def trust_figures(run, model, data) -> dict:
     return figures
 
 
-def familiarity_figure(model, data, fit_images: int = FIT_IMAGES, noise: int = NOISE):
-    """Histograms of the familiarity scores of the test images and of `noise` uniform-noise
-    images, the threshold as a line, AUROC (test against noise) in the title."""
+def familiarity_figure(
+    model, data, fit_images: int = FIT_IMAGES, scored: int = SCORED, noise: int = NOISE
+):
+    """Histograms of the familiarity scores of (at most `scored`) test images and of `noise`
+    uniform-noise images, the threshold as a line, AUROC (test against noise) in the title;
+    fitted on at most `fit_images` training images and `scored` held-out ones (seeded)."""
     from quicknets.data.preprocessing import preprocessing_of
     from quicknets.evaluation.familiarity import (
         familiarity_scores,
@@ -72,11 +78,13 @@ def familiarity_figure(model, data, fit_images: int = FIT_IMAGES, noise: int = N
     from quicknets.plots.trust import plot_familiarity
 
     generator = torch.Generator().manual_seed(SEED)
-    if len(data.train_images) > fit_images:
-        keep = torch.randperm(len(data.train_images), generator=generator)[:fit_images]
-        data = dataclasses.replace(
-            data, train_images=data.train_images[keep], train_labels=data.train_labels[keep]
-        )
+    sample = {}
+    for split, most in (("train", fit_images), ("val", scored), ("test", scored)):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        if images is not None and len(images) > most:
+            keep = torch.randperm(len(images), generator=generator)[:most]
+            sample |= {f"{split}_images": images[keep], f"{split}_labels": labels[keep]}
+    data = dataclasses.replace(data, **sample)
     fitted = fit_familiarity(model, data)
     shape = tuple(preprocessing_of(model, data).shape)  # (C, H, W)
     outside = torch.randint(0, 256, (noise, *shape), dtype=torch.uint8, generator=generator)
