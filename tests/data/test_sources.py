@@ -232,6 +232,24 @@ def test_rgb_folder_default_command_auto_mean_classify_show_report(rgb, tmp_path
         assert predicted(cli(capsys, "classify", name, file, "--runs-dir", runs)) == folder
 
 
+def test_rgb_folder_robustness_recorded_and_in_the_report(rgb, tmp_path, capsys):
+    """32x32 RGB own data: every corruption on 3 channels of another size, severity 0 the
+    clean accuracy, and the report's trust section with the robustness figure."""
+    runs = tmp_path / "runs"
+    name = train_show_report(capsys, rgb, runs)
+    out = cli(capsys, "evaluate", name, "--robustness", "--runs-dir", runs).splitlines()
+    accuracy = next(line for line in out if line.startswith("test accuracy:")).split()[2]
+    start = out.index(next(line for line in out if line.startswith("corruption ")))
+    rows = [line.split() for line in out[start + 1 : start + 11]]
+    assert len(rows) == 10 and all(row[1] == accuracy for row in rows)
+    assert any(float(a) < float(accuracy) for row in rows for a in row[2:])  # it bites
+    record = load_run(name, runs)
+    assert record.results["robustness"]["clean_accuracy"] == record.results["accuracy"]
+    cli(capsys, "report", name, "--runs-dir", runs)
+    page = (runs / name / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 8 and 'alt="robustness"' in page
+
+
 def test_the_held_out_test_set_is_fixed_and_stratified(rgb):
     a, b = load_dataset(rgb, seed=0), load_dataset(rgb, seed=5)  # the run's seed: no effect
     assert torch.equal(a.test_images, b.test_images)
