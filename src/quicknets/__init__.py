@@ -28,6 +28,8 @@ _EXPORTS = {
     "banner": "quicknets.evaluation.classification",
     "predict": "quicknets.evaluation.classification",
     "predict_proba": "quicknets.evaluation.classification",
+    "robustness": "quicknets.evaluation.robustness",
+    "corrupt": "quicknets.evaluation.robustness",
     "export": "quicknets.outputs.exporting",
     "load_exported": "quicknets.outputs.exporting",
     "save_run": "quicknets.records.runs",

@@ -17,7 +17,7 @@ from conftest import HANG_S
 from quicknets.evaluation.metrics import evaluate
 from quicknets.networks.models import network
 from quicknets.outputs.report import FIGURES, render_report, run_figures, save_figures, write_report
-from quicknets.outputs.trust import TRUST_FIGURES
+from quicknets.outputs.trust_section import TRUST_FIGURES
 from quicknets.records.runs import load_run, save_run
 from quicknets.training.loop import train
 
@@ -80,7 +80,14 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
     path = write_report(run, model, tiny)
     assert path == run.path / "report.html"
     html = path.read_text()
-    for heading in ("Test results", "Figures", "Can you trust it?", "Epochs", "Network", "Settings"):
+    for heading in (
+        "Test results",
+        "Figures",
+        "Can you trust it?",
+        "Epochs",
+        "Network",
+        "Settings",
+    ):
         assert f"<h2>{heading}</h2>" in html
     assert f"test accuracy <b>{run.results['accuracy']:.4f}</b>" in html
     assert all(f"<td>{name}</td>" in html for name in tiny.classes)  # the per-class table

@@ -14,7 +14,12 @@ from quicknets.evaluation.metrics import evaluate, log_probabilities
 from quicknets.evaluation.robustness import robustness
 from quicknets.networks.models import network
 from quicknets.outputs.report import write_report
-from quicknets.outputs.trust import TRUST_FIGURES, familiarity_figure, render_trust, trust_figures
+from quicknets.outputs.trust_section import (
+    TRUST_FIGURES,
+    familiarity_figure,
+    render_trust,
+    trust_figures,
+)
 from quicknets.records.runs import load_run, save_run, update_results
 from quicknets.training.loop import train
 
