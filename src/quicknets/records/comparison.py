@@ -275,7 +275,7 @@ def format_groups(groups: list, keys: list, metric: str = "test_accuracy") -> st
     shown = [
         m
         for m in ("test_accuracy", "test_loss", "val_accuracy", *TRUST_METRICS)
-        if any(g[m][0] is not None for g in groups)
+        if any(g.get(m, (None,))[0] is not None for g in groups)  # a study's: no trust metrics
     ]
     head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
     lines = [head]
