@@ -279,7 +279,8 @@ def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
     assert main(["report", run_dir.name, "--runs-dir", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert f"wrote: {run_dir / 'report.html'}" in out
-    assert (run_dir / "report.html").read_text().count("data:image/png;base64,") == 4
+    # the run's 4 figures, and reliability, familiarity, attribution of "Can you trust it?"
+    assert (run_dir / "report.html").read_text().count("data:image/png;base64,") == 7
 
 
 def test_help_lists_show_and_report():
@@ -746,3 +747,68 @@ def test_completion_script_knows_every_command(shell, marker, capsys, tmp_path):
     if shell == "bash":  # it parses
         (tmp_path / "q.sh").write_text(script)
         assert subprocess.run(["bash", "-n", str(tmp_path / "q.sh")]).returncode == 0
+
+
+def test_evaluate_robustness_prints_the_table_and_records_it(tiny_dir, tiny, tmp_path, capsys):
+    import json
+    import re
+    from pathlib import Path
+
+    from quicknets.evaluation.metrics import evaluate
+    from quicknets.evaluation.robustness import CORRUPTIONS
+    from quicknets.records.runs import load_model, load_run
+
+    run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
+    before = (run_dir / "results.json").read_bytes()
+    args = ["evaluate", str(run_dir), "--data-dir", str(tiny_dir)]
+    assert main(args) == 0
+    plain = capsys.readouterr().out
+    assert main([*args, "--robustness"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(plain)  # evaluate's own lines, then the table
+    lines = out[len(plain) :].splitlines()
+    assert lines[0] == ""
+    assert lines[1].split() == ["corruption", "s0", "s1", "s2", "s3", "s4", "s5"]
+    rows = [line.split() for line in lines[2:12]]
+    assert [row[0] for row in rows] == list(CORRUPTIONS)
+    accuracy = plain.splitlines()[1].split()[2]  # `test accuracy: A  test loss: ...`
+    assert all(len(row) == 7 and row[1] == accuracy for row in rows)  # s0 is the clean one
+    assert re.fullmatch(r"mean corruption accuracy: 0\.\d{4}", lines[12])
+    assert lines[13] == f"recorded: {run_dir / 'results.json'}" and len(lines) == 14
+
+    results = load_run(run_dir).results
+    assert {k: v for k, v in results.items() if k in json.loads(before)} == json.loads(before)
+    recorded = results["robustness"]
+    # severity 0 is evaluate's accuracy, bit for bit (computed here, on this machine)
+    clean = evaluate(load_model(run_dir), tiny)["accuracy"]
+    assert recorded["clean_accuracy"] == clean
+    assert all(row[0] == clean for row in recorded["accuracy"].values())
+    corrupted = [a for row in recorded["accuracy"].values() for a in row[1:]]
+    assert results["mean_corruption_accuracy"] == recorded["mean_corruption_accuracy"]
+    assert recorded["mean_corruption_accuracy"] == pytest.approx(sum(corrupted) / 50, abs=1e-12)
+    assert lines[12] == f"mean corruption accuracy: {results['mean_corruption_accuracy']:.4f}"
+    printed = {row[0]: [float(a) for a in row[1:]] for row in rows}
+    assert printed == {k: [round(a, 4) for a in v] for k, v in recorded["accuracy"].items()}
+
+    # another split is printed, not recorded: the record keeps the test set's
+    written = (run_dir / "results.json").read_bytes()
+    assert main([*args, "--robustness", "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    assert "not recorded: the record keeps the test split's (this is train)" in out
+    assert (run_dir / "results.json").read_bytes() == written
+
+
+def test_evaluate_robustness_of_an_export_is_printed_only(tiny_dir, tmp_path, capsys):
+    from pathlib import Path
+
+    run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
+    file = tmp_path / "model.safetensors"
+    assert main(["export", str(run_dir), "--out", str(file), "--data-dir", str(tiny_dir)]) == 0
+    capsys.readouterr()
+    written = (run_dir / "results.json").read_bytes()
+    assert main(["evaluate", str(file), "--robustness", "--data-dir", str(tiny_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("mean corruption accuracy: ")
+    assert out[-1] == "not recorded: an exported model has no run record"
+    assert (run_dir / "results.json").read_bytes() == written
+    assert not list(tmp_path.glob("*.json"))

@@ -30,6 +30,8 @@ _EXPORTS = {
     "predict": "quicknets.evaluation.classification",
     "predict_proba": "quicknets.evaluation.classification",
     "explain": "quicknets.evaluation.attribution",
+    "robustness": "quicknets.evaluation.robustness",
+    "corrupt": "quicknets.evaluation.robustness",
     "export": "quicknets.outputs.exporting",
     "load_exported": "quicknets.outputs.exporting",
     "save_run": "quicknets.records.runs",

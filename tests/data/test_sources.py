@@ -113,7 +113,8 @@ def train_show_report(capsys, dataset, runs, *flags) -> str:
         assert (runs / name / "figures" / f"{figure}.png").stat().st_size > 1000
     cli(capsys, "report", name, "--runs-dir", runs)
     page = (runs / name / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 4
+    # the run's 4 figures, and reliability, familiarity, attribution of "Can you trust it?"
+    assert page.count("data:image/png;base64,") == 7
     return name
 
 
@@ -265,6 +266,24 @@ def test_rgb_folder_explain_from_the_command_line_and_python(rgb, tmp_path, caps
         "error: Grad-CAM needs a convolutional network, and this one has no conv layer; for it "
         "choose from integrated_gradients, occlusion, saliency\n"
     )
+
+
+def test_rgb_folder_robustness_recorded_and_in_the_report(rgb, tmp_path, capsys):
+    """32x32 RGB own data: every corruption on 3 channels of another size, severity 0 the
+    clean accuracy, and the report's trust section with the robustness figure."""
+    runs = tmp_path / "runs"
+    name = train_show_report(capsys, rgb, runs)
+    out = cli(capsys, "evaluate", name, "--robustness", "--runs-dir", runs).splitlines()
+    accuracy = next(line for line in out if line.startswith("test accuracy:")).split()[2]
+    start = out.index(next(line for line in out if line.startswith("corruption ")))
+    rows = [line.split() for line in out[start + 1 : start + 11]]
+    assert len(rows) == 10 and all(row[1] == accuracy for row in rows)
+    assert any(float(a) < float(accuracy) for row in rows for a in row[2:])  # it bites
+    record = load_run(name, runs)
+    assert record.results["robustness"]["clean_accuracy"] == record.results["accuracy"]
+    cli(capsys, "report", name, "--runs-dir", runs)
+    page = (runs / name / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 8 and 'alt="robustness"' in page
 
 
 def test_the_held_out_test_set_is_fixed_and_stratified(rgb):

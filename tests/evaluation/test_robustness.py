@@ -2,6 +2,7 @@
 robustness: the clean accuracy is evaluate()'s, and noise lowers it on a trained network."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -110,6 +111,27 @@ def test_blur_keeps_a_flat_image_and_smooths_the_rest():
     x = batch((4, 28, 28))
     stds = [corrupt(x, "gaussian_blur", s).double().std().item() for s in (0, 1, 3, 5)]
     assert stds == sorted(stds, reverse=True)
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28), (2, 3, 32, 32), (2, 1, 20, 36)])
+@pytest.mark.parametrize("severity", SEVERITIES)
+def test_blur_is_a_gaussian_convolution_with_the_edges_extended(shape, severity):
+    """Against the plain reference: a float64 padded convolution with skimage's kernel
+    (truncated at 4 std), each pixel within 1 of it after rounding (float32 sums)."""
+    from torch.nn import functional as F
+
+    x = batch(shape, seed=severity)
+    sigma = PARAMETERS["gaussian_blur"][severity - 1] * shape[-1] / 28
+    radius = max(1, math.ceil(4 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-(t**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    y = x.double().flatten(0, 1)[:, None]  # (N * C, 1, H, W)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
+    reference = y.reshape(shape).round().clamp(0, 255)
+    out = corrupt(x, "gaussian_blur", severity).double()
+    assert (out - reference).abs().max() <= 1 and (out != reference).double().mean() < 0.01
 
 
 def test_geometric_corruptions_keep_a_centred_blob_centred():

@@ -18,6 +18,7 @@ from conftest import HANG_S, need
 from quicknets.evaluation.metrics import evaluate
 from quicknets.networks.models import network
 from quicknets.outputs.report import FIGURES, render_report, run_figures, save_figures, write_report
+from quicknets.outputs.trust_section import TRUST_FIGURES
 from quicknets.records.runs import load_run, save_run
 from quicknets.training.loop import train
 
@@ -80,7 +81,14 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
     path = write_report(run, model, tiny)
     assert path == run.path / "report.html"
     html = path.read_text()
-    for heading in ("Test results", "Figures", "Epochs", "Network", "Settings"):
+    for heading in (
+        "Test results",
+        "Figures",
+        "Can you trust it?",
+        "Epochs",
+        "Network",
+        "Settings",
+    ):
         assert f"<h2>{heading}</h2>" in html
     assert f"test accuracy <b>{run.results['accuracy']:.4f}</b>" in html
     assert all(f"<td>{name}</td>" in html for name in tiny.classes)  # the per-class table
@@ -93,7 +101,7 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
         f'<td class="num">{2 * (784 * 32 + 32 * 10):,}</td>' in html
     )
     images = embedded_images(html)
-    assert len(images) == len(FIGURES)
+    assert len(images) == len(FIGURES) + len(TRUST_FIGURES) - 1  # robustness: not measured yet
     for png in images:
         with Image.open(io.BytesIO(png)) as img:
             assert img.format == "PNG" and img.width > 300
@@ -169,7 +177,7 @@ def test_report_renders_in_a_headless_browser(tiny_run, tiny, tmp_path):
     html = write_report(run, model, tiny).read_text()
     # a copy with a probe that writes, once the page has loaded, how many images decoded
     dom = rendered(html, tmp_path)
-    n = len(FIGURES)
+    n = len(FIGURES) + len(TRUST_FIGURES) - 1  # robustness: not measured yet
     assert f'data-images="{n}/{n}"' in dom.stdout, dom.stdout[:500]
     assert "quicknets run" in dom.stdout
 

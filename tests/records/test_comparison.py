@@ -475,3 +475,45 @@ def test_one_variant_over_seeds_has_an_interval_and_no_mark():
     assert head.endswith("95% CI") and "vs best" not in text
     assert line.endswith(f"[{s.low:.4f}, {s.high:.4f}]") and "best" not in line
     assert why.startswith("95% CI: the confidence interval of the mean test_accuracy")
+
+
+def test_compare_sorts_by_the_trust_metrics_without_them_last(runs_dir, capsys):
+    from quicknets.records.runs import update_results
+
+    a, b, c = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.1, 1, 0.9), save(runs_dir, 0.01, 0, 0.7)
+    update_results(a, {"test_ece": 0.06, "mean_corruption_accuracy": 0.5})
+    update_results(b, {"test_ece": 0.02, "mean_corruption_accuracy": 0.7})
+    table = compare([a.name, b.name, c.name], runs_dir)  # c: measured neither
+
+    def lines(text):  # the per-run lines: name -> the cells after the settings
+        return {
+            line.split()[0]: line.split()[-4:]
+            for line in text.splitlines()
+            if line.split() and line.split()[0] in (a.name, b.name, c.name)
+        }
+
+    text = format_compare(table, sort="test_ece")
+    head = text.splitlines()[1].split()
+    assert head[-4:] == ["test_accuracy", "test_loss", "test_ece", "mean_corruption_accuracy"]
+    assert list(lines(text)) == [b.name, a.name, c.name]  # lowest ECE first, unknown last
+    assert lines(text)[c.name][2:] == ["-", "-"] and lines(text)[a.name][2:] == ["0.0600", "0.5000"]
+    # the seed groups: lr=0.1 (two seeds, both measured) before lr=0.01 (none)
+    groups = text.split("best test ece first:\n")[1].splitlines()
+    assert "0.0400 ± 0.0283" in groups[1] and "lr=0.01" in groups[2]
+    assert list(lines(format_compare(table, sort="mean_corruption_accuracy"))) == [
+        b.name,
+        a.name,
+        c.name,
+    ]
+    assert list(lines(format_compare(table))) == [a.name, b.name, c.name]  # as given
+    plain = compare([c.name], runs_dir)  # nothing measured: no such columns
+    assert "test_ece" not in format_compare(plain)
+    assert "test_ece" in format_compare(plain, sort="test_ece")  # asked for: shown, as "-"
+
+    args = ["compare", a.name, b.name, c.name, "--runs-dir", str(runs_dir)]
+    assert main([*args, "--sort", "mean_corruption_accuracy"]) == 0
+    assert list(lines(capsys.readouterr().out)) == [b.name, a.name, c.name]
+    assert main([*args, "--sort", "lr"]) == 1
+    assert "unknown metric 'lr'" in capsys.readouterr().err
+    assert main(["compare", "--sweep", "s", "--storage", "x.db", "--sort", "test_ece"]) == 1
+    assert "--sort does not apply with --storage" in capsys.readouterr().err

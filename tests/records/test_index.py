@@ -400,3 +400,104 @@ def test_rows_read_under_another_config_format_are_read_again(runs_dir):
     conn = sqlite3.connect(runs_dir / "index.sqlite")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == FORMAT
     conn.close()
+
+
+def trust_runs(runs_dir) -> dict:
+    """Four finished runs, each with some of the trust metrics in results.json (written as
+    `evaluate --robustness` and training's calibration write them)."""
+    from quicknets.records.runs import update_results
+
+    measured = {
+        "a": {"test_ece": 0.05, "mean_corruption_accuracy": 0.60},
+        "b": {"test_ece": 0.02},
+        "c": {},
+        "d": {"mean_corruption_accuracy": 0.70},
+    }
+    names = {}
+    for i, (key, values) in enumerate(measured.items()):
+        path = finished(runs_dir, lr=0.001 * (i + 1))
+        if values:
+            update_results(path, values)
+        names[path.name] = key
+    return names
+
+
+def test_sorting_by_the_trust_metrics_puts_runs_without_them_last(runs_dir, capsys):
+    names = trust_runs(runs_dir)
+
+    def keys(rows):
+        return [names[r["name"]] for r in rows]
+
+    assert keys(index.query(runs_dir, sort="test_ece"))[:2] == ["b", "a"]  # lower is better
+    assert sorted(keys(index.query(runs_dir, sort="test_ece"))[2:]) == ["c", "d"]
+    assert keys(index.query(runs_dir, sort="-mean_corruption_accuracy"))[:2] == ["d", "a"]
+    assert keys(index.query(runs_dir, sort="mean_corruption_accuracy"))[:2] == ["a", "d"]
+    assert keys(index.query(runs_dir, ["mean_corruption_accuracy>0.65"])) == ["d"]
+    assert keys(index.query(runs_dir, ["test_ece<0.03"])) == ["b"]
+    with pytest.raises(QuicknetsError, match="is a number"):
+        index.query(runs_dir, ["test_ece<low"])
+
+    assert main(["runs", "--sort=-mean_corruption_accuracy", "--runs-dir", str(runs_dir)]) == 0
+    head, *rows, _ = capsys.readouterr().out.splitlines()
+    assert head.split() == [
+        "run",
+        "status",
+        "epochs",
+        "test_accuracy",
+        "test_loss",
+        "test_ece",
+        "mean_corruption_accuracy",
+        "created",
+    ]
+    cells = {names[r.split()[0]]: r.split()[5:7] for r in rows}
+    assert [names[r.split()[0]] for r in rows][:2] == ["d", "a"]
+    assert cells == {
+        "a": ["0.0500", "0.6000"],
+        "b": ["0.0200", "-"],
+        "c": ["-", "-"],
+        "d": ["-", "0.7000"],
+    }
+    assert main(["runs", "--format", "csv", "--runs-dir", str(runs_dir)]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    column = header.split(",").index("mean_corruption_accuracy")
+    assert sorted(line.split(",")[column] for line in lines) == ["", "", "0.6", "0.7"]
+
+
+def test_runs_without_trust_metrics_show_no_such_columns(runs_dir, capsys):
+    finished(runs_dir)
+    assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.split() == ["run", "status", "epochs", "test_accuracy", "test_loss", "created"]
+    assert main(["runs", "--sort", "test_ece", "--runs-dir", str(runs_dir)]) == 0
+    head, row = capsys.readouterr().out.splitlines()[:2]
+    assert "test_ece" in head.split() and row.split()[5] == "-"  # asked for: shown, as unknown
+
+
+def test_an_index_without_the_trust_columns_reads_every_folder_again(runs_dir):
+    from quicknets.records.runfolder import stamp
+
+    names = trust_runs(runs_dir)
+    drop_index(runs_dir)
+    with sqlite3.connect(runs_dir / "index.sqlite") as conn:  # the schema before them
+        conn.execute(
+            "CREATE TABLE runs (name TEXT PRIMARY KEY, status TEXT NOT NULL, "
+            "created TEXT, sweep TEXT, host TEXT, pid INTEGER, epochs_done INTEGER, "
+            "test_accuracy REAL, test_loss REAL, val_accuracy REAL, val_loss REAL, "
+            "settings TEXT, problem TEXT, stamp TEXT)"
+        )
+        for name in names:
+            conn.execute(
+                "INSERT INTO runs (name, status, stamp, settings) VALUES (?, 'done', ?, '{}')",
+                (name, stamp(runs_dir / name)),
+            )
+    rows = index.query(runs_dir, sort="-mean_corruption_accuracy")
+    assert [names[r["name"]] for r in rows][:2] == ["d", "a"]
+
+
+@pytest.mark.parametrize("key", ["test_ece", "mean_corruption_accuracy"])
+def test_a_trust_metric_that_is_no_number_makes_the_run_unreadable(runs_dir, key):
+    path = finished(runs_dir)
+    file = path / "results.json"
+    atomic_write_json(file, {**results(0.8), key: "high"})
+    (row,) = index.query(runs_dir)
+    assert row["status"] == "unreadable" and f"{key} is 'high', not a number" in row["problem"]

@@ -573,3 +573,43 @@ def test_where_a_run_trained_may_change_and_old_records_are_not_checked(
     (path / "meta.json").write_text(json.dumps(meta))
     (path / "config.json").write_text(json.dumps(config))
     assert load_run(path).config.train.lr == 0.5  # nothing to tell it by
+
+
+def test_update_results_adds_to_a_finished_record_under_its_lock(runs_dir):
+    from quicknets.records.runs import update_results
+
+    path = save_run(network("784-10"), config(spec="784-10"), history(), results(0.8), {}, runs_dir)
+    assert update_results(path, {"mean_corruption_accuracy": 0.6, "robustness": {"n": 3}}) == (
+        path / "results.json"
+    )
+    assert load_run(path).results == {
+        **results(0.8),
+        "mean_corruption_accuracy": 0.6,
+        "robustness": {"n": 3},
+    }
+    update_results(load_run(path), {"mean_corruption_accuracy": 0.7})  # a Run; a key replaced
+    assert load_run(path).results == {
+        **results(0.8),
+        "mean_corruption_accuracy": 0.7,
+        "robustness": {"n": 3},
+    }
+    assert not list(path.glob(".*.tmp"))
+
+    written = (path / "results.json").read_bytes()
+    proc = hold_in_child(path)  # another process holds the run
+    try:
+        with pytest.raises(QuicknetsError, match=f"is being trained by process {proc.pid}$"):
+            update_results(path, {"test_ece": 0.1})
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert (path / "results.json").read_bytes() == written
+
+    unfinished = start_run(config(spec="784-10"), {}, runs_dir)
+    with pytest.raises(QuicknetsError, match=re.escape(unfinished_message(unfinished))):
+        update_results(unfinished, {"test_ece": 0.1})
+    assert not (unfinished / "results.json").exists()  # never made finished by it
+    shutil.rmtree(path)
+    with pytest.raises(QuicknetsError, match="no longer exists"):
+        update_results(path, {"test_ece": 0.1})
+    assert not path.exists()  # and not made again

@@ -127,6 +127,7 @@ def test_base_is_checked():
         ({"metric": "val_acc"}, "needs a validation split"),
         ({"metric": "accuracy"}, "unknown metric"),
         ({"metric": 3}, "metric must be one of"),
+        ({"metric": "mean_corruption_accuracy"}, "measured after training"),
         ({"space": {"lr": "log:0.001:0.1"}}, "a grid needs lists"),
     ],
 )

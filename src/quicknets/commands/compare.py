@@ -2,6 +2,7 @@
 the per-epoch curves overlaid in a PNG, and for two runs McNemar's test on their test set.
 
     quicknets compare RUN RUN --plot curves.png
+    quicknets compare --where optimizer=adam --sort mean_corruption_accuracy   # best first
     quicknets compare --sweep NAME                  # the sweep's finished runs in this runs folder
     quicknets compare --sweep NAME --storage URL    # every trial of its study, from any machine
 """
@@ -47,6 +48,15 @@ def add_parser(sub) -> None:
         help="compare the finished runs matching these filters (as in `runs`)",
     )
     p.add_argument(
+        "--sort",
+        default=None,
+        metavar="METRIC",
+        type=given,
+        help="list the runs and rank the seed groups best first by this metric, in its "
+        "direction (test_accuracy, test_loss, test_ece: lowest first, "
+        "mean_corruption_accuracy, ...; a run without it comes last, shown as -)",
+    )
+    p.add_argument(
         "--plot",
         default=None,
         metavar="FILE.png",
@@ -68,6 +78,10 @@ def run(args) -> int:
         from quicknets.plots.figures import figure_format
 
         figure_format(args.plot)  # a bad suffix is an error before the table, not after it
+    if args.sort is not None:
+        from quicknets.evaluation.metrics import metric_name
+
+        metric_name(args.sort)  # an unknown metric is an error before any run is loaded
     if args.storage is not None:
         return compare_study(args)
     refs, skipped = list(args.names), []
@@ -86,7 +100,7 @@ def run(args) -> int:
         raise QuicknetsError("nothing to compare: give runs, --sweep NAME or --where FILTER")
     table = compare(refs, args.runs_dir, skipped)
     significance = two_runs(table, args.data_dir)  # different test sets: refused before printing
-    print(format_compare(table, args.all_settings))
+    print(format_compare(table, args.all_settings, args.sort))
     if significance:  # a paragraph of its own, after the table's
         print("\n" + "\n".join(significance))
     if args.plot is not None:
@@ -122,6 +136,10 @@ def compare_study(args) -> int:
     from quicknets.sweeps import format_sweep, load_sweep
     from quicknets.sweeps.view import plot_sweep_curves
 
+    if args.sort is not None:
+        raise QuicknetsError(
+            "--sort does not apply with --storage: the study ranks by the sweep's own metric"
+        )
     if not args.sweep or args.names or args.where:
         raise QuicknetsError("--storage compares a whole sweep: give --sweep NAME alone")
     view = load_sweep(args.sweep, args.runs_dir, args.storage)

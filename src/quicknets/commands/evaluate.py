@@ -1,5 +1,11 @@
 """quicknets evaluate RUN: test a saved model again, on the test or validation split. RUN may
-also be a file written by `quicknets export` (ONNX, TorchScript, safetensors)."""
+also be a file written by `quicknets export` (ONNX, TorchScript, safetensors).
+
+    quicknets evaluate RUN --robustness   # + accuracy under 10 corruptions at severities 0-5
+
+--robustness (evaluation/robustness.py) prints a row per corruption and the mean corruption
+accuracy, and adds them to a run's results.json (`robustness`, `mean_corruption_accuracy`: what
+`runs --sort` and `compare --sort` read); an export file's are printed only."""
 
 from quicknets.commands.common import add_data_dir, add_runs_dir
 
@@ -21,6 +27,12 @@ def add_parser(sub) -> None:
         choices=["test", "val", "train"],
         help="which split to evaluate on (default: test)",
     )
+    p.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also test the split under 10 seeded corruptions at severities 1-5 (as MNIST-C) "
+        "and record the mean corruption accuracy in the run (about 50 more passes over it)",
+    )
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)
@@ -32,6 +44,7 @@ def run(args) -> int:
     from quicknets.outputs.exporting import export_data, is_export, load_exported
     from quicknets.records.runs import load_model, load_run
 
+    record = None
     if is_export(args.run):
         model = load_exported(args.run)
         data = export_data(model, args.data_dir)
@@ -52,4 +65,24 @@ def run(args) -> int:
             "so it has no val split; --split test or train"
         )
     print(format_results(evaluate(model, data, args.split)))
+    if args.robustness:
+        test_robustness(model, data, args.split, record)
     return 0
+
+
+def test_robustness(model, data, split: str, record=None) -> None:
+    """Print the split's accuracy under each corruption and severity and the mean; add the test
+    split's to the run's results.json when `record` (a Run) is given."""
+    from quicknets.evaluation.robustness import format_robustness, robustness
+    from quicknets.records.runs import update_results
+
+    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+    result = robustness(model, images, labels)
+    print("\n" + format_robustness(result))
+    if record is None:
+        print("not recorded: an exported model has no run record")
+    elif split != "test":
+        print(f"not recorded: the record keeps the test split's (this is {split})")
+    else:
+        summary = {"mean_corruption_accuracy": result["mean_corruption_accuracy"]}
+        print(f"recorded: {update_results(record, {'robustness': result, **summary})}")

@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
         "runs/index.sqlite caches them). Keys are "
         "any setting (lr, optimizer, network, seed, ...) or metric "
         "(test_accuracy, test_loss, val_accuracy, val_loss: of the epoch whose "
-        "weights the run kept; epochs_done, status, created).",
+        "weights the run kept; test_ece and mean_corruption_accuracy once measured, "
+        "shown as columns then; epochs_done, status, created).",
     )
     p.add_argument(
         "--where",
@@ -94,17 +95,15 @@ def run(args) -> int:
     if args.format != "table":
         write_rows(rows, args.format)
         return 0
-    print(
-        f"{'run':<52} {'status':<11} {'epochs':>6} {'test_accuracy':>13} {'test_loss':>9}  created"
-    )
+    # the trust metrics get a column once a listed run has them ("-" for the others)
+    shown = ["test_accuracy", "test_loss"]
+    shown += [k for k in OPTIONAL if any(r[k] is not None for r in rows) or k in str(args.sort)]
+    head = " ".join(f"{k:>9}" for k in shown)
+    print(f"{'run':<52} {'status':<11} {'epochs':>6} {head}  created")
     for r in rows:
         epochs = f"{r['epochs_done'] or 0}/{r['settings'].get('epochs', '?')}"
-        acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
-        loss = "-" if r["test_loss"] is None else f"{r['test_loss']:.4f}"
-        print(
-            f"{r['name']:<52} {r['status']:<11} {epochs:>6} {acc:>13} {loss:>9}  "
-            f"{r['created'] or '-'}"
-        )
+        cells = " ".join(f"{_number(r[k]):>{max(9, len(k))}}" for k in shown)
+        print(f"{r['name']:<52} {r['status']:<11} {epochs:>6} {cells}  {r['created'] or '-'}")
     others = len(every) - len(rows)
     print(
         f"{len(rows)} run(s) in {runs_root(args.runs_dir)}"
@@ -113,6 +112,13 @@ def run(args) -> int:
     for r in query(runs_root(args.runs_dir), status="unreadable"):
         print(f"unreadable: {r['name']}: {r['problem']}")
     return 0
+
+
+OPTIONAL = ("test_ece", "mean_corruption_accuracy")  # in results.json once measured
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 COLUMNS = (
@@ -125,6 +131,7 @@ COLUMNS = (
     "test_loss",
     "val_accuracy",
     "val_loss",
+    *OPTIONAL,
 )  # validation: of the epoch whose weights were kept
 
 

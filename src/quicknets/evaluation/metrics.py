@@ -34,7 +34,12 @@ METRICS = {
     "train_loss": "min",
     "train_loss_sum": "min",
     "seconds": "min",
+    "test_ece": "min",  # expected calibration error on the test set (calibration.py)
+    "mean_corruption_accuracy": "max",  # robustness.py, written by `evaluate --robustness`
 }
+# Written into a finished record after training (by `quicknets evaluate RUN --robustness`), so
+# no training reports them: runs and compare sort by them, a sweep cannot rank by them.
+AFTER_TRAINING = ("mean_corruption_accuracy",)
 OLD_NAMES = {
     "test_acc": "test_accuracy",
     "val_acc": "val_accuracy",

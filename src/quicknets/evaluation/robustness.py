@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.machine import use_strict_math
 from quicknets.data.preprocessing import preprocessing_of
 from quicknets.evaluation.metrics import log_probabilities
 
@@ -96,16 +97,24 @@ def _warp(x: torch.Tensor, linear: torch.Tensor, shift: torch.Tensor) -> torch.T
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _blur_matrix(size: int, kernel: torch.Tensor) -> torch.Tensor:
+    """(size, size) B such that (row @ B)[j] = sum_t kernel[t] row[clamp(j + t - radius)]: the
+    1-D blur of a row with its edges extended, as one matrix product."""
+    radius = len(kernel) // 2
+    j = torch.arange(size).expand(len(kernel), size)  # (taps, size): the output pixel
+    source = (j + torch.arange(-radius, radius + 1)[:, None]).clamp(0, size - 1)
+    weights = kernel[:, None].expand(len(kernel), size)
+    return torch.zeros(size, size).index_put_((source, j), weights, accumulate=True)
+
+
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(4 * sigma))  # skimage's truncate=4
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     kernel = torch.exp(-(t**2) / (2 * sigma**2))
     kernel /= kernel.sum()
-    n, c, h, w = x.shape
-    y = x.reshape(n * c, 1, h, w)
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1))
-    return y.reshape(n, c, h, w)
+    _, _, h, w = x.shape
+    # separable, as two products: 10-20x faster on the CPU than conv2d with one channel
+    return _blur_matrix(h, kernel).T @ (x @ _blur_matrix(w, kernel))
 
 
 def corrupt(images: torch.Tensor, corruption: str, severity: int, seed: int = 0) -> torch.Tensor:
@@ -118,6 +127,7 @@ def corrupt(images: torch.Tensor, corruption: str, severity: int, seed: int = 0)
         )
     if isinstance(severity, bool) or severity not in (0, *SEVERITIES):
         raise QuicknetsError(f"severity is a whole number 0..{SEVERITIES[-1]}, not {severity!r}")
+    use_strict_math()  # before anything multiplies: the CLI's math mode, as evaluate
     x, grey = _batch(images)
     if severity == 0 or len(x) == 0:
         return images.clone()
@@ -197,7 +207,8 @@ def robustness(
 
     def accuracy(x: torch.Tensor) -> float:
         predicted = log_probabilities(model, pre.normalize(x)).argmax(1).cpu()
-        return (predicted == labels).double().mean().item()
+        # as metrics.evaluate divides, so severity 0 gives its accuracy to the bit
+        return (predicted == labels).sum().item() / len(labels)
 
     clean = accuracy(images)
     table = {

@@ -7,12 +7,13 @@ whole sweep.
     path = write_sweep_report(load_sweep("g12", storage=URL))   # runs/sweeps/g12.html
 
 The page holds the run's settings, how it was made, the per-epoch table, the test metrics, the
-per-class table and the figures. Figures are embedded as base64 PNG data URIs and the styles are
-inline, so the page fetches nothing and opens offline in any browser; all text is escaped. Both
-read the run record and the saved model; nothing is retrained. The sweep page holds the ranked
-table, the curves of the best variants, each varied setting against the metric, the trials (who
-ran what, when) and links to the runs' own pages that are in this runs folder; it reads only the
-sweep's study or run records (sweeps/view.py).
+per-class table, the figures and the section "Can you trust it?" (trust_section.py). Figures
+are embedded as base64 PNG data URIs and the styles are inline, so the page fetches nothing and
+opens offline in any browser; all text is escaped. Both read the run record and the saved model;
+nothing is retrained. The sweep page holds the ranked table, the curves of the best variants,
+each varied setting against the metric, the trials (who ran what, when) and links to the runs'
+own pages that are in this runs folder; it reads only the sweep's study or run records
+(sweeps/view.py).
 """
 
 import base64
@@ -190,9 +191,12 @@ def _network(layers) -> str:
     )
 
 
-def render_report(run, pngs: dict, model_summary="") -> str:
+def render_report(run, pngs: dict, model_summary="", trust_pngs: dict | None = None) -> str:
     """The page as a string; `pngs` maps figure names (see FIGURES) to PNG bytes;
-    `model_summary` is the network's models.layer_table (or a summary text)."""
+    `model_summary` is the network's models.layer_table (or a summary text); `trust_pngs`
+    the figures of "Can you trust it?" (trust.TRUST_FIGURES; None: no such section)."""
+    from quicknets.outputs.trust_section import render_trust
+
     figures = "".join(
         f'<figure><img alt="{escape(name)}" src="data:image/png;base64,'
         f'{base64.b64encode(png).decode("ascii")}">'
@@ -215,6 +219,7 @@ def render_report(run, pngs: dict, model_summary="") -> str:
 <p class="what">{escape(what)}</p>
 <h2>Test results</h2>{_results(run.results)}
 <h2>Figures</h2><div class="figures">{figures}</div>
+{render_trust(trust_pngs, run.name) if trust_pngs is not None else ""}
 <h2>Epochs</h2>{_history(run.history)}
 {network}
 <h2>Settings</h2>{_settings(run.config, run.meta)}
@@ -227,6 +232,7 @@ def write_report(run, model=None, data=None, path=None, data_dir=None) -> Path:
     The model and data are loaded from the record unless given."""
     from quicknets.data.loading import load_recorded
     from quicknets.networks.models import layer_table
+    from quicknets.outputs.trust_section import trust_figures
     from quicknets.records.runs import load_model
 
     model = model if model is not None else load_model(run)
@@ -236,7 +242,8 @@ def write_report(run, model=None, data=None, path=None, data_dir=None) -> Path:
         else load_recorded(run.config, data_dir, recorded=run.meta.get("data"))
     )
     pngs = {name: to_png(fig) for name, fig in run_figures(run, model, data).items()}
-    page = render_report(run, pngs, layer_table(model))
+    trust = {name: to_png(fig) for name, fig in trust_figures(run, model, data).items()}
+    page = render_report(run, pngs, layer_table(model), trust)
     path = Path(path) if path is not None else run.path / "report.html"
     try:
         atomic_write_bytes(path, page.encode("utf-8"))

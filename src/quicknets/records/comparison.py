@@ -16,6 +16,8 @@ from quicknets.records.runfolder import final_metrics
 
 # Where and how fast a run trained, not what it trained: never a reason to tell runs apart.
 IGNORED = ("data_dir", "device", "threads", "verify")
+# How far to trust a run, in results.json once measured: a column when any run compared has it.
+TRUST_METRICS = ("test_ece", "mean_corruption_accuracy")
 
 
 def settings(run) -> dict:
@@ -374,16 +376,18 @@ def format_groups(groups: list, keys: list, metric: str = "test_accuracy", hidde
     keys = [k for k in keys if k != "seed"]
     shown = [
         m
-        for m in ("test_accuracy", "test_loss", "val_accuracy")
-        if any(g[m][0] is not None for g in groups)
+        for m in ("test_accuracy", "test_loss", "val_accuracy", *TRUST_METRICS)
+        if any(g.get(m, (None,))[0] is not None for g in groups)  # a study's: no trust metrics
     ]
     marks = mark_variants(groups, metric)
     interval, versus = judged_columns(marks)
     extra = f"  {'95% CI':>17}" * interval + f"  {'vs best':<16}" * versus
-    head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(f"{m:>17}" for m in shown)
+    head = f"{'#':>3}  {'settings':<44} {'n':>2}  " + "  ".join(
+        f"{m:>{max(17, len(m))}}" for m in shown
+    )
     lines = [(head + extra).rstrip()]
     for i, (g, mark) in enumerate(zip(groups, marks), 1):
-        cells = "  ".join(f"{fmt_mean_std(g[m], n=g['n']):>17}" for m in shown)
+        cells = "  ".join(f"{fmt_mean_std(g[m], n=g['n']):>{max(17, len(m))}}" for m in shown)
         if g.get("state", "COMPLETE") != "COMPLETE":  # an Optuna trial pruned or failed
             cells = f"{g['state'].lower():>17}"
         elif interval and mark is not None:
@@ -399,35 +403,61 @@ def format_groups(groups: list, keys: list, metric: str = "test_accuracy", hidde
     return "\n".join(lines + significance_lines(marks, metric) + hidden_line(hidden))
 
 
-def format_compare(table: dict, all_settings: bool = False) -> str:
-    """Differing settings (every setting with `all_settings`), one line per run, then the
-    variants over seeds with mean ± std, the 95% interval and a mark against the best."""
+def sort_runs(rows: list, metric: str) -> list:
+    """compare's run rows best first by `metric` in its declared direction (metrics.METRICS),
+    then NaN, then those without it; equal values keep their order."""
+    higher = higher_is_better(metric)
+
+    def key(row):
+        value = row["metrics"].get(metric)
+        if value is None:
+            return (2, 0.0)
+        if diverged(value):
+            return (1, 0.0)
+        return (0, -value if higher else value)
+
+    return sorted(rows, key=key)
+
+
+def format_compare(table: dict, all_settings: bool = False, sort: str | None = None) -> str:
+    """Differing settings (every setting with `all_settings`), one line per run (best `sort`
+    first when given, else as given; the trust metrics as columns when a run has them, "-"
+    where one lacks them), then the variants over seeds with mean ± std, the 95% interval and a
+    mark against the best, ranked by `sort` (default test_accuracy)."""
+    from quicknets.evaluation.metrics import metric_name
+
+    metric = metric_name(sort) if sort else "test_accuracy"
     every = [r["settings"] for r in table["runs"]]
     keys, hidden = settings_columns(every, all_settings, seed=True)
     if not all_settings:
         keys = table["differing"]  # only these, even when no setting differs
         hidden = len(settings_columns(every, True, seed=True)[0]) - len(keys)
+    rows = sort_runs(table["runs"], metric) if sort else table["runs"]
+    shown = ["test_accuracy", "test_loss"]
+    shown += [
+        m for m in TRUST_METRICS if m == metric or any(r["metrics"][m] is not None for r in rows)
+    ]
+    widths = {m: max(9, len(m)) for m in shown}
     lines = ["differing settings: " + (", ".join(table["differing"]) or "none")]
     lines.append(
-        f"{'run':<48} {'settings':<36} {'epochs':>6} {'test_accuracy':>13} {'test_loss':>9}"
+        f"{'run':<48} {'settings':<36} {'epochs':>6} "
+        + " ".join(f"{m:>{widths[m]}}" for m in shown)
     )
-    for row in table["runs"]:
+    for row in rows:
         m = row["metrics"]
         lines.append(
             f"{row['name']:<48} {label(row['settings'], keys):<36} {m['epochs']:>6} "
-            f"{fmt(m['test_accuracy']):>13} {fmt(m['test_loss']):>9}"
+            + " ".join(f"{fmt(m[k]):>{widths[k]}}" for k in shown)
         )
     lines += hidden_line(hidden)
     if any(g["n"] > 1 for g in table["groups"]):
         lines += [
             "",
-            "over seeds (mean ± sample std), best test accuracy first:",
-            format_groups(rank(table["groups"], "test_accuracy"), keys),
+            f"over seeds (mean ± sample std), best {metric.replace('_', ' ')} first:",
+            format_groups(rank(table["groups"], metric), keys, metric),
         ]
     elif len(table["runs"]) > 2:  # two runs: McNemar's test on their test set judges them
-        lines += significance_lines(
-            mark_variants(table["groups"], "test_accuracy"), "test_accuracy"
-        )
+        lines += significance_lines(mark_variants(table["groups"], metric), metric)
     return "\n".join(lines + [f"skipped {line}" for line in table.get("skipped", ())])
 
 

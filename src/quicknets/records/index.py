@@ -37,6 +37,8 @@ COLUMNS = (
     "test_loss",
     "val_accuracy",
     "val_loss",
+    "test_ece",
+    "mean_corruption_accuracy",
     "settings",
     "problem",
     "stamp",
@@ -44,12 +46,15 @@ COLUMNS = (
 SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY, status TEXT NOT NULL, created TEXT, sweep TEXT, host TEXT,
     pid INTEGER, epochs_done INTEGER, test_accuracy REAL, test_loss REAL, val_accuracy REAL,
-    val_loss REAL, settings TEXT, problem TEXT, stamp TEXT)"""
+    val_loss REAL, test_ece REAL, mean_corruption_accuracy REAL, settings TEXT, problem TEXT,
+    stamp TEXT)"""
 ADDED = {
     "problem": "TEXT",
     "stamp": "TEXT",
     "val_accuracy": "REAL",
     "val_loss": "REAL",
+    "test_ece": "REAL",
+    "mean_corruption_accuracy": "REAL",
 }  # columns an index made by an older quicknets lacks
 BUSY_MS = 120_000  # how long a writer waits for another one before giving up
 LIVE = ("running", "stopped", "interrupted", "pruned", "failed")  # may change without a write
@@ -177,7 +182,16 @@ def sync(root: Path, conn: sqlite3.Connection | None = None) -> None:
 
 
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")  # longest first, so "<=" is not read as "<"
-NUMERIC_COLUMNS = ("pid", "epochs_done", "test_accuracy", "test_loss", "val_accuracy", "val_loss")
+NUMERIC_COLUMNS = (
+    "pid",
+    "epochs_done",
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_loss",
+    "test_ece",
+    "mean_corruption_accuracy",
+)
 
 
 def parse_filter(text: str) -> tuple:

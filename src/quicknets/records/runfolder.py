@@ -94,7 +94,8 @@ def _checked_history(file: Path, history: list) -> list:
 
 
 def _checked_results(file: Path, results: dict) -> dict:
-    for key in ("accuracy", "loss"):  # NaN is a number: a diverged run shows as one
+    # NaN is a number: a diverged run shows as one. The metrics the index sorts by, too.
+    for key in ("accuracy", "loss", "test_ece", "mean_corruption_accuracy"):
         value = results.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise QuicknetsError(
@@ -278,7 +279,14 @@ def describe(path) -> dict:
     return row
 
 
-INDEXED_METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss")
+INDEXED_METRICS = (
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_loss",
+    "test_ece",
+    "mean_corruption_accuracy",
+)
 # metrics.OLD_NAMES of the per-epoch metrics (records before format 2), read here without the
 # torch that importing metrics.py costs a listing
 EARLIER_NAMES = {"val_accuracy": "val_acc", "train_accuracy": "train_acc"}
@@ -304,6 +312,8 @@ def final_metrics(history: list, results: dict) -> dict:
         "test_accuracy": results.get("accuracy"),
         "test_loss": results.get("loss"),
         "test_balanced_accuracy": results.get("balanced_accuracy"),  # None: an earlier record
+        "test_ece": results.get("test_ece"),  # None where the record has none
+        "mean_corruption_accuracy": results.get("mean_corruption_accuracy"),
         "val_accuracy": kept.get("val_accuracy"),
         "val_loss": kept.get("val_loss"),
         "train_accuracy": kept.get("train_accuracy"),

@@ -228,6 +228,24 @@ def save_run(
         return finish_run(path, model, history, results)
 
 
+def update_results(run, values: dict) -> Path:
+    """Add `values` (JSON-able, e.g. {"robustness": {...}, "mean_corruption_accuracy": 0.71})
+    to a finished run's results.json, atomically, holding the run's lock so two processes
+    adding at once keep both; return the file. `run`: a Run or a run folder. Raises
+    QuicknetsError for a run that is not finished, removed, held by another process, or
+    whose results.json cannot be read or written (the file is then left as it was)."""
+    from quicknets.records.runfolder import read_json
+
+    path = Path(run.path if isinstance(run, Run) else run)
+    file = path / "results.json"
+    with hold_run(path, "evaluated"):
+        if not is_finished(path):
+            raise QuicknetsError(unfinished_message(path))
+        results = {**read_json(file, dict), **values}
+        atomic_write_json(file, results, parents=False)  # a WriteError says why, in one line
+    return file
+
+
 def is_finished(path: Path) -> bool:
     return (Path(path) / "results.json").is_file()
 

@@ -203,7 +203,11 @@ def random_trials(space: dict, n: int, seeds: list, draw_seed: int = 0) -> list:
 def choose_metric(metric, base: dict, space: dict) -> str:
     """auto: the validation accuracy when every trial has a validation split, else the test
     accuracy. A validation metric without a validation split is refused."""
-    from quicknets.evaluation.metrics import METRICS, metric_name  # here: metrics imports torch
+    from quicknets.evaluation.metrics import (  # here: metrics imports torch
+        AFTER_TRAINING,
+        METRICS,
+        metric_name,
+    )
 
     val_splits = space.get("val_split", [base.get("val_split", 0.0)])
     has_val = (
@@ -216,6 +220,11 @@ def choose_metric(metric, base: dict, space: dict) -> str:
     if not isinstance(metric, str):
         raise QuicknetsError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     metric = metric_name(metric)
+    if metric in AFTER_TRAINING:
+        raise QuicknetsError(
+            f"metric {metric} is measured after training (quicknets evaluate RUN --robustness), "
+            "so no trial reports it; rank the finished runs with `quicknets runs --sort`"
+        )
     if metric.startswith("val_") and not has_val:
         raise QuicknetsError(
             f"metric {metric} needs a validation split in every trial (--val-split 0.1)"
