@@ -163,7 +163,12 @@ def test_layers_are_the_inputs_of_linear_layers():
     with pytest.raises(QuicknetsError, match="shape"):
         logits_and_features(model, torch.zeros(4, 32, 32, dtype=torch.uint8))
     with pytest.raises(QuicknetsError, match="uint8"):
-        logits_and_features(model, torch.zeros(4, 28, 28))
+        logits_and_features(model, torch.zeros(4, 28, 28, dtype=torch.int64))
+    # floats are read as classify reads them: unit (0..1) and pixels (0..255) give the same
+    pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    want = logits_and_features(model, pixels)[1]
+    torch.testing.assert_close(logits_and_features(model, pixels.float() / 255)[1], want)
+    torch.testing.assert_close(logits_and_features(model, pixels.float(), scale="pixels")[1], want)
     with pytest.raises(QuicknetsError, match="LogSoftmax"):
         logits_and_features(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2)), x)
 
@@ -287,11 +292,14 @@ def test_the_default_tells_noise_and_digits_from_fashion(trained):
     inside = familiarity_scores(model, data.test_images[:2000], fitted)
     assert ood_metrics(inside, familiarity_scores(model, sets["noise"], fitted))["auroc"] > 0.95
     assert ood_metrics(inside, familiarity_scores(model, sets["digits"], fitted))["auroc"] > 0.9
-    assert (
-        fit_familiarity(
-            model, dataclasses.replace(data, val_images=None, val_labels=None), "msp"
-        ).threshold_split
-        == "test"
-    )
+    no_val = dataclasses.replace(data, val_images=None, val_labels=None)
+    fitted = fit_familiarity(model, no_val, "msp")
+    assert fitted.threshold_split == "train"  # a held-out part of train, never the test set
+    # the held-out tenth: the last rows of the seeded order, none of them in the knn bank
+    order = torch.randperm(10000, generator=torch.Generator().manual_seed(0))
+    held = familiarity_scores(model, no_val.train_images[order[-1000:]], fitted)
+    assert fitted.threshold == threshold_at(held)
+    knn = fit_familiarity(model, no_val, bank_size=50000)  # the bank: every other image
+    assert len(knn.statistics["bank"]) == 9000
     with pytest.raises(QuicknetsError, match="unknown familiarity method"):
         fit_familiarity(model, data, method="odin")

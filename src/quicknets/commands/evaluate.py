@@ -1,7 +1,13 @@
 """quicknets evaluate RUN: test a saved model again, on the test or validation split. RUN may
-also be a file written by `quicknets export` (ONNX, TorchScript, safetensors)."""
+also be a file written by `quicknets export` (ONNX, TorchScript, safetensors).
 
-from quicknets.commands.common import add_data_dir, add_runs_dir
+--ood PATH adds `ood auroc: X  fpr95: Y`: how well the run's familiarity scores tell its test
+images from PATH's (a built-in dataset's test set, a folder of images, an .npz or IDX file;
+familiarity.load_outside). PATH is read before anything else, so bad input is one error line
+and writes nothing; a run trained before runs kept familiarity statistics has them fitted and
+saved at this first use. ONNX and TorchScript exports carry none: an error."""
+
+from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -21,6 +27,14 @@ def add_parser(sub) -> None:
         choices=["test", "val", "train"],
         help="which split to evaluate on (default: test)",
     )
+    p.add_argument(
+        "--ood",
+        metavar="PATH",
+        default=None,
+        type=given,
+        help="also score the test set against outside images: a built-in dataset's name, a "
+        "folder of images or an .npz/IDX file; prints `ood auroc: X  fpr95: Y`",
+    )
     add_data_dir(p)
     add_runs_dir(p)
     p.set_defaults(handler=run)
@@ -32,6 +46,7 @@ def run(args) -> int:
     from quicknets.outputs.exporting import export_data, is_export, load_exported
     from quicknets.records.runs import load_model, load_run
 
+    record = None
     if is_export(args.run):
         model = load_exported(args.run)
         data = export_data(model, args.data_dir)
@@ -51,5 +66,28 @@ def run(args) -> int:
             f"{args.run} was trained without a validation set (--val-split), "
             "so it has no val split; --split test or train"
         )
+    outside = None
+    if args.ood is not None:  # read first: a bad PATH is an error before anything is written
+        from quicknets.evaluation.familiarity import load_outside
+
+        outside = load_outside(args.ood, model.preprocessing, args.data_dir)
+        if record is None:  # an export: only safetensors carries the statistics
+            from quicknets.evaluation.classification import familiarity_of
+
+            familiarity_of(model)
     print(format_results(evaluate(model, data, args.split)))
+    if outside is not None:
+        print(ood_line(model, data, outside, record))
     return 0
+
+
+def ood_line(model, data, outside, record=None) -> str:
+    """`ood auroc: X  fpr95: Y` of the test set against `outside`, uint8 (N, C, H, W)."""
+    from quicknets.evaluation.classification import familiarity_of
+    from quicknets.evaluation.familiarity import familiarity_scores, ood_metrics
+    from quicknets.records.runs import run_familiarity
+
+    fitted = run_familiarity(record, model, data) if record else familiarity_of(model)
+    inside = familiarity_scores(model, data.test_images, fitted)
+    m = ood_metrics(inside, familiarity_scores(model, outside, fitted))
+    return f"ood auroc: {m['auroc']:.4f}  fpr95: {m['fpr95']:.4f}"

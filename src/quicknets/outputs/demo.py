@@ -36,7 +36,7 @@ import torch
 from quicknets.base.errors import Interrupted, QuicknetsError
 from quicknets.data.images import load_image
 from quicknets.data.preprocessing import Preprocessing
-from quicknets.evaluation.classification import banner, predict_proba
+from quicknets.evaluation.classification import banner, familiarity_note, predict_proba
 
 HOST = "127.0.0.1"  # the page is for this machine only
 PORT = 7860  # Gradio's usual port
@@ -69,13 +69,15 @@ def as_network_sees(pixels: torch.Tensor) -> np.ndarray:
 
 def classify_file(model, source, pre: Preprocessing) -> tuple:
     """(picture as the network sees it, {class: probability}, banner text) for an image file
-    or file object, laid out as pre.layout says."""
+    or file object, laid out as pre.layout says. Under the banner, for an image unlike the
+    training images, the words classify prints (familiarity_note)."""
     pixels = load_image(source, pre.shape, pre.layout)  # uint8 (C, H, W)
     probs = predict_proba(model, [pixels])[0].tolist()
     names = list(pre.classes) or [str(i) for i in range(len(probs))]
     scores = dict(zip(names, probs))
     top = max(scores, key=scores.get)
-    return as_network_sees(pixels), scores, f"```\n{banner(top)}\n```"
+    text = "\n".join(filter(None, [banner(top), familiarity_note(model, pixels)]))
+    return as_network_sees(pixels), scores, f"```\n{text}\n```"
 
 
 def blank(picture) -> bool:
