@@ -28,6 +28,7 @@ _EXPORTS = {
     "banner": "quicknets.evaluation.classification",
     "predict": "quicknets.evaluation.classification",
     "predict_proba": "quicknets.evaluation.classification",
+    "fit_familiarity": "quicknets.evaluation.familiarity",
     "export": "quicknets.outputs.exporting",
     "load_exported": "quicknets.outputs.exporting",
     "save_run": "quicknets.records.runs",
