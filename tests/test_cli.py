@@ -1,13 +1,18 @@
 """Every CLI command end to end in a temporary folder, errors included."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import HANG_S, need, wait_until
 from quicknets.cli import build_parser, main
 from quicknets.config.presets import PRESETS
+from quicknets.data.images import load_image
+from quicknets.data.loading import load_dataset
 
 
 def run_cli(*args, cwd=None):
@@ -169,7 +174,9 @@ def test_classify_image_file_and_unreadable_one(tiny_dir, tmp_path):
     Image.new("RGB", (64, 40), (255, 255, 255)).save(tmp_path / "white.png")
     code, out, err = run_cli("classify", run_dir, tmp_path / "white.png", "--top", "2")
     assert code == 0, err
-    assert out.count("#" * 40) == 2 and len(out.strip().splitlines()) == 1 + 3 + 2
+    # a white image may be unlike the bars: a line of familiarity under the banner, then
+    lines = [line for line in out.strip().splitlines() if "does not look like" not in line]
+    assert out.count("#" * 40) == 2 and len(lines) == 1 + 3 + 2
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     code, _, err = run_cli("classify", run_dir, tmp_path / "broken.jpg")
     assert code == 1 and "cannot read" in err and "Traceback" not in err
@@ -812,3 +819,109 @@ def test_evaluate_robustness_of_an_export_is_printed_only(tiny_dir, tmp_path, ca
     assert out[-1] == "not recorded: an exported model has no run record"
     assert (run_dir / "results.json").read_bytes() == written
     assert not list(tmp_path.glob("*.json"))
+
+
+# -- familiarity: classify's words, evaluate --ood, bad outside images ---------------------------
+
+OOD_LINE = re.compile(r"^ood auroc: (\d\.\d{4})  fpr95: (\d\.\d{4})$", re.M)
+
+
+def _noise_pngs(folder, n=20, shape=(28, 28), seed=0):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def _files(run_dir) -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in Path(run_dir).iterdir()}
+
+
+def test_classify_says_when_an_image_does_not_look_like_the_data(tiny_dir, tmp_path, capsys):
+    from quicknets.evaluation.familiarity import familiarity_scores
+    from quicknets.records.runs import load_model, load_run
+
+    runs = tmp_path / "runs"
+    run_dir = _tiny_run(tiny_dir, runs, capsys)
+    record = load_run(run_dir)
+    assert record.results["familiarity"]["threshold_split"] == "train"  # no val split
+    assert (Path(run_dir) / "familiarity.pt").is_file()
+    model = load_model(record)
+    fitted = model.familiarity
+    noise = _noise_pngs(tmp_path / "noise", n=1) / "000.png"
+    assert main(["classify", run_dir, str(noise)]) == 0
+    out = capsys.readouterr().out
+    value = familiarity_scores(model, load_image(noise, (1, 28, 28), "digits")[None], fitted)
+    assert value.item() < fitted.threshold  # the oracle: noise is unlike bars
+    assert (
+        f"does not look like MNIST (familiarity {value.item():.4g} < threshold "
+        f"{fitted.threshold:.4g})" in out
+    )
+    # the most familiar test image (computed here) gets no such words
+    data = load_dataset("mnist", tiny_dir, verify=False)
+    best = int(familiarity_scores(model, data.test_images, fitted).argmax())
+    assert main(["classify", run_dir, "--index", str(best), "--data-dir", str(tiny_dir)]) == 0
+    assert "does not look like" not in capsys.readouterr().out
+
+
+def test_evaluate_ood_line_and_bad_outside_images(tiny_dir, tmp_path, capsys):
+    from quicknets.evaluation.familiarity import familiarity_scores, load_outside, ood_metrics
+    from quicknets.records.runs import load_model
+
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    (Path(run_dir) / "familiarity.pt").unlink()  # as a run trained before runs kept one
+    before = _files(run_dir)
+    arrays = tmp_path / "arrays"
+    arrays.mkdir()
+    np.savez(arrays / "big.npz", x_test=np.zeros((5, 32, 32), np.uint8))
+    np.savez(arrays / "rgb.npz", x_test=np.zeros((5, 28, 28, 3), np.uint8))
+    broken = _noise_pngs(tmp_path / "broken", n=3)
+    (broken / "001.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    for path, message in [
+        (tmp_path / "missing", "no file or folder"),
+        (arrays / "big.npz", r"holds images of shape \(1, 32, 32\); the model takes \(1, 28, 28\)"),
+        (arrays / "rgb.npz", r"holds images of shape \(3, 28, 28\)"),
+        (broken, "cannot read .*001.png"),
+        (arrays, "is not a folder of images|cannot read"),  # .npz files are no images
+    ]:
+        code = main(["evaluate", run_dir, "--ood", str(path), "--data-dir", str(tiny_dir)])
+        out, err = capsys.readouterr()
+        assert code == 1 and re.fullmatch(f"error: .*({message}).*\n", err), err
+        assert "Traceback" not in err and "ood auroc" not in out
+        assert _files(run_dir) == before  # nothing written, nothing fitted
+    noise = _noise_pngs(tmp_path / "noise")
+    assert main(["evaluate", run_dir, "--ood", str(noise), "--data-dir", str(tiny_dir)]) == 0
+    line = OOD_LINE.search(capsys.readouterr().out)
+    assert (Path(run_dir) / "familiarity.pt").is_file()  # fitted at this first use, kept
+    model = load_model(run_dir)  # the oracle: the library's scores of the same images
+    data = load_dataset("mnist", tiny_dir, verify=False)
+    inside = familiarity_scores(model, data.test_images, model.familiarity)
+    outside = familiarity_scores(model, load_outside(noise, model.preprocessing), model.familiarity)
+    want = ood_metrics(inside, outside)
+    assert line.groups() == (f"{want['auroc']:.4f}", f"{want['fpr95']:.4f}")
+    assert want["auroc"] > 0.9  # bars against noise: easy
+    npz = tmp_path / "noise.npz"
+    np.savez(npz, x_test=load_outside(noise, model.preprocessing).numpy()[:, 0])
+    assert main(["evaluate", run_dir, "--ood", str(npz), "--data-dir", str(tiny_dir)]) == 0
+    assert OOD_LINE.search(capsys.readouterr().out).groups() == line.groups()
+
+
+def test_exports_carry_familiarity_or_say_they_do_not(tiny_dir, tmp_path, capsys):
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    noise = _noise_pngs(tmp_path / "noise")
+    args = ["--ood", str(noise), "--data-dir", str(tiny_dir)]
+    assert main(["evaluate", run_dir, *args]) == 0
+    want = OOD_LINE.search(capsys.readouterr().out).groups()
+    for format in ("safetensors", "torchscript"):
+        out = tmp_path / f"tiny.{format}"
+        assert main(["export", run_dir, "--out", str(out), "--data-dir", str(tiny_dir)]) == 0
+        capsys.readouterr()
+        code = main(["evaluate", str(out), *args])
+        printed, err = capsys.readouterr()
+        if format == "safetensors":
+            assert code == 0 and OOD_LINE.search(printed).groups() == want
+        else:
+            assert code == 1 and "carries no familiarity statistics" in err

@@ -32,6 +32,7 @@ _EXPORTS = {
     "explain": "quicknets.evaluation.attribution",
     "robustness": "quicknets.evaluation.robustness",
     "corrupt": "quicknets.evaluation.robustness",
+    "fit_familiarity": "quicknets.evaluation.familiarity",
     "export": "quicknets.outputs.exporting",
     "load_exported": "quicknets.outputs.exporting",
     "save_run": "quicknets.records.runs",

@@ -286,6 +286,53 @@ def test_rgb_folder_robustness_recorded_and_in_the_report(rgb, tmp_path, capsys)
     assert page.count("data:image/png;base64,") == 8 and 'alt="robustness"' in page
 
 
+def test_rgb_folder_familiarity_and_ood(rgb, tmp_path, capsys):
+    """Own 32x32 RGB data: the familiarity fit after training, evaluate --ood against a folder
+    of photo crops and an .npz of noise (the oracle: the library's scores), wrong channels."""
+    import re
+
+    from quicknets.evaluation.familiarity import (
+        familiarity_scores,
+        load_outside,
+        ood_metrics,
+        reference_sets,
+    )
+
+    runs = tmp_path / "runs"
+    out = cli(
+        capsys, "train", "--dataset", rgb, "--epochs", "2", "--threads", "1", "--runs-dir", runs
+    )
+    name = next(line for line in out.splitlines() if line.startswith("saved: "))[7:]
+    record = load_run(name, runs)
+    assert record.results["familiarity"]["threshold_split"] == "train"
+    model = load_model(record)
+    assert model.familiarity.describe() == {
+        k: v for k, v in record.results["familiarity"].items() if k not in ("seconds", "file")
+    }
+    photos = tmp_path / "photos"
+    write_folder(
+        photos,
+        reference_sets((3, 32, 32), crops=20)["photos"].permute(0, 2, 3, 1),
+        [0] * 20,
+        ["crops"],
+    )
+    noise = tmp_path / "noise.npz"
+    np.savez(noise, x_test=np.random.default_rng(0).integers(0, 256, (30, 32, 32, 3), np.uint8))
+    inside = familiarity_scores(model, load_dataset(rgb).test_images, model.familiarity)
+    for source in (photos, noise):
+        out = cli(capsys, "evaluate", name, "--ood", source, "--runs-dir", runs)
+        outside = load_outside(source, model.preprocessing)
+        want = ood_metrics(inside, familiarity_scores(model, outside, model.familiarity))
+        assert f"ood auroc: {want['auroc']:.4f}  fpr95: {want['fpr95']:.4f}\n" in out
+    grey = tmp_path / "grey.npz"
+    np.savez(grey, x_test=np.zeros((4, 32, 32), np.uint8))
+    assert main(["evaluate", name, "--ood", str(grey), "--runs-dir", str(runs)]) == 1
+    assert re.fullmatch(
+        r"error: .*grey.npz holds images of shape \(1, 32, 32\); the model takes \(3, 32, 32\)\n",
+        capsys.readouterr().err,
+    )
+
+
 def test_the_held_out_test_set_is_fixed_and_stratified(rgb):
     a, b = load_dataset(rgb, seed=0), load_dataset(rgb, seed=5)  # the run's seed: no effect
     assert torch.equal(a.test_images, b.test_images)

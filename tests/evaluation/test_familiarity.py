@@ -18,10 +18,12 @@ from quicknets.evaluation.familiarity import (
     familiarity_scores,
     fit_familiarity,
     fit_statistics,
+    load_familiarity,
     load_outside,
     logits_and_features,
     ood_metrics,
     reference_sets,
+    save_familiarity,
     score,
     threshold_at,
 )
@@ -163,7 +165,12 @@ def test_layers_are_the_inputs_of_linear_layers():
     with pytest.raises(QuicknetsError, match="shape"):
         logits_and_features(model, torch.zeros(4, 32, 32, dtype=torch.uint8))
     with pytest.raises(QuicknetsError, match="uint8"):
-        logits_and_features(model, torch.zeros(4, 28, 28))
+        logits_and_features(model, torch.zeros(4, 28, 28, dtype=torch.int64))
+    # floats are read as classify reads them: unit (0..1) and pixels (0..255) give the same
+    pixels = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    want = logits_and_features(model, pixels)[1]
+    torch.testing.assert_close(logits_and_features(model, pixels.float() / 255)[1], want)
+    torch.testing.assert_close(logits_and_features(model, pixels.float(), scale="pixels")[1], want)
     with pytest.raises(QuicknetsError, match="LogSoftmax"):
         logits_and_features(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 2)), x)
 
@@ -287,11 +294,85 @@ def test_the_default_tells_noise_and_digits_from_fashion(trained):
     inside = familiarity_scores(model, data.test_images[:2000], fitted)
     assert ood_metrics(inside, familiarity_scores(model, sets["noise"], fitted))["auroc"] > 0.95
     assert ood_metrics(inside, familiarity_scores(model, sets["digits"], fitted))["auroc"] > 0.9
-    assert (
-        fit_familiarity(
-            model, dataclasses.replace(data, val_images=None, val_labels=None), "msp"
-        ).threshold_split
-        == "test"
-    )
+    no_val = dataclasses.replace(data, val_images=None, val_labels=None)
+    fitted = fit_familiarity(model, no_val, "msp")
+    assert fitted.threshold_split == "train"  # a held-out part of train, never the test set
+    # the held-out tenth: the last rows of the seeded order, none of them in the knn bank
+    order = torch.randperm(10000, generator=torch.Generator().manual_seed(0))
+    held = familiarity_scores(model, no_val.train_images[order[-1000:]], fitted)
+    assert fitted.threshold == threshold_at(held)
+    knn = fit_familiarity(model, no_val, bank_size=50000)  # the bank: every other image
+    assert len(knn.statistics["bank"]) == 9000
     with pytest.raises(QuicknetsError, match="unknown familiarity method"):
         fit_familiarity(model, data, method="odin")
+
+
+@pytest.mark.parametrize("method", ["knn", "mahalanobis", "energy"])
+def test_a_saved_fit_gives_the_same_scores(trained, method, tmp_path):
+    model, data = trained
+    fitted = fit_familiarity(model, data, method=method, bank_size=1000)
+    save_familiarity(fitted, tmp_path / "familiarity.pt")
+    again = load_familiarity(tmp_path / "familiarity.pt")
+    assert (
+        again.describe() == fitted.describe()
+        and again.statistics.keys() == fitted.statistics.keys()
+    )
+    images = torch.cat([data.test_images[:500], reference_sets(crops=10, noise=50)["noise"][:, 0]])
+    assert torch.equal(
+        familiarity_scores(model, images, again), familiarity_scores(model, images, fitted)
+    )
+    # the threshold passes its share of the validation images, before and after
+    val = familiarity_scores(model, data.val_images, again)
+    assert (val >= again.threshold).double().mean() >= 0.95
+    assert (val >= again.threshold).double().mean() < 0.95 + 2 / len(val)  # the largest such
+
+
+def test_bad_familiarity_files_are_one_line(tmp_path):
+    import pickle
+
+    with pytest.raises(QuicknetsError, match="no familiarity statistics at"):
+        load_familiarity(tmp_path / "missing.pt")
+    save_familiarity(Familiarity("knn", {"bank": torch.zeros(3, 2).half()}), tmp_path / "f.pt")
+    data = (tmp_path / "f.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "code.pt").write_bytes(pickle.dumps(Preprocessing()))
+    torch.save({"statistics": {}}, tmp_path / "bare.pt")
+    for name, message in [
+        ("cut.pt", "cannot read familiarity statistics"),
+        ("code.pt", "cannot read familiarity statistics"),
+        ("bare.pt", "familiarity statistics without a valid 'method'"),
+    ]:
+        with pytest.raises(QuicknetsError, match=message):
+            load_familiarity(tmp_path / name)
+
+
+def test_predict_returns_the_scores_and_who_passes(trained):
+    from quicknets.evaluation.classification import familiarity_note, predict
+
+    model, data = trained
+    with pytest.raises(QuicknetsError, match="carries no familiarity statistics"):
+        predict(model, data.test_images[:5], familiarity=True)
+    assert familiarity_note(model, data.test_images[0]) == ""  # none fitted: no words
+    model.familiarity = fitted = fit_familiarity(model, data)
+    try:
+        images = torch.cat([data.test_images[:100], reference_sets(noise=20)["noise"][:, 0]])
+        classes, scores, familiar = predict(model, images, familiarity=True)
+        assert torch.equal(classes, predict(model, images))
+        assert torch.equal(scores, familiarity_scores(model, images, fitted))
+        assert torch.equal(familiar, scores >= fitted.threshold) and familiar.dtype == torch.bool
+        assert not familiar[100:].any()  # noise
+        names, _, _ = predict(model, images[:3], names=True, familiarity=True)
+        assert names == predict(model, images[:3], names=True)
+        # floats in 0..1 (ToTensor's) are read as such: the same scores as their pixels
+        unit = predict(model, images.float() / 255, familiarity=True)[1]
+        torch.testing.assert_close(unit, scores)
+        assert predict(model, images[:0], familiarity=True)[1].shape == (0,)
+        notes = [familiarity_note(model, image) for image in images]
+        for note, passes in zip(notes, familiar.tolist()):
+            assert (note == "") is passes
+        assert notes[-1] == (
+            f"does not look like Fashion-MNIST (familiarity {scores[-1]:.4g} < threshold "
+            f"{fitted.threshold:.4g})"
+        )
+    finally:
+        del model.familiarity

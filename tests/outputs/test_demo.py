@@ -50,6 +50,25 @@ def trained(fashion, tmp_path_factory):
     return path, load_model(path)
 
 
+def test_the_banner_says_when_an_image_does_not_look_like_fashion(trained, fashion):
+    from quicknets.evaluation.familiarity import familiarity_scores
+
+    _, model = trained
+    fitted = model.familiarity  # the run's, from its familiarity.pt
+    noise = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    inside = familiarity_scores(model, fashion.test_images[:100], fitted)
+    familiar = fashion.test_images[int(inside.argmax())].numpy()  # the likest of 100
+    scores = familiarity_scores(model, np.stack([noise, familiar]), fitted)
+    assert scores[0] < fitted.threshold <= scores[1]  # the oracle: noise fails, that one passes
+    for pixels, unlike in [(noise, True), (familiar, False)]:
+        png = io.BytesIO()
+        Image.fromarray(pixels).save(png, format="PNG")
+        png.seek(0)
+        *_, banner = classify_file(model, png, model.preprocessing)
+        words = "does not look like Fashion-MNIST (familiarity "
+        assert (words in banner) is unlike and banner.endswith("\n```")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

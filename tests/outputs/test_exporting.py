@@ -191,9 +191,11 @@ def test_safetensors_weights_round_trip(mlp_run, fashion, tmp_path):
     export(model, tmp_path / "m.safetensors", images=fashion.test_images[:N])
     tensors = safetensors_torch.load_file(tmp_path / "m.safetensors")
     state = model.state_dict()
-    assert sorted(tensors) == sorted(state)
+    fitted = model.familiarity  # the run's familiarity statistics travel beside the weights
+    assert sorted(tensors) == sorted([*state, *(f"familiarity.{k}" for k in fitted.statistics)])
     for key, value in state.items():
         assert torch.equal(tensors[key], value), key
+    assert torch.equal(tensors["familiarity.bank"], fitted.statistics["bank"])
     from safetensors import safe_open
 
     with safe_open(tmp_path / "m.safetensors", "pt") as f:
@@ -206,6 +208,19 @@ def test_safetensors_weights_round_trip(mlp_run, fashion, tmp_path):
         predict_proba(loaded, fashion.test_images[:N]),
         predict_proba(model, fashion.test_images[:N]),
     )
+    assert info["familiarity"] == fitted.describe()
+    assert loaded.familiarity.describe() == fitted.describe()
+    noise = torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8)
+    for images in (fashion.test_images[:N], noise):
+        assert torch.equal(
+            predict(loaded, images, familiarity=True)[1],
+            predict(model, images, familiarity=True)[1],
+        )
+    # ONNX and TorchScript carry none, and asking for the scores says so
+    scripted = tmp_path / "m.torchscript"
+    export(model, scripted, images=fashion.test_images[:N])
+    with pytest.raises(QuicknetsError, match="carries no familiarity statistics"):
+        predict(load_exported(scripted), noise, familiarity=True)
 
 
 def test_own_data_models_need_images_to_check_on(tmp_path):

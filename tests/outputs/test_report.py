@@ -111,6 +111,21 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
     assert not list(run.path.glob(".*.tmp"))
 
 
+def test_report_says_the_familiarity_fit(tiny_run, tiny):
+    from quicknets.records.runs import fit_run_familiarity
+
+    run, model = tiny_run
+    assert "Familiarity" not in write_report(run, model, tiny).read_text()  # none recorded
+    fit = fit_run_familiarity(run.path, model, tiny)  # what training records
+    run.results["familiarity"] = fit
+    html = write_report(run, model, tiny).read_text()
+    assert (
+        f"<p>Familiarity: knn (k = 1), threshold <b>{fit['threshold']:.4g}</b>, passed by 95% "
+        "of the held-out training images;" in html
+    )
+    assert f"Fitted in {fit['seconds']:.2f} s.</p>" in html
+
+
 def test_report_escapes_text_from_the_record(tiny_run, tiny):
     run, model = tiny_run
     run.results["per_class"][0]["class"] = "<script>alert(1)</script>"

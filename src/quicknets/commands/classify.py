@@ -1,6 +1,9 @@
-"""quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities. RUN
-may also be a file written by `quicknets export`. --explain [METHOD] names an attribution map of
-the predicted class, which --plot draws over the image (evaluation/attribution.py)."""
+"""quicknets classify RUN (--index N | IMAGE ...): the class in a banner, then probabilities;
+under the banner, for an image unlike the training images, "does not look like Fashion-MNIST
+(familiarity ... < threshold ...)". RUN may also be a file written by `quicknets export` (ONNX
+and TorchScript exports carry no familiarity statistics: no such line). --explain [METHOD] names
+an attribution map of the predicted class, which --plot draws over the image
+(evaluation/attribution.py)."""
 
 from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
@@ -12,7 +15,8 @@ def add_parser(sub) -> None:
         "classify",
         help="classify test images or image files with a saved run",
         description="Print the predicted class in a banner, then the top "
-        "classes with their probabilities.",
+        "classes with their probabilities; an image unlike the training images "
+        "is said to be so under the banner (its familiarity below the run's threshold).",
     )
     p.add_argument(
         "run",
@@ -60,9 +64,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from quicknets.base.errors import QuicknetsError
     from quicknets.commands.common import load_run_data
-    from quicknets.evaluation.classification import banner, classify
+    from quicknets.evaluation.classification import banner, classify, familiarity_note
     from quicknets.outputs.exporting import export_data, is_export, load_exported
-    from quicknets.records.runs import load_model, load_run
+    from quicknets.records.runs import load_model, load_run, run_familiarity
 
     method = _explain_method(args)  # before the run is loaded: a misspelt name fails at once
     if not args.images and not args.index:
@@ -79,6 +83,7 @@ def run(args) -> int:
         record = load_run(args.run, args.runs_dir)
         model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
         data = load_run_data(record, args.data_dir) if args.index else None
+        run_familiarity(record, model, data, args.data_dir)  # fitted once for an older run
     items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
     if method is not None:
         from quicknets.evaluation.attribution import METHODS, check_method
@@ -96,6 +101,9 @@ def run(args) -> int:
             truth = f" (true class: {data.classes[int(data.test_labels[image])]})"
         print(f"{label}{truth}")
         print(banner(top[0]["class"]))
+        note = familiarity_note(model, image, data)
+        if note:
+            print(note)
         for row in top:
             print(f"{row['class']:<14} {row['probability']:.4f}")
         if method is not None:

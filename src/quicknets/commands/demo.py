@@ -28,7 +28,7 @@ def run(args) -> int:
 
     from quicknets.outputs.demo import gradio, serve
     from quicknets.outputs.exporting import is_export, load_exported
-    from quicknets.records.runs import load_model, load_run
+    from quicknets.records.runs import load_model, load_run, run_familiarity
 
     gradio()  # a missing extra is said before the model is loaded
     if is_export(args.run):
@@ -36,5 +36,6 @@ def run(args) -> int:
     else:
         record = load_run(args.run, args.runs_dir)
         model, title = load_model(record), record.name
+        run_familiarity(record, model)  # fitted once for a run trained before runs kept it
     serve(model, args.port, title)
     return 0

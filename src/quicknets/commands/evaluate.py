@@ -5,9 +5,15 @@ also be a file written by `quicknets export` (ONNX, TorchScript, safetensors).
 
 --robustness (evaluation/robustness.py) prints a row per corruption and the mean corruption
 accuracy, and adds them to a run's results.json (`robustness`, `mean_corruption_accuracy`: what
-`runs --sort` and `compare --sort` read); an export file's are printed only."""
+`runs --sort` and `compare --sort` read); an export file's are printed only.
 
-from quicknets.commands.common import add_data_dir, add_runs_dir
+--ood PATH adds `ood auroc: X  fpr95: Y`: how well the run's familiarity scores tell its test
+images from PATH's (a built-in dataset's test set, a folder of images, an .npz or IDX file;
+familiarity.load_outside). PATH is read before anything else, so bad input is one error line
+and writes nothing; a run trained before runs kept familiarity statistics has them fitted and
+saved at this first use. ONNX and TorchScript exports carry none: an error."""
+
+from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
 
 def add_parser(sub) -> None:
@@ -32,6 +38,14 @@ def add_parser(sub) -> None:
         action="store_true",
         help="also test the split under 10 seeded corruptions at severities 1-5 (as MNIST-C) "
         "and record the mean corruption accuracy in the run (about 50 more passes over it)",
+    )
+    p.add_argument(
+        "--ood",
+        metavar="PATH",
+        default=None,
+        type=given,
+        help="also score the test set against outside images: a built-in dataset's name, a "
+        "folder of images or an .npz/IDX file; prints `ood auroc: X  fpr95: Y`",
     )
     add_data_dir(p)
     add_runs_dir(p)
@@ -64,10 +78,33 @@ def run(args) -> int:
             f"{args.run} was trained without a validation set (--val-split), "
             "so it has no val split; --split test or train"
         )
+    outside = None
+    if args.ood is not None:  # read first: a bad PATH is an error before anything is written
+        from quicknets.evaluation.familiarity import load_outside
+
+        outside = load_outside(args.ood, model.preprocessing, args.data_dir)
+        if record is None:  # an export: only safetensors carries the statistics
+            from quicknets.evaluation.classification import familiarity_of
+
+            familiarity_of(model)
     print(format_results(evaluate(model, data, args.split)))
+    if outside is not None:
+        print(ood_line(model, data, outside, record))
     if args.robustness:
         test_robustness(model, data, args.split, record)
     return 0
+
+
+def ood_line(model, data, outside, record=None) -> str:
+    """`ood auroc: X  fpr95: Y` of the test set against `outside`, uint8 (N, C, H, W)."""
+    from quicknets.evaluation.classification import familiarity_of
+    from quicknets.evaluation.familiarity import familiarity_scores, ood_metrics
+    from quicknets.records.runs import run_familiarity
+
+    fitted = run_familiarity(record, model, data) if record else familiarity_of(model)
+    inside = familiarity_scores(model, data.test_images, fitted)
+    m = ood_metrics(inside, familiarity_scores(model, outside, fitted))
+    return f"ood auroc: {m['auroc']:.4f}  fpr95: {m['fpr95']:.4f}"
 
 
 def test_robustness(model, data, split: str, record=None) -> None:

@@ -52,6 +52,7 @@ def run(args) -> int:
         is_finished,
         load_model,
         load_run,
+        run_familiarity,
         unfinished_message,
     )
 
@@ -63,6 +64,8 @@ def run(args) -> int:
     record = load_run(path)
     model = load_model(record)
     data = load_run_data(record, args.data_dir)
+    if format == "safetensors":  # it carries the familiarity statistics: fitted for an older run
+        run_familiarity(record, model, data)
     out = Path(args.out) if args.out else Path(record.name + FORMATS[format])
     done = export(model, out, format, images=data.test_images[:CHECK_IMAGES], run=record)
     difference = done["max_difference"]

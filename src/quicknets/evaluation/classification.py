@@ -10,6 +10,8 @@
     predict(model, ["a.png", "b.jpg"], names=True)   # or their class names
     predict_proba(model, data.test_images[:64]) # probabilities (N, classes)
     predict(model, x, scale="normalized")       # floats already normalised: say so
+    classes, scores, familiar = predict(model, images, familiarity=True)   # and how familiar
+    familiarity_note(model, "shoe.jpg")         # "does not look like Fashion-MNIST (...)" or ""
 
 classify returns [{"class": name, "index": i, "probability": p}, ...], most likely first. A
 trained model brings its own preprocessing (shape, normalisation, class names, how files are
@@ -23,6 +25,10 @@ normalised (black normalises below 0 with any mean above 0), else a largest valu
 means unit, above 1.05 pixels. Where that is unsure (no black pixel at all) it warns; where it
 cannot tell (values just beyond 0..1, as resampling leaves unit images; a model normalised with
 mean 0) it is an error. Values that fit no reading are an error, never a guess.
+
+Familiarity (familiarity.py): a model loaded from a run (load_model) or a safetensors export
+carries `model.familiarity`, its fitted statistics and threshold; predict(familiarity=True)
+returns every image's score and whether it passes, familiarity_note the words classify prints.
 """
 
 from pathlib import Path
@@ -175,23 +181,88 @@ def predict_proba(
 
 
 def predict(
-    model: nn.Module, images, batch_size: int = BATCH_SIZE, names: bool = False, scale: str = "auto"
+    model: nn.Module,
+    images,
+    batch_size: int = BATCH_SIZE,
+    names: bool = False,
+    scale: str = "auto",
+    familiarity: bool = False,
 ):
     """The most likely class of each image in a batch (see as_batch; `scale` as for
     predict_proba): class indices (N,) as a LongTensor, as scikit-learn's predict; with
     names=True, their class names (a list: the model's own classes, or "0", "1", ... for a
-    model that has none). An empty batch gives an empty result."""
+    model that has none). An empty batch gives an empty result. With familiarity=True, a tuple
+    (classes, scores, familiar): also each image's familiarity score ((N,) float64, higher is
+    more like the training images) and whether it reaches the model's threshold ((N,) bool);
+    a model without `model.familiarity` (see familiarity_of) is then a QuicknetsError."""
+    fitted = familiarity_of(model) if familiarity else None
     probs = predict_proba(model, images, batch_size, scale)
     indices = probs.argmax(1)
-    if not names:
-        return indices
-    pre = getattr(model, "preprocessing", None)
-    classes = (
-        list(pre.classes)
-        if pre is not None and pre.classes
-        else [str(i) for i in range(probs.shape[1])]
+    result = indices
+    if names:
+        pre = getattr(model, "preprocessing", None)
+        classes = (
+            list(pre.classes)
+            if pre is not None and pre.classes
+            else [str(i) for i in range(probs.shape[1])]
+        )
+        result = [classes[i] for i in indices.tolist()]
+    if fitted is None:
+        return result
+    scores = _familiarity_scores(model, images, fitted, batch_size, scale)
+    return result, scores, scores >= fitted.threshold
+
+
+def familiarity_of(model: nn.Module):
+    """The model's fitted familiarity (familiarity.Familiarity): what load_model or
+    load_exported (safetensors) attached, or what a caller set as
+    model.familiarity = fit_familiarity(model, data). Raises QuicknetsError when it has none."""
+    fitted = getattr(model, "familiarity", None)
+    if fitted is None:
+        raise QuicknetsError(
+            "this model carries no familiarity statistics: load it with load_model, or fit "
+            "them with model.familiarity = fit_familiarity(model, data) (ONNX and TorchScript "
+            "exports carry none; safetensors exports do)"
+        )
+    return fitted
+
+
+def _display_name(dataset: str) -> str:
+    """A built-in dataset's name as its authors write it: fashion-mnist -> Fashion-MNIST."""
+    return "-".join(
+        part.upper() if part.endswith("mnist") else part.capitalize() for part in dataset.split("-")
     )
-    return [classes[i] for i in indices.tolist()]
+
+
+def _familiarity_scores(model, images, fitted, batch_size: int, scale: str) -> torch.Tensor:
+    from quicknets.evaluation.familiarity import familiarity_scores
+
+    pre = preprocessing_of(model)
+    x = as_batch(images, pre)
+    if len(x) == 0:
+        return torch.empty(0, dtype=torch.float64)
+    return familiarity_scores(model, x, fitted, batch_size, scale)
+
+
+def familiarity_note(model: nn.Module, image, data=None, scale: str = "auto") -> str:
+    """The words classify prints beside the class when `image` (any form classify takes) is
+    unlike the training images: "does not look like Fashion-MNIST (familiarity -0.62 <
+    threshold -0.41)"; "" when it passes or the model carries no familiarity statistics."""
+    fitted = getattr(model, "familiarity", None)
+    if fitted is None:
+        return ""
+    pre = preprocessing_of(model, data)
+    x = as_input(image, pre, data)
+    value = _familiarity_scores(model, x, fitted, BATCH_SIZE, scale)[0].item()
+    if value >= fitted.threshold:
+        return ""
+    if pre.dataset and pre.layout != "resize":  # a built-in dataset
+        where = _display_name(pre.dataset)
+    else:  # your own data: named after its file or folder
+        where = f"the training images ({pre.dataset})" if pre.dataset else "the training images"
+    return (
+        f"does not look like {where} (familiarity {value:.4g} < threshold {fitted.threshold:.4g})"
+    )
 
 
 def banner(text: str, width: int = 40) -> str:

@@ -40,7 +40,7 @@ from quicknets.base.errors import Interrupted, QuicknetsError
 from quicknets.data.images import load_image
 from quicknets.data.preprocessing import Preprocessing
 from quicknets.evaluation.attribution import METHODS, explain, methods_for
-from quicknets.evaluation.classification import banner, predict_proba
+from quicknets.evaluation.classification import banner, familiarity_note, predict_proba
 from quicknets.plots.attribution import blend_explanation
 
 HOST = "127.0.0.1"  # the page is for this machine only
@@ -78,9 +78,10 @@ def enlarged(picture: np.ndarray) -> np.ndarray:
 
 def classify_file(model, source, pre: Preprocessing, method=None) -> tuple:
     """(picture as the network sees it, {class: probability}, banner text, its attribution map
-    over it) for an image file or file object, laid out as pre.layout says. The map: `method`'s
-    (attribution.METHODS), for the top class, as an enlarged uint8 (H, W, 3) picture; None
-    without a method."""
+    over it) for an image file or file object, laid out as pre.layout says. Under the banner, for
+    an image unlike the training images, the words classify prints (familiarity_note). The map:
+    `method`'s (attribution.METHODS), for the top class, as an enlarged uint8 (H, W, 3) picture;
+    None without a method."""
     pixels = load_image(source, pre.shape, pre.layout)  # uint8 (C, H, W)
     probs = predict_proba(model, [pixels])[0].tolist()
     names = list(pre.classes) or [str(i) for i in range(len(probs))]
@@ -90,7 +91,8 @@ def classify_file(model, source, pre: Preprocessing, method=None) -> tuple:
     if method is not None:
         heat = explain(model, pixels, method, target=names.index(top))  # (H, W)
         why = enlarged(blend_explanation(pixels, heat, model=model))
-    return as_network_sees(pixels), scores, f"```\n{banner(top)}\n```", why
+    text = "\n".join(filter(None, [banner(top), familiarity_note(model, pixels)]))
+    return as_network_sees(pixels), scores, f"```\n{text}\n```", why
 
 
 def map_method(model):

@@ -15,6 +15,13 @@ and the run it came from: ONNX metadata_props, safetensors' header metadata, and
 quicknets.json of a TorchScript archive. So a program elsewhere reads mean, std, shape and
 classes from the file, and nothing has to be remembered.
 
+A safetensors export also carries the model's familiarity statistics (familiarity.py; what
+load_model attaches as `model.familiarity`): their tensors under FAMILIARITY_PREFIX beside the
+weights, the method and threshold in the JSON, so load_exported gives them back and classify
+and evaluate --ood use them. ONNX and TorchScript exports do not: the scores need the features
+at every dense layer's input, which their graphs do not give out; a model loaded from them has
+familiarity None (predict(familiarity=True) and evaluate --ood say so).
+
 An export is made in memory, loaded back as a user would load it (onnxruntime; torch.jit.load;
 safetensors and the network's builder) and compared with the PyTorch model on test images: the
 same top-1 class for every image and every probability within TOLERANCE. Only then is it
@@ -50,6 +57,7 @@ INFO_KEY = "quicknets"  # the metadata entry holding the JSON description
 INFO_FORMAT = 1
 INPUT, OUTPUT = "images", "log_probabilities"
 SCRIPT_INFO = "quicknets.json"  # the TorchScript archive's extra file
+FAMILIARITY_PREFIX = "familiarity."  # safetensors: the familiarity statistics' tensor names
 
 
 def format_of(format=None, path=None) -> str:
@@ -96,6 +104,7 @@ def describe(model: nn.Module, format: str, run=None) -> dict:
         },
         "preprocessing": pre.to_dict(),
         "network": dict(getattr(model, "config", {})),
+        **_familiarity_info(model, format),
         "quicknets": __version__,
         "torch": torch.__version__,
     }
@@ -114,6 +123,11 @@ def describe(model: nn.Module, format: str, run=None) -> dict:
             },
         )
     return info
+
+
+def _familiarity_info(model: nn.Module, format: str) -> dict:
+    fitted = getattr(model, "familiarity", None)
+    return {"familiarity": fitted.describe()} if fitted and format == "safetensors" else {}
 
 
 def to_bytes(model: nn.Module, format: str, info: dict) -> bytes:
@@ -150,6 +164,9 @@ def to_bytes(model: nn.Module, format: str, info: dict) -> bytes:
     from safetensors.torch import save
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    if "familiarity" in info:
+        for k, v in model.familiarity.statistics.items():
+            tensors[FAMILIARITY_PREFIX + k] = v.detach().cpu().contiguous()
     return save(tensors, metadata={INFO_KEY: text})
 
 
@@ -166,6 +183,7 @@ class OnnxNetwork(nn.Module):
         super().__init__()
         self.session, self.info, self.config = session, info, info["network"]
         self.preprocessing = Preprocessing.from_dict(info["preprocessing"])
+        self.familiarity = None  # not carried (see the module docstring)
         # zero-size: code that asks a network for its device (next(model.parameters())) gets
         # the CPU, where onnxruntime runs
         self.anchor = nn.Parameter(torch.empty(0), requires_grad=False)
@@ -182,6 +200,7 @@ class ScriptedNetwork(nn.Module):
         super().__init__()
         self.net, self.info, self.config = scripted, info, info["network"]
         self.preprocessing = Preprocessing.from_dict(info["preprocessing"])
+        self.familiarity = None  # not carried (see the module docstring)
 
     def forward(self, x):
         return self.net(x)
@@ -212,9 +231,20 @@ def from_bytes(data: bytes, format: str, threads=None) -> nn.Module:
 
     size = int.from_bytes(data[:8], "little")  # the format: header length, JSON header, tensors
     info = _info(json.loads(data[8 : 8 + size]).get("__metadata__", {}).get(INFO_KEY))
+    from quicknets.evaluation.familiarity import Familiarity
+
     model = from_config(info["network"])
-    model.load_state_dict(load(data))
+    tensors = load(data)
+    statistics = {
+        k[len(FAMILIARITY_PREFIX) :]: tensors.pop(k)
+        for k in list(tensors)
+        if k.startswith(FAMILIARITY_PREFIX)
+    }
+    model.load_state_dict(tensors)
     model.preprocessing, model.info = Preprocessing.from_dict(info["preprocessing"]), info
+    model.familiarity = None
+    if info.get("familiarity"):
+        model.familiarity = Familiarity.from_description(info["familiarity"], statistics)
     return model.eval()
 
 

@@ -164,7 +164,28 @@ def _results(results: dict) -> str:
             )
             + "</p>"
         )
+    if results.get("familiarity"):
+        parts.append(_familiarity(results["familiarity"]))
     return "".join(parts)
+
+
+def _familiarity(fit: dict) -> str:
+    """The run's familiarity fit (records.runs.fit_run_familiarity) in one sentence."""
+    held_out = {"val": "validation images", "train": "held-out training images"}
+    where = held_out.get(fit.get("threshold_split"), "held-out images")
+
+    def number(key, form: str, scale: float = 1) -> str:  # "?" for a value JSON lost (null)
+        value = fit.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return format(value * scale, form) if ok else "?"
+
+    return (
+        f"<p>Familiarity: {escape(str(fit.get('method')))} (k = {number('k', 'd')}), "
+        f"threshold <b>{number('threshold', '.4g')}</b>, passed by "
+        f"{number('pass_rate', '.0f', 100)}% of the {where}; an image scoring below it is "
+        f"said not to look like the training images. Fitted in {number('seconds', '.2f')} "
+        "s.</p>"
+    )
 
 
 def _network(layers) -> str:

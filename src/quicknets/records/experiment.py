@@ -30,6 +30,7 @@ from quicknets.records.runs import (
     check_resumable,
     find_run,
     finish_run,
+    fit_run_familiarity,
     hold_run,
     mark,
     start_run,
@@ -198,6 +199,8 @@ def train_recorded(
             for logger in loggers:
                 logger.close()
         results = evaluate(model, data)
+        # before results.json (which closes the record): its cost is recorded with it
+        results["familiarity"] = fit_run_familiarity(path, model, data)
         finish_run(path, model, history, results)
     return path, results
 

@@ -11,9 +11,12 @@
         ...
 
 A run folder holds config.json (data, model and train settings), history.json (one dict per
-epoch), results.json (test metrics), model.pt (weights and the network's config) and meta.json
-(seed, versions of Python, torch and quicknets, the code version, when and how it was made, and
-the settings it is trained with, so that a config.json edited later is refused, not believed).
+epoch), results.json (test metrics), model.pt (weights and the network's config),
+familiarity.pt (the statistics that say whether an image is like the training images,
+familiarity.py; fitted after training, or at first use for an older run) and meta.json
+(seed, versions of Python, torch and quicknets, the code version, when and how it was made,
+and the settings it is trained with, so that a config.json edited later is refused, not
+believed).
 `quicknets train` creates the folder (config.json, meta.json) before the first epoch and keeps
 checkpoint.pt in it while training; results.json is written last and marks the run finished, so
 a killed run is visible as unfinished, resumable, and never read as a result. The folder is the
@@ -192,6 +195,44 @@ def finish_run(path: Path, model, history: list, results: dict) -> Path:
         if TEMP.fullmatch(temp.name):
             temp.unlink(missing_ok=True)
     return path
+
+
+def fit_run_familiarity(path: Path, model, data) -> dict:
+    """Fit the familiarity statistics of a run's trained model on its data, write them to the
+    run folder's familiarity.pt (atomically, never into a removed folder) and attach them to
+    the model (`model.familiarity`). Returns what results.json records of them: the fit's
+    description (method, threshold, the split that set it, ...) and the seconds it took. The
+    test set is not scored here: that would cost as much again (`quicknets evaluate --ood`)."""
+    import time
+
+    from quicknets.evaluation.familiarity import FILE, fit_familiarity, save_familiarity
+
+    start = time.perf_counter()
+    fitted = fit_familiarity(model, data)
+    seconds = time.perf_counter() - start
+    save_familiarity(fitted, Path(path) / FILE, parents=False)
+    model.familiarity = fitted
+    return {**fitted.describe(), "seconds": round(seconds, 3), "file": FILE}
+
+
+def run_familiarity(run, model, data=None, data_dir=None):
+    """The familiarity fit of a loaded run's model: the one load_model attached, else fitted
+    now on the run's data (`data`, else loaded as recorded) and saved in the run folder for the
+    next use (a run trained before runs kept one). A folder that cannot be written keeps the
+    fit in memory only."""
+    from quicknets.base.storage import WriteError
+
+    if getattr(model, "familiarity", None) is not None:
+        return model.familiarity
+    if data is None:
+        from quicknets.data.loading import load_recorded
+
+        data = load_recorded(run.config, data_dir, recorded=run.meta.get("data"))
+    try:
+        fit_run_familiarity(run.path, model, data)
+    except WriteError:  # a read-only copy of a run: fitted, used, not kept
+        pass
+    return model.familiarity
 
 
 def mark(path: Path, status: str, epochs_done: int | None = None) -> None:
@@ -395,6 +436,11 @@ def load_model(run, runs_dir=None):
         raise QuicknetsError(
             f"{file} holds another network than run {run.name}'s config describes: {diff}"
         )
+    model.familiarity = None  # run_familiarity fits it for a run trained before it was kept
+    if (run.path / "familiarity.pt").is_file():
+        from quicknets.evaluation.familiarity import load_familiarity
+
+        model.familiarity = load_familiarity(run.path / "familiarity.pt")
     return model
 
 
