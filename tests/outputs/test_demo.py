@@ -64,7 +64,7 @@ def test_the_banner_says_when_an_image_does_not_look_like_fashion(trained, fashi
         png = io.BytesIO()
         Image.fromarray(pixels).save(png, format="PNG")
         png.seek(0)
-        *_, banner = classify_file(model, png, model.preprocessing)
+        _, _, banner, _ = classify_file(model, png, model.preprocessing)
         words = "does not look like Fashion-MNIST (familiarity "
         assert (words in banner) is unlike and banner.endswith("\n```")
 

@@ -115,7 +115,7 @@ def test_report_says_the_familiarity_fit(tiny_run, tiny):
     from quicknets.records.runs import fit_run_familiarity
 
     run, model = tiny_run
-    assert "Familiarity" not in write_report(run, model, tiny).read_text()  # none recorded
+    assert "<p>Familiarity:" not in write_report(run, model, tiny).read_text()  # none recorded
     fit = fit_run_familiarity(run.path, model, tiny)  # what training records
     run.results["familiarity"] = fit
     html = write_report(run, model, tiny).read_text()
