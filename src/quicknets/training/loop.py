@@ -394,8 +394,9 @@ def fit(
     device = torch.device(config.device)
     fused = fused_step(model, config, device)  # None: autograd (see fused.py for what it covers)
     with TRAINING:
-        # Other quicknets trainings share the cores through the lease; a run whose numbers do
-        # not depend on the thread count gives threads up to them (machine.CoreLease).
+        # Other quicknets trainings share the cores through the lease: a run whose numbers do
+        # not depend on the thread count gives threads up to them, any other keeps its threads
+        # and takes turns with them (machine.CoreLease, machine.turns).
         lease = (
             CoreLease(config.threads, flexible=thread_free(model, config, device))
             if device.type == "cpu"
@@ -414,10 +415,11 @@ def fit(
                     and not quiet
                 ):
                     log(
-                        f"note: the cores are busy ({lease.crowded} other threads ready to "
-                        f"run); this run keeps its {config.threads} threads, as its numbers "
-                        f"depend on the thread count (BatchNorm, convolutions, bf16), and may "
-                        f"run many times slower than with --threads 1 while the cores stay busy"
+                        f"note: the cores are busy with other work ({lease.crowded} other "
+                        f"threads ready to run, besides quicknets trainings, which take turns "
+                        f"with this one); this run keeps its {config.threads} threads, as its "
+                        f"numbers depend on the thread count (BatchNorm, convolutions, bf16), "
+                        f"and may run many times slower than with --threads 1 while they stay"
                     )
                 return _loop(
                     model,
