@@ -14,6 +14,7 @@ from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
     CoreLease,
     available_memory,
+    bf16_pays,
     default_threads,
     free_cores,
     native_bf16,
@@ -101,6 +102,19 @@ def test_auto_picks_cuda_then_apples_mps_then_the_cpu(monkeypatch):
     assert pick_device("auto") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device("auto") == torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    "words, pays",
+    [
+        ("vendor_id : AuthenticAMD flags : avx512f avx512_bf16", True),  # Zen 4: measured 2.3x
+        ("vendor_id : GenuineIntel flags : avx512f avx512_bf16", False),  # no AMX: measured slower
+        ("vendor_id : GenuineIntel flags : avx512_bf16 amx_bf16 amx_tile", True),
+        ("vendor_id : AuthenticAMD flags : avx2 fma", False),  # emulated
+    ],
+)
+def test_bf16_pays_with_amx_or_amds_avx512_bf16(words, pays):
+    assert bf16_pays(words.split()) is pays
 
 
 def test_fp16_facts():

@@ -4,7 +4,7 @@ module asks here.
 
     threads = default_threads()          # every usable core: the same on every start
     device = pick_device("auto")         # cuda when a GPU is present, else mps (Apple), else cpu
-    native_bf16("cpu")                   # AVX-512 bf16 or AMX: bf16 autocast pays
+    native_bf16("cpu")                   # AMX, or AMD's AVX-512 bf16: bf16 autocast pays
     native_fp16("cuda")                  # fp16 tensor cores: --fp16 where bf16 is missing
     train_cfg = resolve(train_cfg)       # threads=0 and device="auto" made concrete, bf16 kept
     with CoreLease(threads, flexible=True) as lease:   # in training: each step, lease.step()
@@ -102,19 +102,28 @@ def pick_device(name: str = "auto"):
 
 
 def native_bf16(device_type: str) -> bool:
-    """Whether bf16 runs natively here: a CUDA GPU with bf16, or a CPU with AVX-512 bf16 or AMX
-    (elsewhere autocast emulates it, slower than fp32)."""
+    """Whether bf16 autocast pays here (runs faster than float32): a CUDA GPU with bf16, a CPU
+    with AMX, or an AMD CPU with AVX-512 bf16. Measured (benchmarks/README.md, issue 22): on an
+    AMD EPYC (Zen 4, AVX-512 bf16, no AMX) bf16 trained `fast` 2.3x faster than float32; on an
+    Intel Xeon with AVX-512 bf16 but no AMX (Cooper Lake, or a Sapphire Rapids whose hypervisor
+    hides AMX) oneDNN's bf16 kernels are slower than MKL's float32 ones (a 256x784x512 product
+    1.7x, a 3x3 convolution 1.5x, one `fast` epoch 1.4-2.4x), so there bf16 does not pay;
+    without either, autocast emulates bf16."""
     if device_type == "cuda":
         import torch
 
         return torch.cuda.is_bf16_supported()
     if device_type != "cpu":
         return False
-    try:  # Linux names the instruction sets in the CPU flags
-        flags = Path("/proc/cpuinfo").read_text().split()
+    try:  # Linux names the vendor and the instruction sets in the CPU flags
+        return bf16_pays(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_pays(cpuinfo: list) -> bool:
+    """native_bf16's rule for a CPU, from the words of its /proc/cpuinfo."""
+    return "amx_bf16" in cpuinfo or ("avx512_bf16" in cpuinfo and "AuthenticAMD" in cpuinfo)
 
 
 def native_fp16(device_type: str) -> bool:

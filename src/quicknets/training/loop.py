@@ -183,16 +183,16 @@ def thread_free(model: nn.Module, config: TrainConfig, device: torch.device) -> 
 
 def recipe_notes(model: nn.Module, config: TrainConfig, device: torch.device) -> list:
     """One line for each setting this run takes but that does nothing useful here: bf16 on a
-    CPU that emulates it (slower than float32: machine.native_bf16), channels-last for a
-    network without convolutions (no image tensors to lay out). Said, not refused: the run
-    trains to the same numbers with them."""
+    CPU where it is slower than float32 (emulated, or no AMX: machine.native_bf16),
+    channels-last for a network without convolutions (no image tensors to lay out). Said, not
+    refused: the run trains to the same numbers with them."""
     from quicknets.base.machine import native_bf16
 
     notes = []
     if config.bf16 and device.type == "cpu" and not native_bf16("cpu"):
         notes.append(
-            "note: --bf16 on this CPU (no AVX-512 bf16 or AMX) is emulated: slower than "
-            "float32, with bf16's rounding"
+            "note: --bf16 on this CPU (no AMX, nor AMD's AVX-512 bf16) is emulated or "
+            "slower than float32 (machine.native_bf16), with bf16's rounding"
         )
     if config.channels_last and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         notes.append(
