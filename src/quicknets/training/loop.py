@@ -41,15 +41,17 @@ from quicknets.data.loading import Dataset
 from quicknets.data.preprocessing import preprocessing_of
 from quicknets.evaluation.metrics import evaluate, higher_is_better
 from quicknets.networks.models import ACTIVATIONS
+from quicknets.training.adam import Adam
 from quicknets.training.checkpoint import restore
 from quicknets.training.fused import fused_step
 from quicknets.training.tricks import augment, draw_augment, lr_at
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig):
     """torch.optim's `cfg.optimizer` over the model's parameters, with cfg's lr, weight decay
     and, for sgd and rmsprop, momentum (unset: the optimizer's own, config.MOMENTUM; the
-    config refuses a momentum given to another optimizer)."""
+    config refuses a momentum given to another optimizer). Adam on float32 parameters is
+    adam.Adam: torch.optim.Adam(fused=True)'s kernel and numbers, without torch.optim."""
     params = list(model.parameters())
     if cfg.lr == "auto":
         raise QuicknetsError(
@@ -60,6 +62,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # step of the notebook's MLP on this CPU (benchmarks/README.md). Only these three have one.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     lr, wd = cfg.lr, cfg.weight_decay
+    one_kind = len({(p.device, p.dtype) for p in params}) == 1
+    if cfg.optimizer == "adam" and fused and one_kind and not cfg.fp16:
+        # The same fused kernel, without torch.optim: no torch._dynamo import (~2 s of start-up)
+        # and less Python per step (adam.py); fp16's gradient scaler keeps torch.optim's.
+        return Adam(params, lr=lr, weight_decay=wd)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd, fused=fused)
     if cfg.optimizer == "adamw":
