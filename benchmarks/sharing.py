@@ -31,7 +31,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 # kind -> (flags for `quicknets train`, flags for the sweep beside it: the same network)
 KINDS = {
     "mlp": ([], []),
@@ -118,7 +117,9 @@ def main() -> None:
                 sweeping.communicate()
             print(
                 f"round {r + 1}/{args.rounds} {kind}: "
-                + "  ".join(f"{k}: {' '.join(f'{s:.2f}' for s in v[-1])}" for k, v in t.items() if v)
+                + "  ".join(
+                    f"{k}: {' '.join(f'{s:.2f}' for s in v[-1])}" for k, v in t.items() if v
+                )
                 + f"  (load {Path('/proc/loadavg').read_text().split()[0]})",
                 flush=True,
             )

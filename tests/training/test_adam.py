@@ -35,7 +35,9 @@ def same(a, b) -> bool:
 def test_the_same_bits_as_torch_optim(weight_decay, set_to_none):
     ours, theirs = model(0), model(0)
     train(ours, Adam(ours.parameters(), lr=0.01, weight_decay=weight_decay), 6, 0, set_to_none)
-    reference = torch.optim.Adam(theirs.parameters(), lr=0.01, weight_decay=weight_decay, fused=True)
+    reference = torch.optim.Adam(
+        theirs.parameters(), lr=0.01, weight_decay=weight_decay, fused=True
+    )
     train(theirs, reference, 6, 0, set_to_none)
     assert same(ours, theirs) and not same(ours, model(0))  # trained, and alike
 

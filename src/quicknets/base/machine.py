@@ -323,7 +323,7 @@ def turns(holders: dict, cores: int) -> set:
         return set(holders)
     running = {pid for pid, (_, _, waiting, _) in holders.items() if waiting is None}
     left = cores - sum(holders[pid][3] for pid in running)
-    for waiting, pid in sorted((h[2], pid) for pid, h in holders.items() if pid not in running):
+    for _, pid in sorted((h[2], pid) for pid, h in holders.items() if pid not in running):
         wanted, flexible, _, _ = holders[pid]
         need = 1 if flexible else wanted
         if need > left and (running or need <= cores):
@@ -423,9 +423,9 @@ class CoreLease:
         entry = live.get(me)
         if entry is None or len(entry) < 6:
             entry = live[me] = [self.wanted, self.flexible, _started(os.getpid()), now, 0, now]
-        if may_park and any(len(e) > 3 and e[3] is not None for p, e in live.items() if p != me):
-            entry[3] = now
-        elif entry[3] is not None and entry[3] > now:  # a clock set back: wait from now
+        others_wait = any(len(e) > 3 and e[3] is not None for p, e in live.items() if p != me)
+        set_back = entry[3] is not None and entry[3] > now  # a clock set back: wait from now
+        if (may_park and others_wait) or set_back:
             entry[3] = now
         holders = self._holders(live, now)
         allowed = turns(holders, usable_cores())
@@ -438,18 +438,18 @@ class CoreLease:
 
     def _turn(self, may_park: bool) -> int:
         """This process's threads, once it may run (at once, unless it waits for a turn)."""
-        start, looks = time.monotonic(), 0
+        start, looks, got = time.monotonic(), 0, []
         while True:
-            got = []
-            self._update(lambda live, me: got.append(self._try(live, me, may_park and not looks)))
+            park = may_park and not looks
+            self._update(lambda live, me: got.append(self._try(live, me, park)))  # noqa: B023
             looks += 1
-            if got[0] is not None:
+            if got[-1] is not None:
                 break
             time.sleep(0.002)  # a turn lasts `interval` (0.2 s): 1% of it
         if looks > 1:  # a new turn
             self.turn_began = time.monotonic()
             self.waited += self.turn_began - start
-        return got[0]
+        return got[-1]
 
     def share(self, joining: bool = False) -> int:
         """This process's threads now, waiting for its turn where it must: its share of the

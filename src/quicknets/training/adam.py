@@ -114,12 +114,13 @@ class Adam:
                 f"{len(params)}"
             )
         number = {n: p for n, p in zip(group["params"], params)}
+
+        def copied(p: torch.Tensor, key: str, value: torch.Tensor) -> torch.Tensor:
+            dtype = torch.float32 if key == "step" else p.dtype  # fused Adam's step: float32
+            return value.to(dtype=dtype, device=p.device).clone()
+
         self.state = {
-            number[n]: {
-                k: v.to(dtype=torch.float32 if k == "step" else number[n].dtype, device=number[n].device)
-                .clone()
-                for k, v in s.items()
-            }
+            number[n]: {k: copied(number[n], k, v) for k, v in s.items()}
             for n, s in saved["state"].items()
         }
         self.param_groups[0].update({k: v for k, v in group.items() if k != "params"})
