@@ -264,6 +264,13 @@ def test_a_fixed_run_of_several_threads_waits_for_its_turn(tmp_path):
     path.write_text(json.dumps({**table, **lease_entry(other, 2, False, None, 2, now - 60)}))
     threads, _ = look()  # the other has not looked for a minute: not counted
     assert threads == 2
+    path.write_text(json.dumps({str(other): [2, False, machine._started(other)]}))
+    threads, _ = look()  # a quicknets from before turns takes none: not waited for
+    assert threads == 2
+    path.write_text(json.dumps(lease_entry(other, 2, False, None, 2, machine.time.time())))
+    lease.stale = 0.0  # this one has waited `stale` seconds: it runs anyway
+    threads, _ = look()
+    assert threads == 2
 
 
 TURN_SCRIPT = """

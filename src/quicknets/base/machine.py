@@ -359,8 +359,9 @@ class CoreLease:
     holder's share changes (its numbers do not depend on its threads), and it also yields to
     other work that the run queue shows (`load`); a fixed holder keeps its thread count and
     takes turns instead, so its numbers stay those of its threads. A holder that has not looked
-    for `stale` seconds (a long test pass, a stopped process) is let run beside the others; one
-    that died is dropped by the next reader. Without /proc or flock (not Linux) it only sets the
+    for `stale` seconds (a long test pass, a stopped process) no longer counts as holding
+    cores, and one that waited that long runs anyway (someone takes no turns); one that died
+    is dropped by the next reader. Without /proc or flock (not Linux) it only sets the
     threads once."""
 
     def __init__(
@@ -404,14 +405,16 @@ class CoreLease:
                 f.write(json.dumps(live))
 
     def _holders(self, live: dict, now: float) -> dict:
-        """{pid: (wanted, flexible, waiting, threads)} as `turns` reads them; an entry of the
-        first form [wanted, flexible, start] runs with what it wanted."""
+        """{pid: (wanted, flexible, waiting, threads)} as `turns` reads them. An entry of the
+        first form [wanted, flexible, start] (a quicknets before turns) runs, and is not
+        counted as holding cores: it takes no turns, so nobody waits for it, as for other
+        work; nor is one that has not looked for `stale` seconds."""
         out = {}
         for pid, e in live.items():
             waiting = None if len(e) < 4 or e[3] is None else float(e[3])
-            threads = int(e[4]) if len(e) > 4 else int(e[0])
+            threads = int(e[4]) if len(e) > 5 else 0
             if waiting is None and len(e) > 5 and now - float(e[5]) > self.stale:
-                threads = 0  # has not looked for a while: not counted as holding cores
+                threads = 0
             out[int(pid)] = (int(e[0]), bool(e[1]), waiting, threads)
         return out
 
@@ -429,8 +432,9 @@ class CoreLease:
             entry[3] = now
         holders = self._holders(live, now)
         allowed = turns(holders, usable_cores())
-        if int(me) not in allowed:
-            return None
+        if int(me) not in allowed and now - entry[3] < self.stale:
+            return None  # (after `stale` seconds of waiting it runs: someone takes no turns)
+        allowed.add(int(me))
         running = {pid: holders[pid][:2] for pid in allowed}
         n = shares(running, usable_cores()).get(int(me), self.wanted)
         entry[3], entry[4], entry[5] = None, n, now
