@@ -275,9 +275,11 @@ def test_a_fixed_run_of_several_threads_waits_for_its_turn(tmp_path):
 
 TURN_SCRIPT = """
 import sys, time
+import torch  # before the lease: a slow start (a loaded machine) is no long turn
 from quicknets.base.machine import CoreLease
 spans = []
-with CoreLease(2, flexible=False, path=sys.argv[1], interval=0.005) as lease:
+# stale: the fallback for holders that stop looking is not what this test is about
+with CoreLease(2, flexible=False, path=sys.argv[1], interval=0.005, stale=600) as lease:
     print("in", flush=True)
     sys.stdin.readline()  # both in: go
     for _ in range(40):
