@@ -14,6 +14,7 @@ from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
     CoreLease,
     available_memory,
+    bf16_pays,
     default_threads,
     free_cores,
     native_bf16,
@@ -21,6 +22,7 @@ from quicknets.base.machine import (
     pick_device,
     resolve,
     shares,
+    turns,
     usable_cores,
 )
 from quicknets.config.configs import TrainConfig
@@ -123,6 +125,19 @@ def test_auto_picks_cuda_then_apples_mps_then_the_cpu(monkeypatch):
     assert pick_device("auto") == torch.device("cuda")
 
 
+@pytest.mark.parametrize(
+    "words, pays",
+    [
+        ("vendor_id : AuthenticAMD flags : avx512f avx512_bf16", True),  # Zen 4: measured 2.3x
+        ("vendor_id : GenuineIntel flags : avx512f avx512_bf16", False),  # no AMX: measured slower
+        ("vendor_id : GenuineIntel flags : avx512_bf16 amx_bf16 amx_tile", True),
+        ("vendor_id : AuthenticAMD flags : avx2 fma", False),  # emulated
+    ],
+)
+def test_bf16_pays_with_amx_or_amds_avx512_bf16(words, pays):
+    assert bf16_pays(words.split()) is pays
+
+
 def test_fp16_facts():
     assert native_fp16("mps") is True and native_fp16("xla") is False
     assert isinstance(native_fp16("cpu"), bool)
@@ -210,6 +225,123 @@ def test_a_flexible_holder_also_yields_to_other_work(tmp_path, monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert min(seen) == 1 and seen[-1] == cores
+
+
+@pytest.mark.parametrize(
+    "holders, cores, expected",
+    [
+        # no gang (fixed holder of 2+ threads): everyone runs, single threads share fairly
+        ({1: (2, True, None, 1), 2: (1, False, 5.0, 0), 3: (1, False, 6.0, 0)}, 2, {1, 2, 3}),
+        ({1: (1, False, None, 1), 2: (1, False, 5.0, 0), 3: (2, True, 1.0, 0)}, 2, {1, 2, 3}),
+        # two gangs: the one running keeps its turn, the other waits
+        ({1: (2, False, None, 2), 2: (2, False, 5.0, 0)}, 2, {1}),
+        # nobody runs: the longest-waiting first, then whoever else fits
+        ({1: (2, False, 7.0, 0), 2: (2, False, 5.0, 0)}, 2, {2}),
+        ({1: (2, False, 5.0, 0), 2: (1, False, 6.0, 0), 3: (1, True, 7.0, 0)}, 4, {1, 2, 3}),
+        # a gang beside a sweep's single-thread workers: the workers together, then the gang
+        ({1: (2, False, 9.0, 0), 2: (1, False, 5.0, 0), 3: (1, False, 6.0, 0)}, 2, {2, 3}),
+        ({1: (2, False, 5.0, 0), 2: (1, False, None, 1), 3: (1, False, 6.0, 0)}, 2, {2}),
+        # a flexible run waits while a gang has every core, and needs one core to start
+        ({1: (2, False, None, 2), 2: (2, True, 5.0, 0)}, 2, {1}),
+        ({1: (2, False, 6.0, 0), 2: (2, True, 5.0, 0)}, 2, {2}),
+        # more threads than cores: it runs alone, when nobody else does
+        ({1: (8, False, 5.0, 0), 2: (1, False, 6.0, 0)}, 2, {1}),
+        ({1: (8, False, 5.0, 0), 2: (1, False, None, 1)}, 2, {2}),
+    ],
+)
+def test_turns(holders, cores, expected):
+    assert turns(holders, cores) == expected
+
+
+def lease_entry(pid: int, wanted: int, flexible: bool, waiting, threads: int, seen: float):
+    return {str(pid): [wanted, flexible, machine._started(pid), waiting, threads, seen]}
+
+
+def test_a_fixed_run_of_several_threads_waits_for_its_turn(tmp_path):
+    """Another holder of 2 threads runs: this one waits (marked so in the file) until that one
+    steps aside, or stops looking for `stale` seconds; one that has had its turn steps aside for
+    a waiter. Read through the lease's own look (`_try`), one at a time: no waiting on time."""
+    path = tmp_path / "lease.json"
+    lease = CoreLease(2, flexible=False, path=path)
+    me, other = os.getpid(), os.getppid()  # the parent: alive, and not this process
+
+    def look(may_park=False):
+        got = []
+        lease._update(lambda live, key: got.append(lease._try(live, key, may_park)))
+        return got[0], json.loads(path.read_text())
+
+    now = machine.time.time()
+    path.write_text(json.dumps(lease_entry(other, 2, False, None, 2, now)))
+    threads, table = look()
+    assert threads is None and table[str(me)][3] is not None  # waiting, and said so
+    table[str(other)][3] = now + 1  # the other steps aside, after this one began to wait
+    path.write_text(json.dumps(table))
+    threads, table = look()
+    assert threads == 2 and table[str(me)][3] is None and table[str(me)][4] == 2
+    table[str(other)][3] = now - 1  # the other waits again, from before this one's look
+    path.write_text(json.dumps(table))
+    threads, table = look(may_park=True)  # its turn had; the other waits: it steps aside
+    assert threads is None and turns(lease._holders(table, now), 2) == {other}
+    path.write_text(json.dumps({**table, **lease_entry(other, 2, False, None, 2, now - 60)}))
+    threads, _ = look()  # the other has not looked for a minute: not counted
+    assert threads == 2
+    path.write_text(json.dumps({str(other): [2, False, machine._started(other)]}))
+    threads, _ = look()  # a quicknets from before turns takes none: not waited for
+    assert threads == 2
+    path.write_text(json.dumps(lease_entry(other, 2, False, None, 2, machine.time.time())))
+    lease.stale = 0.0  # this one has waited `stale` seconds: it runs anyway
+    threads, _ = look()
+    assert threads == 2
+
+
+TURN_SCRIPT = """
+import sys, time
+import torch  # before the lease: a slow start (a loaded machine) is no long turn
+from quicknets.base.machine import CoreLease
+spans = []
+# stale: the fallback for holders that stop looking is not what this test is about
+with CoreLease(2, flexible=False, path=sys.argv[1], interval=0.005, stale=600) as lease:
+    print("in", flush=True)
+    sys.stdin.readline()  # both in: go
+    for _ in range(40):
+        start = time.time()
+        time.sleep(0.002)  # a step, as a training runs it between looks
+        spans.append((start, time.time()))
+        lease.next_look = 0
+        lease.step()
+print(spans)
+"""
+
+
+def test_two_fixed_runs_never_run_at_once(tmp_path):
+    """Two processes of 2 threads each, fixed (their numbers depend on their threads): their
+    steps never overlap in time, on a machine of any size, and both get turns to the end."""
+    path = tmp_path / "lease.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TURN_SCRIPT, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    try:
+        assert read_line(runs[0], "the first run's start") == "in\n"
+        runs[0].stdin.write("go\n")
+        runs[0].stdin.flush()
+        assert read_line(runs[1], "the second run's start") == "in\n"  # once it had a turn
+        runs[1].stdin.write("go\n")
+        runs[1].stdin.flush()
+        a, b = (eval(run.communicate(timeout=120)[0]) for run in runs)
+    finally:
+        for run in runs:
+            run.kill()
+    assert len(a) == len(b) == 40
+    assert not [(s, t) for s in a for t in b if s[0] < t[1] and t[0] < s[1]]  # no overlap
+    assert json.loads(path.read_text()) == {}
 
 
 STRICT_SCRIPT = """

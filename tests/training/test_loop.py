@@ -344,7 +344,8 @@ def test_no_bar_and_no_live_plot_outside_jupyter(tiny, capsys):
 
 
 def test_a_fixed_run_on_busy_cores_says_so(tiny, monkeypatch):
-    """A run whose numbers depend on its thread count keeps it; on busy cores it says so."""
+    """A run whose numbers depend on its thread count keeps it (it takes turns with other
+    quicknets runs); on cores busy with other work it says so."""
     import quicknets.base.machine as machine
     from quicknets.base.machine import usable_cores
 
@@ -354,7 +355,7 @@ def test_a_fixed_run_on_busy_cores_says_so(tiny, monkeypatch):
     lines = []
     train(network("784-32-10", batchnorm=True), tiny, epochs=1, threads=2, log=lines.append)
     assert (
-        lines[0].startswith("note: the cores are busy (8 other threads")
+        lines[0].startswith("note: the cores are busy with other work (8 other threads")
         and "--threads 1" in lines[0]
     )
     lines.clear()

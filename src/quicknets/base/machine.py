@@ -4,7 +4,7 @@ module asks here.
 
     threads = default_threads()          # every usable core: the same on every start
     device = pick_device("auto")         # cuda when a GPU is present, else mps (Apple), else cpu
-    native_bf16("cpu")                   # AVX-512 bf16 or AMX: bf16 autocast pays
+    native_bf16("cpu")                   # AMX, or AMD's AVX-512 bf16: bf16 autocast pays
     native_fp16("cuda")                  # fp16 tensor cores: --fp16 where bf16 is missing
     train_cfg = resolve(train_cfg)       # threads=0 and device="auto" made concrete, bf16 kept
     with CoreLease(threads, flexible=True) as lease:   # in training: each step, lease.step()
@@ -15,7 +15,8 @@ record reproduces its numbers on the same machine (another CPU may run other ker
 change the last bits). A run whose numbers do not depend on the thread count (the fused
 Linear+ReLU pass with MKL's strict reproducible mode, `use_strict_math`) is `flexible`: it
 gives cores up to other quicknets trainings while they run and takes them back after; any other
-run keeps its thread count and the flexible ones make room for it. torch is imported inside the
+run keeps its thread count, the flexible ones make room for it, and where several such runs
+would share cores they take turns (`turns`). torch is imported inside the
 functions that need it: the CLI's help and the sweep planner stay light.
 """
 
@@ -101,19 +102,28 @@ def pick_device(name: str = "auto"):
 
 
 def native_bf16(device_type: str) -> bool:
-    """Whether bf16 runs natively here: a CUDA GPU with bf16, or a CPU with AVX-512 bf16 or AMX
-    (elsewhere autocast emulates it, slower than fp32)."""
+    """Whether bf16 autocast pays here (runs faster than float32): a CUDA GPU with bf16, a CPU
+    with AMX, or an AMD CPU with AVX-512 bf16. Measured (benchmarks/README.md, issue 22): on an
+    AMD EPYC (Zen 4, AVX-512 bf16, no AMX) bf16 trained `fast` 2.3x faster than float32; on an
+    Intel Xeon with AVX-512 bf16 but no AMX (Cooper Lake, or a Sapphire Rapids whose hypervisor
+    hides AMX) oneDNN's bf16 kernels are slower than MKL's float32 ones (a 256x784x512 product
+    1.7x, a 3x3 convolution 1.5x, one `fast` epoch 1.4-2.4x), so there bf16 does not pay;
+    without either, autocast emulates bf16."""
     if device_type == "cuda":
         import torch
 
         return torch.cuda.is_bf16_supported()
     if device_type != "cpu":
         return False
-    try:  # Linux names the instruction sets in the CPU flags
-        flags = Path("/proc/cpuinfo").read_text().split()
+    try:  # Linux names the vendor and the instruction sets in the CPU flags
+        return bf16_pays(Path("/proc/cpuinfo").read_text().split())
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_pays(cpuinfo: list) -> bool:
+    """native_bf16's rule for a CPU, from the words of its /proc/cpuinfo."""
+    return "amx_bf16" in cpuinfo or ("avx512_bf16" in cpuinfo and "AuthenticAMD" in cpuinfo)
 
 
 def native_fp16(device_type: str) -> bool:
@@ -335,6 +345,34 @@ def shares(holders: dict, cores: int) -> dict:
     return out
 
 
+def turns(holders: dict, cores: int) -> set:
+    """Which holders of the lease may run now, {pid: (wanted, flexible, waiting, threads)} ->
+    {pid}; `waiting`: since when (seconds) it waits for its turn, None while it runs; `threads`:
+    those it runs now. Pure, so every process of the lease computes the same answer.
+
+    A fixed holder of 2 or more threads (a gang: its numbers depend on its thread count, so it
+    cannot take fewer) runs well only with its cores to itself: its threads meet at a barrier
+    after every operation, and one of them waiting for a core stalls them all (two such runs on
+    2 cores took 22-49x their epoch alone). Where a gang holds or waits for the lease, the
+    holders take turns: those running stay, and the waiters are let in, longest-waiting first,
+    while the cores they need (a fixed holder its threads, a flexible one 1) fit beside the
+    running ones; the first that does not fit stops the rest (first come, first served, so a
+    gang is not starved by single threads). Without a gang, every holder runs: single threads
+    share cores fairly under the OS's scheduler, and flexible holders make room (shares)."""
+    if not any(wanted >= 2 and not flexible for wanted, flexible, _, _ in holders.values()):
+        return set(holders)
+    running = {pid for pid, (_, _, waiting, _) in holders.items() if waiting is None}
+    left = cores - sum(holders[pid][3] for pid in running)
+    for _, pid in sorted((h[2], pid) for pid, h in holders.items() if pid not in running):
+        wanted, flexible, _, _ = holders[pid]
+        need = 1 if flexible else wanted
+        if need > left and (running or need <= cores):
+            break  # a holder wanting more than every core runs alone
+        running.add(pid)
+        left -= need
+    return running
+
+
 def _started(pid: int) -> str | None:
     """When process `pid` started (clock ticks since boot, Linux), so that a reused pid is not
     taken for a lease holder; None if it is not running."""
@@ -352,29 +390,42 @@ def lease_path() -> Path:
 
 class CoreLease:
     """This process's share of the cores among the quicknets trainings on this machine: a small
-    JSON file {pid: [threads wanted, flexible, start]} under flock. Entering sets torch's threads
-    to the share; `step()`, after each optimizer step, looks again every `interval` seconds and
-    changes them if the share changed; leaving gives the cores back. Only a flexible holder's
-    share changes, and it also yields to other work that the run queue shows (`load`): its
-    numbers do not depend on its threads, so it may follow the load. Holders that died without
-    leaving are dropped by the next reader. Without /proc or flock (not Linux) it only sets the
+    JSON file {pid: [threads wanted, flexible, start, waiting since, threads now, last look]}
+    under flock. Entering waits for a turn (`turns`: at once unless a fixed holder of several
+    threads is about) and sets torch's threads to the share; `step()`, after each optimizer
+    step, looks again every `interval` seconds: it changes a flexible holder's threads if its
+    share changed, and where others wait for a turn and this one ran for `interval` seconds, it
+    steps aside and waits for its next turn; leaving gives the cores back. Only a flexible
+    holder's share changes (its numbers do not depend on its threads), and it also yields to
+    other work that the run queue shows (`load`); a fixed holder keeps its thread count and
+    takes turns instead, so its numbers stay those of its threads. A holder that has not looked
+    for `stale` seconds (a long test pass, a stopped process) no longer counts as holding
+    cores, and one that waited that long runs anyway (someone takes no turns); one that died
+    is dropped by the next reader. Without /proc or flock (not Linux) it only sets the
     threads once."""
 
     def __init__(
-        self, threads: int, flexible: bool, path=None, interval: float = 0.2, load: bool = True
+        self,
+        threads: int,
+        flexible: bool,
+        path=None,
+        interval: float = 0.2,
+        load: bool = True,
+        stale: float = 10.0,
     ):
         self.wanted, self.flexible, self.interval, self.load = threads, flexible, interval, load
+        self.stale = stale
         self.readings = []  # other threads in the run queue at the last looks
-        # A fixed holder of several threads: how many other processes were runnable when it
-        # started (it cannot make room for them; training tells the user so).
+        # A fixed holder of several threads: how many other processes were runnable when its
+        # turn began (it cannot make room for them; training tells the user so).
         self.crowded = 0
+        self.waited = 0.0  # seconds spent waiting for turns
         self.path = Path(path) if path is not None else lease_path()
-        self.threads, self.next_look = threads, 0.0
+        self.threads, self.next_look, self.turn_began = threads, 0.0, 0.0
         self.active = Path("/proc").is_dir()  # holders are told apart by /proc/PID/stat
 
-    def _update(self, joining: bool | None) -> dict:
-        """Under the lock: drop dead holders, add (True) or remove (False) this process, or
-        leave it (None); the holders as {pid: (wanted, flexible)}."""
+    def _update(self, change) -> None:
+        """Under the lock: drop dead holders, then `change(live, me)` the table in place."""
         import fcntl
 
         with open(self.path, "a+") as f:
@@ -383,32 +434,81 @@ class CoreLease:
             try:
                 table = json.loads(f.read() or "{}")
                 live = {pid: e for pid, e in table.items() if _started(int(pid)) == e[2]}
+                self._holders(live, time.time())  # each entry readable
             except (ValueError, TypeError, LookupError, AttributeError):  # torn or foreign
                 table, live = None, {}
-            me = str(os.getpid())
-            if joining:
-                live[me] = [self.wanted, self.flexible, _started(os.getpid())]
-            elif joining is False:
-                live.pop(me, None)
-            if live != table:
+            before = json.dumps(live)
+            change(live, str(os.getpid()))
+            if live != table or json.dumps(live) != before:
                 f.seek(0)
                 f.truncate()
                 f.write(json.dumps(live))
-        return {int(pid): (e[0], e[1]) for pid, e in live.items()}
 
-    def share(self, joining: bool | None = None) -> int:
-        """This process's threads now: its share of the lease; for a flexible holder also no
-        more than the cores that the run queue shows free of other work (quicknets or not)."""
+    def _holders(self, live: dict, now: float) -> dict:
+        """{pid: (wanted, flexible, waiting, threads)} as `turns` reads them. An entry of the
+        first form [wanted, flexible, start] (a quicknets before turns) runs, and is not
+        counted as holding cores: it takes no turns, so nobody waits for it, as for other
+        work; nor is one that has not looked for `stale` seconds."""
+        out = {}
+        for pid, e in live.items():
+            waiting = None if len(e) < 4 or e[3] is None else float(e[3])
+            threads = int(e[4]) if len(e) > 5 else 0
+            if waiting is None and len(e) > 5 and now - float(e[5]) > self.stale:
+                threads = 0
+            out[int(pid)] = (int(e[0]), bool(e[1]), waiting, threads)
+        return out
+
+    def _try(self, live: dict, me: str, may_park: bool) -> int | None:
+        """Under the lock: this process's threads if it may run now (marked running), else
+        None (marked waiting, from when it began to). `may_park`: it has had its turn, and
+        steps aside if another holder waits."""
+        now = time.time()
+        entry = live.get(me)
+        if entry is None or len(entry) < 6:
+            entry = live[me] = [self.wanted, self.flexible, _started(os.getpid()), now, 0, now]
+        others_wait = any(len(e) > 3 and e[3] is not None for p, e in live.items() if p != me)
+        set_back = entry[3] is not None and entry[3] > now  # a clock set back: wait from now
+        if (may_park and others_wait) or set_back:
+            entry[3] = now
+        holders = self._holders(live, now)
+        allowed = turns(holders, usable_cores())
+        if int(me) not in allowed and now - entry[3] < self.stale:
+            return None  # (after `stale` seconds of waiting it runs: someone takes no turns)
+        allowed.add(int(me))
+        running = {pid: holders[pid][:2] for pid in allowed}
+        n = shares(running, usable_cores()).get(int(me), self.wanted)
+        entry[3], entry[4], entry[5] = None, n, now
+        return n
+
+    def _turn(self, may_park: bool) -> int:
+        """This process's threads, once it may run (at once, unless it waits for a turn)."""
+        start, looks, got = time.monotonic(), 0, []
+        while True:
+            park = may_park and not looks
+            self._update(lambda live, me: got.append(self._try(live, me, park)))  # noqa: B023
+            looks += 1
+            if got[-1] is not None:
+                break
+            time.sleep(0.002)  # a turn lasts `interval` (0.2 s): 1% of it
+        if looks > 1:  # a new turn
+            self.turn_began = time.monotonic()
+            self.waited += self.turn_began - start
+        return got[-1]
+
+    def share(self, joining: bool = False) -> int:
+        """This process's threads now, waiting for its turn where it must: its share of the
+        lease; for a flexible holder also no more than the cores that the run queue shows free
+        of other work (quicknets or not)."""
         try:
-            holders = self._update(joining)
+            n = self._turn(
+                may_park=not joining and time.monotonic() - self.turn_began >= self.interval
+            )
         except (OSError, ImportError):  # no flock here, or no place for the file
             return self.wanted
-        cores = usable_cores()
-        n = shares(holders, cores).get(os.getpid(), self.wanted)
         if self.flexible and self.load:  # others runnable: the median of the last few looks
             others = runnable_now(samples=1) - self.threads  # the queue counts our threads
             self.readings = (self.readings + [max(0, others)])[-5:]
-            n = max(1, min(n, cores - sorted(self.readings)[len(self.readings) // 2]))
+            n = max(1, min(n, usable_cores() - sorted(self.readings)[len(self.readings) // 2]))
         return n
 
     def _use(self, threads: int) -> None:
@@ -419,6 +519,7 @@ class CoreLease:
             self.threads = threads
 
     def __enter__(self):
+        self.turn_began = time.monotonic()
         self._use(self.share(joining=True) if self.active else self.wanted)
         self.next_look = time.monotonic() + self.interval
         if not self.flexible and self.wanted > 1 and self.load:  # see `crowded`
@@ -427,14 +528,14 @@ class CoreLease:
 
     def step(self) -> None:
         """Called after each optimizer step: a look at the lease every `interval` seconds."""
-        if self.flexible and self.active and time.monotonic() >= self.next_look:
+        if self.active and time.monotonic() >= self.next_look:
             self._use(self.share())
             self.next_look = time.monotonic() + self.interval
 
     def __exit__(self, *exc):
         if self.active:
             try:
-                self._update(False)
+                self._update(lambda live, me: live.pop(me, None))
             except (OSError, ImportError):
                 pass
         return False

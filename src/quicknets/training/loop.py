@@ -42,15 +42,17 @@ from quicknets.data.loading import Dataset
 from quicknets.data.preprocessing import preprocessing_of
 from quicknets.evaluation.metrics import evaluate, higher_is_better
 from quicknets.networks.models import ACTIVATIONS
+from quicknets.training.adam import Adam
 from quicknets.training.checkpoint import restore
 from quicknets.training.fused import fused_step
 from quicknets.training.tricks import augment, draw_augment, lr_at
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, cfg: TrainConfig):
     """torch.optim's `cfg.optimizer` over the model's parameters, with cfg's lr, weight decay
     and, for sgd and rmsprop, momentum (unset: the optimizer's own, config.MOMENTUM; the
-    config refuses a momentum given to another optimizer)."""
+    config refuses a momentum given to another optimizer). Adam on float32 parameters is
+    adam.Adam: torch.optim.Adam(fused=True)'s kernel and numbers, without torch.optim."""
     params = list(model.parameters())
     if cfg.lr == "auto":
         raise QuicknetsError(
@@ -61,6 +63,11 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     # step of the notebook's MLP on this CPU (benchmarks/README.md). Only these three have one.
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     lr, wd = cfg.lr, cfg.weight_decay
+    one_kind = len({(p.device, p.dtype) for p in params}) == 1
+    if cfg.optimizer == "adam" and fused and one_kind and not cfg.fp16:
+        # The same fused kernel, without torch.optim: no torch._dynamo import (~2 s of start-up)
+        # and less Python per step (adam.py); fp16's gradient scaler keeps torch.optim's.
+        return Adam(params, lr=lr, weight_decay=wd)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd, fused=fused)
     if cfg.optimizer == "adamw":
@@ -204,16 +211,16 @@ def thread_free(model: nn.Module, config: TrainConfig, device: torch.device) -> 
 
 def recipe_notes(model: nn.Module, config: TrainConfig, device: torch.device) -> list:
     """One line for each setting this run takes but that does nothing useful here: bf16 on a
-    CPU that emulates it (slower than float32: machine.native_bf16), channels-last for a
-    network without convolutions (no image tensors to lay out). Said, not refused: the run
-    trains to the same numbers with them."""
+    CPU where it is slower than float32 (emulated, or no AMX: machine.native_bf16),
+    channels-last for a network without convolutions (no image tensors to lay out). Said, not
+    refused: the run trains to the same numbers with them."""
     from quicknets.base.machine import native_bf16
 
     notes = []
     if config.bf16 and device.type == "cpu" and not native_bf16("cpu"):
         notes.append(
-            "note: --bf16 on this CPU (no AVX-512 bf16 or AMX) is emulated: slower than "
-            "float32, with bf16's rounding"
+            "note: --bf16 on this CPU (no AMX, nor AMD's AVX-512 bf16) is emulated or "
+            "slower than float32 (machine.native_bf16), with bf16's rounding"
         )
     if config.channels_last and not any(isinstance(m, nn.Conv2d) for m in model.modules()):
         notes.append(
@@ -417,8 +424,9 @@ def fit(
     weights = class_weights(config, data)  # None: every image weighs the same
     fused = fused_step(model, config, device, weights)  # None: autograd (see fused.py)
     with TRAINING:
-        # Other quicknets trainings share the cores through the lease; a run whose numbers do
-        # not depend on the thread count gives threads up to them (machine.CoreLease).
+        # Other quicknets trainings share the cores through the lease: a run whose numbers do
+        # not depend on the thread count gives threads up to them, any other keeps its threads
+        # and takes turns with them (machine.CoreLease, machine.turns).
         lease = (
             CoreLease(config.threads, flexible=thread_free(model, config, device))
             if device.type == "cpu"
@@ -437,10 +445,11 @@ def fit(
                     and not quiet
                 ):
                     log(
-                        f"note: the cores are busy ({lease.crowded} other threads ready to "
-                        f"run); this run keeps its {config.threads} threads, as its numbers "
-                        f"depend on the thread count (BatchNorm, convolutions, bf16), and may "
-                        f"run many times slower than with --threads 1 while the cores stay busy"
+                        f"note: the cores are busy with other work ({lease.crowded} other "
+                        f"threads ready to run, besides quicknets trainings, which take turns "
+                        f"with this one); this run keeps its {config.threads} threads, as its "
+                        f"numbers depend on the thread count (BatchNorm, convolutions, bf16), "
+                        f"and may run many times slower than with --threads 1 while they stay"
                     )
                 return _loop(
                     model,
