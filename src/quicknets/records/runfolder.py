@@ -295,7 +295,8 @@ def kept_epoch(history: list) -> dict:
 
 def final_metrics(history: list, results: dict) -> dict:
     """A run's final numbers (metrics.METRICS' names), the one definition that every ranking,
-    comparison, sweep, the index and Optuna read: the test metrics, the validation and training
+    comparison, sweep, the index and Optuna read: the test metrics (test_ece: of the
+    probabilities the model reports, after its temperature), the validation and training
     metrics of the kept epoch (kept_epoch: not the discarded last one under early stopping),
     the total time in seconds, the epochs trained and the epoch kept."""
     row = kept_epoch(history)
@@ -303,6 +304,7 @@ def final_metrics(history: list, results: dict) -> dict:
     return {
         "test_accuracy": results.get("accuracy"),
         "test_loss": results.get("loss"),
+        "test_ece": results.get("ece"),  # None in records before calibration was measured
         "val_accuracy": kept.get("val_accuracy"),
         "val_loss": kept.get("val_loss"),
         "train_accuracy": kept.get("train_accuracy"),
