@@ -211,13 +211,14 @@ def calibration_summary(
 
 def format_calibration(summary: dict) -> str:
     """One line: `calibration: ece 0.0421 -> 0.0113  mce ...  nll ...  brier ...  (temperature
-    1.2345, fitted on val)`, or the numbers alone with `(no temperature fitted: ...)`."""
+    1.2345, fitted on val)`: before -> after the model's temperature; without one, the numbers
+    alone and `(no temperature fitted: ...)`. ECE and MCE in [0, 1], NLL in nats per image."""
     before, after = summary["before"], summary.get("after")
     parts = [f"{k} {before[k]:.4f}" + (f" -> {after[k]:.4f}" if after else "") for k in MEASURES]
     note = (
         f"temperature {summary['temperature']:.4f}, fitted on val"
         if after
-        else "no temperature fitted: training fits one on a validation split"
+        else "no temperature fitted: training fits one when it has a validation split"
     )
     return "calibration: " + "  ".join(parts) + f"  ({note})"
 
