@@ -110,7 +110,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--metric",
         default=None,
-        help="rank by val_accuracy, val_loss, test_accuracy, test_loss, "
+        help="rank by val_accuracy, val_loss, test_accuracy, test_loss, test_ece, "
         "train_accuracy or train_loss (default: auto, val_accuracy with a "
         "validation split, else test_accuracy)",
     )
