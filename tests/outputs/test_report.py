@@ -55,6 +55,28 @@ def tiny_run(tiny, tiny_dir, runs_dir):
     return load_run(path), model
 
 
+def test_the_reliability_diagram_is_of_the_probabilities_the_model_reports(tiny_run, tiny):
+    """reliability_figure draws the test set's probabilities after the model's temperature, and
+    says both ECEs in its title; without a temperature, plot_reliability's own title."""
+    from quicknets.evaluation.calibration import calibration, reliability, temperature_scale
+    from quicknets.evaluation.metrics import log_probabilities
+    from quicknets.outputs.report import reliability_figure
+
+    _, model = tiny_run
+    assert "ECE" in reliability_figure(model, tiny).axes[0].get_title()
+    model.preprocessing = dataclasses.replace(model.preprocessing, temperature=3.0)
+    fig = reliability_figure(model, tiny)
+    raw = log_probabilities(model, model.preprocessing.normalize(tiny.test_images))
+    tempered = temperature_scale(raw, 3.0)
+    after, before = (calibration(x, tiny.test_labels)["ece"] for x in (tempered, raw))
+    assert fig.axes[0].get_title() == (
+        f"reliability at temperature 3.000: ECE {after:.4f} (before: {before:.4f})"
+    )
+    want = np.nan_to_num(reliability(tempered.exp(), tiny.test_labels)["accuracy"])
+    heights = [bar.get_height() for bar in fig.axes[0].patches[:15]]  # the accuracy bars
+    assert heights == pytest.approx(want.tolist(), abs=1e-12)
+
+
 def embedded_images(html: str) -> list:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
 
