@@ -369,12 +369,14 @@ def test_an_old_record_has_no_temperature_and_evaluates(fashion, tmp_path, capsy
 
     from quicknets.cli import main
     from quicknets.evaluation.metrics import format_results
+    from quicknets.records.runfolder import final_metrics
     from quicknets.records.runs import load_model, load_run
 
     runs = tmp_path / "runs"
     shutil.copytree(Path(__file__).parents[1] / "fixtures" / "runs-v1", runs)
     old = load_run("mlp-32_adam_lr0.003_s0-12117d", runs)
     assert "calibration" not in old.results
+    assert final_metrics(old.history, old.results)["test_ece"] is None  # not measured then
     assert "calibration" not in format_results(old.results)  # as recorded: no line
     assert load_model(old).preprocessing.temperature == 1.0
     assert main(["evaluate", old.name, "--runs-dir", str(runs)]) == 0
