@@ -539,7 +539,9 @@ def totals(model: nn.Module) -> tuple:
 @torch.no_grad()
 def log_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
     """Log-probabilities (N, classes) for normalised images x (N, C, H, W), in eval mode, in
-    the CLI's math mode where the process has not chosen another (machine.use_strict_math)."""
+    the CLI's math mode where the process has not chosen another (machine.use_strict_math):
+    the network's own outputs, without the temperature its preprocessing may hold (the
+    probabilities quicknets reports: classification.reported)."""
     use_strict_math()
     was_training = model.training
     model.eval()
