@@ -280,9 +280,9 @@ def test_show_and_report_write_next_to_the_record(tiny_dir, tmp_path, capsys):
     run_dir = Path(_tiny_run(tiny_dir, tmp_path / "runs", capsys))
     assert main(["show", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    names = ["confusion.png", "curves.png", "predictions.png", "top_losses.png"]
+    names = ["confusion.png", "curves.png", "predictions.png", "reliability.png", "top_losses.png"]
     assert sorted(p.name for p in (run_dir / "figures").iterdir()) == names
-    assert out.count("wrote: ") == 4
+    assert out.count("wrote: ") == 5
     assert main(["report", run_dir.name, "--runs-dir", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert f"wrote: {run_dir / 'report.html'}" in out

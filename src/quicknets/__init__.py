@@ -25,6 +25,7 @@ _EXPORTS = {
     "PRESETS": "quicknets.config.presets",
     "train": "quicknets.training.loop",
     "evaluate": "quicknets.evaluation.metrics",
+    "calibrate": "quicknets.evaluation.calibration",
     "classify": "quicknets.evaluation.classification",
     "banner": "quicknets.evaluation.classification",
     "predict": "quicknets.evaluation.classification",

@@ -109,7 +109,7 @@ def train_show_report(capsys, dataset, runs, *flags) -> str:
     assert "test accuracy:" in out
     name = Path(out.strip().splitlines()[-1].removeprefix("saved: ")).name
     out = cli(capsys, "show", name, "--runs-dir", runs)
-    for figure in ("curves", "confusion", "predictions", "top_losses"):
+    for figure in ("curves", "confusion", "predictions", "top_losses", "reliability"):
         assert (runs / name / "figures" / f"{figure}.png").stat().st_size > 1000
     cli(capsys, "report", name, "--runs-dir", runs)
     page = (runs / name / "report.html").read_text()

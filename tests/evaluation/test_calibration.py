@@ -1,5 +1,8 @@
 """Calibration: ECE, MCE, NLL and Brier against hand-computed values and a brute-force Guo et al.
-reference; temperature scaling against a grid search; one real check on Fashion-MNIST."""
+reference; temperature scaling against a grid search; one real check on Fashion-MNIST. Then the
+temperature wired through: kept in the model, used by predict, classify and evaluate, recorded
+before and after, printed by `quicknets evaluate`, carried by exports, drawn by show and report,
+on a built-in dataset and on a folder of 32x32 RGB images."""
 
 import dataclasses
 import math
@@ -10,14 +13,18 @@ import torch
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.evaluation.calibration import (
+    MEASURES,
     brier_score,
     calibrate,
     calibration,
+    calibration_summary,
     expected_calibration_error,
     fit_temperature,
+    format_calibration,
     max_calibration_error,
     negative_log_likelihood,
     reliability,
+    set_temperature,
     temperature_scale,
 )
 
@@ -156,9 +163,10 @@ def test_calibrate_needs_a_validation_split(tiny):
 
 
 def test_scaling_lowers_the_test_ece_of_the_default_network(fashion):
-    """The default network, 3 epochs on 10,000 training images (over-confident by then), with
-    the temperature fitted on a 10% validation split: a lower ECE on the test set."""
-    from quicknets import load_dataset, network, train
+    """The default network, 3 epochs on 10,000 training images (over-confident by then): train
+    fits the temperature on the 6,000-image validation split, and the test set's ECE and NLL
+    are lower after it; calibrate() fits the same T again from the same outputs."""
+    from quicknets import evaluate, load_dataset, network, train
 
     data = load_dataset("fashion-mnist", val_split=0.1, seed=0)
     small = dataclasses.replace(
@@ -166,9 +174,211 @@ def test_scaling_lowers_the_test_ece_of_the_default_network(fashion):
     )
     model = network("784-256-128-64-10")
     train(model, small, optimizer="adam", lr=0.003, epochs=3, batch_size=64, quiet=True)
+    fitted = model.preprocessing.temperature
+    assert fitted > 1.0  # over-confident: softened
+    results = evaluate(model, small)
+    before, after = results["calibration"]["before"], results["calibration"]["after"]
+    assert results["calibration"]["temperature"] == fitted and results["ece"] == after["ece"]
+    assert after["ece"] < before["ece"] and after["nll"] < before["nll"]
+    assert after["brier"] < before["brier"]
     result = calibrate(model, small)
-    assert result["temperature"] > 1.0  # over-confident: softened
+    # the same outputs and the same fit; the loop ran at its own thread count, so the float64
+    # sums may be ordered otherwise: T to L-BFGS's tolerance, not to the bit
+    assert result["temperature"] == pytest.approx(fitted, rel=1e-6)
     assert result["after"]["ece"] < result["before"]["ece"]
-    assert result["after"]["nll"] < result["before"]["nll"]
-    assert result["after"]["accuracy"] == result["before"]["accuracy"]
+    assert result["after"]["accuracy"] == result["before"]["accuracy"] == results["accuracy"]
     assert result["before"]["n"] == 10000
+
+
+# the temperature wired through: a model keeps it, and every probability quicknets reports uses it
+
+
+@pytest.fixture
+def tempered(tiny_dir):
+    """(model, data): 784-32-10 trained 2 epochs on the tiny set with a validation split of 60
+    images, so that it has a temperature of its own."""
+    from quicknets import load_dataset, network, train
+
+    data = load_dataset("mnist", tiny_dir, val_split=0.2, verify=False)
+    model = network("784-32-10")
+    train(model, data, epochs=2, quiet=True, threads=1)
+    assert model.preprocessing.temperature != 1.0
+    return model, data
+
+
+def test_predict_proba_and_classify_report_the_tempered_probabilities(tempered):
+    from quicknets import classify, predict, predict_proba
+
+    model, data = tempered
+    t = model.preprocessing.temperature
+    images = data.test_images  # 100 images: one batch of predict_proba
+    with torch.no_grad():
+        raw = model(model.preprocessing.normalize(images))  # (100, 10) the network's own
+        one = model(model.preprocessing.normalize(images[3:4]))
+    want = temperature_scale(raw, t).exp()
+    assert torch.equal(predict_proba(model, images), want)
+    assert not torch.allclose(want, raw.exp())  # the temperature changes them
+    assert torch.equal(predict(model, images), raw.argmax(1))  # and never the class
+    top = classify(model, 3, data, top=10)
+    assert [r["probability"] for r in top] == temperature_scale(one, t).exp()[0].sort(
+        descending=True
+    ).values.tolist()
+
+
+def test_set_temperature_keeps_it_in_the_model_and_the_saved_file(tempered, tmp_path):
+    from quicknets.evaluation.metrics import log_probabilities
+    from quicknets.networks.models import load_saved, save_model
+
+    model, data = tempered
+    pre = model.preprocessing
+    val = log_probabilities(model, pre.normalize(data.val_images))
+    model.preprocessing = dataclasses.replace(pre, temperature=1.0)  # as trained without one
+    t = set_temperature(model, data)
+    assert t == fit_temperature(val, data.val_labels) == model.preprocessing.temperature
+    assert dataclasses.replace(model.preprocessing, temperature=1.0) == dataclasses.replace(
+        pre, temperature=1.0
+    )  # nothing else changed
+    save_model(model, tmp_path / "model.pt")
+    assert load_saved(tmp_path / "model.pt").preprocessing.temperature == t
+    no_val = dataclasses.replace(data, val_images=None, val_labels=None)
+    with pytest.raises(QuicknetsError, match="fitted on a validation split"):
+        set_temperature(model, no_val)
+
+
+def test_evaluate_records_calibration_before_and_after(tempered):
+    from torch.nn import functional as F
+
+    from quicknets import evaluate
+    from quicknets.evaluation.metrics import log_probabilities
+
+    model, data = tempered
+    pre = model.preprocessing
+    results = evaluate(model, data)
+    raw = log_probabilities(model, pre.normalize(data.test_images))
+    # the loss and accuracy are the network's own, the metric the history has always had
+    assert results["loss"] == F.nll_loss(raw, data.test_labels, reduction="sum").item() / 100
+    before = calibration(raw, data.test_labels)
+    after = calibration(temperature_scale(raw, pre.temperature), data.test_labels)
+    assert results["calibration"] == {
+        "temperature": pre.temperature,
+        "before": {k: before[k] for k in MEASURES},
+        "after": {k: after[k] for k in MEASURES},
+    }
+    assert results["ece"] == after["ece"]
+    assert before["nll"] == pytest.approx(results["loss"], rel=1e-6)  # float64 vs float32 sums
+    model.preprocessing = dataclasses.replace(pre, temperature=1.0)
+    untempered = evaluate(model, data)
+    assert untempered["calibration"]["after"] is None and untempered["ece"] == before["ece"]
+
+
+def test_the_calibration_line():
+    summary = {
+        "temperature": 1.23456,
+        "before": {"ece": 0.04214, "mce": 0.2, "nll": 0.35, "brier": 0.171},
+        "after": {"ece": 0.01126, "mce": 0.09, "nll": 0.33, "brier": 0.169},
+    }
+    assert format_calibration(summary) == (
+        "calibration: ece 0.0421 -> 0.0113  mce 0.2000 -> 0.0900  nll 0.3500 -> 0.3300  "
+        "brier 0.1710 -> 0.1690  (temperature 1.2346, fitted on val)"
+    )
+    assert format_calibration({**summary, "temperature": 1.0, "after": None}) == (
+        "calibration: ece 0.0421  mce 0.2000  nll 0.3500  brier 0.1710  "
+        "(no temperature fitted: training fits one when it has a validation split)"
+    )
+    z, labels = calibrated_logits(500, seed=2)
+    line = format_calibration(calibration_summary(torch.log_softmax(z, 1), labels, 2.0))
+    assert line.startswith("calibration: ece ") and line.endswith(
+        "(temperature 2.0000, fitted on val)"
+    )
+
+
+def rgb_folder(root, n_per_class: int = 30):
+    """A folder of class folders of 32x32 RGB PNGs: noise with a bright square in the class's
+    channel (learnable in an epoch or two)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("red", "green", "blue")):
+        (root / name).mkdir(parents=True)
+        for i in range(n_per_class):
+            x = rng.integers(0, 120, (32, 32, 3), dtype=np.uint8)
+            x[8:24, 8:24, c] = rng.integers(140, 256)
+            Image.fromarray(x).save(root / name / f"{i:03d}.png")
+    return root
+
+
+def test_the_command_line_records_prints_exports_and_draws_it(tmp_path, capsys):
+    """Your own data, 32x32 RGB: train with a validation split records calibration before and
+    after; `evaluate RUN` prints the line as recorded; a safetensors export (the same network,
+    the same bits) prints it again; show draws the reliability diagram and the report shows
+    the line. Without a validation split: no temperature, said so."""
+    import json
+    import re
+
+    from quicknets.cli import main
+    from quicknets.records.runfolder import final_metrics
+    from quicknets.records.runs import load_model, load_run
+
+    folder, runs = rgb_folder(tmp_path / "shapes"), tmp_path / "runs"
+
+    def cli(*args) -> list:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return out.splitlines()
+
+    common = ("--dataset", folder, "--epochs", "2", "--threads", "1", "--runs-dir", runs)
+    name = cli("train", *common, "--val-split", "0.25", "--quiet")[-1].split("/")[-1]
+    record = load_run(name, runs)
+    recorded = record.results["calibration"]
+    t = load_model(record).preprocessing.temperature
+    assert recorded["temperature"] == t != 1.0
+    assert record.results["ece"] == recorded["after"]["ece"]
+    assert final_metrics(record.history, record.results)["test_ece"] == record.results["ece"]
+    lines = cli("evaluate", name, "--runs-dir", runs)
+    assert lines[1].startswith("test accuracy: ")
+    assert lines[2] == format_calibration(recorded)  # evaluated again: the recorded numbers
+    assert re.fullmatch(
+        r"calibration: ece \S+ -> \S+  mce \S+ -> \S+  nll \S+ -> \S+  brier \S+ -> \S+  "
+        rf"\(temperature {t:.4f}, fitted on val\)",
+        lines[2],
+    )
+
+    file = tmp_path / "shapes.safetensors"
+    cli("export", name, "--runs-dir", runs, "--out", file)
+    assert cli("evaluate", file)[2] == lines[2]
+
+    cli("show", name, "--runs-dir", runs)
+    assert (runs / name / "figures" / "reliability.png").stat().st_size > 1000
+    cli("report", name, "--runs-dir", runs)
+    assert lines[2].replace(">", "&gt;") in (runs / name / "report.html").read_text()
+
+    plain = cli("train", *common, "--quiet")[-1].split("/")[-1]
+    line = cli("evaluate", plain, "--runs-dir", runs)[2]
+    assert line.startswith("calibration: ece ") and "->" not in line
+    assert line.endswith(
+        "(no temperature fitted: training fits one when it has a validation split)"
+    )
+    assert json.loads((runs / plain / "results.json").read_text())["calibration"]["after"] is None
+
+
+def test_an_old_record_has_no_temperature_and_evaluates(fashion, tmp_path, capsys):
+    """A record written before temperatures were (tests/fixtures/runs-v1) loads with none."""
+    import shutil
+    from pathlib import Path
+
+    from quicknets.cli import main
+    from quicknets.evaluation.metrics import format_results
+    from quicknets.records.runfolder import final_metrics
+    from quicknets.records.runs import load_model, load_run
+
+    runs = tmp_path / "runs"
+    shutil.copytree(Path(__file__).parents[1] / "fixtures" / "runs-v1", runs)
+    old = load_run("mlp-32_adam_lr0.003_s0-12117d", runs)
+    assert "calibration" not in old.results
+    assert final_metrics(old.history, old.results)["test_ece"] is None  # not measured then
+    assert "calibration" not in format_results(old.results)  # as recorded: no line
+    assert load_model(old).preprocessing.temperature == 1.0
+    assert main(["evaluate", old.name, "--runs-dir", str(runs)]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    assert line.startswith("calibration: ece ") and "no temperature fitted" in line

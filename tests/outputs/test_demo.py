@@ -179,6 +179,26 @@ def bad_uploads(folder) -> dict:
     }
 
 
+def test_the_page_shows_the_probabilities_after_the_models_temperature(trained, fashion):
+    """A model with a temperature (fitted on a validation split) shows softmax(log_probs / T)."""
+    import copy
+    import dataclasses
+
+    from quicknets.evaluation.calibration import temperature_scale
+
+    _, model = trained
+    tempered = copy.deepcopy(model)
+    tempered.preprocessing = dataclasses.replace(model.preprocessing, temperature=1.6)
+    png = io.BytesIO()
+    Image.fromarray(fashion.test_images[2].numpy()).save(png, format="PNG")
+    png.seek(0)
+    _, scores, _ = classify_file(tempered, png, tempered.preprocessing)
+    with torch.no_grad():
+        raw = model(model.preprocessing.normalize(fashion.test_images[2:3]))
+    assert list(scores.values()) == temperature_scale(raw, 1.6).exp()[0].tolist()
+    assert list(scores.values()) != raw.exp()[0].tolist()
+
+
 def test_a_bad_upload_shows_its_error_line_on_the_page_and_once_in_the_terminal(trained, tmp_path):
     """What the page's upload handler returns: the banner's place holds the error line, the
     picture and the bars are cleared (no earlier result left beside the new file), and the

@@ -223,6 +223,35 @@ def test_safetensors_weights_round_trip(mlp_run, fashion, tmp_path):
         predict(load_exported(scripted), noise, familiarity=True)
 
 
+def test_the_temperature_travels_in_every_format(mlp_run, fashion, tmp_path):
+    """A model's temperature is in each export's description, loaded back with it, and
+    predict_proba of the file gives the tempered probabilities; a program without quicknets
+    gets them as softmax(log_probabilities / temperature) from the file alone."""
+    import copy
+
+    _, model = mlp_run
+    tempered = copy.deepcopy(model)
+    tempered.preprocessing = dataclasses.replace(model.preprocessing, temperature=1.7)
+    images = fashion.test_images[:N]
+    want = predict_proba(tempered, images)
+    assert (want - predict_proba(model, images)).abs().max() > 0.01
+    for suffix in (".onnx", ".torchscript", ".safetensors"):
+        export(tempered, tmp_path / f"m{suffix}", images=images)
+        loaded = load_exported(tmp_path / f"m{suffix}")
+        assert loaded.preprocessing.temperature == 1.7, suffix
+        assert loaded.info["preprocessing"]["temperature"] == 1.7
+        assert (predict_proba(loaded, images) - want).abs().max().item() <= 1e-5, suffix
+    session = onnxruntime.InferenceSession(
+        str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]
+    )
+    info = json.loads(session.get_modelmeta().custom_metadata_map[INFO_KEY])
+    z = session.run(None, {"images": outside_input(info, images)})[0]
+    z = z / info["preprocessing"]["temperature"]
+    outside = np.exp(z - z.max(1, keepdims=True))
+    outside /= outside.sum(1, keepdims=True)
+    assert np.abs(outside - want.numpy()).max() <= 1e-5
+
+
 def test_own_data_models_need_images_to_check_on(tmp_path):
     """A model of your own data is named after its file: `pets` was "unknown dataset 'pets'",
     and a Kaggle CSV's `fashion-mnist` would have been checked on the built-in dataset."""

@@ -57,6 +57,28 @@ def tiny_run(tiny, tiny_dir, runs_dir):
     return load_run(path), model
 
 
+def test_the_reliability_diagram_is_of_the_probabilities_the_model_reports(tiny_run, tiny):
+    """reliability_figure draws the test set's probabilities after the model's temperature, and
+    says both ECEs in its title; without a temperature, plot_reliability's own title."""
+    from quicknets.evaluation.calibration import calibration, reliability, temperature_scale
+    from quicknets.evaluation.metrics import log_probabilities
+    from quicknets.outputs.report import reliability_figure
+
+    _, model = tiny_run
+    assert "ECE" in reliability_figure(model, tiny).axes[0].get_title()
+    model.preprocessing = dataclasses.replace(model.preprocessing, temperature=3.0)
+    fig = reliability_figure(model, tiny)
+    raw = log_probabilities(model, model.preprocessing.normalize(tiny.test_images))
+    tempered = temperature_scale(raw, 3.0)
+    after, before = (calibration(x, tiny.test_labels)["ece"] for x in (tempered, raw))
+    assert fig.axes[0].get_title() == (
+        f"reliability at temperature 3.000: ECE {after:.4f} (before: {before:.4f})"
+    )
+    want = np.nan_to_num(reliability(tempered.exp(), tiny.test_labels)["accuracy"])
+    heights = [bar.get_height() for bar in fig.axes[0].patches[:15]]  # the accuracy bars
+    assert heights == pytest.approx(want.tolist(), abs=1e-12)
+
+
 def embedded_images(html: str) -> list:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
 
@@ -101,7 +123,9 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
         f'<td class="num">{2 * (784 * 32 + 32 * 10):,}</td>' in html
     )
     images = embedded_images(html)
-    assert len(images) == len(FIGURES) + len(TRUST_FIGURES) - 1  # robustness: not measured yet
+    assert (
+        len(images) == len(FIGURES) - 1 + len(TRUST_FIGURES) - 1
+    )  # reliability once; no robustness yet
     for png in images:
         with Image.open(io.BytesIO(png)) as img:
             assert img.format == "PNG" and img.width > 300
@@ -192,7 +216,7 @@ def test_report_renders_in_a_headless_browser(tiny_run, tiny, tmp_path):
     html = write_report(run, model, tiny).read_text()
     # a copy with a probe that writes, once the page has loaded, how many images decoded
     dom = rendered(html, tmp_path)
-    n = len(FIGURES) + len(TRUST_FIGURES) - 1  # robustness: not measured yet
+    n = len(FIGURES) - 1 + len(TRUST_FIGURES) - 1  # reliability once; no robustness yet
     assert f'data-images="{n}/{n}"' in dom.stdout, dom.stdout[:500]
     assert "quicknets run" in dom.stdout
 

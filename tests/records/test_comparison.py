@@ -481,8 +481,8 @@ def test_compare_sorts_by_the_trust_metrics_without_them_last(runs_dir, capsys):
     from quicknets.records.runs import update_results
 
     a, b, c = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.1, 1, 0.9), save(runs_dir, 0.01, 0, 0.7)
-    update_results(a, {"test_ece": 0.06, "mean_corruption_accuracy": 0.5})
-    update_results(b, {"test_ece": 0.02, "mean_corruption_accuracy": 0.7})
+    update_results(a, {"ece": 0.06, "mean_corruption_accuracy": 0.5})
+    update_results(b, {"ece": 0.02, "mean_corruption_accuracy": 0.7})
     table = compare([a.name, b.name, c.name], runs_dir)  # c: measured neither
 
     def lines(text):  # the per-run lines: name -> the cells after the settings

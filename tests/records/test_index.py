@@ -408,8 +408,8 @@ def trust_runs(runs_dir) -> dict:
     from quicknets.records.runs import update_results
 
     measured = {
-        "a": {"test_ece": 0.05, "mean_corruption_accuracy": 0.60},
-        "b": {"test_ece": 0.02},
+        "a": {"ece": 0.05, "mean_corruption_accuracy": 0.60},
+        "b": {"ece": 0.02},
         "c": {},
         "d": {"mean_corruption_accuracy": 0.70},
     }
@@ -494,7 +494,7 @@ def test_an_index_without_the_trust_columns_reads_every_folder_again(runs_dir):
     assert [names[r["name"]] for r in rows][:2] == ["d", "a"]
 
 
-@pytest.mark.parametrize("key", ["test_ece", "mean_corruption_accuracy"])
+@pytest.mark.parametrize("key", ["ece", "mean_corruption_accuracy"])
 def test_a_trust_metric_that_is_no_number_makes_the_run_unreadable(runs_dir, key):
     path = finished(runs_dir)
     file = path / "results.json"

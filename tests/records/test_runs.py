@@ -599,7 +599,7 @@ def test_update_results_adds_to_a_finished_record_under_its_lock(runs_dir):
     proc = hold_in_child(path)  # another process holds the run
     try:
         with pytest.raises(QuicknetsError, match=f"is being trained by process {proc.pid}$"):
-            update_results(path, {"test_ece": 0.1})
+            update_results(path, {"ece": 0.1})
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -607,9 +607,9 @@ def test_update_results_adds_to_a_finished_record_under_its_lock(runs_dir):
 
     unfinished = start_run(config(spec="784-10"), {}, runs_dir)
     with pytest.raises(QuicknetsError, match=re.escape(unfinished_message(unfinished))):
-        update_results(unfinished, {"test_ece": 0.1})
+        update_results(unfinished, {"ece": 0.1})
     assert not (unfinished / "results.json").exists()  # never made finished by it
     shutil.rmtree(path)
     with pytest.raises(QuicknetsError, match="no longer exists"):
-        update_results(path, {"test_ece": 0.1})
+        update_results(path, {"ece": 0.1})
     assert not path.exists()  # and not made again

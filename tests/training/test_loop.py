@@ -1,5 +1,6 @@
 """The training loop: it learns on real data, it is deterministic, it stops on divergence;
-early stopping, fp16, the optimizers, lr auto, the notebook bar and live plot."""
+early stopping, fp16, the optimizers, lr auto, the notebook bar and live plot; the temperature
+fitted at the end."""
 
 import dataclasses
 
@@ -149,6 +150,30 @@ def test_the_model_keeps_its_datas_preprocessing(tiny_dir):
     assert pre.mean == (0.2,) and pre.std == (0.4,) and pre.shape == (1, 28, 28)
     assert pre.classes == tuple(data.classes) and pre.dataset == "mnist"
     assert pre.layout == "digits"
+
+
+def test_training_fits_the_temperature_of_the_kept_weights_on_the_validation_split(tiny_dir):
+    """The temperature is fit_temperature on the validation split's log-probabilities of the
+    weights training kept (here computed again, in this process: the same bits); the history
+    and the network's own outputs are the loop's as before; no split, no temperature."""
+    from quicknets.data.loading import load_dataset
+    from quicknets.evaluation.calibration import fit_temperature
+    from quicknets.evaluation.metrics import log_probabilities
+
+    data = load_dataset("mnist", tiny_dir, val_split=0.2, verify=False)
+    model = network("784-32-10")
+    history = train(model, data, epochs=2, quiet=True, threads=1)
+    pre = model.preprocessing
+    val = log_probabilities(model, pre.normalize(data.val_images))
+    assert pre.temperature == fit_temperature(val, data.val_labels)
+    assert pre.temperature != 1.0 and len(data.val_labels) == 60
+    # the validation loss recorded for the last epoch is the network's own, untempered
+    assert evaluate(model, data, "val")["loss"] == history[-1]["val_loss"]
+    assert torch.equal(model(pre.normalize(data.val_images)), val)  # outputs as trained
+
+    without = network("784-32-10")
+    train(without, load_dataset("mnist", tiny_dir, verify=False), epochs=1, quiet=True, threads=1)
+    assert without.preprocessing.temperature == 1.0
 
 
 @pytest.mark.parametrize(

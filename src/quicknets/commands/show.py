@@ -1,4 +1,5 @@
-"""quicknets show RUN: write a run's figures (curves, confusion matrix, predictions, top losses)."""
+"""quicknets show RUN: write a run's figures (curves, confusion matrix, predictions, top losses,
+reliability diagram)."""
 
 from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
@@ -8,8 +9,8 @@ def add_parser(sub) -> None:
         "show",
         help="write a run's figures as PNG files",
         description="Draw a run's training curves, confusion matrix, sample "
-        "predictions and most confidently wrong test images from its "
-        "record and saved model, into <run>/figures/.",
+        "predictions, most confidently wrong test images and reliability "
+        "diagram (calibration) from its record and saved model, into <run>/figures/.",
     )
     p.add_argument("run", metavar="RUN", help="run name, unique prefix, or folder")
     p.add_argument(

@@ -111,7 +111,7 @@ def add_parser(sub) -> None:
         "--metric",
         default=None,
         help="rank by val_accuracy, val_loss, test_accuracy, test_loss, "
-        "test_balanced_accuracy, train_accuracy or train_loss (default: auto, "
+        "test_balanced_accuracy, test_ece, train_accuracy or train_loss (default: auto, "
         "val_accuracy with a validation split, else test_accuracy)",
     )
     p.add_argument(

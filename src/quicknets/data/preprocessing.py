@@ -51,7 +51,10 @@ class Preprocessing:
     classes: the names of the network's outputs in order; dataset: where they come from;
     layout: how an image file is brought to the shape: "fashion" (object cropped and centred)
     or "digits" (MNIST's 20x20 box centred by mass in 28x28), grey on black; "resize" (scaled
-    to the shape, in its channels) for your own data."""
+    to the shape, in its channels) for your own data. temperature: T > 0, the network's
+    log-probabilities are divided by T before the softmax wherever probabilities are reported
+    (evaluation.calibration.temperature_scale; Guo et al. 2017); training fits it on the
+    validation split, and 1.0 (nothing changes) is a model without one."""
 
     shape: tuple = (1, 28, 28)
     mean: tuple = (DEFAULT_MEAN,)
@@ -59,10 +62,15 @@ class Preprocessing:
     classes: tuple = ()
     dataset: str = ""
     layout: str = "fashion"
+    temperature: float = 1.0
 
     def __post_init__(self):
         for key in ("shape", "mean", "std", "classes"):
             object.__setattr__(self, key, tuple(getattr(self, key)))
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf:
+            raise QuicknetsError(f"a temperature is a positive number, not {t!r}")
+        object.__setattr__(self, "temperature", float(t))
         if len(self.shape) != 3 or any(int(n) < 1 for n in self.shape):
             raise QuicknetsError(f"an image shape is (channels, height, width), got {self.shape}")
         if len(self.mean) not in (1, self.shape[0]) or len(self.std) not in (1, self.shape[0]):

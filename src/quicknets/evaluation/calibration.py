@@ -4,7 +4,9 @@
     calibration(log_probs, data.test_labels)      # {"ece", "mce", "nll", "brier", "accuracy", "n"}
     t = fit_temperature(val_log_probs, data.val_labels)   # a float T > 0, fitted by NLL
     scaled = temperature_scale(log_probs, t)      # log-probabilities of softmax(logits / T)
-    result = calibrate(model, data)   # T fitted on the validation split, the test set before/after
+    summary = calibration_summary(log_probs, labels, t)   # before, after, T: what evaluate records
+    result = calibrate(model, data)   # T fitted on the validation split and kept in the model's
+                                      # preprocessing; the test set before/after
 
 Definitions follow Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neural Networks",
 ICML 2017, section 2: a prediction's confidence is its top probability; the confidences fall
@@ -20,8 +22,15 @@ NLL. A network's log-probabilities serve as logits (log_softmax(z) = z - logsume
 per row, which softmax ignores). The fit runs torch's L-BFGS (strong-Wolfe line search) on
 log T, as Guo et al.'s reference code runs L-BFGS on T: log T keeps T positive, and the NLL is
 convex in 1/T, so the one minimum is found from T = 1.
+
+A model keeps its temperature in its preprocessing (Preprocessing.temperature; 1.0: none):
+training fits it on the validation split when there is one (training.loop.fit), and
+classify, predict_proba, evaluate's calibration, export and the demo report
+temperature_scale(log-probabilities, T). The network's own outputs stay as trained: the loss,
+the accuracy (the top class does not change under T) and the history do not depend on T.
 """
 
+import dataclasses
 import math
 
 import torch
@@ -30,7 +39,7 @@ from torch.nn import functional as F
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.data.preprocessing import preprocessing_of
-from quicknets.evaluation.metrics import log_probabilities
+from quicknets.networks.models import log_probabilities
 
 BINS = 15  # Guo et al.'s number of equal-width confidence bins
 TEMPERATURE_RANGE = (0.01, 100.0)  # a fitted T outside this is clamped (log T kept in range)
@@ -179,20 +188,73 @@ def fit_temperature(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.detach().clamp(low, high).exp())
 
 
-def calibrate(model: nn.Module, data, bins: int = BINS) -> dict:
-    """Fit a temperature on the validation split of `data` and measure the test set before and
-    after: {"temperature": T, "before": calibration(...), "after": calibration(...)} (see
-    calibration). The images get the model's own preprocessing. Raises QuicknetsError when
-    the data has no validation split (load it with val_split > 0)."""
+MEASURES = ("ece", "mce", "nll", "brier")  # what a record keeps, before and after
+
+
+def calibration_summary(
+    log_probs: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, bins: int = BINS
+) -> dict:
+    """What a run records of its calibration: {"temperature": T, "before": {ece, mce, nll,
+    brier} of the network's own log-probabilities (N, C), "after": the same after
+    temperature_scale(log_probs, T), or None where T is 1 (no temperature)}."""
+    before = calibration(log_probs, labels, bins)
+    after = None
+    if temperature != 1:
+        scaled = calibration(temperature_scale(log_probs, temperature), labels, bins)
+        after = {k: scaled[k] for k in MEASURES}
+    return {
+        "temperature": float(temperature),
+        "before": {k: before[k] for k in MEASURES},
+        "after": after,
+    }
+
+
+def format_calibration(summary: dict) -> str:
+    """One line: `calibration: ece 0.0421 -> 0.0113  mce ...  nll ...  brier ...  (temperature
+    1.2345, fitted on val)`: before -> after the model's temperature; without one, the numbers
+    alone and `(no temperature fitted: ...)`. ECE and MCE in [0, 1], NLL in nats per image."""
+    before, after = summary["before"], summary.get("after")
+    parts = [f"{k} {before[k]:.4f}" + (f" -> {after[k]:.4f}" if after else "") for k in MEASURES]
+    note = (
+        f"temperature {summary['temperature']:.4f}, fitted on val"
+        if after
+        else "no temperature fitted: training fits one when it has a validation split"
+    )
+    return "calibration: " + "  ".join(parts) + f"  ({note})"
+
+
+def val_log_probabilities(model: nn.Module, data) -> torch.Tensor:
+    """The network's own log-probabilities (N, C) of the validation split of `data`, with the
+    model's preprocessing; a QuicknetsError where the data has none."""
     if data.val_images is None or len(data.val_images) == 0:
         raise QuicknetsError(
             "temperature scaling is fitted on a validation split, and this "
             "data has none (load it with val_split, e.g. 0.1)"
         )
     pre = preprocessing_of(model, data)
-    val = log_probabilities(model, pre.normalize(data.val_images)).cpu()
+    return log_probabilities(model, pre.normalize(data.val_images)).cpu()
+
+
+def set_temperature(model: nn.Module, data) -> float:
+    """Fit T on the validation split of `data` (fit_temperature: NLL of the network's own
+    log-probabilities) and keep it in the model's preprocessing, which save_model, export and
+    every probability quicknets reports then carry; returns T. The weights and the network's
+    outputs are unchanged. Raises QuicknetsError when the data has no validation split."""
+    t = fit_temperature(val_log_probabilities(model, data), data.val_labels)
+    model.preprocessing = dataclasses.replace(preprocessing_of(model, data), temperature=t)
+    return t
+
+
+def calibrate(model: nn.Module, data, bins: int = BINS) -> dict:
+    """Fit a temperature on the validation split of `data`, keep it in the model (as
+    set_temperature) and measure the test set before and after: {"temperature": T, "before":
+    calibration(...), "after": calibration(...)} (see calibration). A temperature the model
+    had is replaced: T is fitted on the network's own outputs. The images get the model's own
+    preprocessing. Raises QuicknetsError when the data has no validation split (load it with
+    val_split > 0)."""
+    t = set_temperature(model, data)
+    pre = preprocessing_of(model, data)
     test = log_probabilities(model, pre.normalize(data.test_images)).cpu()
-    t = fit_temperature(val, data.val_labels)
     return {
         "temperature": t,
         "before": calibration(test, data.test_labels, bins),

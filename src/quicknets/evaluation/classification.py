@@ -15,7 +15,8 @@
 
 classify returns [{"class": name, "index": i, "probability": p}, ...], most likely first. A
 trained model brings its own preprocessing (shape, normalisation, class names, how files are
-laid out), so every form of image gets what the network was trained on.
+laid out, and the temperature fitted on its validation split), so every form of image gets
+what the network was trained on, and every probability is the calibrated one (reported).
 
 What the values of an image mean, `scale` (Preprocessing.scale_of): uint8 and other integer
 images are pixels 0..255. Floats are "pixels" (0..255, as np.asarray(pil_image, np.float32)),
@@ -41,8 +42,16 @@ from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import use_strict_math
 from quicknets.data.images import as_tensor, load_image, to_chw, to_nchw
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
+from quicknets.evaluation.calibration import temperature_scale
 
 BATCH_SIZE = 1024  # images per forward pass in predict: (1024, 784) floats are 3 MB
+
+
+def reported(log_probs: torch.Tensor, pre: Preprocessing) -> torch.Tensor:
+    """The probabilities quicknets reports for a network's log-probabilities (N, classes):
+    softmax(log_probs / T) with the preprocessing's temperature T (calibration.
+    temperature_scale; T = 1, no temperature: exp(log_probs) as they are), float32."""
+    return temperature_scale(log_probs.float(), pre.temperature).exp()
 
 
 def as_input(image, pre: Preprocessing, data=None) -> torch.Tensor:
@@ -83,7 +92,7 @@ def probabilities(model: nn.Module, image, data=None, scale: str = "auto") -> to
         log_probs = model(x.to(_device(model)))
     finally:
         model.train(was_training)
-    return log_probs[0].float().exp().cpu()
+    return reported(log_probs, pre)[0].cpu()
 
 
 def classify(
@@ -174,7 +183,7 @@ def predict_proba(
         out = []
         for i in range(0, len(x), batch_size):
             batch = pre.prepare(x[i : i + batch_size].to(device, non_blocking=True), scale)
-            out.append(model(batch).float().exp().cpu())  # log-probabilities -> probabilities
+            out.append(reported(model(batch), pre).cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)

@@ -18,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.machine import use_strict_math
 from quicknets.data.loading import Dataset
 from quicknets.data.preprocessing import preprocessing_of
+from quicknets.evaluation.calibration import calibration_summary, format_calibration
+from quicknets.networks.models import log_probabilities  # here too: where callers look for it
 
 # Every metric a run reports: name -> the direction that is better. A split's results hold
 # "loss" and "accuracy"; the history, the index, sweeps and comparisons prefix the split.
@@ -28,13 +29,13 @@ METRICS = {
     "test_accuracy": "max",
     "test_loss": "min",
     "test_balanced_accuracy": "max",  # the mean of the per-class accuracies (class weights)
+    "test_ece": "min",  # of the probabilities the model reports (after its temperature)
     "val_accuracy": "max",
     "val_loss": "min",
     "train_accuracy": "max",
     "train_loss": "min",
     "train_loss_sum": "min",
     "seconds": "min",
-    "test_ece": "min",  # expected calibration error on the test set (calibration.py)
     "mean_corruption_accuracy": "max",  # robustness.py, written by `evaluate --robustness`
 }
 # Written into a finished record after training (by `quicknets evaluate RUN --robustness`), so
@@ -66,23 +67,6 @@ def upgrade_history(history: list) -> list:
         {OLD_NAMES.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row
         for row in history
     ]
-
-
-@torch.no_grad()
-def log_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """Log-probabilities (N, classes) for normalised images x (N, C, H, W), in eval mode, in
-    the CLI's math mode where the process has not chosen another (machine.use_strict_math)."""
-    use_strict_math()
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        out = [
-            model(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)
-        ]
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:
@@ -129,11 +113,17 @@ def most_confused(cm: torch.Tensor, classes: list, top: int = 5) -> list:
 
 def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
     """Loss (mean NLL per image, unweighted), accuracy, balanced accuracy (the mean of the
-    per-class accuracies), per-class accuracy, confusion matrix (k, k) and the most-confused
-    pairs of `model` on a split ("test", "val" or "train") of `data`, its images normalised by
-    the model's own preprocessing. A class with no images in the split has
+    per-class accuracies), per-class accuracy, confusion matrix (k, k), the most-confused pairs
+    and the calibration of `model` on a split ("test", "val" or "train") of `data`, its images
+    normalised by the model's own preprocessing. A class with no images in the split has
     accuracy None (undefined). Raises QuicknetsError for a split the data lacks or that holds
-    no images, or data whose shape or classes are not the model's."""
+    no images, or data whose shape or classes are not the model's.
+
+    The loss and accuracy are the network's own (its log-probabilities as trained: comparable
+    with the history's, and a temperature never changes the top class). "calibration" is
+    calibration.calibration_summary: ECE, MCE, NLL and Brier score before and, where the
+    model's preprocessing has a temperature, after it; "ece" is the ECE of the probabilities
+    the model reports (after the temperature where it has one), the record's test_ece."""
     if not isinstance(model, nn.Module):
         raise QuicknetsError(f"evaluate needs a network, not {type(model).__name__}")
     if not isinstance(data, Dataset):
@@ -153,12 +143,15 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
     k = len(data.classes)
     cm = confusion_matrix(labels, preds, k)
     per_class = per_class_accuracy(cm)
+    calibration = calibration_summary(log_probs, labels, pre.temperature)
     return {
         "split": split,
         "n": len(labels),
         "loss": F.nll_loss(log_probs, labels, reduction="sum").item() / len(labels),
         "accuracy": (preds == labels).sum().item() / len(labels),
         "balanced_accuracy": balanced_accuracy(cm),
+        "ece": (calibration["after"] or calibration["before"])["ece"],
+        "calibration": calibration,
         "per_class": [
             {"class": c, "accuracy": a, "n": int(cm[i].sum())}
             for i, (c, a) in enumerate(zip(data.classes, per_class))
@@ -170,14 +163,17 @@ def evaluate(model: nn.Module, data: Dataset, split: str = "test") -> dict:
 
 
 def format_results(results: dict) -> str:
-    """Test accuracy and loss, then a per-class table ("-" for the undefined accuracy of a class
-    with no images), the balanced accuracy where the split's classes are imbalanced (counts
-    IMBALANCE_RATIO apart or more) and the most-confused pairs."""
+    """Test accuracy and loss, the calibration line (calibration.format_calibration), then a
+    per-class table ("-" for the undefined accuracy of a class with no images), the balanced
+    accuracy where the split's classes are imbalanced (counts IMBALANCE_RATIO apart or more)
+    and the most-confused pairs."""
     lines = [
         f"{results['split']} accuracy: {results['accuracy']:.4f}  "
         f"{results['split']} loss: {results['loss']:.4f}  images: {results['n']}",
-        f"{'class':<14} {'accuracy':>8} {'images':>7}",
     ]
+    if results.get("calibration"):  # records before calibration was measured have none
+        lines.append(format_calibration(results["calibration"]))
+    lines.append(f"{'class':<14} {'accuracy':>8} {'images':>7}")
     lines += [
         f"{row['class']:<14} {_share(row['accuracy']):>8} {row['n']:>7}"
         for row in results["per_class"]

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.machine import TRAINING
+from quicknets.base.machine import TRAINING, use_strict_math
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -534,6 +534,25 @@ def totals(model: nn.Module) -> tuple:
         sum(p.numel() for p in model.parameters()),
         sum(row["flops"] for row in layer_table(model)),
     )
+
+
+@torch.no_grad()
+def log_probabilities(model: nn.Module, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Log-probabilities (N, classes) for normalised images x (N, C, H, W), in eval mode, in
+    the CLI's math mode where the process has not chosen another (machine.use_strict_math):
+    the network's own outputs, without the temperature its preprocessing may hold (the
+    probabilities quicknets reports: classification.reported)."""
+    use_strict_math()
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        out = [
+            model(x[i : i + batch_size].to(device)).float() for i in range(0, len(x), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
 
 
 MODEL_FORMAT = 2  # model.pt: 1 held state_dict and config; 2 adds the preprocessing

@@ -9,11 +9,14 @@ against the PyTorch model before it is written, and read back in place of a run.
 
 Every format holds the network as it is in PyTorch: input "images", float32 (batch, C, H, W),
 already normalised, (pixel / 255 - mean) / std; output "log_probabilities" (batch, classes),
-whose exp is the probabilities. The batch dimension is dynamic. The preprocessing is not in the
-graph: it travels inside the file as JSON (INFO_KEY), with the class names, the network's config
-and the run it came from: ONNX metadata_props, safetensors' header metadata, and the extra file
-quicknets.json of a TorchScript archive. So a program elsewhere reads mean, std, shape and
-classes from the file, and nothing has to be remembered.
+the network's own. The probabilities quicknets reports are softmax(log_probabilities / T), T the
+preprocessing's temperature (fitted on the run's validation split; 1.0: none), so an export is
+checked, and loaded back, with it. The batch dimension is dynamic. The preprocessing, the
+temperature with it, is not in the graph: it travels inside the file as JSON (INFO_KEY), with
+the class names, the network's config and the run it came from: ONNX metadata_props,
+safetensors' header metadata, and the extra file quicknets.json of a TorchScript archive. So
+a program elsewhere reads mean, std, shape, classes and temperature from the file, and nothing
+has to be remembered.
 
 A safetensors export also carries the model's familiarity statistics (familiarity.py; what
 load_model attaches as `model.familiarity`): their tensors under FAMILIARITY_PREFIX beside the
@@ -100,7 +103,8 @@ def describe(model: nn.Module, format: str, run=None) -> dict:
         "output": {
             "name": OUTPUT,
             "shape": ["batch", len(pre.classes) or None],
-            "values": "log-probabilities of the classes, in order",
+            "values": "log-probabilities of the classes, in order; calibrated "
+            "probabilities: softmax(log_probabilities / preprocessing.temperature)",
         },
         "preprocessing": pre.to_dict(),
         "network": dict(getattr(model, "config", {})),

@@ -21,8 +21,17 @@ import importlib.util
 from html import escape
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.storage import atomic_write_bytes
+from quicknets.data.preprocessing import preprocessing_of
+from quicknets.evaluation.calibration import (
+    calibration_summary,
+    format_calibration,
+    temperature_scale,
+)
+from quicknets.evaluation.metrics import log_probabilities
 from quicknets.plots.figures import (
     plot_confusion_matrix,
     plot_history,
@@ -31,6 +40,7 @@ from quicknets.plots.figures import (
     show_predictions,
     to_png,
 )
+from quicknets.plots.trust import plot_reliability
 
 FIGURES = {  # file stem -> caption
     "curves": "Loss and accuracy per epoch (the star: the test set after the last epoch)",
@@ -38,6 +48,9 @@ FIGURES = {  # file stem -> caption
     "predictions": "The first 16 test images with their predicted class",
     "top_losses": "The most confidently wrong test images, each beside its Integrated Gradients "
     "map for the class the network chose (red: for it, blue: against; Captum needed)",
+    "reliability": "Reliability diagram of the test set (Guo et al. 2017): accuracy against "
+    "confidence in 15 equal-width bins, of the probabilities the model reports (after its "
+    "temperature, if it has one); below, the share of images per bin",
 }
 
 STYLE = """
@@ -58,15 +71,19 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
-def run_figures(run, model, data) -> dict:
-    """The run's figures: curves and confusion matrix from its record, predictions and top
-    losses from its saved model on its test set."""
-    return {
+def run_figures(run, model, data, reliability: bool = True) -> dict:
+    """The run's figures (FIGURES): curves and confusion matrix from its record, predictions,
+    top losses and, with `reliability`, the reliability diagram from its saved model on its
+    test set (the report draws that one in its section "Can you trust it?")."""
+    figures = {
         "curves": plot_history(run.history, run.results, title=run.name),
         "confusion": plot_confusion_matrix(run.results),
         "predictions": show_predictions(model, data, n=16),
         "top_losses": _top_losses(model, data),
     }
+    if reliability:
+        figures["reliability"] = reliability_figure(model, data)
+    return figures
 
 
 def _top_losses(model, data):
@@ -77,6 +94,26 @@ def _top_losses(model, data):
     if importlib.util.find_spec("captum") is None:
         return plot_top_losses(model, data, k=9)
     return plot_top_losses_explained(model, data, k=9, method="integrated_gradients")
+
+
+def reliability_figure(model, data, split: str = "test") -> Figure:
+    """plots.plot_reliability of a split's probabilities as the model reports them: the
+    network's log-probabilities scaled by its temperature (model.preprocessing.temperature),
+    titled with the ECE after and before it."""
+    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+    if images is None or len(labels) == 0:
+        raise QuicknetsError(f"{data.name} has no {split} images to draw a reliability diagram of")
+    pre = preprocessing_of(model, data)
+    log_probs = log_probabilities(model, pre.normalize(images)).cpu()  # (N, classes)
+    summary = calibration_summary(log_probs, labels, pre.temperature)
+    title = None  # plot_reliability's own: ECE and MCE
+    if summary["after"] is not None:
+        title = (
+            f"reliability at temperature {pre.temperature:.3f}: ECE "
+            f"{summary['after']['ece']:.4f} (before: {summary['before']['ece']:.4f})"
+        )
+    probs = temperature_scale(log_probs, pre.temperature).exp()
+    return plot_reliability(probs, labels, title=title)
 
 
 def save_figures(figures: dict, folder) -> list:
@@ -139,6 +176,8 @@ def _results(results: dict) -> str:
         f'<p class="big">{escape(split)} accuracy <b>{results["accuracy"]:.4f}</b>, '
         f"loss <b>{results['loss']:.4f}</b>, on {results['n']} images</p>"
     ]
+    if results.get("calibration"):  # records before calibration was measured have none
+        parts.append(f"<p>{escape(format_calibration(results['calibration']))}</p>")
     rows = []
     for row in results.get("per_class", []):
         acc = row["accuracy"]  # None (NaN in older records): a class with no images
@@ -262,7 +301,8 @@ def write_report(run, model=None, data=None, path=None, data_dir=None) -> Path:
         if data is not None
         else load_recorded(run.config, data_dir, recorded=run.meta.get("data"))
     )
-    pngs = {name: to_png(fig) for name, fig in run_figures(run, model, data).items()}
+    figures = run_figures(run, model, data, reliability=False)  # in the trust section
+    pngs = {name: to_png(fig) for name, fig in figures.items()}
     trust = {name: to_png(fig) for name, fig in trust_figures(run, model, data).items()}
     page = render_report(run, pngs, layer_table(model), trust)
     path = Path(path) if path is not None else run.path / "report.html"

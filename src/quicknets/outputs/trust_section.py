@@ -45,13 +45,10 @@ SEED = 0  # the subsample of training images and the noise
 def trust_figures(run, model, data) -> dict:
     """The section's figures (see TRUST_FIGURES) of `model` on `data`'s test set; attribution
     left out without Captum, robustness without the record's `robustness` entry."""
-    from quicknets.data.preprocessing import preprocessing_of
-    from quicknets.evaluation.metrics import log_probabilities
-    from quicknets.plots.trust import plot_reliability, plot_robustness
+    from quicknets.outputs.report import reliability_figure
+    from quicknets.plots.trust import plot_robustness
 
-    pre = preprocessing_of(model, data)
-    log_probs = log_probabilities(model, pre.normalize(data.test_images)).cpu()
-    figures = {"reliability": plot_reliability(log_probs.exp(), data.test_labels)}
+    figures = {"reliability": reliability_figure(model, data)}  # after the model's temperature
     figures["familiarity"] = familiarity_figure(model, data)
     try:
         figures["attribution"] = attribution_figure(model, data)

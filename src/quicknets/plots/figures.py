@@ -28,6 +28,7 @@ from quicknets.base.storage import atomic_write
 from quicknets.data.datasets import DATASETS
 from quicknets.data.images import to_chw
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
+from quicknets.evaluation.calibration import temperature_scale
 from quicknets.evaluation.classification import load_image, probabilities
 from quicknets.evaluation.metrics import log_probabilities
 
@@ -416,11 +417,15 @@ def show_predictions(model, data, n: int = 16, split: str = "test", ncols=None) 
 
 def top_losses(model, data, k: int = 9, split: str = "test") -> list:
     """The k wrongly classified images with the highest loss, highest first:
-    [{index, predicted, true, probability (of the predicted class), loss}]."""
+    [{index, predicted, true, probability (of the predicted class), loss}], both of the
+    probabilities the model reports (after its temperature, if it has one)."""
     _check_n(k, "k")
     images, labels = _split(data, split)
     pre = preprocessing_of(model, data)
-    log_probs = log_probabilities(model, pre.normalize(images)).cpu()  # (N, classes)
+    # (N, classes), with the model's temperature: the probabilities it reports
+    log_probs = temperature_scale(
+        log_probabilities(model, pre.normalize(images)).cpu(), pre.temperature
+    )
     losses = -log_probs.gather(1, labels.view(-1, 1)).squeeze(1)  # NLL per image
     preds = log_probs.argmax(1)
     wrong = (preds != labels).nonzero().squeeze(1)

@@ -95,7 +95,7 @@ def _checked_history(file: Path, history: list) -> list:
 
 def _checked_results(file: Path, results: dict) -> dict:
     # NaN is a number: a diverged run shows as one. The metrics the index sorts by, too.
-    for key in ("accuracy", "loss", "test_ece", "mean_corruption_accuracy"):
+    for key in ("accuracy", "loss", "ece", "mean_corruption_accuracy"):
         value = results.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise QuicknetsError(
@@ -303,7 +303,8 @@ def kept_epoch(history: list) -> dict:
 
 def final_metrics(history: list, results: dict) -> dict:
     """A run's final numbers (metrics.METRICS' names), the one definition that every ranking,
-    comparison, sweep, the index and Optuna read: the test metrics, the validation and training
+    comparison, sweep, the index and Optuna read: the test metrics (test_ece: of the
+    probabilities the model reports, after its temperature), the validation and training
     metrics of the kept epoch (kept_epoch: not the discarded last one under early stopping),
     the total time in seconds, the epochs trained and the epoch kept."""
     row = kept_epoch(history)
@@ -312,7 +313,7 @@ def final_metrics(history: list, results: dict) -> dict:
         "test_accuracy": results.get("accuracy"),
         "test_loss": results.get("loss"),
         "test_balanced_accuracy": results.get("balanced_accuracy"),  # None: an earlier record
-        "test_ece": results.get("test_ece"),  # None where the record has none
+        "test_ece": results.get("ece"),  # None in records before calibration was measured
         "mean_corruption_accuracy": results.get("mean_corruption_accuracy"),
         "val_accuracy": kept.get("val_accuracy"),
         "val_loss": kept.get("val_loss"),

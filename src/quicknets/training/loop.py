@@ -17,6 +17,11 @@ stops once it has not improved for `patience` epochs, and puts the best epoch's 
 row then says `best_epoch`, and the row it stopped at why (`stopped`). In Jupyter the bar is
 tqdm's notebook widget, and `live_plot=True` redraws the curves in one output of the cell after
 each epoch.
+
+With a validation split, training ends by fitting the temperature of the kept weights on it
+(Guo et al.'s temperature scaling, evaluation.calibration.set_temperature) into
+model.preprocessing.temperature, which every probability quicknets reports then uses; the
+weights, the network's outputs and the history stay as trained.
 """
 
 import math
@@ -40,6 +45,7 @@ from quicknets.config.class_weights import resolve as resolve_class_weights
 from quicknets.config.configs import TrainConfig, check, make
 from quicknets.data.loading import Dataset
 from quicknets.data.preprocessing import preprocessing_of
+from quicknets.evaluation.calibration import set_temperature
 from quicknets.evaluation.metrics import evaluate, higher_is_better
 from quicknets.networks.models import ACTIVATIONS
 from quicknets.training.adam import Adam
@@ -321,8 +327,9 @@ def train(
 ) -> list:
     """Train `model` on `data` in place; return the history, one dict per epoch
     (epoch, epochs, train_loss_sum, train_loss, train_accuracy, [val_loss, val_accuracy],
-    seconds). The model keeps the data's preprocessing (model.preprocessing) and ends in eval
-    mode, ready for `model(x)`.
+    seconds). The model keeps the data's preprocessing (model.preprocessing), with the
+    temperature fitted on the validation split where the data has one, and ends in eval mode,
+    ready for `model(x)`.
 
     Settings are TrainConfig's fields, given as a config or as keywords (optimizer="sgd", lr=0.01,
     epochs=7, batch_size=64, seed=0, device="auto", patience=3, ...). Unknown or out-of-range
@@ -555,4 +562,6 @@ def _loop(
                 f"restored: the weights of epoch {best_epoch} ({config.monitor} "
                 f"{history[best_epoch - 1][config.monitor]:.4f})"
             )
+    if data.val_images is not None and len(data.val_labels):  # the kept weights' temperature
+        set_temperature(model, data)
     return history
