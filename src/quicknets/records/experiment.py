@@ -111,7 +111,7 @@ def epoch_saver(path, loggers=(), on_epoch=None, config: RunConfig | None = None
 
     trained_with = config.to_dict() if config is not None else None
 
-    def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None):
+    def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None, rng=None):
         save_checkpoint(
             path / CHECKPOINT_FILE,
             epoch,
@@ -122,6 +122,7 @@ def epoch_saver(path, loggers=(), on_epoch=None, config: RunConfig | None = None
             best,
             scaler,
             trained_with,
+            rng,
         )
         # progress, readable while training; never recreates a run removed meanwhile
         atomic_write_json(path / "history.json", history, parents=False)
