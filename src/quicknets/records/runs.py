@@ -139,11 +139,13 @@ def start_run(
     runs_dir=None,
     name: str | None = None,
     sweep: str | None = None,
+    stacked: dict | None = None,
 ) -> Path:
     """Create the run folder (config.json, meta.json) before training, so it can hold
     checkpoints. It counts as finished only once finish_run wrote results.json; until then
     load_run refuses it and `quicknets train --resume` continues it. The caller trains it
-    inside `with hold_run(path):`."""
+    inside `with hold_run(path):`. `stacked`: how it trained with others in one step
+    (training/stacked.py: the group's id and size), kept in meta.json."""
     config = as_run_config(config)
     root = runs_root(runs_dir)
     name = name or f"{run_name(config)}-{secrets.token_hex(3)}"
@@ -162,6 +164,8 @@ def start_run(
     }
     if sweep:
         meta["sweep"] = sweep
+    if stacked:
+        meta["stacked"] = stacked
     try:
         tmp.mkdir(parents=True)
         atomic_write_json(tmp / "config.json", config.to_dict(), parents=False)

@@ -59,6 +59,29 @@ PER_VARIANT = (
 )
 
 
+def stack_key(config) -> tuple | str:
+    """What variants must share to train in one stack, from a RunConfig alone (a hashable key),
+    or why this one cannot stack (one line): every setting but PER_VARIANT's and dropout."""
+    import json
+
+    from quicknets.base.machine import resolve
+    from quicknets.networks.models import NETWORKS, parse_sizes
+
+    n, t = config.network, resolve(config.train)
+    if not parse_sizes(NETWORKS.get(n.network, n.network)):
+        return f"stacking covers MLPs (layer sizes), not {n.network}"
+    if n.activation != "relu" or n.batchnorm or n.flip_tta:
+        return "stacking covers ReLU MLPs without BatchNorm"
+    if t.device != "cpu" or t.bf16 or t.fp16 or t.compile:
+        return "stacking covers fp32 training on the CPU (not bf16, fp16, compile or a GPU)"
+    whole = config.to_dict()
+    for key in PER_VARIANT:
+        whole["train"].pop(key, None)
+    whole["network"].pop("dropout", None)
+    whole.pop("lr_find", None)
+    return ("stack", json.dumps(whole, sort_keys=True, default=str))
+
+
 def mlp_layers(model: nn.Module) -> tuple | None:
     """(Linear layers, dropout probability) of Flatten, Linear, ReLU, [Dropout], ..., Linear,
     LogSoftmax with float32 CPU parameters and no hooks; else None."""
@@ -296,11 +319,13 @@ def fit_stacked(
     quiet: bool = True,
     log=print,
     after_epochs: list | None = None,
+    should_stop=None,
 ) -> list:
     """Train K set-up variants (stack_refusal(...) is None) together; return for each its
     history, as `loop.fit` returns it alone, or the QuicknetsError that stopped it (a diverged
     variant leaves the stack; the others go on). `after_epochs[k](epoch, model, opt, generator, history,
-    best, scaler, rng=dropout_generator_state)` as fit's after_epoch. The models end in eval
+    best, scaler, rng=dropout_generator_state)` as fit's after_epoch; `should_stop()`, asked
+    after each epoch's records, stops with KeyboardInterrupt when true. The models end in eval
     mode with weights of their own, their best epoch's under early stopping."""
     reason = stack_refusal(models, configs, datas)
     if reason is not None:
@@ -314,14 +339,16 @@ def fit_stacked(
         torch.set_num_threads(configs[0].threads)
         try:
             with lease:
-                return _stacked_loop(models, datas, configs, quiet, log, after_epochs, lease)
+                return _stacked_loop(
+                    models, datas, configs, quiet, log, after_epochs, should_stop, lease
+                )
         finally:
             torch.set_num_threads(caller)
             for model in models:
                 model.eval()
 
 
-def _stacked_loop(models, datas, configs, quiet, log, after_epochs, lease) -> list:
+def _stacked_loop(models, datas, configs, quiet, log, after_epochs, should_stop, lease) -> list:
     k_all = len(models)
     gens = [torch.Generator().manual_seed(c.seed) for c in configs]  # shuffling, augmentation
     drops = [torch.Generator().manual_seed(c.seed) for c in configs]  # dropout masks
@@ -430,6 +457,8 @@ def _stacked_loop(models, datas, configs, quiet, log, after_epochs, lease) -> li
                         rng=drops[k].get_state(),
                     )
                 models[k].train()
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt  # after every variant's epoch is recorded
     finally:
         if step_fn is not None:
             step_fn.release()
