@@ -165,7 +165,7 @@ def add_parser(sub) -> None:
         "--no-stack",
         dest="stack",
         action="store_false",
-        default=True,
+        default=None,
         help="train every run apart; by default a grid or random search trains the "
         "variants of one MLP shape (seeds, lr, weight decay, momentum, dropout, "
         "label smoothing, schedule) together in one step, each still its own run",
@@ -250,7 +250,7 @@ def _run(args) -> int:
             storage=args.storage,
             log=log,
             log_to=log_to,
-            stack=args.stack,
+            stack=args.stack is not False,
         )
     else:
         spec = read_toml(args.config) if args.config else {}
@@ -287,7 +287,7 @@ def _run(args) -> int:
             heartbeat=pick("heartbeat", 10),
             log=log,
             log_to=log_to,
-            stack=args.stack,
+            stack=args.stack is not False,
         )
     metric = load_record(name, args.runs_dir)["search"]["metric"]
     print(f"ranked by {metric} (mean ± sample std over seeds; n = seeds):")
