@@ -132,14 +132,9 @@ def kinds(k: int, steps: int, threads: int) -> None:
     """Does stacking pay for other kinds of network? One training step (forward, backward,
     Adam) of K networks stacked with torch.func (stack_module_state + vmap of grad over
     functional_call) against K separate autograd steps, per kind, median of 3 timings."""
-    import copy
-
     import torch
-    from torch import nn
-    from torch.func import functional_call, grad, stack_module_state, vmap
 
     from quicknets.base.machine import use_strict_math
-    from quicknets.networks.models import network
 
     use_strict_math()
     torch.set_num_threads(threads)
@@ -153,56 +148,70 @@ def kinds(k: int, steps: int, threads: int) -> None:
     y = torch.randint(0, 10, (k, 64))
     print(f"step of {k} networks at {threads} thread(s), batch 64, load {load()}")
     for name, (spec, options, bf16) in cases.items():
-        nets = [network(spec, seed=s, **options) for s in range(k)]
-        if options.get("batchnorm"):  # vmap cannot update running stats in place
-            for m in nets:
-                for b in m.modules():
-                    if isinstance(b, nn.BatchNorm1d):
-                        b.track_running_stats, b.running_mean, b.running_var = False, None, None
-        opts = [torch.optim.Adam(m.parameters(), lr=0.003, fused=True) for m in nets]
-
-        def apart():
-            for m, o, xb, yb in zip(nets, opts, x, y):
-                with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                    out = m(xb)
-                loss = nn.functional.nll_loss(out.float(), yb)
-                o.zero_grad()
-                loss.backward()
-                o.step()
-
-        params, buffers = stack_module_state(nets)
-        params = {n: p.detach().requires_grad_(False) for n, p in params.items()}
-        base = copy.deepcopy(nets[0]).to("meta")
-        stacked_opt = torch.optim.Adam(list(params.values()), lr=0.003, fused=True)
-
-        def loss_of(p, b, xb, yb):
-            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                out = functional_call(base, (p, b), (xb,))
-            return nn.functional.nll_loss(out.float(), yb)
-
-        step = vmap(grad(loss_of))
-
-        def stacked():
-            grads = step(params, buffers, x, y)
-            for n, p in params.items():
-                p.grad = grads[n]
-            stacked_opt.step()
-
-        timings = {}
-        for fn in (apart, stacked):
-            fn()  # warm-up
-            runs = []
-            for _ in range(3):
-                start = time.perf_counter()
-                for _ in range(steps):
-                    fn()
-                runs.append((time.perf_counter() - start) / steps)
-            timings[fn.__name__] = statistics.median(runs)
+        timings = time_kind(spec, options, bf16, k, steps, x, y)
         ratio = timings["stacked"] / timings["apart"]
         print(
             f"{name:24s} apart {timings['apart'] * 1e3:7.2f} ms  stacked (vmap) "
             f"{timings['stacked'] * 1e3:7.2f} ms  stacked/apart {ratio:.2f}"
         )
+
+
+def time_kind(spec: str, options: dict, bf16: bool, k: int, steps: int, x, y) -> dict:
+    """Median seconds of one step of k networks `spec`, apart and stacked with torch.func."""
+    import copy
+
+    import torch
+    from torch import nn
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    from quicknets.networks.models import network
+
+    nets = [network(spec, seed=s, **options) for s in range(k)]
+    if options.get("batchnorm"):  # vmap cannot update running stats in place
+        for m in nets:
+            for b in m.modules():
+                if isinstance(b, nn.BatchNorm1d):
+                    b.track_running_stats, b.running_mean, b.running_var = False, None, None
+    opts = [torch.optim.Adam(m.parameters(), lr=0.003, fused=True) for m in nets]
+
+    def apart():
+        for m, o, xb, yb in zip(nets, opts, x, y):
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                out = m(xb)
+            loss = nn.functional.nll_loss(out.float(), yb)
+            o.zero_grad()
+            loss.backward()
+            o.step()
+
+    params, buffers = stack_module_state(nets)
+    params = {n: p.detach().requires_grad_(False) for n, p in params.items()}
+    base = copy.deepcopy(nets[0]).to("meta")
+    stacked_opt = torch.optim.Adam(list(params.values()), lr=0.003, fused=True)
+
+    def loss_of(p, b, xb, yb):
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            out = functional_call(base, (p, b), (xb,))
+        return nn.functional.nll_loss(out.float(), yb)
+
+    step = vmap(grad(loss_of))
+
+    def stacked():
+        grads = step(params, buffers, x, y)
+        for n, p in params.items():
+            p.grad = grads[n]
+        stacked_opt.step()
+
+    timings = {}
+    for fn in (apart, stacked):
+        fn()  # warm-up
+        runs = []
+        for _ in range(3):
+            begin = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            runs.append((time.perf_counter() - begin) / steps)
+        timings[fn.__name__] = statistics.median(runs)
+    return timings
 
 
 def main() -> None:

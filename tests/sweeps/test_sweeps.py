@@ -466,8 +466,16 @@ def test_a_stacked_sweep_gives_each_variant_its_own_record(tiny_dir, runs_dir):
     for stack in (True, False):
         lines = []
         name = "on" if stack else "off"
-        sweep(base(tiny_dir), grid, 1, workers=1, runs_dir=runs_dir, name=name,
-              log=lines.append, stack=stack)
+        sweep(
+            base(tiny_dir),
+            grid,
+            1,
+            workers=1,
+            runs_dir=runs_dir,
+            name=name,
+            log=lines.append,
+            stack=stack,
+        )
         assert ("stacked: 8 runs in 1 stack(s) of 8" in lines[0]) == stack
         assert ("stacked: no (--no-stack)" in lines[0]) == (not stack)
         runs = list_runs(runs_dir, sweep=name)

@@ -247,9 +247,7 @@ def train_stacked_recorded(
         except KeyboardInterrupt:
             for path in paths:
                 mark(path, "interrupted")
-            raise Interrupted(
-                "; ".join(unfinished_message(p) for p in paths)
-            ) from None
+            raise Interrupted("; ".join(unfinished_message(p) for p in paths)) from None
         except BaseException:
             for path in paths:
                 mark(path, "failed")

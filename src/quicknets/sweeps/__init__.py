@@ -140,9 +140,10 @@ def resume_sweep(
     stack: bool = True,
 ) -> list:
     """Continue a sweep by its name and return its ranked table (`stack` as in sweep). A grid
-    or random search without a study trains only the trials without a finished run (a stopped run continues
-    from its checkpoint); a sweep with a study takes the trials still queued in it, those of
-    stopped workers included (`storage` names it, where another machine may have made it)."""
+    or random search without a study trains only the trials without a finished run (a stopped
+    run continues from its checkpoint); a sweep with a study takes the trials still queued in
+    it, those of stopped workers included (`storage` names it, where another machine may have
+    made it)."""
     refuse_reimport()
     name = check_name(name)
     record = load_record(name, runs_dir)

@@ -323,10 +323,11 @@ def fit_stacked(
 ) -> list:
     """Train K set-up variants (stack_refusal(...) is None) together; return for each its
     history, as `loop.fit` returns it alone, or the QuicknetsError that stopped it (a diverged
-    variant leaves the stack; the others go on). `after_epochs[k](epoch, model, opt, generator, history,
-    best, scaler, rng=dropout_generator_state)` as fit's after_epoch; `should_stop()`, asked
-    after each epoch's records, stops with KeyboardInterrupt when true. The models end in eval
-    mode with weights of their own, their best epoch's under early stopping."""
+    variant leaves the stack; the others go on). `after_epochs[k](epoch, model, opt,
+    generator, history, best, scaler, rng=dropout_generator_state)` as fit's after_epoch;
+    `should_stop()`, asked after each epoch's records, stops with KeyboardInterrupt when true.
+    The models end in eval mode with weights of their own, their best epoch's under early
+    stopping."""
     reason = stack_refusal(models, configs, datas)
     if reason is not None:
         raise QuicknetsError(f"these variants cannot train in one stack: {reason}")
