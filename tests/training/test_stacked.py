@@ -160,3 +160,19 @@ def test_the_callers_generator_and_threads_are_left_alone(tiny):
     fit_stacked(models, [tiny, tiny], [c.replace(epochs=1) for c in configs])
     assert torch.equal(torch.get_rng_state(), before)
     assert torch.get_num_threads() == threads
+
+
+def test_a_stack_gives_the_same_numbers_at_any_thread_count(tiny):
+    """What lets its core lease lend threads to other runs (loop.thread_free): in MKL's strict
+    mode, 1 and 2 threads give the same weights, bit for bit."""
+    from quicknets.base.machine import thread_invariant
+
+    if not thread_invariant():
+        pytest.skip("MKL's strict mode is not available here")
+    weights = []
+    for threads in (1, 2):
+        variants = [dict(seed=0, dropout=0.2), dict(seed=1, lr=0.01)]
+        configs, models = configs_and_models(variants, "784-64-32-10", epochs=1)
+        fit_stacked(models, [tiny, tiny], [c.replace(threads=threads) for c in configs])
+        weights.append([p.clone() for m in models for p in m.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.machine import TRAINING, CoreLease, use_strict_math
+from quicknets.base.machine import TRAINING, CoreLease, thread_invariant, use_strict_math
 from quicknets.config.configs import TrainConfig
 from quicknets.evaluation.metrics import evaluate
 from quicknets.training.loop import (
@@ -330,7 +330,9 @@ def fit_stacked(
         check_inputs(model, data, config)
     use_strict_math()
     with TRAINING:
-        lease = CoreLease(configs[0].threads, flexible=True)  # an MLP: thread-free numbers
+        # an fp32 MLP: its numbers are the same for any thread count where MKL's strict mode
+        # holds (loop.thread_free), so the lease may lend threads to other runs
+        lease = CoreLease(configs[0].threads, flexible=thread_invariant())
         caller = torch.get_num_threads()
         torch.set_num_threads(configs[0].threads)
         try:
@@ -422,7 +424,8 @@ def _stacked_loop(models, datas, configs, quiet, log, after_epochs, should_stop,
                 loss_sum += loss
                 correct += (log_probs.argmax(2) == yb).sum(1)
                 lease.step()
-            seconds = (time.perf_counter() - start) / len(active)  # a share of the stack's time
+            # each row's seconds: its share of the stack's epoch (the products are the bulk)
+            seconds = (time.perf_counter() - start) / len(active)
             for j, k in enumerate(active):
                 try:
                     row = epoch_row(configs[k], epoch, steps, loss_sum[j])
