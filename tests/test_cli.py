@@ -925,3 +925,33 @@ def test_exports_carry_familiarity_or_say_they_do_not(tiny_dir, tmp_path, capsys
             assert code == 0 and OOD_LINE.search(printed).groups() == want
         else:
             assert code == 1 and "carries no familiarity statistics" in err
+
+
+def test_train_seeds_stacked_and_apart(tiny_dir, tmp_path, capsys):
+    """`train --seeds 2`: a run record per seed, trained in one step (meta.json says so), the
+    same test accuracy as --no-stack within 0.003, and the mean ± std line; wrong companions
+    are one error line."""
+    import json
+
+    from quicknets.records.runs import list_runs
+
+    data = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--threads", "1"]
+    found = {}
+    for stack in ([], ["--no-stack"]):
+        runs = tmp_path / ("apart" if stack else "stacked")
+        argv = ["train", *data, "--epochs", "2", "--seeds", "0,3", "--quiet", *stack]
+        assert main([*argv, "--runs-dir", str(runs)]) == 0
+        out = capsys.readouterr().out
+        assert "test accuracy over 2 seed(s): " in out and "(sample std)" in out
+        records = list_runs(runs)
+        assert sorted(r.config.train.seed for r in records) == [0, 3]
+        assert all(("stacked" in r.meta) == (not stack) for r in records)
+        for r in records:
+            assert json.loads((r.path / "history.json").read_text())[-1]["epoch"] == 2
+            found[r.config.train.seed, bool(stack)] = r.results["accuracy"]
+    for seed in (0, 3):
+        assert found[seed, False] == pytest.approx(found[seed, True], abs=0.003)
+    assert main(["train", "--seeds", "2", "--seed", "1"]) == 1
+    assert "error: --seeds trains one run per seed; drop --seed" in capsys.readouterr().err
+    assert main(["train", "--no-stack"]) == 1
+    assert "error: --no-stack is for --seeds" in capsys.readouterr().err

@@ -181,7 +181,7 @@ def test_a_script_without_the_main_guard_gets_one_clear_error(tiny_dir, runs_dir
         from quicknets import sweep
         print("script body")
         sweep({base(tiny_dir)!r}, grid={{"lr": [0.001, 0.003]}}, workers=2, threads=1,
-              runs_dir={str(runs_dir)!r}, name="g")
+              runs_dir={str(runs_dir)!r}, name="g", stack=False)  # stacked: 1 task, no worker
         print("after the sweep")
         """)
     )

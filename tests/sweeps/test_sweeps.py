@@ -47,7 +47,11 @@ def test_grid_sweep_in_python(tiny_dir, runs_dir):
     assert {(r.config.network.network, r.config.train.lr, r.config.train.seed) for r in runs} == {
         (m, lr, s) for m in ("784-16-10", "784-64-10") for lr in (0.001, 0.01) for s in (0, 1)
     }
-    assert lines[0] == "sweep s1: 4 variants x 2 seed(s) = 8 runs; 1 worker(s) x 1 thread(s)"
+    assert lines[0] == (
+        "sweep s1: 4 variants x 2 seed(s) = 8 runs; stacked: 8 runs in 2 stack(s) of 4+4 "
+        "(one step for each stack's variants; --no-stack trains them apart); "
+        "1 worker(s) x 1 thread(s)"
+    )
     trials = [line for line in lines if line.startswith("trial ")]
     assert len(trials) == 8 and trials[0].startswith("trial 1/8 (")
     assert "  network=784-16-10 lr=0.001 seed=0  test_accuracy 0." in trials[0]
@@ -154,7 +158,8 @@ def test_resume_sweep_trains_only_what_is_not_finished(tiny_dir, runs_dir):
     groups = resume_sweep("r", workers=1, threads=1, runs_dir=runs_dir, log=lines.append)
     assert lines[0] == (
         "sweep r: 1 of 3 runs finished; continuing 2 (1 from their "
-        "checkpoints); 1 worker(s) x 1 thread(s)"
+        "checkpoints); stacked: none; 2 apart (it continues a stopped run; no other variant "
+        "of its shape); 1 worker(s) x 1 thread(s)"
     )
     assert len(groups) == 3 and all(g["n"] == 1 for g in groups)  # no run counted twice
     rows = query(runs_dir, status="all")
@@ -181,7 +186,12 @@ def test_sweep_command_with_toml_and_workers(tiny_dir, runs_dir, tmp_path, capsy
         == 0
     )  # the flag replaces the file's lr
     out = capsys.readouterr().out
-    assert f"4 variants x 2 seed(s) = 8 runs; {workers} worker(s) x 1 thread(s)" in out
+    stacks = "4+4" if workers == 1 else "2+2+2+2"  # each shape's stack cut in one per worker
+    assert (
+        f"4 variants x 2 seed(s) = 8 runs; stacked: 8 runs in {8 // int(stacks[0])} stack(s) "
+        f"of {stacks} (one step for each stack's variants; --no-stack trains them apart); "
+        f"{workers} worker(s) x 1 thread(s)"
+    ) in out
     assert out.count("\ntrial ") == 8  # a line per trial, from the worker processes
     assert "ranked by test_accuracy" in out and out.count(" ± ") >= 8
     assert "best: " in out and "quicknets compare --sweep t1" in out
@@ -518,3 +528,94 @@ def test_class_weights_are_swept_and_fixed_from_the_command_line(
     assert sorted(g["test_balanced_accuracy"][0] for g in groups) == sorted(
         r.results["balanced_accuracy"] for r in runs
     )
+
+
+def test_a_stacked_sweep_gives_each_variant_its_own_record(tiny_dir, runs_dir):
+    """Stacked (the default) and apart (stack=False): the same runs, each a complete record
+    that load_run, compare and the table read; meta.json says which stack it trained in."""
+    from quicknets.records.comparison import compare_runs
+    from quicknets.records.runs import load_run
+
+    grid = {"lr": [0.001, 0.01], "weight_decay": [0.0, 1e-3], "dropout": [0.0, 0.2]}
+    results = {}
+    for stack in (True, False):
+        lines = []
+        name = "on" if stack else "off"
+        sweep(
+            base(tiny_dir),
+            grid,
+            1,
+            workers=1,
+            runs_dir=runs_dir,
+            name=name,
+            log=lines.append,
+            stack=stack,
+        )
+        assert ("stacked: 8 runs in 1 stack(s) of 8" in lines[0]) == stack
+        assert ("stacked: no (--no-stack)" in lines[0]) == (not stack)
+        runs = list_runs(runs_dir, sweep=name)
+        assert len(runs) == 8
+        groups = {r.meta.get("stacked", {}).get("group") for r in runs}
+        assert len(groups) == 1 and (None in groups) != stack
+        for r in runs:
+            loaded = load_run(r.path)
+            assert len(loaded.history) == 2 and loaded.results["n"] == 100
+            key = (r.config.train.lr, r.config.train.weight_decay, r.config.network.dropout)
+            results[key, stack] = (loaded.results["accuracy"], loaded.history[-1]["train_loss"])
+        assert len(compare_runs(runs)["groups"]) == 8
+    for key, stack in list(results):
+        if stack:
+            (acc, loss), (acc_apart, loss_apart) = results[key, True], results[key, False]
+            assert acc == pytest.approx(acc_apart, abs=0.003)
+            assert loss == pytest.approx(loss_apart, abs=1e-4)
+
+
+def test_what_does_not_stack_trains_apart_and_says_why(tiny_dir, runs_dir):
+    lines = []
+    grid = {"network": ["784-16-10", "conv4-fc8"], "lr": [0.001, 0.01]}
+    sweep(base(tiny_dir), grid, 1, workers=1, runs_dir=runs_dir, name="mix", log=lines.append)
+    assert "stacked: 2 runs in 1 stack(s) of 2" in lines[0]
+    assert "2 apart (stacking covers MLPs (layer sizes), not conv4-fc8)" in lines[0]
+    assert len(list_runs(runs_dir, sweep="mix")) == 4
+
+
+def test_a_stacked_sweep_resumed_after_a_record_was_edited(tiny_dir, runs_dir):
+    """Interrupted after the first epoch, every variant is resumable alone; one whose
+    config.json was edited is left out in one line saying why (as a run trained apart), and
+    its trial trains again."""
+    import json
+
+    from quicknets.base.errors import Interrupted
+    from quicknets.config.configs import RunConfig
+    from quicknets.records.experiment import setup, train_stacked_recorded
+
+    configs, models, datas = [], [], []
+    for lr in (0.001, 0.003, 0.01):
+        config, model, data = setup(RunConfig.build(**base(tiny_dir), lr=lr, threads=1))
+        configs.append(config), models.append(model), datas.append(data)
+    with pytest.raises(Interrupted):
+        train_stacked_recorded(
+            configs, models, datas, runs_dir, sweep="st", should_stop=lambda: True
+        )
+    rows = query(runs_dir, status="all")
+    assert {r["status"] for r in rows} == {"interrupted"} and len(rows) == 3
+    from quicknets.sweeps.record import save_record
+    from quicknets.sweeps.space import Search
+
+    save_record("st", Search.build(base(tiny_dir), {"lr": [0.001, 0.003, 0.01]}), runs_dir, None)
+    edited = next(r["name"] for r in rows if r["settings"]["lr"] == 0.003)
+    config_file = runs_dir / edited / "config.json"
+    config = json.loads(config_file.read_text())
+    config["train"]["momentum"] = None
+    config["train"]["batch_size"] = 16
+    config_file.write_text(json.dumps(config))
+    lines = []
+    resume_sweep("st", workers=1, threads=1, runs_dir=runs_dir, log=lines.append)
+    skipped = [line for line in lines if line.startswith("skipped")]
+    assert len(skipped) == 1 and edited in skipped[0]  # one line says which and why
+    assert "config.json was changed after training started: batch_size 16" in skipped[0]
+    assert "put it back" in skipped[0]
+    assert "2 from their checkpoints" in lines[0]  # the others continue alone
+    done = [r for r in query(runs_dir, status="all") if r["status"] == "done"]
+    assert len(done) == 3 and all(r["epochs_done"] == 2 for r in done)  # its trial again
+    assert edited not in {r["name"] for r in done}

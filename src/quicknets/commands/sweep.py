@@ -39,7 +39,16 @@ TOML_KEYS = (
     "base",
     "vary",
 )
-RESUME_TAKES = ("workers", "threads", "storage", "log_to", "quiet", "runs_dir", "all_settings")
+RESUME_TAKES = (
+    "workers",
+    "threads",
+    "storage",
+    "log_to",
+    "quiet",
+    "runs_dir",
+    "all_settings",
+    "stack",
+)
 
 
 def add_parser(sub) -> None:
@@ -162,6 +171,15 @@ def add_parser(sub) -> None:
         help="Optuna: never stop hopeless trials early",
     )
     p.add_argument(
+        "--no-stack",
+        dest="stack",
+        action="store_false",
+        default=None,
+        help="train every run apart; by default a grid or random search trains the "
+        "variants of one MLP shape (seeds, lr, weight decay, momentum, dropout, "
+        "label smoothing, schedule) together in one step, each still its own run",
+    )
+    p.add_argument(
         "--log-to",
         default="",
         metavar="NAMES",
@@ -242,6 +260,7 @@ def _run(args) -> int:
             storage=args.storage,
             log=log,
             log_to=log_to,
+            stack=args.stack is not False,
         )
     else:
         spec = read_toml(args.config) if args.config else {}
@@ -278,6 +297,7 @@ def _run(args) -> int:
             heartbeat=pick("heartbeat", 10),
             log=log,
             log_to=log_to,
+            stack=args.stack is not False,
         )
     metric = load_record(name, args.runs_dir)["search"]["metric"]
     print(f"ranked by {metric} (mean ± sample std over seeds; n = seeds):")

@@ -50,6 +50,20 @@ def add_parser(sub) -> None:
         "(only --threads, --device and --data-dir may be given)",
     )
     p.add_argument(
+        "--seeds",
+        default=None,
+        metavar="N|LIST",
+        help="train this run once per seed (5 means 0-4; or a list 0,7,9), each its own "
+        "run record, an MLP's seeds together in one step; prints the mean ± std",
+    )
+    p.add_argument(
+        "--no-stack",
+        dest="stack",
+        action="store_false",
+        default=None,
+        help="with --seeds: train the seeds one after another instead of in one step",
+    )
+    p.add_argument(
         "--log-to",
         default="",
         metavar="NAMES",
@@ -121,7 +135,70 @@ def print_config(args) -> int:
     return 0
 
 
+def seeds(args) -> int:
+    """--seeds: one run per seed, stacked (training/stacked.py) where the network allows;
+    each run's results line and folder, then the test accuracy's mean ± std."""
+    import dataclasses
+    import statistics
+
+    from quicknets.base.errors import QuicknetsError
+    from quicknets.config.configs import given_flags
+    from quicknets.records import experiment
+    from quicknets.sweeps.space import seed_list
+    from quicknets.training.stacked import stack_key, stack_refusal
+
+    if "seed" in given_flags(args) or args.resume or args.print_config or args.log_to:
+        given = "--seed" if "seed" in given_flags(args) else "--resume, --print-config, --log-to"
+        raise QuicknetsError(f"--seeds trains one run per seed; drop {given}")
+    config = run_config(args)
+    runs = [dataclasses.replace(config, train=config.train.replace(seed=s)) for s in
+            seed_list(args.seeds)]  # fmt: skip
+    say = (lambda *a: None) if args.quiet else print
+    set_up = [experiment.setup(c) for c in runs]
+    configs, models, datas = (list(x) for x in zip(*set_up))
+    key = stack_key(configs[0])
+    reason = (
+        "--no-stack"
+        if args.stack is False
+        else key
+        if isinstance(key, str)
+        else stack_refusal(models, [c.train for c in configs], datas)
+    )
+    if reason is None:
+        say(f"seeds: {len(runs)} runs in one step (stacked; --no-stack trains them apart)")
+        done = experiment.train_stacked_recorded(
+            configs, models, datas, args.runs_dir, quiet=args.quiet, log=print
+        )
+    else:
+        say(f"seeds: {len(runs)} runs one after another ({reason})")
+        done = [
+            experiment.train_recorded(c, m, d, args.runs_dir, quiet=args.quiet)
+            for c, m, d in zip(configs, models, datas)
+        ]
+    accuracies = []
+    for config, (path, results) in zip(configs, done):
+        if isinstance(results, QuicknetsError):
+            print(f"seed {config.train.seed}: failed: {results}  {path}")
+            continue
+        accuracies.append(results["accuracy"])
+        print(f"seed {config.train.seed}: test accuracy {results['accuracy']:.4f}  saved: {path}")
+    if not accuracies:
+        raise QuicknetsError("no seed's run finished")
+    spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    print(
+        f"test accuracy over {len(accuracies)} seed(s): "
+        f"{statistics.mean(accuracies):.4f} ± {spread:.4f} (sample std)"
+    )
+    return 0
+
+
 def run(args) -> int:
+    if args.seeds is not None:
+        return seeds(args)
+    if args.stack is False:
+        from quicknets.base.errors import QuicknetsError
+
+        raise QuicknetsError("--no-stack is for --seeds (one run trains alone)")
     if args.print_config:
         return print_config(args)
     if args.resume:

@@ -114,7 +114,7 @@ def epoch_saver(path, loggers=(), on_epoch=None, config: RunConfig | None = None
 
     trained_with = config.to_dict() if config is not None else None
 
-    def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None):
+    def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None, rng=None):
         save_checkpoint(
             path / CHECKPOINT_FILE,
             epoch,
@@ -125,6 +125,7 @@ def epoch_saver(path, loggers=(), on_epoch=None, config: RunConfig | None = None
             best,
             scaler,
             trained_with,
+            rng,
         )
         # progress, readable while training; never recreates a run removed meanwhile
         atomic_write_json(path / "history.json", history, parents=False)
@@ -203,6 +204,71 @@ def train_recorded(
         results["familiarity"] = fit_run_familiarity(path, model, data)
         finish_run(path, model, history, results)
     return path, results
+
+
+def train_stacked_recorded(
+    configs: list,
+    models: list,
+    datas: list,
+    runs_dir=None,
+    *,
+    sweep=None,
+    quiet=True,
+    log=print,
+    on_start=None,
+    should_stop=None,
+) -> list:
+    """Train set-up variants in one stack (training/stacked.py), each into a run folder of its
+    own, written as train_recorded writes one: checkpoint and history each epoch, then test
+    results. meta.json says `stacked` (the group's id, its size). Returns per variant
+    (path, results), or (path, the QuicknetsError that stopped it: marked failed). Ctrl-C, or
+    `should_stop()` after an epoch, marks them all interrupted (each resumable alone) and
+    raises Interrupted."""
+    import secrets
+    from contextlib import ExitStack
+
+    from quicknets.data.loading import describe
+    from quicknets.evaluation.metrics import evaluate
+    from quicknets.training.stacked import fit_stacked
+
+    group = {"group": secrets.token_hex(4), "variants": len(configs)}
+    with ExitStack() as held:
+        paths = []
+        for config, data in zip(configs, datas):
+            path = start_run(config, describe(data), runs_dir, sweep=sweep, stacked=group)
+            held.enter_context(hold_run(path))
+            paths.append(path)
+            if on_start is not None:
+                on_start(path)
+        savers = [epoch_saver(p, (), None, c) for p, c in zip(paths, configs)]
+        try:
+            histories = fit_stacked(
+                models,
+                datas,
+                [c.train for c in configs],
+                quiet=quiet,
+                log=log,
+                after_epochs=savers,
+                should_stop=should_stop,
+            )
+        except KeyboardInterrupt:
+            for path in paths:
+                mark(path, "interrupted")
+            raise Interrupted("; ".join(unfinished_message(p) for p in paths)) from None
+        except BaseException:
+            for path in paths:
+                mark(path, "failed")
+            raise
+        done = []
+        for path, model, data, history in zip(paths, models, datas, histories):
+            if isinstance(history, QuicknetsError):
+                mark(path, "failed")
+                done.append((path, history))
+                continue
+            results = evaluate(model, data)
+            finish_run(path, model, history, results)
+            done.append((path, results))
+    return done
 
 
 def run(config: RunConfig, runs_dir=None, *, data=None, **options) -> tuple:

@@ -143,12 +143,14 @@ def start_run(
     name: str | None = None,
     sweep: str | None = None,
     class_weights: dict | None = None,
+    stacked: dict | None = None,
 ) -> Path:
     """Create the run folder (config.json, meta.json) before training, so it can hold
     checkpoints. It counts as finished only once finish_run wrote results.json; until then
     load_run refuses it and `quicknets train --resume` continues it. The caller trains it
     inside `with hold_run(path):`. `class_weights`: {class: weight} the loss uses
-    (--class-weights resolved), kept in meta.json."""
+    (--class-weights resolved), kept in meta.json. `stacked`: how it trained with others in one
+    step (training/stacked.py: the group's id and size), kept in meta.json."""
     config = as_run_config(config)
     root = runs_root(runs_dir)
     name = name or f"{run_name(config)}-{secrets.token_hex(3)}"
@@ -169,6 +171,8 @@ def start_run(
         meta["sweep"] = sweep
     if class_weights is not None:
         meta["class_weights"] = class_weights
+    if stacked:
+        meta["stacked"] = stacked
     try:
         tmp.mkdir(parents=True)
         atomic_write_json(tmp / "config.json", config.to_dict(), parents=False)

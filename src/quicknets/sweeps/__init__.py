@@ -30,7 +30,14 @@ import dataclasses
 import time
 
 from quicknets.base.errors import Interrupted, QuicknetsError
-from quicknets.sweeps.pool import Job, Outcome, plan_workers, refuse_reimport, run_jobs
+from quicknets.sweeps.pool import (
+    Job,
+    Outcome,
+    plan_stacks,
+    plan_workers,
+    refuse_reimport,
+    run_jobs,
+)
 from quicknets.sweeps.record import (
     check_name,
     continue_command,
@@ -72,10 +79,14 @@ def sweep(
     heartbeat: int = 10,
     log=print,
     log_to=(),
+    stack: bool = True,
 ) -> list:
     """Run a new sweep and return its variants ranked best first: dicts with `settings`, `n`,
     `names`, `seeds`, each metric as (mean, std), and `state`/`message` for those that did not
-    finish. `grid` holds the settings varied (for every kind of search). With `storage`, the
+    finish. `grid` holds the settings varied (for every kind of search). A grid or random
+    search without `storage` trains the variants that share a network's shape in one step
+    (training/stacked.py: seeds, lr, weight decay, dropout, ...), each still its own run
+    record; `stack=False` trains every run apart. With `storage`, the
     trials go through that study (a study of that name with the same plan is joined), whose
     workers beat every `heartbeat` seconds. See the module docstring; Ctrl-C raises
     Interrupted, whose message says how to continue."""
@@ -110,6 +121,7 @@ def sweep(
             runs_dir,
             log,
             f"{variants} variants x {len(spec.seeds)} seed(s) = {len(jobs)} runs",
+            stack,
         )
     except QuicknetsError:  # e.g. too many workers: a sweep that made no run keeps no name
         release_name(name, runs_dir, url if created else None)
@@ -125,11 +137,13 @@ def resume_sweep(
     storage: str | None = None,
     log=print,
     log_to=(),
+    stack: bool = True,
 ) -> list:
-    """Continue a sweep by its name and return its ranked table. A grid or random search
-    without a study trains only the trials without a finished run (a stopped run continues
-    from its checkpoint); a sweep with a study takes the trials still queued in it, those of
-    stopped workers included (`storage` names it, where another machine may have made it)."""
+    """Continue a sweep by its name and return its ranked table (`stack` as in sweep). A grid
+    or random search without a study trains only the trials without a finished run (a stopped
+    run continues from its checkpoint); a sweep with a study takes the trials still queued in
+    it, those of stopped workers included (`storage` names it, where another machine may have
+    made it)."""
     refuse_reimport()
     name = check_name(name)
     record = load_record(name, runs_dir)
@@ -150,6 +164,7 @@ def resume_sweep(
         log,
         f"{finished} of {total} runs finished{still}; continuing {len(jobs)} "
         f"({resumed} from their checkpoints)",
+        stack,
     )
 
 
@@ -181,18 +196,21 @@ def _join_study(name, record, runs_dir, storage, workers, threads, log, log_to) 
     return _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage)
 
 
-def _run(name, spec, jobs, workers, threads, runs_dir, log, what) -> list:
-    """Train a grid's or random search's jobs; the table of the sweep's finished runs."""
+def _run(name, spec, jobs, workers, threads, runs_dir, log, what, stack=True) -> list:
+    """Train a grid's or random search's jobs, those of one shape stacked (plan_stacks) unless
+    `stack` is False; the table of the sweep's finished runs."""
     workers, threads = plan_workers(len(jobs), workers, threads)
-    log(f"sweep {name}: {what}; {workers} worker(s) x {threads} thread(s)")
     jobs = [dataclasses.replace(job, threads=threads) for job in jobs]
+    tasks, stacking = plan_stacks(jobs, workers) if stack else (jobs, "stacked: no (--no-stack)")
+    workers = min(workers, len(tasks))
+    log(f"sweep {name}: {what}; {stacking}; {workers} worker(s) x {threads} thread(s)")
     start, told = time.perf_counter(), []
 
     def tell(outcome):
         told.append(outcome)
         log(trial_line(outcome, len(told), len(jobs), spec.metric))
 
-    outcomes, stopped = run_jobs(jobs, workers, threads, tell)
+    outcomes, stopped = run_jobs(tasks, workers, threads, tell)
     failed = [o for o in outcomes if o.status == "failed"]
     if stopped:
         stopped_runs = sum(o.status == "interrupted" for o in outcomes)

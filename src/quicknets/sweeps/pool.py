@@ -16,6 +16,7 @@ another trial, and a training still running stops after its epoch. A second Ctrl
 workers at once (their runs then show as stopped, resumable).
 """
 
+import json
 import multiprocessing
 import os
 import signal
@@ -205,11 +206,130 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     return outcome("done", value=score(history, results, job.metric), history=history, test=test)
 
 
-def job_worker(job: Job, tell, stop) -> None:
-    """The work of a grid or random search: one job, one outcome."""
+def train_stack(jobs: tuple, stop) -> list:
+    """Train jobs planned into one stack (plan_stacks) as one stacked training, each into its
+    own run record: an Outcome per job. Where their networks turn out not to stack after all
+    (stacked.stack_refusal), each trains apart, said in its Outcome's message."""
+    from quicknets.evaluation.metrics import upgrade_history
+    from quicknets.records.experiment import setup, train_stacked_recorded
+    from quicknets.training.stacked import stack_refusal
+
+    if stop.is_set():
+        return []
+    start, runs = time.perf_counter(), []
+    datas: dict = {}  # one dataset for the variants whose data agree
+    configs, models, loaded = [], [], []
+    try:
+        for job in jobs:
+            config = job.config()
+            d = config.data
+            same = (repr(d), config.train.seed if d.val_split else None)
+            config, model, data = setup(config, datas.get(same))
+            datas[same] = data
+            configs.append(config)
+            models.append(model)
+            loaded.append(data)
+        reason = stack_refusal(models, [c.train for c in configs], loaded)
+    except QuicknetsError as e:
+        reason = str(e)
+    if reason is not None:  # apart, as without stacking
+        outcomes = [train_job(job, stop) for job in jobs]
+        for o in outcomes:
+            if o is not None:
+                o.message = o.message or f"trained apart: {reason}"
+        return [o for o in outcomes if o is not None]
+
+    def outcome(job, status, path=None, **more):
+        names = [path.name] if path is not None else []
+        seconds = (time.perf_counter() - start) / len(jobs)
+        return Outcome(job.overrides, status, seconds, names, **more)
+
+    pressed = []
+
+    def ctrl_c(signum, frame):
+        pressed.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        with on_ctrl_c(ctrl_c):
+            done = train_stacked_recorded(
+                configs,
+                models,
+                loaded,
+                jobs[0].runs_dir,
+                sweep=jobs[0].sweep,
+                on_start=lambda path: runs.append(path),
+                should_stop=stop.is_set,
+            )
+    except Exception as e:  # Interrupted, or a failure of the whole stack
+        from quicknets.base.errors import Interrupted
+
+        if isinstance(e, Interrupted) or pressed:
+            stop.set()
+            return [
+                outcome(j, "interrupted", p, message="it keeps its last finished epoch")
+                for j, p in zip(jobs, runs)
+            ]
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return [outcome(j, "failed", p, message=message) for j, p in zip(jobs, runs)]
+    outcomes = []
+    for job, (path, results) in zip(jobs, done):
+        if isinstance(results, QuicknetsError):
+            outcomes.append(outcome(job, "failed", path, message=str(results)))
+            continue
+        history = upgrade_history(json.loads((path / "history.json").read_text()))
+        test = {k: results[k] for k in ("accuracy", "loss", "n") if k in results}
+        value = score(history, results, job.metric)
+        outcomes.append(outcome(job, "done", path, value=value, history=history, test=test))
+    return outcomes
+
+
+def job_worker(job, tell, stop) -> None:
+    """The work of a grid or random search: one job, one outcome; or a stack of jobs (a
+    tuple, plan_stacks), trained in one step, an outcome each."""
+    if isinstance(job, tuple):
+        for outcome in train_stack(job, stop):
+            tell(outcome)
+        return
     outcome = train_job(job, stop)
     if outcome is not None:
         tell(outcome)
+
+
+def plan_stacks(jobs: list, workers: int) -> tuple:
+    """(tasks, plan line): the jobs whose settings stack (stacked.stack_key) grouped, each group
+    cut into at most `workers` stacks of near-equal size so that every worker has one; a job
+    that continues a stopped run, or stacks with no other, stays alone."""
+    from quicknets.training.stacked import stack_key
+
+    groups: dict = {}
+    alone, reasons = [], set()
+    for job in jobs:
+        key = stack_key(job.config()) if job.resume is None else "it continues a stopped run"
+        if isinstance(key, str):
+            alone.append(job)
+            reasons.add(key)
+        else:
+            groups.setdefault(key, []).append(job)
+    tasks: list = []
+    for group in groups.values():
+        if len(group) == 1:
+            alone.append(group[0])
+            reasons.add("no other variant of its shape")
+            continue
+        parts = min(workers, len(group) // 2) or 1  # a stack holds 2 variants or more
+        size = -(-len(group) // parts)
+        tasks += [tuple(group[i : i + size]) for i in range(0, len(group), size)]
+    sizes = [len(t) for t in tasks]
+    line = (
+        f"stacked: {sum(sizes)} runs in {len(sizes)} stack(s) of {'+'.join(map(str, sizes))}"
+        " (one step for each stack's variants; --no-stack trains them apart)"
+        if tasks
+        else "stacked: none"
+    )
+    if alone:
+        line += f"; {len(alone)} apart ({'; '.join(sorted(reasons))})"
+    return tasks + alone, line
 
 
 def run_jobs(jobs: list, workers: int, threads: int, tell=lambda outcome: None) -> tuple:

@@ -37,17 +37,20 @@ def save_checkpoint(
     best: dict | None = None,
     scaler=None,
     config: dict | None = None,
+    rng: torch.Tensor | None = None,
 ) -> None:
     """Everything needed to continue after `epoch` (1-based, completed). `best`: the best
     epoch's weights under early stopping; `scaler`: the fp16 GradScaler; `config`: the run
-    config trained with (RunConfig.to_dict())."""
+    config trained with (RunConfig.to_dict()); `rng`: the dropout generator's state where it is
+    not torch's global one (a variant of a stack, stacked.py), restored as the global one."""
     state = {
         "format": FORMAT,
         "epoch": epoch,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # clone: a stacked variant's weights are views, and a view saves its whole storage
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "optimizer": opt.state_dict(),
         "generator": generator.get_state(),  # shuffling order of the next epochs
-        "torch_rng": torch.get_rng_state(),  # dropout masks on the CPU
+        "torch_rng": torch.get_rng_state() if rng is None else rng,  # dropout masks on the CPU
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "threads": torch.get_num_threads(),  # floating-point sums depend on it
         "history": history,
