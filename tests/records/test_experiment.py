@@ -399,3 +399,27 @@ def test_a_class_the_data_lacks_is_refused_before_the_run_folder(tiny_dir, runs_
         "classes are: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9\n"
     )
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_a_sweep_trial_fits_its_familiarity_at_first_use_not_after_training(tiny_dir, tmp_path):
+    from quicknets.evaluation.familiarity import fit_familiarity
+    from quicknets.records.runs import run_familiarity
+
+    config = RunConfig.build(
+        dataset="mnist", data_dir=str(tiny_dir), verify=False, network="784-16-10", epochs=1
+    )
+    runs = tmp_path / "runs"
+    alone, alone_results = run(config, runs, quiet=True)
+    trial, trial_results = run(config, runs, quiet=True, sweep="s")
+    assert (alone / "familiarity.pt").is_file() and "familiarity" in alone_results
+    assert not (trial / "familiarity.pt").exists() and "familiarity" not in trial_results
+    record = load_run(trial)
+    model = load_model(record)
+    assert model.familiarity is None
+    fitted = run_familiarity(record, model)  # classify, the demo, evaluate --ood, report
+    assert (trial / "familiarity.pt").is_file()
+    assert load_model(record).familiarity.threshold == fitted.threshold
+    # the same fit the trial would have had after training: same network, same data
+    _, _, data = setup(config)
+    assert fitted.threshold == fit_familiarity(model, data).threshold
+    assert fitted.threshold == load_model(load_run(alone)).familiarity.threshold

@@ -47,7 +47,9 @@ kept out of the bank (Familiarity.threshold_split says "val" or "train"; the net
 those, so a little fewer than 95% of unseen images may pass). The test set is never used.
 
 A run keeps its fit in familiarity.pt (save_familiarity, load_familiarity: weights-only,
-written atomically); a model loaded with load_model carries it as `model.familiarity`.
+written atomically; a sweep's trial only from its first use, records.runs.run_familiarity); a
+model loaded with load_model carries it as `model.familiarity`. The bank in float32 instead
+changed the default run's AUROCs (reference_sets) by at most 1.3e-6, its scores by 1.2e-4.
 """
 
 import math
