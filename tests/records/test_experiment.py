@@ -4,6 +4,7 @@ made by the earlier format still list, compare, evaluate and resume."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -251,6 +252,25 @@ def test_old_records_list_compare_and_evaluate(old_runs, fashion, capsys):
     assert main(["evaluate", FINISHED, "--runs-dir", str(old_runs)]) == 0
     shown = capsys.readouterr().out.split("test accuracy: ")[1].split()[0]
     assert float(shown) == pytest.approx(old.results["accuracy"], abs=ACCURACY_ACROSS_CPUS)
+
+
+def test_an_old_record_without_familiarity_or_robustness_reports_and_shows(
+    old_runs, fashion, capsys
+):
+    folder = old_runs / FINISHED
+    assert not (folder / "familiarity.pt").exists()  # nor robustness in its results.json
+    assert main(["report", FINISHED, "--runs-dir", str(old_runs)]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.startswith(f"wrote: {folder / 'report.html'}\n")
+    html = (folder / "report.html").read_text()
+    notes = re.findall(r"<p>(.*?)</p>", html[html.index("<h2>Can you trust it?</h2>") :])
+    assert any(f"quicknets evaluate {FINISHED} --robustness" in n for n in notes)
+    assert 'alt="familiarity"' in html  # fitted once, kept for classify and the demo
+    assert load_model(load_run(FINISHED, old_runs)).familiarity is not None
+    assert main(["show", FINISHED, "--runs-dir", str(old_runs)]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("wrote: ") >= 4
+    assert all((folder / "figures" / f"{name}.png").is_file() for name in ("curves", "confusion"))
 
 
 def test_an_old_interrupted_record_resumes_to_the_numbers_of_the_finished_one(old_runs):
