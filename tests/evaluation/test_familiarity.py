@@ -10,7 +10,6 @@ from PIL import Image
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.data.idx import write_idx
-from quicknets.data.images import load_image
 from quicknets.data.preprocessing import Preprocessing
 from quicknets.evaluation.familiarity import (
     METHODS,
@@ -249,8 +248,12 @@ def test_bad_outside_data_is_one_clear_error(tmp_path, make, match):
         ([("a.png", (3, 28, 28))], (1, 28, 28), "a.png", "28x28 RGB; the model takes 28x28 grey"),
         ([("a.png", (1, 32, 32))], (3, 32, 32), "a.png", "32x32 grey; the model takes 32x32 RGB"),
         (  # a mixed folder: the first other file in sorted order is named, none is resized
-            [("a.png", (1, 28, 28)), ("b/c.png", (1, 28, 28)), ("b/d.png", (1, 100, 100)),
-             ("e.png", (3, 28, 28))],
+            [
+                ("a.png", (1, 28, 28)),
+                ("b/c.png", (1, 28, 28)),
+                ("b/d.png", (1, 100, 100)),
+                ("e.png", (3, 28, 28)),
+            ],
             (1, 28, 28),
             "b/d.png",
             "100x100 grey; the model takes 28x28 grey",

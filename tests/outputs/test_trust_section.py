@@ -112,9 +112,7 @@ def _fits(monkeypatch) -> list:
     return fitted_on
 
 
-def test_the_familiarity_figure_uses_the_runs_saved_fit_and_threshold(
-    tiny_run, tiny, monkeypatch
-):
+def test_the_familiarity_figure_uses_the_runs_saved_fit_and_threshold(tiny_run, tiny, monkeypatch):
     from quicknets.evaluation.familiarity import familiarity_scores
     from quicknets.records.runs import fit_run_familiarity, load_model
 
@@ -125,18 +123,20 @@ def test_the_familiarity_figure_uses_the_runs_saved_fit_and_threshold(
     fits, seen = _fits(monkeypatch), _seen_familiarity(monkeypatch)
     trust_figures(run, loaded, tiny)
     assert fits == []  # the run's statistics, not a fit of the report's own
-    (test, noisy, threshold), = seen
+    ((test, noisy, threshold),) = seen
     assert threshold == saved.threshold  # the threshold classify uses
     np.testing.assert_array_equal(test, familiarity_scores(loaded, tiny.test_images, saved))
     noise = torch.randint(
-        0, 256, (len(noisy), 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+        0,
+        256,
+        (len(noisy), 1, 28, 28),
+        dtype=torch.uint8,
+        generator=torch.Generator().manual_seed(0),
     )
     np.testing.assert_array_equal(noisy, familiarity_scores(loaded, noise, saved))
 
 
-def test_a_run_without_saved_statistics_has_them_fitted_once_and_kept(
-    tiny_run, tiny, monkeypatch
-):
+def test_a_run_without_saved_statistics_has_them_fitted_once_and_kept(tiny_run, tiny, monkeypatch):
     from quicknets.records.runs import load_model
 
     run, model = tiny_run  # trained in Python and saved without familiarity.pt
