@@ -909,6 +909,39 @@ def test_evaluate_ood_line_and_bad_outside_images(tiny_dir, tmp_path, capsys):
     assert OOD_LINE.search(capsys.readouterr().out).groups() == line.groups()
 
 
+@pytest.mark.parametrize("name", ["kmnist", "emnist-digits"])  # fetched; never fetched
+def test_evaluate_ood_of_a_builtin_dataset_not_here_is_one_error_line(
+    name, tiny_dir, tmp_path, capsys, monkeypatch
+):
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing cached there
+    monkeypatch.setattr(
+        "quicknets.data.builtin.fetch_files", lambda info, target: ({}, "no network here")
+    )
+    before = _files(run_dir)
+    code = main(["evaluate", run_dir, "--ood", name])  # the run's data: where it was found
+    out, err = capsys.readouterr()
+    assert code == 1 and "ood auroc" not in out and "Traceback" not in err
+    assert err.startswith(f"error: {name} not found") and err.count("\n") == 1, err
+    assert str(tmp_path / "cache" / "quicknets" / name) in err  # where it was looked for
+    assert _files(run_dir) == before
+
+
+def test_evaluate_ood_folder_of_other_sized_images_is_one_error_line(tiny_dir, tmp_path, capsys):
+    run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
+    before = _files(run_dir)
+    for shape, described in [((32, 32), "32x32 grey"), ((28, 28, 3), "28x28 RGB")]:
+        folder = _noise_pngs(tmp_path / described.replace(" ", "-"), n=3, shape=shape)
+        args = ["evaluate", run_dir, "--ood", str(folder), "--data-dir", str(tiny_dir)]
+        assert main(args) == 1
+        out, err = capsys.readouterr()
+        assert err == (
+            f"error: {folder / '000.png'} is {described}; the model takes 28x28 grey images: "
+            "bring the outside images to that size and channels first\n"
+        )
+        assert "ood auroc" not in out and _files(run_dir) == before
+
+
 def test_exports_carry_familiarity_or_say_they_do_not(tiny_dir, tmp_path, capsys):
     run_dir = _tiny_run(tiny_dir, tmp_path / "runs", capsys)
     noise = _noise_pngs(tmp_path / "noise")

@@ -300,9 +300,10 @@ def listed(output: str) -> dict:
 
 
 def compared(output: str) -> set:
-    """`quicknets compare` output → the names of the runs in its table."""
+    """`quicknets compare` output → the names of the runs in its table (the lines after the
+    header, up to the blank line, without the `N settings equal ... not shown` line)."""
     lines = output.split("\n\n")[0].splitlines()[2:]
-    return {line.split()[0] for line in lines}
+    return {line.split()[0] for line in lines if "settings equal in every run" not in line}
 
 
 def records(folder: Path) -> tuple:
@@ -312,7 +313,6 @@ def records(folder: Path) -> tuple:
         for row in json.loads((folder / "history.json").read_text())
     ]
     results = json.loads((folder / "results.json").read_text())
-    results["familiarity"].pop("seconds")  # the familiarity fit's wall time, as "seconds" above
     return history, results
 
 

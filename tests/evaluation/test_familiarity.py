@@ -10,7 +10,6 @@ from PIL import Image
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.data.idx import write_idx
-from quicknets.data.images import load_image
 from quicknets.data.preprocessing import Preprocessing
 from quicknets.evaluation.familiarity import (
     METHODS,
@@ -178,14 +177,21 @@ def test_layers_are_the_inputs_of_linear_layers():
 def test_outside_images_from_a_folder_an_npz_and_idx(tmp_path):
     pre = Preprocessing()
     g = np.random.default_rng(0)
-    pictures = g.integers(0, 256, (3, 40, 30), dtype=np.uint8)
+    pictures = g.integers(0, 256, (3, 28, 28), dtype=np.uint8)
     (tmp_path / "photos" / "more").mkdir(parents=True)
     for i, p in enumerate(pictures):
         Image.fromarray(p).save(tmp_path / "photos" / ("more" if i == 2 else "") / f"{i}.png")
     (tmp_path / "photos" / ".hidden.png").write_bytes(b"not an image")
     images = load_outside(tmp_path / "photos", pre)
     assert images.shape == (3, 1, 28, 28) and images.dtype == torch.uint8
-    assert torch.equal(images[0], load_image(tmp_path / "photos" / "0.png"))  # as classify
+    # sorted paths: 0.png, 1.png, more/2.png; pixels as they are, as .npz and IDX are read
+    assert torch.equal(images[:, 0], torch.from_numpy(pictures))
+    rgb = g.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    (tmp_path / "rgb").mkdir()
+    for i, p in enumerate(rgb):
+        Image.fromarray(p).save(tmp_path / "rgb" / f"{i}.png")
+    colour = load_outside(tmp_path / "rgb", Preprocessing((3, 32, 32), (0.5,) * 3, (0.5,) * 3))
+    assert torch.equal(colour, torch.from_numpy(rgb).permute(0, 3, 1, 2))
 
     x = g.integers(0, 256, (7, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "keras.npz", x_train=x[:2], x_test=x)
@@ -231,6 +237,43 @@ def test_bad_outside_data_is_one_clear_error(tmp_path, make, match):
     folder.mkdir()
     with pytest.raises(QuicknetsError, match=match):
         load_outside(make(folder), Preprocessing())
+
+
+@pytest.mark.parametrize(
+    "files, shape, first, message",
+    [  # files: (name, (C, H, W)) written in order; first: the file the error names
+        ([("a.png", (1, 32, 32))], (1, 28, 28), "a.png", "32x32 grey; the model takes 28x28 grey"),
+        ([("a.png", (1, 20, 20))], (1, 28, 28), "a.png", "20x20 grey; the model takes 28x28 grey"),
+        ([("a.png", (1, 28, 40))], (1, 28, 28), "a.png", "40x28 grey"),
+        ([("a.png", (3, 28, 28))], (1, 28, 28), "a.png", "28x28 RGB; the model takes 28x28 grey"),
+        ([("a.png", (1, 32, 32))], (3, 32, 32), "a.png", "32x32 grey; the model takes 32x32 RGB"),
+        (  # a mixed folder: the first other file in sorted order is named, none is resized
+            [
+                ("a.png", (1, 28, 28)),
+                ("b/c.png", (1, 28, 28)),
+                ("b/d.png", (1, 100, 100)),
+                ("e.png", (3, 28, 28)),
+            ],
+            (1, 28, 28),
+            "b/d.png",
+            "100x100 grey; the model takes 28x28 grey",
+        ),
+    ],
+)
+def test_a_folder_of_other_sizes_or_channels_is_refused_naming_the_first(
+    tmp_path, files, shape, first, message
+):
+    g = np.random.default_rng(0)
+    for name, (c, h, w) in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        pixels = g.integers(0, 256, (h, w, c), dtype=np.uint8)
+        Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(tmp_path / name)
+    layout = "fashion" if shape[0] == 1 else "resize"  # as Fashion-MNIST's runs, as own RGB data
+    pre = Preprocessing(shape, (0.5,) * shape[0], (0.5,) * shape[0], layout=layout)
+    with pytest.raises(QuicknetsError) as e:
+        load_outside(tmp_path, pre)
+    line = str(e.value)
+    assert "\n" not in line and line.startswith(f"{tmp_path / first} is {message}")
 
 
 def test_outside_images_from_a_builtin_dataset(fashion):

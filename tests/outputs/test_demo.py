@@ -192,7 +192,7 @@ def test_the_page_shows_the_probabilities_after_the_models_temperature(trained, 
     png = io.BytesIO()
     Image.fromarray(fashion.test_images[2].numpy()).save(png, format="PNG")
     png.seek(0)
-    _, scores, _ = classify_file(tempered, png, tempered.preprocessing)
+    _, scores, _, _ = classify_file(tempered, png, tempered.preprocessing)
     with torch.no_grad():
         raw = model(model.preprocessing.normalize(fashion.test_images[2:3]))
     assert list(scores.values()) == temperature_scale(raw, 1.6).exp()[0].tolist()

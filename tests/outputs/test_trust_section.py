@@ -69,48 +69,102 @@ def test_the_section_holds_its_figures_and_then_the_robustness_one(tiny_run, tin
 
 
 def test_the_reliability_figure_is_of_the_test_probabilities(tiny_run, tiny, monkeypatch):
+    from quicknets.evaluation.calibration import temperature_scale
     from quicknets.plots.figures import new_figure
 
     run, model = tiny_run
     seen = {}
 
-    def plot(probs, labels):
+    def plot(probs, labels, title=None):
         seen["probs"], seen["labels"] = probs, labels
         return new_figure(1, 1)
 
-    monkeypatch.setattr("quicknets.plots.trust.plot_reliability", plot)
+    monkeypatch.setattr("quicknets.outputs.trust_section.plot_reliability", plot)
     trust_figures(run, model, tiny)
-    expected = log_probabilities(model, model.preprocessing.normalize(tiny.test_images)).exp()
+    raw = log_probabilities(model, model.preprocessing.normalize(tiny.test_images))
+    expected = temperature_scale(raw, model.preprocessing.temperature).exp()  # as reported
     assert torch.equal(seen["probs"], expected) and torch.equal(seen["labels"], tiny.test_labels)
 
 
-def test_familiarity_is_fitted_on_a_bounded_seeded_subsample(tiny, monkeypatch):
+def _seen_familiarity(monkeypatch) -> list:
+    """Record what the familiarity figure draws: [(test scores, noise scores, threshold)]."""
+    from quicknets.plots.figures import new_figure
+
+    seen = []
+
+    def plot(inside, outside, threshold=None, title=None):
+        seen.append((inside, outside["uniform noise"], threshold))
+        return new_figure(1, 1)
+
+    monkeypatch.setattr("quicknets.plots.trust.plot_familiarity", plot)
+    return seen
+
+
+def _fits(monkeypatch) -> list:
+    """Count the familiarity fits (each call's data)."""
     from quicknets.evaluation import familiarity
 
-    model = network("784-16-10")
-    train(model, tiny, epochs=1, quiet=True, threads=1)
-    fitted_on = []
-    real = familiarity.fit_familiarity
+    fitted_on, real = [], familiarity.fit_familiarity
 
     def fit(model, data, *args, **kwargs):
         fitted_on.append(data)
         return real(model, data, *args, **kwargs)
 
     monkeypatch.setattr(familiarity, "fit_familiarity", fit)
-    familiarity_figure(model, tiny, fit_images=50, scored=30, noise=20)
-    familiarity_figure(model, tiny, fit_images=50, scored=30, noise=20)
-    first, second = fitted_on
-    for split, n in (("train", 50), ("test", 30)):
-        images, labels = getattr(first, f"{split}_images"), getattr(first, f"{split}_labels")
-        assert len(images) == n and torch.equal(images, getattr(second, f"{split}_images"))
-        whole = {
-            (bytes(x.numpy()), int(y))
-            for x, y in zip(getattr(tiny, f"{split}_images"), getattr(tiny, f"{split}_labels"))
-        }  # each image of the split, with its own label
-        assert all((bytes(x.numpy()), int(y)) in whole for x, y in zip(images, labels))
-    familiarity_figure(model, tiny, fit_images=10_000, scored=10_000, noise=20)  # fewer: all
-    assert torch.equal(fitted_on[2].train_images, tiny.train_images)
-    assert torch.equal(fitted_on[2].test_images, tiny.test_images)
+    return fitted_on
+
+
+def test_the_familiarity_figure_uses_the_runs_saved_fit_and_threshold(tiny_run, tiny, monkeypatch):
+    from quicknets.evaluation.familiarity import familiarity_scores
+    from quicknets.records.runs import fit_run_familiarity, load_model
+
+    run, model = tiny_run
+    fit_run_familiarity(run.path, model, tiny)  # as training does: familiarity.pt
+    loaded = load_model(run)
+    saved = loaded.familiarity
+    fits, seen = _fits(monkeypatch), _seen_familiarity(monkeypatch)
+    trust_figures(run, loaded, tiny)
+    assert fits == []  # the run's statistics, not a fit of the report's own
+    ((test, noisy, threshold),) = seen
+    assert threshold == saved.threshold  # the threshold classify uses
+    np.testing.assert_array_equal(test, familiarity_scores(loaded, tiny.test_images, saved))
+    noise = torch.randint(
+        0,
+        256,
+        (len(noisy), 1, 28, 28),
+        dtype=torch.uint8,
+        generator=torch.Generator().manual_seed(0),
+    )
+    np.testing.assert_array_equal(noisy, familiarity_scores(loaded, noise, saved))
+
+
+def test_a_run_without_saved_statistics_has_them_fitted_once_and_kept(tiny_run, tiny, monkeypatch):
+    from quicknets.records.runs import load_model
+
+    run, model = tiny_run  # trained in Python and saved without familiarity.pt
+    assert not (run.path / "familiarity.pt").exists()
+    fits, seen = _fits(monkeypatch), _seen_familiarity(monkeypatch)
+    trust_figures(run, model, tiny)
+    assert len(fits) == 1 and (run.path / "familiarity.pt").is_file()
+    loaded = load_model(run)  # what classify and the demo load
+    assert seen[0][2] == loaded.familiarity.threshold
+    trust_figures(run, loaded, tiny)
+    assert len(fits) == 1 and seen[1][2] == seen[0][2]  # one fit per run, one threshold
+
+
+def test_at_most_scored_test_images_a_seeded_sample(tiny_run, tiny, monkeypatch):
+    from quicknets.evaluation.familiarity import familiarity_scores, fit_familiarity
+
+    run, model = tiny_run
+    fitted = fit_familiarity(model, tiny)
+    seen = _seen_familiarity(monkeypatch)
+    for _ in range(2):
+        familiarity_figure(model, tiny, fitted, scored=30, noise=20)
+    (first, noise, _), (second, _, _) = seen
+    assert len(first) == 30 and len(noise) == 20
+    np.testing.assert_array_equal(first, second)
+    every = familiarity_scores(model, tiny.test_images, fitted).numpy()
+    assert set(first.tolist()) <= set(every.tolist())  # each the score of a test image
 
 
 def test_missing_figures_say_what_adds_them():

@@ -4,6 +4,7 @@ made by the earlier format still list, compare, evaluate and resume."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -253,6 +254,25 @@ def test_old_records_list_compare_and_evaluate(old_runs, fashion, capsys):
     assert float(shown) == pytest.approx(old.results["accuracy"], abs=ACCURACY_ACROSS_CPUS)
 
 
+def test_an_old_record_without_familiarity_or_robustness_reports_and_shows(
+    old_runs, fashion, capsys
+):
+    folder = old_runs / FINISHED
+    assert not (folder / "familiarity.pt").exists()  # nor robustness in its results.json
+    assert main(["report", FINISHED, "--runs-dir", str(old_runs)]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.startswith(f"wrote: {folder / 'report.html'}\n")
+    html = (folder / "report.html").read_text()
+    notes = re.findall(r"<p>(.*?)</p>", html[html.index("<h2>Can you trust it?</h2>") :])
+    assert any(f"quicknets evaluate {FINISHED} --robustness" in n for n in notes)
+    assert 'alt="familiarity"' in html  # fitted once, kept for classify and the demo
+    assert load_model(load_run(FINISHED, old_runs)).familiarity is not None
+    assert main(["show", FINISHED, "--runs-dir", str(old_runs)]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("wrote: ") >= 4
+    assert all((folder / "figures" / f"{name}.png").is_file() for name in ("curves", "confusion"))
+
+
 def test_an_old_interrupted_record_resumes_to_the_numbers_of_the_finished_one(old_runs):
     path, results = resume(STOPPED, old_runs, quiet=True)
     finished = load_run(FINISHED, old_runs)
@@ -399,3 +419,27 @@ def test_a_class_the_data_lacks_is_refused_before_the_run_folder(tiny_dir, runs_
         "classes are: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9\n"
     )
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_a_sweep_trial_fits_its_familiarity_at_first_use_not_after_training(tiny_dir, tmp_path):
+    from quicknets.evaluation.familiarity import fit_familiarity
+    from quicknets.records.runs import run_familiarity
+
+    config = RunConfig.build(
+        dataset="mnist", data_dir=str(tiny_dir), verify=False, network="784-16-10", epochs=1
+    )
+    runs = tmp_path / "runs"
+    alone, alone_results = run(config, runs, quiet=True)
+    trial, trial_results = run(config, runs, quiet=True, sweep="s")
+    assert (alone / "familiarity.pt").is_file() and "familiarity" in alone_results
+    assert not (trial / "familiarity.pt").exists() and "familiarity" not in trial_results
+    record = load_run(trial)
+    model = load_model(record)
+    assert model.familiarity is None
+    fitted = run_familiarity(record, model)  # classify, the demo, evaluate --ood, report
+    assert (trial / "familiarity.pt").is_file()
+    assert load_model(record).familiarity.threshold == fitted.threshold
+    # the same fit the trial would have had after training: same network, same data
+    _, _, data = setup(config)
+    assert fitted.threshold == fit_familiarity(model, data).threshold
+    assert fitted.threshold == load_model(load_run(alone)).familiarity.threshold

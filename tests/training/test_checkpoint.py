@@ -222,7 +222,6 @@ def start_and_stop(tiny_dir, tmp_path, runs, sig):
 
 def records(folder):
     results = json.loads((folder / "results.json").read_text())
-    results["familiarity"].pop("seconds")  # the fit's wall time, as history's "seconds"
     return without_timing(json.loads((folder / "history.json").read_text())), results
 
 

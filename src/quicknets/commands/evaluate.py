@@ -9,9 +9,10 @@ accuracy, and adds them to a run's results.json (`robustness`, `mean_corruption_
 
 --ood PATH adds `ood auroc: X  fpr95: Y`: how well the run's familiarity scores tell its test
 images from PATH's (a built-in dataset's test set, a folder of images, an .npz or IDX file;
-familiarity.load_outside). PATH is read before anything else, so bad input is one error line
-and writes nothing; a run trained before runs kept familiarity statistics has them fitted and
-saved at this first use. ONNX and TorchScript exports carry none: an error."""
+familiarity.load_outside: images of the network's size and channels, scored as they are).
+PATH is read before anything else, so bad input is one error line and writes nothing; a run
+trained before runs kept familiarity statistics (or a sweep's trial) has them fitted and saved
+at this first use. ONNX and TorchScript exports carry none: an error."""
 
 from quicknets.commands.common import add_data_dir, add_runs_dir, given
 
@@ -45,7 +46,8 @@ def add_parser(sub) -> None:
         default=None,
         type=given,
         help="also score the test set against outside images: a built-in dataset's name, a "
-        "folder of images or an .npz/IDX file; prints `ood auroc: X  fpr95: Y`",
+        "folder of images or an .npz/IDX file, of the network's size and channels; prints "
+        "`ood auroc: X  fpr95: Y`",
     )
     add_data_dir(p)
     add_runs_dir(p)

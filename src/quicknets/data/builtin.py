@@ -208,7 +208,7 @@ def locate(name: str, data_dir=None, download: bool = True) -> dict:
         fetched, why = fetch_files(info, target)
         if fetched:
             return fetched
-    searched = "\n  ".join(str(d) for d in dirs)
+    searched = ", ".join(str(d) for d in dirs)
     hint = "apt-get install dataset-fashion-mnist, or " if info.debian_dir else ""
     if not info.fetch:
         hint = (
@@ -216,8 +216,8 @@ def locate(name: str, data_dir=None, download: bool = True) -> dict:
             f"in ROOT/{info.torchvision_name}/raw; pass that ROOT as --data-dir, or "
         )
     raise QuicknetsError(
-        f"{info.name} not found and could not be downloaded ({why}). Searched:\n  {searched}\n"
-        f"To get it: {hint}put the four IDX files ({', '.join(info.files.values())}, .gz or "
+        f"{info.name} not found and could not be downloaded ({why}); searched {searched}; "
+        f"to get it: {hint}put the four IDX files ({', '.join(info.files.values())}, .gz or "
         "raw) in one of those folders or in --data-dir."
     )
 

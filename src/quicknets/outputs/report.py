@@ -21,17 +21,12 @@ import importlib.util
 from html import escape
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.storage import atomic_write_bytes
-from quicknets.data.preprocessing import preprocessing_of
 from quicknets.evaluation.calibration import (
-    calibration_summary,
     format_calibration,
-    temperature_scale,
 )
-from quicknets.evaluation.metrics import log_probabilities
+from quicknets.outputs.trust_section import reliability_figure
 from quicknets.plots.figures import (
     plot_confusion_matrix,
     plot_history,
@@ -40,7 +35,6 @@ from quicknets.plots.figures import (
     show_predictions,
     to_png,
 )
-from quicknets.plots.trust import plot_reliability
 
 FIGURES = {  # file stem -> caption
     "curves": "Loss and accuracy per epoch (the star: the test set after the last epoch)",
@@ -94,26 +88,6 @@ def _top_losses(model, data):
     if importlib.util.find_spec("captum") is None:
         return plot_top_losses(model, data, k=9)
     return plot_top_losses_explained(model, data, k=9, method="integrated_gradients")
-
-
-def reliability_figure(model, data, split: str = "test") -> Figure:
-    """plots.plot_reliability of a split's probabilities as the model reports them: the
-    network's log-probabilities scaled by its temperature (model.preprocessing.temperature),
-    titled with the ECE after and before it."""
-    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-    if images is None or len(labels) == 0:
-        raise QuicknetsError(f"{data.name} has no {split} images to draw a reliability diagram of")
-    pre = preprocessing_of(model, data)
-    log_probs = log_probabilities(model, pre.normalize(images)).cpu()  # (N, classes)
-    summary = calibration_summary(log_probs, labels, pre.temperature)
-    title = None  # plot_reliability's own: ECE and MCE
-    if summary["after"] is not None:
-        title = (
-            f"reliability at temperature {pre.temperature:.3f}: ECE "
-            f"{summary['after']['ece']:.4f} (before: {summary['before']['ece']:.4f})"
-        )
-    probs = temperature_scale(log_probs, pre.temperature).exp()
-    return plot_reliability(probs, labels, title=title)
 
 
 def save_figures(figures: dict, folder) -> list:

@@ -6,24 +6,28 @@ its training images, why it chose, and where it breaks.
 
 The figures read the saved model on the run's test set (nothing is retrained):
 - "reliability": Guo et al.'s reliability diagram of the test probabilities (plots/trust.py);
-- "familiarity": the familiarity scores (evaluation/familiarity.py, the default knn on every
-  dense hidden layer) of the test images against NOISE images of uniform noise, with the
-  threshold that 95% of the held-out images pass, the AUROC in the title. To bound the cost, it
-  is fitted on at most FIT_IMAGES training images and SCORED held-out (validation, else test)
-  images, and shows at most SCORED test images, each a seeded sample; a run's own threshold
-  (fit_familiarity on all its images) may differ a little;
+- "familiarity": the familiarity scores (evaluation/familiarity.py) of the test images against
+  NOISE images of uniform noise, with the run's own fit and threshold: the statistics saved in
+  its familiarity.pt (`model.familiarity`, as load_model attaches them), the threshold that
+  classify, the demo and `evaluate --ood` use too; a run trained before runs kept them has
+  them fitted once here and saved (records.runs.run_familiarity). At most SCORED test images
+  (a seeded sample) are shown, the AUROC in the title;
 - "attribution": Integrated Gradients maps (evaluation/attribution.py) of the first EXPLAINED
   test images for their predicted class; left out, with a line saying why, without Captum;
 - "robustness": accuracy against corruption severity, from the record's `robustness` entry
   (`quicknets evaluate RUN --robustness` writes it; without it, a line saying so).
 """
 
-import dataclasses
 from html import escape
 
 import torch
+from matplotlib.figure import Figure
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.data.preprocessing import preprocessing_of
+from quicknets.evaluation.calibration import calibration_summary, temperature_scale
+from quicknets.evaluation.metrics import log_probabilities
+from quicknets.plots.trust import plot_reliability
 
 TRUST_FIGURES = {  # figure name -> caption
     "reliability": "Reliability on the test set: each confidence bin's accuracy against the "
@@ -35,21 +39,42 @@ TRUST_FIGURES = {  # figure name -> caption
     "robustness": "Accuracy of the test set under each corruption (as MNIST-C) at severities "
     "1-5; severity 0 is the clean accuracy",
 }
-FIT_IMAGES = 10_000  # training images the familiarity statistics are fitted on, at most
-SCORED = 2000  # held-out and test images scored, at most (knn: each against 5,000 features)
+SCORED = 2000  # test images scored, at most (knn: each against 5,000 features)
 NOISE = 1000  # images of uniform noise 0..255, as familiarity.reference_sets' "noise"
 EXPLAINED = 4  # test images with an attribution map
-SEED = 0  # the subsample of training images and the noise
+SEED = 0  # the subsample of test images and the noise
+
+
+def reliability_figure(model, data, split: str = "test") -> Figure:
+    """plots.plot_reliability of a split's probabilities as the model reports them: the
+    network's log-probabilities scaled by its temperature (model.preprocessing.temperature),
+    titled with the ECE after and before it."""
+    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+    if images is None or len(labels) == 0:
+        raise QuicknetsError(f"{data.name} has no {split} images to draw a reliability diagram of")
+    pre = preprocessing_of(model, data)
+    log_probs = log_probabilities(model, pre.normalize(images)).cpu()  # (N, classes)
+    summary = calibration_summary(log_probs, labels, pre.temperature)
+    title = None  # plot_reliability's own: ECE and MCE
+    if summary["after"] is not None:
+        title = (
+            f"reliability at temperature {pre.temperature:.3f}: ECE "
+            f"{summary['after']['ece']:.4f} (before: {summary['before']['ece']:.4f})"
+        )
+    probs = temperature_scale(log_probs, pre.temperature).exp()
+    return plot_reliability(probs, labels, title=title)
 
 
 def trust_figures(run, model, data) -> dict:
-    """The section's figures (see TRUST_FIGURES) of `model` on `data`'s test set; attribution
-    left out without Captum, robustness without the record's `robustness` entry."""
-    from quicknets.outputs.report import reliability_figure
+    """The section's figures (see TRUST_FIGURES) of `run`'s `model` on `data`'s test set;
+    attribution left out without Captum, robustness without the record's `robustness` entry.
+    The familiarity figure uses the run's fit (fitted and saved in the run folder first when
+    the model has none: records.runs.run_familiarity)."""
     from quicknets.plots.trust import plot_robustness
+    from quicknets.records.runs import run_familiarity
 
     figures = {"reliability": reliability_figure(model, data)}  # after the model's temperature
-    figures["familiarity"] = familiarity_figure(model, data)
+    figures["familiarity"] = familiarity_figure(model, data, run_familiarity(run, model, data))
     try:
         figures["attribution"] = attribution_figure(model, data)
     except QuicknetsError as e:
@@ -60,32 +85,22 @@ def trust_figures(run, model, data) -> dict:
     return figures
 
 
-def familiarity_figure(
-    model, data, fit_images: int = FIT_IMAGES, scored: int = SCORED, noise: int = NOISE
-):
-    """Histograms of the familiarity scores of (at most `scored`) test images and of `noise`
-    uniform-noise images, the threshold as a line, AUROC (test against noise) in the title;
-    fitted on at most `fit_images` training images and `scored` held-out ones (seeded)."""
+def familiarity_figure(model, data, fitted, scored: int = SCORED, noise: int = NOISE):
+    """Histograms of the familiarity scores (by `fitted`, a familiarity.Familiarity of this
+    model) of at most `scored` test images (a seeded sample) and of `noise` uniform-noise
+    images of the model's shape, `fitted.threshold` as a line, the AUROC (test against noise)
+    in the title."""
     from quicknets.data.preprocessing import preprocessing_of
-    from quicknets.evaluation.familiarity import (
-        familiarity_scores,
-        fit_familiarity,
-        ood_metrics,
-    )
+    from quicknets.evaluation.familiarity import familiarity_scores, ood_metrics
     from quicknets.plots.trust import plot_familiarity
 
     generator = torch.Generator().manual_seed(SEED)
-    sample = {}
-    for split, most in (("train", fit_images), ("val", scored), ("test", scored)):
-        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-        if images is not None and len(images) > most:
-            keep = torch.randperm(len(images), generator=generator)[:most]
-            sample |= {f"{split}_images": images[keep], f"{split}_labels": labels[keep]}
-    data = dataclasses.replace(data, **sample)
-    fitted = fit_familiarity(model, data)
+    images = data.test_images
+    if len(images) > scored:
+        images = images[torch.randperm(len(images), generator=generator)[:scored]]
     shape = tuple(preprocessing_of(model, data).shape)  # (C, H, W)
     outside = torch.randint(0, 256, (noise, *shape), dtype=torch.uint8, generator=generator)
-    test = familiarity_scores(model, data.test_images, fitted)
+    test = familiarity_scores(model, images, fitted)
     noisy = familiarity_scores(model, outside, fitted)
     auroc = ood_metrics(test, noisy)["auroc"]
     return plot_familiarity(

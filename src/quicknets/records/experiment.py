@@ -156,7 +156,8 @@ def train_recorded(
     """Train a set-up run with a checkpoint each epoch, test it and finish its record:
     (path, results). A new run folder is made unless `path` (with `resume`, a checkpoint) names
     the one to continue (inside its `hold_run`). `on_start(path)` is told the folder before
-    training begins."""
+    training begins. The familiarity statistics (familiarity.pt) are fitted at the end, except
+    for a sweep's trial (meta.json's "sweep"), which has them fitted at its first use."""
     from contextlib import nullcontext
 
     from quicknets.data.loading import describe
@@ -200,8 +201,11 @@ def train_recorded(
             for logger in loggers:
                 logger.close()
         results = evaluate(model, data)
-        # before results.json (which closes the record): its cost is recorded with it
-        results["familiarity"] = fit_run_familiarity(path, model, data)
+        # before results.json (which closes the record): its cost is recorded with it. A sweep's
+        # trial skips it (4.3 MiB and a second or two each, for trials mostly never used): it is
+        # fitted and kept at its first use instead (records.runs.run_familiarity)
+        if not read_json(path / "meta.json", dict).get("sweep"):
+            results["familiarity"] = fit_run_familiarity(path, model, data)
         finish_run(path, model, history, results)
     return path, results
 

@@ -205,18 +205,15 @@ def fit_run_familiarity(path: Path, model, data) -> dict:
     """Fit the familiarity statistics of a run's trained model on its data, write them to the
     run folder's familiarity.pt (atomically, never into a removed folder) and attach them to
     the model (`model.familiarity`). Returns what results.json records of them: the fit's
-    description (method, threshold, the split that set it, ...) and the seconds it took. The
-    test set is not scored here: that would cost as much again (`quicknets evaluate --ood`)."""
-    import time
-
+    description (method, threshold, the split that set it, ...); no wall time, so the same
+    command gives the same results.json. The test set is not scored here: that would cost as
+    much again (`quicknets evaluate --ood`)."""
     from quicknets.evaluation.familiarity import FILE, fit_familiarity, save_familiarity
 
-    start = time.perf_counter()
     fitted = fit_familiarity(model, data)
-    seconds = time.perf_counter() - start
     save_familiarity(fitted, Path(path) / FILE, parents=False)
     model.familiarity = fitted
-    return {**fitted.describe(), "seconds": round(seconds, 3), "file": FILE}
+    return {**fitted.describe(), "file": FILE}
 
 
 def run_familiarity(run, model, data=None, data_dir=None):
