@@ -2,13 +2,14 @@
 
 import json
 import os
+import select
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import read_line
+from conftest import HANG_S, finish, hung, read_line
 from quicknets.base import machine
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
@@ -329,13 +330,16 @@ def test_two_fixed_runs_never_run_at_once(tmp_path):
         for _ in range(2)
     ]
     try:
-        assert read_line(runs[0], "the first run's start") == "in\n"
-        runs[0].stdin.write("go\n")
-        runs[0].stdin.flush()
-        assert read_line(runs[1], "the second run's start") == "in\n"  # once it had a turn
-        runs[1].stdin.write("go\n")
-        runs[1].stdin.flush()
-        a, b = (eval(run.communicate(timeout=120)[0]) for run in runs)
+        # either may win the lease first; the other says "in" only once it had a turn
+        ready, _, _ = select.select([run.stdout for run in runs], [], [], HANG_S)
+        if not ready:
+            hung(runs[0], "either run's start")
+        first = next(run for run in runs if run.stdout is ready[0])
+        for run in (first, *[r for r in runs if r is not first]):
+            assert read_line(run, "a run's start") == "in\n"
+            run.stdin.write("go\n")
+            run.stdin.flush()
+        a, b = (eval(finish(run)[0]) for run in runs)
     finally:
         for run in runs:
             run.kill()

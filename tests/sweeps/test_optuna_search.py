@@ -314,19 +314,29 @@ def test_two_machines_share_a_postgresql_study(tiny_dir, tmp_path, postgres):
             text=True,
         )
     ]
-    wait_until(
-        lambda: "shared" in optuna.get_all_study_names(storage=url),
-        procs[0],
-        "study made by the first",
-    )
-    procs.append(
-        subprocess.Popen(
-            [sys.executable, "-m", "quicknets", *map(str, join)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+
+    def taken_by(proc) -> bool:
+        if "shared" not in optuna.get_all_study_names(storage=url):
+            return False
+        trials = optuna.load_study(study_name="shared", storage=url).get_trials(deepcopy=False)
+        return any(str(t.user_attrs.get("worker", "")).endswith(f":{proc.pid}") for t in trials)
+
+    wait_until(lambda: taken_by(procs[0]), procs[0], "study made by the first, and its first trial")
+    # the first is held still until the second has taken a trial: both take part on any
+    # machine, however fast the first's trials and however slow the second's start
+    os.kill(procs[0].pid, signal.SIGSTOP)
+    try:
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "quicknets", *map(str, join)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         )
-    )
+        wait_until(lambda: taken_by(procs[1]), procs[1], "second machine's first trial")
+    finally:
+        os.kill(procs[0].pid, signal.SIGCONT)
     for p in procs:
         out, err = finish(p)
         assert p.returncode == 0, err

@@ -149,7 +149,7 @@ def test_three_machines_run_each_cell_seed_once_and_a_fourth_shows_them_all(
     assert lines[0].startswith("sweep g12: grid search, 12 variants x 2 seed(s); test_accuracy")
     assert lines[1].startswith("trials: 24 done; ")
     table = lines[lines.index(next(x for x in lines if x.startswith("  #  settings"))) + 1 :]
-    ranked = [x for x in table if x[:3].strip().isdigit()]
+    ranked = [x for x in table if x[:3].strip().isdigit() and x[3:5] == "  "]  # not "27 settings"
     assert [int(x[:3]) for x in ranked] == list(range(1, 13))
     assert all(" 2    0." in x for x in ranked)  # n = 2 seeds, mean ± std
     means = [float(x.split()[-6]) for x in ranked]  # test_accuracy's mean
@@ -295,7 +295,7 @@ def test_a_killed_worker_s_trial_is_trained_again_by_another(tiny_dir, tmp_path,
         )
     )
     assert "trials: 8 done, 1 trained again; 2 worker(s)" in shown
-    assert sum(line[:3].strip().isdigit() for line in shown.splitlines()) == 8
+    assert sum(line[:3].strip().isdigit() and line[3:5] == "  " for line in shown.splitlines()) == 8
     assert (
         f"trial {dead[0].number + 1} ({dead[0].user_attrs['worker']}) lost its worker "
         f"(no heartbeat): trained again as trial {retry.number + 1}" in shown
