@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import read_line
+from conftest import denormals_flushed, read_line
 from quicknets.base import machine
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
@@ -16,6 +16,7 @@ from quicknets.base.machine import (
     available_memory,
     bf16_pays,
     default_threads,
+    flush_denormals,
     free_cores,
     native_bf16,
     native_fp16,
@@ -460,3 +461,16 @@ def test_a_garbled_lease_file_is_started_afresh(tmp_path):
                 assert list(json.loads(path.read_text())) == [str(os.getpid())]
         finally:
             torch.set_num_threads(before)
+
+
+def test_flush_denormals_flushes_within_and_restores_after():
+    tiny = torch.finfo(torch.float32).tiny
+    assert not denormals_flushed()  # torch's default: denormals kept
+    assert (torch.tensor([tiny]) * 0.25).item() == pytest.approx(tiny / 4, rel=1e-6)
+    with flush_denormals():
+        assert denormals_flushed()
+        assert (torch.tensor([tiny]) * 2.0).item() == 2 * tiny  # normal numbers: unchanged
+    assert not denormals_flushed()
+    with pytest.raises(ValueError), flush_denormals():  # an error inside: restored too
+        raise ValueError
+    assert not denormals_flushed()

@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from conftest import denormals_flushed
 from quicknets.base.errors import QuicknetsError
 from quicknets.config.configs import RunConfig, TrainConfig
 from quicknets.data.loading import load_dataset
@@ -176,3 +177,19 @@ def test_a_stack_gives_the_same_numbers_at_any_thread_count(tiny):
         fit_stacked(models, [tiny, tiny], [c.replace(threads=threads) for c in configs])
         weights.append([p.clone() for m in models for p in m.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_training_flushes_denormals_and_restores_after(tiny):
+    """Each way of training (a run alone, a stack) runs with denormal floats flushed to zero
+    (machine.flush_denormals: Adam's decaying moments stay off the CPU's slow path); after it,
+    torch's default again."""
+    configs, models = configs_and_models(VARIANTS[:2], "784-32-16-10", epochs=2)
+    seen = []
+
+    def look(*args, **kwargs):
+        seen.append(denormals_flushed())
+
+    fit(models[0], tiny, configs[0], quiet=True, after_epoch=look)
+    fit_stacked(models, [tiny, tiny], configs, after_epochs=[look, look])
+    assert seen == [True] * 6
+    assert not denormals_flushed()

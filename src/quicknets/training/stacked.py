@@ -28,7 +28,13 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.machine import TRAINING, CoreLease, thread_invariant, use_strict_math
+from quicknets.base.machine import (
+    TRAINING,
+    CoreLease,
+    flush_denormals,
+    thread_invariant,
+    use_strict_math,
+)
 from quicknets.config.configs import TrainConfig
 from quicknets.evaluation.metrics import evaluate
 from quicknets.training.loop import (
@@ -336,7 +342,7 @@ def fit_stacked(
         caller = torch.get_num_threads()
         torch.set_num_threads(configs[0].threads)
         try:
-            with lease:
+            with lease, flush_denormals():
                 return _stacked_loop(
                     models, datas, configs, quiet, log, after_epochs, should_stop, lease
                 )
