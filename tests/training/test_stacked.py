@@ -134,6 +134,8 @@ def test_variants_own_their_weights_after_the_stack(tiny):
         (["784-32-10", "784-32-10"], [{}, {"optimizer": "sgd"}], "differ in optimizer"),
         (["784-32-10", "conv8-fc16"], [{}, {}], "Linear+ReLU MLPs"),
         (["784-32-10", "784-32-10"], [{}, {"bf16": True}], "fp32 on the CPU"),
+        (["784-32-10", "784-32-10"], [{}, {"class_weights": "auto"}], "--class-weights"),
+        (["784-32-10", "784-32-10"], [{"class_weights": "T-shirt/top=2"}] * 2, "--class-weights"),
     ],
 )
 def test_what_cannot_stack_says_why(tiny, specs, settings, reason):
@@ -152,6 +154,8 @@ def test_stack_key_groups_what_may_differ():
     assert "MLPs" in stack_key(RunConfig.build(network="conv8-fc16"))
     assert "BatchNorm" in stack_key(RunConfig.build(batchnorm=True))
     assert "fp32" in stack_key(RunConfig.build(bf16=True))
+    for weights in ("auto", "Shirt=2", {"Coat": 0.5, "Bag": 3}):  # the loss is unweighted
+        assert "--class-weights" in stack_key(RunConfig.build(class_weights=weights))
 
 
 def test_the_callers_generator_and_threads_are_left_alone(tiny):

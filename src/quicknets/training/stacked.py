@@ -64,6 +64,9 @@ PER_VARIANT = (
     "monitor",
 )
 
+# The stacked step's loss is the unweighted mean over the batch: class weights train apart.
+UNWEIGHTED = "stacking covers the unweighted loss, not --class-weights"
+
 
 def stack_key(config) -> tuple | str:
     """What variants must share to train in one stack, from a RunConfig alone (a hashable key),
@@ -80,6 +83,8 @@ def stack_key(config) -> tuple | str:
         return "stacking covers ReLU MLPs without BatchNorm"
     if t.device != "cpu" or t.bf16 or t.fp16 or t.compile:
         return "stacking covers fp32 training on the CPU (not bf16, fp16, compile or a GPU)"
+    if t.class_weights not in (None, "none"):
+        return UNWEIGHTED
     whole = config.to_dict()
     for key in PER_VARIANT:
         whole["train"].pop(key, None)
@@ -118,8 +123,8 @@ def mlp_layers(model: nn.Module) -> tuple | None:
 
 def stack_refusal(models: list, configs: list, datas: list) -> str | None:
     """Why these variants cannot train in one stack (one line), or None when they can: the
-    same MLP shape of Linear and ReLU layers (dropout allowed), fp32 on the CPU, the same batch
-    size, epochs, optimizer, thread count and number of training images."""
+    same MLP shape of Linear and ReLU layers (dropout allowed), fp32 on the CPU, no class
+    weights, the same batch size, epochs, optimizer, thread count and number of training images."""
     if len(models) < 2:
         return "one variant"
     shapes = []
@@ -129,6 +134,8 @@ def stack_refusal(models: list, configs: list, datas: list) -> str | None:
             return "stacking covers Linear+ReLU MLPs (dropout allowed); not this network"
         if config.device != "cpu" or config.bf16 or config.fp16 or config.compile:
             return "stacking covers fp32 on the CPU (not bf16, fp16, compile or a GPU)"
+        if config.class_weights not in (None, "none"):
+            return UNWEIGHTED
         shapes.append([tuple(m.weight.shape) for m in found[0]])
     if len({tuple(s) for s in shapes}) > 1:
         return "the variants' networks differ in shape"
