@@ -266,6 +266,7 @@ def train_stacked_recorded(
                 done.append((path, history))
                 continue
             results = evaluate(model, data)
+            results["familiarity"] = fit_run_familiarity(path, model, data)  # as train_recorded
             finish_run(path, model, history, results)
             done.append((path, results))
     return done
