@@ -197,3 +197,27 @@ def test_training_flushes_denormals_and_restores_after(tiny):
     fit_stacked(models, [tiny, tiny], configs, after_epochs=[look, look])
     assert seen == [True] * 6
     assert not denormals_flushed()
+
+
+@pytest.mark.parametrize(
+    "variants, applies",
+    [(VARIANTS[:3], True), ([dict(seed=0, optimizer="adamw"), dict(seed=1)], True), (SGD, False)],
+    ids=["adam", "adamw", "sgd"],
+)
+def test_the_stack_steps_fused_adam_optimizers_together(variants, applies):
+    """make_optimizer's Adam (adam.Adam) and AdamW (torch's fused) step as one StackedAdam,
+    their state the stacked moments' views; other optimizers step themselves."""
+    from quicknets.training.loop import make_optimizer
+    from quicknets.training.stacked import StackedAdam, StackedStep, mlp_layers
+
+    configs, models = configs_and_models(variants, "784-32-16-10")
+    if len({c.optimizer for c in configs}) > 1:  # AdamW with AdamW: one kind per stack
+        configs = [c.replace(optimizer="adamw") for c in configs]
+    opts = [make_optimizer(m, c) for m, c in zip(models, configs)]
+    k = len(models)
+    step = StackedStep([mlp_layers(m)[0] for m in models], [0.0] * k, [0.0] * k, [])
+    stacked = StackedAdam.build(opts, step)
+    assert (stacked is not None) == applies
+    if applies:
+        first = models[0][1].weight
+        assert opts[0].state[first]["exp_avg"].data_ptr() == stacked.moments[0][0][0].data_ptr()

@@ -37,6 +37,7 @@ from quicknets.base.machine import (
 )
 from quicknets.config.configs import TrainConfig
 from quicknets.evaluation.metrics import evaluate
+from quicknets.training.adam import Adam
 from quicknets.training.loop import (
     batch_bounds,
     check_inputs,
@@ -223,7 +224,8 @@ class StackedStep:
 
 
 class StackedAdam:
-    """The step of K variants' fused torch Adam (or AdamW) optimizers without their Python:
+    """The step of K variants' fused Adam optimizers (adam.Adam, torch.optim.Adam or AdamW with
+    fused=True) without their Python:
     their moments become views into stacked tensors and torch's own fused kernel steps each
     variant's views, one call each, with its lr and weight decay. Each optimizer's state stays
     torch's, so its state_dict (the checkpoint) is a standalone run's; the numbers are the
@@ -272,8 +274,8 @@ class StackedAdam:
     @staticmethod
     def build(opts: list, stack: StackedStep) -> "StackedAdam | None":
         kinds = {type(o) for o in opts}
-        if len(kinds) > 1 or kinds - {torch.optim.Adam, torch.optim.AdamW}:
-            return None
+        if len(kinds) > 1 or kinds - {Adam, torch.optim.Adam, torch.optim.AdamW}:
+            return None  # Adam: make_optimizer's (adam.py), the same kernel and state
         groups = [o.param_groups for o in opts]
         if any(len(g) != 1 for g in groups):
             return None
