@@ -474,3 +474,18 @@ def test_flush_denormals_flushes_within_and_restores_after():
     with pytest.raises(ValueError), flush_denormals():  # an error inside: restored too
         raise ValueError
     assert not denormals_flushed()
+
+
+def test_flush_denormals_reaches_torchs_worker_threads():
+    """A large product runs on torch's worker threads (started before, at 2 threads): every
+    element is flushed within, none after (torch.set_flush_denormal alone sets one thread)."""
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        (torch.randn(2_000_000) * 2).sum()  # the pool's threads exist before
+        denormal = torch.full((2_000_000,), torch.finfo(torch.float32).tiny / 4)
+        with flush_denormals():
+            assert (denormal * 1.0 == 0).all()
+        assert (denormal * 1.0 != 0).all()
+    finally:
+        torch.set_num_threads(caller)
