@@ -9,9 +9,11 @@ round), wall time measured around the process (start-up, data, training, test, s
 - one:           `quicknets train --quiet` (the notebook's 7-epoch run, --threads CORES)
 - seeds5:        `quicknets sweep --seeds 5` (5 seeds of that run, stacked: the default)
 - seeds5-apart:  the same with --no-stack (5 runs, one per worker at a time)
+- seeds5-1x2:    the same stacked in one process: --workers 1 --threads CORES (one stack of 5)
 - grid16:        `quicknets sweep --lr 0.0003,0.001,0.003,0.01 --weight-decay 0,1e-5,1e-4,1e-3`
                  (16 variants, stacked)
 - grid16-apart:  the same with --no-stack
+- grid16-1x2:    the same stacked in one process: --workers 1 --threads CORES
 - skorch16:      skorch's NeuralNetClassifier (the peers.py task: 784-256-128-64-10, Adam,
                  batch 64, 7 epochs, shuffled) in scikit-learn's GridSearchCV(n_jobs=2) over
                  the same grid (lr x optimizer__weight_decay), one split: train on the 60,000
@@ -58,12 +60,18 @@ def commands(cores: int, runs: str) -> dict:
     q = [sys.executable, "-m", "quicknets"]
     sweep = [*q, "sweep", "--quiet", "--runs-dir", runs, "--workers", str(cores), "--threads", "1"]
     grid = ["--lr", LRS, "--weight-decay", WDS]
+    one_process = [*q, "sweep", "--quiet", "--runs-dir", runs, "--workers", "1"]
+    one_process += ["--threads", str(cores)]
     return {
         "one": [*q, "train", "--quiet", "--runs-dir", runs, "--threads", str(cores)],
         "seeds5": [*sweep, "--seeds", "5"],
         "seeds5-apart": [*sweep, "--seeds", "5", "--no-stack"],
+        # one stack of 5 at CORES threads in one process, against the default plan's
+        # CORES workers x 1 thread (stacks of 3 + 2)
+        "seeds5-1x2": [*one_process, "--seeds", "5"],
         "grid16": [*sweep, *grid],
         "grid16-apart": [*sweep, *grid, "--no-stack"],
+        "grid16-1x2": [*one_process, *grid],
         "skorch16": [sys.executable, __file__, "--child-skorch"],
     }
 

@@ -234,3 +234,13 @@ def write_blank_png(path, width: int, height: int):
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
     )
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread now flushes denormals: a denormal input (DAZ) and a product that
+    underflows into the denormal range (FTZ) both come out 0."""
+    import torch
+
+    tiny = torch.finfo(torch.float32).tiny  # the smallest normal float32, 1.2e-38
+    denormal = torch.tensor([tiny / 4])
+    return (denormal * 1.0).item() == 0.0 and (torch.tensor([tiny]) * 0.25).item() == 0.0

@@ -982,6 +982,8 @@ def test_train_seeds_stacked_and_apart(tiny_dir, tmp_path, capsys):
         for r in records:
             assert json.loads((r.path / "history.json").read_text())[-1]["epoch"] == 2
             found[r.config.train.seed, bool(stack)] = r.results["accuracy"]
+            # a record as the run alone's: its familiarity statistics fitted, stacked or not
+            assert (r.path / "familiarity.pt").is_file() and "familiarity" in r.results
     for seed in (0, 3):
         assert found[seed, False] == pytest.approx(found[seed, True], abs=0.003)
     assert main(["train", "--seeds", "2", "--seed", "1"]) == 1

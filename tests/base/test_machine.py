@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import HANG_S, finish, hung, read_line
+from conftest import HANG_S, denormals_flushed, finish, hung, read_line
 from quicknets.base import machine
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
@@ -17,6 +17,7 @@ from quicknets.base.machine import (
     available_memory,
     bf16_pays,
     default_threads,
+    flush_denormals,
     free_cores,
     native_bf16,
     native_fp16,
@@ -464,3 +465,31 @@ def test_a_garbled_lease_file_is_started_afresh(tmp_path):
                 assert list(json.loads(path.read_text())) == [str(os.getpid())]
         finally:
             torch.set_num_threads(before)
+
+
+def test_flush_denormals_flushes_within_and_restores_after():
+    tiny = torch.finfo(torch.float32).tiny
+    assert not denormals_flushed()  # torch's default: denormals kept
+    assert (torch.tensor([tiny]) * 0.25).item() == pytest.approx(tiny / 4, rel=1e-6)
+    with flush_denormals():
+        assert denormals_flushed()
+        assert (torch.tensor([tiny]) * 2.0).item() == 2 * tiny  # normal numbers: unchanged
+    assert not denormals_flushed()
+    with pytest.raises(ValueError), flush_denormals():  # an error inside: restored too
+        raise ValueError
+    assert not denormals_flushed()
+
+
+def test_flush_denormals_reaches_torchs_worker_threads():
+    """A large product runs on torch's worker threads (started before, at 2 threads): every
+    element is flushed within, none after (torch.set_flush_denormal alone sets one thread)."""
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        (torch.randn(2_000_000) * 2).sum()  # the pool's threads exist before
+        denormal = torch.full((2_000_000,), torch.finfo(torch.float32).tiny / 4)
+        with flush_denormals():
+            assert (denormal * 1.0 == 0).all()
+        assert (denormal * 1.0 != 0).all()
+    finally:
+        torch.set_num_threads(caller)

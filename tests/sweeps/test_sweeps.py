@@ -537,7 +537,7 @@ def test_a_stacked_sweep_gives_each_variant_its_own_record(tiny_dir, runs_dir):
     from quicknets.records.runs import load_run
 
     grid = {"lr": [0.001, 0.01], "weight_decay": [0.0, 1e-3], "dropout": [0.0, 0.2]}
-    results = {}
+    results, files = {}, {True: [], False: []}
     for stack in (True, False):
         lines = []
         name = "on" if stack else "off"
@@ -560,9 +560,13 @@ def test_a_stacked_sweep_gives_each_variant_its_own_record(tiny_dir, runs_dir):
         for r in runs:
             loaded = load_run(r.path)
             assert len(loaded.history) == 2 and loaded.results["n"] == 100
+            # the same files as a run alone (a sweep's trial fits familiarity.pt at first use,
+            # on main: not compared here)
+            files[stack].append(sorted({p.name for p in r.path.iterdir()} - {"familiarity.pt"}))
             key = (r.config.train.lr, r.config.train.weight_decay, r.config.network.dropout)
             results[key, stack] = (loaded.results["accuracy"], loaded.history[-1]["train_loss"])
         assert len(compare_runs(runs)["groups"]) == 8
+    assert files[True] == files[False]
     for key, stack in list(results):
         if stack:
             (acc, loss), (acc_apart, loss_apart) = results[key, True], results[key, False]

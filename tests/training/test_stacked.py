@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from conftest import denormals_flushed
 from quicknets.base.errors import QuicknetsError
 from quicknets.config.configs import RunConfig, TrainConfig
 from quicknets.data.loading import load_dataset
@@ -133,6 +134,8 @@ def test_variants_own_their_weights_after_the_stack(tiny):
         (["784-32-10", "784-32-10"], [{}, {"optimizer": "sgd"}], "differ in optimizer"),
         (["784-32-10", "conv8-fc16"], [{}, {}], "Linear+ReLU MLPs"),
         (["784-32-10", "784-32-10"], [{}, {"bf16": True}], "fp32 on the CPU"),
+        (["784-32-10", "784-32-10"], [{}, {"class_weights": "auto"}], "--class-weights"),
+        (["784-32-10", "784-32-10"], [{"class_weights": "T-shirt/top=2"}] * 2, "--class-weights"),
     ],
 )
 def test_what_cannot_stack_says_why(tiny, specs, settings, reason):
@@ -151,6 +154,8 @@ def test_stack_key_groups_what_may_differ():
     assert "MLPs" in stack_key(RunConfig.build(network="conv8-fc16"))
     assert "BatchNorm" in stack_key(RunConfig.build(batchnorm=True))
     assert "fp32" in stack_key(RunConfig.build(bf16=True))
+    for weights in ("auto", "Shirt=2", {"Coat": 0.5, "Bag": 3}):  # the loss is unweighted
+        assert "--class-weights" in stack_key(RunConfig.build(class_weights=weights))
 
 
 def test_the_callers_generator_and_threads_are_left_alone(tiny):
@@ -176,3 +181,43 @@ def test_a_stack_gives_the_same_numbers_at_any_thread_count(tiny):
         fit_stacked(models, [tiny, tiny], [c.replace(threads=threads) for c in configs])
         weights.append([p.clone() for m in models for p in m.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_training_flushes_denormals_and_restores_after(tiny):
+    """Each way of training (a run alone, a stack) runs with denormal floats flushed to zero
+    (machine.flush_denormals: Adam's decaying moments stay off the CPU's slow path); after it,
+    torch's default again."""
+    configs, models = configs_and_models(VARIANTS[:2], "784-32-16-10", epochs=2)
+    seen = []
+
+    def look(*args, **kwargs):
+        seen.append(denormals_flushed())
+
+    fit(models[0], tiny, configs[0], quiet=True, after_epoch=look)
+    fit_stacked(models, [tiny, tiny], configs, after_epochs=[look, look])
+    assert seen == [True] * 6
+    assert not denormals_flushed()
+
+
+@pytest.mark.parametrize(
+    "variants, applies",
+    [(VARIANTS[:3], True), ([dict(seed=0, optimizer="adamw"), dict(seed=1)], True), (SGD, False)],
+    ids=["adam", "adamw", "sgd"],
+)
+def test_the_stack_steps_fused_adam_optimizers_together(variants, applies):
+    """make_optimizer's Adam (adam.Adam) and AdamW (torch's fused) step as one StackedAdam,
+    their state the stacked moments' views; other optimizers step themselves."""
+    from quicknets.training.loop import make_optimizer
+    from quicknets.training.stacked import StackedAdam, StackedStep, mlp_layers
+
+    configs, models = configs_and_models(variants, "784-32-16-10")
+    if len({c.optimizer for c in configs}) > 1:  # AdamW with AdamW: one kind per stack
+        configs = [c.replace(optimizer="adamw") for c in configs]
+    opts = [make_optimizer(m, c) for m, c in zip(models, configs)]
+    k = len(models)
+    step = StackedStep([mlp_layers(m)[0] for m in models], [0.0] * k, [0.0] * k, [])
+    stacked = StackedAdam.build(opts, step)
+    assert (stacked is not None) == applies
+    if applies:
+        first = models[0][1].weight
+        assert opts[0].state[first]["exp_avg"].data_ptr() == stacked.moments[0][0][0].data_ptr()

@@ -196,8 +196,7 @@ def _familiarity(fit: dict) -> str:
         f"<p>Familiarity: {escape(str(fit.get('method')))} (k = {number('k', 'd')}), "
         f"threshold <b>{number('threshold', '.4g')}</b>, passed by "
         f"{number('pass_rate', '.0f', 100)}% of the {where}; an image scoring below it is "
-        f"said not to look like the training images. Fitted in {number('seconds', '.2f')} "
-        "s.</p>"
+        "said not to look like the training images.</p>"
     )
 
 

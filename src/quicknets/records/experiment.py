@@ -270,6 +270,8 @@ def train_stacked_recorded(
                 done.append((path, history))
                 continue
             results = evaluate(model, data)
+            if sweep is None:  # as train_recorded; a sweep's trial fits it at first use (main)
+                results["familiarity"] = fit_run_familiarity(path, model, data)
             finish_run(path, model, history, results)
             done.append((path, results))
     return done

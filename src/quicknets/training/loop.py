@@ -36,6 +36,7 @@ from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
     TRAINING,
     CoreLease,
+    flush_denormals,
     resolve,
     thread_invariant,
     usable_cores,
@@ -444,6 +445,7 @@ def fit(
         try:  # the run's RNG: the caller's global generator is put back afterwards
             with (
                 lease or nullcontext(),
+                flush_denormals(),
                 torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
             ):
                 if (

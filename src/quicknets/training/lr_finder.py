@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.machine import TRAINING, resolve, use_strict_math
+from quicknets.base.machine import TRAINING, flush_denormals, resolve, use_strict_math
 from quicknets.config.configs import TrainConfig, check, make
 from quicknets.training.loop import (
     batch_bounds,
@@ -123,7 +123,10 @@ def lr_find(
         caller_threads = torch.get_num_threads()
         torch.set_num_threads(config.threads)
         try:
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            with (
+                torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+                flush_denormals(),
+            ):
                 torch.manual_seed(config.seed)  # dropout masks
                 net = copy.deepcopy(model).to(device).train()  # the caller's model: untouched
                 lrs, raw, smooth, stopped = _sweep(

@@ -28,9 +28,16 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.machine import TRAINING, CoreLease, thread_invariant, use_strict_math
+from quicknets.base.machine import (
+    TRAINING,
+    CoreLease,
+    flush_denormals,
+    thread_invariant,
+    use_strict_math,
+)
 from quicknets.config.configs import TrainConfig
 from quicknets.evaluation.metrics import evaluate
+from quicknets.training.adam import Adam
 from quicknets.training.loop import (
     batch_bounds,
     check_inputs,
@@ -58,6 +65,9 @@ PER_VARIANT = (
     "monitor",
 )
 
+# The stacked step's loss is the unweighted mean over the batch: class weights train apart.
+UNWEIGHTED = "stacking covers the unweighted loss, not --class-weights"
+
 
 def stack_key(config) -> tuple | str:
     """What variants must share to train in one stack, from a RunConfig alone (a hashable key),
@@ -74,6 +84,8 @@ def stack_key(config) -> tuple | str:
         return "stacking covers ReLU MLPs without BatchNorm"
     if t.device != "cpu" or t.bf16 or t.fp16 or t.compile:
         return "stacking covers fp32 training on the CPU (not bf16, fp16, compile or a GPU)"
+    if t.class_weights not in (None, "none"):
+        return UNWEIGHTED
     whole = config.to_dict()
     for key in PER_VARIANT:
         whole["train"].pop(key, None)
@@ -112,8 +124,8 @@ def mlp_layers(model: nn.Module) -> tuple | None:
 
 def stack_refusal(models: list, configs: list, datas: list) -> str | None:
     """Why these variants cannot train in one stack (one line), or None when they can: the
-    same MLP shape of Linear and ReLU layers (dropout allowed), fp32 on the CPU, the same batch
-    size, epochs, optimizer, thread count and number of training images."""
+    same MLP shape of Linear and ReLU layers (dropout allowed), fp32 on the CPU, no class
+    weights, the same batch size, epochs, optimizer, thread count and number of training images."""
     if len(models) < 2:
         return "one variant"
     shapes = []
@@ -123,6 +135,8 @@ def stack_refusal(models: list, configs: list, datas: list) -> str | None:
             return "stacking covers Linear+ReLU MLPs (dropout allowed); not this network"
         if config.device != "cpu" or config.bf16 or config.fp16 or config.compile:
             return "stacking covers fp32 on the CPU (not bf16, fp16, compile or a GPU)"
+        if config.class_weights not in (None, "none"):
+            return UNWEIGHTED
         shapes.append([tuple(m.weight.shape) for m in found[0]])
     if len({tuple(s) for s in shapes}) > 1:
         return "the variants' networks differ in shape"
@@ -210,7 +224,8 @@ class StackedStep:
 
 
 class StackedAdam:
-    """The step of K variants' fused torch Adam (or AdamW) optimizers without their Python:
+    """The step of K variants' fused Adam optimizers (adam.Adam, torch.optim.Adam or AdamW with
+    fused=True) without their Python:
     their moments become views into stacked tensors and torch's own fused kernel steps each
     variant's views, one call each, with its lr and weight decay. Each optimizer's state stays
     torch's, so its state_dict (the checkpoint) is a standalone run's; the numbers are the
@@ -259,8 +274,8 @@ class StackedAdam:
     @staticmethod
     def build(opts: list, stack: StackedStep) -> "StackedAdam | None":
         kinds = {type(o) for o in opts}
-        if len(kinds) > 1 or kinds - {torch.optim.Adam, torch.optim.AdamW}:
-            return None
+        if len(kinds) > 1 or kinds - {Adam, torch.optim.Adam, torch.optim.AdamW}:
+            return None  # Adam: make_optimizer's (adam.py), the same kernel and state
         groups = [o.param_groups for o in opts]
         if any(len(g) != 1 for g in groups):
             return None
@@ -336,7 +351,7 @@ def fit_stacked(
         caller = torch.get_num_threads()
         torch.set_num_threads(configs[0].threads)
         try:
-            with lease:
+            with lease, flush_denormals():
                 return _stacked_loop(
                     models, datas, configs, quiet, log, after_epochs, should_stop, lease
                 )
