@@ -299,11 +299,11 @@ def listed(output: str) -> dict:
     return rows
 
 
-def compared(output: str) -> set:
-    """`quicknets compare` output → the names of the runs in its table (the lines after the
-    header, up to the blank line, without the `N settings equal ... not shown` line)."""
+def compared(output: str, names) -> set:
+    """`quicknets compare` output → which of `names` (the run folders) its table lists: the
+    first word of each line before the blank line (the lines under the table name no run)."""
     lines = output.split("\n\n")[0].splitlines()[2:]
-    return {line.split()[0] for line in lines if "settings equal in every run" not in line}
+    return {line.split()[0] for line in lines if line.split()} & set(names)
 
 
 def records(folder: Path) -> tuple:
@@ -353,7 +353,7 @@ def check_agreement(q, runs: Path, reference, select=("--where", "epochs>=1")) -
     done = {name for name, (s, _) in rows.items() if s == "done"}
     code, out, err = q.run("compare", *select, *where)
     if done:
-        assert code == 0 and compared(out) == done, (out, err)
+        assert code == 0 and compared(out, folders) == done, (out, err)
     else:
         assert code == 1 and "no finished run matches" in err, err
 
@@ -397,7 +397,7 @@ def check_agreement(q, runs: Path, reference, select=("--where", "epochs>=1")) -
         assert all(s == "done" for s, _ in listed(out).values()), out
         if done:
             code, out, err = q.run("compare", *select, *where)
-            assert code == 0 and compared(out) == done, (out, err)
+            assert code == 0 and compared(out, folders) == done, (out, err)
     check_files(runs)
     return "; ".join(outcome) or f"{len(done)} done, nothing to resume"
 

@@ -26,6 +26,7 @@ import time
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
@@ -169,6 +170,7 @@ class StackedStep:
             self.wgrads.append(gw)
             self.bgrads.append(gb)
         self.eps = torch.tensor(smoothing, dtype=torch.float32).view(k, 1, 1)
+        self.smoothing = [float(e) for e in smoothing]  # as each run alone's loss takes it
         self.smoothed = self.eps > 0
 
     @torch.no_grad()
@@ -199,7 +201,14 @@ class StackedStep:
         target = torch.zeros_like(log_probs).scatter_(2, yb.unsqueeze(2), 1.0)
         target = target * (1 - self.eps) + self.eps / classes  # label smoothing per variant
         again = torch.log_softmax(log_probs, 2)
-        loss = -(target * again).sum(2).mean(1)  # (K,) cross-entropy, mean over the batch
+        loss = torch.stack(  # (K,): each variant's reported loss by alone's kernel, so its
+            [  # rounding (train_loss_sum) is alone's too and a resume alone continues it exactly
+                F.cross_entropy(log_probs[k], yb[k], label_smoothing=self.smoothing[k])
+                if self.smoothing[k] > 0
+                else aten.nll_loss_forward(log_probs[k], yb[k], None, 1, -100)[0]  # mean
+                for k in range(len(self.smoothing))
+            ]
+        )
         g = target.div_(-n)  # d loss / d again (K, B, C)
         if self.smoothed.any():
             smoothed = aten._log_softmax_backward_data(g, again, 2, torch.float32)
