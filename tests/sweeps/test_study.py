@@ -196,7 +196,9 @@ def test_three_machines_run_each_cell_seed_once_and_a_fourth_shows_them_all(
         == 0
     )
     html = page.read_text()
-    assert html.count('src="data:image/png;base64,') == 3 and "<h2>Trials</h2>" in html  # + parallel
+    assert (
+        html.count('src="data:image/png;base64,') == 3 and "<h2>Trials</h2>" in html
+    )  # + parallel
     assert html.count("<td>done</td>") == 24 and "<a href" not in html  # no run is local here
 
 
