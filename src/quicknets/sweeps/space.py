@@ -151,7 +151,10 @@ def seed_list(seeds) -> list:
         return list(range(seeds))
     if not isinstance(seeds, (list, tuple)) or not seeds:
         raise QuicknetsError(f"seeds must be {shape}, got {seeds!r}")
-    seeds = [convert("seed", s) for s in seeds]
+    try:
+        seeds = [convert("seed", s) for s in seeds]
+    except QuicknetsError:  # name the flag given (--seeds), not the one converted (--seed)
+        raise QuicknetsError(f"seeds must be {shape}, got {','.join(map(str, seeds))!r}") from None
     _refuse_repeats("seeds", seeds)
     return seeds
 
