@@ -22,7 +22,7 @@ from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.config.configs import FORMAT
-from quicknets.records.runfolder import describe, run_state, stamp
+from quicknets.records.runfolder import INDEXED_METRICS, describe, run_state, stamp
 
 INDEX_FILE = "index.sqlite"
 COLUMNS = (
@@ -33,16 +33,11 @@ COLUMNS = (
     "host",
     "pid",
     "epochs_done",
-    "test_accuracy",
-    "test_loss",
-    "val_accuracy",
-    "val_loss",
-    "test_ece",
-    "mean_corruption_accuracy",
+    *INDEXED_METRICS,  # runfolder.final_metrics, validation of the kept epoch
     "settings",
     "problem",
     "stamp",
-)  # the metrics: runfolder.final_metrics, validation of the kept epoch
+)
 SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     name TEXT PRIMARY KEY, status TEXT NOT NULL, created TEXT, sweep TEXT, host TEXT,
     pid INTEGER, epochs_done INTEGER, test_accuracy REAL, test_loss REAL, val_accuracy REAL,
@@ -182,16 +177,7 @@ def sync(root: Path, conn: sqlite3.Connection | None = None) -> None:
 
 
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")  # longest first, so "<=" is not read as "<"
-NUMERIC_COLUMNS = (
-    "pid",
-    "epochs_done",
-    "test_accuracy",
-    "test_loss",
-    "val_accuracy",
-    "val_loss",
-    "test_ece",
-    "mean_corruption_accuracy",
-)
+NUMERIC_COLUMNS = ("pid", "epochs_done", *INDEXED_METRICS)
 
 
 def parse_filter(text: str) -> tuple:
