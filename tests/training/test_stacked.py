@@ -207,8 +207,10 @@ def test_training_flushes_denormals_and_restores_after(tiny):
 def test_the_stack_steps_fused_adam_optimizers_together(variants, applies):
     """make_optimizer's Adam (adam.Adam) and AdamW (torch's fused) step as one StackedAdam,
     their state the stacked moments' views; other optimizers step themselves."""
+    from quicknets.training.adam import StackedAdam
+    from quicknets.training.fused import StackedStep
     from quicknets.training.loop import make_optimizer
-    from quicknets.training.stacked import StackedAdam, StackedStep, mlp_layers
+    from quicknets.training.stacked import mlp_layers
 
     configs, models = configs_and_models(variants, "784-32-16-10")
     if len({c.optimizer for c in configs}) > 1:  # AdamW with AdamW: one kind per stack

@@ -13,7 +13,8 @@ that the compiler skips them), about as long as importing torch itself: ~2 s of 
 5 s target; and each `step()` goes through Python bookkeeping (hooks, grouping the tensors by
 device, graph breaks): 0.05-0.2 s of the notebook's ~1.8 s epoch at 1 thread here. Only what
 quicknets uses is here: one group, float32 parameters on one device, no amsgrad, no maximize,
-no gradient scaler (`--fp16` keeps torch.optim.Adam).
+no gradient scaler (`--fp16` keeps torch.optim.Adam). StackedAdam steps K such optimizers of a
+stack (training/stacked.py) without their Python, on stacked moments.
 """
 
 import torch
@@ -124,3 +125,101 @@ class Adam:
             for n, s in saved["state"].items()
         }
         self.param_groups[0].update({k: v for k, v in group.items() if k != "params"})
+
+
+class StackedAdam:
+    """The step of K variants' fused Adam optimizers (adam.Adam, torch.optim.Adam or AdamW with
+    fused=True) without their Python:
+    their moments become views into stacked tensors and torch's own fused kernel steps each
+    variant's views, one call each, with its lr and weight decay. Each optimizer's state stays
+    torch's, so its state_dict (the checkpoint) is a standalone run's; the numbers are the
+    fused kernel's alone, bit for bit. None from `build` where it does not
+    apply (another optimizer, amsgrad, differing betas): then each optimizer steps itself."""
+
+    def __init__(self, opts: list, stack):
+        self.opts = opts
+        self.kernel = torch._fused_adamw_ if isinstance(opts[0], torch.optim.AdamW) else None
+        self.kernel = self.kernel or torch._fused_adam_
+        group = opts[0].param_groups[0]
+        self.betas, self.eps = group["betas"], group["eps"]
+        self.params = [*stack.weights, *stack.biases]  # stacked (K, ...) tensors
+        self.grads = [*stack.wgrads, *stack.bgrads]
+        views = [[*(m.weight for m in ls), *(m.bias for m in ls)] for ls in stack.linears]
+        first = opts[0].state.get(views[0][0])
+        self.steps = [  # one count per stacked tensor, shared by the variants' states
+            torch.zeros((), dtype=torch.float32) if first is None else first["step"].clone()
+            for _ in self.params
+        ]
+        self.moments = []
+        for name in ("exp_avg", "exp_avg_sq"):
+            stacked = [
+                torch.stack(
+                    [
+                        o.state[v[i]][name] if o.state.get(v[i]) else torch.zeros_like(v[i])
+                        for o, v in zip(opts, views)
+                    ]
+                )
+                for i in range(len(self.params))
+            ]
+            self.moments.append(stacked)
+        for k, (o, v) in enumerate(zip(opts, views)):
+            for i, p in enumerate(v):
+                o.state[p] = {
+                    "step": self.steps[i],
+                    "exp_avg": self.moments[0][i][k],
+                    "exp_avg_sq": self.moments[1][i][k],
+                }
+        self.views = views
+        self.per_variant = [  # variant k's (params, grads, exp_avgs, exp_avg_sqs) views
+            [[t[k] for t in ts] for ts in (self.params, self.grads, *self.moments)]
+            for k in range(len(opts))
+        ]
+
+    @staticmethod
+    def build(opts: list, stack) -> "StackedAdam | None":
+        kinds = {type(o) for o in opts}
+        if len(kinds) > 1 or kinds - {Adam, torch.optim.Adam, torch.optim.AdamW}:
+            return None  # Adam: make_optimizer's (adam.py), the same kernel and state
+        groups = [o.param_groups for o in opts]
+        if any(len(g) != 1 for g in groups):
+            return None
+        g0 = groups[0][0]
+        for (g,) in groups:
+            if not g["fused"] or g["amsgrad"] or g["maximize"]:
+                return None
+            if (g["betas"], g["eps"]) != (g0["betas"], g0["eps"]):
+                return None
+        return StackedAdam(opts, stack)
+
+    def step(self) -> None:
+        torch._foreach_add_(self.steps, 1)
+        # One kernel call per variant, on its views: the same tensor sizes as alone, so the
+        # same vectorised chunks and the same bits (one call over the stacked tensors rounds
+        # some elements differently, and the runs then drift apart by ~0.002 accuracy).
+        calls = [
+            (*views, o.param_groups[0]["lr"], o.param_groups[0]["weight_decay"])
+            for views, o in zip(self.per_variant, self.opts)
+        ]
+        b1, b2 = self.betas
+        for params, grads, avgs, sqs, lr, wd in calls:
+            self.kernel(
+                params,
+                grads,
+                avgs,
+                sqs,
+                [],
+                self.steps,
+                amsgrad=False,
+                lr=lr,
+                beta1=b1,
+                beta2=b2,
+                weight_decay=wd,
+                eps=self.eps,
+                maximize=False,
+            )
+
+    def release(self) -> None:
+        """Give each optimizer's state tensors of its own (before the stack is rebuilt)."""
+        for o, v in zip(self.opts, self.views):
+            for p in v:
+                o.state[p] = {key: t.clone() for key, t in o.state[p].items()}

@@ -15,10 +15,10 @@ the stack (the others are stacked again without it). Its numbers are those of th
 to float rounding: batched products sum in another order (tests/training/test_stacked.py holds
 the first step to 1e-5 and the accuracy to 0.003).
 
-It covers what the fused pass covers (fused.py: Flatten, Linear, ReLU, ..., Linear, LogSoftmax
-in fp32 on the CPU), plus dropout and label smoothing, which the hand-written pass below
-includes. Convolutions, BatchNorm, other activations and bf16 train as separate runs
-(benchmarks/README.md measures why).
+It covers what the fused pass covers (fused.py: Flatten, Linear, ReLU, ..., Linear, LogSoftmax in
+fp32 on the CPU), plus dropout and label smoothing, which its stacked form (fused.StackedStep,
+stepped by adam.StackedAdam) includes. Convolutions, BatchNorm, other activations and bf16 train as
+separate runs (benchmarks/README.md measures why).
 """
 
 import math
@@ -26,7 +26,6 @@ import time
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
@@ -38,7 +37,8 @@ from quicknets.base.machine import (
 )
 from quicknets.config.configs import TrainConfig
 from quicknets.evaluation.metrics import evaluate
-from quicknets.training.adam import Adam
+from quicknets.training.adam import StackedAdam
+from quicknets.training.fused import StackedStep
 from quicknets.training.loop import (
     batch_bounds,
     check_inputs,
@@ -47,8 +47,6 @@ from quicknets.training.loop import (
     note_early_stopping,
 )
 from quicknets.training.tricks import augment, draw_augment, lr_at
-
-aten = torch.ops.aten
 
 # Settings that may differ inside one stack: each variant has its own.
 PER_VARIANT = (
@@ -147,187 +145,6 @@ def stack_refusal(models: list, configs: list, datas: list) -> str | None:
     if len({len(d.train_labels) for d in datas}) > 1:
         return "the variants' training sets differ in size"
     return None
-
-
-class StackedStep:
-    """Forward and backward of K variants' batches at once into their .grad views; `linears`:
-    K lists of Linear layers of the same shapes, `p`: (K,) dropout probabilities."""
-
-    def __init__(self, linears: list, p: list, smoothing: list, drop_gens: list):
-        self.linears, self.drop_gens = linears, drop_gens
-        self.p = p
-        k = len(linears)
-        self.weights, self.biases, self.wgrads, self.bgrads = [], [], [], []
-        for i in range(len(linears[0])):  # layer i of every variant -> (K, out, in), (K, out)
-            w = torch.stack([ls[i].weight.detach() for ls in linears])
-            b = torch.stack([ls[i].bias.detach() for ls in linears])
-            gw, gb = torch.empty_like(w), torch.empty_like(b)
-            for j, ls in enumerate(linears):  # the variant's parameters become views
-                ls[i].weight.data, ls[i].bias.data = w[j], b[j]
-                ls[i].weight.grad, ls[i].bias.grad = gw[j], gb[j]
-            self.weights.append(w)
-            self.biases.append(b)
-            self.wgrads.append(gw)
-            self.bgrads.append(gb)
-        self.eps = torch.tensor(smoothing, dtype=torch.float32).view(k, 1, 1)
-        self.smoothing = [float(e) for e in smoothing]  # as each run alone's loss takes it
-        self.smoothed = self.eps > 0
-
-    @torch.no_grad()
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
-        """(loss (K,), log-probabilities (K, B, C)) of xb (K, B, F) with labels yb (K, B)."""
-        k, n = yb.shape
-        h, inputs, masks = xb, [], []
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            inputs.append(h)
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))  # (K, B, out)
-            if i < last:
-                h.relu_()
-                if any(self.p):
-                    mask = h.new_ones(h.shape)
-                    for j, g in enumerate(self.drop_gens):  # nn.Dropout's draw, per variant
-                        if self.p[j] > 0:
-                            mask[j].bernoulli_(1 - self.p[j], generator=g).div_(1 - self.p[j])
-                    h = h * mask
-                    masks.append(mask)
-                else:
-                    masks.append(None)
-        log_probs = torch.log_softmax(h, 2)  # (K, B, C)
-        # The loss as alone: NLL of the log-probabilities, or with label smoothing
-        # cross-entropy of them (which takes log_softmax again); the gradient through the same
-        # kernels, so that the rounding is alone's too.
-        classes = log_probs.shape[2]
-        target = torch.zeros_like(log_probs).scatter_(2, yb.unsqueeze(2), 1.0)
-        target = target * (1 - self.eps) + self.eps / classes  # label smoothing per variant
-        again = torch.log_softmax(log_probs, 2)
-        loss = torch.stack(  # (K,): each variant's reported loss by alone's kernel, so its
-            [  # rounding (train_loss_sum) is alone's too and a resume alone continues it exactly
-                F.cross_entropy(log_probs[k], yb[k], label_smoothing=self.smoothing[k])
-                if self.smoothing[k] > 0
-                else aten.nll_loss_forward(log_probs[k], yb[k], None, 1, -100)[0]  # mean
-                for k in range(len(self.smoothing))
-            ]
-        )
-        g = target.div_(-n)  # d loss / d again (K, B, C)
-        if self.smoothed.any():
-            smoothed = aten._log_softmax_backward_data(g, again, 2, torch.float32)
-            g = torch.where(self.smoothed, smoothed, g)
-        g = aten._log_softmax_backward_data(g, log_probs, 2, torch.float32)  # dL/dz (K, B, C)
-        for i in range(last, -1, -1):
-            torch.bmm(g.transpose(1, 2), inputs[i], out=self.wgrads[i])  # (K, out, in)
-            torch.sum(g, 1, out=self.bgrads[i])
-            if i > 0:
-                g = torch.bmm(g, self.weights[i])  # dL/dh (K, B, in)
-                if masks[i - 1] is not None:
-                    g = g * masks[i - 1]
-                g = aten.threshold_backward(g, inputs[i], 0)  # ReLU'
-        return loss, log_probs
-
-    def release(self) -> None:
-        """Give each variant's parameters storage of their own again (out of the stack)."""
-        for ls in self.linears:
-            for m in ls:
-                m.weight.data, m.bias.data = m.weight.data.clone(), m.bias.data.clone()
-                m.weight.grad = m.bias.grad = None
-
-
-class StackedAdam:
-    """The step of K variants' fused Adam optimizers (adam.Adam, torch.optim.Adam or AdamW with
-    fused=True) without their Python:
-    their moments become views into stacked tensors and torch's own fused kernel steps each
-    variant's views, one call each, with its lr and weight decay. Each optimizer's state stays
-    torch's, so its state_dict (the checkpoint) is a standalone run's; the numbers are the
-    fused kernel's alone, bit for bit. None from `build` where it does not
-    apply (another optimizer, amsgrad, differing betas): then each optimizer steps itself."""
-
-    def __init__(self, opts: list, stack: StackedStep):
-        self.opts = opts
-        self.kernel = torch._fused_adamw_ if isinstance(opts[0], torch.optim.AdamW) else None
-        self.kernel = self.kernel or torch._fused_adam_
-        group = opts[0].param_groups[0]
-        self.betas, self.eps = group["betas"], group["eps"]
-        self.params = [*stack.weights, *stack.biases]  # stacked (K, ...) tensors
-        self.grads = [*stack.wgrads, *stack.bgrads]
-        views = [[*(m.weight for m in ls), *(m.bias for m in ls)] for ls in stack.linears]
-        first = opts[0].state.get(views[0][0])
-        self.steps = [  # one count per stacked tensor, shared by the variants' states
-            torch.zeros((), dtype=torch.float32) if first is None else first["step"].clone()
-            for _ in self.params
-        ]
-        self.moments = []
-        for name in ("exp_avg", "exp_avg_sq"):
-            stacked = [
-                torch.stack(
-                    [
-                        o.state[v[i]][name] if o.state.get(v[i]) else torch.zeros_like(v[i])
-                        for o, v in zip(opts, views)
-                    ]
-                )
-                for i in range(len(self.params))
-            ]
-            self.moments.append(stacked)
-        for k, (o, v) in enumerate(zip(opts, views)):
-            for i, p in enumerate(v):
-                o.state[p] = {
-                    "step": self.steps[i],
-                    "exp_avg": self.moments[0][i][k],
-                    "exp_avg_sq": self.moments[1][i][k],
-                }
-        self.views = views
-        self.per_variant = [  # variant k's (params, grads, exp_avgs, exp_avg_sqs) views
-            [[t[k] for t in ts] for ts in (self.params, self.grads, *self.moments)]
-            for k in range(len(opts))
-        ]
-
-    @staticmethod
-    def build(opts: list, stack: StackedStep) -> "StackedAdam | None":
-        kinds = {type(o) for o in opts}
-        if len(kinds) > 1 or kinds - {Adam, torch.optim.Adam, torch.optim.AdamW}:
-            return None  # Adam: make_optimizer's (adam.py), the same kernel and state
-        groups = [o.param_groups for o in opts]
-        if any(len(g) != 1 for g in groups):
-            return None
-        g0 = groups[0][0]
-        for (g,) in groups:
-            if not g["fused"] or g["amsgrad"] or g["maximize"]:
-                return None
-            if (g["betas"], g["eps"]) != (g0["betas"], g0["eps"]):
-                return None
-        return StackedAdam(opts, stack)
-
-    def step(self) -> None:
-        torch._foreach_add_(self.steps, 1)
-        # One kernel call per variant, on its views: the same tensor sizes as alone, so the
-        # same vectorised chunks and the same bits (one call over the stacked tensors rounds
-        # some elements differently, and the runs then drift apart by ~0.002 accuracy).
-        calls = [
-            (*views, o.param_groups[0]["lr"], o.param_groups[0]["weight_decay"])
-            for views, o in zip(self.per_variant, self.opts)
-        ]
-        b1, b2 = self.betas
-        for params, grads, avgs, sqs, lr, wd in calls:
-            self.kernel(
-                params,
-                grads,
-                avgs,
-                sqs,
-                [],
-                self.steps,
-                amsgrad=False,
-                lr=lr,
-                beta1=b1,
-                beta2=b2,
-                weight_decay=wd,
-                eps=self.eps,
-                maximize=False,
-            )
-
-    def release(self) -> None:
-        """Give each optimizer's state tensors of its own (before the stack is rebuilt)."""
-        for o, v in zip(self.opts, self.views):
-            for p in v:
-                o.state[p] = {key: t.clone() for key, t in o.state[p].items()}
 
 
 def fit_stacked(
