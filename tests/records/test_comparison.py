@@ -204,6 +204,24 @@ def test_compare_command(runs_dir, tmp_path, capsys):
     assert "no finished run matches --sweep no-such-sweep" in capsys.readouterr().err
 
 
+def test_compare_of_a_runs_folder_glob_leaves_out_its_own_files(runs_dir, capsys):
+    """`quicknets compare runs/*` took runs/index.sqlite for a run and stopped; so would the
+    folder's Optuna study, sweeps/ and audits/ records. They are left out; a run is not."""
+    a, b = save(runs_dir, 0.1, 0, 0.8), save(runs_dir, 0.01, 0, 0.9)
+    for name in ("index.sqlite", "optuna.sqlite3", "index.sqlite-journal"):
+        (runs_dir / name).write_bytes(b"")
+    for name in ("sweeps", "audits"):
+        (runs_dir / name).mkdir()
+    entries = sorted(str(p) for p in runs_dir.iterdir())
+    assert str(runs_dir / "index.sqlite") in entries and len(entries) == 7
+    assert main(["compare", *entries, "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    assert a.name in out and b.name in out and "differing settings: lr" in out
+    # a path of that name that is not in a runs folder's form is still an error, not skipped
+    assert main(["compare", a.name, str(runs_dir / "missing" / "sweeps")]) == 1
+    assert "no run" in capsys.readouterr().err
+
+
 def test_a_copy_of_a_run_is_not_another_seed(runs_dir, tmp_path, capsys):
     """A `cp -r` backup inside the runs folder gave n=2 with ± 0.0000. Other members: a renamed
     folder, the same run in two runs folders given together, a record from before run ids."""

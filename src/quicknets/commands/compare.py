@@ -72,7 +72,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from quicknets.base.errors import QuicknetsError
     from quicknets.records.comparison import compare, format_compare, plot_curves
-    from quicknets.records.runs import list_runs
+    from quicknets.records.runs import list_runs, not_a_run
 
     if args.plot is not None:
         from quicknets.plots.figures import figure_format
@@ -84,7 +84,7 @@ def run(args) -> int:
         metric_name(args.sort)  # an unknown metric is an error before any run is loaded
     if args.storage is not None:
         return compare_study(args)
-    refs, skipped = list(args.names), []
+    refs, skipped = [r for r in args.names if not not_a_run(r)], []  # `compare runs/*`
     if args.sweep or args.where:
         found = list_runs(args.runs_dir, args.where, sweep=args.sweep, skipped=skipped)
         if not found:

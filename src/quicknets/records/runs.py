@@ -367,6 +367,19 @@ def _run_folders(root: Path, prefix: str) -> list:
         raise QuicknetsError(f"cannot read the runs folder {root}: {e.strerror}") from None
 
 
+# What else lives in a runs folder beside the runs: the index (records/index.py, with SQLite's
+# side files), a local Optuna study, the sweeps' and audits' records and pages.
+NOT_RUNS = ("index.sqlite", "optuna.sqlite3", "sweeps", "audits")
+
+
+def not_a_run(ref) -> bool:
+    """Whether `ref` is a path to one of a runs folder's own files or folders (NOT_RUNS), as a
+    shell's `runs/*` gives them beside the runs: to be left out, not taken for a run."""
+    path = Path(ref)
+    base = path.name.removesuffix("-journal").removesuffix("-wal").removesuffix("-shm")
+    return base in NOT_RUNS and path.exists() and not (path / "config.json").is_file()
+
+
 def find_run(ref, runs_dir=None) -> Path:
     """A run folder from a path, a name, or a unique prefix of a name in the runs folder."""
     path = Path(ref)
