@@ -1,5 +1,8 @@
 """Each builder's output shapes, the notebook's exact network, presets, summary and spec errors."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -146,6 +149,69 @@ def test_flops_per_layer_match_the_formulas():
     assert all(r["flops"] == 0 for r in rows.values() if r["type"] not in ("Conv2d", "Linear"))
     resnet = layer_table(network("res16"))  # nested blocks are found by their full names
     assert any(r["layer"].endswith("body.0") and r["flops"] > 0 for r in resnet)
+
+
+@pytest.mark.parametrize(
+    "spec, settings, shape",
+    [
+        ("784-256-128-64-10", {}, (1, 28, 28)),
+        ("784-64-10", {"batchnorm": True, "dropout": 0.2, "activation": "gelu"}, (1, 28, 28)),
+        ("3072-32-10", {"activation": "tanh"}, (3, 32, 32)),
+        ("conv8-convp16-fc32", {"batchnorm": True}, (1, 28, 28)),
+        ("convp8-fc16", {"flip_tta": True, "activation": "silu"}, (3, 20, 24)),
+        ("conv8", {}, (1, 9, 9)),
+        ("res8-res16", {"dropout": 0.1}, (1, 28, 28)),
+    ],
+)
+def test_flops_from_shapes_are_flop_counters(spec, settings, shape):
+    """The count from each layer's shapes (what `quicknets train` prints, without importing
+    torch._dynamo) against FlopCounterMode's, row by row, for every kind of network quicknets
+    builds, in batches of 1 and 3."""
+    model = network(spec, input_shape=shape, **settings)
+    for batch in (1, 3):
+        by_shape = layer_table(model, (batch, *shape))
+        assert by_shape == layer_table(model, (batch, *shape), by_shape=False)
+        assert sum(r["flops"] for r in by_shape) > 0
+
+
+def test_a_module_of_another_kind_is_counted_by_flop_counter():
+    """A module whose forward does its own products is not counted from shapes (it would count
+    0): FlopCounterMode sees its matrix product."""
+
+    class Bilinear(torch.nn.Module):
+        def forward(self, x):
+            return x @ x.T  # (B, B): 2 * B * B * D FLOPs
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3), Bilinear())
+    rows = {r["layer"]: r["flops"] for r in layer_table(model, (5, 4))}
+    assert rows == {"0": 0, "1": 2 * 5 * 4 * 3, "2": 2 * 5 * 5 * 3}
+
+
+def test_train_prints_flops_without_importing_torch_dynamo(tiny_dir, tmp_path):
+    """The FLOPs line of `quicknets train` (not --quiet) no longer imports torch._dynamo (1.3-2
+    s of start-up, FlopCounterMode's dispatch mode); counting with FlopCounterMode still does."""
+    script = (
+        "import sys, runpy\n"
+        "sys.argv = ['quicknets', 'train', '--network', '784-16-10', '--epochs', '1', "
+        f"'--data-dir', {str(tiny_dir)!r}, '--dataset', 'mnist', '--no-verify', '--runs-dir', "
+        f"{str(tmp_path)!r}, '--threads', '1']\n"
+        "try:\n"
+        "    runpy.run_module('quicknets', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('dynamo', 'torch._dynamo' in sys.modules)\n"
+        "from quicknets.networks.models import layer_table, network\n"
+        "layer_table(network('784-16-10'), by_shape=False)\n"
+        "print('dynamo', 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True
+    ).stdout
+    assert "FLOPs per image" in out
+    assert [line for line in out.splitlines() if line.startswith("dynamo")] == [
+        "dynamo False",
+        "dynamo True",
+    ]
 
 
 def test_slices_are_networks_too():

@@ -19,6 +19,7 @@ A network too large for this machine's memory is refused before any of it is all
 import math
 import re
 from collections import OrderedDict
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -459,18 +460,60 @@ def from_config(config: dict, seed=None) -> Network:
     return network(config.pop("network"), **config, seed=seed)
 
 
-def layer_table(model: nn.Module, input_shape=None) -> list:
-    """One row per leaf layer for one input of `input_shape` (B, C, H, W) (default: one image of
-    the network's own shape): {layer, type, output shape, params, flops}. FLOPs are counted by
-    torch's own counter (torch.utils.flop_counter.FlopCounterMode): 2 per multiply-add of the
-    matrix products and convolutions, which is nearly all the work; other layers count 0."""
-    from torch.utils.flop_counter import FlopCounterMode
+# What layer_table counts from shapes alone: a network built only of these module types gets
+# torch.utils.flop_counter's own formulas applied to each Linear's and Conv2d's shapes, and 0 for
+# the others, which do no matrix product or convolution (as FlopCounterMode counts them). Why:
+# FlopCounterMode's dispatch mode imports torch._dynamo at its first operation, 1.3-2 s of CPU
+# (`quicknets train` prints the FLOPs before training: benchmarks/README.md, issue 22 part 5).
+_BY_SHAPE = (nn.Linear, nn.Conv2d)
+_NO_PRODUCTS = (
+    *ACTIVATIONS.values(),
+    nn.Sequential,
+    nn.Flatten,
+    nn.Dropout,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.MaxPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.LogSoftmax,
+)  # and this module's own: Network, _Residual, _Scale, _FlipPair, _MeanPair, _Image
 
+
+def _shape_flops(module: nn.Module, inputs: tuple, out: torch.Tensor) -> int:
+    """FLOPs of one call of `module` from its shapes, by torch.utils.flop_counter's formulas
+    (the numbers FlopCounterMode gives): a Linear is a matrix product per row of its output, a
+    Conv2d a convolution; 0 for anything else (_NO_PRODUCTS)."""
+    from torch.utils.flop_counter import conv_flop_count, mm_flop
+
+    if type(module) is nn.Linear:
+        rows = out.numel() // module.out_features  # (..., out_features): each row a product
+        return mm_flop((rows, module.in_features), (module.in_features, module.out_features))
+    if type(module) is nn.Conv2d:
+        return conv_flop_count(list(inputs[0].shape), list(module.weight.shape), list(out.shape))
+    return 0
+
+
+def _counted_by_shape(model: nn.Module) -> bool:
+    """Whether every module of `model` is of a type _shape_flops counts exactly."""
+    own = (Network, _Residual, _Scale, _FlipPair, _MeanPair, _Image)
+    return all(type(m) in _BY_SHAPE + _NO_PRODUCTS + own for m in model.modules())
+
+
+def layer_table(model: nn.Module, input_shape=None, by_shape: bool | None = None) -> list:
+    """One row per leaf layer for one input of `input_shape` (B, C, H, W) (default: one image of
+    the network's own shape): {layer, type, output shape, params, flops}. FLOPs are torch's own
+    count (torch.utils.flop_counter): 2 per multiply-add of the matrix products and
+    convolutions, which is nearly all the work; other layers count 0. `by_shape` (None: where
+    every module is of a kind quicknets builds) takes them from each layer's shapes with
+    flop_counter's formulas instead of running FlopCounterMode, which imports torch._dynamo
+    (1.3-2 s); both give the same numbers."""
     from quicknets.base.machine import use_strict_math
 
     use_strict_math()  # a forward pass: MKL's mode is fixed by its first product (train's)
     if input_shape is None:
         input_shape = (1, *getattr(model, "config", {}).get("input_shape", (1, 28, 28)))
+    if by_shape is None:
+        by_shape = _counted_by_shape(model)
     rows, hooks = [], []
     for name, module in model.named_modules():
         if list(module.children()):
@@ -484,23 +527,29 @@ def layer_table(model: nn.Module, input_shape=None) -> list:
                     "type": type(mod).__name__,
                     "output shape": tuple(out.shape),
                     "params": n,
+                    "flops": _shape_flops(mod, inp, out) if by_shape else 0,
                 }
             )
 
         hooks.append(module.register_forward_hook(hook))
     was_training = model.training
     model.eval()
-    counter = FlopCounterMode(display=False)
+    counter = None
+    if not by_shape:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
     try:
-        with torch.no_grad(), counter:
+        with torch.no_grad(), counter or nullcontext():
             model(torch.zeros(input_shape, device=next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    counts = counter.get_flop_counts()  # keyed "<class>.<module name>", parents included
-    for row in rows:
-        row["flops"] = sum(counts.get(f"{type(model).__name__}.{row['layer']}", {}).values())
+    if counter is not None:
+        counts = counter.get_flop_counts()  # keyed "<class>.<module name>", parents included
+        for row in rows:
+            row["flops"] = sum(counts.get(f"{type(model).__name__}.{row['layer']}", {}).values())
     return rows
 
 
