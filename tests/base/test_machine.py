@@ -24,6 +24,7 @@ from quicknets.base.machine import (
     pick_device,
     resolve,
     shares,
+    torch_threads,
     turns,
     usable_cores,
 )
@@ -493,3 +494,20 @@ def test_flush_denormals_reaches_torchs_worker_threads():
         assert (denormal * 1.0 != 0).all()
     finally:
         torch.set_num_threads(caller)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 0])
+def test_torch_threads_sets_the_count_inside_and_gives_the_caller_s_back(threads):
+    """Inside: `threads` (0: the caller's); after, the caller's, after an error too."""
+    import torch
+
+    caller = torch.get_num_threads()
+    for before in (1, 2):
+        torch.set_num_threads(before)
+        try:
+            with pytest.raises(KeyError), torch_threads(threads):
+                assert torch.get_num_threads() == (threads or before)
+                raise KeyError
+            assert torch.get_num_threads() == before
+        finally:
+            torch.set_num_threads(caller)

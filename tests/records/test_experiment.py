@@ -443,3 +443,43 @@ def test_a_sweep_trial_fits_its_familiarity_at_first_use_not_after_training(tiny
     _, _, data = setup(config)
     assert fitted.threshold == fit_familiarity(model, data).threshold
     assert fitted.threshold == load_model(load_run(alone)).familiarity.threshold
+
+
+@pytest.mark.parametrize("network", ["784-16-10", "conv4-fc8"])
+def test_a_run_tests_itself_and_fits_its_familiarity_in_its_own_threads(
+    tiny_dir, tmp_path, monkeypatch, network
+):
+    """After the epochs, the test pass and the familiarity fit run in the run's thread count
+    (not the caller's: torch's default, every core), and the caller's count is back after.
+    The recorded numbers are those of the saved model tested at the caller's count, here."""
+    import quicknets.evaluation.familiarity as familiarity
+    import quicknets.evaluation.metrics as metrics
+
+    threads_seen = []
+
+    def seen(f):
+        def wrapped(*args, **kwargs):
+            threads_seen.append((f.__name__, torch.get_num_threads()))
+            return f(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(metrics, "evaluate", seen(metrics.evaluate))
+    monkeypatch.setattr(familiarity, "fit_familiarity", seen(familiarity.fit_familiarity))
+    config = RunConfig.build(
+        dataset="mnist", data_dir=str(tiny_dir), verify=False, network=network, epochs=1, threads=1
+    )
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        path, results = run(config, tmp_path / "runs", quiet=True)
+        assert torch.get_num_threads() == 2
+        assert threads_seen == [("evaluate", 1), ("fit_familiarity", 1)]
+        model = load_model(load_run(path))
+        _, _, data = setup(config)
+        again = metrics.evaluate(model, data)  # at 2 threads
+        fitted = familiarity.fit_familiarity(model, data)
+    finally:
+        torch.set_num_threads(caller)
+    assert (results["loss"], results["accuracy"]) == (again["loss"], again["accuracy"])
+    assert results["familiarity"]["threshold"] == fitted.threshold

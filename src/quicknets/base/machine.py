@@ -277,6 +277,25 @@ def flush_denormals():
         _in_every_thread(before)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """Within it, torch computes in `threads` threads (0: the count as it was); after it, the
+    caller's count again. What a run computes after its epochs (the test pass, the familiarity
+    fit) runs in the run's own threads: at torch's default (every core) a `--threads 1` run of
+    `fast` took 2-4x the CPU and wall time for them on a busy 2-core machine (benchmarks/README.md,
+    issue 22 part 5)."""
+    import torch
+
+    caller = torch.get_num_threads()
+    if threads and threads != caller:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != caller:
+            torch.set_num_threads(caller)
+
+
 def _fp_environment():
     """This thread's floating-point environment (glibc's fenv_t, MXCSR included), or None."""
     import ctypes

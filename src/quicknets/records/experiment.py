@@ -21,7 +21,7 @@ import dataclasses
 import json
 
 from quicknets.base.errors import Interrupted, QuicknetsError
-from quicknets.base.machine import resolve, use_strict_math
+from quicknets.base.machine import resolve, torch_threads, use_strict_math
 from quicknets.base.storage import atomic_write_json
 from quicknets.config.configs import RunConfig
 from quicknets.records.runfolder import read_json
@@ -200,12 +200,13 @@ def train_recorded(
         finally:
             for logger in loggers:
                 logger.close()
-        results = evaluate(model, data)
-        # before results.json (which closes the record): its cost is recorded with it. A sweep's
-        # trial skips it (4.3 MiB and a second or two each, for trials mostly never used): it is
-        # fitted and kept at its first use instead (records.runs.run_familiarity)
-        if not read_json(path / "meta.json", dict).get("sweep"):
-            results["familiarity"] = fit_run_familiarity(path, model, data)
+        with torch_threads(config.train.threads):  # the run's threads, as its epochs
+            results = evaluate(model, data)
+            # before results.json (which closes the record). A sweep's trial skips it (4.3 MiB
+            # and a second or two each, for trials mostly never used): it is fitted and kept at
+            # its first use instead (records.runs.run_familiarity)
+            if not read_json(path / "meta.json", dict).get("sweep"):
+                results["familiarity"] = fit_run_familiarity(path, model, data)
         finish_run(path, model, history, results)
     return path, results
 
@@ -269,9 +270,10 @@ def train_stacked_recorded(
                 mark(path, "failed")
                 done.append((path, history))
                 continue
-            results = evaluate(model, data)
-            if sweep is None:  # as train_recorded; a sweep's trial fits it at first use (main)
-                results["familiarity"] = fit_run_familiarity(path, model, data)
+            with torch_threads(configs[0].train.threads):  # the stack's, as train_recorded
+                results = evaluate(model, data)
+                if sweep is None:  # as train_recorded; a sweep's trial fits it at first use
+                    results["familiarity"] = fit_run_familiarity(path, model, data)
             finish_run(path, model, history, results)
             done.append((path, results))
     return done
