@@ -188,10 +188,12 @@ def test_a_module_of_another_kind_is_counted_by_flop_counter():
 
 
 def test_train_prints_flops_without_importing_torch_dynamo(tiny_dir, tmp_path):
-    """The FLOPs line of `quicknets train` (not --quiet) no longer imports torch._dynamo (1.3-2
-    s of start-up, FlopCounterMode's dispatch mode); counting with FlopCounterMode still does."""
+    """The FLOPs line of `quicknets train` (not --quiet) imports neither torch._dynamo nor
+    torch.utils.flop_counter (1.3-2 s of start-up: FlopCounterMode's dispatch mode imports
+    dynamo); counting with FlopCounterMode still does."""
     script = (
         "import sys, runpy\n"
+        "heavy = ('torch._dynamo', 'torch.utils.flop_counter')\n"
         "sys.argv = ['quicknets', 'train', '--network', '784-16-10', '--epochs', '1', "
         f"'--data-dir', {str(tiny_dir)!r}, '--dataset', 'mnist', '--no-verify', '--runs-dir', "
         f"{str(tmp_path)!r}, '--threads', '1']\n"
@@ -199,18 +201,18 @@ def test_train_prints_flops_without_importing_torch_dynamo(tiny_dir, tmp_path):
         "    runpy.run_module('quicknets', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print('dynamo', 'torch._dynamo' in sys.modules)\n"
+        "print('dynamo', *(m in sys.modules for m in heavy))\n"
         "from quicknets.networks.models import layer_table, network\n"
         "layer_table(network('784-16-10'), by_shape=False)\n"
-        "print('dynamo', 'torch._dynamo' in sys.modules)\n"
+        "print('dynamo', *(m in sys.modules for m in heavy))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], check=True, capture_output=True, text=True
     ).stdout
     assert "FLOPs per image" in out
     assert [line for line in out.splitlines() if line.startswith("dynamo")] == [
-        "dynamo False",
-        "dynamo True",
+        "dynamo False False",
+        "dynamo True True",
     ]
 
 

@@ -461,10 +461,11 @@ def from_config(config: dict, seed=None) -> Network:
 
 
 # What layer_table counts from shapes alone: a network built only of these module types gets
-# torch.utils.flop_counter's own formulas applied to each Linear's and Conv2d's shapes, and 0 for
-# the others, which do no matrix product or convolution (as FlopCounterMode counts them). Why:
-# FlopCounterMode's dispatch mode imports torch._dynamo at its first operation, 1.3-2 s of CPU
-# (`quicknets train` prints the FLOPs before training: benchmarks/README.md, issue 22 part 5).
+# each Linear's and Conv2d's FLOPs from its shapes (torch.utils.flop_counter's formulas), and 0
+# for the others, which do no matrix product or convolution (as FlopCounterMode counts them).
+# Why: FlopCounterMode's dispatch mode imports torch._dynamo at its first operation, and
+# flop_counter itself costs 0.25 s to import (`quicknets train` prints the FLOPs before training:
+# 1.3-2 s of CPU in all; benchmarks/README.md, issue 22 part 5). The tests compare the two.
 _BY_SHAPE = (nn.Linear, nn.Conv2d)
 _NO_PRODUCTS = (
     *ACTIVATIONS.values(),
@@ -479,17 +480,15 @@ _NO_PRODUCTS = (
 )  # and this module's own: Network, _Residual, _Scale, _FlipPair, _MeanPair, _Image
 
 
-def _shape_flops(module: nn.Module, inputs: tuple, out: torch.Tensor) -> int:
-    """FLOPs of one call of `module` from its shapes, by torch.utils.flop_counter's formulas
-    (the numbers FlopCounterMode gives): a Linear is a matrix product per row of its output, a
-    Conv2d a convolution; 0 for anything else (_NO_PRODUCTS)."""
-    from torch.utils.flop_counter import conv_flop_count, mm_flop
-
+def _shape_flops(module: nn.Module, out: torch.Tensor) -> int:
+    """FLOPs of one call of `module` from its output's shape, as torch.utils.flop_counter counts
+    them (2 per multiply-add, bias not counted): a Linear multiplies each row of its output
+    (B, out) by in_features weights, a Conv2d each output value (B, C_out, H, W) by
+    C_in / groups x kernel-height x kernel-width; 0 for anything else (_NO_PRODUCTS)."""
     if type(module) is nn.Linear:
-        rows = out.numel() // module.out_features  # (..., out_features): each row a product
-        return mm_flop((rows, module.in_features), (module.in_features, module.out_features))
+        return 2 * out.numel() * module.in_features
     if type(module) is nn.Conv2d:
-        return conv_flop_count(list(inputs[0].shape), list(module.weight.shape), list(out.shape))
+        return 2 * out.numel() * math.prod(module.weight.shape[1:])  # (C_out, C_in/g, kh, kw)
     return 0
 
 
@@ -506,7 +505,7 @@ def layer_table(model: nn.Module, input_shape=None, by_shape: bool | None = None
     convolutions, which is nearly all the work; other layers count 0. `by_shape` (None: where
     every module is of a kind quicknets builds) takes them from each layer's shapes with
     flop_counter's formulas instead of running FlopCounterMode, which imports torch._dynamo
-    (1.3-2 s); both give the same numbers."""
+    (1.3-2 s of CPU); both give the same numbers."""
     from quicknets.base.machine import use_strict_math
 
     use_strict_math()  # a forward pass: MKL's mode is fixed by its first product (train's)
@@ -527,7 +526,7 @@ def layer_table(model: nn.Module, input_shape=None, by_shape: bool | None = None
                     "type": type(mod).__name__,
                     "output shape": tuple(out.shape),
                     "params": n,
-                    "flops": _shape_flops(mod, inp, out) if by_shape else 0,
+                    "flops": _shape_flops(mod, out) if by_shape else 0,
                 }
             )
 
