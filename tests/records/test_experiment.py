@@ -483,3 +483,46 @@ def test_a_run_tests_itself_and_fits_its_familiarity_in_its_own_threads(
         torch.set_num_threads(caller)
     assert (results["loss"], results["accuracy"]) == (again["loss"], again["accuracy"])
     assert results["familiarity"]["threshold"] == fitted.threshold
+
+
+def test_a_stack_tests_its_variants_in_its_own_threads(tiny_dir, tmp_path, monkeypatch):
+    """As a run alone: each stacked variant's test pass and familiarity fit run in the stack's
+    thread count, and the caller's count is back after."""
+    import quicknets.evaluation.familiarity as familiarity
+    import quicknets.evaluation.metrics as metrics
+    from quicknets.records.experiment import train_stacked_recorded
+
+    threads_seen = []
+
+    def seen(f):
+        def wrapped(*args, **kwargs):
+            threads_seen.append(torch.get_num_threads())
+            return f(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(metrics, "evaluate", seen(metrics.evaluate))
+    monkeypatch.setattr(familiarity, "fit_familiarity", seen(familiarity.fit_familiarity))
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        configs, models, datas = [], [], []
+        for lr in (0.001, 0.01):
+            config, model, data = setup(
+                RunConfig.build(
+                    dataset="mnist",
+                    data_dir=str(tiny_dir),
+                    verify=False,
+                    network="784-16-10",
+                    epochs=1,
+                    lr=lr,
+                    threads=1,
+                )
+            )
+            configs.append(config), models.append(model), datas.append(data)
+        done = train_stacked_recorded(configs, models, datas, tmp_path / "runs")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(caller)
+    assert all("familiarity" in results for _, results in done) and len(done) == 2
+    assert threads_seen == [1, 1, 1, 1]  # evaluate and fit_familiarity, per variant
