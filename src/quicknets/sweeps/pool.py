@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.metric_names import upgrade_history
 
 WORKER_NAME = "quicknets-sweep-worker"  # a spawned worker knows itself by it from its start
 REIMPORT_EXIT = 86  # a worker's exit status when re-importing the main script ran a sweep
@@ -45,7 +46,7 @@ class Job:
     base: dict  # the sweep's fixed settings
     overrides: dict  # this trial's settings, its seed included
     sweep: str  # the sweep's name, recorded with the run
-    metric: str  # the metric reported back (metrics.METRICS)
+    metric: str  # the metric reported back (metric_names.METRICS)
     threads: int = 1  # PyTorch threads in the worker
     runs_dir: str | None = None
     log_to: tuple = ()  # tensorboard, mlflow
@@ -138,7 +139,6 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     is stopping. `on_epoch` (an Optuna pruning check) and `on_start(path)` as experiment.run's."""
     import json
 
-    from quicknets.evaluation.metrics import upgrade_history
     from quicknets.records.experiment import resume, run
 
     if stop.is_set():
@@ -210,7 +210,6 @@ def train_stack(jobs: tuple, stop) -> list:
     """Train jobs planned into one stack (plan_stacks) as one stacked training, each into its
     own run record: an Outcome per job. Where their networks turn out not to stack after all
     (stacked.stack_refusal), each trains apart, said in its Outcome's message."""
-    from quicknets.evaluation.metrics import upgrade_history
     from quicknets.records.experiment import setup, train_stacked_recorded
     from quicknets.training.stacked import stack_refusal
 
