@@ -641,9 +641,9 @@ def _is_true(value) -> bool:
 
 
 def _device_type(settings: dict) -> str:
-    from quicknets.base.machine import pick_device
+    from quicknets.base.machine import device_name
 
-    return pick_device(str(settings.get("device", "auto"))).type
+    return device_name(str(settings.get("device", "auto"))).partition(":")[0]
 
 
 def upgrade(config: dict) -> dict:

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.evaluation.metric_names import upgrade_history
+from quicknets.training.stackable import stack_key
 
 WORKER_NAME = "quicknets-sweep-worker"  # a spawned worker knows itself by it from its start
 REIMPORT_EXIT = 86  # a worker's exit status when re-importing the main script ran a sweep
@@ -296,11 +297,9 @@ def job_worker(job, tell, stop) -> None:
 
 
 def plan_stacks(jobs: list, workers: int) -> tuple:
-    """(tasks, plan line): the jobs whose settings stack (stacked.stack_key) grouped, each group
+    """(tasks, plan line): the jobs whose settings stack (stackable.stack_key) grouped, each group
     cut into at most `workers` stacks of near-equal size so that every worker has one; a job
     that continues a stopped run, or stacks with no other, stays alone."""
-    from quicknets.training.stacked import stack_key
-
     groups: dict = {}
     alone, reasons = [], set()
     for job in jobs:
