@@ -21,7 +21,7 @@ _EXPORTS = {
     "Dataset": "quicknets.data.loading",
     "network": "quicknets.networks.models",
     "summary": "quicknets.networks.models",
-    "NETWORKS": "quicknets.networks.models",
+    "NETWORKS": "quicknets.networks.specs",
     "PRESETS": "quicknets.config.presets",
     "train": "quicknets.training.loop",
     "evaluate": "quicknets.evaluation.metrics",

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from quicknets.base.machine import (
     available_memory,
     bf16_pays,
     default_threads,
+    device_name,
     flush_denormals,
     free_cores,
     native_bf16,
@@ -82,6 +84,38 @@ def test_devices_that_are_not_here():
         with pytest.raises(QuicknetsError, match="no Apple GPU"):
             pick_device("mps")
     assert pick_device("cpu") == torch.device("cpu")
+
+
+NO_TORCH = (
+    "import sys; from quicknets.base.machine import device_name; "
+    "print(device_name({!r}), 'torch' in sys.modules)"
+)
+
+
+@pytest.mark.parametrize("name", ["auto", "cpu", "cuda", "cuda:0", "mps", "tpu"])
+def test_device_name_is_pick_devices(name, monkeypatch, tmp_path):
+    """The same answer (or error) as pick_device, with GPU device files seen or not."""
+    try:
+        expected = str(pick_device(name))
+    except QuicknetsError as e:
+        with pytest.raises(QuicknetsError, match=re.escape(str(e))):
+            device_name(name)
+        return
+    assert device_name(name) == expected
+    (tmp_path / "nvidiactl").touch()  # a driver's file: only torch can say whether it works
+    monkeypatch.setattr(machine, "GPU_DEVICE_FILES", (str(tmp_path / "nvidiactl"),))
+    assert device_name(name) == expected
+
+
+def test_the_cpu_is_named_without_torch():
+    gpu_files = any(os.path.exists(f) for f in machine.GPU_DEVICE_FILES)
+    for name, needs_torch in (("cpu", False), ("auto", gpu_files or sys.platform != "linux")):
+        out = subprocess.run(
+            [sys.executable, "-c", NO_TORCH.format(name)], capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        device, imported = out.stdout.split()
+        assert device == str(pick_device(name)) and imported == str(needs_torch)
 
 
 def test_resolve_makes_auto_concrete_and_is_idempotent():

@@ -191,7 +191,7 @@ def test_lr_auto_and_the_training_checks():
 def test_monitor_choices_are_the_validation_metrics():
     from dataclasses import fields
 
-    from quicknets.evaluation.metrics import METRICS
+    from quicknets.evaluation.metric_names import METRICS
 
     choices = {f.name: f for f in fields(TrainConfig)}["monitor"].metadata["choices"]
     assert sorted(choices) == sorted(m for m in METRICS if m.startswith("val_"))

@@ -15,7 +15,8 @@ from quicknets.cli import main
 from quicknets.config.configs import RunConfig
 from quicknets.config.presets import PRESETS, preset_settings
 from quicknets.evaluation.metrics import evaluate
-from quicknets.networks.models import NETWORKS, network
+from quicknets.networks.models import network
+from quicknets.networks.specs import NETWORKS
 from quicknets.records.runs import load_model, load_run, save_run
 from quicknets.training.loop import train
 

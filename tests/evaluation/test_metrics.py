@@ -9,17 +9,13 @@ from torch.nn import functional as F
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.evaluation.metrics import (
-    METRICS,
     balanced_accuracy,
     confusion_matrix,
     evaluate,
     format_results,
-    higher_is_better,
     imbalanced,
-    metric_name,
     most_confused,
     per_class_accuracy,
-    upgrade_history,
 )
 from quicknets.networks.models import network
 
@@ -124,22 +120,6 @@ def test_evaluate_keeps_training_mode(tiny):
     model.train()
     evaluate(model, tiny)
     assert model.training
-
-
-def test_every_metric_declares_its_direction():
-    assert set(METRICS.values()) == {"max", "min"}
-    assert higher_is_better("test_accuracy") and higher_is_better("val_acc")  # old name read
-    assert not higher_is_better("val_loss") and not higher_is_better("seconds")
-    assert metric_name("train_acc") == "train_accuracy"
-    with pytest.raises(QuicknetsError, match="unknown metric 'accuracy_top5'"):
-        metric_name("accuracy_top5")
-
-
-def test_old_histories_read_with_todays_names():
-    old = [{"epoch": 1, "train_acc": 0.5, "val_acc": 0.4, "val_loss": 1.0}]
-    assert upgrade_history(old) == [
-        {"epoch": 1, "train_accuracy": 0.5, "val_accuracy": 0.4, "val_loss": 1.0}
-    ]
 
 
 def test_evaluate_uses_the_models_own_normalisation(tiny_dir):

@@ -235,7 +235,7 @@ def test_marks_of_a_sweep():
 
 def test_lower_is_better_for_a_loss_and_a_diverged_variant_is_never_best():
     groups = [[0.35, 0.36, 0.34], [float("nan"), 0.3, 0.31], [0.45, 0.47, 0.46]]
-    marks = not_worse_than_best(groups, "test_loss")  # direction from metrics.METRICS: min
+    marks = not_worse_than_best(groups, "test_loss")  # direction from metric_names.METRICS: min
     assert [m.best for m in marks] == [True, False, False]
     assert marks[1].not_worse is None and "not every value is finite" in marks[1].reason
     assert marks[2].not_worse is False

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.networks.models import NETWORKS, from_config, layer_table, network, summary, totals
+from quicknets.networks.models import from_config, layer_table, network, summary, totals
+from quicknets.networks.specs import NETWORKS
 
 
 def test_notebook_network_layer_by_layer():

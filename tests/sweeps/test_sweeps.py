@@ -624,3 +624,48 @@ def test_a_stacked_sweep_resumed_after_a_record_was_edited(tiny_dir, runs_dir):
     done = [r for r in query(runs_dir, status="all") if r["status"] == "done"]
     assert len(done) == 3 and all(r["epochs_done"] == 2 for r in done)  # its trial again
     assert edited not in {r["name"] for r in done}
+
+
+# A sweep's own process, from its plan to its table, then runs, compare and --show; it ends by
+# saying whether torch was imported. Its workers import torch, each in its own process.
+PARENT = """
+import sys
+from quicknets.cli import main
+from quicknets.sweeps.pool import Job, plan_stacks
+from quicknets.sweeps.space import Range, Search
+
+tiny, runs = sys.argv[1:3]
+data = {"dataset": "mnist", "data_dir": tiny, "verify": False, "epochs": 1}
+plans = [  # a member of each kind of plan: seeds, a grid, apart, shapes, random, a device
+    ({}, {}, 5, "grid"),
+    ({}, {"lr": [0.001, 0.003, 0.01, 0.03], "weight_decay": [0, 1e-4, 1e-3, 1e-2]}, 1, "grid"),
+    ({"class_weights": "auto"}, {"bf16": [True, False]}, 2, "grid"),
+    ({}, {"network": ["cnn", "mlp", "784-32-10"], "batchnorm": [True, False]}, 1, "grid"),
+    ({"device": "cpu"}, {"lr": Range(1e-4, 1e-2, log=True)}, 2, "random"),
+]
+for base, vary, seeds, kind in plans:
+    spec = Search.build({**data, **base}, vary, seeds, kind, 3, 0, "auto", True)
+    plan_stacks([Job(spec.base, o, "plan", spec.metric) for o in spec.plan()], 2)
+flags = ["--dataset", "mnist", "--data-dir", tiny, "--no-verify", "--runs-dir", runs]
+sweep = ["sweep", "--seeds", "2", "--lr", "0.01,0.03", "--epochs", "1", "--name", "s"]
+assert main([*sweep, "--workers", "2", "--threads", "1", "--quiet", *flags]) == 0
+for command in (["runs"], ["compare", "--sweep", "s"], ["sweep", "--show", "s"]):
+    assert main([*command, "--runs-dir", runs]) == 0
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.skipif(CORES < 2, reason="one worker trains in the sweep's own process")
+def test_a_sweeps_own_process_does_not_import_torch(tiny_dir, runs_dir):
+    """Only the workers train, so only they import torch (~2 s); the sweep's process plans,
+    waits and ranks without it, and so do runs, compare and sweep --show."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", PARENT, str(tiny_dir), str(runs_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("torch imported: False\n"), done.stdout + done.stderr
+    assert len(list_runs(runs_dir, sweep="s")) == 4  # the workers trained every run

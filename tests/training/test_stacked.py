@@ -8,12 +8,12 @@ import torch
 
 from conftest import denormals_flushed
 from quicknets.base.errors import QuicknetsError
-from quicknets.config.configs import RunConfig, TrainConfig
+from quicknets.config.configs import TrainConfig
 from quicknets.data.loading import load_dataset
 from quicknets.evaluation.metrics import evaluate
 from quicknets.networks.models import network
 from quicknets.training.loop import fit
-from quicknets.training.stacked import fit_stacked, stack_key, stack_refusal
+from quicknets.training.stacked import fit_stacked, stack_refusal
 
 # A member of each kind a stack must keep apart: seed, lr and weight decay, dropout, label
 # smoothing, momentum (SGD), a schedule, augmentation, and a mix of them.
@@ -144,18 +144,6 @@ def test_what_cannot_stack_says_why(tiny, specs, settings, reason):
     assert reason in stack_refusal(models, configs, [tiny, tiny])
     with pytest.raises(QuicknetsError, match="cannot train in one stack: .*" + re.escape(reason)):
         fit_stacked(models, [tiny, tiny], configs)
-
-
-def test_stack_key_groups_what_may_differ():
-    key = stack_key(RunConfig.build(lr=0.01, seed=3, dropout=0.2, weight_decay=1e-4))
-    assert key == stack_key(RunConfig.build(schedule="onecycle", label_smoothing=0.1))
-    assert key != stack_key(RunConfig.build(network="784-64-10"))
-    assert key != stack_key(RunConfig.build(batch_size=32))
-    assert "MLPs" in stack_key(RunConfig.build(network="conv8-fc16"))
-    assert "BatchNorm" in stack_key(RunConfig.build(batchnorm=True))
-    assert "fp32" in stack_key(RunConfig.build(bf16=True))
-    for weights in ("auto", "Shirt=2", {"Coat": 0.5, "Bag": 3}):  # the loss is unweighted
-        assert "--class-weights" in stack_key(RunConfig.build(class_weights=weights))
 
 
 def test_the_callers_generator_and_threads_are_left_alone(tiny):

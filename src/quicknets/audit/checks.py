@@ -257,7 +257,7 @@ def assign_folds(labels: torch.Tensor, groups: torch.Tensor, folds: int, seed: i
 def _fold_spec(spec: str, pre) -> str:
     """The audit's default network gets the data's input size and class count at its ends;
     a spec the user gave must fit (experiment.fit_network)."""
-    from quicknets.networks.models import parse_sizes
+    from quicknets.networks.specs import parse_sizes
     from quicknets.records.experiment import fit_network
 
     if spec == NETWORK:

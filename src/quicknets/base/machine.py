@@ -73,6 +73,25 @@ def default_threads() -> int:
     return usable_cores()
 
 
+# The device files of the GPU drivers PyTorch can use, on Linux: NVIDIA's, AMD's (ROCm, seen
+# as torch.cuda) and WSL 2's. Without any of them, no CUDA device can be seen.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
+
+
+def device_name(name: str = "auto") -> str:
+    """str(pick_device(name)): "cpu", "cuda", "cuda:1" or "mps", with pick_device's errors.
+    Where the answer is the CPU for certain ("cpu", or "auto" on Linux with none of
+    GPU_DEVICE_FILES) it comes without importing torch (~2 s of CPU): a sweep's process plans
+    its stacks that way, before its workers start."""
+    if name == "cpu" or (
+        name == "auto"
+        and sys.platform == "linux"
+        and not any(os.path.exists(f) for f in GPU_DEVICE_FILES)
+    ):
+        return "cpu"
+    return str(pick_device(name))
+
+
 def pick_device(name: str = "auto"):
     """A torch.device from auto, cpu, cuda, cuda:N or mps; one that is not here is an error.
     auto: a CUDA GPU, else Apple's GPU (MPS), else the CPU."""
@@ -162,7 +181,7 @@ def resolve(train_cfg):
     return dataclasses.replace(
         train_cfg,
         threads=train_cfg.threads or default_threads(),
-        device=str(pick_device(train_cfg.device)),
+        device=device_name(train_cfg.device),
     )
 
 

@@ -79,7 +79,7 @@ def run(args) -> int:
 
         figure_format(args.plot)  # a bad suffix is an error before the table, not after it
     if args.sort is not None:
-        from quicknets.evaluation.metrics import metric_name
+        from quicknets.evaluation.metric_names import metric_name
 
         metric_name(args.sort)  # an unknown metric is an error before any run is loaded
     if args.storage is not None:

@@ -145,7 +145,8 @@ def seeds(args) -> int:
     from quicknets.config.configs import given_flags
     from quicknets.records import experiment
     from quicknets.sweeps.space import seed_list
-    from quicknets.training.stacked import stack_key, stack_refusal
+    from quicknets.training.stackable import stack_key
+    from quicknets.training.stacked import stack_refusal
 
     if "seed" in given_flags(args) or args.resume or args.print_config or args.log_to:
         given = "--seed" if "seed" in given_flags(args) else "--resume, --print-config, --log-to"

@@ -290,8 +290,8 @@ class TrainConfig:
         "(default: 0; needs --patience)",
         low=0.0,
     )
-    # The validation metrics of metrics.METRICS (a test keeps them in step; config/configs.py does
-    # not import torch, so it cannot ask there); their directions come from METRICS.
+    # The validation metrics of metric_names.METRICS (a test keeps them in step; config sits
+    # below evaluation, so it cannot ask there); their directions come from METRICS.
     monitor: str | None = opt(
         None,
         "early stopping: the validation metric watched (default: val_loss; needs --patience)",
@@ -641,9 +641,9 @@ def _is_true(value) -> bool:
 
 
 def _device_type(settings: dict) -> str:
-    from quicknets.base.machine import pick_device
+    from quicknets.base.machine import device_name
 
-    return pick_device(str(settings.get("device", "auto"))).type
+    return device_name(str(settings.get("device", "auto"))).partition(":")[0]
 
 
 def upgrade(config: dict) -> dict:

@@ -9,7 +9,7 @@ that reach a target test accuracy in the least wall time measured on the device 
 
 A preset only fills in settings the user did not give; the resolved config is printed and saved
 with the run (config.json's "preset"). Presets are recipes; the networks they train have names
-of their own (models.NETWORKS), and each single trick is a setting (tricks.py). The numbers
+of their own (specs.NETWORKS), and each single trick is a setting (tricks.py). The numbers
 behind each choice are in benchmarks/README.md; a trick is in a preset only where that benchmark
 showed it pays.
 """

@@ -1,16 +1,15 @@
-"""Test a network: exact loss and accuracy over a whole split, per class, and what it confuses;
-and the one vocabulary of metric names, each with its direction.
+"""Test a network: exact loss and accuracy over a whole split, per class, and what it confuses.
 
     results = evaluate(model, data)            # the test set; split="val" for the validation set
     results["accuracy"], results["per_class"], results["confusion"], results["most_confused"]
-    METRICS["val_accuracy"]                    # "max": higher is better
 
 The images get the model's own preprocessing (model.preprocessing, set by training and saved with
 it), so a model evaluated on data loaded with other settings still sees what it was trained on.
 
 The loss is the mean over every image (summed per batch, divided once), not a mean of batch
 means. The pure functions below take labels and predictions, so they are checked against a
-brute-force reference in the tests.
+brute-force reference in the tests. The metrics' names and directions are in metric_names.py,
+which does not import torch.
 """
 
 import torch
@@ -22,51 +21,6 @@ from quicknets.data.loading import Dataset
 from quicknets.data.preprocessing import preprocessing_of
 from quicknets.evaluation.calibration import calibration_summary, format_calibration
 from quicknets.networks.models import log_probabilities  # here too: where callers look for it
-
-# Every metric a run reports: name -> the direction that is better. A split's results hold
-# "loss" and "accuracy"; the history, the index, sweeps and comparisons prefix the split.
-METRICS = {
-    "test_accuracy": "max",
-    "test_loss": "min",
-    "test_balanced_accuracy": "max",  # the mean of the per-class accuracies (class weights)
-    "test_ece": "min",  # of the probabilities the model reports (after its temperature)
-    "val_accuracy": "max",
-    "val_loss": "min",
-    "train_accuracy": "max",
-    "train_loss": "min",
-    "train_loss_sum": "min",
-    "seconds": "min",
-    "mean_corruption_accuracy": "max",  # robustness.py, written by `evaluate --robustness`
-}
-# Written into a finished record after training (by `quicknets evaluate RUN --robustness`), so
-# no training reports them: runs and compare sort by them, a sweep cannot rank by them.
-AFTER_TRAINING = ("mean_corruption_accuracy",)
-OLD_NAMES = {
-    "test_acc": "test_accuracy",
-    "val_acc": "val_accuracy",
-    "train_acc": "train_accuracy",
-}  # written by earlier versions; still read
-
-
-def metric_name(name: str) -> str:
-    """The metric's name in METRICS (old names accepted); unknown names are an error."""
-    name = OLD_NAMES.get(name, name)
-    if name not in METRICS:
-        raise QuicknetsError(f"unknown metric {name!r}; choose from {', '.join(METRICS)}")
-    return name
-
-
-def higher_is_better(name: str) -> bool:
-    return METRICS[metric_name(name)] == "max"
-
-
-def upgrade_history(history: list) -> list:
-    """A recorded history with the current metric names (records before format 2 said
-    train_acc and val_acc)."""
-    return [
-        {OLD_NAMES.get(k, k): v for k, v in row.items()} if isinstance(row, dict) else row
-        for row in history
-    ]
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, k: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.metric_names import METRICS, metric_name
 
 ALPHA = 0.05  # significance level: a difference is claimed when p < ALPHA
 CONFIDENCE = 0.95  # of the interval around a mean over seeds
@@ -289,7 +290,7 @@ def not_worse_than_best(
     `groups` holds each variant's per-seed values; `seeds` (optional, the same shape) the seed
     of each value, so that two variants that ran the same seeds are compared by a paired t-test,
     others by Welch's (compare_seeds). `direction` is "max" or "min" (default: the metric's,
-    metrics.METRICS). The test: each variant against the best, two-sided, with Holm's
+    metric_names.METRICS). The test: each variant against the best, two-sided, with Holm's
     correction over the k - 1 comparisons, marked not worse when the adjusted p >= alpha. Why
     not one-sided at alpha: the best is picked after seeing the values, so the difference always
     points the "worse" way, and a one-sided test at alpha would call the loser of two equal
@@ -301,8 +302,6 @@ def not_worse_than_best(
     QuicknetsError for an unknown direction, no variants, or a variant with no values.
     """
     if direction is None:
-        from quicknets.evaluation.metrics import METRICS, metric_name
-
         direction = METRICS[metric_name(metric)]
     if direction not in ("max", "min"):
         raise QuicknetsError(f"direction must be 'max' or 'min', not {direction!r}")

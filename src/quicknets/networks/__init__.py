@@ -1,5 +1,6 @@
 """Networks: architectures from compact specs (models.py: network(spec), MLP, CNN and ResNet
-builders, NETWORKS by name, summary, saving and loading weights with their preprocessing).
+builders, summary, saving and loading weights with their preprocessing; specs.py: NETWORKS by
+name and an MLP's layer sizes, without torch).
 
 May import: base, data, config.
 """

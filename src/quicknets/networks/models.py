@@ -26,6 +26,7 @@ from torch import nn
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import TRAINING, use_strict_math
+from quicknets.networks.specs import NETWORKS, parse_sizes
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -36,15 +37,6 @@ ACTIVATIONS = {
     "silu": nn.SiLU,
     "leaky_relu": nn.LeakyReLU,
 }
-
-# name -> spec. Names are plain specs, so every command that takes a spec takes a name.
-NETWORKS = {
-    "mlp": "784-256-128-64-10",  # the notebook's network
-    "cnn": "conv32-conv64-fc128",  # two conv/pool blocks: ~0.91-0.92 in a few epochs
-    "cnn-wide": "conv64-conv128-conv256-fc256",
-    "resnet": "res64-res128-res256",  # the `best` preset's network (airbench-style blocks)
-}
-"""Networks by name: name -> spec. `network("cnn")` is `network("conv32-conv64-fc128")`."""
 
 
 class Network(nn.Sequential):
@@ -64,26 +56,6 @@ def _activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise QuicknetsError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
-
-
-def parse_sizes(spec) -> list | None:
-    """'784-256-10' or [784, 256, 10] -> [784, 256, 10]; None when spec is not a list of sizes."""
-    if isinstance(spec, (list, tuple)):
-        parts = list(spec)
-    elif isinstance(spec, str) and re.fullmatch(r"\s*\d+(\s*-\s*\d+)*\s*", spec):
-        parts = spec.split("-")
-    else:
-        return None
-
-    def whole(p):
-        if isinstance(p, bool) or not isinstance(p, (int, str)):
-            raise ValueError
-        return int(p)
-
-    try:
-        return [whole(p) for p in parts]
-    except (TypeError, ValueError):
-        raise QuicknetsError(f"layer sizes must be whole numbers, got {spec!r}") from None
 
 
 def mlp(

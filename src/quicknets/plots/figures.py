@@ -30,6 +30,7 @@ from quicknets.data.images import to_chw
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
 from quicknets.evaluation.calibration import temperature_scale
 from quicknets.evaluation.classification import load_image, probabilities
+from quicknets.evaluation.metric_names import upgrade_history
 from quicknets.evaluation.metrics import log_probabilities
 
 RIGHT, WRONG, NEUTRAL, OTHER = "#2ca02c", "#d62728", "#1f77b4", "#c7c7c7"  # green, red, blue, gray
@@ -473,8 +474,6 @@ def plot_history(history, results=None, title=None) -> Figure:
     a history may also be a list of histories (the seeds of one variant: one colour, one label).
     `results`: the test results (or {label: results}), drawn as a star at the last epoch.
     """
-    from quicknets.evaluation.metrics import upgrade_history
-
     runs = history if isinstance(history, dict) else {"": history}
     tests = (results or {}) if isinstance(history, dict) else {"": results}
     runs = (

@@ -11,7 +11,7 @@ form one group, reported as mean ± std (sample std, n - 1) over its seeds: one 
 import math
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.evaluation.metrics import METRICS, higher_is_better
+from quicknets.evaluation.metric_names import METRICS, higher_is_better, metric_name
 from quicknets.records.runfolder import final_metrics
 
 # Where and how fast a run trained, not what it trained: never a reason to tell runs apart.
@@ -180,7 +180,8 @@ def group_by_seed(rows: list, skipped: list | None = None) -> list:
 
 
 def rank(groups: list, metric: str) -> list:
-    """Groups best first by the mean of `metric`, in its declared direction (metrics.METRICS)."""
+    """Groups best first by the mean of `metric`, in its declared direction
+    (metric_names.METRICS)."""
     higher = higher_is_better(metric)
     known = [g for g in groups if g[metric][0] is not None and not diverged(g[metric][0])]
     nan = [g for g in groups if diverged(g[metric][0])]  # after every number, never first
@@ -404,7 +405,7 @@ def format_groups(groups: list, keys: list, metric: str = "test_accuracy", hidde
 
 
 def sort_runs(rows: list, metric: str) -> list:
-    """compare's run rows best first by `metric` in its declared direction (metrics.METRICS),
+    """compare's run rows best first by `metric` in its declared direction (metric_names.METRICS),
     then NaN, then those without it; equal values keep their order."""
     higher = higher_is_better(metric)
 
@@ -424,8 +425,6 @@ def format_compare(table: dict, all_settings: bool = False, sort: str | None = N
     first when given, else as given; the trust metrics as columns when a run has them, "-"
     where one lacks them), then the variants over seeds with mean ± std, the 95% interval and a
     mark against the best, ranked by `sort` (default test_accuracy)."""
-    from quicknets.evaluation.metrics import metric_name
-
     metric = metric_name(sort) if sort else "test_accuracy"
     every = [r["settings"] for r in table["runs"]]
     keys, hidden = settings_columns(every, all_settings, seed=True)

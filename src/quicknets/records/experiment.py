@@ -88,7 +88,7 @@ def fit_network(spec: str, pre) -> str:
     name mlp) gets the data's input size and class count at its ends (3072-256-128-64-3 for
     32x32 RGB in 3 classes); layer sizes written out must fit the data, else an error names
     the spec that does; conv and ResNet specs adapt by themselves."""
-    from quicknets.networks.models import NETWORKS, parse_sizes
+    from quicknets.networks.specs import NETWORKS, parse_sizes
 
     sizes = parse_sizes(NETWORKS.get(spec, spec)) if isinstance(spec, str) else None
     if not sizes or len(sizes) < 2:

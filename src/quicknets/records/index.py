@@ -22,6 +22,7 @@ from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.config.configs import FORMAT
+from quicknets.evaluation.metric_names import OLD_NAMES
 from quicknets.records.runfolder import INDEXED_METRICS, describe, run_state, stamp
 
 INDEX_FILE = "index.sqlite"
@@ -217,7 +218,6 @@ def check_key(key: str) -> str:
     """The column or setting a key names (old names accepted: layers, model, test_acc, ...):
     only index columns and config fields may be filtered or sorted on (and go into SQL)."""
     from quicknets.config.configs import ALIASES
-    from quicknets.evaluation.metrics import OLD_NAMES
 
     key = ALIASES.get(key, OLD_NAMES.get(key, key))
     known = set(COLUMNS) - {"stamp"} | {f.name for f in _config_fields()}

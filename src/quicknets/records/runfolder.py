@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.metric_names import OLD_NAMES
 
 LOCK_FILE = ".lock"
 STATUS_FILE = "status.json"
@@ -287,9 +288,6 @@ INDEXED_METRICS = (
     "test_ece",
     "mean_corruption_accuracy",
 )
-# metrics.OLD_NAMES of the per-epoch metrics (records before format 2), read here without the
-# torch that importing metrics.py costs a listing
-EARLIER_NAMES = {"val_accuracy": "val_acc", "train_accuracy": "train_acc"}
 
 
 def kept_epoch(history: list) -> dict:
@@ -302,13 +300,13 @@ def kept_epoch(history: list) -> dict:
 
 
 def final_metrics(history: list, results: dict) -> dict:
-    """A run's final numbers (metrics.METRICS' names), the one definition that every ranking,
+    """A run's final numbers (metric_names.METRICS' names), the one definition that every ranking,
     comparison, sweep, the index and Optuna read: the test metrics (test_ece: of the
     probabilities the model reports, after its temperature), the validation and training
     metrics of the kept epoch (kept_epoch: not the discarded last one under early stopping),
     the total time in seconds, the epochs trained and the epoch kept."""
     row = kept_epoch(history)
-    kept = {**{new: row[old] for new, old in EARLIER_NAMES.items() if old in row}, **row}
+    kept = {**{OLD_NAMES[k]: v for k, v in row.items() if k in OLD_NAMES}, **row}  # format 1
     return {
         "test_accuracy": results.get("accuracy"),
         "test_loss": results.get("loss"),

@@ -41,6 +41,7 @@ from pathlib import Path
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.storage import atomic_write_json
 from quicknets.config.configs import RunConfig, trained_settings
+from quicknets.evaluation.metric_names import upgrade_history
 from quicknets.records import index
 from quicknets.records.runfolder import (
     CHECKPOINT_FILE,
@@ -403,7 +404,6 @@ def load_run(ref, runs_dir=None) -> Run:
     path = find_run(ref, runs_dir)
     if not is_finished(path):
         raise QuicknetsError(unfinished_message(path))
-    from quicknets.evaluation.metrics import upgrade_history
 
     parts, problems = read_record(path)  # as `quicknets runs` reads it
     if problems:

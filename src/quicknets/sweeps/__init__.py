@@ -30,6 +30,7 @@ import dataclasses
 import time
 
 from quicknets.base.errors import Interrupted, QuicknetsError
+from quicknets.evaluation.metric_names import higher_is_better
 from quicknets.sweeps.pool import (
     Job,
     Outcome,
@@ -228,7 +229,6 @@ def _run(name, spec, jobs, workers, threads, runs_dir, log, what, stack=True) ->
 
 def _study(name, spec, url, workers, threads, runs_dir, log, log_to, storage) -> list:
     """Take trials from the sweep's study until none is left; the whole study's table."""
-    from quicknets.evaluation.metrics import higher_is_better
     from quicknets.sweeps.study import load_search, where
     from quicknets.sweeps.view import from_study
     from quicknets.sweeps.worker import run_study

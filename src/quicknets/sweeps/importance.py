@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.metric_names import METRICS, OLD_NAMES
 
 LOG_SPREAD = 20  # a positive range whose max / min is at least this is drawn on a log scale,
 #                  as the sweep page's settings figure does (lr 1e-4..3e-2, not dropout 0..0.5)
@@ -177,9 +178,9 @@ def plot_parallel_coordinates(
     """A matplotlib Figure (no pyplot): one vertical axis per varied setting, then the metric;
     one line per trial with a finite value, coloured by the metric, the best drawn on top.
     Numbers sit on their own scale (log for `scales`' "log"), categories spread evenly in
-    first-seen order. `direction` ("max" or "min", default the metric's in metrics.METRICS, else
-    "max") says which end is best. Raises QuicknetsError for fewer than 2 trials with a finite
-    value or no setting that varies."""
+    first-seen order. `direction` ("max" or "min", default the metric's in
+    metric_names.METRICS, else "max") says which end is best. Raises QuicknetsError for fewer
+    than 2 trials with a finite value or no setting that varies."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.collections import LineCollection
@@ -228,7 +229,6 @@ def plot_parallel_coordinates(
 
 
 def _direction(metric: str) -> str:
-    from quicknets.evaluation.metrics import METRICS, OLD_NAMES
 
     return METRICS.get(OLD_NAMES.get(metric, metric), "max")
 

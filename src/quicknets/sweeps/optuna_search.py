@@ -10,6 +10,7 @@ trials from their second epoch on (their runs stay, marked pruned and resumable)
 itself, shared by every worker, and the loop that takes trials from it are in study.py.
 """
 
+from quicknets.evaluation.metric_names import higher_is_better
 from quicknets.sweeps.space import PER_EPOCH, Range
 
 FIRST_PRUNABLE_EPOCH = 2  # a trial's first epoch is never judged (the README says so)
@@ -43,8 +44,6 @@ def pruning_check(trial, metric: str):
     (validation, training), else the training metric of the same direction (the test set is
     never looked at during training)."""
     import optuna
-
-    from quicknets.evaluation.metrics import higher_is_better
 
     key = (
         metric

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.metric_names import upgrade_history
+from quicknets.training.stackable import stack_key
 
 WORKER_NAME = "quicknets-sweep-worker"  # a spawned worker knows itself by it from its start
 REIMPORT_EXIT = 86  # a worker's exit status when re-importing the main script ran a sweep
@@ -45,7 +47,7 @@ class Job:
     base: dict  # the sweep's fixed settings
     overrides: dict  # this trial's settings, its seed included
     sweep: str  # the sweep's name, recorded with the run
-    metric: str  # the metric reported back (metrics.METRICS)
+    metric: str  # the metric reported back (metric_names.METRICS)
     threads: int = 1  # PyTorch threads in the worker
     runs_dir: str | None = None
     log_to: tuple = ()  # tensorboard, mlflow
@@ -138,7 +140,6 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     is stopping. `on_epoch` (an Optuna pruning check) and `on_start(path)` as experiment.run's."""
     import json
 
-    from quicknets.evaluation.metrics import upgrade_history
     from quicknets.records.experiment import resume, run
 
     if stop.is_set():
@@ -210,7 +211,6 @@ def train_stack(jobs: tuple, stop) -> list:
     """Train jobs planned into one stack (plan_stacks) as one stacked training, each into its
     own run record: an Outcome per job. Where their networks turn out not to stack after all
     (stacked.stack_refusal), each trains apart, said in its Outcome's message."""
-    from quicknets.evaluation.metrics import upgrade_history
     from quicknets.records.experiment import setup, train_stacked_recorded
     from quicknets.training.stacked import stack_refusal
 
@@ -297,11 +297,9 @@ def job_worker(job, tell, stop) -> None:
 
 
 def plan_stacks(jobs: list, workers: int) -> tuple:
-    """(tasks, plan line): the jobs whose settings stack (stacked.stack_key) grouped, each group
+    """(tasks, plan line): the jobs whose settings stack (stackable.stack_key) grouped, each group
     cut into at most `workers` stacks of near-equal size so that every worker has one; a job
     that continues a stopped run, or stacks with no other, stays alone."""
-    from quicknets.training.stacked import stack_key
-
     groups: dict = {}
     alone, reasons = [], set()
     for job in jobs:

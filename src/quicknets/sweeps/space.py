@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, fields
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.config.configs import SECTIONS, convert_setting, setting
+from quicknets.evaluation.metric_names import AFTER_TRAINING, METRICS, metric_name
 
 SETTINGS = {f.name: f for cls in SECTIONS.values() for f in fields(cls)}  # name -> field
 KINDS = ("grid", "random", "optuna")
@@ -206,12 +207,6 @@ def random_trials(space: dict, n: int, seeds: list, draw_seed: int = 0) -> list:
 def choose_metric(metric, base: dict, space: dict) -> str:
     """auto: the validation accuracy when every trial has a validation split, else the test
     accuracy. A validation metric without a validation split is refused."""
-    from quicknets.evaluation.metrics import (  # here: metrics imports torch
-        AFTER_TRAINING,
-        METRICS,
-        metric_name,
-    )
-
     val_splits = space.get("val_split", [base.get("val_split", 0.0)])
     has_val = (
         min(val_splits.low, val_splits.high) > 0
@@ -246,7 +241,7 @@ class Search:
     kind: str = "grid"  # grid, random or optuna
     trials: int = 10  # random variants, or Optuna trials
     draw_seed: int = 0  # seeds the random draws (not the training)
-    metric: str = "test_accuracy"  # what ranks the variants (metrics.METRICS)
+    metric: str = "test_accuracy"  # what ranks the variants (metric_names.METRICS)
     prune: bool = True  # Optuna: stop hopeless trials early
 
     @classmethod

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.metric_names import higher_is_better
 from quicknets.sweeps.space import Search
 
 SPEC_ATTR = "quicknets_search"  # the study's user attribute holding Search.to_dict()
@@ -159,8 +160,6 @@ def create_study(url: str, name: str, search: Search, heartbeat: int = HEARTBEAT
     queued: True. If a study of that name holds the same plan (the same command, started on
     another machine first), it is joined: False. Another plan under that name is refused."""
     import optuna
-
-    from quicknets.evaluation.metrics import higher_is_better
 
     def create(storage):
         try:

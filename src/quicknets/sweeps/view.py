@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.evaluation.metric_names import higher_is_better
 
 TOP_CURVES = 8  # variants overlaid in the curves figure, best first: more is a tangle
 
@@ -25,7 +26,7 @@ TOP_CURVES = 8  # variants overlaid in the curves figure, best first: more is a 
 @dataclass
 class SweepView:
     name: str
-    metric: str  # what ranks the variants (metrics.METRICS)
+    metric: str  # what ranks the variants (metric_names.METRICS)
     where: str  # the study's place, or the runs folder
     search: object = None  # its Search (None for a sweep saved before plans were kept)
     rows: list = field(default_factory=list)  # finished runs: name, settings, metrics,
@@ -224,8 +225,6 @@ def format_sweep(view: SweepView, all_settings: bool = False) -> str:
     worker, the ranked table (the settings that differ, or all with `all_settings`; the 95%
     interval and the mark against the best, format_ranking), and the trials trained again."""
     from collections import Counter
-
-    from quicknets.evaluation.metrics import higher_is_better
 
     better = "higher" if higher_is_better(view.metric) else "lower"
     lines = [

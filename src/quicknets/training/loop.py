@@ -6,7 +6,7 @@
 Each epoch prints one line such as
     epoch: 1/7  train_loss_sum: 480.31  train_loss: 0.5121  train_acc: 0.8147  seconds: 1.52
 (`train_loss_sum` is the notebook's "Training loss", the sum of the batch losses; the metric
-names are metrics.METRICS'). The images are normalised once, with the preprocessing the model
+names are metric_names.METRICS'). The images are normalised once, with the preprocessing the model
 then carries, and kept on the device as one tensor; each epoch draws batches by a seeded
 shuffled index, with no DataLoader and no per-sample work. The seed fixes shuffling, dropout and
 augmentation through generators of the run's own: the caller's global torch generator and its
@@ -49,7 +49,8 @@ from quicknets.config.configs import TrainConfig, check, make
 from quicknets.data.loading import Dataset
 from quicknets.data.preprocessing import preprocessing_of
 from quicknets.evaluation.calibration import set_temperature
-from quicknets.evaluation.metrics import evaluate, higher_is_better
+from quicknets.evaluation.metric_names import higher_is_better
+from quicknets.evaluation.metrics import evaluate
 from quicknets.networks.models import ACTIVATIONS
 from quicknets.training.adam import Adam
 from quicknets.training.checkpoint import restore
