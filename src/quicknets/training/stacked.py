@@ -50,7 +50,6 @@ from quicknets.training.stackable import UNWEIGHTED
 from quicknets.training.tricks import augment, draw_augment, lr_at
 
 
-
 def mlp_layers(model: nn.Module) -> tuple | None:
     """(Linear layers, dropout probability) of Flatten, Linear, ReLU, [Dropout], ..., Linear,
     LogSoftmax with float32 CPU parameters and no hooks; else None."""
