@@ -482,7 +482,7 @@ def fit(
                         f"note: the cores are busy with other work ({lease.crowded} other "
                         f"threads ready to run, besides quicknets trainings, which take turns "
                         f"with this one); this run keeps its {config.threads} threads, as its "
-                        f"numbers depend on the thread count (BatchNorm, convolutions, bf16), "
+                        f"numbers depend on the thread count (convolutions, bf16), "
                         f"and may run many times slower than with --threads 1 while they stay"
                     )
                 return _loop(
