@@ -43,7 +43,7 @@ def epoch(config: RunConfig, x, y, ours: bool) -> tuple:
     steps = len(loop.batch_bounds(len(y), t.batch_size, True))
     real = loop.batchnorm_mode
     if not ours:
-        loop.batchnorm_mode = lambda model, config: nullcontext()  # torch's kernel
+        loop.batchnorm_mode = lambda model, config, device: nullcontext()  # torch's kernel
     torch.manual_seed(t.seed)
     try:
         cpu, wall = time.process_time(), time.perf_counter()

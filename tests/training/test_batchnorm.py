@@ -170,6 +170,27 @@ def test_batchnorm_mlps_are_thread_free_and_the_rest_stays_fixed(monkeypatch):
     assert not thread_free(nn.Sequential(nn.Flatten(), nn.BatchNorm2d(1)), config, cpu)
 
 
+def test_the_loop_runs_its_steps_in_the_mode_only_where_it_applies(monkeypatch):
+    """loop.batchnorm_mode: the mode for a BatchNorm1d network in fp32 on the CPU in MKL's
+    strict mode; nothing for the rest (torch's kernel, and no dispatch through Python)."""
+    import quicknets.training.loop as loop
+
+    monkeypatch.setattr(loop, "thread_invariant", lambda: True)
+    cpu, config, bn = torch.device("cpu"), TrainConfig(), network("784-64-10", batchnorm=True)
+    assert isinstance(loop.batchnorm_mode(bn, config, cpu), InvariantBatchNorm)
+    assert isinstance(loop.batchnorm_mode(bn, None, cpu), InvariantBatchNorm)
+    for model, cfg, device in [
+        (bn, TrainConfig(bf16=True), cpu),
+        (bn, TrainConfig(compile=True), cpu),
+        (bn, config, torch.device("meta")),
+        (network("784-64-10"), config, cpu),
+        (network("conv8-fc16", batchnorm=True), config, cpu),  # BatchNorm2d only
+    ]:
+        assert isinstance(loop.batchnorm_mode(model, cfg, device), nullcontext)
+    monkeypatch.setattr(loop, "thread_invariant", lambda: False)  # the matmuls differ anyway
+    assert isinstance(loop.batchnorm_mode(bn, config, cpu), nullcontext)
+
+
 class Held:
     """A core lease that keeps the run's threads whatever else runs, and notes them each step."""
 

@@ -225,14 +225,14 @@ def thread_free(model: nn.Module, config: TrainConfig, device: torch.device) -> 
     return all(type(m) in THREAD_FREE_LAYERS for m in leaves) and thread_invariant()
 
 
-def batchnorm_mode(model: nn.Module, config: TrainConfig | None):
+def batchnorm_mode(model: nn.Module, config: TrainConfig | None, device: torch.device):
     """What a training step's forward runs within: batchnorm.InvariantBatchNorm for a model with
-    BatchNorm1d where MKL's strict mode holds (its matrix products then give the same bits at
-    any thread count, and so does its BatchNorm1d), not compiled; else nothing (torch's kernel).
-    """
-    compiled = config is not None and config.compile
+    BatchNorm1d trained in fp32 on the CPU, not compiled, where MKL's strict mode holds (its
+    matrix products then give the same bits at any thread count, and so does its BatchNorm1d);
+    else nothing (torch's kernel)."""
+    other = config is not None and (config.bf16 or config.fp16 or config.compile)
     batchnorm1d = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
-    if batchnorm1d and not compiled and thread_invariant():
+    if device.type == "cpu" and batchnorm1d and not other and thread_invariant():
         return InvariantBatchNorm()
     return nullcontext()
 
@@ -298,7 +298,7 @@ def train_epoch(
     use_bf16 = config is not None and config.bf16
     use_fp16 = config is not None and config.fp16
     bounds = batch_bounds(len(y), batch_size, has_batchnorm(model))
-    norm = batchnorm_mode(model, config)
+    norm = batchnorm_mode(model, config, x.device)
     for step, (start, end) in enumerate(bounds, first_step):
         idx = order[start:end]
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # (B, C, H, W), (B,)

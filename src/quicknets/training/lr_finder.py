@@ -161,7 +161,7 @@ def _sweep(net, data, config, device, start_lr, end_lr, steps) -> tuple:
     generator = torch.Generator().manual_seed(config.seed)
     n = len(data.train_labels)
     bounds = batch_bounds(n, min(config.batch_size, n), has_batchnorm(net))
-    norm = batchnorm_mode(net, config)  # BatchNorm1d's sums as the run's steps do them
+    norm = batchnorm_mode(net, config, device)  # BatchNorm1d's sums as the run's steps do them
     batches = []  # (start, end) over as many shuffled passes as the steps need
     ratio = end_lr / start_lr
     lrs, raw, smooth = [], [], []
