@@ -7,9 +7,10 @@ trains to the same numbers whatever threads the core lease gives it.
 torch's CPU kernel splits each channel's sums over the batch between its threads, so 1 and 2
 threads round differently (benchmarks/README.md, issue 22's part 3). Here it runs on one thread,
 forward and backward: torch's own kernel and its numbers at 1 thread, whatever the run's
-threads. (Written out in sums that TensorIterator splits by channel only, the pass gave the
-same bits at any thread count too, but cost 10-22% of an epoch at 1 thread against ~0 here:
-its thirty small operations where torch runs two kernels; benchmarks/batchnorm.py.) The
+threads. Why our own code in the hot path: torch has no thread-invariant BatchNorm. (Written
+out in sums that TensorIterator splits by channel only, the pass also gave the same bits at any
+thread count, but cost more: an epoch 1.10-1.22x torch's at 1 thread against 1.07-1.10x here,
+some thirty small operations where torch runs two kernels; benchmarks/README.md.) The
 modules stay torch's nn.BatchNorm1d, their state, saving and export unchanged:
 InvariantBatchNorm, a TorchFunctionMode, catches their F.batch_norm call; BatchNorm2d (4-D
 input), eval mode, bf16, fp16 and GPU tensors go on to torch's kernel as they were.
