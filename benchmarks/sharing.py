@@ -4,10 +4,11 @@ second one, and beside a sweep with its default plan, in interleaved rounds.
     PYTHONPATH=src python benchmarks/sharing.py --rounds 3 [--epochs 3] [--kinds mlp batchnorm
         conv bf16 preset] [--train-args "--threads 2"] [--env GOMP_SPINCOUNT=10000] [--alone-only]
 
-Kinds (KINDS): `mlp` the notebook's settings (a flexible run: its numbers do not depend on its
-threads, so it takes fewer beside others); `batchnorm` 784-256-10 with BatchNorm, `conv` a small
-CNN, `bf16` the notebook's MLP under bf16 autocast, `preset` `--preset fast` (fixed runs: they
-keep their threads, and take turns on the cores, machine.turns). Per round and kind, in turn:
+Kinds (KINDS): `mlp` the notebook's settings, `batchnorm` 784-256-10 with BatchNorm (flexible
+runs: their numbers do not depend on their threads, so they take fewer beside others; `preset`,
+`--preset fast`, too where it trains fp32, as on a CPU without native bf16); `conv` a small CNN,
+`bf16` the notebook's MLP under bf16 autocast (fixed runs: they keep their threads, and take
+turns on the cores, machine.turns). Per round and kind, in turn:
 one `quicknets train` alone; for `mlp` also the same alone without what makes sharing work
 ("alone, no sharing": `MKL_CBWR=AUTO`, MKL's usual mode, so the run neither runs MKL strictly
 nor changes its threads: issue 13 asks that a run alone lose nothing to them); two started

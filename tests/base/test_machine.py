@@ -456,13 +456,14 @@ class Flip:  # a lease gone mad: another thread count after every step
 
 data = load_dataset("mnist", sys.argv[1], verify=False, download=False)
 x, y = data.preprocessing.normalize(data.train_images), data.train_labels
-fused = sys.argv[2] == "fused"
+fused, batchnorm = sys.argv[2] == "fused", "batchnorm" in sys.argv[2]
 for lease in (None, Flip()):
     torch.set_num_threads(1)
     torch.manual_seed(0)  # dropout
     config = TrainConfig(batch_size=32, threads=1, label_smoothing=0 if fused else 0.1)
     model = network("784-300-100-10", seed=0, **({} if fused else
-                                                 dict(dropout=0.2, activation="gelu")))
+                                                 dict(dropout=0.2, activation="gelu",
+                                                      batchnorm=batchnorm)))
     opt = make_optimizer(model, config)
     loss_fn = nn.NLLLoss() if fused else nn.CrossEntropyLoss(label_smoothing=0.1)
     step = fused_step(model, config, torch.device("cpu"))
@@ -474,7 +475,9 @@ for lease in (None, Flip()):
 """
 
 
-@pytest.mark.parametrize("case", ["fused", "autograd with dropout, gelu, smoothing"])
+@pytest.mark.parametrize(
+    "case", ["fused", "autograd with dropout, gelu, smoothing", "the same with batchnorm"]
+)
 def test_thread_free_runs_give_the_same_numbers_whatever_the_threads(tiny_dir, case):
     """What lets the lease change a flexible run's threads between steps: every step at another
     thread count, the same bits as one thread throughout (MKL's strict mode, as the CLI sets)."""

@@ -378,13 +378,13 @@ def test_a_fixed_run_on_busy_cores_says_so(tiny, monkeypatch):
         pytest.skip("one core: a single thread is never crowded out")
     monkeypatch.setattr(machine, "runnable_now", lambda samples=5, interval=0.02: 9)
     lines = []
-    train(network("784-32-10", batchnorm=True), tiny, epochs=1, threads=2, log=lines.append)
+    train(network("conv4-fc8", batchnorm=True), tiny, epochs=1, threads=2, log=lines.append)
     assert (
         lines[0].startswith("note: the cores are busy with other work (8 other threads")
         and "--threads 1" in lines[0]
     )
     lines.clear()
-    train(network("784-32-10", batchnorm=True), tiny, epochs=1, threads=1, log=lines.append)
+    train(network("conv4-fc8", batchnorm=True), tiny, epochs=1, threads=1, log=lines.append)
     assert not lines[0].startswith("note")
 
 

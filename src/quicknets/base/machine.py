@@ -13,8 +13,8 @@ module asks here.
 
 A run records the resolved values and its math mode (float sums depend on both), so the same
 record reproduces its numbers on the same machine (another CPU may run other kernels, which
-change the last bits). A run whose numbers do not depend on the thread count (the fused
-Linear+ReLU pass with MKL's strict reproducible mode, `use_strict_math`) is `flexible`: it
+change the last bits). A run whose numbers do not depend on the thread count (an fp32 MLP,
+BatchNorm1d included, with MKL's strict reproducible mode, `use_strict_math`) is `flexible`: it
 gives cores up to other quicknets trainings while they run and takes them back after; any other
 run keeps its thread count, the flexible ones make room for it, and where several such runs
 would share cores they take turns (`turns`). torch is imported inside the

@@ -53,6 +53,7 @@ from quicknets.evaluation.metric_names import higher_is_better
 from quicknets.evaluation.metrics import evaluate
 from quicknets.networks.models import ACTIVATIONS
 from quicknets.training.adam import Adam
+from quicknets.training.batchnorm import InvariantBatchNorm
 from quicknets.training.checkpoint import restore
 from quicknets.training.fused import fused_step
 from quicknets.training.tricks import augment, draw_augment, lr_at
@@ -208,19 +209,39 @@ def batch_bounds(n: int, batch_size: int, batchnorm: bool) -> list:
 
 
 # Layers whose CPU kernels give the same bits for any thread count: matrix products (under MKL's
-# strict mode), elementwise ops, row-wise softmax, dropout's masks (drawn in fixed chunks).
-# BatchNorm and convolutions split their sums by thread (benchmarks/README.md).
-THREAD_FREE_LAYERS = (nn.Flatten, nn.Linear, nn.Dropout, nn.LogSoftmax, *ACTIVATIONS.values())
+# strict mode), elementwise ops, row-wise softmax, dropout's masks (drawn in fixed chunks), and
+# BatchNorm1d as train_epoch runs it (batchnorm.InvariantBatchNorm). torch's own BatchNorm
+# kernel (BatchNorm2d) and convolutions split their sums by thread (benchmarks/README.md).
+THREAD_FREE_LAYERS = (
+    nn.Flatten,
+    nn.Linear,
+    nn.Dropout,
+    nn.LogSoftmax,
+    nn.BatchNorm1d,
+    *ACTIVATIONS.values(),
+)
 
 
 def thread_free(model: nn.Module, config: TrainConfig, device: torch.device) -> bool:
     """Whether this run's numbers are the same for any thread count, so that the core lease may
     change its threads between steps: fp32 on the CPU, with MKL's strict mode on, and only layers
-    of THREAD_FREE_LAYERS (an MLP without BatchNorm; the fused pass is one)."""
+    of THREAD_FREE_LAYERS (an MLP, with or without BatchNorm; the fused pass is one)."""
     if device.type != "cpu" or config.bf16 or config.fp16 or config.compile:
         return False
     leaves = [m for m in model.modules() if not list(m.children())]
     return all(type(m) in THREAD_FREE_LAYERS for m in leaves) and thread_invariant()
+
+
+def batchnorm_mode(model: nn.Module, config: TrainConfig | None, device: torch.device):
+    """What a training step's forward runs within: batchnorm.InvariantBatchNorm for a model with
+    BatchNorm1d trained in fp32 on the CPU, not compiled, where MKL's strict mode holds (its
+    matrix products then give the same bits at any thread count, and so does its BatchNorm1d);
+    else nothing (torch's kernel)."""
+    other = config is not None and (config.bf16 or config.fp16 or config.compile)
+    batchnorm1d = any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+    if device.type == "cpu" and batchnorm1d and not other and thread_invariant():
+        return InvariantBatchNorm()
+    return nullcontext()
 
 
 def recipe_notes(model: nn.Module, config: TrainConfig, device: torch.device) -> list:
@@ -284,6 +305,7 @@ def train_epoch(
     use_bf16 = config is not None and config.bf16
     use_fp16 = config is not None and config.fp16
     bounds = batch_bounds(len(y), batch_size, has_batchnorm(model))
+    norm = batchnorm_mode(model, config, x.device)
     for step, (start, end) in enumerate(bounds, first_step):
         idx = order[start:end]
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # (B, C, H, W), (B,)
@@ -297,10 +319,13 @@ def train_epoch(
             loss, log_probs = fused(xb, yb)
             opt.step()
         else:
-            with torch.autocast(
-                x.device.type,
-                dtype=torch.float16 if use_fp16 else torch.bfloat16,
-                enabled=use_bf16 or use_fp16,
+            with (
+                torch.autocast(
+                    x.device.type,
+                    dtype=torch.float16 if use_fp16 else torch.bfloat16,
+                    enabled=use_bf16 or use_fp16,
+                ),
+                norm,
             ):
                 log_probs = model(xb)
             loss = loss_fn(log_probs.float(), yb)
@@ -464,7 +489,7 @@ def fit(
                         f"note: the cores are busy with other work ({lease.crowded} other "
                         f"threads ready to run, besides quicknets trainings, which take turns "
                         f"with this one); this run keeps its {config.threads} threads, as its "
-                        f"numbers depend on the thread count (BatchNorm, convolutions, bf16), "
+                        f"numbers depend on the thread count (convolutions, bf16), "
                         f"and may run many times slower than with --threads 1 while they stay"
                     )
                 return _loop(

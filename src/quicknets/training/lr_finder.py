@@ -32,6 +32,7 @@ from quicknets.base.machine import TRAINING, flush_denormals, resolve, use_stric
 from quicknets.config.configs import TrainConfig, check, make
 from quicknets.training.loop import (
     batch_bounds,
+    batchnorm_mode,
     check_inputs,
     class_weights,
     has_batchnorm,
@@ -160,6 +161,7 @@ def _sweep(net, data, config, device, start_lr, end_lr, steps) -> tuple:
     generator = torch.Generator().manual_seed(config.seed)
     n = len(data.train_labels)
     bounds = batch_bounds(n, min(config.batch_size, n), has_batchnorm(net))
+    norm = batchnorm_mode(net, config, device)  # BatchNorm1d's sums as the run's steps do them
     batches = []  # (start, end) over as many shuffled passes as the steps need
     ratio = end_lr / start_lr
     lrs, raw, smooth = [], [], []
@@ -174,7 +176,9 @@ def _sweep(net, data, config, device, start_lr, end_lr, steps) -> tuple:
         lr = start_lr * ratio ** (step / (steps - 1))  # exponential: equal steps in log(lr)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = loss_fn(net(xb).float(), yb)
+        with norm:
+            log_probs = net(xb)
+        loss = loss_fn(log_probs.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
