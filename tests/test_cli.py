@@ -987,6 +987,15 @@ def test_train_seeds_stacked_and_apart(tiny_dir, tmp_path, capsys):
     for seed in (0, 3):
         assert found[seed, False] == pytest.approx(found[seed, True], abs=0.003)
     assert main(["train", "--seeds", "2", "--seed", "1"]) == 1
-    assert "error: --seeds trains one run per seed; drop --seed" in capsys.readouterr().err
+    assert "error: --seeds trains one run per seed; drop --seed\n" in capsys.readouterr().err
+    # each clashing flag is named alone, not as a list of every flag that could clash
+    for flags, named in (
+        (["--print-config"], "--print-config"),
+        (["--resume", "x"], "--resume"),
+        (["--log-to", "tensorboard"], "--log-to"),
+        (["--seed", "1", "--print-config"], "--seed, --print-config"),
+    ):
+        assert main(["train", "--seeds", "2", *flags]) == 1
+        assert f"error: --seeds trains one run per seed; drop {named}\n" in capsys.readouterr().err
     assert main(["train", "--no-stack"]) == 1
     assert "error: --no-stack is for --seeds" in capsys.readouterr().err

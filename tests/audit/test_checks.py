@@ -406,3 +406,30 @@ def test_help_gives_the_defaults_audit_uses(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert f"(default: {A.FOLDS})" in text and f"(default: {A.EPOCHS})" in text
     assert f"(default: {A.NETWORK}," in text
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--network", "foo"], "unknown network 'foo'"),
+        (["--network", "conv4-fc8x"], "unknown layer 'fc8x'"),
+        (["--network", "784-16-11"], "the last the number of classes 10"),
+        (["--seed", "-1"], "--seed must be at least 0, got -1"),
+        (["--out", "page.txt"], "give a name ending in .html, not page.txt"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_slow_steps(planted, capsys, monkeypatch, flags, said):
+    folder, _, _ = planted
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the neighbour search started before the settings were checked")
+
+    monkeypatch.setattr(A, "nearest_neighbours", reached)
+    assert said in _error(["audit", str(folder / "planted_train.csv"), *flags], capsys)
+
+
+def test_check_fold_settings_takes_what_the_folds_take(tiny):
+    A.check_fold_settings(tiny)  # the default network, its ends fitted to the data
+    A.check_fold_settings(tiny, f"{tiny.preprocessing.features}-8-{len(tiny.classes)}", seed=3)
+    with pytest.raises(QuicknetsError, match="unknown network"):
+        A.check_fold_settings(tiny, "nonsense")

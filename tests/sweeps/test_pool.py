@@ -173,6 +173,31 @@ def test_ctrl_c_stops_a_parallel_sweep_cleanly(tiny_dir, runs_dir):
     assert len(rows) == workers and {r["status"] for r in rows} == {"interrupted"}
 
 
+def test_ctrl_c_stops_a_stacked_sweep_and_counts_its_runs(tiny_dir, runs_dir):
+    """A stack's runs, interrupted together, are counted as interrupted (not as not started),
+    each with its line, and each is resumable."""
+    argv = [sys.executable, "-m", "quicknets", "sweep", "--dataset", "mnist", "--data-dir"]
+    argv += [str(tiny_dir), "--no-verify", "--epochs", "100000", "--layers", "784-16-10"]
+    argv += ["--lr", "0.001,0.003", "--seeds", "2", "--workers", "1", "--threads", "1"]
+    argv += ["--runs-dir", str(runs_dir), "--name", "s"]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    wait_until(
+        lambda: len(list(runs_dir.glob("*/checkpoint.pt"))) == 4, proc, "the stack's checkpoints"
+    )  # the stack of 4 is past its first epoch
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, err = finish(proc)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "stacked: 4 runs in 1 stack(s) of 4" in out.splitlines()[0]
+    assert err.splitlines() == [
+        "interrupted: sweep s: 4 run(s) interrupted, 0 not started; continue it with "
+        f"`quicknets sweep --resume-sweep s --runs-dir {runs_dir}`"
+    ]
+    assert out.count("interrupted: it keeps its last finished epoch") == 4
+    assert len(query(runs_dir, status="all")) == 4
+
+
 @pytest.mark.skipif(CORES < 2, reason="needs two cores for two workers")
 def test_a_script_without_the_main_guard_gets_one_clear_error(tiny_dir, runs_dir, tmp_path):
     script = tmp_path / "unguarded.py"

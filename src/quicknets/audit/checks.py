@@ -265,6 +265,18 @@ def _fold_spec(spec: str, pre) -> str:
     return fit_network(spec, pre)
 
 
+def check_fold_settings(data, spec: str = NETWORK, seed: int = 0) -> None:
+    """Raise QuicknetsError now, as cross_val_probabilities would after the slow steps, for a
+    network spec that does not fit the data or a seed train() refuses: one fold's network is
+    built (and dropped) and the seed checked as a setting."""
+    from quicknets.config.configs import convert_setting
+    from quicknets.networks.models import network
+
+    convert_setting("seed", seed)
+    pre = data.preprocessing
+    network(_fold_spec(spec, pre), input_shape=pre.shape, num_classes=len(data.classes), seed=0)
+
+
 def cross_val_probabilities(
     data,
     folds: int = FOLDS,
@@ -505,6 +517,7 @@ def audit(
         )
     if labels:
         _cleanlab_filter()  # missing: say so now, not after the slow steps
+        check_fold_settings(data, spec, seed)  # so is a network or seed the folds cannot use
     check_memory(n_train + n_test, data.train_images[0].numel(), data.name)
     seconds, say = {}, (log or (lambda text: None))
     start = time.perf_counter()

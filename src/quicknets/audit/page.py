@@ -143,14 +143,20 @@ def render_audit(found: Audit, data) -> str:
 """
 
 
-def write_audit(found: Audit, data, path) -> tuple:
-    """Write the page to `path` and the findings to the same name with .json; return both
-    paths. Raises QuicknetsError when a file cannot be written."""
+def page_path(path) -> Path:
+    """`path` as a Path; raises QuicknetsError unless it names an HTML file (.html, .htm)."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise QuicknetsError(
             f"the audit page is an HTML file: give a name ending in .html, not {path}"
         )
+    return path
+
+
+def write_audit(found: Audit, data, path) -> tuple:
+    """Write the page to `path` and the findings to the same name with .json; return both
+    paths. Raises QuicknetsError when a file cannot be written."""
+    path = page_path(path)
     json_path = path.with_suffix(".json")
     try:
         atomic_write_json(json_path, found.to_dict())

@@ -95,7 +95,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import json
     import sys
-    from pathlib import Path
 
     from quicknets.audit.checks import (
         EPOCHS,
@@ -106,7 +105,7 @@ def run(args) -> int:
         estimate_images,
         summary_lines,
     )
-    from quicknets.audit.page import write_audit
+    from quicknets.audit.page import page_path, write_audit
     from quicknets.base.errors import QuicknetsError
     from quicknets.data.loading import is_path, load_dataset
     from quicknets.records.runs import runs_root
@@ -117,6 +116,7 @@ def run(args) -> int:
         raise QuicknetsError(
             f"--folds must be 2 or more and --epochs 1 or more, not {folds} and {epochs}"
         )
+    chosen = page_path(args.out) if args.out else None  # a wrong name: said before the work
     if is_path(args.dataset):  # a file's size says roughly how many images, before parsing
         estimate = estimate_images(args.dataset, args.test, args.image_size, args.channels)
         if estimate:
@@ -141,7 +141,7 @@ def run(args) -> int:
         labels=not args.no_labels,
         log=log,
     )
-    out = Path(args.out) if args.out else runs_root(args.runs_dir) / "audits" / f"{data.name}.html"
+    out = chosen or runs_root(args.runs_dir) / "audits" / f"{data.name}.html"
     page, js = write_audit(found, data, out)
     if args.json:
         print(json.dumps(found.to_dict()))

@@ -148,9 +148,15 @@ def seeds(args) -> int:
     from quicknets.training.stackable import stack_key
     from quicknets.training.stacked import stack_refusal
 
-    if "seed" in given_flags(args) or args.resume or args.print_config or args.log_to:
-        given = "--seed" if "seed" in given_flags(args) else "--resume, --print-config, --log-to"
-        raise QuicknetsError(f"--seeds trains one run per seed; drop {given}")
+    clashing = {
+        "--seed": "seed" in given_flags(args),
+        "--resume": args.resume,
+        "--print-config": args.print_config,
+        "--log-to": args.log_to,
+    }
+    given = [flag for flag, on in clashing.items() if on]
+    if given:  # name only the flags given, as the user wrote them
+        raise QuicknetsError(f"--seeds trains one run per seed; drop {', '.join(given)}")
     config = run_config(args)
     runs = [dataclasses.replace(config, train=config.train.replace(seed=s)) for s in
             seed_list(args.seeds)]  # fmt: skip

@@ -261,10 +261,8 @@ def train_stack(jobs: tuple, stop) -> list:
                 on_start=lambda path: runs.append(path),
                 should_stop=stop.is_set,
             )
-    except Exception as e:  # Interrupted, or a failure of the whole stack
-        from quicknets.base.errors import Interrupted
-
-        if isinstance(e, Interrupted) or pressed:
+    except (Exception, KeyboardInterrupt) as e:  # a failure of the whole stack, or Ctrl-C:
+        if isinstance(e, KeyboardInterrupt) or pressed:  # Interrupted is not an Exception
             stop.set()
             return [
                 outcome(j, "interrupted", p, message="it keeps its last finished epoch")
