@@ -438,15 +438,23 @@ def test_see_it_bad_input_is_one_clear_line(tiny_dir, tmp_path, capsys):
             "give a file name ending in .png",
         ),
     ]
+    cases += [  # a page under another kind's name: refused before any work (it wrote HTML)
+        (["report", str(run_dir), "--out", str(tmp_path / name)], "the report is an HTML file")
+        for name in ("r.txt", "r.png", "r")
+    ]
+    cases += [
+        (["report", "--sweep", "s", "--out", str(tmp_path / "s.pdf")], "the report is an HTML")
+    ]
     cases += [([command, str(run_dir)], "has no saved model") for command in ("show", "report")]
     for args, message in cases:
-        if args[0] != "classify":
+        if args[0] != "classify" and "--out" not in args:
             (run_dir / "model.pt").unlink(missing_ok=True)
         assert main(args) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and "Traceback" not in err
     assert not (tmp_path / "a.png").exists() and not (tmp_path / "a.txt").exists()
     assert not (run_dir / "figures").exists() and not (run_dir / "report.html").exists()
+    assert not any((tmp_path / name).exists() for name in ("r.txt", "r.png", "r", "s.pdf"))
 
 
 def test_output_into_a_closed_pipe_is_no_traceback(tmp_path):

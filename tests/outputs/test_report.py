@@ -113,6 +113,7 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
     ):
         assert f"<h2>{heading}</h2>" in html
     assert f"test accuracy <b>{run.results['accuracy']:.4f}</b>" in html
+    assert "batch 64, 2 epochs, seed 0" in html
     assert all(f"<td>{name}</td>" in html for name in tiny.classes)  # the per-class table
     assert html.count('<tr><td class="num">') == len(run.history)  # one row per epoch
     assert "784-32-10" in html and "adam" in html and run.meta["torch"] in html
@@ -133,6 +134,8 @@ def test_report_holds_the_whole_run_and_fetches_nothing(tiny_run, tiny):
     assert re.findall(r'(?:src|href)\s*=\s*"(?!data:)', html) == []
     assert "http:" not in html and "https:" not in html
     assert not list(run.path.glob(".*.tmp"))
+    run.history = run.history[:1]  # one epoch is "1 epoch", not "1 epochs"
+    assert "batch 64, 1 epoch, seed 0" in write_report(run, model, tiny).read_text()
 
 
 def test_report_says_the_familiarity_fit(tiny_run, tiny):

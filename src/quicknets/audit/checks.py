@@ -594,7 +594,8 @@ def summary_lines(found: Audit) -> list:
         lines.append(
             f"label issues: {len(found.label_issues)} in train, "
             f"{len(found.test_label_issues)} in test (cleanlab on {m['folds']}-fold "
-            f"out-of-sample probabilities of {m['network']}, {m['epochs']} epochs, "
+            f"out-of-sample probabilities of {m['network']}, {m['epochs']} "
+            f"epoch{'s' * (m['epochs'] != 1)}, "
             f"seed {m['seed']})"
         )
     counts = found.class_counts["train"]

@@ -16,7 +16,7 @@ import torch
 
 from quicknets.audit.checks import Audit, summary_lines
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.storage import atomic_write_bytes, atomic_write_json
+from quicknets.base.storage import atomic_write_bytes, atomic_write_json, html_path
 from quicknets.outputs.report import STYLE, _table
 from quicknets.plots.figures import _image_grid, to_png
 
@@ -145,12 +145,7 @@ def render_audit(found: Audit, data) -> str:
 
 def page_path(path) -> Path:
     """`path` as a Path; raises QuicknetsError unless it names an HTML file (.html, .htm)."""
-    path = Path(path)
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise QuicknetsError(
-            f"the audit page is an HTML file: give a name ending in .html, not {path}"
-        )
-    return path
+    return html_path(path, "the audit page")
 
 
 def write_audit(found: Audit, data, path) -> tuple:

@@ -47,6 +47,15 @@ def cache_dir() -> Path:
     return Path(base) / "quicknets"
 
 
+def html_path(path, what: str = "the page") -> Path:
+    """`path` as a Path; raises QuicknetsError unless it names an HTML file (.html, .htm), so a
+    page is never written under another kind's name (`--out r.txt`, `--out r.png`)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise QuicknetsError(f"{what} is an HTML file: give a name ending in .html, not {path}")
+    return path
+
+
 def atomic_write(path, write, parents: bool = True) -> None:
     """Call `write(f)` on a temporary binary file beside `path`, then rename it onto `path`.
     With parents=False a missing folder is an error rather than created."""

@@ -51,6 +51,10 @@ def run(args) -> int:
 
     if (args.run is None) == (args.sweep is None):
         raise QuicknetsError("give a RUN, or --sweep NAME (not both)")
+    if args.out is not None:  # a wrong name: said before any work, not after
+        from quicknets.base.storage import html_path
+
+        html_path(args.out, "the report")
     if args.sweep is not None:
         from quicknets.outputs.report import write_sweep_report
         from quicknets.sweeps import load_sweep

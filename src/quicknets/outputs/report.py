@@ -41,7 +41,8 @@ FIGURES = {  # file stem -> caption
     "confusion": "Confusion matrix on the test set: each true class's images, by predicted class",
     "predictions": "The first 16 test images with their predicted class",
     "top_losses": "The most confidently wrong test images, each beside its Integrated Gradients "
-    "map for the class the network chose (red: for it, blue: against; Captum needed)",
+    "map for the class the network chose (red: for it, blue: against; where Captum is "
+    "installed, else the images alone)",
     "reliability": "Reliability diagram of the test set (Guo et al. 2017): accuracy against "
     "confidence in 15 equal-width bins, of the probabilities the model reports (after its "
     "temperature, if it has one); below, the share of images per bin",
@@ -238,9 +239,10 @@ def render_report(run, pngs: dict, model_summary="", trust_pngs: dict | None = N
     )
     network = _network(model_summary)
     data, net, train = run.config.data, run.config.network, run.config.train
+    epochs = len(run.history)
     what = (
         f"{net.network} on {data.dataset}, {train.optimizer} at lr {train.lr}, batch "
-        f"{train.batch_size}, {len(run.history)} epochs, seed {train.seed}"
+        f"{train.batch_size}, {epochs} epoch{'s' * (epochs != 1)}, seed {train.seed}"
         + (f", preset {run.config.preset}" if run.config.preset else "")
     )
     return f"""<!DOCTYPE html>

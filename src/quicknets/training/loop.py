@@ -141,7 +141,7 @@ def note_early_stopping(history: list, row: dict, config: TrainConfig) -> bool:
     if waited >= config.patience and row["epoch"] < config.epochs:
         row["stopped"] = (
             f"{config.monitor} did not improve by more than {config.min_delta:g} "
-            f"for {waited} epochs; the best was epoch {best_epoch}"
+            f"for {waited} epoch{'s' * (waited != 1)}; the best was epoch {best_epoch}"
         )
     return best_epoch == row["epoch"]
 
