@@ -13,6 +13,8 @@ from conftest import HANG_S, denormals_flushed, finish, hung, read_line
 from quicknets.base import machine
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
+    POLL,
+    SLOWEST_POLL,
     CoreLease,
     available_memory,
     bf16_pays,
@@ -259,6 +261,31 @@ def lease_entry(pid: int, wanted: int, flexible: bool, waiting, threads: int, se
     return {str(pid): [wanted, flexible, machine._started(pid), waiting, threads, seen]}
 
 
+def running_entry(next_look: float, seen: float = 99.9) -> list:
+    return [2, False, "1", None, 2, seen, next_look]
+
+
+@pytest.mark.parametrize(
+    "others, waiting_since, expected",
+    [
+        ({"2": running_entry(100.15)}, 99.0, 0.15),  # asleep until the runner's next look
+        ({"2": running_entry(100.3), "3": running_entry(100.1)}, 99.0, 0.1),  # the first one
+        ({"2": running_entry(99.999)}, 99.0, POLL),  # due: a look every 2 ms
+        ({"2": running_entry(99.96)}, 99.0, 0.01),  # late by 40 ms: every 10 ms
+        ({"2": running_entry(99.0)}, 99.0, SLOWEST_POLL),  # a validation pass: every 20 ms
+        ({"2": running_entry(100.15)[:6]}, 99.0, POLL),  # says no next look: due now
+        ({"2": [2, False, "1", 98.0, 0, 98.0, 98.0]}, 99.0, POLL),  # nobody runs: one goes in
+        ({"2": [2, False, "1"]}, 99.0, POLL),  # before turns: not waited for, so not slept for
+        ({"2": running_entry(150.0, seen=95.0)}, 99.0, 5.0),  # the runner's stale at 105
+        ({"2": running_entry(150.0)}, 91.0, 1.0),  # this one runs anyway at 101
+        ({"2": running_entry(150.0, seen=80.0)}, 99.0, POLL),  # stale already
+    ],
+)
+def test_a_waiter_sleeps_until_a_turn_may_end(others, waiting_since, expected):
+    me = [2, False, "1", waiting_since, 0, waiting_since, waiting_since]
+    assert machine.pause({**others, "1": me}, "1", 100.0, 10.0) == pytest.approx(expected)
+
+
 def test_a_fixed_run_of_several_threads_waits_for_its_turn(tmp_path):
     """Another holder of 2 threads runs: this one waits (marked so in the file) until that one
     steps aside, or stops looking for `stale` seconds; one that has had its turn steps aside for
@@ -276,10 +303,17 @@ def test_a_fixed_run_of_several_threads_waits_for_its_turn(tmp_path):
     path.write_text(json.dumps(lease_entry(other, 2, False, None, 2, now)))
     threads, table = look()
     assert threads is None and table[str(me)][3] is not None  # waiting, and said so
+    assert lease.pause == POLL  # the other says no next look: due now
+    table[str(other)].append(now + 5)  # the other's next look: this one sleeps until then
+    path.write_text(json.dumps(table))
+    before = machine.time.time()
+    threads, table = look()
+    assert threads is None and now + 5 - machine.time.time() <= lease.pause <= now + 5 - before
     table[str(other)][3] = now + 1  # the other steps aside, after this one began to wait
     path.write_text(json.dumps(table))
     threads, table = look()
     assert threads == 2 and table[str(me)][3] is None and table[str(me)][4] == 2
+    assert table[str(me)][6] == table[str(me)][5] + lease.interval  # says when it looks next
     table[str(other)][3] = now - 1  # the other waits again, from before this one's look
     path.write_text(json.dumps(table))
     threads, table = look(may_park=True)  # its turn had; the other waits: it steps aside
