@@ -5,7 +5,7 @@ trainings on the machine still load its cores, but take no turns with them); fro
 while both hold the lease:
 
     PYTHONPATH=src python benchmarks/turns.py [--kind conv] [--epochs 3] [--rounds 1]
-        [--env GOMP_SPINCOUNT=0]
+        [--env GOMP_SPINCOUNT=0] [--steps N]
 
 - gap: time that neither ran (a switch: the runner stepped aside, the waiter not yet in);
 - overlap: time that both ran (should be none);
@@ -44,6 +44,8 @@ def read_log(path: Path) -> dict:
             run["exit"] = (values[0], values[1])
         elif what == "wait":
             run["waits"].append(tuple(values[:3]))
+        elif what in ("start", "end"):
+            run[what] = values[0]
         elif what == "look":
             run["looks"].append(tuple(values))
     return runs
@@ -76,19 +78,44 @@ def epochs_of(out: str) -> list:
 
 
 # `quicknets` with a lease of its own (argv[1]): other users' trainings take no turns with it
-RUN = """import sys
+# and its start and end in the turn log
+RUN = """import os, sys, time
+def note(what):
+    with open(os.environ["QUICKNETS_TURN_LOG"], "a") as f:
+        f.write(f"{os.getpid()} {what} {time.monotonic()}\\n")
+note("start")
 from pathlib import Path
 import quicknets.base.machine as machine
 machine.lease_path = lambda: Path(sys.argv[1])
 from quicknets.cli import main
-sys.exit(main(sys.argv[2:]))
+code = main(sys.argv[2:])
+note("end")
+sys.exit(code)
 """
 
 
-def train(args: list, env: dict, n: int, lease: Path) -> list:
+# --steps N: no training, only N steps of a 2-thread convolution's forward and backward under a
+# fixed lease of 2 threads (the mechanism alone, in seconds rather than minutes on a busy machine)
+STEPS = """import sys, time
+import torch
+from quicknets.base.machine import CoreLease
+torch.set_num_threads(2)
+conv, x = torch.nn.Conv2d(8, 8, 3, padding=1), torch.randn(32, 8, 28, 28)
+with CoreLease(2, flexible=False, path=sys.argv[1]) as lease:
+    start = time.perf_counter()
+    for _ in range(int(sys.argv[2])):
+        conv(x).sum().backward()
+        lease.step()
+    print(f"epoch: train_loss_sum: 0 seconds: {time.perf_counter() - start:.3f}")
+"""
+
+
+def train(args: list, env: dict, n: int, lease: Path, steps: int = 0) -> list:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", RUN, str(lease), *args],
+            [sys.executable, "-c", STEPS, str(lease), str(steps)]
+            if steps
+            else [sys.executable, "-c", RUN, str(lease), *args],
             env=env,
             text=True,
             stdout=subprocess.PIPE,
@@ -97,11 +124,13 @@ def train(args: list, env: dict, n: int, lease: Path) -> list:
         for _ in range(n)
     ]
     outs = []
-    for p in procs:
-        out, _ = p.communicate()
+    for p in procs:  # (output, CPU seconds: every thread's user and system time)
+        out = p.stdout.read() if p.stdout is not None else ""
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
         if p.returncode != 0:
             sys.exit(f"failed ({p.returncode}):\n{out}")
-        outs.append(out)
+        outs.append((out, usage.ru_utime + usage.ru_stime))
     return outs
 
 
@@ -112,11 +141,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--train-args", default="", help="more flags for each training")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--steps", type=int, default=0, help="a convolution's steps, no training")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="quicknets-bench-turns-"))
     command = ["train", "--epochs", str(args.epochs), "--runs-dir", str(folder)]
     command += KINDS[args.kind][0] + args.train_args.split()
-    print(f"quicknets {' '.join(command)}  env: {' '.join(args.env) or '(none)'}")
+    what = f"{args.steps} convolution steps" if args.steps else f"quicknets {' '.join(command)}"
+    print(f"{what}  env: {' '.join(args.env) or '(none)'}")
     for r in range(args.rounds):
         logs = {name: folder / f"{name}-{r}.log" for name in ("alone", "pair")}
         results = {}
@@ -125,7 +156,10 @@ def main() -> None:
             env["QUICKNETS_TURN_LOG"] = str(logs[name])
             load = Path("/proc/loadavg").read_text().split()[0]
             results[name] = (
-                [epochs_of(out) for out in train(command, env, n, folder / "lease.json")],
+                [
+                    (epochs_of(out), cpu)
+                    for out, cpu in train(command, env, n, folder / "lease.json", args.steps)
+                ],
                 load,
             )
         alone = read_log(logs["alone"])
@@ -141,8 +175,9 @@ def main() -> None:
         cpu = sum(w[2] for w in waits) / max(sum(w[1] - w[0] for w in waits), 1e-9)
         steps = sum(run["exit"][1] for run in (a, b))
         rate_pair = steps / (length(running(a)) + length(running(b)))
-        (alone_epochs,), load_alone = results["alone"]
-        pair_epochs, load_pair = results["pair"]
+        ((alone_epochs, cpu_alone),), load_alone = results["alone"]
+        pair_epochs, cpu_pair = zip(*results["pair"][0])
+        load_pair = results["pair"][1]
         ratios = [[s / t for s, t in zip(run, alone_epochs)] for run in pair_epochs]
         print(
             f"round {r + 1}: both in the lease {hi - lo:.2f} s: gap {gap:.3f} s "
@@ -151,6 +186,21 @@ def main() -> None:
             f"{cpu:.3f} s/s; steps/s running: alone {rate_alone:.1f}, pair {rate_pair:.1f} "
             f"({rate_alone / rate_pair:.3f}x slower)"
         )
+        print(
+            f"  CPU per step (every thread, start-up included): alone "
+            f"{1000 * cpu_alone / one['exit'][1]:.2f} ms, "
+            f"pair {1000 * sum(cpu_pair) / steps:.2f} ms"
+        )
+        if "start" in a and "end" in a:  # trainings: what runs outside turns
+            outside = sum(
+                length(clip([(x["start"], x["enter"]), (x["exit"][0], x["end"])], lo_y, hi_y))
+                for x, y in ((a, b), (b, a))
+                for lo_y, hi_y in [(y["enter"], y["exit"][0])]
+            )
+            print(
+                f"  outside turns (start-up, test pass, exit) while the other holds the lease: "
+                f"{outside:.2f} s of {length([(lo, hi)]):.2f} s"
+            )
         print(
             f"  epochs alone {' '.join(f'{s:.2f}' for s in alone_epochs)} s (load {load_alone}); "
             f"pair / alone: {' | '.join(' '.join(f'{x:.2f}' for x in r) for r in ratios)} "
