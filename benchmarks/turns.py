@@ -52,9 +52,9 @@ def read_log(path: Path) -> dict:
 
 
 def running(run: dict) -> list:
-    """The spans a holder ran: from entering to leaving, less its waits."""
+    """The spans a holder ran: from entering (after a first wait) to leaving, less its waits."""
     spans, t = [], run["enter"]
-    for t0, t1, _ in sorted(run["waits"]):
+    for t0, t1, _ in sorted(w for w in run["waits"] if w[1] > run["enter"]):
         spans.append((t, t0))
         t = t1
     spans.append((t, run["exit"][0]))

@@ -352,8 +352,8 @@ print(spans)
 def test_two_fixed_runs_never_run_at_once(tmp_path):
     """Two processes of 2 threads each, fixed (their numbers depend on their threads): their
     steps never overlap in time, on a machine of any size, and both get turns to the end."""
-    path = tmp_path / "lease.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    path, log = tmp_path / "lease.json", tmp_path / "turns.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "QUICKNETS_TURN_LOG": str(log)}
     runs = [
         subprocess.Popen(
             [sys.executable, "-c", TURN_SCRIPT, str(path)],
@@ -381,6 +381,24 @@ def test_two_fixed_runs_never_run_at_once(tmp_path):
     assert len(a) == len(b) == 40
     assert not [(s, t) for s in a for t in b if s[0] < t[1] and t[0] < s[1]]  # no overlap
     assert json.loads(path.read_text()) == {}
+    # the turn log (QUICKNETS_TURN_LOG) says the same: each process entered, left after its 40
+    # steps, and the spans it ran (from entering, after its first wait, to leaving, less its
+    # waits) never overlap
+    lines = [line.split() for line in log.read_text().splitlines()]
+    ran = {}
+    for run in runs:
+        mine = [w[1:] for w in lines if w[0] == str(run.pid)]
+        (enter,) = [float(w[1]) for w in mine if w[0] == "enter"]
+        (leave,) = [float(w[1]) for w in mine if w[0] == "exit" and w[2] == "40"]
+        spans, t = [], enter
+        waits = sorted((float(w[1]), float(w[2])) for w in mine if w[0] == "wait")
+        for begin, end in [w for w in waits if w[1] > enter]:  # (a first one ends at enter)
+            assert t <= begin <= end
+            spans.append((t, begin))
+            t = end
+        ran[run.pid] = [*spans, (t, leave)]
+    a, b = ran.values()
+    assert not [(s, t) for s in a for t in b if s[0] < t[1] and t[0] < s[1]]
 
 
 STRICT_SCRIPT = """

@@ -620,8 +620,8 @@ class CoreLease:
 
     def __enter__(self):
         self.turn_began = time.monotonic()
-        self._note("enter", self.turn_began)
         self._use(self.share(joining=True) if self.active else self.wanted)
+        self._note("enter", self.turn_began)  # when it began to run: after a first wait
         self.next_look = time.monotonic() + self.interval
         if not self.flexible and self.wanted > 1 and self.load:  # see `crowded`
             self.crowded = max(0, runnable_now(samples=3, interval=0.01) - 1)
