@@ -14,6 +14,8 @@ from conftest import HANG_S, denormals_flushed, finish, hung, read_line
 from quicknets.base import machine
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import (
+    POLL,
+    SLOWEST_POLL,
     CoreLease,
     available_memory,
     bf16_pays,
@@ -294,6 +296,31 @@ def lease_entry(pid: int, wanted: int, flexible: bool, waiting, threads: int, se
     return {str(pid): [wanted, flexible, machine._started(pid), waiting, threads, seen]}
 
 
+def running_entry(next_look: float, seen: float = 99.9) -> list:
+    return [2, False, "1", None, 2, seen, next_look]
+
+
+@pytest.mark.parametrize(
+    "others, waiting_since, expected",
+    [
+        ({"2": running_entry(100.15)}, 99.0, 0.15),  # asleep until the runner's next look
+        ({"2": running_entry(100.3), "3": running_entry(100.1)}, 99.0, 0.1),  # the first one
+        ({"2": running_entry(99.999)}, 99.0, POLL),  # due: a look every 2 ms
+        ({"2": running_entry(99.96)}, 99.0, 0.01),  # late by 40 ms: every 10 ms
+        ({"2": running_entry(99.0)}, 99.0, SLOWEST_POLL),  # a validation pass: every 20 ms
+        ({"2": running_entry(100.15)[:6]}, 99.0, POLL),  # says no next look: due now
+        ({"2": [2, False, "1", 98.0, 0, 98.0, 98.0]}, 99.0, POLL),  # nobody runs: one goes in
+        ({"2": [2, False, "1"]}, 99.0, POLL),  # before turns: not waited for, so not slept for
+        ({"2": running_entry(150.0, seen=95.0)}, 99.0, 5.0),  # the runner's stale at 105
+        ({"2": running_entry(150.0)}, 91.0, 1.0),  # this one runs anyway at 101
+        ({"2": running_entry(150.0, seen=80.0)}, 99.0, POLL),  # stale already
+    ],
+)
+def test_a_waiter_sleeps_until_a_turn_may_end(others, waiting_since, expected):
+    me = [2, False, "1", waiting_since, 0, waiting_since, waiting_since]
+    assert machine.pause({**others, "1": me}, "1", 100.0, 10.0) == pytest.approx(expected)
+
+
 def test_a_fixed_run_of_several_threads_waits_for_its_turn(tmp_path):
     """Another holder of 2 threads runs: this one waits (marked so in the file) until that one
     steps aside, or stops looking for `stale` seconds; one that has had its turn steps aside for
@@ -311,10 +338,17 @@ def test_a_fixed_run_of_several_threads_waits_for_its_turn(tmp_path):
     path.write_text(json.dumps(lease_entry(other, 2, False, None, 2, now)))
     threads, table = look()
     assert threads is None and table[str(me)][3] is not None  # waiting, and said so
+    assert lease.pause == POLL  # the other says no next look: due now
+    table[str(other)].append(now + 5)  # the other's next look: this one sleeps until then
+    path.write_text(json.dumps(table))
+    before = machine.time.time()
+    threads, table = look()
+    assert threads is None and now + 5 - machine.time.time() <= lease.pause <= now + 5 - before
     table[str(other)][3] = now + 1  # the other steps aside, after this one began to wait
     path.write_text(json.dumps(table))
     threads, table = look()
     assert threads == 2 and table[str(me)][3] is None and table[str(me)][4] == 2
+    assert table[str(me)][6] == table[str(me)][5] + lease.interval  # says when it looks next
     table[str(other)][3] = now - 1  # the other waits again, from before this one's look
     path.write_text(json.dumps(table))
     threads, table = look(may_park=True)  # its turn had; the other waits: it steps aside
@@ -353,8 +387,8 @@ print(spans)
 def test_two_fixed_runs_never_run_at_once(tmp_path):
     """Two processes of 2 threads each, fixed (their numbers depend on their threads): their
     steps never overlap in time, on a machine of any size, and both get turns to the end."""
-    path = tmp_path / "lease.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    path, log = tmp_path / "lease.json", tmp_path / "turns.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "QUICKNETS_TURN_LOG": str(log)}
     runs = [
         subprocess.Popen(
             [sys.executable, "-c", TURN_SCRIPT, str(path)],
@@ -382,6 +416,24 @@ def test_two_fixed_runs_never_run_at_once(tmp_path):
     assert len(a) == len(b) == 40
     assert not [(s, t) for s in a for t in b if s[0] < t[1] and t[0] < s[1]]  # no overlap
     assert json.loads(path.read_text()) == {}
+    # the turn log (QUICKNETS_TURN_LOG) says the same: each process entered, left after its 40
+    # steps, and the spans it ran (from entering, after its first wait, to leaving, less its
+    # waits) never overlap
+    lines = [line.split() for line in log.read_text().splitlines()]
+    ran = {}
+    for run in runs:
+        mine = [w[1:] for w in lines if w[0] == str(run.pid)]
+        (enter,) = [float(w[1]) for w in mine if w[0] == "enter"]
+        (leave,) = [float(w[1]) for w in mine if w[0] == "exit" and w[2] == "40"]
+        spans, t = [], enter
+        waits = sorted((float(w[1]), float(w[2])) for w in mine if w[0] == "wait")
+        for begin, end in [w for w in waits if w[1] > enter]:  # (a first one ends at enter)
+            assert t <= begin <= end
+            spans.append((t, begin))
+            t = end
+        ran[run.pid] = [*spans, (t, leave)]
+    a, b = ran.values()
+    assert not [(s, t) for s in a for t in b if s[0] < t[1] and t[0] < s[1]]
 
 
 STRICT_SCRIPT = """

@@ -468,6 +468,35 @@ def turns(holders: dict, cores: int) -> set:
     return running
 
 
+POLL, SLOWEST_POLL = 0.002, 0.02  # seconds between a waiter's looks while a turn may end
+
+
+def pause(live: dict, me: str, now: float, stale: float) -> float:
+    """Seconds that holder `me`, waiting, sleeps before it looks at the lease table `live`
+    again (now: time.time()). A running holder says when it looks next (its entry's 7th field:
+    its last look + its `interval`); it steps aside at that look, or at its first optimizer
+    step after it, if anyone waits. So the waiter sleeps until the first of those looks, then
+    looks every POLL (2 ms) while it is due, less often (at most every SLOWEST_POLL, 20 ms) the
+    later it runs (a validation pass: no steps); never past the moment a running holder stops
+    counting, or `me` runs anyway (`stale` seconds). A running entry that says no next look (a
+    quicknets before this field) is due now. Pure: tested without waiting.
+
+    Polling all through a turn instead (every 2 ms) took ~0.13 ms of CPU a look, ~7% of a core,
+    away from the running gang, whose 2 threads then stalled at their barriers (measured:
+    benchmarks/README.md, issue 22, part 3)."""
+    due, deadlines = [], []
+    for pid, e in live.items():
+        if len(e) > 5:  # a holder that takes turns
+            if pid != me and e[3] is None:  # running
+                due.append(float(e[6]) if len(e) > 6 else now)
+                deadlines.append(float(e[5]) + stale)
+            elif pid == me and e[3] is not None:
+                deadlines.append(float(e[3]) + stale)
+    first = min(due, default=now)
+    wait = first - now if first > now else min(SLOWEST_POLL, max(POLL, (now - first) / 4))
+    return max(POLL, min([wait, *(d - now for d in deadlines)]))
+
+
 def _started(pid: int) -> str | None:
     """When process `pid` started (clock ticks since boot, Linux), so that a reused pid is not
     taken for a lease holder; None if it is not running."""
@@ -485,18 +514,19 @@ def lease_path() -> Path:
 
 class CoreLease:
     """This process's share of the cores among the quicknets trainings on this machine: a small
-    JSON file {pid: [threads wanted, flexible, start, waiting since, threads now, last look]}
-    under flock. Entering waits for a turn (`turns`: at once unless a fixed holder of several
-    threads is about) and sets torch's threads to the share; `step()`, after each optimizer
-    step, looks again every `interval` seconds: it changes a flexible holder's threads if its
-    share changed, and where others wait for a turn and this one ran for `interval` seconds, it
-    steps aside and waits for its next turn; leaving gives the cores back. Only a flexible
-    holder's share changes (its numbers do not depend on its threads), and it also yields to
-    other work that the run queue shows (`load`); a fixed holder keeps its thread count and
-    takes turns instead, so its numbers stay those of its threads. A holder that has not looked
-    for `stale` seconds (a long test pass, a stopped process) no longer counts as holding
-    cores, and one that waited that long runs anyway (someone takes no turns); one that died
-    is dropped by the next reader. Without /proc or flock (not Linux) it only sets the
+    JSON file {pid: [threads wanted, flexible, start, waiting since, threads now, last look,
+    next look]} under flock. Entering waits for a turn (`turns`: at once unless a fixed holder
+    of several threads is about; a waiter sleeps until a running holder's next look, `pause`)
+    and sets torch's threads to the share; `step()`, after each optimizer step, looks again
+    every `interval` seconds: it changes a flexible holder's threads if its share changed, and
+    where others wait for a turn and this one ran for `interval` seconds, it steps aside and
+    waits for its next turn; leaving gives the cores back. Only a flexible holder's share
+    changes (its numbers do not depend on its threads), and it also yields to other work that
+    the run queue shows (`load`); a fixed holder keeps its thread count and takes turns
+    instead, so its numbers stay those of its threads. A holder that has not looked for
+    `stale` seconds (a long test pass, a stopped process) no longer counts as holding cores,
+    and one that waited that long runs anyway (someone takes no turns); one that died is
+    dropped by the next reader. Without /proc or flock (not Linux) it only sets the
     threads once."""
 
     def __init__(
@@ -517,6 +547,10 @@ class CoreLease:
         self.waited = 0.0  # seconds spent waiting for turns
         self.path = Path(path) if path is not None else lease_path()
         self.threads, self.next_look, self.turn_began = threads, 0.0, 0.0
+        self.steps = 0  # optimizer steps so far (step() calls)
+        self.pause = POLL  # while waiting: seconds until the next look (`pause`)
+        # QUICKNETS_TURN_LOG=FILE: each look and wait appended to FILE (benchmarks/turns.py)
+        self.log = os.environ.get("QUICKNETS_TURN_LOG")
         self.active = Path("/proc").is_dir()  # holders are told apart by /proc/PID/stat
 
     def _update(self, change) -> None:
@@ -559,8 +593,8 @@ class CoreLease:
         steps aside if another holder waits."""
         now = time.time()
         entry = live.get(me)
-        if entry is None or len(entry) < 6:
-            entry = live[me] = [self.wanted, self.flexible, _started(os.getpid()), now, 0, now]
+        if entry is None or len(entry) < 7:
+            entry = live[me] = [self.wanted, self.flexible, _started(os.getpid()), now, 0, now, now]
         others_wait = any(len(e) > 3 and e[3] is not None for p, e in live.items() if p != me)
         set_back = entry[3] is not None and entry[3] > now  # a clock set back: wait from now
         if (may_park and others_wait) or set_back:
@@ -568,27 +602,36 @@ class CoreLease:
         holders = self._holders(live, now)
         allowed = turns(holders, usable_cores())
         if int(me) not in allowed and now - entry[3] < self.stale:
+            self.pause = pause(live, me, now, self.stale)
             return None  # (after `stale` seconds of waiting it runs: someone takes no turns)
         allowed.add(int(me))
         running = {pid: holders[pid][:2] for pid in allowed}
         n = shares(running, usable_cores()).get(int(me), self.wanted)
-        entry[3], entry[4], entry[5] = None, n, now
+        entry[3], entry[4], entry[5], entry[6] = None, n, now, now + self.interval
         return n
 
     def _turn(self, may_park: bool) -> int:
         """This process's threads, once it may run (at once, unless it waits for a turn)."""
-        start, looks, got = time.monotonic(), 0, []
+        start, cpu, looks, got = time.monotonic(), time.process_time(), 0, []
         while True:
             park = may_park and not looks
             self._update(lambda live, me: got.append(self._try(live, me, park)))  # noqa: B023
             looks += 1
             if got[-1] is not None:
                 break
-            time.sleep(0.002)  # a turn lasts `interval` (0.2 s): 1% of it
+            time.sleep(self.pause)  # until a running holder may step aside (`pause`)
         if looks > 1:  # a new turn
             self.turn_began = time.monotonic()
             self.waited += self.turn_began - start
+            self._note("wait", start, self.turn_began, time.process_time() - cpu, looks)
         return got[-1]
+
+    def _note(self, *fields) -> None:
+        """One line of the turn log (QUICKNETS_TURN_LOG): pid, what, times (time.monotonic,
+        seconds, the same clock in every process), then counts."""
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write(" ".join(str(x) for x in (os.getpid(), *fields)) + "\n")
 
     def share(self, joining: bool = False) -> int:
         """This process's threads now, waiting for its turn where it must: its share of the
@@ -616,6 +659,7 @@ class CoreLease:
     def __enter__(self):
         self.turn_began = time.monotonic()
         self._use(self.share(joining=True) if self.active else self.wanted)
+        self._note("enter", self.turn_began)  # when it began to run: after a first wait
         self.next_look = time.monotonic() + self.interval
         if not self.flexible and self.wanted > 1 and self.load:  # see `crowded`
             self.crowded = max(0, runnable_now(samples=3, interval=0.01) - 1)
@@ -623,11 +667,14 @@ class CoreLease:
 
     def step(self) -> None:
         """Called after each optimizer step: a look at the lease every `interval` seconds."""
+        self.steps += 1
         if self.active and time.monotonic() >= self.next_look:
+            self._note("look", time.monotonic(), self.steps)
             self._use(self.share())
             self.next_look = time.monotonic() + self.interval
 
     def __exit__(self, *exc):
+        self._note("exit", time.monotonic(), self.steps)
         if self.active:
             try:
                 self._update(lambda live, me: live.pop(me, None))
