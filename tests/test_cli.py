@@ -999,3 +999,44 @@ def test_train_seeds_stacked_and_apart(tiny_dir, tmp_path, capsys):
         assert f"error: --seeds trains one run per seed; drop {named}\n" in capsys.readouterr().err
     assert main(["train", "--no-stack"]) == 1
     assert "error: --no-stack is for --seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seeds", ["100000000000", "10001", ",".join(map(str, range(10_001)))])
+def test_too_many_seeds_is_one_error_before_any_list(seeds, tmp_path, capsys):
+    """--seeds past MAX_SEEDS (each seed a run with its own folder): one error line, at once
+    (not a MemoryError from building the list), nothing written; sweep and train alike."""
+    for command in ("train", "sweep"):
+        assert main([command, "--seeds", seeds, "--runs-dir", str(tmp_path / "runs")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert "too many: at most 10,000" in err and "folder of its own" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_seeds_load_the_data_once(tiny_dir, tmp_path, capsys, monkeypatch):
+    """`train --seeds 0,3` loads its dataset once for both seeds (it was once per seed), and
+    each seed's run ends as the same run trained alone (same test accuracy bits)."""
+    from quicknets.data import loading
+    from quicknets.records.runs import list_runs
+
+    data = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--threads", "1"]
+    common = ["train", *data, "--epochs", "1", "--quiet"]
+    alone = {}
+    for seed in (0, 3):
+        runs = tmp_path / f"alone{seed}"
+        assert main([*common, "--seed", str(seed), "--runs-dir", str(runs)]) == 0
+        alone[seed] = list_runs(runs)[0].results["accuracy"]
+    loads = []
+    real = loading.load_recorded
+    monkeypatch.setattr(loading, "load_recorded", lambda *a, **k: loads.append(1) or real(*a, **k))
+    for stack in ([], ["--no-stack"]):
+        runs = tmp_path / f"seeds{len(stack)}"
+        assert main([*common, "--seeds", "0,3", *stack, "--runs-dir", str(runs)]) == 0
+        assert len(loads) == 1, loads
+        loads.clear()
+        found = {r.config.train.seed: r.results["accuracy"] for r in list_runs(runs)}
+        if stack:  # apart: each exactly the run alone
+            assert found == alone
+        else:  # stacked: within the stacked-vs-apart tolerance of test_train_seeds_stacked...
+            assert found == pytest.approx(alone, abs=0.003)
+    capsys.readouterr()

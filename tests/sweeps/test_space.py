@@ -155,3 +155,12 @@ def test_metric_and_record_round_trip():
     )
     again = Search.from_dict(json.loads(json.dumps(search.to_dict())))
     assert again == search and again.plan() == search.plan() and len(search.plan()) == 8
+
+
+@pytest.mark.parametrize("seeds", [10**11, 10_001, "100000000000", list(range(10_001))])
+def test_too_many_seeds_is_one_error(seeds):
+    """More than MAX_SEEDS seeds (a run folder each): an error saying why, before any list
+    of 10**11 seeds is built (that was a MemoryError)."""
+    with pytest.raises(QuicknetsError, match=r"seeds is too many: at most 10,000, as each seed"):
+        seed_list(seeds)
+    assert seed_list(10_000)[-1] == 9_999

@@ -80,6 +80,22 @@ def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
     return config, model, data
 
 
+def setup_sharing(configs: list) -> list:
+    """setup() for each of several run configs (the seeds of one variant, the runs of one
+    stack): [(config, model, data), ...], loading each dataset once, shared by the configs
+    whose data settings agree (and, with a validation split, whose seed too, as the seed
+    picks the split). Errors: setup's, for the first config that has one."""
+    datas: dict = {}
+    done = []
+    for config in configs:
+        d = config.data
+        same = (repr(d), config.train.seed if d.val_split else None)
+        config, model, data = setup(config, datas.get(same))
+        datas[same] = data
+        done.append((config, model, data))
+    return done
+
+
 ADAPTING = ("784-256-128-64-10", "mlp")  # the default network, by its spec and its name
 
 

@@ -134,8 +134,13 @@ def _refuse_repeats(key: str, values: list) -> None:
         raise QuicknetsError(f"{key} lists {', '.join(repeated)} more than once")
 
 
+MAX_SEEDS = 10_000  # each seed is a run with its own folder: more is a mistake, not a study
+
+
 def seed_list(seeds) -> list:
-    """3 → [0, 1, 2]; a list (or '0,7,9' as on the command line) is taken as it is."""
+    """3 → [0, 1, 2]; a list (or '0,7,9' as on the command line) is taken as it is.
+    Errors (QuicknetsError): fewer than 1 or more than MAX_SEEDS seeds (checked before any
+    list is built), a seed that is not a whole number, a repeated seed."""
     shape = "a number of seeds (3 means 0, 1, 2) or a list of seeds (0,7,9)"
     if isinstance(seeds, str):
         text = seeds.strip()
@@ -149,15 +154,25 @@ def seed_list(seeds) -> list:
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
             raise QuicknetsError(f"seeds must be {shape}; {seeds} seeds is less than 1")
+        _refuse_too_many(seeds)
         return list(range(seeds))
     if not isinstance(seeds, (list, tuple)) or not seeds:
         raise QuicknetsError(f"seeds must be {shape}, got {seeds!r}")
+    _refuse_too_many(len(seeds))
     try:
         seeds = [convert("seed", s) for s in seeds]
     except QuicknetsError:  # name the flag given (--seeds), not the one converted (--seed)
         raise QuicknetsError(f"seeds must be {shape}, got {','.join(map(str, seeds))!r}") from None
     _refuse_repeats("seeds", seeds)
     return seeds
+
+
+def _refuse_too_many(count: int) -> None:
+    if count > MAX_SEEDS:
+        raise QuicknetsError(
+            f"{count} seeds is too many: at most {MAX_SEEDS:,}, as each seed is a run "
+            "trained and saved in a folder of its own"
+        )
 
 
 def whole_number(key: str, value, low: int, meaning: str = "") -> int:
