@@ -1040,3 +1040,26 @@ def test_train_seeds_load_the_data_once(tiny_dir, tmp_path, capsys, monkeypatch)
         else:  # stacked: within the stacked-vs-apart tolerance of test_train_seeds_stacked...
             assert found == pytest.approx(alone, abs=0.003)
     capsys.readouterr()
+
+
+def test_train_seeds_find_one_lr(tiny_dir, tmp_path, capsys):
+    """`train --seeds 0,3 --lr auto`: the seeds are one variant, so the LR finder runs once,
+    with seed 0 (finding the lr seed 0 alone finds), and both seeds train with that lr, each
+    record saying it was found (lr_find); seed 3 trains as a run given that lr by hand."""
+    from quicknets.records.runs import list_runs
+
+    data = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--threads", "1"]
+    common = ["train", *data, "--epochs", "1", "--quiet", "--lr", "auto"]
+    assert main([*common, "--seed", "0", "--runs-dir", str(tmp_path / "alone")]) == 0
+    alone = list_runs(tmp_path / "alone")[0].config
+    runs = tmp_path / "seeds"
+    assert main([*common, "--seeds", "0,3", "--no-stack", "--runs-dir", str(runs)]) == 0
+    records = {r.config.train.seed: r for r in list_runs(runs)}
+    for seed in (0, 3):
+        assert records[seed].config.train.lr == alone.train.lr
+        assert records[seed].config.lr_find == alone.lr_find is not None
+    given = ["train", *data, "--epochs", "1", "--quiet", "--lr", str(alone.train.lr)]
+    assert main([*given, "--seed", "3", "--runs-dir", str(tmp_path / "by_hand")]) == 0
+    by_hand = list_runs(tmp_path / "by_hand")[0].results["accuracy"]
+    assert records[3].results["accuracy"] == by_hand
+    capsys.readouterr()
