@@ -683,3 +683,17 @@ def test_a_sweeps_own_process_does_not_import_torch(tiny_dir, runs_dir):
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("torch imported: False\n"), done.stdout + done.stderr
     assert len(list_runs(runs_dir, sweep="s")) == 4  # the workers trained every run
+
+
+def test_a_bad_flag_of_a_sweep_writes_nothing(runs_dir, capsys):
+    """--class-weights naming no class, an empty list item, stack="no": one error line (or
+    error) before any trial, and no sweep record or run folder."""
+    for args in (["--class-weights", "foo=2"], ["--lr", "0.001,"], ["--lr", ",0.001"]):
+        assert main(["sweep", *args, "--runs-dir", str(runs_dir)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: --") and err.count("\n") == 1, err
+    with pytest.raises(QuicknetsError, match="stack must be true or false, got 'no'"):
+        sweep(grid={"lr": [0.001]}, stack="no", runs_dir=runs_dir)
+    with pytest.raises(QuicknetsError, match="stack must be true or false, got 'no'"):
+        resume_sweep("any", stack="no", runs_dir=runs_dir)
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
