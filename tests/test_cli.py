@@ -1007,3 +1007,67 @@ def test_train_seeds_stacked_and_apart(tiny_dir, tmp_path, capsys):
         assert f"error: --seeds trains one run per seed; drop {named}\n" in capsys.readouterr().err
     assert main(["train", "--no-stack"]) == 1
     assert "error: --no-stack is for --seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seeds", ["100000000000", "10001", ",".join(map(str, range(10_001)))])
+def test_too_many_seeds_is_one_error_before_any_list(seeds, tmp_path, capsys):
+    """--seeds past MAX_SEEDS (each seed a run with its own folder): one error line, at once
+    (not a MemoryError from building the list), nothing written; sweep and train alike."""
+    for command in ("train", "sweep"):
+        assert main([command, "--seeds", seeds, "--runs-dir", str(tmp_path / "runs")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert "too many: at most 10,000" in err and "folder of its own" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_seeds_load_the_data_once(tiny_dir, tmp_path, capsys, monkeypatch):
+    """`train --seeds 0,3` loads its dataset once for both seeds (it was once per seed), and
+    each seed's run ends as the same run trained alone (same test accuracy bits)."""
+    from quicknets.data import loading
+    from quicknets.records.runs import list_runs
+
+    data = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--threads", "1"]
+    common = ["train", *data, "--epochs", "1", "--quiet"]
+    alone = {}
+    for seed in (0, 3):
+        runs = tmp_path / f"alone{seed}"
+        assert main([*common, "--seed", str(seed), "--runs-dir", str(runs)]) == 0
+        alone[seed] = list_runs(runs)[0].results["accuracy"]
+    loads = []
+    real = loading.load_recorded
+    monkeypatch.setattr(loading, "load_recorded", lambda *a, **k: loads.append(1) or real(*a, **k))
+    for stack in ([], ["--no-stack"]):
+        runs = tmp_path / f"seeds{len(stack)}"
+        assert main([*common, "--seeds", "0,3", *stack, "--runs-dir", str(runs)]) == 0
+        assert len(loads) == 1, loads
+        loads.clear()
+        found = {r.config.train.seed: r.results["accuracy"] for r in list_runs(runs)}
+        if stack:  # apart: each exactly the run alone
+            assert found == alone
+        else:  # stacked: within the stacked-vs-apart tolerance of test_train_seeds_stacked...
+            assert found == pytest.approx(alone, abs=0.003)
+    capsys.readouterr()
+
+
+def test_train_seeds_find_one_lr(tiny_dir, tmp_path, capsys):
+    """`train --seeds 0,3 --lr auto`: the seeds are one variant, so the LR finder runs once,
+    with seed 0 (finding the lr seed 0 alone finds), and both seeds train with that lr, each
+    record saying it was found (lr_find); seed 3 trains as a run given that lr by hand."""
+    from quicknets.records.runs import list_runs
+
+    data = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--threads", "1"]
+    common = ["train", *data, "--epochs", "1", "--quiet", "--lr", "auto"]
+    assert main([*common, "--seed", "0", "--runs-dir", str(tmp_path / "alone")]) == 0
+    alone = list_runs(tmp_path / "alone")[0].config
+    runs = tmp_path / "seeds"
+    assert main([*common, "--seeds", "0,3", "--no-stack", "--runs-dir", str(runs)]) == 0
+    records = {r.config.train.seed: r for r in list_runs(runs)}
+    for seed in (0, 3):
+        assert records[seed].config.train.lr == alone.train.lr
+        assert records[seed].config.lr_find == alone.lr_find is not None
+    given = ["train", *data, "--epochs", "1", "--quiet", "--lr", str(alone.train.lr)]
+    assert main([*given, "--seed", "3", "--runs-dir", str(tmp_path / "by_hand")]) == 0
+    by_hand = list_runs(tmp_path / "by_hand")[0].results["accuracy"]
+    assert records[3].results["accuracy"] == by_hand
+    capsys.readouterr()

@@ -340,10 +340,11 @@ def test_resume_refuses_a_config_edited_after_the_run_started(tiny_dir, runs_dir
     trained = RunConfig.from_dict(before).flat()[key]
     assert main(["train", "--resume", path.name, "--runs-dir", str(runs_dir)]) == 1
     err = capsys.readouterr().err
-    also = ", momentum 0.9 (trained with None)" if key == "optimizer" else ""  # sgd's own
+    also = ", momentum 0.9 in config.json, None in checkpoint.pt" if key == "optimizer" else ""
     assert err == (
-        f"error: run {path.name}'s config.json was changed after training started: "
-        f"{key} {value!r} (trained with {trained!r}){also}; put it back to resume (a "
+        f"error: run {path.name}'s config.json and checkpoint.pt disagree on the settings it "
+        f"was trained with: {key} {value!r} in config.json, {trained!r} in checkpoint.pt{also}; "
+        "put config.json back to resume (a "
         f"record must hold the settings it was trained with), or train a new run\n"
     )
     assert (path / "checkpoint.pt").is_file() and not (path / "results.json").exists()

@@ -518,9 +518,14 @@ def test_the_record_says_the_momentum_the_run_used(trained_run):
 @pytest.mark.parametrize(
     "section, key, value, shown",
     [
-        ("train", "lr", 0.1, "lr 0.1 (trained with 0.01)"),
-        ("network", "network", "784-32-10", "network '784-32-10' (trained with '784-16-10')"),
-        ("train", "seed", 7, "seed 7 (trained with 0)"),
+        ("train", "lr", 0.1, "lr 0.1 in config.json, 0.01 in meta.json"),
+        (
+            "network",
+            "network",
+            "784-32-10",
+            "network '784-32-10' in config.json, '784-16-10' in meta.json",
+        ),
+        ("train", "seed", 7, "seed 7 in config.json, 0 in meta.json"),
     ],
 )
 def test_a_config_edited_after_training_is_refused_by_every_command(
@@ -532,7 +537,8 @@ def test_a_config_edited_after_training_is_refused_by_every_command(
     config = json.loads((path / "config.json").read_text())
     config[section][key] = value
     (path / "config.json").write_text(json.dumps(config))
-    line = f"run {path.name}'s config.json was changed after training started: {shown}"
+    said = "config.json and meta.json disagree on the settings it was trained with"
+    line = f"run {path.name}'s {said}: {shown}"
     with pytest.raises(QuicknetsError, match=re.escape(line)):
         load_run(path)
     where = ["--runs-dir", str(runs_dir)]
@@ -548,7 +554,7 @@ def test_a_config_edited_after_training_is_refused_by_every_command(
         assert err.startswith("error: ") and line in err and err.count("\n") == 1, (args, err)
     assert main(["runs", *where]) == 0
     out = capsys.readouterr().out
-    assert "unreadable" in out and "config.json was changed after training started" in out
+    assert "unreadable" in out and "config.json and meta.json disagree" in out
     assert not (tmp_path / "m.pt").exists() and not (tmp_path / "report.html").exists()
 
 

@@ -10,6 +10,7 @@ from quicknets.sweeps.space import (
     Search,
     check_base,
     check_space,
+    check_stack,
     choose_metric,
     grid_trials,
     parse_values,
@@ -155,3 +156,52 @@ def test_metric_and_record_round_trip():
     )
     again = Search.from_dict(json.loads(json.dumps(search.to_dict())))
     assert again == search and again.plan() == search.plan() and len(search.plan()) == 8
+
+
+@pytest.mark.parametrize("seeds", [10**11, 10_001, "100000000000", list(range(10_001))])
+def test_too_many_seeds_is_one_error(seeds):
+    """More than MAX_SEEDS seeds (a run folder each): an error saying why, before any list
+    of 10**11 seeds is built (that was a MemoryError)."""
+    with pytest.raises(QuicknetsError, match=r"seeds is too many: at most 10,000, as each seed"):
+        seed_list(seeds)
+    assert seed_list(10_000)[-1] == 9_999
+
+
+@pytest.mark.parametrize(
+    "key, text", [("lr", ",0.001"), ("lr", "0.001,"), ("dropout", "0.1,,0.2"), ("optimizer", ",")]
+)
+def test_an_empty_item_in_a_list_is_an_error(key, text):
+    """An empty item was dropped silently ('0.001,' swept one lr) while --seeds ',' was an
+    error: now every comma list refuses it, naming the flag."""
+    flag = "--" + key.replace("_", "-")
+    with pytest.raises(QuicknetsError, match=f"^{flag} .* has an empty item"):
+        parse_values(key, text)
+    with pytest.raises(QuicknetsError, match=f"^{flag} .* has an empty item"):
+        check_space({key: text})
+
+
+@pytest.mark.parametrize("stack", ["no", "false", 0, 1, None, [True]])
+def test_stack_takes_only_a_bool(stack):
+    """stack="no" was taken as true (a non-empty string): only True and False pass."""
+    with pytest.raises(QuicknetsError, match="^stack must be true or false"):
+        check_stack(stack)
+    assert check_stack(False) is False and check_stack(True) is True
+
+
+@pytest.mark.parametrize(
+    "base, space",
+    [
+        ({}, {"class_weights": "foo=2"}),
+        ({}, {"class_weights": "none;auto;Shirt=2,bar=3"}),
+        ({"class_weights": "foo=2"}, {"lr": [0.001, 0.01]}),
+        ({"dataset": "mnist"}, {"class_weights": "Shirt=2"}),
+        ({}, {"dataset": ["fashion-mnist", "mnist"], "class_weights": ["Shirt=2"]}),
+    ],
+)
+def test_class_weights_name_the_datasets_classes_before_any_trial(base, space):
+    """A class the built-in dataset lacks is the error train gives, at Search.build (before
+    any trial; it was each trial's failure), for a fixed or varied weight or dataset."""
+    with pytest.raises(QuicknetsError, match="^--class-weights names '.*', which is not a class"):
+        Search.build(base, space)
+    Search.build({"dataset": "mnist"}, {"class_weights": "7=2;none"})  # mnist's classes: 0-9
+    Search.build({}, {"class_weights": "shirt=2;auto"})  # one case-insensitive match

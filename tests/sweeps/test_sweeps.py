@@ -584,10 +584,18 @@ def test_what_does_not_stack_trains_apart_and_says_why(tiny_dir, runs_dir):
     assert len(list_runs(runs_dir, sweep="mix")) == 4
 
 
-def test_a_stacked_sweep_resumed_after_a_record_was_edited(tiny_dir, runs_dir):
+@pytest.mark.parametrize(
+    "edited_file, said",
+    [
+        ("config.json", "batch_size 16 in config.json, 32 in meta.json"),
+        ("meta.json", "lr 0.003 in config.json, 0.002 in meta.json"),
+    ],
+)
+def test_a_stacked_sweep_resumed_after_a_record_was_edited(tiny_dir, runs_dir, edited_file, said):
     """Interrupted after the first epoch, every variant is resumable alone; one whose
-    config.json was edited is left out in one line saying why (as a run trained apart), and
-    its trial trains again."""
+    config.json or meta.json (its trained_with) was edited is left out in one line saying
+    why, naming both files (either may be the edited one; it said config.json was changed
+    when only meta.json was), and its trial trains again."""
     import json
 
     from quicknets.base.errors import Interrupted
@@ -609,17 +617,23 @@ def test_a_stacked_sweep_resumed_after_a_record_was_edited(tiny_dir, runs_dir):
 
     save_record("st", Search.build(base(tiny_dir), {"lr": [0.001, 0.003, 0.01]}), runs_dir, None)
     edited = next(r["name"] for r in rows if r["settings"]["lr"] == 0.003)
-    config_file = runs_dir / edited / "config.json"
-    config = json.loads(config_file.read_text())
-    config["train"]["momentum"] = None
-    config["train"]["batch_size"] = 16
-    config_file.write_text(json.dumps(config))
+    edit = runs_dir / edited / edited_file
+    record = json.loads(edit.read_text())
+    if edited_file == "config.json":
+        record["train"]["momentum"] = None
+        record["train"]["batch_size"] = 16
+    else:
+        record["trained_with"]["train"]["lr"] = 0.002
+    edit.write_text(json.dumps(record))
     lines = []
     resume_sweep("st", workers=1, threads=1, runs_dir=runs_dir, log=lines.append)
     skipped = [line for line in lines if line.startswith("skipped")]
     assert len(skipped) == 1 and edited in skipped[0]  # one line says which and why
-    assert "config.json was changed after training started: batch_size 16" in skipped[0]
-    assert "put it back" in skipped[0]
+    assert (
+        f"config.json and meta.json disagree on the settings it was trained with: {said}"
+        in (skipped[0])
+    )
+    assert "put back the one edited" in skipped[0]
     assert "2 from their checkpoints" in lines[0]  # the others continue alone
     done = [r for r in query(runs_dir, status="all") if r["status"] == "done"]
     assert len(done) == 3 and all(r["epochs_done"] == 2 for r in done)  # its trial again
@@ -669,3 +683,17 @@ def test_a_sweeps_own_process_does_not_import_torch(tiny_dir, runs_dir):
     assert done.returncode == 0, done.stderr
     assert done.stdout.endswith("torch imported: False\n"), done.stdout + done.stderr
     assert len(list_runs(runs_dir, sweep="s")) == 4  # the workers trained every run
+
+
+def test_a_bad_flag_of_a_sweep_writes_nothing(runs_dir, capsys):
+    """--class-weights naming no class, an empty list item, stack="no": one error line (or
+    error) before any trial, and no sweep record or run folder."""
+    for args in (["--class-weights", "foo=2"], ["--lr", "0.001,"], ["--lr", ",0.001"]):
+        assert main(["sweep", *args, "--runs-dir", str(runs_dir)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: --") and err.count("\n") == 1, err
+    with pytest.raises(QuicknetsError, match="stack must be true or false, got 'no'"):
+        sweep(grid={"lr": [0.001]}, stack="no", runs_dir=runs_dir)
+    with pytest.raises(QuicknetsError, match="stack must be true or false, got 'no'"):
+        resume_sweep("any", stack="no", runs_dir=runs_dir)
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())

@@ -161,8 +161,11 @@ def seeds(args) -> int:
     runs = [dataclasses.replace(config, train=config.train.replace(seed=s)) for s in
             seed_list(args.seeds)]  # fmt: skip
     say = (lambda *a: None) if args.quiet else print
-    set_up = [experiment.setup(c) for c in runs]
+    set_up = experiment.setup_sharing(runs)  # the data loaded once, not once per seed
     configs, models, datas = (list(x) for x in zip(*set_up))
+    if config.train.lr == "auto":  # found once: the seeds are one variant
+        first = configs[0].train
+        say(f"lr: auto -> {first.lr:g} (found once, with seed {first.seed}; every seed uses it)")
     key = stack_key(configs[0])
     reason = (
         "--no-stack"

@@ -621,19 +621,25 @@ def trained_settings(config: RunConfig) -> dict:
     return saved
 
 
-def changed_since(trained: dict, config: RunConfig, run: str = "the run") -> str | None:
-    """One line naming each setting (MAY_CHANGE aside) in which `config` (a record's) differs
-    from `trained` (a config dict it was trained with, any recorded layout), or None when none
-    does: `run X's config.json was changed after training started: lr 0.01 (trained with 0.003)`.
-    The caller adds what to do about it."""
+def changed_since(
+    trained: dict, config: RunConfig, run: str = "the run", kept: str = "meta.json"
+) -> str | None:
+    """One line naming each setting (MAY_CHANGE aside) in which `config` (a record's
+    config.json) differs from `trained` (the settings it was trained with, any recorded
+    layout, as the file `kept` holds them: meta.json's trained_with or checkpoint.pt), or None
+    when none does. Either file may be the edited one, so the line names both: `run X's
+    config.json and meta.json disagree on the settings it was trained with: lr 0.01 in
+    config.json, 0.003 in meta.json`. The caller adds what to do about it."""
     was, now = RunConfig.from_dict(trained).flat(), config.flat()
     changed = [
         k for k in dict.fromkeys([*was, *now]) if k not in MAY_CHANGE and was.get(k) != now.get(k)
     ]
     if not changed:
         return None
-    diff = ", ".join(f"{k} {now.get(k)!r} (trained with {was.get(k)!r})" for k in changed)
-    return f"{run}'s config.json was changed after training started: {diff}"
+    diff = ", ".join(
+        f"{k} {now.get(k)!r} in config.json, {was.get(k)!r} in {kept}" for k in changed
+    )
+    return f"{run}'s config.json and {kept} disagree on the settings it was trained with: {diff}"
 
 
 def _is_true(value) -> bool:

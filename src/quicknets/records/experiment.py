@@ -80,6 +80,32 @@ def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
     return config, model, data
 
 
+def setup_sharing(configs: list) -> list:
+    """setup() for each of several run configs (the seeds of one variant, the runs of one
+    stack): [(config, model, data), ...], loading each dataset once, shared by the configs
+    whose data settings agree (and, with a validation split, whose seed too, as the seed
+    picks the split). An `auto` lr is found once per variant (configs alike but for the seed),
+    with its first seed's run, as that run alone would find it; its other seeds train with
+    that lr, each recording it as found (config.lr_find). Errors: setup's, for the first
+    config that has one."""
+    datas: dict = {}
+    found: dict = {}  # variant -> its first seed's config, lr found
+    done = []
+    for config in configs:
+        d = config.data
+        same = (repr(d), config.train.seed if d.val_split else None)
+        variant = repr(dataclasses.replace(config, train=config.train.replace(seed=0)))
+        first = found.get(variant) if config.train.lr == "auto" else None
+        if first is not None:
+            train = config.train.replace(lr=first.train.lr)
+            config = dataclasses.replace(config, train=train, lr_find=first.lr_find)
+        config, model, data = setup(config, datas.get(same))
+        datas[same] = data
+        found.setdefault(variant, config)
+        done.append((config, model, data))
+    return done
+
+
 ADAPTING = ("784-256-128-64-10", "mlp")  # the default network, by its spec and its name
 
 

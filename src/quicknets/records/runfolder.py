@@ -140,7 +140,8 @@ def read_record(path) -> tuple:
         changed = _changed_since(trained, parts["config.json"], f"run {path.name}")
         if changed:
             problems.append(
-                f"{changed}; put it back (a record must hold the settings it was trained with)"
+                f"{changed}; put back the one edited (a record must hold the settings it "
+                "was trained with)"
             )
     return parts, problems
 

@@ -48,7 +48,7 @@ from quicknets.sweeps.record import (
     release_name,
     save_record,
 )
-from quicknets.sweeps.space import Range, Search, whole_number
+from quicknets.sweeps.space import Range, Search, check_stack, whole_number
 from quicknets.sweeps.view import format_ranking, format_sweep, load_sweep, trial_settings
 
 __all__ = [
@@ -92,6 +92,7 @@ def sweep(
     workers beat every `heartbeat` seconds. See the module docstring; Ctrl-C raises
     Interrupted, whose message says how to continue."""
     refuse_reimport()
+    check_stack(stack)
     spec = Search.build(base, grid, seeds, search, trials, draw_seed, metric, prune)
     name = check_name(name) if name is not None else new_name()
     whole_number("heartbeat", heartbeat, 1, " (seconds)")
@@ -146,6 +147,7 @@ def resume_sweep(
     it, those of stopped workers included (`storage` names it, where another machine may have
     made it)."""
     refuse_reimport()
+    check_stack(stack)
     name = check_name(name)
     record = load_record(name, runs_dir)
     if record is None or record["search"]["kind"] == "optuna" or record["storage"]:

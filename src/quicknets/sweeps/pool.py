@@ -211,24 +211,16 @@ def train_stack(jobs: tuple, stop) -> list:
     """Train jobs planned into one stack (plan_stacks) as one stacked training, each into its
     own run record: an Outcome per job. Where their networks turn out not to stack after all
     (stacked.stack_refusal), each trains apart, said in its Outcome's message."""
-    from quicknets.records.experiment import setup, train_stacked_recorded
+    from quicknets.records.experiment import setup_sharing, train_stacked_recorded
     from quicknets.training.stacked import stack_refusal
 
     if stop.is_set():
         return []
     start, runs = time.perf_counter(), []
-    datas: dict = {}  # one dataset for the variants whose data agree
     configs, models, loaded = [], [], []
-    try:
-        for job in jobs:
-            config = job.config()
-            d = config.data
-            same = (repr(d), config.train.seed if d.val_split else None)
-            config, model, data = setup(config, datas.get(same))
-            datas[same] = data
-            configs.append(config)
-            models.append(model)
-            loaded.append(data)
+    try:  # one dataset for the variants whose data agree
+        set_up = setup_sharing([job.config() for job in jobs])
+        configs, models, loaded = (list(x) for x in zip(*set_up))
         reason = stack_refusal(models, [c.train for c in configs], loaded)
     except QuicknetsError as e:
         reason = str(e)

@@ -69,7 +69,7 @@ def parse_values(key: str, text: str):
                 f"--{key.replace('_', '-')} range must be LOW:HIGH or log:LOW:HIGH, got {text!r}"
             )
         return check_range(key, parts[0], parts[1], log, repr(text))
-    return [convert(key, v.strip()) for v in text.split(",") if v.strip()]
+    return [convert(key, v) for v in _items(key, text)]
 
 
 def check_space(space) -> dict:
@@ -134,8 +134,13 @@ def _refuse_repeats(key: str, values: list) -> None:
         raise QuicknetsError(f"{key} lists {', '.join(repeated)} more than once")
 
 
+MAX_SEEDS = 10_000  # each seed is a run with its own folder: more is a mistake, not a study
+
+
 def seed_list(seeds) -> list:
-    """3 → [0, 1, 2]; a list (or '0,7,9' as on the command line) is taken as it is."""
+    """3 → [0, 1, 2]; a list (or '0,7,9' as on the command line) is taken as it is.
+    Errors (QuicknetsError): fewer than 1 or more than MAX_SEEDS seeds (checked before any
+    list is built), a seed that is not a whole number, a repeated seed."""
     shape = "a number of seeds (3 means 0, 1, 2) or a list of seeds (0,7,9)"
     if isinstance(seeds, str):
         text = seeds.strip()
@@ -149,15 +154,62 @@ def seed_list(seeds) -> list:
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
             raise QuicknetsError(f"seeds must be {shape}; {seeds} seeds is less than 1")
+        _refuse_too_many(seeds)
         return list(range(seeds))
     if not isinstance(seeds, (list, tuple)) or not seeds:
         raise QuicknetsError(f"seeds must be {shape}, got {seeds!r}")
+    _refuse_too_many(len(seeds))
     try:
         seeds = [convert("seed", s) for s in seeds]
     except QuicknetsError:  # name the flag given (--seeds), not the one converted (--seed)
         raise QuicknetsError(f"seeds must be {shape}, got {','.join(map(str, seeds))!r}") from None
     _refuse_repeats("seeds", seeds)
     return seeds
+
+
+def _refuse_too_many(count: int) -> None:
+    if count > MAX_SEEDS:
+        raise QuicknetsError(
+            f"{count} seeds is too many: at most {MAX_SEEDS:,}, as each seed is a run "
+            "trained and saved in a folder of its own"
+        )
+
+
+def check_class_names(base: dict, space: dict) -> None:
+    """Class weights naming a class that a built-in dataset of the sweep lacks: the error
+    `train` gives, before any trial starts (not as each trial's failure). Data from a path is
+    checked by each trial, as its class names need the data read (the sweep's own process
+    does not load data)."""
+    from quicknets.config.class_weights import resolve
+    from quicknets.config.configs import DataConfig
+    from quicknets.data.datasets import DATASETS
+
+    weights = space.get("class_weights", [base.get("class_weights")])
+    datasets = space.get("dataset", [base.get("dataset", DataConfig().dataset)])
+    for name in datasets:
+        info = DATASETS.get(name) if isinstance(name, str) else None
+        for value in weights if info is not None and isinstance(weights, list) else []:
+            if value is not None:
+                resolve(value, list(info.classes), [1] * len(info.classes))
+
+
+def check_stack(stack) -> bool:
+    """stack=: True or False only ("no" is a string, and true as a condition)."""
+    if not isinstance(stack, bool):
+        raise QuicknetsError(f"stack must be true or false, got {stack!r}")
+    return stack
+
+
+def _items(key: str, text: str) -> list:
+    """The items of a comma list, stripped; an empty one ('0.001,' or ',0.001') is an error
+    naming the flag, not dropped (as for --seeds)."""
+    items = [v.strip() for v in text.split(",")]
+    if not all(items):
+        raise QuicknetsError(
+            f"--{key.replace('_', '-')} {text!r} has an empty item: "
+            "give values separated by commas, with none left empty"
+        )
+    return items
 
 
 def whole_number(key: str, value, low: int, meaning: str = "") -> int:
@@ -271,6 +323,7 @@ class Search:
             choose_metric(metric, base, space),
             prune,
         )
+        check_class_names(base, space)
         if kind == "grid":
             grid_trials(space, [0])  # ranges are refused here, before anything runs
         # settings that must fit together (momentum with sgd, warmup with onecycle), before

@@ -93,11 +93,11 @@ def check_trained_with(state: dict, config, run: str = "the run") -> None:
         return
     from quicknets.config.configs import changed_since
 
-    changed = changed_since(state["config"], config, run)
+    changed = changed_since(state["config"], config, run, kept="checkpoint.pt")
     if changed:
         raise QuicknetsError(
-            f"{changed}; put it back to resume (a record must hold the settings it was trained "
-            "with), or train a new run"
+            f"{changed}; put config.json back to resume (a record must hold the settings it "
+            "was trained with), or train a new run"
         )
 
 
