@@ -362,7 +362,7 @@ def test_corrupt_files_are_clear_errors(runs_dir):
     with pytest.raises(QuicknetsError, match="cannot load"):
         load_model(load_run(path.name, runs_dir))
     (path / "model.pt").write_text('{"not a model"')  # garbage, not a refused pickle
-    with pytest.raises(QuicknetsError, match="corrupt or not a weights-only model file"):
+    with pytest.raises(QuicknetsError, match="corrupt or not a file of plain tensors"):
         load_model(load_run(path.name, runs_dir))
 
 

@@ -118,8 +118,19 @@ def test_corrupt_or_missing_checkpoint_is_a_clear_error(tmp_path):
     save_checkpoint(file, 1, model, opt, torch.Generator(), [])
     data = file.read_bytes()
     file.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
-    with pytest.raises(QuicknetsError, match="is corrupt"):
+    with pytest.raises(QuicknetsError, match="is corrupt or foreign, not loaded"):
         load_checkpoint(file)
+    for content, why in [  # torch's advice (weights_only=False: run its code) is never passed on
+        (b"garbage, not a torch file", "it is corrupt or not a file of plain tensors"),
+        (torch.nn.Linear(2, 2), "it holds objects other than weights"),
+    ]:
+        if isinstance(content, bytes):
+            file.write_bytes(content)
+        else:
+            torch.save(content, file)
+        with pytest.raises(QuicknetsError, match=why) as e:
+            load_checkpoint(file)
+        assert "weights_only" not in str(e.value) and len(str(e.value).splitlines()) == 1
     torch.save({"something": 1}, file)
     with pytest.raises(QuicknetsError, match="not a quicknets checkpoint"):
         load_checkpoint(file)

@@ -142,6 +142,18 @@ class _Recorder:
         return self.f.flush()
 
 
+def load_refusal(e: Exception) -> str:
+    """One line saying why torch.load(..., weights_only=True) did not load a file, in place of
+    torch's own message, whose advice (load it again with weights_only=False) would run any code
+    the file holds: a corrupt file, a foreign one, or one holding objects other than tensors."""
+    text = str(e).strip()
+    if "Unsupported global" in text:  # a pickled object the weights-only loader refuses
+        return "it holds objects other than weights (refused: loading it could run code)"
+    if "Weights only load failed" in text:  # "Unsupported operand": garbage or a raw pickle
+        return "it is corrupt or not a file of plain tensors (not loaded: it could run code)"
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def atomic_torch_save(obj, path, parents: bool = True) -> None:
     import torch  # here, so that importing storage stays light
 

@@ -62,6 +62,7 @@ from torch import nn
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import use_strict_math
+from quicknets.base.storage import load_refusal
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
 
 METHODS = ("msp", "energy", "mahalanobis", "knn")
@@ -422,7 +423,9 @@ def load_familiarity(path) -> Familiarity:
     except FileNotFoundError:
         raise QuicknetsError(f"no familiarity statistics at {path}") from None
     except Exception as e:  # truncated, foreign, or holding objects other than tensors
-        raise QuicknetsError(f"cannot read familiarity statistics {path}: {e}") from None
+        raise QuicknetsError(
+            f"cannot read familiarity statistics {path}: {load_refusal(e)}"
+        ) from None
     if not isinstance(saved, dict) or not isinstance(saved.get("statistics"), dict):
         raise QuicknetsError(f"{path} holds no familiarity statistics")
     return Familiarity.from_description(saved, saved["statistics"])

@@ -26,6 +26,7 @@ from torch import nn
 
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.machine import TRAINING, use_strict_math
+from quicknets.base.storage import load_refusal
 from quicknets.networks.specs import NETWORKS, parse_sizes
 
 ACTIVATIONS = {
@@ -619,12 +620,7 @@ def load_saved(path, preprocessing=None) -> Network:
     except QuicknetsError:
         raise
     except Exception as e:  # unpickling refused, truncated file, mismatched weights
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Unsupported global" in str(e):  # a pickled object the weights-only loader refuses
-            first = "it holds objects other than weights (refused: loading it could run code)"
-        elif "Weights only load failed" in first:  # "Unsupported operand": garbage or a raw pickle
-            first = "it is corrupt or not a weights-only model file (not loaded: it could run code)"
-        raise QuicknetsError(f"cannot load {path}: {first}") from None
+        raise QuicknetsError(f"cannot load {path}: {load_refusal(e)}") from None
     if saved.get("preprocessing"):
         model.preprocessing = Preprocessing.from_dict(saved["preprocessing"])
     else:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.storage import atomic_torch_save
+from quicknets.base.storage import atomic_torch_save, load_refusal
 
 FORMAT = 1  # bumped when the layout below changes
 
@@ -71,7 +71,7 @@ def load_checkpoint(path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, not a torch file, or holding code
         raise QuicknetsError(
-            f"checkpoint {path} is corrupt ({str(e).splitlines()[0]}); it was not loaded"
+            f"checkpoint {path} is corrupt or foreign, not loaded: {load_refusal(e)}"
         ) from None
     missing = {"format", "epoch", "model", "optimizer", "generator", "torch_rng", "history"} - set(
         state if isinstance(state, dict) else ()
