@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,16 @@ import pytest
 from conftest import HANG_S, finish, wait_until
 from quicknets.base.errors import QuicknetsError
 from quicknets.records.index import query
-from quicknets.sweeps.pool import Job, Outcome, execute, plan_workers, train_job
+from quicknets.sweeps.pool import (
+    Job,
+    Outcome,
+    ctrl_c_deferred,
+    execute,
+    on_ctrl_c,
+    plan_workers,
+    train_job,
+)
+from quicknets.sweeps.study import quiet_optuna, storage_of
 
 CORES = len(os.sched_getaffinity(0))
 
@@ -98,6 +108,74 @@ def test_a_failing_trial_is_an_outcome(tiny_dir, runs_dir):
     }  # its record says so
     stop.set()
     assert train_job(Job(base(tiny_dir), {"seed": 0}, "f", "test_accuracy"), stop) is None
+
+
+def write_lock_is_free(path) -> bool:
+    """Whether another connection can take SQLite's exclusive lock on `path` at once."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def test_ctrl_c_inside_a_storage_write_waits_for_the_write_to_end(tmp_path):
+    import optuna
+
+    path = tmp_path / "study.sqlite3"
+    written = []
+    with quiet_optuna(), on_ctrl_c(signal.default_int_handler):
+        storage = storage_of(f"sqlite:///{path}")
+        # raised at the block's end, as Ctrl-C would have raised at once
+        with pytest.raises(KeyboardInterrupt), ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # pressed before the write starts
+            study = optuna.create_study(storage=storage, study_name="s")
+            study.set_user_attr("k", 1)
+            written.append(True)
+        assert written == [True] and study.user_attrs == {"k": 1}
+        assert write_lock_is_free(path)
+        # an ignored Ctrl-C (a worker process outside a training) stays ignored
+        with on_ctrl_c(signal.SIG_IGN), ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            study.set_user_attr("k", 2)
+        assert study.user_attrs == {"k": 2}
+        # a handler of its own is called once, after the block, and its error outranks the block's
+        calls = []
+
+        def handler(signum, frame):
+            calls.append(signum)
+            raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt), on_ctrl_c(handler), ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert calls == []
+            raise ValueError("the block's own error")
+        assert calls == [signal.SIGINT]
+
+
+def test_ctrl_c_during_a_trial_s_callbacks_stops_the_training_after_them(tiny_dir, runs_dir):
+    """The pruning check (on_epoch) and the run's link (on_start) write to the study: a Ctrl-C
+    inside them stops the training once they end, marked interrupted."""
+    for where in ("on_start", "on_epoch"):
+        ended = []
+
+        def callback(*args, where=where, ended=ended):
+            os.kill(os.getpid(), signal.SIGINT)
+            ended.append(where)  # not reached if the Ctrl-C raised inside the callback
+
+        job = Job(
+            base(tiny_dir) | {"epochs": 3},
+            {"network": "784-16-10", "seed": 0},
+            "c",
+            "test_accuracy",
+            runs_dir=runs_dir,
+        )
+        outcome = train_job(job, threading.Event(), **{where: callback})
+        assert ended == [where] and outcome.status == "interrupted", (where, outcome)
 
 
 def echo(task, tell, stop):

@@ -128,6 +128,26 @@ def on_ctrl_c(handler):
         signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def ctrl_c_deferred():
+    """Ctrl-C inside waits for the block's end, then acts as the handler before it would have
+    (raises, or is ignored). For a storage write: a KeyboardInterrupt raised inside SQLAlchemy
+    mid-transaction can leave the connection holding SQLite's write lock (seen in 1 of 40
+    interrupted report/should_prune loops), and every other worker's next write then waits its
+    busy timeout and fails with "database is locked"."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pressed and callable(previous):  # a Ctrl-C outranks the block's own error
+            previous(signal.SIGINT, pressed[0])
+
+
 def score(history: list, results: dict, metric: str):
     """A run's value of `metric`, computed as the ranking table computes it."""
     from quicknets.records.comparison import metrics
@@ -149,11 +169,13 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     def started(path):
         runs.append(path.name)
         if on_start is not None:
-            on_start(path)
+            with ctrl_c_deferred():  # a study's trial records its run
+                on_start(path)
 
     def after_epoch(epoch, row):
         if on_epoch is not None:
-            on_epoch(epoch, row)
+            with ctrl_c_deferred():  # a pruning check writes to the study
+                on_epoch(epoch, row)
         if stop.is_set():  # another trial was interrupted: stop here, resumable
             raise KeyboardInterrupt
 

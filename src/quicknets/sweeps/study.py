@@ -113,8 +113,9 @@ def write_at_once(engine) -> None:
     """Every SQLite transaction takes the write lock when it begins (BEGIN IMMEDIATE), as
     SQLAlchemy's pysqlite notes advise. Optuna's writes read first, and SQLite answers a read
     lock's upgrade that would wait on another writer with "database is locked" at once,
-    whatever the busy timeout: two workers closing their trials together after Ctrl-C on a
-    busy machine hit it. Taken at the start, the lock is waited for (the 120 s timeout)."""
+    whatever the busy timeout. Taken at the start, the lock is waited for (the 120 s timeout).
+    A Ctrl-C never lands inside a write (pool.ctrl_c_deferred): one that did could leave the
+    lock held, and the other workers' writes then failed after their timeout."""
     from sqlalchemy import event
 
     @event.listens_for(engine, "connect")

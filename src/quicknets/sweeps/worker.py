@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from quicknets.sweeps.pool import Job, Outcome, execute, train_job
+from quicknets.sweeps.pool import Job, Outcome, ctrl_c_deferred, execute, train_job
 from quicknets.sweeps.space import Range, Search
 from quicknets.sweeps.study import (
     GRACE_BEATS,
@@ -55,7 +55,8 @@ def beat(storage, trial_id: int) -> None:
 @contextmanager
 def beating(storage, trial_id: int, interval: int):
     """Beat now, then every `interval` seconds in a thread, until the block ends."""
-    beat(storage, trial_id)
+    with ctrl_c_deferred():
+        beat(storage, trial_id)
     done = threading.Event()
 
     def loop():
@@ -239,8 +240,9 @@ def study_worker(work: StudyWork, tell, stop) -> None:
         )
         study_id = storage.get_study_id_from_name(work.name)
         while not stop.is_set():
-            fail_stale(study, storage, study_id, work.heartbeat)
-            taken = next_trial(study, storage, study_id, work.search)
+            with ctrl_c_deferred():  # storage writes end whole (see ctrl_c_deferred)
+                fail_stale(study, storage, study_id, work.heartbeat)
+                taken = next_trial(study, storage, study_id, work.search)
             if taken is None:
                 if not still_running(study):
                     return
@@ -250,18 +252,20 @@ def study_worker(work: StudyWork, tell, stop) -> None:
             with beating(storage, trial_id, work.heartbeat):
                 outcome = train_trial(trial, work, stop)
             outcome = dataclasses.replace(outcome, retry_of=retry_of)
-            tell(close_trial(study, storage, trial, trial_id, outcome))
+            with ctrl_c_deferred():
+                tell(close_trial(study, storage, trial, trial_id, outcome))
 
 
 def set_attrs(trial, **attrs) -> None:
     """Trial user attributes; a trial failed meanwhile as stale takes none (close_trial says)."""
     import optuna
 
-    for key, value in attrs.items():
-        try:
-            trial.set_user_attr(key, value)
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
-            return
+    with ctrl_c_deferred():
+        for key, value in attrs.items():
+            try:
+                trial.set_user_attr(key, value)
+            except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+                return
 
 
 def resumable(names: list, runs_dir) -> str | None:
@@ -311,7 +315,8 @@ def train_trial(trial, work: StudyWork, stop) -> Outcome:
     outcome = None
     try:
         if search.kind == "optuna":
-            overrides, seeds = suggest(trial, search.space), search.seeds
+            with ctrl_c_deferred():  # TPE's proposal is written to the study
+                overrides, seeds = suggest(trial, search.space), search.seeds
         else:  # a queued trial: its settings were fixed when it was queued
             overrides = {k: v for k, v in trial.params.items() if k != "seed"}
             seeds = [trial.params["seed"]]
