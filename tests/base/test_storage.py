@@ -4,12 +4,16 @@ removed folder is one clear error that leaves the earlier file intact."""
 import errno
 import json
 import os
+import signal
 import stat
 import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 
+from quicknets.base import storage
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.storage import (
     WriteError,
@@ -17,6 +21,7 @@ from quicknets.base.storage import (
     atomic_write,
     atomic_write_bytes,
     atomic_write_json,
+    ctrl_c_deferred,
     json_text,
 )
 
@@ -160,3 +165,84 @@ def test_json_is_strict_and_non_finite_numbers_are_null(tmp_path):
     }
     assert obj["a"] != obj["a"]  # the caller's object is left as it was
     assert _strict(json_text([float("nan")], indent=None)) == [None]
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT handled as Python's default, KeyboardInterrupt (pytest may have its own)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def leftovers(folder) -> list:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_ctrl_c_during_a_write_raises_once_the_whole_file_is_there(tmp_path, ctrl_c_raises):
+    path = tmp_path / "f.bin"
+
+    def write(f):
+        f.write(b"first half ")
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle
+        f.write(b"second half")
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, write)
+    assert path.read_bytes() == b"first half second half" and leftovers(tmp_path) == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_ctrl_c_inside_torch_save_is_not_a_failed_write(tmp_path, ctrl_c_raises, monkeypatch):
+    """Raised inside torch.save's writes, KeyboardInterrupt came out as a RuntimeError
+    ("unexpected pos"), and a run whose checkpoint it was was marked failed."""
+    write = storage._Recorder.write
+    calls = []
+
+    def pressed_during(self, data):
+        calls.append(len(data))
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return write(self, data)
+
+    monkeypatch.setattr(storage._Recorder, "write", pressed_during)
+    weights = {"w": torch.arange(1000.0)}
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save(weights, tmp_path / "c.pt")
+    assert len(calls) > 2  # the write went on after the Ctrl-C
+    assert torch.equal(torch.load(tmp_path / "c.pt", weights_only=True)["w"], weights["w"])
+    assert leftovers(tmp_path) == []
+
+
+def test_a_deferred_ctrl_c_acts_as_the_handler_before_it_would_have(tmp_path):
+    calls = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        with ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            assert calls == []
+        assert calls == [signal.SIGINT]  # a handler of its own: called once, after
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # ignored stays ignored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # the default action (SIG_DFL) ends the process, after the write
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from quicknets.base.storage import atomic_write_bytes
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        def write(f):
+            f.write(b"a")
+            os.kill(os.getpid(), signal.SIGINT)
+            f.write(b"b")
+        from quicknets.base.storage import atomic_write
+        atomic_write({str(tmp_path / "g.bin")!r}, write)
+        print("not reached")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGINT and "not reached" not in proc.stdout
+    assert (tmp_path / "g.bin").read_bytes() == b"ab"

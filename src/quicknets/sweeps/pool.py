@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.storage import ctrl_c_deferred
 from quicknets.evaluation.metric_names import upgrade_history
 from quicknets.training.stackable import stack_key
 
@@ -126,26 +127,6 @@ def on_ctrl_c(handler):
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def ctrl_c_deferred():
-    """Ctrl-C inside waits for the block's end, then acts as the handler before it would have
-    (raises, or is ignored). For a storage write: a KeyboardInterrupt raised inside SQLAlchemy
-    mid-transaction can leave the connection holding SQLite's write lock (seen in 1 of 40
-    interrupted report/should_prune loops), and every other worker's next write then waits its
-    busy timeout and fails with "database is locked"."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-    pressed = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pressed and callable(previous):  # a Ctrl-C outranks the block's own error
-            previous(signal.SIGINT, pressed[0])
 
 
 def score(history: list, results: dict, metric: str):
@@ -277,6 +258,11 @@ def train_stack(jobs: tuple, stop) -> list:
             )
     except (Exception, KeyboardInterrupt) as e:  # a failure of the whole stack, or Ctrl-C:
         if isinstance(e, KeyboardInterrupt) or pressed:  # Interrupted is not an Exception
+            if not isinstance(e, KeyboardInterrupt):  # raised as another error (train_job)
+                from quicknets.records.runs import mark
+
+                for path in runs:
+                    mark(path, "interrupted")
             stop.set()
             return [
                 outcome(j, "interrupted", p, message="it keeps its last finished epoch")

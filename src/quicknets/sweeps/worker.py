@@ -29,7 +29,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from quicknets.sweeps.pool import Job, Outcome, ctrl_c_deferred, execute, train_job
+from quicknets.base.storage import ctrl_c_deferred
+from quicknets.sweeps.pool import Job, Outcome, execute, train_job
 from quicknets.sweeps.space import Range, Search
 from quicknets.sweeps.study import (
     GRACE_BEATS,
