@@ -520,6 +520,50 @@ def test_compare_refuses_a_bad_plot_suffix_before_printing(tmp_path, capsys):
     assert out == "" and err.startswith("error: cannot save a figure as")
 
 
+NO_DATA = ["--dataset", "mnist", "--data-dir", "no-data", "--no-verify"]  # an error if read
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "no-such-run", "--plot", "afile/c.png"], "afile is a file"),
+        (["compare", "--sweep", "s", "--plot", "adir.png"], "adir.png: it is a folder"),
+        (["classify", "no-such-run", "--index", "0", "--plot", "afile/c.png"], "afile is a"),
+        (["classify", "nope", "--index", "0", "--index", "1", "--plot", "a.png"], "a-0.png: it"),
+        (["show", "no-such-run", "--out", "afile"], "into afile: it is a file"),
+        (["report", "no-such-run", "--out", "afile/r.html"], "afile is a file"),
+        (["report", "--sweep", "s", "--out", "r.html"], "r.html: it is a folder"),
+        (["export", "no-such-run", "--out", "m.txt"], "onnx exports are .onnx files"),
+        (["export", "no-such-run", "--out", "m.png", "--format", "torchscript"], ".torchscript"),
+        (["export", "no-such-run", "--out", "afile/m.onnx"], "afile is a file"),
+        (["lr-find", *NO_DATA, "--plot", "afile/l.png"], "afile is a file"),
+        (["lr-find", *NO_DATA, "--plot", "l.png"], "cannot write l.json: it is a folder"),
+        (["train", *NO_DATA, "--runs-dir", "afile/runs"], "into afile/runs: afile is a file"),
+        (["train", *NO_DATA, "--seeds", "2", "--runs-dir", "afile"], "into afile: it is a"),
+        (["sweep", *NO_DATA, "--lr", "0.1,0.2", "--runs-dir", "afile"], "into afile: it is"),
+        (["audit", "mnist", "--data-dir", "no-data", "--out", "afile/a.html"], "afile is a"),
+        (["audit", "mnist", "--data-dir", "no-data", "--out", "a.html"], "a.json: it is a "),
+        (["audit", "mnist", "--data-dir", "no-data", "--runs-dir", "afile"], "afile/audits"),
+    ],
+)
+def test_an_output_place_is_checked_before_any_work(args, message, tmp_path, capsys, monkeypatch):
+    """An output that cannot be written (a folder or a file in the way; a wrong suffix) is one
+    error line before any work or output: the run, the sweep or the data named are not even
+    looked for (each would be an error of its own), and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("kept")
+    for folder in ("adir.png", "a-0.png", "r.html", "l.json", "a.json"):
+        (tmp_path / folder).mkdir()
+    before = sorted(tmp_path.rglob("*"))
+    if "--runs-dir" not in args:
+        args = [*args, "--runs-dir", "runs"]
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: "), err
+    assert err.count("\n") == 1 and message in err, err
+    assert sorted(tmp_path.rglob("*")) == before and (tmp_path / "afile").read_text() == "kept"
+
+
 def test_training_into_a_closed_pipe_stops_resumable_and_says_so(tiny_dir, tmp_path):
     """`quicknets train | head`: the run stopped without a word and was listed as failed."""
     runs = tmp_path / "runs"

@@ -22,7 +22,9 @@ from quicknets.base.storage import (
     atomic_write_bytes,
     atomic_write_json,
     ctrl_c_deferred,
+    html_path,
     json_text,
+    output_path,
 )
 
 
@@ -133,6 +135,53 @@ def test_a_real_full_disk(tmp_path):
         assert (disk / "checkpoint.pt").read_bytes() == before
         assert torch.load(disk / "checkpoint.pt")["w"].sum() == 100
         assert [p.name for p in disk.iterdir()] == ["checkpoint.pt"]  # no temp file left
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_output_path_refuses_a_place_that_cannot_take_the_file(tmp_path):
+    """Checked before the work whose result goes there; nothing is made either way."""
+    (tmp_path / "afile").write_text("kept")
+    (tmp_path / "adir.png").mkdir()
+    refused = {
+        (tmp_path / "adir.png", False): "adir.png: it is a folder; give a file name",
+        (tmp_path / "afile", True): "into .*afile: it is a file, not a folder",
+        (tmp_path / "afile" / "c.png", False): "afile is a file, not a folder",
+        (tmp_path / "afile" / "x" / "y" / "c.png", False): "afile is a file, not a folder",
+        (tmp_path / "afile" / "x", True): "afile is a file, not a folder",
+    }
+    for (path, folder), message in refused.items():
+        with pytest.raises(QuicknetsError, match=message):
+            output_path(path, folder=folder)
+    with pytest.raises(QuicknetsError, match="the page is an HTML file"):
+        html_path(tmp_path / "r.txt")
+    with pytest.raises(QuicknetsError, match="afile is a file, not a folder"):
+        html_path(tmp_path / "afile" / "r.html")
+    for path, folder in [
+        (tmp_path / "new" / "deeper" / "c.png", False),  # its folders are made by the write
+        (tmp_path / "afile", False),  # replaced by the write
+        (tmp_path / "adir.png", True),
+        (tmp_path / "new", True),
+    ]:
+        assert output_path(str(path), folder=folder) == path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir.png", "afile"]
+    assert (tmp_path / "afile").read_text() == "kept" and not any((tmp_path / "adir.png").iterdir())
+
+
+def test_output_path_in_a_read_only_folder(tmp_path):
+    """Root passes every permission test (os.access), so a read-only mount is the real case."""
+    disk = tmp_path / "ro"
+    disk.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(disk)], capture_output=True
+    ).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        for path, folder in [(disk / "c.png", False), (disk / "a" / "b", True), (disk, True)]:
+            with pytest.raises(
+                QuicknetsError, match=f"no file can be made in {disk} \\(Read-only file system"
+            ):
+                output_path(path, folder=folder)
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)
 

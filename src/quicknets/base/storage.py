@@ -51,13 +51,38 @@ def cache_dir() -> Path:
     return Path(base) / "quicknets"
 
 
+def output_path(path, folder: bool = False) -> Path:
+    """`path` as a Path, checked before the work whose result goes there, so a place that cannot
+    take it is one error at once, not after the work and its printed table: not a folder (with
+    `folder`: not a file), below no file, under a folder in which this process can make a file
+    (tried with a nameless temporary file; no folder is made). Raises QuicknetsError ("cannot
+    write PATH: WHY")."""
+    path = Path(path)
+    cannot = f"cannot write into {path}" if folder else f"cannot write {path}"
+    if folder and path.exists() and not path.is_dir():
+        raise QuicknetsError(f"{cannot}: it is a file, not a folder")
+    if not folder and path.is_dir():
+        raise QuicknetsError(f"{cannot}: it is a folder; give a file name")
+    start = path if folder else path.parent  # where the files are made
+    above = next((p for p in (start, *start.parents) if p.exists()), Path("."))
+    if not above.is_dir():
+        raise QuicknetsError(f"{cannot}: {above} is a file, not a folder")
+    try:  # a nameless file (O_TMPFILE), as the write will make one; os.access misses read-only
+        with tempfile.TemporaryFile(dir=above):  # mounts, and root passes every permission test
+            pass
+    except OSError as e:
+        raise QuicknetsError(f"{cannot}: no file can be made in {above} ({e.strerror})") from None
+    return path
+
+
 def html_path(path, what: str = "the page") -> Path:
     """`path` as a Path; raises QuicknetsError unless it names an HTML file (.html, .htm), so a
-    page is never written under another kind's name (`--out r.txt`, `--out r.png`)."""
+    page is never written under another kind's name (`--out r.txt`, `--out r.png`), in a place
+    that can take it (output_path)."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise QuicknetsError(f"{what} is an HTML file: give a name ending in .html, not {path}")
-    return path
+    return output_path(path)
 
 
 @contextmanager

@@ -107,6 +107,7 @@ def run(args) -> int:
     )
     from quicknets.audit.page import page_path, write_audit
     from quicknets.base.errors import QuicknetsError
+    from quicknets.base.storage import output_path
     from quicknets.data.loading import is_path, load_dataset
     from quicknets.records.runs import runs_root
 
@@ -116,7 +117,12 @@ def run(args) -> int:
         raise QuicknetsError(
             f"--folds must be 2 or more and --epochs 1 or more, not {folds} and {epochs}"
         )
-    chosen = page_path(args.out) if args.out else None  # a wrong name: said before the work
+    # a wrong name or a place that cannot take the page and its JSON: said before the work
+    chosen = page_path(args.out) if args.out else None
+    if chosen:
+        output_path(chosen.with_suffix(".json"))
+    else:
+        output_path(runs_root(args.runs_dir) / "audits", folder=True)
     if is_path(args.dataset):  # a file's size says roughly how many images, before parsing
         estimate = estimate_images(args.dataset, args.test, args.image_size, args.channels)
         if estimate:

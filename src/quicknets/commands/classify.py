@@ -76,6 +76,12 @@ def run(args) -> int:
         )
     if args.top < 1:
         raise QuicknetsError(f"--top must be at least 1, not {args.top}")
+    items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
+    paths = []
+    if args.plot:
+        from quicknets.plots.figures import plot_paths
+
+        paths = plot_paths(args.plot, len(items))  # a bad name or place: before any work
     if is_export(args.run):
         model = load_exported(args.run)  # the preprocessing and classes are in the file
         data = export_data(model, args.data_dir) if args.index else None
@@ -84,16 +90,11 @@ def run(args) -> int:
         model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
         data = load_run_data(record, args.data_dir) if args.index else None
         run_familiarity(record, model, data, args.data_dir)  # fitted once for an older run
-    items = [(f"test image {i}", i) for i in args.index] + [(str(f), f) for f in args.images]
     if method is not None:
         from quicknets.evaluation.attribution import METHODS, check_method
 
         method = check_method(model, method)  # grad_cam on an MLP: the methods it has
     plots = []  # (image, its top row): drawn once every image has been classified
-    if args.plot:
-        from quicknets.plots.figures import plot_paths
-
-        paths = plot_paths(args.plot, len(items))  # a bad extension fails before any work
     for label, image in items:
         top = classify(model, image, data, top=args.top)
         truth = ""

@@ -75,9 +75,9 @@ def run(args) -> int:
     from quicknets.records.runs import list_runs, not_a_run
 
     if args.plot is not None:
-        from quicknets.plots.figures import figure_format
+        from quicknets.plots.figures import figure_path
 
-        figure_format(args.plot)  # a bad suffix is an error before the table, not after it
+        figure_path(args.plot)  # a bad name or place is an error before the table, not after
     if args.sort is not None:
         from quicknets.evaluation.metric_names import metric_name
 

@@ -26,8 +26,8 @@ def add_parser(sub) -> None:
         metavar="PATH",
         default=None,
         type=given,
-        help="the file to write (default: RUN's name with .onnx, .torchscript or "
-        ".safetensors, in the current folder)",
+        help="the file to write, named with its format's suffix (default: RUN's name with "
+        ".onnx, .torchscript or .safetensors, in the current folder)",
     )
     add_data_dir(p)
     add_runs_dir(p)
@@ -35,8 +35,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     from quicknets.base.errors import QuicknetsError
     from quicknets.commands.common import load_run_data
     from quicknets.outputs.exporting import (
@@ -44,6 +42,7 @@ def run(args) -> int:
         FORMATS,
         TOLERANCE,
         export,
+        export_path,
         format_of,
         require,
     )
@@ -58,15 +57,16 @@ def run(args) -> int:
 
     format = format_of(args.format, args.out)  # an unknown format or a missing package: at once
     require(format)
+    out = export_path(args.out, format) if args.out else None  # a bad name: before any work
     path = find_run(args.run, args.runs_dir)
     if not is_finished(path):
         raise QuicknetsError(f"cannot export: {unfinished_message(path)}")
+    out = out or export_path(path.name + FORMATS[format], format)
     record = load_run(path)
     model = load_model(record)
     data = load_run_data(record, args.data_dir)
     if format == "safetensors":  # it carries the familiarity statistics: fitted for an older run
         run_familiarity(record, model, data)
-    out = Path(args.out) if args.out else Path(record.name + FORMATS[format])
     done = export(model, out, format, images=data.test_images[:CHECK_IMAGES], run=record)
     difference = done["max_difference"]
     within = f"within {difference:.1e} (allowed {TOLERANCE:.0e})" if difference else "identical"

@@ -59,16 +59,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from quicknets.base.storage import atomic_write_json
+    from quicknets.base.storage import atomic_write_json, output_path
     from quicknets.commands.train import run_config
-    from quicknets.plots.figures import figure_format, save_figure
+    from quicknets.plots.figures import figure_path, save_figure
     from quicknets.records import experiment
     from quicknets.training.lr_finder import lr_find, plot_lr_find
 
-    plot = Path(args.plot)
-    figure_format(plot)  # a bad suffix is an error before the sweep, not after
+    plot = figure_path(args.plot)  # a bad name or place is an error before the sweep, not after
+    numbers = output_path(plot.with_suffix(".json"))
     config = run_config(args)
     if config.train.lr == "auto":  # the rate is what we look for: setup must not find it first
         config = config.replace(lr=TrainConfig().lr)  # (the sweep sets its own rates)
@@ -88,7 +86,6 @@ def run(args) -> int:
         )
     print(f"suggested lr: {found.lr:g} ({found.describe()})")
     save_figure(plot_lr_find(found, title=f"LR range test: {what}"), plot)
-    numbers = plot.with_suffix(".json")
     atomic_write_json(
         numbers,
         {

@@ -22,16 +22,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
+    from quicknets.base.storage import output_path
     from quicknets.commands.common import load_run_data
     from quicknets.outputs.report import run_figures, save_figures
     from quicknets.records.runs import load_model, load_run
 
+    # a file in the way, say, is an error before the figures are drawn
+    folder = output_path(args.out, folder=True) if args.out else None
     record = load_run(args.run, args.runs_dir)
     model = load_model(record)  # before drawing anything: a run without a model writes nothing
     data = load_run_data(record, args.data_dir)
-    folder = Path(args.out) if args.out else record.path / "figures"
+    folder = folder or output_path(record.path / "figures", folder=True)
     for path in save_figures(run_figures(record, model, data), folder):
         print(f"wrote: {path}")
     return 0

@@ -228,6 +228,8 @@ def run(args) -> int:
 
 def _run(args) -> int:
     from quicknets.base.errors import QuicknetsError
+    from quicknets.base.storage import output_path
+    from quicknets.records.runs import runs_root
     from quicknets.sweeps import format_ranking, load_record, new_name, resume_sweep, sweep
     from quicknets.sweeps.space import Range, parse_values
     from quicknets.training.loggers import parse_log_to, require
@@ -237,6 +239,7 @@ def _run(args) -> int:
     if args.show is not None:
         return show(args)
     require(log_to)  # a missing package: an error before any trial
+    output_path(runs_root(args.runs_dir), folder=True)  # where the runs go, too
     if args.resume_sweep is not None:
         given = [
             k

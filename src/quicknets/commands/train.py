@@ -203,6 +203,11 @@ def seeds(args) -> int:
 
 
 def run(args) -> int:
+    if not (args.print_config or args.resume):  # where run folders go: checked before any work
+        from quicknets.base.storage import output_path
+        from quicknets.records.runs import runs_root
+
+        output_path(runs_root(args.runs_dir), folder=True)
     if args.seeds is not None:
         return seeds(args)
     if args.stack is False:

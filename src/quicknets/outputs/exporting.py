@@ -43,7 +43,7 @@ from torch import nn
 
 from quicknets import __version__
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.storage import atomic_write_bytes, json_text
+from quicknets.base.storage import atomic_write_bytes, json_text, output_path
 from quicknets.data.preprocessing import Preprocessing
 from quicknets.evaluation.classification import predict_proba
 
@@ -74,6 +74,18 @@ def format_of(format=None, path=None) -> str:
     if by_suffix and by_suffix != format:
         raise QuicknetsError(f"{path} has the suffix of a {by_suffix} file, not {format}")
     return format
+
+
+def export_path(path, format: str) -> Path:
+    """`path` as a Path, checked before the export is made: it ends in `format`'s suffix
+    (FORMATS), so no export is written under another kind's name (`--out m.txt`, `m.png`), and
+    its place can take the file (storage.output_path). Raises QuicknetsError."""
+    if not str(path).endswith(FORMATS[format]):
+        raise QuicknetsError(
+            f"{format} exports are {FORMATS[format]} files: give a name ending in "
+            f"{FORMATS[format]}, not {path}"
+        )
+    return output_path(path)
 
 
 def require(format: str, modules=None) -> None:
@@ -287,6 +299,7 @@ def export(model: nn.Module, path, format=None, images=None, run=None) -> dict:
     CHECK_IMAGES test images of the model's dataset). `run`, the run record it came from, is
     described in the file too. Returns {path, format, bytes, images, max_difference}."""
     format = format_of(format, path)
+    path = export_path(path, format)
     require(format)
     if getattr(model, "preprocessing", None) is None:
         raise QuicknetsError(
@@ -313,7 +326,7 @@ def export(model: nn.Module, path, format=None, images=None, run=None) -> dict:
     data = to_bytes(model, format, describe(model, format, run))
     result = check(model, from_bytes(data, format), images, format)
     atomic_write_bytes(path, data)
-    return {"path": Path(path), "format": format, "bytes": len(data), **result}
+    return {"path": path, "format": format, "bytes": len(data), **result}
 
 
 def sniff(data: bytes) -> str | None:

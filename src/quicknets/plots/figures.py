@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.storage import atomic_write
+from quicknets.base.storage import atomic_write, output_path
 from quicknets.data.datasets import DATASETS
 from quicknets.data.images import to_chw
 from quicknets.data.preprocessing import Preprocessing, preprocessing_of
@@ -57,13 +57,21 @@ def figure_format(path) -> str:
     return fmt
 
 
-def plot_paths(path, n: int) -> list:
-    """Where n figures go: `path` itself for one, path-0.png, path-1.png, ... for several."""
-    path = Path(path)
+def figure_path(path) -> Path:
+    """`path` as a Path, checked before the figure is drawn: a figure format's suffix
+    (figure_format) and a place that can take the file (storage.output_path); raises
+    QuicknetsError."""
     figure_format(path)
+    return output_path(path)
+
+
+def plot_paths(path, n: int) -> list:
+    """Where n figures go, each checked (figure_path): `path` itself for one, path-0.png,
+    path-1.png, ... for several."""
+    path = Path(path)
     if n == 1:
-        return [path]
-    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(n)]
+        return [figure_path(path)]
+    return [figure_path(path.with_name(f"{path.stem}-{i}{path.suffix}")) for i in range(n)]
 
 
 def save_figure(fig: Figure, path, dpi: int = 100) -> Path:
