@@ -1,5 +1,6 @@
 """The metric vocabulary: every name's direction, earlier names, and no torch to ask it."""
 
+import math
 import subprocess
 import sys
 
@@ -8,8 +9,10 @@ import pytest
 from quicknets.base.errors import QuicknetsError
 from quicknets.evaluation.metric_names import (
     METRICS,
+    RANGES,
     higher_is_better,
     metric_name,
+    metric_range,
     upgrade_history,
 )
 
@@ -21,6 +24,15 @@ def test_every_metric_declares_its_direction():
     assert metric_name("train_acc") == "train_accuracy"
     with pytest.raises(QuicknetsError, match="unknown metric 'accuracy_top5'"):
         metric_name("accuracy_top5")
+
+
+def test_every_metric_declares_the_values_it_can_take():
+    assert RANGES.keys() == METRICS.keys()
+    for name in METRICS:
+        low, high = metric_range(name)
+        assert low == 0.0 and high == (1.0 if "accuracy" in name or "ece" in name else math.inf)
+    assert metric_range("val_acc") == (0.0, 1.0)  # an old name
+    assert metric_range("my_score") == (-math.inf, math.inf)  # none of ours: no range known
 
 
 def test_old_histories_read_with_todays_names():

@@ -144,6 +144,45 @@ def test_no_interval_without_two_finite_seeds(values):
     assert "no test" in format_seed_comparison(c)
 
 
+@pytest.mark.parametrize(
+    "values, bounds, low_cut, high_cut",
+    [
+        ([0.999, 0.98, 0.995], (0.0, 1.0), False, True),  # an accuracy near 1
+        ([1.0, 0.99], (0.0, 1.0), False, True),
+        ([0.002, 0.05, 0.001], (0.0, math.inf), True, False),  # an ECE or a loss near 0
+        ([0.0, 1.0], (0.0, 1.0), True, True),
+        ([0.80, 0.83, 0.81], (0.0, 1.0), False, False),  # well inside: as without bounds
+    ],
+)
+def test_the_interval_stays_within_the_values_the_metric_can_take(
+    values, bounds, low_cut, high_cut
+):
+    """Student t's interval is symmetric around the mean; the mean of an accuracy cannot pass
+    1, nor a loss fall below 0, so the interval is clipped there (and says it was)."""
+    n, mean, std = len(values), np.mean(values), np.std(values, ddof=1)
+    half = stats.t.ppf(0.975, n - 1) * std / math.sqrt(n)  # the reference, scipy.stats
+    s = summarize(values, bounds=bounds)
+    free = summarize(values)
+    assert free.low == pytest.approx(mean - half, rel=1e-12, abs=1e-15) and not free.clipped
+    assert free.high == pytest.approx(mean + half, rel=1e-12)
+    assert (free.low < bounds[0], free.high > bounds[1]) == (low_cut, high_cut)  # the case
+    assert s.low == (bounds[0] if low_cut else free.low)
+    assert s.high == (bounds[1] if high_cut else free.high)
+    assert s.clipped == (low_cut or high_cut) and type(s.low) is type(s.high) is float
+    assert (s.n, s.mean, s.std) == (free.n, free.mean, free.std)
+
+
+def test_marks_clip_the_interval_to_the_metric():
+    near_one = [[0.999, 0.98, 0.995], [0.90, 0.91, 0.92]]
+    marks = not_worse_than_best(near_one, "test_accuracy")
+    assert marks[0].summary.high == 1.0 and marks[0].summary.clipped
+    assert not marks[1].summary.clipped and marks[1].summary.high < 1.0
+    ece = not_worse_than_best([[0.002, 0.05, 0.001], [0.2, 0.25, 0.21]], "test_ece")
+    assert ece[0].summary.low == 0.0 and ece[0].summary.clipped
+    unknown = not_worse_than_best(near_one, "acc", "max")  # no range known: not clipped
+    assert unknown[0].summary.high > 1.0 and not unknown[0].summary.clipped
+
+
 def test_one_seed_says_so():
     assert summarize([0.9]).reason == ONE_SEED == "no interval can be given with one seed"
     with pytest.raises(QuicknetsError, match="one value per seed"):

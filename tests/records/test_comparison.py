@@ -2,6 +2,7 @@
 
 import os
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -481,6 +482,36 @@ def test_a_clearly_better_run_is_significant_on_fashion_mnist(runs_dir, tmp_path
     only_a, only_b, p = mcnemar_counts(out)
     assert only_b > only_a and p < 0.001, out
     assert "B is better at the 5% level" in out
+
+
+def test_an_interval_past_the_metrics_range_is_clipped_and_said_so():
+    """Accuracies near 1 over 3 seeds: t's interval reached past 1 (and the loss's below 0), in
+    compare, `sweep --show` (both format_groups) and the sweep page (report._ranking)."""
+    from types import SimpleNamespace
+
+    from quicknets.evaluation.significance import summarize
+    from quicknets.outputs.report import _ranking
+
+    values = {0.003: [0.999, 0.98, 0.995], 0.01: [0.97, 0.96, 0.99]}
+    groups = rank(group_by_seed(seeded_rows(values)), "test_accuracy")
+    free = summarize(values[0.003])  # the unclipped interval, for the reference
+    assert free.high > 1.0
+    for metric, cell in (
+        ("test_accuracy", f"[{free.low:.4f}, 1.0000]"),
+        ("test_loss", f"[0.0000, {1 - free.low:.4f}]"),  # test_loss = 1 - accuracy here
+    ):
+        text = format_groups(rank(groups, metric), ["lr"], metric)
+        lines = text.splitlines()
+        assert cell in lines[1], text
+        clipped = "clipped to its range [0, 1]" if metric == "test_accuracy" else "clipped at 0"
+        assert lines[3] == (
+            f"95% CI: the confidence interval of the mean {metric} over seeds (Student t), "
+            f"{clipped}{', its least value' * (metric == 'test_loss')}"
+        )
+        page = _ranking(SimpleNamespace(groups=groups, metric=metric), Path("."), Path("."))
+        assert cell in page and clipped in page
+    inside = group_by_seed(seeded_rows({0.003: [0.80, 0.83, 0.81], 0.01: [0.7, 0.72, 0.74]}))
+    assert "clipped" not in format_groups(inside, ["lr"])  # said only where it happened
 
 
 def test_one_variant_over_seeds_has_an_interval_and_no_mark():

@@ -4,9 +4,12 @@ process, `runs` and `compare` rank and check names without importing it (~2 s).
     METRICS["val_accuracy"]                    # "max": higher is better
     metric_name("val_acc")                     # "val_accuracy": an earlier record's name
     higher_is_better("test_loss")              # False
+    metric_range("test_loss")                  # (0.0, inf): the values it can take
 
 metrics.py measures them (evaluate); this module only names them.
 """
+
+import math
 
 from quicknets.base.errors import QuicknetsError
 
@@ -24,6 +27,23 @@ METRICS = {
     "train_loss_sum": "min",
     "seconds": "min",
     "mean_corruption_accuracy": "max",  # robustness.py, written by `evaluate --robustness`
+}
+# The values each metric can take, (low, high): accuracies and the ECE are fractions; a loss
+# (cross-entropy, with label smoothing or class weights too) and a time are never negative. A
+# confidence interval of a mean over seeds is clipped to them (significance.summarize).
+FRACTION, NOT_NEGATIVE = (0.0, 1.0), (0.0, math.inf)
+RANGES = {
+    "test_accuracy": FRACTION,
+    "test_loss": NOT_NEGATIVE,
+    "test_balanced_accuracy": FRACTION,
+    "test_ece": FRACTION,
+    "val_accuracy": FRACTION,
+    "val_loss": NOT_NEGATIVE,
+    "train_accuracy": FRACTION,
+    "train_loss": NOT_NEGATIVE,
+    "train_loss_sum": NOT_NEGATIVE,
+    "seconds": NOT_NEGATIVE,
+    "mean_corruption_accuracy": FRACTION,
 }
 # Written into a finished record after training (by `quicknets evaluate RUN --robustness`), so
 # no training reports them: runs and compare sort by them, a sweep cannot rank by them.
@@ -48,6 +68,12 @@ def higher_is_better(name: str) -> bool:
     """True for a metric whose larger values are better (accuracy), False for a loss;
     QuicknetsError for an unknown name."""
     return METRICS[metric_name(name)] == "max"
+
+
+def metric_range(name: str) -> tuple:
+    """(low, high): the values metric `name` can take (RANGES; old names accepted), or
+    (-inf, inf) for a name that is none of ours (a value whose range is not known)."""
+    return RANGES.get(OLD_NAMES.get(name, name), (-math.inf, math.inf))
 
 
 def upgrade_history(history: list) -> list:

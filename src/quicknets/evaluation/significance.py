@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.evaluation.metric_names import METRICS, metric_name
+from quicknets.evaluation.metric_names import METRICS, metric_name, metric_range
 
 ALPHA = 0.05  # significance level: a difference is claimed when p < ALPHA
 CONFIDENCE = 0.95  # of the interval around a mean over seeds
@@ -157,12 +157,18 @@ class Summary:
     low: float | None  # the 95% confidence interval of the mean (Student t), or None
     high: float | None
     reason: str | None = None  # why std and interval are None
+    clipped: bool = False  # the interval was cut at the values the metric can take (bounds)
 
 
-def summarize(values, confidence: float = CONFIDENCE) -> Summary:
+def summarize(
+    values, confidence: float = CONFIDENCE, bounds: tuple = (-math.inf, math.inf)
+) -> Summary:
     """Mean, sample std and the confidence interval of the mean (Student t with n - 1 degrees
-    of freedom) of per-seed values (n,). One seed, or a NaN or infinite value (a diverged run),
-    gives no std and no interval, and a reason. Raises QuicknetsError for no values."""
+    of freedom) of per-seed values (n,). `bounds` (low, high), the values the metric can take
+    (metric_names.metric_range: [0, 1] for an accuracy), clip the interval, as the mean cannot
+    leave them: t's interval is symmetric, and for accuracies near 1 over few seeds it reached
+    past 1 (`clipped` says so). One seed, or a NaN or infinite value (a diverged run), gives no
+    std and no interval, and a reason. Raises QuicknetsError for no values."""
     xs = _values(values)
     n, mean = len(xs), float(np.mean(xs))
     if not np.isfinite(xs).all():
@@ -175,7 +181,10 @@ def summarize(values, confidence: float = CONFIDENCE) -> Summary:
     from scipy.special import stdtrit
 
     half = float(stdtrit(n - 1, 0.5 + confidence / 2)) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half)
+    low, high = mean - half, mean + half
+    clipped = low < bounds[0] or high > bounds[1]
+    low, high = float(max(low, bounds[0])), float(min(high, bounds[1]))
+    return Summary(n, mean, std, low, high, clipped=clipped)
 
 
 def _values(values) -> np.ndarray:
@@ -285,7 +294,8 @@ def not_worse_than_best(
     groups: list, metric: str, direction: str | None = None, alpha: float = ALPHA, seeds=None
 ) -> list:
     """A Mark for each variant (in the order given): whether it is not significantly worse than
-    the variant with the best mean of `metric`.
+    the variant with the best mean of `metric`; each Mark's summary has the interval of the mean
+    clipped to the values `metric` can take (summarize, metric_names.metric_range).
 
     `groups` holds each variant's per-seed values; `seeds` (optional, the same shape) the seed
     of each value, so that two variants that ran the same seeds are compared by a paired t-test,
@@ -310,7 +320,7 @@ def not_worse_than_best(
     seeds = seeds if seeds is not None else [None] * len(groups)
     if len(seeds) != len(groups):
         raise QuicknetsError(f"{len(seeds)} lists of seeds for {len(groups)} variants")
-    summaries = [summarize(g) for g in groups]
+    summaries = [summarize(g, bounds=metric_range(metric)) for g in groups]
     finite = [i for i, s in enumerate(summaries) if math.isfinite(s.mean)]
     if not finite:
         return [Mark(s, False, None, None, None, s.reason) for s in summaries]

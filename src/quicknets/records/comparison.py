@@ -11,7 +11,12 @@ form one group, reported as mean ± std (sample std, n - 1) over its seeds: one 
 import math
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.evaluation.metric_names import METRICS, higher_is_better, metric_name
+from quicknets.evaluation.metric_names import (
+    METRICS,
+    higher_is_better,
+    metric_name,
+    metric_range,
+)
 from quicknets.records.runfolder import final_metrics
 
 # Where and how fast a run trained, not what it trained: never a reason to tell runs apart.
@@ -331,8 +336,9 @@ def judged_columns(marks: list) -> tuple:
 
 def significance_lines(marks: list, metric: str) -> list:
     """What the columns `95% CI` and `vs best` of a ranking mean, which test gave them, and why
-    a variant has no mark; with one run per variant, the one line saying that no interval can
-    be given (and the table shows no mark)."""
+    a variant has no mark (and, where an interval was clipped to the values the metric can
+    take, that it was); with one run per variant, the one line saying that no interval can be
+    given (and the table shows no mark)."""
     from quicknets.evaluation.significance import ALPHA, CONFIDENCE, ONE_SEED
 
     marks = [m for m in marks if m is not None]
@@ -343,6 +349,13 @@ def significance_lines(marks: list, metric: str) -> list:
             "(run each variant over seeds for that)"
         ] * (len(marks) > 1)
     ci = f"{CONFIDENCE:.0%} CI: the confidence interval of the mean {metric} over seeds (Student t)"
+    if any(m.summary.clipped for m in marks):  # t's interval is symmetric; the values are not
+        low, high = metric_range(metric)
+        ci += (
+            f", clipped to its range [{low:g}, {high:g}]"
+            if math.isfinite(high)
+            else f", clipped at {low:g}, its least value"
+        )
     if not versus:
         return [ci]
     tests = {m.test for m in marks if m.test is not None}
