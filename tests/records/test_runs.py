@@ -547,7 +547,7 @@ def test_a_config_edited_after_training_is_refused_by_every_command(
         ["compare", path.name],
         ["show", path.name, "--out", str(tmp_path / "figures")],
         ["report", path.name, "--out", str(tmp_path / "report.html")],
-        ["export", path.name, "--format", "torchscript", "--out", str(tmp_path / "m.pt")],
+        ["export", path.name, "--format", "torchscript", "--out", str(tmp_path / "m.torchscript")],
     ):
         assert main([*args, *where]) == 1, args
         err = capsys.readouterr().err
@@ -555,7 +555,7 @@ def test_a_config_edited_after_training_is_refused_by_every_command(
     assert main(["runs", *where]) == 0
     out = capsys.readouterr().out
     assert "unreadable" in out and "config.json and meta.json disagree" in out
-    assert not (tmp_path / "m.pt").exists() and not (tmp_path / "report.html").exists()
+    assert not (tmp_path / "m.torchscript").exists() and not (tmp_path / "report.html").exists()
 
 
 def test_where_a_run_trained_may_change_and_old_records_are_not_checked(
