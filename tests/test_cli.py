@@ -564,6 +564,63 @@ def test_an_output_place_is_checked_before_any_work(args, message, tmp_path, cap
     assert sorted(tmp_path.rglob("*")) == before and (tmp_path / "afile").read_text() == "kept"
 
 
+def test_a_damaged_results_json_is_one_note_where_the_model_is_all_that_is_used(
+    tiny_dir, tmp_path, capsys
+):
+    """evaluate, classify and export need the model and config, not results.json: garbage,
+    truncated JSON, a JSON list or no file is one `note:` line on stderr and the same output
+    (they were errors); `runs` and `compare` still say the run is unreadable or unfinished."""
+    runs = tmp_path / "runs"
+    run_dir = Path(_tiny_run(tiny_dir, runs, capsys))
+    data = ["--data-dir", str(tiny_dir), "--runs-dir", str(runs)]
+    uses = {
+        "evaluate": ["evaluate", str(run_dir), *data],
+        "classify": ["classify", str(run_dir), "--index", "0", "--index", "7", *data],
+    }
+    intact = {}
+    for name, args in uses.items():
+        assert main(args) == 0
+        intact[name] = capsys.readouterr()
+        assert intact[name].err == ""
+    results = (run_dir / "results.json").read_bytes()
+    damage = {
+        "garbage": b"\x00\xff\x13garbage",
+        "truncated": results[: len(results) // 2],
+        "a JSON list": b"[0.7, 0.2]",
+        "missing": None,
+    }
+    for kind, content in damage.items():
+        (run_dir / "results.json").unlink()
+        if content is not None:
+            (run_dir / "results.json").write_bytes(content)
+        for name, args in uses.items():
+            assert main(args) == 0, kind
+            out, err = capsys.readouterr()
+            assert out == intact[name].out, (kind, name)
+            assert err.startswith("note: ") and err.count("\n") == 1, (kind, name, err)
+        export = tmp_path / f"{kind.replace(' ', '-')}.onnx"
+        assert main(["export", str(run_dir), "--out", str(export), *data]) == 0, kind
+        out, err = capsys.readouterr()
+        assert f"wrote: {export}" in out and err.startswith("note: ") and err.count("\n") == 1
+        assert main(["runs", "--status", "all", "--runs-dir", str(runs)]) == 0
+        listed = capsys.readouterr().out
+        assert main(["compare", str(run_dir), "--runs-dir", str(runs)]) == 1
+        refused = capsys.readouterr().err
+        if content is None:
+            assert f"{run_dir.name}  " in listed and " stopped " in listed
+            assert "is not finished" in refused
+        else:
+            assert f"unreadable: {run_dir.name}: {run_dir / 'results.json'} is corrupt" in listed
+            assert refused.startswith(f"error: {run_dir / 'results.json'} is corrupt")
+        kept = (run_dir / "results.json").read_bytes() if content is not None else None
+        assert kept == content  # left as it was: nothing rewritten, nothing made
+    (run_dir / "results.json").write_bytes(damage["garbage"])
+    assert main([*uses["evaluate"], "--robustness"]) == 0  # measured, and not recorded
+    out, err = capsys.readouterr()
+    assert f"not recorded: run {run_dir.name}'s results.json cannot be read (see the note)" in out
+    assert err.count("\n") == 1 and (run_dir / "results.json").read_bytes() == damage["garbage"]
+
+
 def test_training_into_a_closed_pipe_stops_resumable_and_says_so(tiny_dir, tmp_path):
     """`quicknets train | head`: the run stopped without a word and was listed as failed."""
     runs = tmp_path / "runs"

@@ -14,7 +14,7 @@ from conftest import READY_THEN_GO, finish, read_line, start_together
 from quicknets.base.errors import QuicknetsError
 from quicknets.base.storage import atomic_write_json
 from quicknets.cli import main
-from quicknets.networks.models import network
+from quicknets.networks.models import network, save_model
 from quicknets.records import index
 from quicknets.records.runs import (
     check_resumable,
@@ -24,6 +24,7 @@ from quicknets.records.runs import (
     list_runs,
     load_model,
     load_run,
+    load_trained,
     mark,
     remove_run,
     run_name,
@@ -128,8 +129,10 @@ def test_save_load_and_index(runs_dir):
 
 
 def test_every_command_reads_the_same_state_after_a_kill_at_any_moment(runs_dir):
-    """The folder's files say the state; listing, compare (list_runs), evaluate (load_run) and
-    --resume (check_resumable) agree at each moment a trainer could be killed."""
+    """The folder's files say the state; listing, compare (list_runs), load_run and --resume
+    (check_resumable) agree at each moment a trainer could be killed; using the model
+    (load_trained: evaluate, classify, export) needs only model.pt, written just before
+    results.json."""
     path = start_run(config(), {}, runs_dir)
 
     def agree(status, *, listed, load, resume):
@@ -160,6 +163,11 @@ def test_every_command_reads_the_same_state_after_a_kill_at_any_moment(runs_dir)
     mark(path, "interrupted")  # Ctrl-C
     agree("interrupted", listed=False, load="interrupted after epoch 1 of 2", resume=None)
     trained_epochs(path, 2)
+    with pytest.raises(QuicknetsError, match="stopped after epoch 2 of 2"):
+        load_trained(path)  # no model yet
+    save_model(network("784-256-128-64-10"), path / "model.pt")  # killed right after model.pt
+    agree("stopped", listed=False, load="stopped after epoch 2 of 2", resume=None)
+    assert load_trained(path)[1].startswith(f"note: {path / 'results.json'} is missing")
     atomic_write_json(path / "results.json", results(0.7))  # killed right after results.json
     assert (path / "checkpoint.pt").exists() and (path / "status.json").exists()
     agree("done", listed=True, load=None, resume="is finished")
@@ -364,6 +372,66 @@ def test_corrupt_files_are_clear_errors(runs_dir):
     (path / "model.pt").write_text('{"not a model"')  # garbage, not a refused pickle
     with pytest.raises(QuicknetsError, match="corrupt or not a file of plain tensors"):
         load_model(load_run(path.name, runs_dir))
+
+
+def test_using_a_model_needs_no_readable_results(runs_dir):
+    """evaluate, classify, export and demo read a run through load_trained: a results.json (or
+    history.json) missing or corrupt is a note, not an error; config.json, meta.json and
+    model.pt are still needed, and `runs` still calls the run unreadable, with its reason."""
+    model = network("784-10")
+    path = save_run(model, config(spec="784-10"), history(), results(0.7), {}, runs_dir)
+    intact = (path / "results.json").read_bytes()
+    run, note = load_trained(path.name, runs_dir)
+    assert note is None and run.results == load_run(path).results and len(run.history) == 2
+    damage = {
+        "garbage": b"\x00\xff\x13garbage",
+        "truncated": intact[: len(intact) // 2],
+        "a JSON list": b"[0.7, 0.2]",
+        "missing": None,
+    }
+    for kind, content in damage.items():
+        (path / "results.json").unlink()
+        if content is not None:
+            (path / "results.json").write_bytes(content)
+        run, note = load_trained(path.name, runs_dir)
+        assert run.results == {} and run.config == load_trained(path)[0].config, kind
+        assert note.startswith(f"note: {path / 'results.json'} is ") and "\n" not in note, kind
+        assert note.endswith("not needed here: the model is used from model.pt and config.json")
+        assert "cannot be read" not in note and ("missing" in note) == (content is None), note
+        weights = load_model(path.name, runs_dir).state_dict()  # the library's way too
+        assert all(weights[k].equal(v) for k, v in model.state_dict().items())
+        row = index.query(runs_dir, status="all")[0]
+        if content is None:  # an unfinished run, as before
+            assert row["status"] == "stopped"
+            with pytest.raises(QuicknetsError, match="is not finished"):
+                load_run(path)
+        else:
+            assert row["status"] == "unreadable" and "results.json is corrupt" in row["problem"]
+    (path / "results.json").write_bytes(intact)
+    (path / "history.json").write_text("[{")
+    assert "history.json is corrupt" in load_trained(path)[1]
+    for file, text in (("config.json", "[1, 2]"), ("meta.json", "\xff")):  # needed: errors
+        good = (path / file).read_text()
+        (path / file).write_text(text)
+        with pytest.raises(QuicknetsError, match=f"{file} is corrupt"):
+            load_trained(path)
+        (path / file).write_text(good)
+
+
+def test_a_run_without_results_and_model_is_not_used(runs_dir):
+    """No model.pt (stopped while training), or a trainer holding the run: load_run's error."""
+    path = start_run(config(), {}, runs_dir)
+    trained_epochs(path, 1)
+    with pytest.raises(QuicknetsError, match=re.escape(unfinished_message(path))):
+        load_trained(path)
+    (path / "model.pt").write_bytes(b"a model from an earlier finish")  # then resumed
+    proc = hold_in_child(path)
+    try:
+        with pytest.raises(QuicknetsError, match="still training"):
+            load_trained(path)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def test_runs_command_lists_filters_and_removes(runs_dir, capsys):

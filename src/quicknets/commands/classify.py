@@ -62,11 +62,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from quicknets.base.errors import QuicknetsError
     from quicknets.commands.common import load_run_data
     from quicknets.evaluation.classification import banner, classify, familiarity_note
     from quicknets.outputs.exporting import export_data, is_export, load_exported
-    from quicknets.records.runs import load_model, load_run, run_familiarity
+    from quicknets.records.runs import load_model, load_trained, run_familiarity
 
     method = _explain_method(args)  # before the run is loaded: a misspelt name fails at once
     if not args.images and not args.index:
@@ -86,7 +88,9 @@ def run(args) -> int:
         model = load_exported(args.run)  # the preprocessing and classes are in the file
         data = export_data(model, args.data_dir) if args.index else None
     else:
-        record = load_run(args.run, args.runs_dir)
+        record, note = load_trained(args.run, args.runs_dir)  # results.json: not needed
+        if note:
+            print(note, file=sys.stderr)
         model = load_model(record)  # with its own preprocessing: shape, normalisation, classes
         data = load_run_data(record, args.data_dir) if args.index else None
         run_familiarity(record, model, data, args.data_dir)  # fitted once for an older run

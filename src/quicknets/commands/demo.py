@@ -24,17 +24,20 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from quicknets.outputs.demo import gradio, serve
     from quicknets.outputs.exporting import is_export, load_exported
-    from quicknets.records.runs import load_model, load_run, run_familiarity
+    from quicknets.records.runs import load_model, load_trained, run_familiarity
 
     gradio()  # a missing extra is said before the model is loaded
     if is_export(args.run):
         model, title = load_exported(args.run), Path(args.run).name
     else:
-        record = load_run(args.run, args.runs_dir)
+        record, note = load_trained(args.run, args.runs_dir)  # results.json: not needed
+        if note:
+            print(note, file=sys.stderr)
         model, title = load_model(record), record.name
         run_familiarity(record, model)  # fitted once for a run trained before runs kept it
     serve(model, args.port, title)

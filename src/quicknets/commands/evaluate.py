@@ -55,12 +55,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from quicknets.commands.common import load_run_data
     from quicknets.evaluation.metrics import evaluate, format_results
     from quicknets.outputs.exporting import export_data, is_export, load_exported
-    from quicknets.records.runs import load_model, load_run
+    from quicknets.records.runs import load_model, load_trained
 
-    record = None
+    record, note = None, None
     if is_export(args.run):
         model = load_exported(args.run)
         data = export_data(model, args.data_dir)
@@ -69,7 +71,9 @@ def run(args) -> int:
             f"{model.info.get('run') or '?'})"
         )
     else:
-        record = load_run(args.run, args.runs_dir)
+        record, note = load_trained(args.run, args.runs_dir)  # results.json: not needed
+        if note:
+            print(note, file=sys.stderr)
         model = load_model(record)
         data = load_run_data(record, args.data_dir)
         print(f"run: {record.path}")
@@ -93,7 +97,7 @@ def run(args) -> int:
     if outside is not None:
         print(ood_line(model, data, outside, record))
     if args.robustness:
-        test_robustness(model, data, args.split, record)
+        test_robustness(model, data, args.split, record, keep=note is None)
     return 0
 
 
@@ -109,9 +113,10 @@ def ood_line(model, data, outside, record=None) -> str:
     return f"ood auroc: {m['auroc']:.4f}  fpr95: {m['fpr95']:.4f}"
 
 
-def test_robustness(model, data, split: str, record=None) -> None:
+def test_robustness(model, data, split: str, record=None, keep: bool = True) -> None:
     """Print the split's accuracy under each corruption and severity and the mean; add the test
-    split's to the run's results.json when `record` (a Run) is given."""
+    split's to the run's results.json when `record` (a Run) is given, and `keep`: False for a
+    results.json that could not be read (load_trained's note), which is left as it is."""
     from quicknets.evaluation.robustness import format_robustness, robustness
     from quicknets.records.runs import update_results
 
@@ -122,6 +127,8 @@ def test_robustness(model, data, split: str, record=None) -> None:
         print("not recorded: an exported model has no run record")
     elif split != "test":
         print(f"not recorded: the record keeps the test split's (this is {split})")
+    elif not keep:
+        print(f"not recorded: run {record.name}'s results.json cannot be read (see the note)")
     else:
         summary = {"mean_corruption_accuracy": result["mean_corruption_accuracy"]}
         print(f"recorded: {update_results(record, {'robustness': result, **summary})}")

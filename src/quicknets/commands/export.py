@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from quicknets.base.errors import QuicknetsError
     from quicknets.commands.common import load_run_data
     from quicknets.outputs.exporting import (
@@ -46,23 +48,18 @@ def run(args) -> int:
         format_of,
         require,
     )
-    from quicknets.records.runs import (
-        find_run,
-        is_finished,
-        load_model,
-        load_run,
-        run_familiarity,
-        unfinished_message,
-    )
+    from quicknets.records.runs import load_model, load_trained, run_familiarity
 
     format = format_of(args.format, args.out)  # an unknown format or a missing package: at once
     require(format)
     out = export_path(args.out, format) if args.out else None  # a bad name: before any work
-    path = find_run(args.run, args.runs_dir)
-    if not is_finished(path):
-        raise QuicknetsError(f"cannot export: {unfinished_message(path)}")
-    out = out or export_path(path.name + FORMATS[format], format)
-    record = load_run(path)
+    try:  # a corrupt or missing results.json is a note: the model needs config.json and model.pt
+        record, note = load_trained(args.run, args.runs_dir)
+    except QuicknetsError as e:
+        raise QuicknetsError(f"cannot export: {e}") from None
+    if note:
+        print(note, file=sys.stderr)
+    out = out or export_path(record.name + FORMATS[format], format)
     model = load_model(record)
     data = load_run_data(record, args.data_dir)
     if format == "safetensors":  # it carries the familiarity statistics: fitted for an older run

@@ -44,6 +44,8 @@ FOLDERS = ("figures", "tensorboard")  # `quicknets show` and --log-to tensorboar
 TEMP = re.compile(rf"\.({'|'.join(re.escape(f) for f in FILES)})\..+\.tmp")  # atomic_write's
 TRAINER_STATES = ("interrupted", "pruned", "failed")  # what status.json may say besides running
 PROBE_WAIT_S = 1.0  # a listing takes the lock for an instant to test it: retry that long
+# what a record file's problem (read_json, CHECKS) ends with: cut where the run is read anyway
+INCOMPLETE, CANNOT_READ = ": the run is incomplete", "; the run cannot be read"
 
 
 class RunInUse(QuicknetsError):
@@ -55,14 +57,13 @@ def read_json(path: Path, kind: type):
     try:
         value = json.loads(path.read_text())
     except FileNotFoundError:
-        raise QuicknetsError(f"{path} is missing: the run is incomplete") from None
+        raise QuicknetsError(f"{path} is missing{INCOMPLETE}") from None
     except (OSError, ValueError) as e:  # ValueError: bad JSON or bad UTF-8
-        raise QuicknetsError(f"{path} is corrupt ({e}); the run cannot be read") from None
+        raise QuicknetsError(f"{path} is corrupt ({e}){CANNOT_READ}") from None
     if not isinstance(value, kind):
         raise QuicknetsError(
             f"{path} is corrupt (a JSON {type(value).__name__}, not the "
-            f"{'object' if kind is dict else 'array'} it should hold); "
-            "the run cannot be read"
+            f"{'object' if kind is dict else 'array'} it should hold){CANNOT_READ}"
         )
     return value
 
@@ -89,7 +90,7 @@ def _checked_history(file: Path, history: list) -> list:
         if not isinstance(row, dict):
             raise QuicknetsError(
                 f"{file} is corrupt (epoch row {i} is a JSON "
-                f"{type(row).__name__}, not an object); the run cannot be read"
+                f"{type(row).__name__}, not an object){CANNOT_READ}"
             )
     return history
 
@@ -100,7 +101,7 @@ def _checked_results(file: Path, results: dict) -> dict:
         value = results.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise QuicknetsError(
-                f"{file} is corrupt ({key} is {value!r}, not a number); the run cannot be read"
+                f"{file} is corrupt ({key} is {value!r}, not a number){CANNOT_READ}"
             )
     return results
 
@@ -112,20 +113,23 @@ CHECKS = {
 }
 
 
-def read_record(path) -> tuple:
-    """(parts, problems) of the run folder `path`: each record file read as every command reads
-    it (config.json as a RunConfig, history.json a list of epoch objects, results.json an object
-    whose accuracy and loss are numbers, meta.json an object), and one line per file that cannot
-    be. history.json may be missing only before results.json exists (a run before its first
-    epoch ended). A config.json that differs from the settings meta.json says the run was
-    trained with (configs.changed_since; threads, device and data_dir may differ) is a problem
-    too; records from before meta.json kept them are not checked. runs.load_run and describe
-    both read through here, so `quicknets runs` calls broken exactly the runs that the other
-    commands refuse."""
+def read_record(path, files=tuple(RECORD_FILES)) -> tuple:
+    """(parts, problems) of the run folder `path`: each record file in `files` (default: all)
+    read as every command reads it (config.json as a RunConfig, history.json a list of epoch
+    objects, results.json an object whose accuracy and loss are numbers, meta.json an object),
+    and one line per file that cannot be. history.json may be missing only before results.json
+    exists (a run before its first epoch ended). A config.json that differs from the settings
+    meta.json says the run was trained with (configs.changed_since; threads, device and
+    data_dir may differ) is a problem too; records from before meta.json kept them are not
+    checked. runs.load_run and describe both read through here, so `quicknets runs` calls
+    broken exactly the runs that load_run refuses; runs.load_trained, for commands that use
+    only a run's model, reads config.json and meta.json strictly and the rest as a note."""
     path = Path(path)
     parts, problems = {}, []
     finished = (path / "results.json").exists()
     for file, kind in RECORD_FILES.items():
+        if file not in files:
+            continue
         if not (path / file).exists() and (
             file == "results.json" or file == "history.json" and not finished
         ):

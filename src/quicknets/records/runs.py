@@ -412,17 +412,52 @@ def load_run(ref, runs_dir=None) -> Run:
     return Run(path, config, upgrade_history(history), results, meta)
 
 
+MODEL_NEEDS = ("config.json", "meta.json")  # with model.pt: what using a run's model reads
+
+
+def load_trained(ref, runs_dir=None) -> tuple:
+    """(Run, note) of a run whose model is to be used (evaluate, classify, export, demo), read
+    as load_run reads it, except results.json and history.json, which using the model does not
+    need: missing, corrupt or of the wrong JSON type, they leave the Run's results {} and
+    history [], and `note` says so in one line ("note: ..."); else note is None. A run without
+    results.json is used only where model.pt exists and no trainer holds it (finish_run writes
+    model.pt first); else, and for config.json, meta.json or their disagreement, this raises
+    load_run's QuicknetsError. `quicknets runs` and compare still list such a run as unreadable
+    or unfinished (read_record), with the reason."""
+    from quicknets.records.runfolder import CANNOT_READ, INCOMPLETE
+
+    path = find_run(ref, runs_dir)
+    finished = is_finished(path)
+    if not finished and (
+        not (path / "model.pt").is_file() or run_state(path)["status"] == "running"
+    ):
+        raise QuicknetsError(unfinished_message(path))
+    parts, problems = read_record(path, MODEL_NEEDS)
+    if problems:
+        raise QuicknetsError(problems[0])
+    rest, skipped = read_record(path, ("history.json", "results.json"))
+    if not finished:
+        skipped.insert(0, f"{path / 'results.json'} is missing")
+    note = None
+    if skipped:
+        why = "; ".join(p.removesuffix(CANNOT_READ).removesuffix(INCOMPLETE) for p in skipped)
+        note = f"note: {why}; not needed here: the model is used from model.pt and config.json"
+    history = upgrade_history(rest.get("history.json", []))
+    run = Run(path, parts["config.json"], history, rest.get("results.json", {}), parts["meta.json"])
+    return run, note
+
+
 def load_model(run, runs_dir=None):
     """A finished run's network with its saved weights and preprocessing, in eval mode. `run` is
-    a run's name, a unique prefix of one, its folder, or a load_run result. The file is loaded
-    weights-only (no code runs), and a network that is not the one the run's config describes is
-    an error."""
+    a run's name, a unique prefix of one, its folder (read by load_trained: a corrupt or missing
+    results.json is no error), or a load_run result. The file is loaded weights-only (no code
+    runs), and a network that is not the one the run's config describes is an error."""
     from quicknets.data.builtin import dataset_info
     from quicknets.data.preprocessing import Preprocessing, dataset_layout
     from quicknets.networks.models import load_saved
 
     if not isinstance(run, Run):
-        run = load_run(run, runs_dir)
+        run, _ = load_trained(run, runs_dir)
     d, n = run.config.data, run.config.network
     file = run.path / "model.pt"
     if not file.is_file():
