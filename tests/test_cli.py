@@ -1122,19 +1122,30 @@ def test_too_many_seeds_is_one_error_before_any_list(seeds, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def test_train_seeds_load_the_data_once(tiny_dir, tmp_path, capsys, monkeypatch):
-    """`train --seeds 0,3` loads its dataset once for both seeds (it was once per seed), and
-    each seed's run ends as the same run trained alone (same test accuracy bits)."""
+def untimed(histories: dict) -> dict:
+    """{seed: history} without each epoch's wall time."""
+    return {
+        s: [{k: v for k, v in row.items() if k != "seconds"} for row in h]
+        for s, h in histories.items()
+    }
+
+
+@pytest.mark.parametrize("split", [[], ["--val-split", "0.2", "--mean", "auto"]])
+def test_train_seeds_load_the_data_once(tiny_dir, tmp_path, capsys, monkeypatch, split):
+    """`train --seeds 0,3` loads its dataset once for both seeds (it was once per seed), also
+    with a validation split, which each seed picks (split in memory), and each seed's run ends
+    as the same run trained alone (same test accuracy and history bits)."""
     from quicknets.data import loading
     from quicknets.records.runs import list_runs
 
     data = ["--dataset", "mnist", "--data-dir", str(tiny_dir), "--no-verify", "--threads", "1"]
-    common = ["train", *data, "--epochs", "1", "--quiet"]
-    alone = {}
+    common = ["train", *data, *split, "--epochs", "1", "--quiet"]
+    alone, history = {}, {}
     for seed in (0, 3):
         runs = tmp_path / f"alone{seed}"
         assert main([*common, "--seed", str(seed), "--runs-dir", str(runs)]) == 0
         alone[seed] = list_runs(runs)[0].results["accuracy"]
+        history[seed] = list_runs(runs)[0].history
     loads = []
     real = loading.load_recorded
     monkeypatch.setattr(loading, "load_recorded", lambda *a, **k: loads.append(1) or real(*a, **k))
@@ -1146,6 +1157,8 @@ def test_train_seeds_load_the_data_once(tiny_dir, tmp_path, capsys, monkeypatch)
         found = {r.config.train.seed: r.results["accuracy"] for r in list_runs(runs)}
         if stack:  # apart: each exactly the run alone
             assert found == alone
+            kept = {r.config.train.seed: r.history for r in list_runs(runs)}
+            assert untimed(kept) == untimed(history)  # val_loss too, with a split
         else:  # stacked: within the stacked-vs-apart tolerance of test_train_seeds_stacked...
             assert found == pytest.approx(alone, abs=0.003)
     capsys.readouterr()

@@ -51,6 +51,54 @@ def test_validation_split_is_seeded_and_disjoint(tiny_dir):
     assert full.val_images is None
 
 
+@pytest.mark.parametrize("stratify", [True, False])
+def test_a_dataset_read_once_splits_per_seed_as_loading_it_with_that_seed(tiny_dir, stratify):
+    """split_dataset (setup_sharing reads the data once, then splits per seed) gives each seed
+    the split and normalisation that loading the data with that seed gives, bit for bit: the
+    same tensors, the same first shuffled batch, the same record; and the split itself is the
+    one taken from the whole training set, as loading always took it."""
+    from quicknets.data.loading import (
+        channel_stats,
+        describe,
+        random_split,
+        split_dataset,
+        stratified_split,
+    )
+
+    read = load_dataset("mnist", tiny_dir, verify=False)
+    before = [t.clone() for t in (read.train_images, read.train_labels)]
+    for seed, fraction, mean, std in [
+        (0, 0.2, 0.5, 0.5),
+        (3, 0.2, "auto", "auto"),
+        (7, 0.1, 0.1, 2),
+    ]:
+        loaded = load_dataset(
+            "mnist", tiny_dir, fraction, seed, mean, std, verify=False, stratify=stratify
+        )
+        split = split_dataset(read, fraction, seed, mean, std, stratify)
+        keep, held = (stratified_split if stratify else random_split)(
+            read.train_labels, fraction, seed
+        )  # the reference: the whole training set's split
+        for part, index in (("train", keep), ("val", held)):
+            for kind in ("images", "labels"):
+                got, want = getattr(split, f"{part}_{kind}"), getattr(loaded, f"{part}_{kind}")
+                assert torch.equal(got, want) and got.dtype == want.dtype, (seed, part, kind)
+                assert torch.equal(got, getattr(read, f"train_{kind}")[index])
+        assert torch.equal(split.test_images, loaded.test_images)
+        stats = channel_stats(split.train_images)
+        assert (split.mean, split.std) == (loaded.mean, loaded.std)
+        assert (split.mean, split.std) == (stats if mean == "auto" else (mean, float(std)))
+        assert describe(split) == describe(loaded) and split.preprocessing == loaded.preprocessing
+        batches = [next(iter(d.loader("train", batch_size=16, seed=seed))) for d in (split, loaded)]
+        assert all(torch.equal(a, b) for a, b in zip(*batches))  # the same bits, same machine
+    assert read.val_images is None and read.seed == 0  # the data as read is left as it was
+    assert all(torch.equal(a, b) for a, b in zip(before, (read.train_images, read.train_labels)))
+    with pytest.raises(QuicknetsError, match="has a validation split already"):
+        split_dataset(split, 0.1, 1)
+    with pytest.raises(QuicknetsError, match="val_split must be in"):
+        split_dataset(read, 1.0, 1)
+
+
 @pytest.mark.parametrize("split", [-0.1, 1.0])
 def test_bad_val_split(tiny_dir, split):
     with pytest.raises(QuicknetsError, match="val_split"):

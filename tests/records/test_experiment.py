@@ -87,6 +87,41 @@ def test_setup_seeds_the_network_and_shapes_it_from_the_data(tiny_dir):
     assert model.config["input_shape"] == [1, 28, 28] and model.config["num_classes"] == 10
 
 
+def test_seeds_with_a_validation_split_read_the_data_once_and_split_it_per_seed(
+    tiny_dir, monkeypatch
+):
+    """setup_sharing reads a dataset once for every seed (it loaded it per seed when a
+    validation split made the seed matter) and gives each seed the data, split and network
+    that setting it up alone gives: the same bits."""
+    import dataclasses
+
+    from quicknets.data import loading
+    from quicknets.records.experiment import setup_sharing
+
+    base = dict(dataset="mnist", data_dir=str(tiny_dir), verify=False, network="784-16-10")
+    configs = [
+        RunConfig.build(**base, val_split=0.2, mean="auto", std="auto", seed=s) for s in (0, 3, 5)
+    ]
+    configs.append(RunConfig.build(**base, val_split=0.1, seed=3))  # another split, same read
+    alone = [setup(c) for c in configs]
+    reads = []
+    real = loading.read_builtin
+    monkeypatch.setattr(loading, "read_builtin", lambda *a, **k: reads.append(a) or real(*a, **k))
+    shared = setup_sharing(configs)
+    assert len(reads) == 1
+    for (config, model, data), (config_a, model_a, data_a) in zip(shared, alone):
+        assert config == config_a
+        assert all(torch.equal(a, b) for a, b in zip(model.parameters(), model_a.parameters()))
+        for field in dataclasses.fields(data):
+            got, want = getattr(data, field.name), getattr(data_a, field.name)
+            if isinstance(want, torch.Tensor):
+                assert torch.equal(got, want), field.name
+            else:
+                assert got == want, field.name
+    seeds = [d.seed for _, _, d in shared]
+    assert seeds == [0, 3, 5, 3] and len({len(d.val_labels) for _, _, d in shared}) == 2
+
+
 STORY = """
 import json, sys
 from quicknets import load_dataset, network, train, evaluate, classify

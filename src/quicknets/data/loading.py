@@ -278,17 +278,7 @@ def load_dataset(
     mean, std: one value, one per channel, or "auto" (computed per channel on the training
     images, after the validation split).
     """
-    if not 0.0 <= val_split < 1.0:
-        raise QuicknetsError(f"val_split must be in [0, 1), not {val_split}")
-    for label, value in (("std", std), ("mean", mean)):
-        if value != "auto" and not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in _per_channel(value)
-        ):
-            raise QuicknetsError(
-                f"{label} must be a number, one per channel, or auto, not {value!r}"
-            )
-    if std != "auto" and min(_per_channel(std)) <= 0:
-        raise QuicknetsError(f"std must be positive, not {std}")
+    _check_split(val_split, mean, std)  # before reading anything
     if is_path(name):
         data = _own_data(name, data_dir, test, image_size, channels)
     else:
@@ -307,17 +297,63 @@ def load_dataset(
             t["test_labels"],
             source=source,
         )
-    data.val_split, data.seed, data.val_stratified = val_split, seed, stratify
+    return split_dataset(data, val_split, seed, mean, std, stratify)
+
+
+def split_dataset(
+    data: Dataset,
+    val_split: float = 0.0,
+    seed: int = 0,
+    mean=DEFAULT_MEAN,
+    std=DEFAULT_STD,
+    stratify: bool = True,
+) -> Dataset:
+    """`data`, a Dataset with no validation split yet (as read), with load_dataset's split and
+    normalisation: `val_split` of its training set held out by `seed` (stratified_split, or
+    random_split with stratify=False), then `mean` and `std` ("auto": per channel on the
+    training images left). A new Dataset, sharing the tensors it does not split; `data` is
+    unchanged. So a dataset read once gives each seed its own split, the one load_dataset with
+    that seed gives (records.experiment.setup_sharing). Raises QuicknetsError as load_dataset,
+    and for a dataset that has a validation split already."""
+    _check_split(val_split, mean, std)
+    if data.val_images is not None:
+        raise QuicknetsError("this dataset has a validation split already: split it only once")
+    train_images, train_labels = data.train_images, data.train_labels
+    val_images = val_labels = None
     if val_split > 0:
         split = stratified_split if stratify else random_split
-        keep, val = split(data.train_labels, val_split, seed)
-        data.val_images, data.val_labels = data.train_images[val], data.train_labels[val]
-        data.train_images, data.train_labels = data.train_images[keep], data.train_labels[keep]
-    auto_mean, auto_std = channel_stats(data.train_images) if "auto" in (mean, std) else (0, 0)
-    data.mean = auto_mean if mean == "auto" else _plain(mean)
-    data.std = auto_std if std == "auto" else _plain(std)
-    _ = data.preprocessing  # checks mean and std against the channels: one value, or one each
-    return data
+        keep, val = split(train_labels, val_split, seed)
+        val_images, val_labels = train_images[val], train_labels[val]
+        train_images, train_labels = train_images[keep], train_labels[keep]
+    auto_mean, auto_std = channel_stats(train_images) if "auto" in (mean, std) else (0, 0)
+    out = dataclasses.replace(
+        data,
+        train_images=train_images,
+        train_labels=train_labels,
+        val_images=val_images,
+        val_labels=val_labels,
+        val_split=val_split,
+        seed=seed,
+        val_stratified=stratify,
+        mean=auto_mean if mean == "auto" else _plain(mean),
+        std=auto_std if std == "auto" else _plain(std),
+    )
+    _ = out.preprocessing  # checks mean and std against the channels: one value, or one each
+    return out
+
+
+def _check_split(val_split: float, mean, std) -> None:
+    if not 0.0 <= val_split < 1.0:
+        raise QuicknetsError(f"val_split must be in [0, 1), not {val_split}")
+    for label, value in (("std", std), ("mean", mean)):
+        if value != "auto" and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in _per_channel(value)
+        ):
+            raise QuicknetsError(
+                f"{label} must be a number, one per channel, or auto, not {value!r}"
+            )
+    if std != "auto" and min(_per_channel(std)) <= 0:
+        raise QuicknetsError(f"std must be positive, not {std}")
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple:

@@ -82,18 +82,30 @@ def setup(config: RunConfig, data=None, recorded: dict | None = None) -> tuple:
 
 def setup_sharing(configs: list) -> list:
     """setup() for each of several run configs (the seeds of one variant, the runs of one
-    stack): [(config, model, data), ...], loading each dataset once, shared by the configs
-    whose data settings agree (and, with a validation split, whose seed too, as the seed
-    picks the split). An `auto` lr is found once per variant (configs alike but for the seed),
+    stack): [(config, model, data), ...], reading each dataset once: shared by the configs
+    whose data settings agree, and with a validation split, which the seed picks, split per
+    seed in memory (loading.split_dataset: the split, and normalisation, that loading the data
+    with that seed gives). An `auto` lr is found once per variant (configs alike but for the seed),
     with its first seed's run, as that run alone would find it; its other seeds train with
     that lr, each recording it as found (config.lr_find). Errors: setup's, for the first
     config that has one."""
-    datas: dict = {}
+    from quicknets.data.loading import load_recorded, resolve_paths, split_dataset
+    from quicknets.data.preprocessing import DEFAULT_MEAN, DEFAULT_STD
+
+    datas: dict = {}  # (data settings, the seed where it picks the split) -> Dataset
+    read: dict = {}  # data settings but split and normalisation -> the Dataset as read
     found: dict = {}  # variant -> its first seed's config, lr found
     done = []
     for config in configs:
         d = config.data
         same = (repr(d), config.train.seed if d.val_split else None)
+        if d.val_split and same not in datas:
+            as_read = dataclasses.replace(d, val_split=0.0, mean=DEFAULT_MEAN, std=DEFAULT_STD)
+            if repr(as_read) not in read:
+                whole = dataclasses.replace(config, data=resolve_paths(as_read))
+                read[repr(as_read)] = load_recorded(whole, changed="error")
+            seed = config.train.seed
+            datas[same] = split_dataset(read[repr(as_read)], d.val_split, seed, d.mean, d.std)
         variant = repr(dataclasses.replace(config, train=config.train.replace(seed=0)))
         first = found.get(variant) if config.train.lr == "auto" else None
         if first is not None:
