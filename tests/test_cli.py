@@ -13,6 +13,7 @@ from quicknets.cli import build_parser, main
 from quicknets.config.presets import PRESETS
 from quicknets.data.images import load_image
 from quicknets.data.loading import load_dataset
+from quicknets.records.runs import load_trained
 
 
 def run_cli(*args, cwd=None):
@@ -619,6 +620,30 @@ def test_a_damaged_results_json_is_one_note_where_the_model_is_all_that_is_used(
     out, err = capsys.readouterr()
     assert f"not recorded: run {run_dir.name}'s results.json cannot be read (see the note)" in out
     assert err.count("\n") == 1 and (run_dir / "results.json").read_bytes() == damage["garbage"]
+
+
+def test_a_damaged_results_json_of_a_run_on_your_own_data(tiny, tmp_path, capsys):
+    """Your own data's class names are in meta.json too: without results.json's, load_model
+    looked them up as a built-in dataset's name and failed ('unknown dataset')."""
+    own = tmp_path / "own.npz"
+    np.savez(
+        own,
+        **{f"{k}_{s}": getattr(tiny, f"{s}_{n}").numpy()
+           for s in ("train", "test") for k, n in (("x", "images"), ("y", "labels"))},
+    )  # fmt: skip
+    runs = ["--runs-dir", str(tmp_path / "runs")]
+    train = ["train", "--dataset", str(own), "--layers", "784-16-10", "--epochs", "1", "--quiet"]
+    assert main([*train, "--threads", "1", *runs]) == 0
+    run_dir = Path(capsys.readouterr().out.split("saved: ")[1].strip())
+    uses = (["evaluate", str(run_dir), *runs], ["classify", str(run_dir), "--index", "3", *runs])
+    intact = []
+    for args in uses:
+        assert main(args) == 0
+        intact.append(capsys.readouterr().out)
+    (run_dir / "results.json").write_text("[]")
+    for args, out in zip(uses, intact):
+        assert main(args) == 0
+        assert capsys.readouterr() == (out, f"{load_trained(run_dir)[1]}\n")
 
 
 def test_training_into_a_closed_pipe_stops_resumable_and_says_so(tiny_dir, tmp_path):

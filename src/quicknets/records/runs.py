@@ -462,9 +462,13 @@ def load_model(run, runs_dir=None):
     file = run.path / "model.pt"
     if not file.is_file():
         raise QuicknetsError(f"run {run.name} has no saved model ({file} is missing)")
-    classes = tuple(run.results.get("classes") or dataset_info(d.dataset).classes)
     recorded = None  # for files before format 2 (grey, one mean and std; no "auto" yet)
     if all(isinstance(v, (int, float)) for v in (d.mean, d.std)):
+        classes = tuple(  # results.json may be unreadable (load_trained): meta.json has them
+            run.results.get("classes")
+            or (run.meta.get("data") or {}).get("classes")
+            or dataset_info(d.dataset).classes
+        )
         recorded = Preprocessing(
             mean=(d.mean,),
             std=(d.std,),
