@@ -19,7 +19,13 @@ from quicknets.cli import main
 from quicknets.config.configs import RunConfig
 from quicknets.evaluation.classification import classify, predict, predict_proba
 from quicknets.networks.models import network
-from quicknets.outputs.exporting import INFO_KEY, export, load_exported
+from quicknets.outputs.exporting import (
+    INFO_KEY,
+    export,
+    export_path,
+    format_of,
+    load_exported,
+)
 from quicknets.records.experiment import run
 from quicknets.records.runs import load_model, start_run
 from quicknets.training.loop import train
@@ -412,3 +418,12 @@ def test_export_errors_are_one_line(mlp_run, capsys, tmp_path, monkeypatch):
         "error: onnx needs the Python package onnxruntime, an optional extra: "
         "pip install 'quicknets[export]'\n"
     )
+
+
+def test_an_export_is_named_as_its_format(tmp_path):
+    assert export_path(tmp_path / "m.onnx", "onnx") == tmp_path / "m.onnx"
+    assert export_path(tmp_path / "m.pt", "torchscript") == tmp_path / "m.pt"  # as torch.jit's
+    for name, format in [("m.pt", "onnx"), ("m.txt", "torchscript"), ("m.onnx", "safetensors")]:
+        with pytest.raises(QuicknetsError, match=f"{format} exports are .* files"):
+            export_path(tmp_path / name, format)
+    assert format_of("torchscript", "m.pt") == "torchscript"

@@ -48,6 +48,7 @@ from quicknets.data.preprocessing import Preprocessing
 from quicknets.evaluation.classification import predict_proba
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors"}
+ALSO = {"torchscript": (".pt",)}  # torch.jit.save's own examples name the file .pt
 NEEDS = {
     "onnx": ("onnx", "onnxscript", "onnxruntime"),
     "torchscript": (),
@@ -78,11 +79,13 @@ def format_of(format=None, path=None) -> str:
 
 def export_path(path, format: str) -> Path:
     """`path` as a Path, checked before the export is made: it ends in `format`'s suffix
-    (FORMATS), so no export is written under another kind's name (`--out m.txt`, `m.png`), and
-    its place can take the file (storage.output_path). Raises QuicknetsError."""
-    if not str(path).endswith(FORMATS[format]):
+    (FORMATS, or ALSO: TorchScript's .pt when the format is named), so no export is written
+    under another kind's name (`--out m.txt`, `m.png`), and its place can take the file
+    (storage.output_path). Raises QuicknetsError."""
+    suffixes = (FORMATS[format], *ALSO.get(format, ()))
+    if not str(path).endswith(suffixes):
         raise QuicknetsError(
-            f"{format} exports are {FORMATS[format]} files: give a name ending in "
+            f"{format} exports are {' or '.join(suffixes)} files: give a name ending in "
             f"{FORMATS[format]}, not {path}"
         )
     return output_path(path)
