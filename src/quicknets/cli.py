@@ -21,7 +21,7 @@ import unicodedata
 
 from quicknets import __version__
 from quicknets.base.errors import Interrupted, QuicknetsError
-from quicknets.base.interrupts import ctrl_c_deferred, watch_ctrl_c
+from quicknets.base.interrupts import ctrl_c_deferred, remember, watch_ctrl_c
 from quicknets.base.machine import use_strict_math
 from quicknets.commands import COMMANDS, WITHOUT_TORCH
 
@@ -115,6 +115,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum, frame):
+    remember(signum)  # as a Ctrl-C is (interrupts.watch_ctrl_c)
     raise Terminated
 
 
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
         except Exception as e:
             if presses:  # a Ctrl-C that a library turned into another error ("corrupt")
                 print("interrupted", file=sys.stderr)
-                return 130
+                return 143 if presses[0] == signal.SIGTERM else 130
             if not isinstance(e, QuicknetsError):
                 raise
             print(f"error: {e}", file=sys.stderr)

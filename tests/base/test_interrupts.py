@@ -56,3 +56,20 @@ def test_a_watched_press_raises_at_once_and_nested_blocks_share_it():
     assert signal.getsignal(signal.SIGINT) is previous
     with watch_ctrl_c() as again:  # a new outermost block starts afresh
         assert again == [] and not ctrl_c_pressed()
+
+
+def test_a_sigterm_taken_as_ctrl_c_waits_for_a_deferred_write_too():
+    """The command line takes SIGTERM as Ctrl-C (cli.Terminated): inside torch.save it came out
+    as a RuntimeError as well, and the run was marked failed."""
+    calls = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    try:
+        with ctrl_c_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(3):
+                pass
+            assert calls == []  # not yet
+        assert calls == [signal.SIGTERM]  # once the block ended
+        assert signal.getsignal(signal.SIGTERM) is not None
+    finally:
+        signal.signal(signal.SIGTERM, previous)

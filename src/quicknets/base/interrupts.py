@@ -27,9 +27,15 @@ _presses: list = []  # the SIGINTs seen in the outermost watch_ctrl_c block now 
 _depth = 0  # watch_ctrl_c blocks now running (they nest: a sweep's training in the command)
 
 
+def remember(signum: int) -> None:
+    """Count a signal taken as Ctrl-C (the command line's SIGTERM) as a press."""
+    if _depth:
+        _presses.append(signum)
+
+
 def _remember_and_raise(signum, frame):
     """As Python's own SIGINT handler, remembered."""
-    _presses.append(signum)
+    remember(signum)
     raise KeyboardInterrupt
 
 
@@ -71,24 +77,32 @@ def check_ctrl_c() -> None:
 @contextmanager
 def ctrl_c_deferred():
     """Ctrl-C inside waits for the block's end, then acts as SIGINT's handler before it would
-    have (raises KeyboardInterrupt, is ignored, or ends the process). For writes that must end
-    whole: raised inside torch.save, a KeyboardInterrupt comes out as a RuntimeError ("unexpected
-    pos 704 vs 598"), and the run was marked failed; raised inside SQLAlchemy mid-transaction,
-    it can leave SQLite's write lock held (1 in 40 interrupted Optuna report/should_prune
-    loops), and another sweep worker's next write then fails with "database is locked"."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is None
-    ):  # signals reach the main thread only; None: a handler not set from Python
-        yield
+    have (raises KeyboardInterrupt, is ignored, or ends the process); so does SIGTERM where a
+    Python handler takes it (the command line takes it as Ctrl-C). For writes that must end
+    whole: raised inside torch.save, a KeyboardInterrupt comes out as a RuntimeError
+    ("unexpected pos 704 vs 598"), and the run was marked failed; raised inside SQLAlchemy
+    mid-transaction, it can leave SQLite's write lock held (1 in 40 interrupted Optuna
+    report/should_prune loops), and another sweep worker's next write then fails with
+    "database is locked"."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
         return
-    pressed = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
+    deferred = [signal.SIGINT] if signal.getsignal(signal.SIGINT) is not None else []
+    if callable(signal.getsignal(signal.SIGTERM)):  # None: a handler not set from Python
+        deferred.append(signal.SIGTERM)
+    arrived: list = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: arrived.append((signum, frame)))
+        for signum in deferred
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if pressed and callable(previous):  # a Ctrl-C outranks the block's own error
-            previous(signal.SIGINT, pressed[0])
-        elif pressed and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in sorted(dict(arrived).items()):  # each once, SIGINT first
+            handler = previous[signum]
+            if callable(handler):  # a Ctrl-C outranks the block's own error
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
