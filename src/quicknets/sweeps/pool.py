@@ -367,6 +367,8 @@ def execute(work, tasks: list, workers: int, threads: int, tell) -> bool:
         # as in a worker process: Ctrl-C stops a training (train_job), and elsewhere only sets
         # `stop`; raised there, it could leave a study's trial taken and never told
         with on_ctrl_c(lambda signum, frame: stop.set()):
+            import torch  # noqa: F401  here, where Ctrl-C cannot cut its import (cli.py)
+
             for task in tasks:
                 work(task, tell, stop)
         return stop.is_set()
