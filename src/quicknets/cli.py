@@ -21,8 +21,9 @@ import unicodedata
 
 from quicknets import __version__
 from quicknets.base.errors import Interrupted, QuicknetsError
+from quicknets.base.interrupts import ctrl_c_deferred, remember, watch_ctrl_c
 from quicknets.base.machine import use_strict_math
-from quicknets.commands import COMMANDS
+from quicknets.commands import COMMANDS, WITHOUT_TORCH
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +115,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum, frame):
+    remember(signum)  # as a Ctrl-C is (interrupts.watch_ctrl_c)
     raise Terminated
 
 
@@ -127,24 +129,33 @@ def main(argv=None) -> int:
         return 2
     if threading.current_thread() is threading.main_thread():  # signals reach only that one
         signal.signal(signal.SIGTERM, _terminate)
-    try:
-        code = args.handler(args) or 0
-        sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
-        return code
-    except BrokenPipeError:  # `quicknets runs | head`: the reader has gone; stop quietly
-        _drop_stdout()
-        return 1
-    except QuicknetsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        if isinstance(e.__context__, BrokenPipeError):  # e.g. a run stopped by `| head`
+    with watch_ctrl_c() as presses:  # a press is remembered: none is lost or taken for an error
+        try:
+            if args.command not in WITHOUT_TORCH:
+                with ctrl_c_deferred():  # torch's import ends whole (commands.WITHOUT_TORCH)
+                    import torch  # noqa: F401
+            code = args.handler(args) or 0
+            sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
+            return code
+        except BrokenPipeError:  # `quicknets runs | head`: the reader has gone; stop quietly
             _drop_stdout()
-        return 1
-    except Interrupted as e:  # a run stopped by Ctrl-C: what was kept, how to continue
-        print(f"interrupted: {e}", file=sys.stderr)
-        return 143 if isinstance(e.__context__, Terminated) else 130
-    except KeyboardInterrupt as e:
-        print("interrupted", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+            return 1
+        except Interrupted as e:  # a run stopped by Ctrl-C: what was kept, how to continue
+            print(f"interrupted: {e}", file=sys.stderr)
+            return 143 if isinstance(e.__context__, Terminated) else 130
+        except KeyboardInterrupt as e:
+            print("interrupted", file=sys.stderr)
+            return 143 if isinstance(e, Terminated) else 130
+        except Exception as e:
+            if presses:  # a Ctrl-C that a library turned into another error ("corrupt")
+                print("interrupted", file=sys.stderr)
+                return 143 if presses[0] == signal.SIGTERM else 130
+            if not isinstance(e, QuicknetsError):
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            if isinstance(e.__context__, BrokenPipeError):  # e.g. a run stopped by `| head`
+                _drop_stdout()
+            return 1
 
 
 if __name__ == "__main__":

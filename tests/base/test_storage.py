@@ -15,13 +15,13 @@ import torch
 
 from quicknets.base import storage
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.interrupts import ctrl_c_deferred
 from quicknets.base.storage import (
     WriteError,
     atomic_torch_save,
     atomic_write,
     atomic_write_bytes,
     atomic_write_json,
-    ctrl_c_deferred,
     html_path,
     json_text,
     output_path,

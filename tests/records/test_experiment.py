@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -562,3 +563,158 @@ def test_a_stack_tests_its_variants_in_its_own_threads(tiny_dir, tmp_path, monke
         torch.set_num_threads(caller)
     assert all("familiarity" in results for _, results in done) and len(done) == 2
     assert threads_seen == [1, 1, 1, 1]  # evaluate and fit_familiarity, per variant
+
+
+def ctrl_c_inside(module, name: str, when=lambda *a, **k: True):
+    """A stand-in for module.name that presses Ctrl-C (SIGINT to this process) when `when`
+    holds for its arguments, then does what the original does (inside an atomic write, the
+    press waits for the write's end)."""
+    original = getattr(module, name)
+
+    def pressed(*args, **kwargs):
+        if when(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args, **kwargs)
+
+    return pressed
+
+
+def tiny_config(tiny_dir, **settings) -> RunConfig:
+    return RunConfig.build(
+        dataset="mnist",
+        data_dir=str(tiny_dir),
+        verify=False,
+        network="784-16-10",
+        threads=1,
+        batch_size=32,
+        **settings,
+    )
+
+
+def leftovers(runs_dir) -> list:
+    return sorted(p.name for p in runs_dir.rglob("*") if re.search(r"\.(tmp|partial)$", p.name))
+
+
+@pytest.mark.parametrize(
+    "stage", ["making its folder", "saving an epoch", "testing it", "closing its record"]
+)
+def test_ctrl_c_at_any_stage_of_a_run_leaves_it_interrupted_or_done_never_half(
+    tiny_dir, runs_dir, monkeypatch, stage
+):
+    """Ctrl-C while the run folder was made left a .partial folder; between an epoch's
+    checkpoint and its history, a record that said epoch 0 beside a checkpoint of epoch 1;
+    while testing, a run neither marked interrupted nor finished (shown as stopped)."""
+    from quicknets.base.errors import Interrupted
+    from quicknets.base.interrupts import watch_ctrl_c
+    from quicknets.evaluation import metrics
+    from quicknets.networks import models
+    from quicknets.records import index, runs
+
+    patched = {
+        "making its folder": (runs, "atomic_write_json", lambda p, *a, **k: p.name == "meta.json"),
+        "saving an epoch": (torch, "save", lambda s, *a, **k: s.get("epoch") == 2),
+        "testing it": (metrics, "evaluate", lambda *a, **k: True),
+        "closing its record": (models, "save_model", lambda *a, **k: True),
+    }[stage]
+    monkeypatch.setattr(patched[0], patched[1], ctrl_c_inside(*patched))
+    with watch_ctrl_c(), pytest.raises(KeyboardInterrupt) as raised:
+        run(tiny_config(tiny_dir, epochs=3), runs_dir, quiet=True)
+    monkeypatch.undo()
+    (row,) = index.query(runs_dir, status="all")
+    assert leftovers(runs_dir) == []
+    path = runs_dir / row["name"]
+    if stage == "closing its record":  # it closed whole, then the Ctrl-C acted
+        assert row["status"] == "done" and raised.type is not Interrupted
+        assert sorted(p.name for p in path.iterdir() if p.name != ".lock") == sorted(
+            ["config.json", "meta.json", "history.json", "results.json", "model.pt"]
+            + ["familiarity.pt"]
+        )
+        return
+    assert raised.type is Interrupted and row["status"] == "interrupted"
+    if stage == "making its folder":  # before its first epoch: nothing to resume
+        assert "no checkpoint to resume" in str(raised.value)
+        return
+    kept = torch.load(path / "checkpoint.pt", weights_only=True)["epoch"]
+    assert kept == len(json.loads((path / "history.json").read_text())) == row["epochs_done"]
+    assert f"after epoch {kept} of 3" in str(raised.value)
+    resumed, results = resume(row["name"], runs_dir, quiet=True)
+    assert resumed == path and index.query(runs_dir, status="all")[0]["status"] == "done"
+
+
+def test_an_error_that_a_ctrl_c_came_out_as_marks_the_run_interrupted(tiny_dir, runs_dir):
+    """A library that turns KeyboardInterrupt into its own error (torch.save: RuntimeError
+    "unexpected pos") had the run marked failed, and the command printed that error."""
+    from quicknets.base.errors import Interrupted
+    from quicknets.base.interrupts import watch_ctrl_c
+    from quicknets.evaluation import metrics
+    from quicknets.records import index
+
+    def evaluate_turning_ctrl_c_into_an_error(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(3):
+                pass
+        except KeyboardInterrupt:
+            raise RuntimeError("unexpected pos 704 vs 598") from None
+
+    with pytest.MonkeyPatch.context() as mp, watch_ctrl_c(), pytest.raises(Interrupted):
+        mp.setattr(metrics, "evaluate", evaluate_turning_ctrl_c_into_an_error)
+        run(tiny_config(tiny_dir, epochs=2), runs_dir, quiet=True)
+    assert [r["status"] for r in index.query(runs_dir, status="all")] == ["interrupted"]
+    with pytest.MonkeyPatch.context() as mp, pytest.raises(RuntimeError):  # not watched:
+        mp.setattr(metrics, "evaluate", evaluate_turning_ctrl_c_into_an_error)  # a library
+        run(tiny_config(tiny_dir, epochs=2, seed=1), runs_dir, quiet=True)  # caller's own
+    statuses = {r["settings"]["seed"]: r["status"] for r in index.query(runs_dir, status="all")}
+    assert statuses == {0: "interrupted", 1: "failed"}
+
+
+def test_a_ctrl_c_swallowed_on_its_way_still_stops_the_training(tiny_dir, runs_dir, monkeypatch):
+    """A Ctrl-C raised inside a finalizer is printed as "Exception ignored" and dropped (seen in
+    SQLAlchemy's InstanceState._cleanup), or cleared by a library (torch's first import of
+    numpy): the training went on to its last epoch. It stops at its next step."""
+    from quicknets.base.errors import Interrupted
+    from quicknets.base.interrupts import watch_ctrl_c
+    from quicknets.records import index
+
+    class PressedInItsFinalizer:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(3):
+                pass
+
+    ignored = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: ignored.append(u.exc_type))
+    with watch_ctrl_c(), pytest.raises(Interrupted):
+        run(
+            tiny_config(tiny_dir, epochs=5),
+            runs_dir,
+            quiet=True,
+            on_epoch=lambda epoch, row: PressedInItsFinalizer() if epoch == 2 else None,
+        )
+    assert ignored == [KeyboardInterrupt]
+    (row,) = index.query(runs_dir, status="all")
+    assert row["status"] == "interrupted" and row["epochs_done"] == 2
+
+
+def test_ctrl_c_loading_a_checkpoint_is_an_interruption_not_a_corrupt_file(
+    tiny_dir, runs_dir, capsys
+):
+    """A Ctrl-C inside torch.load, as torch turns it into an error, was reported as
+    `error: checkpoint ... is corrupt or foreign`."""
+    from quicknets.training import checkpoint
+
+    path = interrupted_run(tiny_dir, runs_dir)
+
+    def load_turning_ctrl_c_into_an_error(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(3):
+                pass
+        except KeyboardInterrupt:
+            raise RuntimeError("PytorchStreamReader failed reading zip archive") from None
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(checkpoint.torch, "load", load_turning_ctrl_c_into_an_error)
+        code = main(["train", "--resume", path.name, "--runs-dir", str(runs_dir)])
+    assert (code, capsys.readouterr().err) == (130, "interrupted\n")
+    assert main(["train", "--resume", path.name, "--runs-dir", str(runs_dir), "--quiet"]) == 0

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import HANG_S, finish, wait_until
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.storage import ctrl_c_deferred
+from quicknets.base.interrupts import ctrl_c_deferred
 from quicknets.records.index import query
 from quicknets.sweeps.pool import (
     Job,
@@ -315,3 +315,26 @@ def test_a_script_without_the_main_guard_gets_one_clear_error(tiny_dir, runs_dir
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("script body") == 3  # the parent and each worker import it
     assert len(query(runs_dir)) == 2  # trained once
+
+
+def test_ctrl_c_outside_a_training_in_this_process_only_stops_the_sweep():
+    """With one worker the sweep runs here, where Ctrl-C raised at once: between a study's
+    trial being taken and its training (a trial left running, never told), or in the middle
+    of a trial's closing. As in a worker process, it now only sets `stop`: the task in hand
+    ends whole, and no other starts."""
+    from quicknets.base.interrupts import watch_ctrl_c
+    from quicknets.sweeps.pool import execute
+
+    done, told = [], []
+
+    def work(task, tell, stop):
+        if stop.is_set():
+            return
+        if task == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # e.g. right after the trial was taken
+        done.append(task)
+        tell(task)
+
+    with watch_ctrl_c():
+        assert execute(work, [0, 1, 2], 1, 1, told.append) is True  # stopped early
+    assert done == told == [0]

@@ -469,3 +469,29 @@ def test_a_journal_trial_whose_beats_stop_is_failed_and_queued_again(tmp_path):
     assert trials[2].state.name == "WAITING" and trials[2].params == trial.params
     assert trials[2].system_attrs["retry_history"] == [trial.number]
     assert replaced(trials) == {trial.number}
+
+
+def test_ctrl_c_while_a_study_is_made_waits_for_its_plan(tmp_path, monkeypatch):
+    """Ctrl-C while the trials were queued left a study without its plan: `--resume-sweep`
+    waited a minute and refused it, and its name could not be used again."""
+    import signal
+
+    from quicknets.base.interrupts import watch_ctrl_c
+    from quicknets.sweeps.space import Search
+    from quicknets.sweeps.study import create_study, load_search, storage_url
+
+    enqueue = optuna.Study.enqueue_trial
+
+    def pressed_while_queuing(study, params, *args, **kwargs):
+        if params == {"lr": 0.1, "seed": 0}:
+            os.kill(os.getpid(), signal.SIGINT)
+        return enqueue(study, params, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "enqueue_trial", pressed_while_queuing)
+    url = storage_url(None, tmp_path / "runs")
+    search = Search.build({"epochs": 1}, {"lr": [0.1, 0.2, 0.3]})
+    with watch_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        create_study(url, "s", search)
+    assert load_search(url, "s") == (search, 10)  # whole: its plan and its heartbeat
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state.name for t in trials] == ["WAITING"] * 3

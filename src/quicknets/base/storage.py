@@ -5,7 +5,7 @@
 
 Everything quicknets saves goes to a temporary file in the same folder, then `os.replace`, so a
 crash or a full disk mid-write leaves the old file or none, never half of one; a Ctrl-C waits
-for the write to end (ctrl_c_deferred). A failed write is
+for the write to end (interrupts.ctrl_c_deferred). A failed write is
 a WriteError: one line for the user ("cannot write X: no space left on the device"), and still an
 OSError for callers that can do without the file (the decoded-data cache). Files inside a run
 folder are written with parents=False: a run removed while it trains stays removed, and the
@@ -17,13 +17,11 @@ import errno
 import json
 import math
 import os
-import signal
 import tempfile
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.interrupts import ctrl_c_deferred
 
 
 class WriteError(QuicknetsError, OSError):
@@ -83,32 +81,6 @@ def html_path(path, what: str = "the page") -> Path:
     if path.suffix.lower() not in (".html", ".htm"):
         raise QuicknetsError(f"{what} is an HTML file: give a name ending in .html, not {path}")
     return output_path(path)
-
-
-@contextmanager
-def ctrl_c_deferred():
-    """Ctrl-C inside waits for the block's end, then acts as SIGINT's handler before it would
-    have (raises KeyboardInterrupt, is ignored, or ends the process). For writes that must end
-    whole: raised inside torch.save, a KeyboardInterrupt comes out as a RuntimeError ("unexpected
-    pos 704 vs 598"), and the run was marked failed; raised inside SQLAlchemy mid-transaction,
-    it can leave SQLite's write lock held (1 in 40 interrupted Optuna report/should_prune
-    loops), and another sweep worker's next write then fails with "database is locked"."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is None
-    ):  # signals reach the main thread only; None: a handler not set from Python
-        yield
-        return
-    pressed = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pressed and callable(previous):  # a Ctrl-C outranks the block's own error
-            previous(signal.SIGINT, pressed[0])
-        elif pressed and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)
 
 
 def atomic_write(path, write, parents: bool = True) -> None:

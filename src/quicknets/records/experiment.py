@@ -21,6 +21,7 @@ import dataclasses
 import json
 
 from quicknets.base.errors import Interrupted, QuicknetsError
+from quicknets.base.interrupts import ctrl_c_deferred, ctrl_c_pressed
 from quicknets.base.machine import resolve, torch_threads, use_strict_math
 from quicknets.base.storage import atomic_write_json
 from quicknets.config.configs import RunConfig
@@ -32,6 +33,7 @@ from quicknets.records.runs import (
     finish_run,
     fit_run_familiarity,
     hold_run,
+    is_finished,
     mark,
     start_run,
     unfinished_message,
@@ -153,21 +155,22 @@ def epoch_saver(path, loggers=(), on_epoch=None, config: RunConfig | None = None
     trained_with = config.to_dict() if config is not None else None
 
     def after_epoch(epoch, model, opt, generator, history, best=None, scaler=None, rng=None):
-        save_checkpoint(
-            path / CHECKPOINT_FILE,
-            epoch,
-            model,
-            opt,
-            generator,
-            history,
-            best,
-            scaler,
-            trained_with,
-            rng,
-        )
-        # progress, readable while training; never recreates a run removed meanwhile
-        atomic_write_json(path / "history.json", history, parents=False)
-        mark(path, "running", epoch)
+        with ctrl_c_deferred():  # the epoch's record whole: checkpoint, history and status agree
+            save_checkpoint(
+                path / CHECKPOINT_FILE,
+                epoch,
+                model,
+                opt,
+                generator,
+                history,
+                best,
+                scaler,
+                trained_with,
+                rng,
+            )
+            # progress, readable while training; never recreates a run removed meanwhile
+            atomic_write_json(path / "history.json", history, parents=False)
+            mark(path, "running", epoch)
         for logger in loggers:
             logger.log(history[-1], epoch)
         if on_epoch is not None:
@@ -196,56 +199,69 @@ def train_recorded(
     the one to continue (inside its `hold_run`). `on_start(path)` is told the folder before
     training begins. The familiarity statistics (familiarity.pt) are fitted at the end, except
     for a sweep's trial (meta.json's "sweep"), which has them fitted at its first use."""
-    from contextlib import nullcontext
+    from contextlib import ExitStack
 
     from quicknets.data.loading import describe
     from quicknets.evaluation.metrics import evaluate
     from quicknets.training.loggers import open_loggers
     from quicknets.training.loop import class_weights, fit
 
-    lock = nullcontext()  # a resume holds its run's lock already
-    if path is None:
-        weights = class_weights(config.train, data)  # recorded as numbers: what "auto" gave
-        named = None if weights is None else dict(zip(map(str, data.classes), weights))
-        path = start_run(config, describe(data), runs_dir, sweep=sweep, class_weights=named)
-        lock = hold_run(path)  # held while training: `runs` shows it running, `runs rm` refuses
-    with lock:
-        if on_start is not None:
-            on_start(path)
-        loggers = open_loggers(log_to, path, config.to_dict())
+    with ExitStack() as held:
         try:
-            history = fit(
-                model,
-                data,
-                config.train,
-                quiet=quiet,
-                log=log,
-                resume=resume,
-                after_epoch=epoch_saver(path, loggers, on_epoch, config),
-            )
-        except KeyboardInterrupt:
-            mark(path, "interrupted")
-            raise Interrupted(unfinished_message(path)) from None
+            if path is None:
+                weights = class_weights(config.train, data)  # recorded as numbers: "auto"'s
+                named = None if weights is None else dict(zip(map(str, data.classes), weights))
+                # made, locked and told at once: a Ctrl-C then finds it, to mark it interrupted
+                with ctrl_c_deferred():
+                    path = start_run(
+                        config, describe(data), runs_dir, sweep=sweep, class_weights=named
+                    )
+                    held.enter_context(hold_run(path))  # `runs` shows it running
+                    if on_start is not None:
+                        on_start(path)
+            else:  # a resume holds its run's lock already
+                if on_start is not None:
+                    on_start(path)
+                if resume is not None:
+                    mark(path, "running", resume["epoch"])
+            loggers = open_loggers(log_to, path, config.to_dict())
+            try:
+                history = fit(
+                    model,
+                    data,
+                    config.train,
+                    quiet=quiet,
+                    log=log,
+                    resume=resume,
+                    after_epoch=epoch_saver(path, loggers, on_epoch, config),
+                )
+            finally:
+                for logger in loggers:
+                    logger.close()
+            with torch_threads(config.train.threads):  # the run's threads, as its epochs
+                results = evaluate(model, data)
+                # before results.json (which closes the record). A sweep's trial skips it (4.3
+                # MiB and a second or two each, for trials mostly never used): it is fitted and
+                # kept at its first use instead (records.runs.run_familiarity)
+                if not read_json(path / "meta.json", dict).get("sweep"):
+                    results["familiarity"] = fit_run_familiarity(path, model, data)
+            finish_run(path, model, history, results)
         except BrokenPipeError:  # `quicknets train | head`: the reader left; resumable, not failed
+            if path is None or is_finished(path):
+                raise
             mark(path, "interrupted")
             raise QuicknetsError(
                 f"the output was closed, so training stopped; {unfinished_message(path)}"
             ) from None
         except BaseException as e:
+            if path is None or is_finished(path):  # before the run, or after it was recorded
+                raise
+            if isinstance(e, KeyboardInterrupt) or ctrl_c_pressed():  # another error after a
+                mark(path, "interrupted")  # Ctrl-C is the Ctrl-C's doing (interrupts.py)
+                raise Interrupted(unfinished_message(path)) from None
             # pruned by Optuna (resumable like any stopped run), diverged, or failed
             mark(path, "pruned" if type(e).__name__ == "TrialPruned" else "failed")
             raise
-        finally:
-            for logger in loggers:
-                logger.close()
-        with torch_threads(config.train.threads):  # the run's threads, as its epochs
-            results = evaluate(model, data)
-            # before results.json (which closes the record). A sweep's trial skips it (4.3 MiB
-            # and a second or two each, for trials mostly never used): it is fitted and kept at
-            # its first use instead (records.runs.run_familiarity)
-            if not read_json(path / "meta.json", dict).get("sweep"):
-                results["familiarity"] = fit_run_familiarity(path, model, data)
-        finish_run(path, model, history, results)
     return path, results
 
 
@@ -275,16 +291,17 @@ def train_stacked_recorded(
     from quicknets.training.stacked import fit_stacked
 
     group = {"group": secrets.token_hex(4), "variants": len(configs)}
+    paths, done = [], []
     with ExitStack() as held:
-        paths = []
-        for config, data in zip(configs, datas):
-            path = start_run(config, describe(data), runs_dir, sweep=sweep, stacked=group)
-            held.enter_context(hold_run(path))
-            paths.append(path)
-            if on_start is not None:
-                on_start(path)
-        savers = [epoch_saver(p, (), None, c) for p, c in zip(paths, configs)]
         try:
+            for config, data in zip(configs, datas):
+                with ctrl_c_deferred():  # made, locked and told at once (as train_recorded)
+                    path = start_run(config, describe(data), runs_dir, sweep=sweep, stacked=group)
+                    held.enter_context(hold_run(path))
+                    paths.append(path)
+                    if on_start is not None:
+                        on_start(path)
+            savers = [epoch_saver(p, (), None, c) for p, c in zip(paths, configs)]
             histories = fit_stacked(
                 models,
                 datas,
@@ -294,26 +311,29 @@ def train_stacked_recorded(
                 after_epochs=savers,
                 should_stop=should_stop,
             )
-        except KeyboardInterrupt:
-            for path in paths:
-                mark(path, "interrupted")
-            raise Interrupted("; ".join(unfinished_message(p) for p in paths)) from None
-        except BaseException:
-            for path in paths:
+            for path, model, data, history in zip(paths, models, datas, histories):
+                if isinstance(history, QuicknetsError):
+                    mark(path, "failed")
+                    done.append((path, history))
+                    continue
+                with torch_threads(configs[0].train.threads):  # the stack's, as train_recorded
+                    results = evaluate(model, data)
+                    if sweep is None:  # as train_recorded; a sweep's trial fits it at first use
+                        results["familiarity"] = fit_run_familiarity(path, model, data)
+                finish_run(path, model, history, results)
+                done.append((path, results))
+        except BaseException as e:
+            told = {p for p, _ in done}  # finished, or failed on its own
+            left = [p for p in paths if p not in told]
+            if not left:
+                raise
+            if isinstance(e, KeyboardInterrupt) or ctrl_c_pressed():  # as train_recorded
+                for path in left:
+                    mark(path, "interrupted")
+                raise Interrupted("; ".join(unfinished_message(p) for p in left)) from None
+            for path in left:
                 mark(path, "failed")
             raise
-        done = []
-        for path, model, data, history in zip(paths, models, datas, histories):
-            if isinstance(history, QuicknetsError):
-                mark(path, "failed")
-                done.append((path, history))
-                continue
-            with torch_threads(configs[0].train.threads):  # the stack's, as train_recorded
-                results = evaluate(model, data)
-                if sweep is None:  # as train_recorded; a sweep's trial fits it at first use
-                    results["familiarity"] = fit_run_familiarity(path, model, data)
-            finish_run(path, model, history, results)
-            done.append((path, results))
     return done
 
 
@@ -362,7 +382,6 @@ def resume(
         config, model, data = setup(config, recorded=recorded)  # changed data: an error
         if not quiet:
             log(f"resuming {path.name} after epoch {state['epoch']} of {config.train.epochs}")
-        mark(path, "running", state["epoch"])
         return train_recorded(
             config, model, data, path=path, resume=state, quiet=quiet, log=log, log_to=log_to
         )

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.interrupts import ctrl_c_deferred
 from quicknets.base.storage import atomic_write_json
 from quicknets.config.configs import RunConfig, trained_settings
 from quicknets.evaluation.metric_names import upgrade_history
@@ -175,10 +176,11 @@ def start_run(
     if stacked:
         meta["stacked"] = stacked
     try:
-        tmp.mkdir(parents=True)
-        atomic_write_json(tmp / "config.json", config.to_dict(), parents=False)
-        atomic_write_json(tmp / "meta.json", meta, parents=False)
-        os.replace(tmp, final)  # the folder appears with its config, never without
+        with ctrl_c_deferred():  # a Ctrl-C meanwhile would leave the .partial folder
+            tmp.mkdir(parents=True)
+            atomic_write_json(tmp / "config.json", config.to_dict(), parents=False)
+            atomic_write_json(tmp / "meta.json", meta, parents=False)
+            os.replace(tmp, final)  # the folder appears with its config, never without
     except OSError as e:  # --runs-dir names a file, a read-only folder, a full disk
         shutil.rmtree(tmp, ignore_errors=True)
         raise QuicknetsError(f"cannot create the run folder {final}: {e.strerror}") from None
@@ -187,18 +189,20 @@ def start_run(
 
 def finish_run(path: Path, model, history: list, results: dict) -> Path:
     """Write the weights, history and results (last: its presence marks the run finished).
-    A folder removed meanwhile is a QuicknetsError, never recreated."""
-    path = Path(path)
-    atomic_write_json(path / "history.json", history, parents=False)
+    A folder removed meanwhile is a QuicknetsError, never recreated. A Ctrl-C waits for the
+    record to close (a finished run with its checkpoint and status left, else)."""
     from quicknets.networks.models import save_model
 
-    save_model(model, path / "model.pt")
-    atomic_write_json(path / "results.json", results, parents=False)
-    for leftover in (CHECKPOINT_FILE, STATUS_FILE):  # the record is closed: no resume
-        (path / leftover).unlink(missing_ok=True)
-    for temp in path.iterdir():  # half-written by a trainer killed before (we hold the lock)
-        if TEMP.fullmatch(temp.name):
-            temp.unlink(missing_ok=True)
+    path = Path(path)
+    with ctrl_c_deferred():
+        atomic_write_json(path / "history.json", history, parents=False)
+        save_model(model, path / "model.pt")
+        atomic_write_json(path / "results.json", results, parents=False)
+        for leftover in (CHECKPOINT_FILE, STATUS_FILE):  # the record is closed: no resume
+            (path / leftover).unlink(missing_ok=True)
+        for temp in path.iterdir():  # half-written by a trainer killed before (we hold the lock)
+            if TEMP.fullmatch(temp.name):
+                temp.unlink(missing_ok=True)
     return path
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from quicknets.base.errors import QuicknetsError
-from quicknets.base.storage import ctrl_c_deferred
+from quicknets.base.interrupts import ctrl_c_deferred, watch_ctrl_c
 from quicknets.evaluation.metric_names import upgrade_history
 from quicknets.training.stackable import stack_key
 
@@ -163,13 +163,9 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     def outcome(status, **more):
         return Outcome(job.overrides, status, time.perf_counter() - start, runs, **more)
 
-    def ctrl_c(signum, frame):  # as signal.default_int_handler, remembered
-        pressed.append(signum)
-        raise KeyboardInterrupt
-
     pressed = []
     try:
-        with on_ctrl_c(ctrl_c):  # a training stops, marked interrupted
+        with watch_ctrl_c() as pressed:  # a training stops, marked interrupted
             if job.resume:
                 runs.append(job.resume)
                 path, results = resume(
@@ -240,13 +236,8 @@ def train_stack(jobs: tuple, stop) -> list:
         return Outcome(job.overrides, status, seconds, names, **more)
 
     pressed = []
-
-    def ctrl_c(signum, frame):
-        pressed.append(signum)
-        raise KeyboardInterrupt
-
     try:
-        with on_ctrl_c(ctrl_c):
+        with watch_ctrl_c() as pressed:
             done = train_stacked_recorded(
                 configs,
                 models,
@@ -373,11 +364,13 @@ def execute(work, tasks: list, workers: int, threads: int, tell) -> bool:
     an interrupted training) stopped it early."""
     if workers == 1:  # here, in this process: training sets and restores torch's threads
         stop = threading.Event()
-        try:
+        # as in a worker process: Ctrl-C stops a training (train_job), and elsewhere only sets
+        # `stop`; raised there, it could leave a study's trial taken and never told
+        with on_ctrl_c(lambda signum, frame: stop.set()):
+            import torch  # noqa: F401  here, where Ctrl-C cannot cut its import (cli.py)
+
             for task in tasks:
                 work(task, tell, stop)
-        except KeyboardInterrupt:  # outside a training (train_job handles those)
-            stop.set()
         return stop.is_set()
     return _execute_spawned(work, tasks, workers, threads, tell)
 

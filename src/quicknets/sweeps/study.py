@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.interrupts import ctrl_c_deferred
 from quicknets.evaluation.metric_names import higher_is_better
 from quicknets.sweeps.space import Search
 
@@ -114,7 +115,7 @@ def write_at_once(engine) -> None:
     SQLAlchemy's pysqlite notes advise. Optuna's writes read first, and SQLite answers a read
     lock's upgrade that would wait on another writer with "database is locked" at once,
     whatever the busy timeout. Taken at the start, the lock is waited for (the 120 s timeout).
-    A Ctrl-C never lands inside a write (pool.ctrl_c_deferred): one that did could leave the
+    A Ctrl-C never lands inside a write (interrupts.ctrl_c_deferred): one that did could leave the
     lock held, and the other workers' writes then failed after their timeout."""
     from sqlalchemy import event
 
@@ -185,7 +186,10 @@ def create_study(url: str, name: str, search: Search, heartbeat: int = HEARTBEAT
         study.set_user_attr(SPEC_ATTR, search.to_dict())  # last: joiners wait for it
         return True
 
-    return using_storage("create", url, name, create)
+    # whole: a Ctrl-C meanwhile left a study without its plan, whose name then could be
+    # neither resumed nor used again
+    with ctrl_c_deferred():
+        return using_storage("create", url, name, create)
 
 
 def delete_if_unused(url: str, name: str) -> None:

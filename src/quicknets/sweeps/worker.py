@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from quicknets.base.storage import ctrl_c_deferred
+from quicknets.base.interrupts import ctrl_c_deferred
 from quicknets.sweeps.pool import Job, Outcome, execute, train_job
 from quicknets.sweeps.space import Range, Search
 from quicknets.sweeps.study import (

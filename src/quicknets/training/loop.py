@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.interrupts import check_ctrl_c
 from quicknets.base.machine import (
     TRAINING,
     CoreLease,
@@ -307,6 +308,7 @@ def train_epoch(
     bounds = batch_bounds(len(y), batch_size, has_batchnorm(model))
     norm = batchnorm_mode(model, config, x.device)
     for step, (start, end) in enumerate(bounds, first_step):
+        check_ctrl_c()  # a Ctrl-C swallowed on its way (interrupts.py) stops here
         idx = order[start:end]
         xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # (B, C, H, W), (B,)
         if moves is not None and config is not None:  # moves come only with a config

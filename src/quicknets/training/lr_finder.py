@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.interrupts import check_ctrl_c
 from quicknets.base.machine import TRAINING, flush_denormals, resolve, use_strict_math
 from quicknets.config.configs import TrainConfig, check, make
 from quicknets.training.loop import (
@@ -167,6 +168,7 @@ def _sweep(net, data, config, device, start_lr, end_lr, steps) -> tuple:
     lrs, raw, smooth = [], [], []
     average, lowest, beta = 0.0, math.inf, 0.98
     for step in range(steps):
+        check_ctrl_c()  # a Ctrl-C swallowed on its way (interrupts.py) stops here
         if not batches:
             order = torch.randperm(n, generator=generator)
             batches = [order[a:b] for a, b in bounds]

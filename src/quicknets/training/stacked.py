@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from quicknets.base.errors import QuicknetsError
+from quicknets.base.interrupts import check_ctrl_c
 from quicknets.base.machine import (
     TRAINING,
     CoreLease,
@@ -198,6 +199,7 @@ def _stacked_loop(models, datas, configs, quiet, log, after_epochs, should_stop,
             loss_sum = torch.zeros(len(active))
             correct = torch.zeros(len(active), dtype=torch.long)
             for step, (lo, hi) in enumerate(bounds, (epoch - 1) * steps):
+                check_ctrl_c()  # a Ctrl-C swallowed on its way (interrupts.py) stops here
                 idx = orders[:, lo:hi]  # (K, B)
                 xb = x.index_select(0, (idx + offset).flatten()).view(len(active), hi - lo, -1)
                 yb = torch.gather(y_all, 1, idx)
