@@ -569,8 +569,9 @@ def test_a_damaged_results_json_is_one_note_where_the_model_is_all_that_is_used(
     tiny_dir, tmp_path, capsys
 ):
     """evaluate, classify and export need the model and config, not results.json: garbage,
-    truncated JSON, a JSON list or no file is one `note:` line on stderr and the same output
-    (they were errors); `runs` and `compare` still say the run is unreadable or unfinished."""
+    truncated JSON or a JSON list is one `note:` line on stderr and the same output (they were
+    errors); `runs` and `compare` still say the run is unreadable; no file at all is an
+    unfinished run for every command."""
     runs = tmp_path / "runs"
     run_dir = Path(_tiny_run(tiny_dir, runs, capsys))
     data = ["--data-dir", str(tiny_dir), "--runs-dir", str(runs)]
@@ -588,12 +589,9 @@ def test_a_damaged_results_json_is_one_note_where_the_model_is_all_that_is_used(
         "garbage": b"\x00\xff\x13garbage",
         "truncated": results[: len(results) // 2],
         "a JSON list": b"[0.7, 0.2]",
-        "missing": None,
     }
     for kind, content in damage.items():
-        (run_dir / "results.json").unlink()
-        if content is not None:
-            (run_dir / "results.json").write_bytes(content)
+        (run_dir / "results.json").write_bytes(content)
         for name, args in uses.items():
             assert main(args) == 0, kind
             out, err = capsys.readouterr()
@@ -607,14 +605,15 @@ def test_a_damaged_results_json_is_one_note_where_the_model_is_all_that_is_used(
         listed = capsys.readouterr().out
         assert main(["compare", str(run_dir), "--runs-dir", str(runs)]) == 1
         refused = capsys.readouterr().err
-        if content is None:
-            assert f"{run_dir.name}  " in listed and " stopped " in listed
-            assert "is not finished" in refused
-        else:
-            assert f"unreadable: {run_dir.name}: {run_dir / 'results.json'} is corrupt" in listed
-            assert refused.startswith(f"error: {run_dir / 'results.json'} is corrupt")
-        kept = (run_dir / "results.json").read_bytes() if content is not None else None
-        assert kept == content  # left as it was: nothing rewritten, nothing made
+        assert f"unreadable: {run_dir.name}: {run_dir / 'results.json'} is corrupt" in listed
+        assert refused.startswith(f"error: {run_dir / 'results.json'} is corrupt")
+        assert (run_dir / "results.json").read_bytes() == content  # left as it was
+    (run_dir / "results.json").unlink()  # killed before the record closed: unfinished
+    for args in [*uses.values(), ["export", str(run_dir), "--out", str(tmp_path / "m.onnx")]]:
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "stopped" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m.onnx").exists() and not (run_dir / "results.json").exists()
     (run_dir / "results.json").write_bytes(damage["garbage"])
     assert main([*uses["evaluate"], "--robustness"]) == 0  # measured, and not recorded
     out, err = capsys.readouterr()

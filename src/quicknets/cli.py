@@ -133,7 +133,10 @@ def main(argv=None) -> int:
         try:
             if args.command not in WITHOUT_TORCH:
                 with ctrl_c_deferred():  # torch's import ends whole (commands.WITHOUT_TORCH)
-                    import torch  # noqa: F401
+                    try:
+                        import torch  # noqa: F401
+                    except Exception:  # missing or broken: the command's own import says so
+                        pass
             code = args.handler(args) or 0
             sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
             return code

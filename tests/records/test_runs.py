@@ -167,7 +167,8 @@ def test_every_command_reads_the_same_state_after_a_kill_at_any_moment(runs_dir)
         load_trained(path)  # no model yet
     save_model(network("784-256-128-64-10"), path / "model.pt")  # killed right after model.pt
     agree("stopped", listed=False, load="stopped after epoch 2 of 2", resume=None)
-    assert load_trained(path)[1].startswith(f"note: {path / 'results.json'} is missing")
+    with pytest.raises(QuicknetsError, match="stopped after epoch 2 of 2"):
+        load_trained(path)  # model.pt without results.json: unfinished, as `runs` says
     atomic_write_json(path / "results.json", results(0.7))  # killed right after results.json
     assert (path / "checkpoint.pt").exists() and (path / "status.json").exists()
     agree("done", listed=True, load=None, resume="is finished")
@@ -376,8 +377,9 @@ def test_corrupt_files_are_clear_errors(runs_dir):
 
 def test_using_a_model_needs_no_readable_results(runs_dir):
     """evaluate, classify, export and demo read a run through load_trained: a results.json (or
-    history.json) missing or corrupt is a note, not an error; config.json, meta.json and
-    model.pt are still needed, and `runs` still calls the run unreadable, with its reason."""
+    history.json) that is corrupt is a note, not an error; config.json, meta.json and model.pt
+    are still needed, a missing results.json is an unfinished run, and `runs` still calls a
+    damaged run unreadable, with its reason."""
     model = network("784-10")
     path = save_run(model, config(spec="784-10"), history(), results(0.7), {}, runs_dir)
     intact = (path / "results.json").read_bytes()
@@ -387,26 +389,22 @@ def test_using_a_model_needs_no_readable_results(runs_dir):
         "garbage": b"\x00\xff\x13garbage",
         "truncated": intact[: len(intact) // 2],
         "a JSON list": b"[0.7, 0.2]",
-        "missing": None,
     }
     for kind, content in damage.items():
-        (path / "results.json").unlink()
-        if content is not None:
-            (path / "results.json").write_bytes(content)
+        (path / "results.json").write_bytes(content)
         run, note = load_trained(path.name, runs_dir)
         assert run.results == {} and run.config == load_trained(path)[0].config, kind
         assert note.startswith(f"note: {path / 'results.json'} is ") and "\n" not in note, kind
         assert note.endswith("not needed here: the model is used from model.pt and config.json")
-        assert "cannot be read" not in note and ("missing" in note) == (content is None), note
+        assert "cannot be read" not in note and "missing" not in note, note
         weights = load_model(path.name, runs_dir).state_dict()  # the library's way too
         assert all(weights[k].equal(v) for k, v in model.state_dict().items())
         row = index.query(runs_dir, status="all")[0]
-        if content is None:  # an unfinished run, as before
-            assert row["status"] == "stopped"
-            with pytest.raises(QuicknetsError, match="is not finished"):
-                load_run(path)
-        else:
-            assert row["status"] == "unreadable" and "results.json is corrupt" in row["problem"]
+        assert row["status"] == "unreadable" and "results.json is corrupt" in row["problem"]
+    (path / "results.json").unlink()  # missing: an unfinished run, as before
+    with pytest.raises(QuicknetsError, match="not finished|stopped"):
+        load_trained(path)
+    assert index.query(runs_dir, status="all")[0]["status"] == "stopped"
     (path / "results.json").write_bytes(intact)
     (path / "history.json").write_text("[{")
     assert "history.json is corrupt" in load_trained(path)[1]

@@ -24,9 +24,10 @@ COMMANDS = {
     "doctor": "doctor",
 }
 
-# The commands that never import torch in this process. Every other one imports it first, at
+# The commands that do not import torch up front (runs, compare and completion never do; doctor
+# imports it inside a check, to say what is wrong with it). Every other one imports it first, at
 # once, with Ctrl-C deferred (cli.py): pressed inside torch's import, Ctrl-C was lost (torch
 # clears any error of its numpy import, and runs without numpy) or aborted the process
 # ("terminate called after throwing an instance of 'pybind11::error_already_set'"). A sweep's
 # workers import it; with one worker, this process does, where Ctrl-C only stops (pool.execute).
-WITHOUT_TORCH = ("runs", "compare", "completion", "sweep")
+WITHOUT_TORCH = ("runs", "compare", "completion", "sweep", "doctor")

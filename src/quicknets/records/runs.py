@@ -422,26 +422,21 @@ MODEL_NEEDS = ("config.json", "meta.json")  # with model.pt: what using a run's 
 def load_trained(ref, runs_dir=None) -> tuple:
     """(Run, note) of a run whose model is to be used (evaluate, classify, export, demo), read
     as load_run reads it, except results.json and history.json, which using the model does not
-    need: missing, corrupt or of the wrong JSON type, they leave the Run's results {} and
-    history [], and `note` says so in one line ("note: ..."); else note is None. A run without
-    results.json is used only where model.pt exists and no trainer holds it (finish_run writes
-    model.pt first); else, and for config.json, meta.json or their disagreement, this raises
-    load_run's QuicknetsError. `quicknets runs` and compare still list such a run as unreadable
-    or unfinished (read_record), with the reason."""
+    need: corrupt or of the wrong JSON type (history.json also missing), they leave the Run's
+    results {} and history [], and `note` says so in one line ("note: ..."); else note is None.
+    A run without results.json is unfinished (killed, perhaps, between model.pt and
+    results.json, which closes the record): that, and config.json, meta.json or their
+    disagreement, raise load_run's QuicknetsError. `quicknets runs` and compare still list a
+    damaged run as unreadable (read_record), with the reason."""
     from quicknets.records.runfolder import CANNOT_READ, INCOMPLETE
 
     path = find_run(ref, runs_dir)
-    finished = is_finished(path)
-    if not finished and (
-        not (path / "model.pt").is_file() or run_state(path)["status"] == "running"
-    ):
+    if not is_finished(path):  # as `runs` says: one record, one state
         raise QuicknetsError(unfinished_message(path))
     parts, problems = read_record(path, MODEL_NEEDS)
     if problems:
         raise QuicknetsError(problems[0])
     rest, skipped = read_record(path, ("history.json", "results.json"))
-    if not finished:
-        skipped.insert(0, f"{path / 'results.json'} is missing")
     note = None
     if skipped:
         why = "; ".join(p.removesuffix(CANNOT_READ).removesuffix(INCOMPLETE) for p in skipped)
