@@ -427,3 +427,5 @@ def test_an_export_is_named_as_its_format(tmp_path):
         with pytest.raises(QuicknetsError, match=f"{format} exports are .* files"):
             export_path(tmp_path / name, format)
     assert format_of("torchscript", "m.pt") == "torchscript"
+    with pytest.raises(QuicknetsError, match=r"not m.pt \(or name the format: --format torchscr"):
+        export_path("m.pt", format_of(None, "m.pt"))  # no format named: ONNX, as before

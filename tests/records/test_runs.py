@@ -355,9 +355,14 @@ def test_corrupt_files_are_clear_errors(runs_dir):
         (
             "results.json",
             "[]",
-            r"results.json is corrupt \(a JSON list, "
+            r"results.json is corrupt \(a JSON array, "
             "not the object it should hold",
         ),
+        ("results.json", "null", r"results.json is corrupt \(a JSON null, not the object"),
+        ("results.json", "{}", r"results.json is corrupt \(it has no accuracy\)"),
+        ("results.json", '{"accuracy": 0.7}', r"results.json is corrupt \(it has no loss\)"),
+        ("results.json", '{"accuracy": "x", "loss": 1}', r"\(accuracy is 'x', not a number\)"),
+        ("history.json", "[1]", r"history.json is corrupt \(epoch row 1 is a JSON number"),
         ("config.json", "[1, 2]", "config.json is corrupt"),
         ("meta.json", "\xff", "meta.json is corrupt"),
     ]:

@@ -18,6 +18,7 @@ from quicknets.sweeps.pool import (
     Job,
     Outcome,
     execute,
+    kept,
     on_ctrl_c,
     plan_workers,
     train_job,
@@ -338,3 +339,10 @@ def test_ctrl_c_outside_a_training_in_this_process_only_stops_the_sweep():
     with watch_ctrl_c():
         assert execute(work, [0, 1, 2], 1, 1, told.append) is True  # stopped early
     assert done == told == [0]
+
+
+def test_an_interrupted_trial_says_what_its_run_keeps(tmp_path):
+    assert kept(None) == "stopped before it trained"
+    assert kept(tmp_path) == "stopped before its first epoch ended: nothing kept, it trains again"
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    assert kept(tmp_path) == "it keeps its last finished epoch"

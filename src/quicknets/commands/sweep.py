@@ -251,7 +251,7 @@ def _run(args) -> int:
             raise QuicknetsError(
                 f"--resume-sweep continues a sweep as it was planned; it "
                 f"takes only --workers, --threads, --storage, --log-to, "
-                f"--quiet, --all-settings and --runs-dir, not --"
+                f"--quiet, --all-settings, --no-stack and --runs-dir, not --"
                 f"{given[0].removeprefix('set_').replace('_', '-')}"
             )
         name = args.resume_sweep

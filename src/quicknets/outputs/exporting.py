@@ -84,9 +84,11 @@ def export_path(path, format: str) -> Path:
     (storage.output_path). Raises QuicknetsError."""
     suffixes = (FORMATS[format], *ALSO.get(format, ()))
     if not str(path).endswith(suffixes):
+        other = [f for f, also in ALSO.items() if f != format and str(path).endswith(also)]
+        hint = f" (or name the format: --format {other[0]})" if other else ""
         raise QuicknetsError(
             f"{format} exports are {' or '.join(suffixes)} files: give a name ending in "
-            f"{FORMATS[format]}, not {path}"
+            f"{FORMATS[format]}, not {path}{hint}"
         )
     return output_path(path)
 

@@ -62,10 +62,20 @@ def read_json(path: Path, kind: type):
         raise QuicknetsError(f"{path} is corrupt ({e}){CANNOT_READ}") from None
     if not isinstance(value, kind):
         raise QuicknetsError(
-            f"{path} is corrupt (a JSON {type(value).__name__}, not the "
+            f"{path} is corrupt (a JSON {json_type(value)}, not the "
             f"{'object' if kind is dict else 'array'} it should hold){CANNOT_READ}"
         )
     return value
+
+
+def json_type(value) -> str:
+    """JSON's own name for the type of a parsed value (null, not NoneType)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    names = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+    return names.get(type(value), type(value).__name__)
 
 
 RECORD_FILES = {
@@ -90,13 +100,17 @@ def _checked_history(file: Path, history: list) -> list:
         if not isinstance(row, dict):
             raise QuicknetsError(
                 f"{file} is corrupt (epoch row {i} is a JSON "
-                f"{type(row).__name__}, not an object){CANNOT_READ}"
+                f"{json_type(row)}, not an object){CANNOT_READ}"
             )
     return history
 
 
 def _checked_results(file: Path, results: dict) -> dict:
-    # NaN is a number: a diverged run shows as one. The metrics the index sorts by, too.
+    # NaN is a number: a diverged run shows as one (written as null). The metrics the index
+    # sorts by, too; accuracy and loss every record has (the figures and pages draw them).
+    for key in ("accuracy", "loss"):
+        if key not in results:
+            raise QuicknetsError(f"{file} is corrupt (it has no {key}){CANNOT_READ}")
     for key in ("accuracy", "loss", "ece", "mean_corruption_accuracy"):
         value = results.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):

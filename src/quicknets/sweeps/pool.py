@@ -26,6 +26,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 from quicknets.base.errors import QuicknetsError
@@ -136,6 +137,17 @@ def score(history: list, results: dict, metric: str):
     return metrics(SimpleNamespace(history=history, results=results))[metric]
 
 
+def kept(path) -> str:
+    """What an interrupted run at `path` (None: none made) keeps, for its trial's line."""
+    from quicknets.records.runs import CHECKPOINT_FILE
+
+    if path is None:
+        return "stopped before it trained"
+    if not (Path(path) / CHECKPOINT_FILE).is_file():
+        return "stopped before its first epoch ended: nothing kept, it trains again"
+    return "it keeps its last finished epoch"
+
+
 def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     """Train one recorded run; a failure is an Outcome, not an exception. None when the sweep
     is stopping. `on_epoch` (an Optuna pruning check) and `on_start(path)` as experiment.run's."""
@@ -163,6 +175,11 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
     def outcome(status, **more):
         return Outcome(job.overrides, status, time.perf_counter() - start, runs, **more)
 
+    def folder(name):
+        from quicknets.records.runs import runs_root
+
+        return runs_root(job.runs_dir) / name
+
     pressed = []
     try:
         with watch_ctrl_c() as pressed:  # a training stops, marked interrupted
@@ -183,10 +200,7 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
                 )
     except KeyboardInterrupt:  # the sweep's own message says how to continue
         stop.set()
-        return outcome(
-            "interrupted",
-            message="it keeps its last finished epoch" if runs else "stopped before it trained",
-        )
+        return outcome("interrupted", message=kept(folder(runs[-1]) if runs else None))
     except Exception as e:  # one trial's failure is reported, the others go on
         if pressed:  # Ctrl-C inside torch.save comes out as a RuntimeError; the checkpoint
             # of the epoch before is intact (written atomically): the run is resumable
@@ -195,7 +209,7 @@ def train_job(job: Job, stop, on_epoch=None, on_start=None) -> Outcome | None:
             if runs:
                 mark(runs_root(job.runs_dir) / runs[-1], "interrupted")
             stop.set()
-            return outcome("interrupted", message="it keeps its last finished epoch")
+            return outcome("interrupted", message=kept(folder(runs[-1]) if runs else None))
         pruned = type(e).__name__ == "TrialPruned"  # as experiment.py: optuna not imported
         message = str(e).splitlines()[0] if str(e) else ""
         if not pruned and not isinstance(e, QuicknetsError):
@@ -255,10 +269,7 @@ def train_stack(jobs: tuple, stop) -> list:
                 for path in runs:
                     mark(path, "interrupted")
             stop.set()
-            return [
-                outcome(j, "interrupted", p, message="it keeps its last finished epoch")
-                for j, p in zip(jobs, runs)
-            ]
+            return [outcome(j, "interrupted", p, message=kept(p)) for j, p in zip(jobs, runs)]
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         return [outcome(j, "failed", p, message=message) for j, p in zip(jobs, runs)]
     outcomes = []
