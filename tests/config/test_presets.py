@@ -85,7 +85,7 @@ def test_flip_tta_survives_save_and_load(tiny, runs_dir):
     torch.manual_seed(0)
     model = network("conv4-fc8", flip_tta=True).eval()
     config = RunConfig.build(network="conv4-fc8", flip_tta=True)
-    path = save_run(model, config, [], {}, None, runs_dir)
+    path = save_run(model, config, [], {"accuracy": 0.1, "loss": 2.3}, None, runs_dir)
     loaded = load_model(load_run(path))
     x = tiny.normalize(tiny.test_images[:4])
     assert torch.allclose(loaded.eval()(x), model(x))
